@@ -1,0 +1,1 @@
+"""Django project for the Agent Assist integration backend (connector and interceptor roles)."""

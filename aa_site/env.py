@@ -1,0 +1,74 @@
+"""Typed readers for environment settings that never raise at import.
+
+A malformed value is recorded in ``PROBLEMS`` instead of raising, so that
+``settings.py`` always imports and the system checks (``aa_site.checks``) can
+report every bad setting by name before the service starts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+# (setting name, message) pairs; copied into settings.ENVIRONMENT_PROBLEMS.
+PROBLEMS: list[tuple[str, str]] = []
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def text(name: str, default: str = "") -> str:
+    """Return the variable stripped of surrounding whitespace, or ``default``."""
+    value = os.environ.get(name)
+    return default if value is None else value.strip()
+
+
+def flag(name: str, default: bool = False) -> bool:
+    """Return a boolean from 1/0, true/false, yes/no or on/off."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    PROBLEMS.append((name, f"must be true or false, got {raw!r}"))
+    return default
+
+
+def integer(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return an integer within [minimum, maximum]."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        PROBLEMS.append((name, f"must be an integer, got {raw!r}"))
+        return default
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        PROBLEMS.append((name, f"must be between {minimum} and {maximum}, got {value}"))
+        return default
+    return value
+
+
+def choice(name: str, default: str, choices: Iterable[str]) -> str:
+    """Return one of ``choices`` (compared case-insensitively)."""
+    allowed = {c.lower(): c for c in choices}
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    value = allowed.get(raw.strip().lower())
+    if value is None:
+        PROBLEMS.append((name, f"must be one of {', '.join(sorted(allowed.values()))}, got {raw!r}"))
+        return default
+    return value
+
+
+def items(name: str, default: Iterable[str] = ()) -> list[str]:
+    """Return a comma- or whitespace-separated list, empty items dropped."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return list(default)
+    return [item for item in raw.replace(",", " ").split() if item]

@@ -1,0 +1,129 @@
+"""Django settings, read from the environment and nothing more.
+
+Every value comes from an environment variable (see the README's settings
+table). Malformed values do not raise here: ``aa_site.env`` records them and
+the system checks in ``aa_site.checks`` stop start-up naming each one.
+Nothing in this module touches the network or reads a secret.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from aa_site import env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# --- Role and mode -----------------------------------------------------------
+SERVICE_ROLES = ("connector", "interceptor", "all")
+SERVICE_ROLE = env.choice("SERVICE_ROLE", "all", SERVICE_ROLES)
+DEVELOPMENT_MODE = env.flag("DEVELOPMENT_MODE", False)
+
+# --- Google Cloud ------------------------------------------------------------
+GCP_PROJECT_ID = env.text("GCP_PROJECT_ID", "local-dev-project" if DEVELOPMENT_MODE else "")
+SERVICE_REGION = env.text("SERVICE_REGION")
+PORT = env.integer("PORT", 8080, minimum=1, maximum=65535)
+
+# --- Redis and the channel layer -----------------------------------------------
+REDISHOST = env.text("REDISHOST")
+REDISPORT = env.integer("REDISPORT", 6379, minimum=1, maximum=65535)
+# The pub/sub layer, not the list-based one: see "Channel layer" in the README
+# for the measurements behind this choice.
+if REDISHOST:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": f"redis://{REDISHOST}:{REDISPORT}"}]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# How long a push may wait on the channel layer before the interceptor answers
+# 503 (so Pub/Sub redelivers) instead of hanging the request.
+CHANNEL_LAYER_SEND_TIMEOUT = 5.0
+
+# --- Identity providers and tokens --------------------------------------------
+AUTH_OPTION = env.text("AUTH_OPTION")
+APP_AUTH_OPTION = env.text("APP_AUTH_OPTION")
+SALESFORCE_DOMAIN = env.text("SALESFORCE_DOMAIN", "login.salesforce.com")
+SALESFORCE_ORGANIZATION_ID = env.text("SALESFORCE_ORGANIZATION_ID")
+GENESYS_CLOUD_ENVIRONMENT = env.text("GENESYS_CLOUD_ENVIRONMENT", "mypurecloud.com")
+TWILIO_FLEX_ENVIRONMENT = env.text("TWILIO_FLEX_ENVIRONMENT")
+TWILIO_ACCOUNT_SID = env.text("TWILIO_ACCOUNT_SID")
+FIVE9_TRUST_TOKEN = env.text("FIVE9_TRUST_TOKEN")
+
+JWT_SECRET_NAME = env.text("JWT_SECRET_NAME")
+JWT_SECRET_KEY_FILE = env.text("JWT_SECRET_KEY_FILE", "/secret/jwt_secret_key")
+JWT_SECRET_KEY = env.text("JWT_SECRET_KEY")
+JWT_LIFETIME_MINUTES = env.integer("JWT_LIFETIME_MINUTES", 60, minimum=1, maximum=24 * 60)
+
+# simplejwt provides the token machinery; our own backend (connector.tokens)
+# supplies the key, so simplejwt never falls back to SECRET_KEY.
+SIMPLE_JWT = {"ALGORITHM": "HS256", "TOKEN_TYPE_CLAIM": "token_type", "JTI_CLAIM": "jti"}
+
+# --- Socket.IO ---------------------------------------------------------------
+SOCKETIO_PING_INTERVAL = env.integer("SOCKETIO_PING_INTERVAL", 25, minimum=1, maximum=3600)
+SOCKETIO_PING_TIMEOUT = env.integer("SOCKETIO_PING_TIMEOUT", 20, minimum=1, maximum=3600)
+SOCKETIO_MAX_PAYLOAD = env.integer("SOCKETIO_MAX_PAYLOAD", 1_000_000, minimum=1024)
+# A client that opens a connection but never authenticates is closed after this.
+WEBSOCKET_AUTH_TIMEOUT = env.integer("WEBSOCKET_AUTH_TIMEOUT", 10, minimum=1, maximum=600)
+
+# --- HTTP ----------------------------------------------------------------------
+ALLOWED_HOSTS = env.items("ALLOWED_HOSTS", ["*"])
+_cors_origins = env.items("CORS_ALLOWED_ORIGINS")
+CORS_ALLOW_ALL_ORIGINS = "*" in _cors_origins
+CORS_ALLOWED_ORIGINS = [origin for origin in _cors_origins if origin != "*"]
+CORS_URLS_REGEX = r"^/(?!socket\.io/|ws/).*$"
+
+# --- Django ------------------------------------------------------------------
+# No sessions, cookies or signed values depend on SECRET_KEY; a random key per
+# process is enough unless an operator sets one.
+SECRET_KEY = env.text("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50)
+DEBUG = False
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "corsheaders",
+    "channels",
+    "aa_site",
+    "auth_providers",
+    "connector",
+    "interceptor",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+ROOT_URLCONF = "aa_site.urls"
+ASGI_APPLICATION = "aa_site.asgi.application"
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+APPEND_SLASH = False
+TEMPLATES = []
+
+# --- Logging -------------------------------------------------------------------
+# Conversation content is logged only at DEBUG; INFO and above carry ids only.
+LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+LOGGING_FILE = env.text("LOGGING_FILE")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        **(
+            {"file": {"class": "logging.FileHandler", "filename": LOGGING_FILE, "formatter": "plain"}}
+            if LOGGING_FILE
+            else {}
+        ),
+    },
+    "root": {"handlers": ["console", "file"] if LOGGING_FILE else ["console"], "level": LOG_LEVEL},
+    "loggers": {"daphne": {"level": "WARNING"}, "django": {"level": "INFO"}},
+}
+
+ENVIRONMENT_PROBLEMS = list(env.PROBLEMS)

@@ -1,0 +1,46 @@
+"""Start-up of a serving process: run the system checks, then say what is running."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from django.conf import settings
+from django.core import checks
+
+logger = logging.getLogger("aa_site")
+
+
+def prepare_process() -> None:
+    """Exit with the failing checks named if the configuration cannot work."""
+    messages = checks.run_checks(include_deployment_checks=False)
+    errors = [m for m in messages if m.is_serious() and not m.is_silenced()]
+    for message in messages:
+        if not message.is_silenced() and not message.is_serious():
+            logger.warning("%s", _plain(message))
+    if errors:
+        print(
+            "aa-backend cannot start; fix these settings:\n" + "\n".join(f"  {_plain(e)}" for e in errors),
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    if settings.REDISHOST:
+        logger.info(
+            "aa-backend role=%s: channel layer is Redis pub/sub at %s:%s",
+            settings.SERVICE_ROLE,
+            settings.REDISHOST,
+            settings.REDISPORT,
+        )
+    else:
+        logger.warning(
+            "aa-backend role=%s: no REDISHOST, using the in-process channel layer; "
+            "events reach only desktops connected to this process",
+            settings.SERVICE_ROLE,
+        )
+
+
+def _plain(message: checks.CheckMessage) -> str:
+    text = f"{message.id}: {message.msg}"
+    if message.hint:
+        text += f" HINT: {message.hint}"
+    return text

@@ -1,0 +1,1 @@
+"""Pluggable checks of a desktop's own identity-provider token (``AUTH_OPTION``)."""

@@ -1,0 +1,1 @@
+"""Connector role: tokens, WebSocket delivery to agent desktops, desktop-facing HTTP."""

@@ -1,0 +1,43 @@
+"""Conversation names: normalisation and the channel-layer group for each.
+
+Desktops may join with ``projects/P/locations/L/conversations/C`` or
+``projects/P/conversations/C``; Dialogflow may publish either. Both map to the
+normalised form ``projects/P/conversations/C`` and to one group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+MAX_LENGTH = 512
+_NAME = re.compile(r"^projects/([^/\s]+)/(?:locations/([^/\s]+)/)?conversations/([^/\s]+)$")
+
+
+class InvalidConversationName(ValueError):
+    """Not a Dialogflow conversation resource name."""
+
+
+def normalise(name: object) -> str:
+    """Return ``projects/P/conversations/C`` for either accepted form, or raise ``InvalidConversationName``."""
+    if not isinstance(name, str):
+        raise InvalidConversationName("conversation name must be a string")
+    if len(name) > MAX_LENGTH:
+        raise InvalidConversationName(f"conversation name is longer than {MAX_LENGTH} characters")
+    match = _NAME.match(name.strip())
+    if match is None:
+        raise InvalidConversationName(
+            "conversation name must look like projects/P/conversations/C "
+            "or projects/P/locations/L/conversations/C"
+        )
+    project, _location, conversation = match.groups()
+    return f"projects/{project}/conversations/{conversation}"
+
+
+def group_name(normalised_name: str) -> str:
+    """Channel-layer group for a normalised name.
+
+    Group names allow only ASCII letters, digits, ``-_.`` and fewer than 100
+    characters, and conversation ids are free text, so the name is hashed.
+    """
+    return "conversation." + hashlib.sha256(normalised_name.encode("utf-8")).hexdigest()

@@ -1,0 +1,70 @@
+"""Desktop-facing HTTP endpoints of the connector: status probe and registration."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.http import require_GET, require_POST
+
+from auth_providers import registry
+from auth_providers.base import ProviderUnavailable, TokenRejected
+from connector import tokens
+
+logger = logging.getLogger(__name__)
+
+STATUS_TEXT = "Hello, cross-origin-world!"
+
+
+@require_GET
+async def status(request: HttpRequest) -> HttpResponse:
+    """Liveness probe the desktops call with ``response.ok``."""
+    return HttpResponse(STATUS_TEXT, content_type="text/plain")
+
+
+@require_POST
+async def register(request: HttpRequest) -> HttpResponse:
+    """Exchange an identity-provider token (``Authorization``) for a desktop JWT."""
+    return await _register(request, "AUTH_OPTION")
+
+
+@require_POST
+async def register_app(request: HttpRequest) -> HttpResponse:
+    """Exchange application credentials (JSON body) for a desktop JWT."""
+    return await _register(request, "APP_AUTH_OPTION")
+
+
+async def _register(request: HttpRequest, setting: str) -> HttpResponse:
+    provider = registry.get_provider(setting)
+    if provider is None:
+        return _message(401, f"Registration is disabled: {setting} is not set.")
+    body = _json_object(request.body)
+    if body is None:
+        return _message(400, "The request body must be a JSON object (or empty).")
+    user = body.get("gcp_agent_assist_user", "")
+    if not isinstance(user, str):
+        return _message(400, "gcp_agent_assist_user must be a string.")
+    try:
+        identity = await provider.authenticate(token=request.headers.get("Authorization", ""), body=body)
+    except TokenRejected:
+        return _message(401, "The identity provider rejected the token.")
+    except ProviderUnavailable as error:
+        logger.warning("Identity provider %s could not judge a token: %s", provider.name, error)
+        return _message(503, f"The identity provider {provider.name} is unavailable; the token was not judged.")
+    return JsonResponse({"token": tokens.issue_token(user=user or identity.user)})
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    if not body.strip():
+        return {}
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _message(status_code: int, message: str) -> JsonResponse:
+    return JsonResponse({"message": message}, status=status_code)

@@ -1,0 +1,1 @@
+"""Interceptor role: Pub/Sub push endpoints for Dialogflow notifications."""

@@ -1,0 +1,124 @@
+"""Pure parsing of a Pub/Sub push body into a Dialogflow notification.
+
+No I/O and no Django: bytes in, ``PushMessage`` out, or a ``PoisonMessage``
+subclass naming exactly what is wrong. Every ``PoisonMessage`` is input that
+can never succeed, however often Pub/Sub redelivers it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from connector import conversations
+
+
+class PoisonMessage(ValueError):
+    """A push that can never be processed. ``message_id`` is set when the envelope had one."""
+
+    reason = "invalid push"
+
+    def __init__(self, detail: str = "", *, message_id: str | None = None) -> None:
+        super().__init__(detail or self.reason)
+        self.message_id = message_id
+
+
+class EmptyBody(PoisonMessage):
+    reason = "empty body"
+
+
+class BodyNotJson(PoisonMessage):
+    reason = "body is not JSON"
+
+
+class NoMessage(PoisonMessage):
+    reason = "envelope has no message"
+
+
+class MessageNotObject(PoisonMessage):
+    reason = "message is not an object"
+
+
+class DataNotBase64(PoisonMessage):
+    reason = "message.data is not base64"
+
+
+class DataNotJson(PoisonMessage):
+    reason = "message.data is not a JSON object"
+
+
+class NoConversation(PoisonMessage):
+    reason = "notification has no valid conversation"
+
+
+@dataclass(frozen=True)
+class PushMessage:
+    """One Dialogflow notification as Pub/Sub delivered it."""
+
+    message_id: str | None
+    publish_time: str | None
+    conversation_name: str  # normalised
+    data: str  # the decoded notification text, verbatim
+    notification: dict[str, Any]
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+def parse_push(body: bytes) -> PushMessage:
+    """Parse a push body; raise a ``PoisonMessage`` subclass if it can never succeed."""
+    if not body.strip():
+        raise EmptyBody()
+    try:
+        envelope = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BodyNotJson() from None
+    if not isinstance(envelope, dict) or "message" not in envelope:
+        raise NoMessage()
+    message = envelope["message"]
+    if not isinstance(message, dict):
+        raise MessageNotObject()
+
+    message_id = _first_text(message, "messageId", "message_id")
+    publish_time = _first_text(message, "publishTime", "publish_time")
+    attributes = message.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise MessageNotObject("message.attributes is not an object", message_id=message_id)
+
+    raw = message.get("data")
+    if not isinstance(raw, str) or not raw:
+        raise DataNotBase64("message.data is missing or not a string", message_id=message_id)
+    try:
+        decoded = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise DataNotBase64(message_id=message_id) from None
+    try:
+        data = decoded.decode("utf-8").strip()
+        notification = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise DataNotJson(message_id=message_id) from None
+    if not isinstance(notification, dict):
+        raise DataNotJson(message_id=message_id)
+
+    try:
+        conversation_name = conversations.normalise(notification.get("conversation"))
+    except conversations.InvalidConversationName as error:
+        raise NoConversation(f"notification has no valid conversation: {error}", message_id=message_id) from None
+
+    return PushMessage(
+        message_id=message_id,
+        publish_time=publish_time,
+        conversation_name=conversation_name,
+        data=data,
+        notification=notification,
+        attributes={str(k): str(v) for k, v in attributes.items()},
+    )
+
+
+def _first_text(message: dict[str, Any], *keys: str) -> str | None:
+    for key in keys:
+        value = message.get(key)
+        if value is not None:
+            return str(value)
+    return None

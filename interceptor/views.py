@@ -1,0 +1,64 @@
+"""Pub/Sub push endpoints: one async view per Dialogflow notification kind.
+
+Status codes tell Pub/Sub what to do: 204 once the event is handed to the
+channel layer; 200 for a poison message (acknowledged so it is not redelivered
+forever, with one WARNING line naming the reason and messageId, never the
+content); 503 when the channel layer is unreachable, so Pub/Sub retries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from connector import delivery
+from interceptor.envelope import PoisonMessage, parse_push
+from interceptor.payload import desktop_payload
+
+logger = logging.getLogger(__name__)
+
+# Pub/Sub redelivers with backoff; this hints the retry delay to other callers.
+RETRY_AFTER_SECONDS = "5"
+
+
+def push_endpoint(event: str) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
+    """Build the view that receives pushes for ``event``."""
+
+    @require_POST
+    async def receive_push(request: HttpRequest) -> HttpResponse:
+        received_at = timezone.now()
+        try:
+            message = parse_push(request.body)
+        except RequestDataTooBig:
+            return _discard(event, "body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE", None)
+        except PoisonMessage as error:
+            return _discard(event, str(error), error.message_id)
+
+        payload = desktop_payload(message, event=event, received_at=received_at)
+        try:
+            await delivery.publish(conversation_name=message.conversation_name, event=event, payload=payload)
+        except delivery.DeliveryUnavailable as error:
+            logger.error(
+                "Channel layer unavailable for %s (messageId=%s): %s; answering 503 so Pub/Sub retries",
+                event,
+                message.message_id,
+                error,
+            )
+            response = JsonResponse({"error": "channel layer unavailable, retry later"}, status=503)
+            response["Retry-After"] = RETRY_AFTER_SECONDS
+            return response
+        logger.debug("Delivered %s for %s: %s", event, message.conversation_name, message.data)
+        return HttpResponse(status=204)
+
+    receive_push.__name__ = receive_push.__qualname__ = event.replace("-", "_")
+    return receive_push
+
+
+def _discard(event: str, reason: str, message_id: str | None) -> HttpResponse:
+    logger.warning("Discarding push to /%s: %s (messageId=%s)", event, reason, message_id)
+    return JsonResponse({"status": "discarded", "reason": reason, "messageId": message_id}, status=200)

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Run both roles in one local process on http://127.0.0.1:${PORT:-8080}, development mode:
+# AUTH_OPTION=Skip, the development signing secret, and the in-process channel layer
+# unless REDISHOST is set. Not for production (see the README's Cloud Run section).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh" requirements.txt
+cd "$ROOT"
+export DEVELOPMENT_MODE="${DEVELOPMENT_MODE:-true}"
+export AUTH_OPTION="${AUTH_OPTION-Skip}"
+export CORS_ALLOWED_ORIGINS="${CORS_ALLOWED_ORIGINS:-*}"
+exec "$VENV/bin/daphne" -b "${BIND:-127.0.0.1}" -p "${PORT:-8080}" aa_site.asgi:application

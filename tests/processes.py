@@ -1,0 +1,147 @@
+"""Real servers for tests and benchmarks: a private redis-server and daphne processes.
+
+Every server binds to 127.0.0.1 only and is stopped by the caller (the
+context managers below). Used by ``tests/conftest.py`` and ``benchmarks/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+TEST_JWT_SECRET = "test-signing-secret-0123456789-abcdefghijklmnop"
+TEST_PROJECT = "test-project"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, *, process: subprocess.Popen | None = None, timeout: float = 20.0) -> None:
+    """Block until something accepts connections on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@dataclass(frozen=True)
+class RedisAddress:
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}"
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisAddress]:
+    """The Redis given by ``AA_TEST_REDIS`` (host:port), else a private redis-server on a free port."""
+    given = os.environ.get("AA_TEST_REDIS")
+    if given:
+        host, _, port = given.rpartition(":")
+        yield RedisAddress(host or "127.0.0.1", int(port))
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server), and AA_TEST_REDIS is not set")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="aa-redis-") as directory:
+        process = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+             "--dir", directory, "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_port(port, process=process)
+            yield RedisAddress("127.0.0.1", port)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+@dataclass
+class Server:
+    """A running daphne process."""
+
+    role: str
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def server_environment(*, role: str, redis: RedisAddress | None, **extra: str) -> dict[str, str]:
+    """Environment for a production-like process: not development mode, real secret."""
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "AA_", "REDIS", "JWT_", "AUTH_OPTION", "DEVELOPMENT_MODE", "GCP_"))
+    }
+    environment.update(
+        SERVICE_ROLE=role,
+        GCP_PROJECT_ID=TEST_PROJECT,
+        JWT_SECRET_KEY=TEST_JWT_SECRET,
+        DJANGO_SETTINGS_MODULE="aa_site.settings",
+        PYTHONPATH=str(REPOSITORY),
+    )
+    if redis is not None:
+        environment.update(REDISHOST=redis.host, REDISPORT=str(redis.port))
+    environment.update(extra)
+    return environment
+
+
+@contextlib.contextmanager
+def daphne_server(*, role: str, redis: RedisAddress | None, **extra: str) -> Iterator[Server]:
+    """Run ``daphne aa_site.asgi:application`` on a free loopback port until the block ends."""
+    port = free_port()
+    with tempfile.NamedTemporaryFile(prefix=f"aa-{role}-", suffix=".log", delete=False) as log:
+        log_path = Path(log.name)
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "aa_site.asgi:application"],
+            cwd=REPOSITORY,
+            env=server_environment(role=role, redis=redis, **extra),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(role=role, port=port, process=process, log_path=log_path)
+    try:
+        try:
+            wait_for_port(port, process=process)
+        except (RuntimeError, TimeoutError) as error:
+            raise RuntimeError(f"{role} did not start: {error}\n{server.log()}") from None
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log_path.unlink(missing_ok=True)

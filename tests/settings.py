@@ -1,0 +1,15 @@
+"""Settings for the test run: the production settings with test values in the environment.
+
+pytest-django imports the settings before any conftest runs, so the values
+the settings module reads at import are placed in the environment here.
+Tests that need other values change them with the ``settings`` fixture.
+"""
+
+import os
+
+os.environ.setdefault("DEVELOPMENT_MODE", "true")
+os.environ.setdefault("GCP_PROJECT_ID", "test-project")
+os.environ.setdefault("AUTH_OPTION", "Skip")
+os.environ.setdefault("JWT_SECRET_KEY", "test-signing-secret-0123456789-abcdefghijklmnop")
+
+from aa_site.settings import *  # noqa: E402,F403
