@@ -12,21 +12,34 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aa_site.settings")
 django_application = get_asgi_application()
 
+from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
 from aa_site import startup  # noqa: E402
 
 startup.prepare_process()
 
 
+async def refuse_websocket(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    """Close a WebSocket handshake unaccepted (daphne answers 403).
+
+    Serves the interceptor (no WebSocket routes) and unknown paths on a
+    connector: without it, Channels' routers raise for each such attempt, a
+    500 and a traceback in the log per probe.
+    """
+    await receive()  # websocket.connect
+    await send({"type": "websocket.close"})
+
+
 def build_application() -> ProtocolTypeRouter:
     """The router for ``SERVICE_ROLE``."""
-    routes = {"http": django_application}
+    routes = {"http": django_application, "websocket": refuse_websocket}
     if settings.SERVICE_ROLE in ("connector", "all"):
         from connector.routing import websocket_urlpatterns
 
-        routes["websocket"] = URLRouter(websocket_urlpatterns)
+        routes["websocket"] = URLRouter([*websocket_urlpatterns, re_path(r"", refuse_websocket)])
     return ProtocolTypeRouter(routes)
 
 

@@ -7,6 +7,7 @@ report every bad setting by name before the service starts.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 
@@ -49,6 +50,25 @@ def integer(name: str, default: int, *, minimum: int | None = None, maximum: int
         return default
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         PROBLEMS.append((name, f"must be between {minimum} and {maximum}, got {value}"))
+        return default
+    return value
+
+
+def number(name: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
+    """Return a finite decimal number (for example seconds) within [minimum, maximum]."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        PROBLEMS.append((name, f"must be a number, got {raw!r}"))
+        return default
+    # float() accepts "nan" and "inf"; neither is a usable timeout.
+    if not math.isfinite(value) or (minimum is not None and value < minimum) or (
+        maximum is not None and value > maximum
+    ):
+        PROBLEMS.append((name, f"must be a number between {minimum} and {maximum}, got {raw.strip()!r}"))
         return default
     return value
 

@@ -52,6 +52,15 @@ GENESYS_CLOUD_ENVIRONMENT = env.text("GENESYS_CLOUD_ENVIRONMENT", "mypurecloud.c
 TWILIO_FLEX_ENVIRONMENT = env.text("TWILIO_FLEX_ENVIRONMENT")
 TWILIO_ACCOUNT_SID = env.text("TWILIO_ACCOUNT_SID")
 FIVE9_TRUST_TOKEN = env.text("FIVE9_TRUST_TOKEN")
+# Where the providers are called (auth_providers/): derived from the sample's
+# settings above; set explicitly only to point at a proxy or a test double.
+SALESFORCE_URL = env.text("SALESFORCE_URL", f"https://{SALESFORCE_DOMAIN}")
+GENESYS_CLOUD_API_URL = env.text("GENESYS_CLOUD_API_URL", f"https://api.{GENESYS_CLOUD_ENVIRONMENT}")
+TWILIO_FLEX_URL = env.text("TWILIO_FLEX_URL", f"https://{TWILIO_FLEX_ENVIRONMENT}" if TWILIO_FLEX_ENVIRONMENT else "")
+TWILIO_API_URL = env.text("TWILIO_API_URL", "https://api.twilio.com")
+# Seconds; a provider slower than this answers 503 instead of holding /register open.
+IDENTITY_PROVIDER_CONNECT_TIMEOUT = env.number("IDENTITY_PROVIDER_CONNECT_TIMEOUT", 3.0, minimum=0.01, maximum=60)
+IDENTITY_PROVIDER_READ_TIMEOUT = env.number("IDENTITY_PROVIDER_READ_TIMEOUT", 5.0, minimum=0.01, maximum=120)
 
 JWT_SECRET_NAME = env.text("JWT_SECRET_NAME")
 JWT_SECRET_KEY_FILE = env.text("JWT_SECRET_KEY_FILE", "/secret/jwt_secret_key")
@@ -123,7 +132,9 @@ LOGGING = {
         ),
     },
     "root": {"handlers": ["console", "file"] if LOGGING_FILE else ["console"], "level": LOG_LEVEL},
-    "loggers": {"daphne": {"level": "WARNING"}, "django": {"level": "INFO"}},
+    # httpx logs every request URL at INFO, and SalesforceLWC carries the
+    # provider token in the query string: keep it at WARNING.
+    "loggers": {"daphne": {"level": "WARNING"}, "django": {"level": "INFO"}, "httpx": {"level": "WARNING"}},
 }
 
 ENVIRONMENT_PROBLEMS = list(env.PROBLEMS)

@@ -7,6 +7,7 @@ from django.core.checks import Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 from auth_providers import registry
+from auth_providers.base import BaseIdentityProvider
 
 
 @register()
@@ -33,4 +34,18 @@ def check_providers(app_configs=None, **kwargs) -> list:
                     id="auth_providers.E002",
                 )
             )
+        else:
+            problems.extend(_settings_problems(setting, provider))
     return problems
+
+
+def _settings_problems(setting: str, provider: BaseIdentityProvider) -> list[Error]:
+    """Settings the chosen provider needs (built-ins name them in ``settings_problems()``)."""
+    # Optional hook: a provider of your own need not define it.
+    settings_problems = getattr(provider, "settings_problems", None)
+    if settings_problems is None:
+        return []
+    return [
+        Error(message, hint=f"{setting}={getattr(settings, setting)} needs this setting.", id="auth_providers.E003")
+        for message in settings_problems()
+    ]

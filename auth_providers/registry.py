@@ -1,6 +1,7 @@
 """Loads the provider that ``AUTH_OPTION`` / ``APP_AUTH_OPTION`` name, on first use.
 
-A value is either a built-in name (``BUILT_IN``) or the dotted path of a
+A value is either a built-in name (``BUILT_IN``; ``BUILT_IN_APP`` for
+``APP_AUTH_OPTION``) or the dotted path of a
 ``BaseIdentityProvider`` subclass, loaded like Django's authentication
 backends. The loaded instance is cached and dropped when the setting changes.
 """
@@ -15,7 +16,18 @@ from django.utils.module_loading import import_string
 from auth_providers.base import BaseIdentityProvider
 
 BUILT_IN = {
+    "Salesforce": "auth_providers.salesforce.SalesforceProvider",
+    "SalesforceLWC": "auth_providers.salesforce_lwc.SalesforceLWCProvider",
+    "GenesysCloud": "auth_providers.genesys_cloud.GenesysCloudProvider",
+    "Twilio": "auth_providers.twilio.TwilioProvider",
+    "Five9": "auth_providers.five9.Five9Provider",
     "Skip": "auth_providers.skip.SkipProvider",
+}
+# APP_AUTH_OPTION judges application credentials, not a desktop's token: the
+# same name can mean another check there (Twilio: account credentials, not a Flex token).
+BUILT_IN_APP = {
+    **BUILT_IN,
+    "Twilio": "auth_providers.twilio.TwilioAppProvider",
 }
 SETTINGS = ("AUTH_OPTION", "APP_AUTH_OPTION")
 
@@ -33,10 +45,11 @@ def load_provider(setting: str, value: str) -> BaseIdentityProvider | None:
     """Instantiate the provider ``value`` names; ``ImproperlyConfigured`` names ``setting`` on failure."""
     if not value:
         return None
-    path = BUILT_IN.get(value) or _builtin_ignoring_case(value) or value
+    built_in = BUILT_IN_APP if setting == "APP_AUTH_OPTION" else BUILT_IN
+    path = built_in.get(value) or _builtin_ignoring_case(built_in, value) or value
     if "." not in path:
         raise ImproperlyConfigured(
-            f"{setting}={value!r} is neither a built-in provider ({', '.join(BUILT_IN)}) "
+            f"{setting}={value!r} is neither a built-in provider ({', '.join(built_in)}) "
             "nor a dotted path to a provider class."
         )
     try:
@@ -48,8 +61,8 @@ def load_provider(setting: str, value: str) -> BaseIdentityProvider | None:
     return provider_class()
 
 
-def _builtin_ignoring_case(value: str) -> str | None:
-    for name, path in BUILT_IN.items():
+def _builtin_ignoring_case(built_in: dict[str, str], value: str) -> str | None:
+    for name, path in built_in.items():
         if name.lower() == value.lower():
             return path
     return None

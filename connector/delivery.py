@@ -39,11 +39,12 @@ class DeliveryUnavailable(Exception):
 async def publish(*, conversation_name: str, event: str, payload: dict[str, Any]) -> None:
     """Send ``payload`` as ``event`` to the conversation's group on every connector.
 
+    ``conversation_name`` may be in either accepted form (``InvalidConversationName`` otherwise).
     Raises ``DeliveryUnavailable`` when the channel layer is unreachable or
     does not answer within ``CHANNEL_LAYER_SEND_TIMEOUT`` seconds.
     """
     message = {"type": MESSAGE_TYPE, "event": event, "payload": payload}
-    group = conversations.group_name(conversation_name)
+    group = conversations.group_name(conversations.normalise(conversation_name))
     layer = get_channel_layer()
     try:
         await asyncio.wait_for(layer.group_send(group, message), timeout=settings.CHANNEL_LAYER_SEND_TIMEOUT)

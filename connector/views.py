@@ -61,7 +61,8 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
         return {}
     try:
         value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        # RecursionError: deeply nested arrays or objects.
         return None
     return value if isinstance(value, dict) else None
 

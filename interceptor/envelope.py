@@ -15,6 +15,9 @@ from typing import Any
 
 from connector import conversations
 
+# RecursionError: the stdlib decoder raises it for deeply nested arrays or objects.
+_JSON_ERRORS = (UnicodeDecodeError, json.JSONDecodeError, RecursionError)
+
 
 class PoisonMessage(ValueError):
     """A push that can never be processed. ``message_id`` is set when the envelope had one."""
@@ -72,7 +75,7 @@ def parse_push(body: bytes) -> PushMessage:
         raise EmptyBody()
     try:
         envelope = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except _JSON_ERRORS:
         raise BodyNotJson() from None
     if not isinstance(envelope, dict) or "message" not in envelope:
         raise NoMessage()
@@ -94,9 +97,11 @@ def parse_push(body: bytes) -> PushMessage:
     except (binascii.Error, ValueError):
         raise DataNotBase64(message_id=message_id) from None
     try:
-        data = decoded.decode("utf-8").strip()
+        # Verbatim, not stripped: desktops receive exactly the text Dialogflow published,
+        # as the sample does; json.loads tolerates the surrounding whitespace itself.
+        data = decoded.decode("utf-8")
         notification = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except _JSON_ERRORS:
         raise DataNotJson(message_id=message_id) from None
     if not isinstance(notification, dict):
         raise DataNotJson(message_id=message_id)

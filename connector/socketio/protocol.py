@@ -19,6 +19,11 @@ DEFAULT_NAMESPACE = "/"
 NO_UPGRADES: list[str] = []
 
 
+# RecursionError: the stdlib JSON decoder raises it for deeply nested arrays
+# or objects, which fit easily within maxPayload.
+_DECODE_ERRORS = (ValueError, IndexError, TypeError, RecursionError)
+
+
 class ProtocolError(ValueError):
     """A frame that is not valid Engine.IO 4 / Socket.IO 5 text."""
 
@@ -44,21 +49,28 @@ def decode(frame: str) -> Incoming:
     """Decode one text frame from the client; raise ``ProtocolError`` when it is not valid."""
     try:
         outer = eio.Packet(encoded_packet=frame)
-    except (ValueError, IndexError, TypeError) as error:
+    except _DECODE_ERRORS as error:
         raise ProtocolError(f"invalid Engine.IO packet: {error}") from None
     if outer.packet_type not in range(len(eio.packet_names)):
         raise ProtocolError(f"unknown Engine.IO packet type {outer.packet_type}")
+    if outer.binary:
+        # A text frame starting with "b" is base64 binary (polling only); the
+        # websocket transport sends binary as binary frames, which we refuse too.
+        raise ProtocolError("binary Engine.IO messages are not supported")
     if outer.packet_type != eio.MESSAGE:
         return Incoming(outer.packet_type)
     # Engine.IO decodes a JSON-looking payload; Socket.IO needs the raw text.
     raw = frame[1:]
+    if not raw:
+        # python-socketio would read an empty packet as an EVENT without data.
+        raise ProtocolError("empty Socket.IO packet")
     try:
         inner = sio.Packet(encoded_packet=raw)
-    except (ValueError, IndexError, TypeError) as error:
+    except _DECODE_ERRORS as error:
         raise ProtocolError(f"invalid Socket.IO packet: {error}") from None
     if inner.packet_type not in range(len(sio.packet_names)):
         raise ProtocolError(f"unknown Socket.IO packet type {inner.packet_type}")
-    if inner.attachment_count:
+    if inner.attachment_count or inner.packet_type in (sio.BINARY_EVENT, sio.BINARY_ACK):
         raise ProtocolError("binary attachments are not supported")
     return Incoming(eio.MESSAGE, inner)
 

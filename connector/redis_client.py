@@ -1,0 +1,52 @@
+"""One redis-py asyncio client per event loop, for state kept in Redis outside the channel layer.
+
+Created on first use in each loop (never at import), like channels-redis's own
+connections, because an asyncio Redis connection belongs to the loop that made it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+import redis.asyncio as redis
+from django.conf import settings
+from django.core.signals import setting_changed
+
+# Fail fast: a request waiting on a dead Redis should answer 503, not hang.
+SOCKET_TIMEOUT_SECONDS = 5.0
+
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.Redis]" = weakref.WeakKeyDictionary()
+
+
+class RedisNotConfigured(RuntimeError):
+    """No REDISHOST (development mode without Redis)."""
+
+
+def is_configured() -> bool:
+    return bool(settings.REDISHOST)
+
+
+def get_redis() -> redis.Redis:
+    """The client for the running event loop; ``RedisNotConfigured`` without REDISHOST."""
+    if not settings.REDISHOST:
+        raise RedisNotConfigured("REDISHOST is not set")
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        client = redis.Redis(
+            host=settings.REDISHOST,
+            port=settings.REDISPORT,
+            socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+        )
+        _clients[loop] = client
+    return client
+
+
+def _reset(*, setting: str, **kwargs) -> None:
+    if setting in ("REDISHOST", "REDISPORT"):
+        _clients.clear()
+
+
+setting_changed.connect(_reset)

@@ -1,0 +1,90 @@
+// An agent desktop on the stock npm socket.io-client, driven by the Python tests.
+//
+// Usage: node desktop.mjs --url http://127.0.0.1:PORT [--token JWT] [--join NAME]...
+//                         [--events N] [--linger MS] [--timeout MS]
+// The token may also come from DESKTOP_TOKEN. Connects with the websocket
+// transport and auth {token}, joins every --join with an ack, and prints one
+// JSON line per thing that happens. It exits after N conversation events (plus
+// --linger ms, so duplicates still show), after --timeout ms, on a refused
+// connection, on "exit" or end of standard input. Standard input also takes
+// "join NAME" and "leave NAME" lines, so a test can change membership later.
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import { io } from "socket.io-client";
+
+const { values: options } = parseArgs({
+  options: {
+    url: { type: "string" },
+    token: { type: "string" },
+    join: { type: "string", multiple: true, default: [] },
+    events: { type: "string" },
+    linger: { type: "string", default: "0" },
+    timeout: { type: "string", default: "30000" },
+  },
+});
+const expectedEvents = options.events === undefined ? Infinity : Number(options.events);
+const token = options.token ?? process.env.DESKTOP_TOKEN;
+
+function report(kind, fields = {}) {
+  process.stdout.write(JSON.stringify({ kind, ...fields }) + "\n");
+}
+
+function finish(reason) {
+  report("exit", { reason });
+  socket.off("disconnect"); // only disconnects the test did not ask for are reported
+  socket.close();
+  process.exit(0);
+}
+
+const socket = io(options.url, {
+  transports: ["websocket"],
+  auth: { token },
+  // A dropped connection must show up in the test, not be silently re-made.
+  reconnection: false,
+});
+
+// socket.io-client buffers events that arrive before the CONNECT packet and drops
+// them when the connection is refused, so the "unauthenticated" event the server
+// sends before refusing is visible only among the packets the manager decodes.
+socket.io.on("packet", (packet) => {
+  if (Array.isArray(packet.data) && packet.data[0] === "unauthenticated") {
+    report("unauthenticated");
+  }
+});
+
+async function changeMembership(event, name) {
+  const args = await new Promise((resolve) => socket.emit(event, name, (...ackArgs) => resolve(ackArgs)));
+  report("ack", { event, name, args });
+}
+
+socket.on("connect", async () => {
+  report("connected");
+  for (const name of options.join) {
+    await changeMembership("join-conversation", name);
+  }
+});
+
+socket.on("connect_error", (error) => {
+  report("connect_error", { message: error.message });
+  finish("connect_error");
+});
+
+socket.on("disconnect", (reason) => report("disconnect", { reason }));
+
+let received = 0;
+socket.onAny((event, ...args) => {
+  report("event", { event, args });
+  received += 1;
+  if (received === expectedEvents) {
+    setTimeout(() => finish("events"), Number(options.linger));
+  }
+});
+
+setTimeout(() => finish("timeout"), Number(options.timeout));
+
+createInterface({ input: process.stdin }).on("line", (line) => {
+  const [command, name] = line.trim().split(/\s+/, 2);
+  if (command === "join") changeMembership("join-conversation", name);
+  else if (command === "leave") changeMembership("leave-conversation", name);
+  else if (command === "exit") finish("stdin");
+}).on("close", () => finish("stdin closed"));

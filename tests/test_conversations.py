@@ -1,0 +1,133 @@
+"""``connector.conversations``: name normalisation and the channel-layer group of each conversation."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from channels.layers import BaseChannelLayer
+
+from connector import conversations
+from connector.conversations import InvalidConversationName, group_name, normalise
+
+# What channels accepts as a group name (channels.layers.BaseChannelLayer).
+GROUP_NAME = re.compile(r"^[a-zA-Z\d\-_.]+$")
+
+
+def assert_valid_group(name: str) -> None:
+    """The group name passes both the documented rule and channels' own validator."""
+    assert GROUP_NAME.match(name)
+    assert len(name) < 100
+    assert BaseChannelLayer().require_valid_group_name(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("projects/acme/locations/global/conversations/CONV-1", "projects/acme/conversations/CONV-1"),
+        ("projects/acme/locations/us-central1/conversations/x_y.z", "projects/acme/conversations/x_y.z"),
+        ("projects/acme/conversations/CONV-1", "projects/acme/conversations/CONV-1"),
+        ("  projects/acme/conversations/CONV-1\n", "projects/acme/conversations/CONV-1"),
+    ],
+)
+def test_normalise_drops_the_location(name: str, expected: str) -> None:
+    """Both accepted forms give ``projects/P/conversations/C``."""
+    assert normalise(name) == expected
+
+
+def test_normalise_is_idempotent() -> None:
+    """A normalised name normalises to itself."""
+    once = normalise("projects/p/locations/l/conversations/c")
+    assert normalise(once) == once
+
+
+@pytest.mark.parametrize("name", [None, 42, b"projects/p/conversations/c", ["projects/p/conversations/c"], {}])
+def test_normalise_refuses_non_strings(name: object) -> None:
+    """Only strings are names."""
+    with pytest.raises(InvalidConversationName):
+        normalise(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "   ",
+        "conversations/c",
+        "projects/p",
+        "projects/p/conversations/",
+        "projects//conversations/c",
+        "projects/p/locations//conversations/c",
+        "projects/p/locations/l/conversations",
+        "projects/p/conversations/c/participants/a",
+        "projects/p/locations/l/conversations/c/messages/m",
+        "projects/p/regions/l/conversations/c",
+        "/projects/p/conversations/c",
+        "projects/p/conversations/c d",
+        "projects/p q/conversations/c",
+        "Projects/p/conversations/c",
+    ],
+)
+def test_normalise_refuses_other_shapes(name: str) -> None:
+    """Anything but the two resource-name forms is refused."""
+    with pytest.raises(InvalidConversationName):
+        normalise(name)
+
+
+def test_normalise_refuses_overlong_names() -> None:
+    """Names longer than ``MAX_LENGTH`` are refused before matching (bounds work per request)."""
+    name = "projects/p/conversations/" + "c" * conversations.MAX_LENGTH
+    with pytest.raises(InvalidConversationName, match=str(conversations.MAX_LENGTH)):
+        normalise(name)
+
+
+def test_normalise_accepts_a_name_at_the_length_limit() -> None:
+    """A well-formed name of exactly ``MAX_LENGTH`` characters is fine."""
+    prefix = "projects/p/conversations/"
+    name = prefix + "c" * (conversations.MAX_LENGTH - len(prefix))
+    assert normalise(name) == name
+
+
+def test_invalid_name_error_is_a_value_error() -> None:
+    """Callers may treat it as an ordinary ``ValueError``."""
+    assert issubclass(InvalidConversationName, ValueError)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "projects/p/conversations/c",
+        "projects/" + "p" * 200 + "/conversations/" + "c" * 280,
+        "projects/p/conversations/caf\u00e9-\u4f1a\u8a71",
+        "projects/p/conversations/a:b+c=d",
+    ],
+)
+def test_group_name_is_a_valid_channels_group(name: str) -> None:
+    """Any normalised name, however long or exotic, maps to a group channels accepts."""
+    assert_valid_group(group_name(normalise(name)))
+
+
+def test_both_forms_share_one_group() -> None:
+    """A desktop joining with one form receives events published with the other."""
+    with_location = group_name(normalise("projects/p/locations/europe-west2/conversations/c"))
+    without_location = group_name(normalise("projects/p/conversations/c"))
+    assert with_location == without_location
+
+
+def test_group_name_is_stable() -> None:
+    """Every connector and interceptor process computes the same group for a conversation."""
+    assert group_name("projects/p/conversations/c") == group_name("projects/p/conversations/c")
+    assert group_name("projects/p/conversations/c").startswith("conversation.")
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("projects/p/conversations/c1", "projects/p/conversations/c2"),
+        ("projects/p1/conversations/c", "projects/p2/conversations/c"),
+        ("projects/p/conversations/C", "projects/p/conversations/c"),
+    ],
+)
+def test_different_conversations_get_different_groups(first: str, second: str) -> None:
+    """Conversations differing in project, id or case never share a group."""
+    assert group_name(first) != group_name(second)

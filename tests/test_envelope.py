@@ -1,0 +1,321 @@
+"""``interceptor.envelope`` as pure parsing: push body bytes in, ``PushMessage`` or a precise ``PoisonMessage`` out.
+
+Like python-socketio's ``tests/common/test_packet.py``: no server, no channel
+layer. The Pub/Sub fixtures are the contract's examples; this module also
+exports their location and classification for ``test_interceptor_views``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interceptor import envelope
+from interceptor.envelope import PushMessage, parse_push
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+# Vendored copy first; the shared workspace copy beside the repository otherwise.
+_FIXTURE_CANDIDATES = (
+    REPOSITORY / "tests" / "fixtures" / "pubsub",
+    REPOSITORY.parent / "shared" / "fixtures" / "pubsub",
+)
+
+#: valid fixture -> (endpoint/event it belongs to, normalised conversation name)
+VALID_FIXTURES: dict[str, tuple[str, str]] = {
+    "conversation-lifecycle-event.finished.json": (
+        "conversation-lifecycle-event",
+        "projects/acme-cx/conversations/CONV-7f3a",
+    ),
+    "conversation-lifecycle-event.started.json": (
+        "conversation-lifecycle-event",
+        "projects/acme-cx/conversations/CONV-7f3a",
+    ),
+    "human-agent-assistant-event.json": ("human-agent-assistant-event", "projects/acme-cx/conversations/CONV-7f3a"),
+    "new-message-event.json": ("new-message-event", "projects/acme-cx/conversations/CONV-7f3a"),
+    "new-recognition-result-notification-event.json": (
+        "new-recognition-result-notification-event",
+        "projects/acme-cx/conversations/CONV-91bd",
+    ),
+}
+
+#: poison fixture -> (exact PoisonMessage subclass, messageId the envelope carried)
+BAD_FIXTURES: dict[str, tuple[type[envelope.PoisonMessage], str | None]] = {
+    "bad.data-not-base64.json": (envelope.DataNotBase64, "1"),
+    "bad.data-not-json.json": (envelope.DataNotJson, "2"),
+    "bad.empty-body.txt": (envelope.EmptyBody, None),
+    "bad.message-not-object.json": (envelope.MessageNotObject, None),
+    "bad.no-conversation.json": (envelope.NoConversation, "3"),
+    "bad.no-message.json": (envelope.NoMessage, None),
+    "bad.not-json.txt": (envelope.BodyNotJson, None),
+}
+
+
+def fixture_directory() -> Path:
+    """The directory holding the Pub/Sub fixtures; fails loudly rather than collecting nothing."""
+    for candidate in _FIXTURE_CANDIDATES:
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"no Pub/Sub fixtures in any of {[str(c) for c in _FIXTURE_CANDIDATES]}")
+
+
+def fixture_bytes(name: str) -> bytes:
+    """The raw push body stored in fixture ``name``."""
+    return (fixture_directory() / name).read_bytes()
+
+
+def decoded_data(name: str) -> str:
+    """The notification text a valid fixture carries, decoded independently of the code under test."""
+    return base64.b64decode(json.loads(fixture_bytes(name))["message"]["data"]).decode("utf-8")
+
+
+def push_body(
+    notification: Any = None,
+    *,
+    data: Any = None,
+    attributes: Any = ...,
+    **message_fields: Any,
+) -> bytes:
+    """A push envelope: ``notification`` is JSON-encoded and base64'd into ``data`` unless ``data`` is given."""
+    if data is None:
+        data = base64.b64encode(json.dumps(notification).encode("utf-8")).decode("ascii")
+    message: dict[str, Any] = {"data": data, **message_fields}
+    if attributes is not ...:
+        message["attributes"] = attributes
+    return json.dumps({"message": message, "subscription": "projects/p/subscriptions/s"}).encode("utf-8")
+
+
+def test_every_fixture_is_classified() -> None:
+    """Each file in the fixture directory is listed here as valid or poison, so none goes untested."""
+    on_disk = {path.name for path in fixture_directory().iterdir() if path.is_file()}
+    assert on_disk == set(VALID_FIXTURES) | set(BAD_FIXTURES)
+
+
+@pytest.mark.parametrize("name", sorted(VALID_FIXTURES))
+def test_valid_fixture_parses_with_normalised_conversation(name: str) -> None:
+    """A contract example parses; its conversation name loses the locations part."""
+    message = parse_push(fixture_bytes(name))
+    raw = json.loads(fixture_bytes(name))["message"]
+    assert isinstance(message, PushMessage)
+    assert message.conversation_name == VALID_FIXTURES[name][1]
+    assert message.message_id == raw["messageId"]
+    assert message.publish_time == raw["publishTime"]
+    assert message.data == decoded_data(name)
+    assert message.notification == json.loads(decoded_data(name))
+    assert message.attributes == raw.get("attributes", {})
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FIXTURES))
+def test_bad_fixture_raises_its_precise_poison_type(name: str) -> None:
+    """Each poison example raises exactly its own ``PoisonMessage`` subclass, carrying the messageId it had."""
+    expected_type, expected_id = BAD_FIXTURES[name]
+    with pytest.raises(envelope.PoisonMessage) as caught:
+        parse_push(fixture_bytes(name))
+    assert type(caught.value) is expected_type
+    assert caught.value.message_id == expected_id
+    assert str(caught.value)
+
+
+def test_recognition_fixture_keeps_its_attributes() -> None:
+    """Recognition results carry participant_role and message_id as Pub/Sub attributes."""
+    message = parse_push(fixture_bytes("new-recognition-result-notification-event.json"))
+    assert message.attributes == {"participant_role": "HUMAN_AGENT", "message_id": "RR-0001"}
+
+
+def test_snake_case_twins_alone_are_read() -> None:
+    """A message with only ``message_id`` / ``publish_time`` still yields both."""
+    body = push_body(
+        {"conversation": "projects/p/conversations/c"}, message_id="42", publish_time="2026-01-02T03:04:05Z"
+    )
+    message = parse_push(body)
+    assert message.message_id == "42"
+    assert message.publish_time == "2026-01-02T03:04:05Z"
+
+
+def test_camel_case_wins_over_snake_case_twin() -> None:
+    """When both spellings are present, ``messageId`` / ``publishTime`` are used."""
+    body = push_body(
+        {"conversation": "projects/p/conversations/c"},
+        messageId="camel",
+        message_id="snake",
+        publishTime="2026-01-01T00:00:00Z",
+        publish_time="1999-01-01T00:00:00Z",
+    )
+    message = parse_push(body)
+    assert (message.message_id, message.publish_time) == ("camel", "2026-01-01T00:00:00Z")
+
+
+def test_missing_ids_and_times_are_none() -> None:
+    """An envelope without messageId or publishTime parses, with both ``None``."""
+    message = parse_push(push_body({"conversation": "projects/p/conversations/c"}))
+    assert message.message_id is None
+    assert message.publish_time is None
+
+
+def test_absent_attributes_are_an_empty_mapping() -> None:
+    """``attributes`` may be absent (Pub/Sub omits it when empty)."""
+    message = parse_push(push_body({"conversation": "projects/p/conversations/c"}, messageId="7"))
+    assert message.attributes == {}
+
+
+def test_null_attributes_are_an_empty_mapping() -> None:
+    """``"attributes": null`` is the same as no attributes."""
+    message = parse_push(push_body({"conversation": "projects/p/conversations/c"}, attributes=None))
+    assert message.attributes == {}
+
+
+@pytest.mark.parametrize("attributes", [["participant_role"], "participant_role=HUMAN_AGENT", 5])
+def test_attributes_not_an_object_are_poison(attributes: Any) -> None:
+    """Attributes that are not a JSON object can never be read: ``MessageNotObject`` with the messageId."""
+    body = push_body({"conversation": "projects/p/conversations/c"}, attributes=attributes, messageId="8")
+    with pytest.raises(envelope.MessageNotObject) as caught:
+        parse_push(body)
+    assert caught.value.message_id == "8"
+    assert "attributes" in str(caught.value)
+
+
+def test_attribute_values_become_strings() -> None:
+    """Attribute values are exposed as strings, as Pub/Sub defines them."""
+    attributes = {"participant_role": "END_USER", "n": 3}
+    body = push_body({"conversation": "projects/p/conversations/c"}, attributes=attributes)
+    assert parse_push(body).attributes == {"participant_role": "END_USER", "n": "3"}
+
+
+@pytest.mark.parametrize("data", [123, ["eyJ9"], {"a": 1}, True])
+def test_data_not_a_string_is_poison(data: Any) -> None:
+    """``message.data`` must be a base64 string; anything else is ``DataNotBase64``."""
+    with pytest.raises(envelope.DataNotBase64) as caught:
+        parse_push(push_body(data=data, messageId="9"))
+    assert caught.value.message_id == "9"
+
+
+def test_missing_data_is_poison() -> None:
+    """A message without ``data`` is ``DataNotBase64``."""
+    body = json.dumps({"message": {"messageId": "10", "attributes": {}}}).encode()
+    with pytest.raises(envelope.DataNotBase64) as caught:
+        parse_push(body)
+    assert caught.value.message_id == "10"
+
+
+def test_empty_data_is_poison() -> None:
+    """An empty ``data`` string decodes to nothing: ``DataNotBase64``."""
+    with pytest.raises(envelope.DataNotBase64):
+        parse_push(push_body(data=""))
+
+
+@pytest.mark.parametrize("notification", [[1, 2], "projects/p/conversations/c", 3, None])
+def test_data_decoding_to_a_non_object_is_poison(notification: Any) -> None:
+    """Decoded data that is JSON but not an object is ``DataNotJson``."""
+    with pytest.raises(envelope.DataNotJson):
+        parse_push(push_body(notification))
+
+
+def test_data_that_is_not_utf8_is_poison() -> None:
+    """Decoded bytes that are not UTF-8 text are ``DataNotJson``."""
+    data = base64.b64encode(b"\xff\xfe{}").decode()
+    with pytest.raises(envelope.DataNotJson):
+        parse_push(push_body(data=data))
+
+
+@pytest.mark.parametrize(
+    ("conversation", "normalised"),
+    [
+        ("projects/acme/locations/europe-west1/conversations/abc", "projects/acme/conversations/abc"),
+        ("projects/acme/conversations/abc", "projects/acme/conversations/abc"),
+    ],
+)
+def test_conversation_with_or_without_locations_is_normalised(conversation: str, normalised: str) -> None:
+    """Both resource-name forms parse to ``projects/P/conversations/C``."""
+    assert parse_push(push_body({"conversation": conversation})).conversation_name == normalised
+
+
+@pytest.mark.parametrize("conversation", [42, None, ["projects/p/conversations/c"], {"name": "x"}])
+def test_conversation_not_a_string_is_poison(conversation: Any) -> None:
+    """A non-string ``conversation`` is ``NoConversation`` with the messageId."""
+    with pytest.raises(envelope.NoConversation) as caught:
+        parse_push(push_body({"conversation": conversation}, messageId="11"))
+    assert caught.value.message_id == "11"
+
+
+@pytest.mark.parametrize(
+    "conversation",
+    ["", "conversations/c", "projects/p/conversations/", "projects/p/locations/l/conversations/c/messages/m"],
+)
+def test_malformed_conversation_name_is_poison(conversation: str) -> None:
+    """A string that is not a conversation resource name is ``NoConversation``."""
+    with pytest.raises(envelope.NoConversation):
+        parse_push(push_body({"conversation": conversation}))
+
+
+def test_data_is_the_decoded_text_verbatim() -> None:
+    """``data`` is the decoded text itself (spacing, key order, non-ASCII), never re-serialised."""
+    text = '{ "z": 1,\n  "conversation":"projects/p/conversations/c", "text": "caf\u00e9 \u2013 \\u00e9" }'
+    data = base64.b64encode(text.encode("utf-8")).decode()
+    assert parse_push(push_body(data=data)).data == text
+
+
+def test_data_keeps_surrounding_whitespace() -> None:
+    """Whitespace around the JSON is kept: desktops get exactly what Dialogflow published (as the sample does)."""
+    text = '{"conversation": "projects/p/conversations/c"}\n'
+    data = base64.b64encode(text.encode("utf-8")).decode()
+    assert parse_push(push_body(data=data)).data == text
+
+
+def test_data_with_whitespace_inside_base64_is_poison() -> None:
+    """Pub/Sub sends strict base64; embedded newlines are not silently dropped."""
+    data = base64.b64encode(b'{"conversation": "projects/p/conversations/c"}').decode()
+    with pytest.raises(envelope.DataNotBase64):
+        parse_push(push_body(data=data[:8] + "\n" + data[8:]))
+
+
+@pytest.mark.parametrize("body", [b"", b"   \n\t", b"\r\n"])
+def test_blank_body_is_empty_body(body: bytes) -> None:
+    """Empty or whitespace-only bodies are ``EmptyBody``."""
+    with pytest.raises(envelope.EmptyBody):
+        parse_push(body)
+
+
+@pytest.mark.parametrize("body", [b"{", b"\xff\xfe\xfa", b"message=1"])
+def test_unparseable_body_is_body_not_json(body: bytes) -> None:
+    """Bodies that are not JSON (or not even text) are ``BodyNotJson``."""
+    with pytest.raises(envelope.BodyNotJson):
+        parse_push(body)
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"message"', b"{}", b'{"messages": {}}'])
+def test_envelope_without_message_is_no_message(body: bytes) -> None:
+    """JSON that is not an object with ``message`` is ``NoMessage``."""
+    with pytest.raises(envelope.NoMessage):
+        parse_push(body)
+
+
+@pytest.mark.parametrize("message", [None, [], "hello", 1])
+def test_message_not_an_object_is_message_not_object(message: Any) -> None:
+    """``message`` present but not an object is ``MessageNotObject``."""
+    with pytest.raises(envelope.MessageNotObject):
+        parse_push(json.dumps({"message": message}).encode())
+
+
+def test_poison_types_share_one_base() -> None:
+    """Every poison type is a ``PoisonMessage`` (and a ``ValueError``), so the view catches them in one place."""
+    for poison_type, _ in BAD_FIXTURES.values():
+        assert issubclass(poison_type, envelope.PoisonMessage)
+        assert issubclass(poison_type, ValueError)
+    assert len({poison_type for poison_type, _ in BAD_FIXTURES.values()}) == len(BAD_FIXTURES)
+
+
+def test_deeply_nested_body_is_body_not_json() -> None:
+    """Nesting deep enough to exhaust the JSON decoder's recursion is poison, not a crash (a 500)."""
+    with pytest.raises(envelope.BodyNotJson):
+        parse_push(b"[" * 100_000)
+
+
+def test_deeply_nested_data_is_data_not_json() -> None:
+    """The same inside ``message.data``."""
+    body = json.dumps({"message": {"data": base64.b64encode(b"[" * 100_000).decode(), "messageId": "9"}})
+    with pytest.raises(envelope.DataNotJson) as raised:
+        parse_push(body.encode())
+    assert raised.value.message_id == "9"

@@ -1,0 +1,510 @@
+"""The Socket.IO consumer at ``/socket.io/`` on the real ASGI application and the real Redis pub/sub layer.
+
+Each client speaks raw Engine.IO 4 / Socket.IO 5 text frames through
+``WebsocketCommunicator``; server frames are decoded with python-socketio's own
+packet classes. "Not delivered" is shown by ordering, not by waiting: the
+socket also joins a second conversation, that one is published to last, and
+its event must be the next frame.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+import jwt
+import pytest
+from channels.testing import WebsocketCommunicator
+from engineio import packet as eio
+from redis.asyncio import Redis
+from rest_framework_simplejwt.utils import aware_utcnow
+from socketio import packet as sio
+
+from aa_site.asgi import application
+from connector import conversations, delivery, membership, tokens
+
+PATH = "/socket.io/?EIO=4&transport=websocket"
+LONG_NAME = "projects/p/locations/global/conversations/c1"
+SHORT_NAME = "projects/p/conversations/c1"
+OTHER = "projects/p/conversations/c2"
+# Generous waits for frames that must come; never an assertion on speed.
+WAIT = 5.0
+# Close codes (RFC 6455).
+POLICY_VIOLATION, UNSUPPORTED_DATA, MESSAGE_TOO_BIG = 1008, 1003, 1009
+
+
+class SocketIOTestClient:
+    """One raw Socket.IO client driving the real application."""
+
+    def __init__(self, path: str) -> None:
+        self.communicator = WebsocketCommunicator(application, path)
+        self._ack_ids = itertools.count(1)
+
+    async def open(self) -> dict[str, Any]:
+        """Open the WebSocket; return the Engine.IO OPEN packet's data."""
+        accepted, _ = await self.communicator.connect()
+        assert accepted
+        opening = eio.Packet(encoded_packet=await self.receive())
+        assert opening.packet_type == eio.OPEN
+        return opening.data
+
+    async def send(self, frame: str) -> None:
+        """Send one text frame as it would appear on the wire."""
+        await self.communicator.send_to(text_data=frame)
+
+    async def receive(self, timeout: float = WAIT) -> str:
+        """The next text frame from the server."""
+        return await self.communicator.receive_from(timeout)
+
+    async def receive_packet(self) -> sio.Packet:
+        """The next frame, decoded as python-socketio's client decodes a MESSAGE."""
+        outer = eio.Packet(encoded_packet=await self.receive())
+        assert outer.packet_type == eio.MESSAGE
+        return sio.Packet(encoded_packet=outer.data)
+
+    async def connect_namespace(self, token: str | None) -> sio.Packet:
+        """CONNECT to ``/`` with ``auth.token`` (no token when None); the first packet in reply."""
+        await self.send("40" + json.dumps({} if token is None else {"token": token}))
+        return await self.receive_packet()
+
+    async def call(self, event: str, *args: Any) -> list[Any]:
+        """Emit ``event`` with an ack id; return the acknowledgement's arguments."""
+        ack_id = next(self._ack_ids)
+        await self.send("42" + str(ack_id) + json.dumps([event, *args]))
+        ack = await self.receive_packet()
+        assert (ack.packet_type, ack.id) == (sio.ACK, ack_id)
+        return ack.data
+
+    async def receive_event(self) -> list[Any]:
+        """The next frame, which must be an EVENT; its ``[name, *args]``."""
+        packet = await self.receive_packet()
+        assert packet.packet_type == sio.EVENT
+        return packet.data
+
+    async def close_code(self) -> int:
+        """Wait for the server to close the connection; its close code (1000 when none is given)."""
+        output = await self.communicator.receive_output(WAIT)
+        assert output["type"] == "websocket.close", output
+        return output.get("code", 1000)
+
+
+@pytest.fixture
+async def new_client() -> AsyncIterator[Callable[..., SocketIOTestClient]]:
+    """Make clients; disconnect them all afterwards, which re-raises any error the consumer hit."""
+    made: list[SocketIOTestClient] = []
+
+    def make(path: str = PATH) -> SocketIOTestClient:
+        made.append(SocketIOTestClient(path))
+        return made[-1]
+
+    yield make
+    for client in made:
+        await client.communicator.disconnect(timeout=WAIT)
+
+
+@pytest.fixture
+def connected(new_client) -> Callable[..., Any]:
+    """Open a client and CONNECT it to ``/`` with a valid token."""
+
+    async def open_connected(user: str = "alice") -> SocketIOTestClient:
+        client = new_client()
+        await client.open()
+        packet = await client.connect_namespace(tokens.issue_token(user=user))
+        assert packet.packet_type == sio.CONNECT
+        return client
+
+    return open_connected
+
+
+def desktop_payload(event: str, conversation: str = SHORT_NAME) -> dict[str, Any]:
+    """A payload shaped like the interceptor's (CONTRACT.md), with text that must survive unchanged."""
+    notification = {"conversation": conversation, "text": 'Grüß dich, 你好 "quoted"\n'}
+    return {
+        "conversation_name": conversation,
+        "data": json.dumps(notification),
+        "data_type": event,
+        "ack_time": "2026-11-20T14:03:07Z",
+        "publish_time": "2026-11-20T14:03:06.123Z",
+        "message_id": "17",
+    }
+
+
+async def publish(conversation: str, event: str = delivery.NEW_MESSAGE_EVENT) -> dict[str, Any]:
+    """Publish through the real delivery path, as the interceptor does; return the payload sent."""
+    payload = desktop_payload(event, conversation)
+    await delivery.publish(conversation_name=conversation, event=event, payload=payload)
+    return payload
+
+
+def expired_token() -> str:
+    """Signed with our secret, expired two hours ago."""
+    token = tokens.AgentAssistToken()
+    token[tokens.PROJECT_CLAIM] = "test-project"
+    token[tokens.USER_CLAIM] = "alice"
+    token.set_exp(from_time=aware_utcnow() - timedelta(hours=2))
+    return str(token)
+
+
+def other_project_token() -> str:
+    """Signed with our secret, but for a project this service does not serve."""
+    token = tokens.AgentAssistToken()
+    token[tokens.PROJECT_CLAIM] = "other-project"
+    token[tokens.USER_CLAIM] = "alice"
+    return str(token)
+
+
+def forged_token() -> str:
+    """Well-formed claims signed with a key that is not ours."""
+    claims = {"exp": aware_utcnow() + timedelta(hours=1), "token_type": "agent_assist", "jti": "x"}
+    claims |= {tokens.PROJECT_CLAIM: "test-project", tokens.USER_CLAIM: "mallory"}
+    return jwt.encode(claims, "not-the-service-secret-0123456789-abcdefgh", algorithm="HS256")
+
+
+# --- Engine.IO handshake ------------------------------------------------------------------
+
+
+async def test_open_packet_advertises_settings(new_client, settings) -> None:
+    """OPEN carries a fresh sid, no upgrades, the heartbeat in milliseconds and maxPayload."""
+    settings.SOCKETIO_PING_INTERVAL, settings.SOCKETIO_PING_TIMEOUT, settings.SOCKETIO_MAX_PAYLOAD = 7, 3, 4096
+    first, second = await new_client().open(), await new_client().open()
+    assert {key: value for key, value in first.items() if key != "sid"} == {
+        "upgrades": [],
+        "pingInterval": 7000,
+        "pingTimeout": 3000,
+        "maxPayload": 4096,
+    }
+    assert isinstance(first["sid"], str) and first["sid"]
+    assert first["sid"] != second["sid"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["EIO=3&transport=websocket", "transport=websocket", "EIO=4&transport=polling", "EIO=4&transport=websocket&sid=x"],
+)
+async def test_handshake_refused_for_other_engineio_versions_and_transports(new_client, query: str) -> None:
+    """Only Engine.IO 4 clients opening the websocket transport directly are accepted."""
+    accepted, _ = await new_client(f"/socket.io/?{query}").communicator.connect()
+    assert not accepted
+
+
+# --- CONNECT and authentication -----------------------------------------------------------
+
+
+async def test_connect_with_valid_token(new_client) -> None:
+    """CONNECT with ``auth.token`` is answered ``40{"sid":...}`` on the default namespace."""
+    client = new_client()
+    await client.open()
+    packet = await client.connect_namespace(tokens.issue_token(user="alice"))
+    assert (packet.packet_type, packet.namespace) == (sio.CONNECT, None)
+    assert isinstance(packet.data["sid"], str) and packet.data["sid"]
+
+
+async def test_connect_with_bearer_prefixed_token(new_client) -> None:
+    """Some platforms send ``Bearer <jwt>``; it is accepted like the bare token."""
+    client = new_client()
+    await client.open()
+    packet = await client.connect_namespace("Bearer " + tokens.issue_token(user="alice"))
+    assert packet.packet_type == sio.CONNECT
+
+
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [
+        (None, "Token is missing."),
+        ("", "Token is missing."),
+        ("not-a-jwt", "Token is invalid"),
+        (expired_token, "Token is expired"),
+        (forged_token, "Token is invalid"),
+        (other_project_token, "Token is for another project"),
+    ],
+    ids=["missing", "empty", "garbage", "expired", "forged", "other project"],
+)
+async def test_connect_with_bad_token_is_refused(new_client, token, why: str) -> None:
+    """The sample's sequence: ``42["unauthenticated"]``, then ``44{"message": <why>}``."""
+    client = new_client()
+    await client.open()
+    raw = token() if callable(token) else token
+    await client.send("40" + json.dumps({} if raw is None else {"token": raw}))
+    assert await client.receive() == '42["unauthenticated"]'
+    refusal = await client.receive_packet()
+    assert (refusal.packet_type, refusal.data) == (sio.CONNECT_ERROR, {"message": why})
+
+
+async def test_refused_socket_gets_no_events_and_cannot_join(new_client, connected) -> None:
+    """After a refused CONNECT, joins are ignored and conversation events never reach the socket."""
+    refused = new_client()
+    await refused.open()
+    await refused.connect_namespace("not-a-jwt")
+    await refused.receive_packet()  # the CONNECT_ERROR after "unauthenticated"
+    await refused.send(f'421["join-conversation","{SHORT_NAME}"]')
+    witness = await connected()
+    assert await witness.call("join-conversation", SHORT_NAME) == [True, SHORT_NAME]
+    payload = await publish(SHORT_NAME)
+    assert await witness.receive_event() == [delivery.NEW_MESSAGE_EVENT, payload]
+    # The witness shares this event loop and Redis connection, so a delivery to
+    # the refused socket would already be queued; a short look is enough.
+    assert await refused.communicator.receive_nothing(timeout=0.3)
+
+
+async def test_connect_to_another_namespace_is_refused_for_that_namespace(new_client) -> None:
+    """Only ``/`` exists: CONNECT to ``/admin`` gets CONNECT_ERROR for ``/admin``; ``/`` still works."""
+    client = new_client()
+    await client.open()
+    await client.send("40/admin," + json.dumps({"token": tokens.issue_token(user="alice")}))
+    refusal = await client.receive_packet()
+    assert (refusal.packet_type, refusal.namespace) == (sio.CONNECT_ERROR, "/admin")
+    assert (await client.connect_namespace(tokens.issue_token(user="alice"))).packet_type == sio.CONNECT
+
+
+async def test_events_before_connect_are_ignored(new_client) -> None:
+    """A join sent before CONNECT gets no ack and joins nothing."""
+    client = new_client()
+    await client.open()
+    await client.send(f'421["join-conversation","{SHORT_NAME}"]')
+    # Frames are handled in order: an ack for the early join would come first.
+    assert (await client.connect_namespace(tokens.issue_token(user="alice"))).packet_type == sio.CONNECT
+    await client.call("join-conversation", OTHER)
+    await publish(SHORT_NAME)
+    marker = await publish(OTHER)
+    assert await client.receive_event() == [delivery.NEW_MESSAGE_EVENT, marker]
+
+
+# --- join and leave ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [LONG_NAME, SHORT_NAME], ids=["with location", "without location"])
+async def test_join_and_leave_acknowledge_the_normalised_name(connected, name: str) -> None:
+    """Both name forms are acknowledged ``[true, "projects/P/conversations/C"]``, exactly as on the wire."""
+    client = await connected()
+    await client.send(f'4217["join-conversation","{name}"]')
+    assert await client.receive() == f'4317[true,"{SHORT_NAME}"]'
+    await client.send(f'4218["leave-conversation","{name}"]')
+    assert await client.receive() == f'4318[true,"{SHORT_NAME}"]'
+
+
+async def test_leaving_a_conversation_not_joined_is_acknowledged(connected) -> None:
+    """Leave is idempotent: the UI modules may leave on every conversation switch."""
+    client = await connected()
+    assert await client.call("leave-conversation", LONG_NAME) == [True, SHORT_NAME]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["projects/p/conversations"], ["conversations/c"], ["projects/p/conversations/c/x"], [42], [None], []],
+    ids=["truncated", "no project", "extra segment", "number", "null", "no argument"],
+)
+async def test_join_with_invalid_name_is_refused_in_the_ack(connected, args: list[Any]) -> None:
+    """An invalid conversation name is acknowledged ``[false, <reason>]`` and the socket stays usable."""
+    client = await connected()
+    ok, reason = await client.call("join-conversation", *args)
+    assert ok is False and isinstance(reason, str) and reason
+    assert await client.call("join-conversation", SHORT_NAME) == [True, SHORT_NAME]
+
+
+async def test_unknown_event_with_ack_is_refused(connected) -> None:
+    """An event the server does not handle is acknowledged ``[false, <reason>]`` rather than left hanging."""
+    client = await connected()
+    ok, reason = await client.call("subscribe", SHORT_NAME)
+    assert ok is False and "subscribe" in reason
+
+
+async def test_join_limit_per_connection(connected) -> None:
+    """A connection joins at most MAX_CONVERSATIONS_PER_CONNECTION; rejoining or after a leave still works."""
+    client = await connected()
+    limit = membership.MAX_CONVERSATIONS_PER_CONNECTION
+    names = [f"projects/p/conversations/limit{index}" for index in range(limit)]
+    for name in names:
+        assert await client.call("join-conversation", name) == [True, name]
+    ok, reason = await client.call("join-conversation", "projects/p/conversations/one-too-many")
+    assert ok is False and str(limit) in reason
+    assert await client.call("join-conversation", names[0]) == [True, names[0]]
+    await client.call("leave-conversation", names[0])
+    assert await client.call("join-conversation", OTHER) == [True, OTHER]
+
+
+# --- delivery ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event", delivery.EVENT_NAMES)
+async def test_published_events_reach_the_socket_unchanged(connected, event: str) -> None:
+    """Each of the four events arrives under its name with the payload exactly as published."""
+    client = await connected()
+    await client.call("join-conversation", LONG_NAME)
+    payload = desktop_payload(event)
+    if event == delivery.NEW_RECOGNITION_RESULT_EVENT:
+        payload |= {"participant_role": "END_USER", "new_recognition_result_message_id": "m-1"}
+    await delivery.publish(conversation_name=SHORT_NAME, event=event, payload=payload)
+    assert await client.receive_event() == [event, payload]
+
+
+async def test_every_socket_in_a_conversation_receives_and_no_other(connected) -> None:
+    """Two desktops in one conversation (either name form) both receive; one in another conversation does not."""
+    first, second, elsewhere = await connected("a"), await connected("b"), await connected("c")
+    await first.call("join-conversation", LONG_NAME)
+    await second.call("join-conversation", SHORT_NAME)
+    await elsewhere.call("join-conversation", OTHER)
+    payload = await publish(SHORT_NAME)
+    marker = await publish(OTHER, delivery.CONVERSATION_LIFECYCLE_EVENT)
+    assert await first.receive_event() == [delivery.NEW_MESSAGE_EVENT, payload]
+    assert await second.receive_event() == [delivery.NEW_MESSAGE_EVENT, payload]
+    assert await elsewhere.receive_event() == [delivery.CONVERSATION_LIFECYCLE_EVENT, marker]
+
+
+async def test_no_events_after_leave(connected) -> None:
+    """After leave-conversation the socket gets nothing more from that conversation."""
+    client = await connected()
+    await client.call("join-conversation", SHORT_NAME)
+    await client.call("join-conversation", OTHER)
+    await client.call("leave-conversation", LONG_NAME)
+    await publish(SHORT_NAME)
+    marker = await publish(OTHER)
+    assert await client.receive_event() == [delivery.NEW_MESSAGE_EVENT, marker]
+
+
+async def test_other_socket_still_receives_after_one_disconnects(connected) -> None:
+    """One desktop closing does not unsubscribe the others in the same conversation."""
+    leaving, staying = await connected("a"), await connected("b")
+    await leaving.call("join-conversation", SHORT_NAME)
+    await staying.call("join-conversation", SHORT_NAME)
+    await leaving.communicator.disconnect(timeout=WAIT)
+    payload = await publish(SHORT_NAME)
+    assert await staying.receive_event() == [delivery.NEW_MESSAGE_EVENT, payload]
+
+
+async def test_last_socket_closing_drops_the_redis_subscription(connected, redis_server) -> None:
+    """Closing the only socket in a conversation unsubscribes this process from its Redis channel."""
+    group_channel = f"*__group__{conversations.group_name(SHORT_NAME)}"
+    redis = Redis.from_url(redis_server.url)
+    try:
+        client = await connected()
+        await client.call("join-conversation", SHORT_NAME)
+        assert len(await redis.pubsub_channels(group_channel)) == 1
+        await client.communicator.disconnect(timeout=WAIT)
+        assert await redis.pubsub_channels(group_channel) == []
+    finally:
+        await redis.aclose()
+
+
+async def test_socketio_disconnect_packet_leaves_conversations(connected) -> None:
+    """``41`` disconnects the namespace: its conversations are left, even after a new CONNECT."""
+    client = await connected()
+    await client.call("join-conversation", SHORT_NAME)
+    await client.send("41")
+    assert (await client.connect_namespace(tokens.issue_token(user="alice"))).packet_type == sio.CONNECT
+    await client.call("join-conversation", OTHER)
+    await publish(SHORT_NAME)
+    marker = await publish(OTHER)
+    assert await client.receive_event() == [delivery.NEW_MESSAGE_EVENT, marker]
+
+
+async def test_joins_between_disconnect_and_reconnect_are_ignored(connected) -> None:
+    """Between ``41`` and a new CONNECT, joins are ignored like before the first CONNECT."""
+    client = await connected()
+    await client.send("41")
+    await client.send(f'429["join-conversation","{SHORT_NAME}"]')
+    assert (await client.connect_namespace(tokens.issue_token(user="alice"))).packet_type == sio.CONNECT
+
+
+# --- heartbeat and timeouts ------------------------------------------------------------------
+
+
+async def test_server_pings_and_a_pong_keeps_the_session(connected, settings) -> None:
+    """The server sends "2" every pingInterval; answering "3" keeps the connection for the next ping."""
+    settings.SOCKETIO_PING_INTERVAL, settings.SOCKETIO_PING_TIMEOUT = 1, 1
+    client = await connected()
+    assert await client.receive() == "2"
+    await client.send("3")
+    # A session that ignored the pong would close here instead of pinging again.
+    assert await client.receive() == "2"
+
+
+async def test_missing_pong_closes_the_session(connected, settings) -> None:
+    """No "3" within pingTimeout after a ping: the server closes the connection."""
+    settings.SOCKETIO_PING_INTERVAL, settings.SOCKETIO_PING_TIMEOUT = 1, 1
+    client = await connected()
+    assert await client.receive() == "2"
+    await client.close_code()
+
+
+async def test_client_ping_is_answered(connected) -> None:
+    """A client "2" (Engine.IO 3 habit, some proxies' keep-alive) gets "3" back."""
+    client = await connected()
+    await client.send("2")
+    assert await client.receive() == "3"
+
+
+async def test_client_close_packet_closes_the_connection(connected) -> None:
+    """Engine.IO CLOSE ("1") from the client ends the WebSocket."""
+    client = await connected()
+    await client.send("1")
+    assert await client.close_code() == 1000
+
+
+async def test_unauthenticated_socket_is_closed_after_auth_timeout(new_client, settings) -> None:
+    """A socket that never CONNECTs is closed after WEBSOCKET_AUTH_TIMEOUT with 1008."""
+    settings.WEBSOCKET_AUTH_TIMEOUT = 1
+    client = new_client()
+    await client.open()
+    assert await client.close_code() == POLICY_VIOLATION
+
+
+async def test_refused_socket_is_closed_after_auth_timeout(new_client, settings) -> None:
+    """A socket whose CONNECT was refused is closed like one that never tried."""
+    settings.WEBSOCKET_AUTH_TIMEOUT = 1
+    client = new_client()
+    await client.open()
+    await client.connect_namespace(None)
+    await client.receive_packet()
+    assert await client.close_code() == POLICY_VIOLATION
+
+
+async def test_connected_socket_outlives_auth_timeout(connected, settings) -> None:
+    """The auth timeout does not close a connected socket: the next frame is the ping, not a close."""
+    settings.WEBSOCKET_AUTH_TIMEOUT, settings.SOCKETIO_PING_INTERVAL = 1, 2
+    client = await connected()
+    assert await client.receive() == "2"
+
+
+# --- malformed input ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param("x", id="non-numeric type"),
+        pytest.param("9", id="unknown Engine.IO type"),
+        pytest.param("4", id="empty Socket.IO packet"),
+        pytest.param("47", id="unknown Socket.IO type"),
+        pytest.param('42["join-conversation"', id="truncated JSON"),
+        pytest.param('451-["join-conversation",{"_placeholder":true,"num":0}]', id="binary attachment"),
+        pytest.param("42" + "[" * 100_000, id="deeply nested JSON"),
+    ],
+)
+async def test_invalid_packet_closes_with_policy_violation(connected, frame: str) -> None:
+    """A frame that is not a valid text packet closes the connection with 1008, without a server error."""
+    client = await connected()
+    await client.send(frame)
+    assert await client.close_code() == POLICY_VIOLATION
+
+
+async def test_binary_frame_closes_with_unsupported_data(connected) -> None:
+    """Binary WebSocket frames are not supported: close with 1003."""
+    client = await connected()
+    await client.communicator.send_to(bytes_data=b"\x04binary")
+    assert await client.close_code() == UNSUPPORTED_DATA
+
+
+async def test_frame_over_max_payload_closes_with_message_too_big(connected, settings) -> None:
+    """A frame of maxPayload characters is handled; one character more closes with 1009."""
+    settings.SOCKETIO_MAX_PAYLOAD = 1024
+    client = await connected()
+    prefix, suffix = '421["padding","', '"]'
+    at_limit = prefix + "x" * (1024 - len(prefix) - len(suffix)) + suffix
+    await client.send(at_limit)
+    ack = await client.receive_packet()
+    assert (ack.packet_type, ack.id, ack.data[0]) == (sio.ACK, 1, False)
+    await client.send(at_limit[:-2] + 'x"]')
+    assert await client.close_code() == MESSAGE_TOO_BIG
