@@ -42,3 +42,7 @@ class BaseIdentityProvider:
         ``Bearer `` prefix); ``body`` is the request's JSON object (empty when absent).
         """
         raise NotImplementedError
+
+    def settings_problems(self) -> list[str]:
+        """Messages naming settings this provider needs but lacks; start-up refuses to run if any."""
+        return []

@@ -40,12 +40,8 @@ def check_providers(app_configs=None, **kwargs) -> list:
 
 
 def _settings_problems(setting: str, provider: BaseIdentityProvider) -> list[Error]:
-    """Settings the chosen provider needs (built-ins name them in ``settings_problems()``)."""
-    # Optional hook: a provider of your own need not define it.
-    settings_problems = getattr(provider, "settings_problems", None)
-    if settings_problems is None:
-        return []
+    """Settings the chosen provider needs, as its ``settings_problems()`` names them."""
     return [
         Error(message, hint=f"{setting}={getattr(settings, setting)} needs this setting.", id="auth_providers.E003")
-        for message in settings_problems()
+        for message in provider.settings_problems()
     ]
