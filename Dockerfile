@@ -7,7 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DJANGO_SETTINGS_MODULE=aa_site.settings \
-    PORT=8080
+    PORT=8080 \
+    TRUSTED_PROXY_HOPS=1
 
 WORKDIR /app
 COPY requirements.txt ./
@@ -23,5 +24,7 @@ RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonex
 USER 10001:10001
 
 EXPOSE 8080
-# Cloud Run sets PORT; --proxy-headers takes the client address from X-Forwarded-For.
-CMD ["sh", "-c", "exec daphne --bind 0.0.0.0 --port \"$PORT\" --proxy-headers aa_site.asgi:application"]
+# Cloud Run sets PORT. No --proxy-headers: daphne would take the left-most X-Forwarded-For
+# entry, which the client writes. The rate limit reads the entry Cloud Run's front end
+# appended instead (TRUSTED_PROXY_HOPS=1 above; 0 when nothing trusted sits in front).
+CMD ["sh", "-c", "exec daphne --bind 0.0.0.0 --port \"$PORT\" aa_site.asgi:application"]

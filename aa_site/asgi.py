@@ -37,9 +37,11 @@ def build_application() -> ProtocolTypeRouter:
     """The router for ``SERVICE_ROLE``."""
     routes = {"http": django_application, "websocket": refuse_websocket}
     if settings.SERVICE_ROLE in ("connector", "all"):
+        from connector.origin import BrowserOriginCheck
         from connector.routing import websocket_urlpatterns
 
-        routes["websocket"] = URLRouter([*websocket_urlpatterns, re_path(r"", refuse_websocket)])
+        # Browsers skip CORS for WebSockets: check a handshake's Origin before any consumer runs.
+        routes["websocket"] = BrowserOriginCheck(URLRouter([*websocket_urlpatterns, re_path(r"", refuse_websocket)]))
     return ProtocolTypeRouter(routes)
 
 

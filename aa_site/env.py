@@ -92,3 +92,45 @@ def items(name: str, default: Iterable[str] = ()) -> list[str]:
     if raw is None:
         return list(default)
     return [item for item in raw.replace(",", " ").split() if item]
+
+
+# Seconds per unit of a rate ("30/minute", "5/10s").
+_RATE_UNITS = {
+    **dict.fromkeys(("s", "sec", "second", "seconds"), 1),
+    **dict.fromkeys(("m", "min", "minute", "minutes"), 60),
+    **dict.fromkeys(("h", "hour", "hours"), 3600),
+    **dict.fromkeys(("d", "day", "days"), 86400),
+}
+_RATE_OFF = {"0", "off"}
+
+
+def rate(name: str, default: str) -> tuple[int, int] | None:
+    """Return ``(requests, window seconds)`` from ``N/unit`` or ``N/<k><unit>``; ``None`` for 0 or off.
+
+    Units: s, m, h, d (or second, minute, hour, day); the window is at most a day.
+    Unset or empty means ``default``.
+    """
+    raw = os.environ.get(name)
+    value = (default if raw is None or not raw.strip() else raw).strip().lower()
+    if value in _RATE_OFF:
+        return None
+    parsed = _parse_rate(value)
+    if parsed is None:
+        PROBLEMS.append(
+            (name, f"must look like 30/minute or 5/10s (units s, m, h, d; window at most a day), "
+            f"or be 0 or off to disable, got {raw!r}")
+        )
+        return _parse_rate(default.strip().lower())
+    return parsed
+
+
+def _parse_rate(value: str) -> tuple[int, int] | None:
+    count, slash, period = value.partition("/")
+    period = period.strip()
+    digits = len(period) - len(period.lstrip("0123456789"))
+    multiplier, unit = period[:digits], period[digits:].strip()
+    if not slash or not count.strip().isdigit() or unit not in _RATE_UNITS:
+        return None
+    requests, window = int(count), int(multiplier or "1") * _RATE_UNITS[unit]
+    # A window beyond a day is a typo more likely than a policy (and keeps Redis TTLs sane).
+    return (requests, window) if requests >= 1 and 1 <= window <= 86400 else None

@@ -137,4 +137,50 @@ LOGGING = {
     "loggers": {"daphne": {"level": "WARNING"}, "django": {"level": "INFO"}, "httpx": {"level": "WARNING"}},
 }
 
+# --- Registration rate limit and client addresses (connector/ratelimit.py) -----
+# POST /register and /register-app together, per client address, counted in
+# Redis across all instances: (requests, window seconds), or None when "0"/"off".
+REGISTER_RATE_LIMIT = env.rate("REGISTER_RATE_LIMIT", "30/minute")
+# How many proxies in front of us append to X-Forwarded-For (Cloud Run: 1). The
+# client is the entry that many places from the right; 0 trusts no header.
+TRUSTED_PROXY_HOPS = env.integer("TRUSTED_PROXY_HOPS", 0, minimum=0, maximum=10)
+# A browser desktop may read Retry-After on a cross-origin 429.
+CORS_EXPOSE_HEADERS = ["Retry-After"]
+
+# --- Authenticated push (interceptor/push_auth.py, interceptor/google_certs.py) --
+# When set, every push must carry Pub/Sub's OIDC token for this service account
+# (the subscription's --push-auth-service-account); empty leaves pushes unchecked.
+PUSH_AUTH_SERVICE_ACCOUNT = env.text("PUSH_AUTH_SERVICE_ACCOUNT")
+# The subscription's --push-auth-token-audience; empty means the push URL itself
+# (Pub/Sub's default), scheme from X-Forwarded-Proto when present.
+PUSH_AUTH_AUDIENCE = env.text("PUSH_AUTH_AUDIENCE")
+# Google's signing certificates (v1 form: key id -> PEM); change only for a test double.
+PUSH_AUTH_CERTS_URL = env.text("PUSH_AUTH_CERTS_URL", "https://www.googleapis.com/oauth2/v1/certs")
+
+# --- JWT secret rotation and Secret Manager (connector/jwt_secret.py) ----------
+# A previous signing secret keeps tokens it signed valid until they expire;
+# new tokens are always signed with the current one. Same sources and order.
+JWT_PREVIOUS_SECRET_KEY = env.text("JWT_PREVIOUS_SECRET_KEY")
+JWT_PREVIOUS_SECRET_KEY_FILE = env.text("JWT_PREVIOUS_SECRET_KEY_FILE", "/secret/jwt_previous_secret_key")
+JWT_PREVIOUS_SECRET_NAME = env.text("JWT_PREVIOUS_SECRET_NAME")
+# Empty: Google's endpoint. Set only for a proxy or a test double (http://host:port).
+SECRET_MANAGER_API_ENDPOINT = env.text("SECRET_MANAGER_API_ENDPOINT")
+# Seconds start-up may spend reading a secret, retries included.
+SECRET_MANAGER_TIMEOUT = env.number("SECRET_MANAGER_TIMEOUT", 10.0, minimum=0.1, maximum=300)
+
+# --- Dialogflow proxy and /conversation-name (connector) ------------------------
+# Where proxied calls go: empty means Google's endpoint for each location
+# (https://dialogflow.googleapis.com for "global", https://<location>-dialogflow.googleapis.com
+# otherwise); set only to point every location at one proxy or test double.
+DIALOGFLOW_API_ROOT = env.text("DIALOGFLOW_API_ROOT").rstrip("/")
+# Projects desktops may reach through the proxy; empty means GCP_PROJECT_ID alone.
+DIALOGFLOW_ALLOWED_PROJECTS = env.items("DIALOGFLOW_ALLOWED_PROJECTS")
+# Seconds: to connect, and for the whole call (LLM-backed generators can take tens of seconds).
+DIALOGFLOW_CONNECT_TIMEOUT = env.number("DIALOGFLOW_CONNECT_TIMEOUT", 5.0, minimum=0.01, maximum=60)
+DIALOGFLOW_TIMEOUT = env.number("DIALOGFLOW_TIMEOUT", 60.0, minimum=0.01, maximum=600)
+# Largest request body forwarded (analyzeContent with base64 audio exceeds Django's 2.5 MB default).
+DIALOGFLOW_MAX_REQUEST_BYTES = env.integer("DIALOGFLOW_MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024)
+# How long a /conversation-name entry lives; 0 keeps entries until deleted (the sample's behaviour).
+CONVERSATION_NAME_TTL_SECONDS = env.integer("CONVERSATION_NAME_TTL_SECONDS", 24 * 60 * 60, minimum=0)
+
 ENVIRONMENT_PROBLEMS = list(env.PROBLEMS)

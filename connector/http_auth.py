@@ -1,8 +1,9 @@
 """The desktop JWT on HTTP endpoints: ``@jwt_required`` for async views.
 
 The token is read from ``Authorization`` only (bare, as the UI modules send
-it, or ``Bearer <token>``). A token in the query string is refused outright:
-URLs end up in access logs, browser history and proxies.
+it, or ``Bearer <token>``). A token-like query parameter (any case) is refused
+outright, even next to a valid header: URLs end up in access logs, browser
+history and proxies, so a client that puts a token there must be told at once.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from connector import tokens
 
-# Query parameters a client might use to smuggle a token into a URL.
-TOKEN_QUERY_PARAMETERS = ("token", "access_token", "jwt", "auth")
+# Query parameters (compared lower-cased) a client might use to put a token into a URL.
+TOKEN_QUERY_PARAMETERS = frozenset({"token", "access_token", "id_token", "jwt", "auth", "authorization"})
+URL_TOKEN_MESSAGE = "Tokens are accepted only in the Authorization header, never in the URL."
 
 AsyncView = Callable[..., Awaitable[HttpResponse]]
 
@@ -25,8 +27,8 @@ def jwt_required(view: AsyncView) -> AsyncView:
 
     @functools.wraps(view)
     async def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if any(name in request.GET for name in TOKEN_QUERY_PARAMETERS):
-            return unauthorized("Tokens are accepted only in the Authorization header, never in the URL.")
+        if any(name.lower() in TOKEN_QUERY_PARAMETERS for name in request.GET):
+            return unauthorized(URL_TOKEN_MESSAGE)
         try:
             request.desktop = tokens.validate_token(request.headers.get("Authorization"))
         except tokens.InvalidToken as error:
@@ -37,5 +39,7 @@ def jwt_required(view: AsyncView) -> AsyncView:
 
 
 def unauthorized(message: str) -> JsonResponse:
-    """401 in the contract's shape: ``{"message": <why>}``."""
-    return JsonResponse({"message": message}, status=401)
+    """401 in the contract's shape: ``{"message": <why>}``, with the challenge RFC 9110 requires of a 401."""
+    response = JsonResponse({"message": message}, status=401)
+    response["WWW-Authenticate"] = "Bearer"
+    return response

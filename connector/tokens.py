@@ -1,20 +1,27 @@
 """The desktop JWT: issued by /register, required by every protected entry point.
 
 Built on djangorestframework-simplejwt's ``Token`` machinery with our own
-``TokenBackend`` (HS256 pinned, key from ``connector.jwt_secret``), so the
-secret is read on first use instead of at import as simplejwt's module-level
+``TokenBackend`` (HS256 pinned, keys from ``connector.jwt_secret``), so the
+secrets are read at start-up instead of at import as simplejwt's module-level
 backend would. Claims: the contract's ``exp``, ``gcp_agent_assist_project``
 and ``gcp_agent_assist_user``, plus simplejwt's ``token_type``, ``iat`` and ``jti``.
+
+Rotation: new tokens are always signed with the current secret; a token
+signed with the previous secret (``JWT_PREVIOUS_SECRET_*``) is accepted
+while that secret stays configured, so desktops are not logged out when the
+secret changes. Remove it once the longest token lifetime has passed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
+import jwt
 from django.conf import settings
 from rest_framework_simplejwt.backends import TokenBackend
-from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.exceptions import TokenBackendError, TokenError
 from rest_framework_simplejwt.tokens import Token
 
 from connector import jwt_secret
@@ -23,6 +30,9 @@ ALGORITHM = "HS256"
 PROJECT_CLAIM = "gcp_agent_assist_project"
 USER_CLAIM = "gcp_agent_assist_user"
 MISSING_TOKEN_MESSAGE = "Token is missing."
+
+# Only checks which secret signed a token; RotatingTokenBackend then verifies it in full.
+_SIGNATURE_CHECK = jwt.PyJWS()
 
 
 class InvalidToken(Exception):
@@ -37,6 +47,32 @@ class DesktopIdentity:
     user: str
 
 
+class RotatingTokenBackend(TokenBackend):
+    """HS256 only. Signs with the first secret; verifies with whichever of ``secrets`` signed the token."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        super().__init__(ALGORITHM, signing_key=secrets[0])
+        self.secrets = secrets
+
+    def decode(self, token: str | bytes, verify: bool = True) -> dict[str, Any]:  # type: ignore[override]
+        if not verify:
+            return super().decode(token, verify=False)
+        # simplejwt's own decode (claims, expiry, errors) with the one key that matches.
+        return TokenBackend(ALGORITHM, signing_key=self._secret_that_signed(token)).decode(token)
+
+    def _secret_that_signed(self, token: str | bytes) -> str:
+        for secret in self.secrets:
+            try:
+                _SIGNATURE_CHECK.decode_complete(token, secret, algorithms=[ALGORITHM])
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.InvalidTokenError as error:
+                # Malformed, or another algorithm (alg none, HS512, RS256): no key can make it valid.
+                raise TokenBackendError("Token is invalid") from error
+            return secret
+        raise TokenBackendError("Token is invalid")
+
+
 class AgentAssistToken(Token):
     """Stateless access token for an agent desktop."""
 
@@ -47,7 +83,7 @@ class AgentAssistToken(Token):
         return timedelta(minutes=settings.JWT_LIFETIME_MINUTES)
 
     def get_token_backend(self) -> TokenBackend:
-        return TokenBackend(ALGORITHM, signing_key=jwt_secret.signing_secret())
+        return RotatingTokenBackend(jwt_secret.verification_secrets())
 
     def verify(self) -> None:
         super().verify()

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 from auth_providers import registry
 from auth_providers.base import ProviderUnavailable, TokenRejected
 from connector import tokens
+from connector.ratelimit import rate_limited
 
 logger = logging.getLogger(__name__)
 
@@ -25,12 +26,14 @@ async def status(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@rate_limited("register")
 async def register(request: HttpRequest) -> HttpResponse:
     """Exchange an identity-provider token (``Authorization``) for a desktop JWT."""
     return await _register(request, "AUTH_OPTION")
 
 
 @require_POST
+@rate_limited("register")  # the same budget as /register: one per client address
 async def register_app(request: HttpRequest) -> HttpResponse:
     """Exchange application credentials (JSON body) for a desktop JWT."""
     return await _register(request, "APP_AUTH_OPTION")

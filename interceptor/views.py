@@ -4,6 +4,11 @@ Status codes tell Pub/Sub what to do: 204 once the event is handed to the
 channel layer; 200 for a poison message (acknowledged so it is not redelivered
 forever, with one WARNING line naming the reason and messageId, never the
 content); 503 when the channel layer is unreachable, so Pub/Sub retries.
+
+With ``PUSH_AUTH_SERVICE_ACCOUNT`` set, every push must first carry Pub/Sub's
+OIDC token for that account (``interceptor.push_auth``): 401/403 otherwise,
+checked before the body is parsed, so an unauthenticated push is never
+acknowledged as poison; 503 when Google's certificates cannot be fetched.
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from connector import delivery
+from interceptor import google_certs, push_auth
 from interceptor.envelope import PoisonMessage, parse_push
 from interceptor.payload import desktop_payload
 
@@ -32,6 +39,9 @@ def push_endpoint(event: str) -> Callable[[HttpRequest], Awaitable[HttpResponse]
     @require_POST
     async def receive_push(request: HttpRequest) -> HttpResponse:
         received_at = timezone.now()
+        refusal = await _refuse_unauthenticated(request, event)
+        if refusal is not None:
+            return refusal
         try:
             message = parse_push(request.body)
         except RequestDataTooBig:
@@ -57,6 +67,28 @@ def push_endpoint(event: str) -> Callable[[HttpRequest], Awaitable[HttpResponse]
 
     receive_push.__name__ = receive_push.__qualname__ = event.replace("-", "_")
     return receive_push
+
+
+async def _refuse_unauthenticated(request: HttpRequest, event: str) -> HttpResponse | None:
+    """The answer refusing a push without a valid Pub/Sub token, or ``None`` to go on (or when auth is off)."""
+    service_account = settings.PUSH_AUTH_SERVICE_ACCOUNT
+    if not service_account:
+        return None
+    try:
+        token = push_auth.token_from_header(request.headers.get("Authorization"))
+        certificates = await google_certs.get_certificates(settings.PUSH_AUTH_CERTS_URL)
+        audience = settings.PUSH_AUTH_AUDIENCE
+        audiences = [audience] if audience else push_auth.request_audiences(request)
+        push_auth.verify(token, certificates, audiences=audiences, service_account=service_account)
+    except push_auth.PushAuthError as error:
+        logger.warning("Refusing push to /%s with HTTP %s: %s", event, error.status, error.reason)
+        return JsonResponse({"message": error.reason}, status=error.status)
+    except google_certs.CertificatesUnavailable as error:
+        logger.error("Cannot check the push token for /%s: %s; answering 503 so Pub/Sub retries", event, error)
+        response = JsonResponse({"message": "Google's certificates are unavailable, retry later."}, status=503)
+        response["Retry-After"] = RETRY_AFTER_SECONDS
+        return response
+    return None
 
 
 def _discard(event: str, reason: str, message_id: str | None) -> HttpResponse:

@@ -11,5 +11,8 @@ os.environ.setdefault("DEVELOPMENT_MODE", "true")
 os.environ.setdefault("GCP_PROJECT_ID", "test-project")
 os.environ.setdefault("AUTH_OPTION", "Skip")
 os.environ.setdefault("JWT_SECRET_KEY", "test-signing-secret-0123456789-abcdefghijklmnop")
+# Tests register far more often than 30 times a minute from 127.0.0.1; the daphne processes
+# of tests/processes.py inherit this too. tests/test_ratelimit.py sets its own limits.
+os.environ.setdefault("REGISTER_RATE_LIMIT", "off")
 
 from aa_site.settings import *  # noqa: E402,F403

@@ -21,12 +21,24 @@ OTHER_STRONG = "o" * jwt_secret.MINIMUM_LENGTH + "-other-secret"
 
 @pytest.fixture
 def secret_file(settings: Any, tmp_path: Path) -> Path:
-    """``JWT_SECRET_KEY_FILE`` pointed at a not-yet-existing file; ``JWT_SECRET_KEY`` and ``JWT_SECRET_NAME`` empty."""
+    """``JWT_SECRET_KEY_FILE`` pointed at a not-yet-existing file; every other secret setting empty.
+
+    The previous-secret file is pointed into ``tmp_path`` too (see ``previous_file``), never created here.
+    """
     path = tmp_path / "jwt_secret_key"
     settings.JWT_SECRET_KEY = ""
     settings.JWT_SECRET_NAME = ""
     settings.JWT_SECRET_KEY_FILE = str(path)
+    settings.JWT_PREVIOUS_SECRET_KEY = ""
+    settings.JWT_PREVIOUS_SECRET_NAME = ""
+    settings.JWT_PREVIOUS_SECRET_KEY_FILE = str(tmp_path / "jwt_previous_secret_key")
     return path
+
+
+@pytest.fixture
+def previous_file(settings: Any, secret_file: Path) -> Path:
+    """The (not yet existing) file ``JWT_PREVIOUS_SECRET_KEY_FILE`` points at."""
+    return Path(settings.JWT_PREVIOUS_SECRET_KEY_FILE)
 
 
 def test_setting_wins_over_the_file(settings: Any, secret_file: Path) -> None:
@@ -147,16 +159,117 @@ def test_development_default_in_development_mode(settings: Any, secret_file: Pat
     assert describe_source() == jwt_secret.DEVELOPMENT_SOURCE
 
 
-def test_secret_name_is_refused_with_a_message(production_settings: Any, secret_file: Path) -> None:
-    """JWT_SECRET_NAME (Secret Manager) is not read yet: refused, telling the operator what to do instead."""
-    production_settings.JWT_SECRET_NAME = "projects/p/secrets/jwt/versions/latest"
+def test_secret_key_and_secret_name_together_are_refused(production_settings: Any, secret_file: Path) -> None:
+    """Two explicit sources for one secret are ambiguous: refused naming both, before Secret Manager is asked.
+
+    (This replaces the refusal of JWT_SECRET_NAME as unsupported: Secret Manager is now read,
+    see tests/test_secret_manager.py.)
+    """
+    production_settings.JWT_SECRET_KEY = STRONG
+    production_settings.JWT_SECRET_NAME = "jwt-secret"
     with pytest.raises(SecretUnavailable) as caught:
         describe_source()
+    assert "JWT_SECRET_KEY" in str(caught.value)
     assert "JWT_SECRET_NAME" in str(caught.value)
-    assert "--update-secrets" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["projects/p/secrets", "projects/p/secrets/a/b", "projects//secrets/jwt", "jwt secret", "a/b", "x" * 256],
+)
+def test_malformed_secret_name_is_refused_naming_it(production_settings: Any, secret_file: Path, name: str) -> None:
+    """A JWT_SECRET_NAME that designates no secret is refused with the setting named, before any request."""
+    production_settings.JWT_SECRET_NAME = name
+    with pytest.raises(SecretUnavailable, match="JWT_SECRET_NAME"):
+        describe_source()
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("jwt-secret", "projects/test-project/secrets/jwt-secret/versions/latest"),
+        ("projects/other/secrets/jwt_2", "projects/other/secrets/jwt_2/versions/latest"),
+        ("projects/123/secrets/jwt/versions/7", "projects/123/secrets/jwt/versions/7"),
+    ],
+)
+def test_secret_version_name(settings: Any, name: str, expected: str) -> None:
+    """A bare id lives in GCP_PROJECT_ID at ``latest``; a full name is kept, given ``latest`` if it has no version."""
+    settings.GCP_PROJECT_ID = "test-project"
+    assert jwt_secret.secret_version_name(name) == expected
+
+
+def test_bare_secret_id_needs_a_project(production_settings: Any, secret_file: Path) -> None:
+    """Without GCP_PROJECT_ID a bare id designates nothing: refused naming both settings."""
+    production_settings.GCP_PROJECT_ID = ""
+    production_settings.JWT_SECRET_NAME = "jwt-secret"
+    with pytest.raises(SecretUnavailable) as caught:
+        describe_source()
+    assert "JWT_SECRET_NAME" in str(caught.value) and "GCP_PROJECT_ID" in str(caught.value)
+
+
+# --- the previous secret (rotation) --------------------------------------------------
+
+
+def test_no_previous_secret_by_default(settings: Any, secret_file: Path) -> None:
+    """Nothing configured: tokens verify with the current secret only."""
+    settings.JWT_SECRET_KEY = STRONG
+    assert jwt_secret.verification_secrets() == (STRONG,)
+    assert jwt_secret.describe_previous_source() is None
+
+
+def test_previous_secret_from_the_setting(production_settings: Any, secret_file: Path) -> None:
+    """JWT_PREVIOUS_SECRET_KEY verifies after the current secret; signing still uses the current one."""
+    production_settings.JWT_SECRET_KEY = STRONG
+    production_settings.JWT_PREVIOUS_SECRET_KEY = OTHER_STRONG
+    assert jwt_secret.verification_secrets() == (STRONG, OTHER_STRONG)
+    assert signing_secret() == STRONG
+    assert jwt_secret.describe_previous_source() == "JWT_PREVIOUS_SECRET_KEY"
+
+
+def test_previous_secret_from_its_file(production_settings: Any, secret_file: Path, previous_file: Path) -> None:
+    """A mounted previous secret is used when the file exists (whitespace removed)."""
+    secret_file.write_text(STRONG)
+    previous_file.write_text(f"{OTHER_STRONG}\n")
+    assert jwt_secret.verification_secrets() == (STRONG, OTHER_STRONG)
+    assert str(previous_file) in (jwt_secret.describe_previous_source() or "")
+
+
+def test_previous_secret_equal_to_the_current_one_is_dropped(settings: Any, secret_file: Path) -> None:
+    """The same value twice (a rotation not started or already finished) verifies once."""
+    settings.JWT_SECRET_KEY = STRONG
+    settings.JWT_PREVIOUS_SECRET_KEY = STRONG
+    assert jwt_secret.verification_secrets() == (STRONG,)
+
+
+def test_short_previous_secret_is_refused(production_settings: Any, secret_file: Path) -> None:
+    """A previous secret verifies tokens, so it must be as strong as a current one: refused, naming its setting."""
+    production_settings.JWT_SECRET_KEY = STRONG
+    production_settings.JWT_PREVIOUS_SECRET_KEY = "short-previous"
+    with pytest.raises(SecretUnavailable, match="JWT_PREVIOUS_SECRET_KEY") as caught:
+        describe_source()
+    assert "short-previous" not in str(caught.value)
+
+
+def test_empty_previous_file_is_refused(production_settings: Any, secret_file: Path, previous_file: Path) -> None:
+    """An existing but blank previous-secret file is refused rather than ignored: it would verify empty-key tokens."""
+    production_settings.JWT_SECRET_KEY = STRONG
+    previous_file.write_text("\n")
+    with pytest.raises(SecretUnavailable, match="empty"):
+        describe_source()
+
+
+def test_previous_key_and_previous_name_together_are_refused(production_settings: Any, secret_file: Path) -> None:
+    """As for the current secret, two explicit sources are ambiguous."""
+    production_settings.JWT_SECRET_KEY = STRONG
+    production_settings.JWT_PREVIOUS_SECRET_KEY = OTHER_STRONG
+    production_settings.JWT_PREVIOUS_SECRET_NAME = "jwt-previous"
+    with pytest.raises(SecretUnavailable, match="JWT_PREVIOUS_SECRET_NAME"):
+        describe_source()
 
 
 def test_describe_source_never_contains_the_secret(settings: Any, secret_file: Path) -> None:
-    """The source description is safe to log."""
+    """The source descriptions are safe to log."""
     settings.JWT_SECRET_KEY = STRONG
+    settings.JWT_PREVIOUS_SECRET_KEY = OTHER_STRONG
     assert STRONG not in describe_source()
+    assert OTHER_STRONG not in (jwt_secret.describe_previous_source() or "")

@@ -235,6 +235,42 @@ def test_token_signed_before_a_secret_change_is_refused(settings: Any) -> None:
     assert validate_token(issue_token(user="alice")).user == "alice"
 
 
+OLD_SECRET = "old-signing-secret-0123456789-abcdefghijklmnopqrs"
+
+
+def test_token_signed_with_the_previous_secret_validates_during_a_rotation(settings: Any) -> None:
+    """With JWT_PREVIOUS_SECRET_KEY set, a token the old secret signed keeps validating until it expires."""
+    settings.JWT_PREVIOUS_SECRET_KEY = OLD_SECRET
+    assert validate_token(craft(key=OLD_SECRET)).user == "mallory"
+
+
+def test_new_tokens_are_signed_with_the_current_secret_during_a_rotation(settings: Any) -> None:
+    """The previous secret only verifies: issued tokens carry the current secret's signature."""
+    current = jwt_secret.signing_secret()
+    settings.JWT_PREVIOUS_SECRET_KEY = OLD_SECRET
+    token = issue_token(user="alice")
+    assert jwt.decode(token, current, algorithms=["HS256"])[tokens.USER_CLAIM] == "alice"
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, OLD_SECRET, algorithms=["HS256"])
+
+
+def test_previous_secret_token_is_refused_once_the_secret_is_removed(settings: Any) -> None:
+    """Ending the rotation (removing the previous secret) ends the old tokens."""
+    settings.JWT_PREVIOUS_SECRET_KEY = OLD_SECRET
+    token = craft(key=OLD_SECRET)
+    validate_token(token)
+    settings.JWT_PREVIOUS_SECRET_KEY = ""
+    with pytest.raises(InvalidToken, match="invalid"):
+        validate_token(token)
+
+
+def test_previous_secret_is_pinned_to_hs256_too(settings: Any) -> None:
+    """The previous secret under another HMAC algorithm is refused like the current one."""
+    settings.JWT_PREVIOUS_SECRET_KEY = OLD_SECRET
+    with pytest.raises(InvalidToken):
+        validate_token(craft(key=OLD_SECRET, algorithm="HS384"))
+
+
 def test_missing_user_claim_validates_as_empty_user() -> None:
     """The user claim is informational: absent, the identity's user is empty."""
     assert validate_token(craft(**{tokens.USER_CLAIM: None})).user == ""

@@ -1,0 +1,77 @@
+"""``/conversation-name``: the contract's key/value endpoint, JWT required.
+
+    POST   {"conversationIntegrationKey": k, "conversationName": n}  -> 200 {k: n}           | 400 Bad request
+    GET    ?conversationIntegrationKey=k                             -> 200 {"conversationName": n or ""} | 400
+    DELETE ?conversationIntegrationKey=k                             -> 200 Success | 404 Not found | 400
+
+Plain-text bodies as in the sample; Redis unreachable is 503 JSON ``{"message"}``.
+Keys and names are never logged: a key is often a customer's phone number.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.http import require_http_methods
+
+from connector import conversation_names
+from connector.http_auth import jwt_required
+
+KEY_FIELD = "conversationIntegrationKey"
+NAME_FIELD = "conversationName"
+
+
+@require_http_methods(["GET", "POST", "DELETE"])
+@jwt_required
+async def conversation_name(request: HttpRequest) -> HttpResponse:
+    """Set (POST), read (GET) or remove (DELETE) the conversation name stored for an integration key."""
+    try:
+        if request.method == "POST":
+            return await _post(request)
+        key = _text(request.GET.get(KEY_FIELD), conversation_names.MAX_KEY_LENGTH)
+        if key is None:
+            return _bad_request()
+        if request.method == "GET":
+            return JsonResponse({NAME_FIELD: await conversation_names.get(key) or ""})
+        if await conversation_names.delete(key):
+            return _text_response("Success", 200)
+        return _text_response("Not found", 404)
+    except conversation_names.StoreUnavailable:
+        return JsonResponse({"message": "The conversation name store (Redis) is unavailable."}, status=503)
+
+
+async def _post(request: HttpRequest) -> HttpResponse:
+    body = _json_object(request.body)
+    if body is None:
+        return _bad_request()
+    key = _text(body.get(KEY_FIELD), conversation_names.MAX_KEY_LENGTH)
+    name = _text(body.get(NAME_FIELD), conversation_names.MAX_NAME_LENGTH)
+    if key is None or name is None:
+        return _bad_request()
+    await conversation_names.put(key, name)
+    return JsonResponse({key: name})
+
+
+def _text(value: Any, max_length: int) -> str | None:
+    """``value`` when it is a non-empty string of at most ``max_length`` characters, else ``None``."""
+    if isinstance(value, str) and 0 < len(value) <= max_length:
+        return value
+    return None
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _bad_request() -> HttpResponse:
+    return _text_response("Bad request", 400)
+
+
+def _text_response(text: str, status: int) -> HttpResponse:
+    return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")

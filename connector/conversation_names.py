@@ -1,0 +1,103 @@
+"""The ``/conversation-name`` store: integration key (for example a phone number) -> conversation name.
+
+Kept in Redis (``connector.redis_client.get_redis()``) under
+``aa:conversation-name:<SHA-256 of the key>``, so the key itself (often
+personal data) is never stored. Entries expire after
+``CONVERSATION_NAME_TTL_SECONDS`` (0: kept until deleted, as in the sample).
+Without ``REDISHOST`` (development mode only; the system checks require it
+otherwise) an in-process dictionary stands in, so a local run works.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+
+import redis.exceptions
+from django.conf import settings
+
+from connector import redis_client
+
+KEY_PREFIX = "aa:conversation-name:"
+# Bounds on what a client may store: far above any phone number, call id or
+# conversation name, small enough that nobody uses the store as a blob store.
+MAX_KEY_LENGTH = 1024
+MAX_NAME_LENGTH = 1024
+# The development store forgets its oldest entries beyond this.
+MAX_MEMORY_ENTRIES = 10_000
+
+
+class StoreUnavailable(Exception):
+    """Redis could not be reached or answered with an error."""
+
+
+def storage_key(integration_key: str) -> str:
+    """The Redis key for ``integration_key``: the prefix and the SHA-256 of its UTF-8 bytes."""
+    return KEY_PREFIX + hashlib.sha256(integration_key.encode("utf-8")).hexdigest()
+
+
+async def put(integration_key: str, conversation_name: str) -> None:
+    """Store ``conversation_name`` under ``integration_key``, replacing any previous one."""
+    key, ttl = storage_key(integration_key), settings.CONVERSATION_NAME_TTL_SECONDS
+    if not redis_client.is_configured():
+        _memory.put(key, conversation_name, ttl)
+        return
+    try:
+        await redis_client.get_redis().set(key, conversation_name.encode("utf-8"), ex=ttl or None)
+    except (redis.exceptions.RedisError, OSError) as error:
+        raise StoreUnavailable(type(error).__name__) from None
+
+
+async def get(integration_key: str) -> str | None:
+    """The conversation name stored under ``integration_key``, or ``None``."""
+    key = storage_key(integration_key)
+    if not redis_client.is_configured():
+        return _memory.get(key)
+    try:
+        value = await redis_client.get_redis().get(key)
+    except (redis.exceptions.RedisError, OSError) as error:
+        raise StoreUnavailable(type(error).__name__) from None
+    return None if value is None else value.decode("utf-8", errors="replace")
+
+
+async def delete(integration_key: str) -> bool:
+    """Remove the entry for ``integration_key``; ``False`` when there was none."""
+    key = storage_key(integration_key)
+    if not redis_client.is_configured():
+        return _memory.delete(key)
+    try:
+        return bool(await redis_client.get_redis().delete(key))
+    except (redis.exceptions.RedisError, OSError) as error:
+        raise StoreUnavailable(type(error).__name__) from None
+
+
+class _MemoryStore:
+    """Development stand-in for Redis: one process, expiry on read, oldest entries dropped past a bound."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, tuple[str, float | None]] = OrderedDict()
+
+    def put(self, key: str, value: str, ttl: int) -> None:
+        self._entries.pop(key, None)
+        self._entries[key] = (value, time.monotonic() + ttl if ttl else None)
+        while len(self._entries) > MAX_MEMORY_ENTRIES:
+            self._entries.popitem(last=False)
+
+    def get(self, key: str) -> str | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        value, expires = entry
+        if expires is not None and time.monotonic() >= expires:
+            del self._entries[key]
+            return None
+        return value
+
+    def delete(self, key: str) -> bool:
+        present = self.get(key) is not None
+        self._entries.pop(key, None)
+        return present
+
+
+_memory = _MemoryStore()

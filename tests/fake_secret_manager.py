@@ -1,0 +1,162 @@
+"""A fake Secret Manager: a real HTTP server on 127.0.0.1 speaking the REST API's ``versions/*:access``.
+
+``connector.jwt_secret`` talks to it through the real
+``google-cloud-secret-manager`` client (REST transport) once
+``SECRET_MANAGER_API_ENDPOINT`` points here. The client finds its
+credentials through Application Default Credentials as in production;
+``write_credentials()`` makes the standard ``GOOGLE_APPLICATION_CREDENTIALS``
+file for that: authorised-user credentials holding an access token that is
+valid for decades, so google-auth never tries to refresh it (no network) and
+sends it as ``Authorization: Bearer <ACCESS_TOKEN>``, which the fake checks.
+
+Answers have the shapes of the real API (see the library's
+``transports/rest.py``, which parses ``AccessSecretVersionResponse`` from
+JSON): ``{"name", "payload": {"data": <base64>}}``, and errors as
+``{"error": {"code", "message", "status"}}``. Every request is recorded.
+Runs aiohttp on a loop in its own thread, so sync tests and daphne processes
+can call it alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+ACCESS_TOKEN = "ya29.fake-secret-manager-access-token"
+PROJECT_NUMBER = "123456789012"
+# What the API routes: projects/P/secrets/S/versions/V:access (P an id or a number; V a number or "latest").
+ACCESS_PATH = re.compile(
+    r"^/v1/projects/(?P<project>[^/]+)/secrets/(?P<secret>[^/]+)/versions/(?P<version>[^/:]+):access$"
+)
+_STATUS_NAMES = {
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request as the fake saw it."""
+
+    method: str
+    path: str
+    authorization: str
+
+
+@dataclass
+class FakeSecretManager:
+    """State of the running fake; tests set the attributes, the server thread reads them."""
+
+    port: int = 0
+    # (project, secret) -> versions, oldest first; "latest" is the last one.
+    secrets: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # Answer every access with this HTTP status (and the API's error body) instead of judging.
+    forced_status: int | None = None
+    # Answer this many requests with 503 first, then judge (a transient outage).
+    unavailable_first: int = 0
+    received: list[Received] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """What to put in SECRET_MANAGER_API_ENDPOINT."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def add(self, project: str, secret: str, value: str) -> None:
+        """Add ``value`` as the newest version of ``projects/project/secrets/secret``."""
+        self.secrets.setdefault((project, secret), []).append(value)
+
+    def accesses(self) -> list[Received]:
+        """The ``:access`` requests received."""
+        return [request for request in self.received if request.path.endswith(":access")]
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.received.append(Received(request.method, request.path, request.headers.get("Authorization", "")))
+        if self.forced_status is not None:
+            return _error(self.forced_status, "forced by the test")
+        if self.unavailable_first > 0:
+            self.unavailable_first -= 1
+            return _error(503, "The service is currently unavailable.")
+        if request.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
+            return _error(401, "Request had invalid authentication credentials.")
+        match = ACCESS_PATH.match(request.path)
+        if request.method != "GET" or match is None:
+            return _error(404, f"Unknown method {request.method} {request.path}.")
+        return self._access(match["project"], match["secret"], match["version"])
+
+    def _access(self, project: str, secret: str, version: str) -> web.Response:
+        versions = self.secrets.get((project, secret))
+        if not versions:
+            return _error(404, f"Secret [projects/{PROJECT_NUMBER}/secrets/{secret}] not found or has no versions.")
+        number = len(versions) if version == "latest" else int(version) if version.isdigit() else 0
+        if not 1 <= number <= len(versions):
+            missing = f"projects/{PROJECT_NUMBER}/secrets/{secret}/versions/{version}"
+            return _error(404, f"Secret Version [{missing}] not found.")
+        data = base64.b64encode(versions[number - 1].encode("utf-8")).decode("ascii")
+        # The real API names the version by project number and version number, whatever was asked.
+        name = f"projects/{PROJECT_NUMBER}/secrets/{secret}/versions/{number}"
+        return web.json_response({"name": name, "payload": {"data": data}})
+
+
+def _error(status: int, message: str) -> web.Response:
+    """An error in the shape Google APIs answer over REST."""
+    body = {"error": {"code": status, "message": message, "status": _STATUS_NAMES.get(status, "UNKNOWN")}}
+    return web.json_response(body, status=status)
+
+
+def write_credentials(directory: Path) -> Path:
+    """An ADC file (``GOOGLE_APPLICATION_CREDENTIALS``) whose access token the fake accepts, never refreshed."""
+    path = directory / "application_default_credentials.json"
+    path.write_text(
+        json.dumps(
+            {
+                "type": "authorized_user",
+                "client_id": "fake-client-id.apps.googleusercontent.com",
+                "client_secret": "fake-client-secret",
+                "refresh_token": "fake-refresh-token",
+                "token": ACCESS_TOKEN,
+                "expiry": "2099-01-01T00:00:00Z",
+                "quota_project_id": "test-project",
+            }
+        )
+    )
+    return path
+
+
+@contextlib.contextmanager
+def serve() -> Iterator[FakeSecretManager]:
+    """Run a ``FakeSecretManager`` on a free loopback port until the block ends."""
+    fake = FakeSecretManager()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fake-secret-manager", daemon=True)
+    thread.start()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake._handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+
+    async def start() -> None:
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        fake.port = runner.addresses[0][1]
+
+    asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
+    try:
+        yield fake
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()

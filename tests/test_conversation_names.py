@@ -1,0 +1,231 @@
+"""/conversation-name through the real ASGI application, on the real Redis of the test run.
+
+Every test uses integration keys of its own (uuid), so tests never see each other's entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import redis.asyncio as redis
+from channels.testing import HttpCommunicator
+
+from aa_site.asgi import application
+from connector import tokens
+from tests.processes import RedisAddress, free_port
+
+RESPONSE_TIMEOUT = 20.0
+NAME = "projects/test-project/locations/global/conversations/CONV-1"
+PREFIX = "aa:conversation-name:"
+
+
+@pytest.fixture
+async def redis_direct(redis_server: RedisAddress) -> AsyncIterator[redis.Redis]:
+    """A client of our own on the test Redis, to see what the endpoint stored."""
+    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    yield client
+    await client.aclose()
+
+
+async def stored_entries(client: redis.Redis) -> set[bytes]:
+    """Every /conversation-name entry in Redis."""
+    return {key async for key in client.scan_iter(match=PREFIX + "*")}
+
+
+def new_key() -> str:
+    """An integration key no other test uses (shaped like a phone number plus a unique tail)."""
+    return f"+1-555-0100-{uuid.uuid4().hex}"
+
+
+async def call(method: str, path: str, *, body: Any = None, token: str | None = "valid") -> dict[str, Any]:
+    """One request to the real application; ``body`` is JSON-encoded unless it is bytes."""
+    headers: list[tuple[bytes, bytes]] = []
+    if token is not None:
+        headers.append((b"authorization", (tokens.issue_token(user="agent") if token == "valid" else token).encode()))
+    raw = body if isinstance(body, bytes) else (b"" if body is None else json.dumps(body).encode())
+    if raw:
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+    return await HttpCommunicator(application, method, path, body=raw, headers=headers).get_response(
+        timeout=RESPONSE_TIMEOUT
+    )
+
+
+def query(key: str) -> str:
+    """The endpoint's path with ``key`` as conversationIntegrationKey."""
+    return f"/conversation-name?conversationIntegrationKey={quote(key, safe='')}"
+
+
+def text(response: dict[str, Any]) -> str:
+    """A plain-text body."""
+    return response["body"].decode()
+
+
+async def test_post_stores_and_get_reads_back(settings: Any) -> None:
+    """POST answers {key: name}; GET then answers {"conversationName": name}."""
+    key = new_key()
+    response = await call("POST", "/conversation-name",
+                          body={"conversationIntegrationKey": key, "conversationName": NAME})
+    assert response["status"] == 200
+    assert json.loads(response["body"]) == {key: NAME}
+    response = await call("GET", query(key))
+    assert response["status"] == 200
+    assert json.loads(response["body"]) == {"conversationName": NAME}
+
+
+async def test_redis_holds_only_the_hash_of_the_key(redis_direct: redis.Redis) -> None:
+    """The entry lives under aa:conversation-name:<sha256(key)>; the key itself appears in no Redis key."""
+    key = new_key()
+    await call("POST", "/conversation-name", body={"conversationIntegrationKey": key, "conversationName": NAME})
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    assert await redis_direct.get(PREFIX + digest) == NAME.encode()
+    assert [k async for k in redis_direct.scan_iter(match=f"*{key}*")] == []
+
+
+async def test_entries_expire_after_the_configured_ttl(settings: Any, redis_direct: redis.Redis) -> None:
+    """CONVERSATION_NAME_TTL_SECONDS is the entry's Redis expiry."""
+    settings.CONVERSATION_NAME_TTL_SECONDS = 3600
+    key = new_key()
+    await call("POST", "/conversation-name", body={"conversationIntegrationKey": key, "conversationName": NAME})
+    ttl = await redis_direct.ttl(PREFIX + hashlib.sha256(key.encode()).hexdigest())
+    assert 0 < ttl <= 3600
+
+
+async def test_ttl_zero_keeps_entries_until_deleted(settings: Any, redis_direct: redis.Redis) -> None:
+    """CONVERSATION_NAME_TTL_SECONDS=0 stores without expiry, as the sample does."""
+    settings.CONVERSATION_NAME_TTL_SECONDS = 0
+    key = new_key()
+    await call("POST", "/conversation-name", body={"conversationIntegrationKey": key, "conversationName": NAME})
+    redis_key = PREFIX + hashlib.sha256(key.encode()).hexdigest()
+    assert await redis_direct.ttl(redis_key) == -1  # exists, no expiry
+    await redis_direct.delete(redis_key)
+
+
+async def test_post_again_replaces_the_name() -> None:
+    """The latest POST for a key wins."""
+    key = new_key()
+    for name in (NAME, NAME + "-2"):
+        await call("POST", "/conversation-name", body={"conversationIntegrationKey": key, "conversationName": name})
+    assert json.loads((await call("GET", query(key)))["body"]) == {"conversationName": NAME + "-2"}
+
+
+async def test_get_unknown_key_answers_an_empty_name() -> None:
+    """An unknown key is 200 with conversationName "", as the UI modules expect."""
+    response = await call("GET", query(new_key()))
+    assert response["status"] == 200
+    assert json.loads(response["body"]) == {"conversationName": ""}
+
+
+async def test_delete_removes_then_reports_not_found() -> None:
+    """DELETE answers Success for a stored key (which is then gone) and 404 Not found the second time."""
+    key = new_key()
+    await call("POST", "/conversation-name", body={"conversationIntegrationKey": key, "conversationName": NAME})
+    first = await call("DELETE", query(key))
+    assert (first["status"], text(first)) == (200, "Success")
+    assert json.loads((await call("GET", query(key)))["body"]) == {"conversationName": ""}
+    second = await call("DELETE", query(key))
+    assert (second["status"], text(second)) == (404, "Not found")
+
+
+async def test_unicode_keys_and_names_round_trip() -> None:
+    """Keys and names outside ASCII are stored and read back unchanged."""
+    key, name = f"Zoë-☎-{uuid.uuid4().hex}", "projects/p/conversations/ünïcode"
+    response = await call("POST", "/conversation-name",
+                          body={"conversationIntegrationKey": key, "conversationName": name})
+    assert json.loads(response["body"]) == {key: name}
+    assert json.loads((await call("GET", query(key)))["body"]) == {"conversationName": name}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json", b"\xff\xfe", b"[]", b'"key"', b"",
+        {"conversationName": NAME},
+        {"conversationIntegrationKey": "k"},
+        {"conversationIntegrationKey": "", "conversationName": NAME},
+        {"conversationIntegrationKey": "k", "conversationName": ""},
+        {"conversationIntegrationKey": 15550100, "conversationName": NAME},
+        {"conversationIntegrationKey": "k", "conversationName": ["x"]},
+        {"conversationIntegrationKey": "k" * 1025, "conversationName": NAME},
+        {"conversationIntegrationKey": "k", "conversationName": "n" * 1025},
+    ],
+    ids=["malformed", "not-utf8", "array", "string", "empty", "no-key", "no-name", "empty-key", "empty-name",
+         "number-key", "list-name", "key-too-long", "name-too-long"],
+)
+async def test_post_bad_input_is_400(body: Any, redis_direct: redis.Redis) -> None:
+    """A POST that is not {key, name} as non-empty strings within bounds is 400 Bad request and stores nothing."""
+    before = await stored_entries(redis_direct)
+    response = await call("POST", "/conversation-name", body=body)
+    assert (response["status"], text(response)) == (400, "Bad request")
+    assert await stored_entries(redis_direct) == before
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+@pytest.mark.parametrize("path", ["/conversation-name", "/conversation-name?conversationIntegrationKey=",
+                                  "/conversation-name?other=1"])
+async def test_get_and_delete_without_a_key_are_400(method: str, path: str) -> None:
+    """GET and DELETE need a non-empty conversationIntegrationKey."""
+    response = await call(method, path)
+    assert (response["status"], text(response)) == (400, "Bad request")
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+async def test_other_methods_are_405(method: str) -> None:
+    """Only GET, POST and DELETE exist."""
+    assert (await call(method, query(new_key())))["status"] == 405
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+async def test_jwt_is_required(method: str) -> None:
+    """Without a desktop JWT every method is 401 {"message": "Token is missing."}."""
+    body = {"conversationIntegrationKey": "k", "conversationName": NAME} if method == "POST" else None
+    response = await call(method, query(new_key()), token=None, body=body)
+    assert response["status"] == 401
+    assert json.loads(response["body"]) == {"message": "Token is missing."}
+
+
+async def test_token_in_url_is_refused() -> None:
+    """A token in the query string is refused; the key parameter itself is fine."""
+    response = await call("GET", query(new_key()) + f"&token={tokens.issue_token(user='agent')}")
+    assert response["status"] == 401
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+async def test_unreachable_redis_is_503(settings: Any, method: str) -> None:
+    """Redis refusing connections: 503 with a JSON message, for every method."""
+    settings.REDISHOST, settings.REDISPORT = "127.0.0.1", free_port()
+    body = {"conversationIntegrationKey": new_key(), "conversationName": NAME} if method == "POST" else None
+    response = await call(method, query(new_key()), body=body)
+    assert response["status"] == 503
+    assert "Redis" in json.loads(response["body"])["message"]
+
+
+async def test_without_redishost_an_in_process_store_serves(settings: Any, redis_direct: redis.Redis) -> None:
+    """Development without REDISHOST: POST, GET and DELETE work in-process, and nothing reaches Redis."""
+    settings.REDISHOST = ""
+    key = new_key()
+    before = await stored_entries(redis_direct)
+    assert (await call("POST", "/conversation-name",
+                       body={"conversationIntegrationKey": key, "conversationName": NAME}))["status"] == 200
+    assert json.loads((await call("GET", query(key)))["body"]) == {"conversationName": NAME}
+    assert text(await call("DELETE", query(key))) == "Success"
+    assert (await call("DELETE", query(key)))["status"] == 404
+    assert await stored_entries(redis_direct) == before
+
+
+async def test_in_process_store_honours_the_ttl(settings: Any) -> None:
+    """The development store forgets an entry once its TTL has passed."""
+    settings.REDISHOST = ""
+    settings.CONVERSATION_NAME_TTL_SECONDS = 1
+    key = new_key()
+    await call("POST", "/conversation-name", body={"conversationIntegrationKey": key, "conversationName": NAME})
+    assert json.loads((await call("GET", query(key)))["body"]) == {"conversationName": NAME}
+    await asyncio.sleep(1.2)  # past the expiry; waiting longer never makes this wrong
+    assert json.loads((await call("GET", query(key)))["body"]) == {"conversationName": ""}
+
