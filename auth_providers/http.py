@@ -17,56 +17,22 @@ cannot contain one.
 from __future__ import annotations
 
 import asyncio
-import types
-import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
 from django.conf import settings
 
+from aa_site import http_clients
 from auth_providers.base import ProviderUnavailable, TokenRejected
+from connector.tokens import strip_bearer
 
 #: Statuses with which a provider says "this token (or credential) is not valid".
 REJECTING_STATUSES = frozenset({400, 401, 403})
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
-
-
 def get_client() -> httpx.AsyncClient:
-    """Return the running loop's pooled client, creating it on first use."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None or client.is_closed:
-        # Redirects are not followed: a provider that redirects is misconfigured,
-        # and following one would resend the bearer token to another host.
-        client = httpx.AsyncClient(follow_redirects=False, headers={"User-Agent": "aa-backend"})
-        _clients[loop] = client
-        _close_with_loop(loop)
-    return client
-
-
-def _close_with_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Close the loop's client just before the loop itself closes (as channels_redis does for its pools)."""
-    if getattr(loop.close, "_closes_provider_client", False):
-        return
-    original_close = loop.close
-
-    def close(self: asyncio.AbstractEventLoop) -> None:
-        client = _clients.pop(self, None)
-        try:
-            if client is not None and not client.is_closed and not self.is_running() and not self.is_closed():
-                self.run_until_complete(client.aclose())
-        finally:
-            original_close()
-
-    close._closes_provider_client = True  # type: ignore[attr-defined]
-    try:
-        loop.close = types.MethodType(close, loop)  # type: ignore[method-assign]
-    except AttributeError:
-        # Loops implemented in C (uvloop) refuse new attributes; the weak
-        # reference then forgets the client when the loop is collected.
-        pass
+    """Return the running loop's pooled client for identity providers, creating it on first use."""
+    return http_clients.pooled_client("identity-providers")
 
 
 def _timeout() -> httpx.Timeout:
@@ -133,18 +99,9 @@ def first_text(data: Mapping[str, Any], *keys: str) -> str:
     return ""
 
 
-def bare_token(authorization: str) -> str:
-    """The token in an ``Authorization`` value, with any ``Bearer`` scheme removed."""
-    value = authorization.strip()
-    scheme, _, rest = value.partition(" ")
-    if scheme.lower() == "bearer":
-        return rest.strip()
-    return value
-
-
 def bearer_token(authorization: str) -> str:
     """The token in an ``Authorization`` value, or raise ``TokenRejected`` when there is none."""
-    token = bare_token(authorization)
+    token = strip_bearer(authorization)
     if not token:
         raise TokenRejected("no token in the Authorization header")
     return token

@@ -10,11 +10,17 @@ import asyncio
 import weakref
 
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from django.conf import settings
 from django.core.signals import setting_changed
 
 # Fail fast: a request waiting on a dead Redis should answer 503, not hang.
 SOCKET_TIMEOUT_SECONDS = 5.0
+# One quick retry rides out a dropped connection (Memorystore failover, idle
+# disconnect); redis-py's default of three with backoff kept a request waiting
+# seconds on a Redis that is simply down.
+RETRY = Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1)
 
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.Redis]" = weakref.WeakKeyDictionary()
 
@@ -39,6 +45,7 @@ def get_redis() -> redis.Redis:
             port=settings.REDISPORT,
             socket_timeout=SOCKET_TIMEOUT_SECONDS,
             socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+            retry=RETRY,
         )
         _clients[loop] = client
     return client

@@ -2,8 +2,8 @@
 
 The document at ``PUSH_AUTH_CERTS_URL`` (by default
 https://www.googleapis.com/oauth2/v1/certs) maps each key id to a PEM X.509
-certificate. It is fetched with the per-event-loop pooled ``httpx`` client the
-identity providers use (``auth_providers.http.get_client``), never with
+certificate. It is fetched with a pooled ``httpx`` client per event loop
+(``aa_site.http_clients``), never with
 google-auth's synchronous ``requests`` transport, which would block the event
 loop. A copy is kept until its ``Cache-Control: max-age`` (less any ``Age``)
 runs out; concurrent callers that find no fresh copy share one fetch.
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import httpx
 from django.core.signals import setting_changed
 
-from auth_providers.http import get_client
+from aa_site.http_clients import pooled_client
 
 #: Google always sends max-age; should a proxy strip it, keep the copy this long rather than fetch per push.
 DEFAULT_MAX_AGE_SECONDS = 300.0
@@ -88,7 +88,7 @@ def _store(cache: _LoopCache, url: str, done: asyncio.Task[_Copy]) -> None:
 async def _fetch(url: str) -> _Copy:
     try:
         async with asyncio.timeout(FETCH_DEADLINE_SECONDS):
-            response = await get_client().get(url, timeout=FETCH_TIMEOUT)
+            response = await pooled_client("google-certs").get(url, timeout=FETCH_TIMEOUT)
     except (httpx.TimeoutException, TimeoutError):
         raise CertificatesUnavailable(f"certificates at {url} did not arrive in time") from None
     except (httpx.HTTPError, httpx.InvalidURL) as error:

@@ -350,7 +350,6 @@ async def test_calls_outside_the_route_table_are_404(dialogflow: FakeDialogflow,
     ("method", "path", "allow"),
     [
         ("DELETE", "/conversations/c-1", "GET, POST, PATCH"),
-        ("GET", "/conversations", "POST"),
         ("PUT", "/answerRecords/record-1", "PATCH"),
         ("GET", "/suggestions:searchKnowledge", "POST"),
         ("POST", "/generators/generator-1", "GET"),
@@ -364,6 +363,13 @@ async def test_known_path_with_another_method_is_405(
     response = await call(method, f"{PREFIX}{path}")
     assert response["status"] == 405
     assert header(response, "Allow") == allow
+    assert dialogflow.received == []
+
+
+async def test_conversations_list_is_404(dialogflow: FakeDialogflow) -> None:
+    """GET .../conversations (conversations.list) is not exposed: 404, and Dialogflow is never called."""
+    response = await call("GET", f"{PREFIX}/conversations")
+    assert response["status"] == 404
     assert dialogflow.received == []
 
 

@@ -64,7 +64,6 @@ def test_everything_else_is_not_found(path: str) -> None:
     ("method", "tail", "allowed"),
     [
         ("DELETE", "/conversations/c", ("GET", "POST", "PATCH")),
-        ("GET", "/conversations", ("POST",)),  # conversations.list
         ("PUT", "/answerRecords/a", ("PATCH",)),
         ("GET", "/statelessSuggestion:generate", ("POST",)),
         ("PATCH", "/generators/g", ("GET",)),
@@ -73,6 +72,12 @@ def test_everything_else_is_not_found(path: str) -> None:
 def test_known_path_with_another_method_is_method_not_allowed(method: str, tail: str, allowed: tuple[str, ...]) -> None:
     """A path of the table with another method names the methods it does take."""
     assert routes.match(method, PREFIX + tail) == routes.MethodNotAllowed(allowed=allowed)
+
+
+@pytest.mark.parametrize("tail", ["/conversations", "/answerRecords"])
+def test_list_calls_are_not_found(tail: str) -> None:
+    """conversations.list and answerRecords.list are deliberately not exposed: 404 as CONTRACT.md says, not 405."""
+    assert routes.match("GET", PREFIX + tail) == routes.NotFound()
 
 
 @pytest.mark.parametrize(

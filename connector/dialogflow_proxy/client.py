@@ -10,20 +10,17 @@ decoded here and never relabelled.
 from __future__ import annotations
 
 import asyncio
-import types
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
 from django.conf import settings
 
+from aa_site import http_clients
+
 # Connections kept per process towards Dialogflow; calls beyond this wait for a
 # free connection (within DIALOGFLOW_TIMEOUT) rather than opening more.
 MAX_CONNECTIONS = 100
-
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = weakref.WeakKeyDictionary()
-
 
 class UpstreamTimeout(Exception):
     """Dialogflow did not answer within ``DIALOGFLOW_TIMEOUT``."""
@@ -43,20 +40,11 @@ class UpstreamResponse:
 
 
 def get_client() -> httpx.AsyncClient:
-    """The running loop's pooled client, created on first use."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None or client.is_closed:
-        # No redirects: Dialogflow never redirects an API call, and following one
-        # would send the service's access token wherever it pointed.
-        client = httpx.AsyncClient(
-            follow_redirects=False,
-            headers={"User-Agent": "aa-backend"},
-            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
-        )
-        _clients[loop] = client
-        _close_with_loop(loop)
-    return client
+    """The running loop's pooled client for Dialogflow, created on first use."""
+    return http_clients.pooled_client(
+        "dialogflow",
+        limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
+    )
 
 
 async def send(method: str, url: str, *, headers: Mapping[str, str], body: bytes) -> UpstreamResponse:
@@ -88,26 +76,3 @@ async def send(method: str, url: str, *, headers: Mapping[str, str], body: bytes
         headers={name.lower(): value for name, value in response.headers.items()},
         body=raw,
     )
-
-
-def _close_with_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Close the loop's client just before the loop itself closes (as channels_redis does for its pools)."""
-    if getattr(loop.close, "_closes_dialogflow_client", False):
-        return
-    original_close = loop.close
-
-    def close(self: asyncio.AbstractEventLoop) -> None:
-        client = _clients.pop(self, None)
-        try:
-            if client is not None and not client.is_closed and not self.is_running() and not self.is_closed():
-                self.run_until_complete(client.aclose())
-        finally:
-            original_close()
-
-    close._closes_dialogflow_client = True  # type: ignore[attr-defined]
-    try:
-        loop.close = types.MethodType(close, loop)  # type: ignore[method-assign]
-    except AttributeError:
-        # Loops implemented in C (uvloop) refuse new attributes; the weak
-        # reference then forgets the client when the loop is collected.
-        pass

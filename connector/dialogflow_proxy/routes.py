@@ -7,9 +7,11 @@ CONTRACT.md exposes, under ``/<v>/projects/<p>/locations/<l>`` with ``<v>`` in
     POST   /conversations  /conversations/**  /suggestions:searchKnowledge  /statelessSuggestion:generate
     PATCH  /conversations/**  /answerRecords/**
 
-A path in the table with another method is ``MethodNotAllowed`` (so
-``GET .../conversations``, conversations.list, is 405 as in the sample's Flask
-routes); anything else is ``NotFound`` (answerRecords.list included).
+A path in the table with another method is ``MethodNotAllowed``; anything else
+is ``NotFound``. The two list calls, ``GET .../conversations`` and
+``GET .../answerRecords``, are 404 as CONTRACT.md says: they are deliberately
+not exposed (they would let any desktop enumerate every conversation), not a
+method the path lacks.
 
 Every segment is checked against a conservative character set and ``.``/``..``
 are refused: the path is forwarded as it is, and an HTTP client that removes dot
@@ -63,6 +65,8 @@ ROUTES: tuple[Route, ...] = (
     Route("PATCH", "conversations", Tail.SOME),
     Route("PATCH", "answerRecords", Tail.SOME),
 )
+# List calls CONTRACT.md names as deliberately not exposed: 404, not 405.
+NOT_EXPOSED = frozenset({("GET", "conversations", Tail.NONE), ("GET", "answerRecords", Tail.NONE)})
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,8 @@ def match(method: str, path: str) -> Match:
     if version not in VERSIONS or projects != "projects" or locations != "locations" or not is_location(location):
         return NotFound()
     shape = Tail.SOME if tail else Tail.NONE
+    if (method, collection, shape) in NOT_EXPOSED:
+        return NotFound()
     allowed = tuple(r.method for r in ROUTES if r.collection == collection and r.tail is shape)
     if not allowed:
         return NotFound()
