@@ -37,6 +37,16 @@ def prepare_process() -> None:
             "events reach only desktops connected to this process",
             settings.SERVICE_ROLE,
         )
+    if settings.SERVICE_ROLE != "interceptor":
+        # The checks above already read the secrets; this names their sources, never their values.
+        from connector import jwt_secret
+
+        previous = jwt_secret.describe_previous_source()
+        logger.info(
+            "JWT signing secret from %s%s",
+            jwt_secret.describe_source(),
+            f"; tokens signed with the previous secret from {previous} are still accepted" if previous else "",
+        )
 
 
 def _plain(message: checks.CheckMessage) -> str:

@@ -128,15 +128,17 @@ def server_environment(*, role: str, redis: RedisAddress | None, **extra: str) -
 
 
 @contextlib.contextmanager
-def daphne_server(*, role: str, redis: RedisAddress | None, **extra: str) -> Iterator[Server]:
-    """Run ``daphne aa_site.asgi:application`` on a free loopback port until the block ends."""
+def daphne_server(
+    *, role: str, redis: RedisAddress | None, cwd: Path = REPOSITORY, **extra: str
+) -> Iterator[Server]:
+    """Run ``daphne aa_site.asgi:application`` (from ``cwd``) on a free loopback port until the block ends."""
     port = free_port()
     with tempfile.NamedTemporaryFile(prefix=f"aa-{role}-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "aa_site.asgi:application"],
-            cwd=REPOSITORY,
+            cwd=cwd,
             env=server_environment(role=role, redis=redis, **extra),
             stdout=log_file,
             stderr=subprocess.STDOUT,

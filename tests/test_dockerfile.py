@@ -1,0 +1,94 @@
+"""The Docker image's contents, checked without a Docker engine.
+
+No engine runs on the test machines, so these tests rebuild what the image
+would hold from the Dockerfile's own ``COPY`` lines (honouring
+``.dockerignore``) in a temporary directory, start daphne from there the way
+the image's ``CMD`` does, and check both roles serve. A module the image
+forgets to copy, or a runtime import of a test-only package, fails here.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests import processes
+
+REPOSITORY = processes.REPOSITORY
+DOCKERFILE = (REPOSITORY / "Dockerfile").read_text()
+TEST_ONLY_PACKAGES = ("pytest", "pytest_django", "pytest_asyncio", "aiohttp", "playwright")
+
+
+def _ignored(relative: str, patterns: list[str]) -> bool:
+    parts = Path(relative).parts
+    for pattern in patterns:
+        pattern = pattern.removeprefix("**/")
+        if fnmatch.fnmatch(relative, pattern) or any(fnmatch.fnmatch(part, pattern) for part in parts):
+            return True
+    return False
+
+
+def image_tree(destination: Path) -> Path:
+    """Copy what the Dockerfile's ``COPY`` lines copy (minus .dockerignore) into ``destination``."""
+    ignore = [
+        line.strip()
+        for line in (REPOSITORY / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for source, target in re.findall(r"^COPY\s+(\S+)\s+(\S+)\s*$", DOCKERFILE, flags=re.MULTILINE):
+        origin = REPOSITORY / source
+        if origin.is_dir():
+            for path in origin.rglob("*"):
+                relative = path.relative_to(REPOSITORY).as_posix()
+                if path.is_file() and not _ignored(relative, ignore):
+                    copy = destination / target.removeprefix("./") / path.relative_to(origin)
+                    copy.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, copy)
+        else:
+            (destination / origin.name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, destination / origin.name)
+    return destination
+
+
+def test_the_image_installs_runtime_requirements_only() -> None:
+    """The image installs requirements.txt, which names no test-only package."""
+    assert "pip install --no-cache-dir -r requirements.txt" in DOCKERFILE
+    runtime = (REPOSITORY / "requirements.txt").read_text().lower()
+    for package in ("pytest", "pytest-django", "pytest-asyncio", "aiohttp", "playwright"):
+        assert not re.search(rf"^{package}==", runtime, flags=re.MULTILINE), package
+
+
+def test_the_image_runs_daphne_on_port_as_a_non_root_user() -> None:
+    """CMD serves aa_site.asgi:application on $PORT, and the final USER is not root."""
+    assert re.search(r'^CMD .*daphne .*--port \\"\$PORT\\".* aa_site\.asgi:application', DOCKERFILE, re.MULTILINE)
+    users = re.findall(r"^USER\s+(\S+)", DOCKERFILE, flags=re.MULTILINE)
+    assert users and not users[-1].startswith(("root", "0:", "0"))
+
+
+@pytest.mark.parametrize(("role", "path", "status"), [("connector", "/status", 200), ("interceptor", "/status", 404)])
+def test_each_role_starts_from_the_image_contents(tmp_path: Path, redis_server, role: str, path: str, status: int) -> None:
+    """daphne started from only the copied files serves the role, without importing any test-only package."""
+    tree = image_tree(tmp_path / "app")
+    assert not (tree / "tests").exists() and not (tree / "benchmarks").exists()
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    # Any import of a test-only package from the image's code fails loudly.
+    (guard / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Refuse:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {TEST_ONLY_PACKAGES!r}:\n"
+        "            raise ImportError('test-only package imported by the image: ' + name)\n"
+        "sys.meta_path.insert(0, _Refuse())\n"
+    )
+    with processes.daphne_server(
+        role=role, redis=redis_server, cwd=tree, PYTHONPATH=f"{guard}:{tree}"
+    ) as server:
+        response = httpx.get(server.http_url + path, timeout=10)
+        assert response.status_code == status
+        assert "Traceback" not in server.log()
