@@ -2,10 +2,11 @@
 
 from django.urls import path, re_path
 
-from connector import conversation_name_views, views
+from connector import conversation_name_views, demo, views
 from connector.dialogflow_proxy import views as dialogflow_proxy_views
 
 urlpatterns = [
+    path("", demo.demo_page, name="demo-page"),
     path("status", views.status, name="status"),
     path("register", views.register, name="register"),
     path("register-app", views.register_app, name="register-app"),

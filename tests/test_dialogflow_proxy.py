@@ -25,7 +25,7 @@ from connector import tokens
 from tests import fake_dialogflow
 from tests.fake_dialogflow import JSON_CONTENT_TYPE, Canned, FakeDialogflow
 from tests.fake_providers import refused_url
-from tests.processes import wait_until
+from tests.clients import wait_until
 
 RESPONSE_TIMEOUT = 30.0
 PREFIX = "/v2/projects/test-project/locations/global"

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests import fake_dialogflow, processes
+from tests import clients
 from tests.fake_dialogflow import FakeDialogflow
 
 PREFIX = "/v2beta1/projects/test-project/locations/global"
@@ -56,9 +57,9 @@ async def test_process_proxies_with_application_default_credentials(
 ) -> None:
     """A real client's call goes through daphne to Dialogflow with the service's token; gzip arrives intact."""
     dialogflow.gzip_answers = True
-    token = processes.server_token(settings, user="agent@example.com")
+    token = clients.server_token(settings, user="agent@example.com")
     body = b'{"textInput": {"text": "where is my parcel?"}}'
-    async with httpx.AsyncClient(timeout=processes.CLIENT_TIMEOUT) as client:
+    async with httpx.AsyncClient(timeout=clients.CLIENT_TIMEOUT) as client:
         response = await client.post(
             f"{connector.http_url}{PREFIX}/conversations/c-1/participants/p-1:analyzeContent",
             content=body, headers={"Authorization": token, "Content-Type": "application/json"},
@@ -77,8 +78,8 @@ async def test_process_has_many_calls_in_flight_at_once(
 ) -> None:
     """Twenty concurrent calls are all open at Dialogflow together: the process never serialises them."""
     dialogflow.hold_until_in_flight = 20
-    token = processes.server_token(settings, user="agent@example.com")
-    async with httpx.AsyncClient(timeout=processes.CLIENT_TIMEOUT,
+    token = clients.server_token(settings, user="agent@example.com")
+    async with httpx.AsyncClient(timeout=clients.CLIENT_TIMEOUT,
                                  limits=httpx.Limits(max_connections=20)) as client:
         responses = await asyncio.gather(*(
             client.get(f"{connector.http_url}{PREFIX}/conversations/c-{i}", headers={"Authorization": token})
@@ -90,7 +91,7 @@ async def test_process_has_many_calls_in_flight_at_once(
 
 async def test_process_grants_cors_preflight_to_the_desktop_origin(connector: processes.Server) -> None:
     """Over real HTTP, the configured desktop origin's preflight for a proxied PATCH is granted; others are not."""
-    async with httpx.AsyncClient(timeout=processes.CLIENT_TIMEOUT) as client:
+    async with httpx.AsyncClient(timeout=clients.CLIENT_TIMEOUT) as client:
         preflights = {
             origin: await client.options(
                 f"{connector.http_url}{PREFIX}/answerRecords/r-1",
@@ -109,10 +110,10 @@ async def test_process_grants_cors_preflight_to_the_desktop_origin(connector: pr
 
 async def test_process_answers_conversation_name_round_trip(connector: processes.Server, settings: Any) -> None:
     """/conversation-name works in the production process, on its Redis."""
-    token = processes.server_token(settings, user="agent@example.com")
+    token = clients.server_token(settings, user="agent@example.com")
     key = "+1-555-0100-process-test"
     name = "projects/test-project/conversations/PROCESS-1"
-    async with httpx.AsyncClient(timeout=processes.CLIENT_TIMEOUT, headers={"Authorization": token}) as client:
+    async with httpx.AsyncClient(timeout=clients.CLIENT_TIMEOUT, headers={"Authorization": token}) as client:
         posted = await client.post(f"{connector.http_url}/conversation-name",
                                    json={"conversationIntegrationKey": key, "conversationName": name})
         read = await client.get(f"{connector.http_url}/conversation-name", params={"conversationIntegrationKey": key})

@@ -25,6 +25,7 @@ from django.core import checks
 from aa_site.asgi import application
 from connector import conversations
 from tests import fake_google_certs, processes
+from tests import clients
 from tests.fake_google_certs import SERVICE_ACCOUNT, FakeGoogleCerts, pubsub_claims, signing_key, unsigned_token
 from tests.test_envelope import BAD_FIXTURES, fixture_bytes, push_body
 
@@ -382,7 +383,7 @@ async def test_concurrent_first_pushes_share_one_fetch(push_auth_on: FakeGoogleC
     """Pushes that all arrive before the certificates do wait on the same single fetch."""
     push_auth_on.hold()
     pushes = [asyncio.ensure_future(post(authorization=bearer(valid_token()))) for _ in range(8)]
-    await processes.wait_until(lambda: push_auth_on.fetches >= 1, what="the first certificate fetch")
+    await clients.wait_until(lambda: push_auth_on.fetches >= 1, what="the first certificate fetch")
     # Give every other push time to reach the certificates too; an implementation that
     # fetched per push would show more fetches here (the fake holds each one).
     await asyncio.sleep(0.5)

@@ -19,7 +19,7 @@ import redis as redis_sync
 
 from aa_site import env
 from connector import ratelimit
-from tests import processes
+from tests import clients, processes
 
 FIVE9_SECRET = "five9-trust-token-for-rate-limit-tests"
 DESKTOP = {"Authorization": f"Bearer {FIVE9_SECRET}"}
@@ -57,7 +57,7 @@ async def post(
 ) -> httpx.Response:
     """One request from ``source`` (bound as the TCP client address), as a desktop sends it."""
     transport = httpx.AsyncHTTPTransport(local_address=source)
-    async with httpx.AsyncClient(transport=transport, timeout=processes.CLIENT_TIMEOUT) as client:
+    async with httpx.AsyncClient(transport=transport, timeout=clients.CLIENT_TIMEOUT) as client:
         return await client.request(method, f"{server.http_url}{path}", headers={**DESKTOP, **(headers or {})})
 
 
@@ -231,7 +231,7 @@ async def test_window_expiry_restores_the_budget(redis_address: processes.RedisA
         await asyncio.sleep(retry_after(refused))
         # The window has ended by now; polling only guards against a slow clock tick and
         # cannot prolong it (refused requests never move the expiry).
-        for _ in range(int(processes.CLIENT_TIMEOUT * 10)):
+        for _ in range(int(clients.CLIENT_TIMEOUT * 10)):
             response = await post(server, source=source)
             if response.status_code == 200:
                 break
@@ -288,7 +288,7 @@ async def test_one_trusted_proxy_reads_repeated_forwarded_headers_as_one_list(
     """A client's own X-Forwarded-For line before the proxy's does not change which entry is counted."""
     source = new_source()
     transport = httpx.AsyncHTTPTransport(local_address=source)
-    async with httpx.AsyncClient(transport=transport, timeout=processes.CLIENT_TIMEOUT) as client:
+    async with httpx.AsyncClient(transport=transport, timeout=clients.CLIENT_TIMEOUT) as client:
         for n in range(LIMIT):
             client_line, proxy_line = ("X-Forwarded-For", f"10.1.0.{n}"), ("X-Forwarded-For", "203.0.113.20")
             headers = [*DESKTOP.items(), client_line, proxy_line]

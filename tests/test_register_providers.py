@@ -19,6 +19,7 @@ from django.test import AsyncClient
 
 from connector import tokens
 from tests import fake_providers, processes
+from tests import clients
 from tests.fake_providers import (
     ACCESS_TOKEN,
     ACCOUNT_SID,
@@ -236,7 +237,7 @@ def live(daphne, fake_server) -> Iterator[processes.Server]:
 
 async def post(server: processes.Server, path: str, **kwargs) -> httpx.Response:
     """POST to the daphne process."""
-    async with httpx.AsyncClient(base_url=server.http_url, timeout=processes.CLIENT_TIMEOUT) as client:
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=clients.CLIENT_TIMEOUT) as client:
         return await client.post(path, **kwargs)
 
 

@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from connector.delivery import EVENT_NAMES
-from tests import processes
-from tests.processes import Server, SocketIODesktop
+from tests import clients, processes
+from tests.clients import SocketIODesktop
+from tests.processes import Server
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +41,8 @@ def interceptor_without_redis() -> Iterator[Server]:
 
 
 @pytest.fixture
-def pushes() -> list[processes.Push]:
-    return processes.valid_pushes(conversation_suffix=uuid.uuid4().hex[:8])
+def pushes() -> list[clients.Push]:
+    return clients.valid_pushes(conversation_suffix=uuid.uuid4().hex[:8])
 
 
 async def websocket_handshake_status(server: Server, path: str) -> int:
@@ -66,7 +67,7 @@ def assert_clean_log(server: Server) -> None:
 
 async def test_interceptor_delivers_every_valid_push_with_204(interceptor, pushes):
     """The interceptor role serves the four push endpoints."""
-    await processes.push_all(interceptor, pushes)
+    await clients.push_all(interceptor, pushes)
 
 
 async def test_interceptor_has_no_connector_http_routes(interceptor):
@@ -86,9 +87,9 @@ async def test_interceptor_refuses_websocket_handshakes_without_a_traceback(inte
 
 async def test_interceptor_answers_503_with_retry_after_when_redis_is_gone(interceptor_without_redis, pushes):
     """With nothing listening at REDISHOST:REDISPORT every valid push is 503 + Retry-After, so Pub/Sub retries."""
-    async with httpx.AsyncClient(timeout=processes.CLIENT_TIMEOUT) as client:
+    async with httpx.AsyncClient(timeout=clients.CLIENT_TIMEOUT) as client:
         for fixture in pushes:
-            response = await processes.push(client, interceptor_without_redis, fixture)
+            response = await clients.push(client, interceptor_without_redis, fixture)
             assert response.status_code == 503, (fixture.fixture, response.text)
             assert int(response.headers["Retry-After"]) > 0
     assert_clean_log(interceptor_without_redis)
@@ -96,7 +97,7 @@ async def test_interceptor_answers_503_with_retry_after_when_redis_is_gone(inter
 
 async def test_interceptor_acknowledges_every_bad_fixture_with_200_on_every_endpoint(interceptor_without_redis):
     """Poison pushes are answered 200 ``discarded`` (acknowledged, never redelivered), each logged once, no 500."""
-    bad = processes.bad_fixtures()
+    bad = clients.bad_fixtures()
     assert len(bad) >= 7
     async with httpx.AsyncClient(base_url=interceptor_without_redis.http_url) as client:
         for event in EVENT_NAMES:
@@ -104,7 +105,7 @@ async def test_interceptor_acknowledges_every_bad_fixture_with_200_on_every_endp
                 response = await client.post(f"/{event}", content=path.read_bytes())
                 assert response.status_code == 200, (event, path.name, response.text)
                 assert response.json()["status"] == "discarded", (event, path.name)
-    await processes.wait_until(
+    await clients.wait_until(
         lambda: interceptor_without_redis.log().count("Discarding push") >= len(EVENT_NAMES) * len(bad),
         what="one discard line per bad push",
     )
@@ -127,7 +128,7 @@ async def test_connector_serves_status_and_socketio(connector, settings):
         response = await client.get("/status")
     assert (response.status_code, response.text) == (200, "Hello, cross-origin-world!")
     desktop = SocketIODesktop()
-    await desktop.connect(connector, processes.server_token(settings, user="agent"))
+    await desktop.connect(connector, clients.server_token(settings, user="agent"))
     try:
         assert desktop.client.connected
     finally:
@@ -136,9 +137,9 @@ async def test_connector_serves_status_and_socketio(connector, settings):
 
 async def test_connector_has_no_push_endpoints(connector, pushes):
     """The push endpoints belong to the interceptor: 404 on a connector, even for a valid push."""
-    async with httpx.AsyncClient(timeout=processes.CLIENT_TIMEOUT) as client:
+    async with httpx.AsyncClient(timeout=clients.CLIENT_TIMEOUT) as client:
         for fixture in pushes:
-            assert (await processes.push(client, connector, fixture)).status_code == 404, fixture.fixture
+            assert (await clients.push(client, connector, fixture)).status_code == 404, fixture.fixture
 
 
 # --- start-up -----------------------------------------------------------------------
@@ -191,12 +192,12 @@ def test_development_mode_without_redishost_says_it_uses_the_in_process_channel_
 async def test_development_process_without_redis_delivers_to_its_own_desktops(development_process, settings, pushes):
     """The in-process layer still carries pushes to desktops of the same process."""
     desktop = SocketIODesktop()
-    await desktop.connect(development_process, processes.server_token(settings, user="developer"))
+    await desktop.connect(development_process, clients.server_token(settings, user="developer"))
     try:
         for conversation in {fixture.conversation for fixture in pushes}:
             await desktop.join(conversation)
-        await processes.push_all(development_process, pushes)
-        await processes.wait_until(lambda: len(desktop.events) >= len(pushes), what="every fixture event")
+        await clients.push_all(development_process, pushes)
+        await clients.wait_until(lambda: len(desktop.events) >= len(pushes), what="every fixture event")
         assert sorted(payload["message_id"] for _, payload in desktop.events) == sorted(p.message_id for p in pushes)
     finally:
         await desktop.disconnect()

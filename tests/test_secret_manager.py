@@ -22,6 +22,7 @@ from django.core.checks import run_checks
 from connector import jwt_secret, tokens
 from connector.jwt_secret import SecretUnavailable
 from tests import fake_secret_manager, processes
+from tests import clients
 from tests.fake_secret_manager import ACCESS_TOKEN, FakeSecretManager
 
 PROJECT = "test-project"
@@ -254,7 +255,7 @@ async def test_daphne_signs_with_the_secret_secret_manager_serves(
         fake, credentials, tmp_path, AUTH_OPTION="Five9", FIVE9_TRUST_TOKEN=FIVE9_TRUST_TOKEN, LOG_LEVEL="DEBUG"
     )
     with processes.daphne_server(role="connector", redis=redis_server, **environment) as server:
-        async with httpx.AsyncClient(base_url=server.http_url, timeout=processes.CLIENT_TIMEOUT) as client:
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=clients.CLIENT_TIMEOUT) as client:
             responses = [
                 await client.post("/register", headers={"Authorization": f"Bearer {FIVE9_TRUST_TOKEN}"})
                 for _ in range(2)

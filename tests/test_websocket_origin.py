@@ -21,7 +21,7 @@ import socketio
 from channels.testing import WebsocketCommunicator
 
 from aa_site.asgi import application
-from tests import processes
+from tests import clients, processes
 
 DESK_ORIGIN = "https://desk.example"
 LOCAL_ORIGIN = "http://localhost:3000"
@@ -29,7 +29,7 @@ ALLOWED = f"{DESK_ORIGIN} {LOCAL_ORIGIN}"
 SOCKETIO_HANDSHAKE = "/socket.io/?EIO=4&transport=websocket"
 PATHS = [SOCKETIO_HANDSHAKE, "/ws/"]
 CONVERSATION = "projects/test-project/conversations/origin-check"
-HANDSHAKE_TIMEOUT = aiohttp.ClientTimeout(total=processes.CLIENT_TIMEOUT)
+HANDSHAKE_TIMEOUT = aiohttp.ClientTimeout(total=clients.CLIENT_TIMEOUT)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def connector(redis_address: processes.RedisAddress) -> Iterator[processes.Serve
 @pytest.fixture
 def token(settings: Any) -> str:
     """A desktop JWT the connector accepts."""
-    return processes.server_token(settings, user="origin-tester")
+    return clients.server_token(settings, user="origin-tester")
 
 
 async def handshake_status(server: processes.Server, path: str, headers: list[tuple[str, str]]) -> int:
@@ -77,7 +77,7 @@ async def socketio_desktop(
             transports=["websocket"],
             auth={"token": token},
             headers={"Origin": origin} if origin is not None else {},
-            wait_timeout=processes.CLIENT_TIMEOUT,
+            wait_timeout=clients.CLIENT_TIMEOUT,
         )
         try:
             yield client
@@ -90,7 +90,7 @@ async def plain_ws_authenticates(server: processes.Server, token: str, origin: s
     async with aiohttp.ClientSession(timeout=HANDSHAKE_TIMEOUT) as session:
         async with session.ws_connect(f"ws://127.0.0.1:{server.port}/ws/", origin=origin) as socket:
             await socket.send_str(json.dumps({"type": "authenticate", "token": token, "id": 1}))
-            message = await socket.receive(timeout=processes.CLIENT_TIMEOUT)
+            message = await socket.receive(timeout=clients.CLIENT_TIMEOUT)
             return json.loads(message.data)
 
 
@@ -101,7 +101,7 @@ def refusal_lines(server: processes.Server, origin: str) -> list[str]:
 
 async def wait_for_refusal_lines(server: processes.Server, origin: str, count: int) -> list[str]:
     """The refusal lines once ``count`` of them are in the log (it is written by another process)."""
-    await processes.wait_until(lambda: len(refusal_lines(server, origin)) >= count, what=f"log lines about {origin}")
+    await clients.wait_until(lambda: len(refusal_lines(server, origin)) >= count, what=f"log lines about {origin}")
     return refusal_lines(server, origin)
 
 
@@ -111,7 +111,7 @@ async def wait_for_refusal_lines(server: processes.Server, origin: str, count: i
 async def test_socketio_desktop_from_an_allowed_origin_connects_and_joins(connector: processes.Server, token: str):
     """A Socket.IO handshake from a listed origin proceeds; the desktop joins as usual."""
     async with socketio_desktop(connector, token, DESK_ORIGIN) as client:
-        acknowledgement = await client.call("join-conversation", CONVERSATION, timeout=processes.CLIENT_TIMEOUT)
+        acknowledgement = await client.call("join-conversation", CONVERSATION, timeout=clients.CLIENT_TIMEOUT)
     assert tuple(acknowledgement) == (True, CONVERSATION)
 
 
@@ -196,7 +196,7 @@ async def test_application_refuses_malformed_or_repeated_origin_itself(
     """Under an ASGI server that passes them on, the application refuses these with a log line, not an error."""
     settings.CORS_ALLOWED_ORIGINS, settings.CORS_ALLOW_ALL_ORIGINS = [DESK_ORIGIN], False
     communicator = WebsocketCommunicator(application, "/ws/", headers=[(b"origin", value) for value in origins])
-    connected, _ = await communicator.connect(timeout=processes.CLIENT_TIMEOUT)
+    connected, _ = await communicator.connect(timeout=clients.CLIENT_TIMEOUT)
     assert not connected
     refusals = [record for record in caplog.records if record.name == "connector.origin"]
     assert len(refusals) == 1 and refusals[0].levelno == logging.WARNING
