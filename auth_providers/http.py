@@ -17,7 +17,7 @@ cannot contain one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 import httpx
@@ -29,6 +29,7 @@ from connector.tokens import strip_bearer
 
 #: Statuses with which a provider says "this token (or credential) is not valid".
 REJECTING_STATUSES = frozenset({400, 401, 403})
+
 
 def get_client() -> httpx.AsyncClient:
     """Return the running loop's pooled client for identity providers, creating it on first use."""
@@ -50,7 +51,7 @@ async def send(
     params: Mapping[str, str] | None = None,
     json: Any = None,
     auth: tuple[str, str] | None = None,
-    rejecting: Iterable[int] = REJECTING_STATUSES,
+    rejecting: Container[int] = REJECTING_STATUSES,
 ) -> httpx.Response:
     """Send one request to a provider and return its 200 response.
 
@@ -74,7 +75,7 @@ async def send(
         raise ProviderUnavailable(f"{provider} could not be reached ({method} {url}): {type(error).__name__}") from None
     if response.status_code == 200:
         return response
-    if response.status_code in set(rejecting):
+    if response.status_code in rejecting:
         raise TokenRejected(f"{provider} refused the token with HTTP {response.status_code}")
     raise ProviderUnavailable(f"{provider} answered HTTP {response.status_code} ({method} {url})")
 
@@ -100,8 +101,11 @@ def first_text(data: Mapping[str, Any], *keys: str) -> str:
 
 
 def bearer_token(authorization: str) -> str:
-    """The token in an ``Authorization`` value, or raise ``TokenRejected`` when there is none."""
+    """The token in an ``Authorization`` value, or raise ``TokenRejected`` when there is none or it is not ASCII."""
     token = strip_bearer(authorization)
     if not token:
         raise TokenRejected("no token in the Authorization header")
+    if not token.isascii():
+        # Bearer tokens are ASCII (RFC 6750); httpx would raise on one in a header instead of sending it.
+        raise TokenRejected("the token in the Authorization header is not ASCII")
     return token

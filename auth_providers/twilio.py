@@ -61,6 +61,9 @@ class TwilioAppProvider(BaseIdentityProvider):
         account_sid, auth_token = body.get("accountSid"), body.get("authToken")
         if not (isinstance(account_sid, str) and account_sid and isinstance(auth_token, str) and auth_token):
             raise TokenRejected("TwilioApp: the body lacks accountSid and authToken")
+        if not (account_sid.isascii() and auth_token.isascii()):
+            # Twilio's are ASCII; a lone surrogate (a JSON "\ud800" escape) would make httpx raise.
+            raise TokenRejected("TwilioApp: accountSid and authToken must be ASCII")
         expected = settings.TWILIO_ACCOUNT_SID
         if not expected:
             raise ProviderUnavailable("TwilioApp: TWILIO_ACCOUNT_SID is not set")

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import os
 import sys
 import tempfile
 import time
@@ -35,24 +33,11 @@ from pathlib import Path
 import aiohttp
 import httpx
 
+from benchmarks import mint_tokens
 from tests import fake_dialogflow, processes
 
 PATH = "/v2/projects/test-project/locations/global/conversations/BENCH-{index}"
 SUSPICIOUS = ("ERROR", "CRITICAL", "Traceback")
-
-
-def mint_token() -> str:
-    """A desktop JWT signed in-process with the secret and project the server uses."""
-    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    os.environ["JWT_SECRET_KEY"] = processes.TEST_JWT_SECRET
-    os.environ["GCP_PROJECT_ID"] = processes.TEST_PROJECT
-    import django
-
-    django.setup()
-    logging.getLogger().setLevel(logging.WARNING)
-    from connector import tokens
-
-    return tokens.issue_token(user="bench-agent")
 
 
 class LoadClient:
@@ -100,7 +85,7 @@ async def fire(client: LoadClient, url: str, token: str, calls: int) -> tuple[fl
 
 async def run(server: processes.Server, fake: fake_dialogflow.FakeDialogflow, args: argparse.Namespace) -> bool:
     """Warm up, then fire the rounds; True when every call answered 200."""
-    token = mint_token()
+    (token,) = mint_tokens(["bench-agent"])
     ok = True
     client = LoadClient(args.http_client, args.calls)
     try:

@@ -24,8 +24,6 @@ import base64
 import collections
 import contextlib
 import json
-import logging
-import os
 import re
 import sys
 import time
@@ -37,7 +35,7 @@ import aiohttp
 import httpx
 import socketio
 
-from benchmarks import percentile
+from benchmarks import mint_tokens, percentile
 from tests import processes
 
 EVENT = "new-message-event"
@@ -114,22 +112,6 @@ def push_envelope(*, sequence: int, conversation: int, message_id: str) -> bytes
         "subscription": f"projects/{PROJECT}/subscriptions/aa-bench",
     }
     return json.dumps(envelope).encode()
-
-
-def mint_tokens(count: int) -> list[str]:
-    """Sign desktop JWTs in-process with the same secret and project the servers use."""
-    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    # tests.settings only sets these when absent; the servers use exactly these values.
-    os.environ["JWT_SECRET_KEY"] = processes.TEST_JWT_SECRET
-    os.environ["GCP_PROJECT_ID"] = processes.TEST_PROJECT
-    import django
-
-    django.setup()
-    # The test settings log INFO to the console; httpx would print a line per POST.
-    logging.getLogger().setLevel(logging.WARNING)
-    from connector import tokens
-
-    return [tokens.issue_token(user=f"bench-agent-{index}") for index in range(count)]
 
 
 async def connect_desktop(index: int, *, url: str, token: str, conversation: int, timeout: float) -> Desktop:
@@ -339,7 +321,7 @@ def report(args: argparse.Namespace, desktops: list[Desktop], pushes: PushResult
 
 async def run(args: argparse.Namespace) -> bool:
     """Start the servers, connect, push, wait, read the logs, and report; True when nothing went wrong."""
-    tokens = mint_tokens(args.desktops)
+    tokens = mint_tokens([f"bench-agent-{index}" for index in range(args.desktops)])
     started = time.perf_counter()
     with processes.redis_server() as redis, \
             processes.daphne_server(role="connector", redis=redis) as connector, \

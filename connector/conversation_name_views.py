@@ -10,7 +10,6 @@ Keys and names are never logged: a key is often a customer's phone number.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -18,6 +17,7 @@ from django.views.decorators.http import require_http_methods
 
 from connector import conversation_names
 from connector.http_auth import jwt_required
+from connector.http_json import json_object, message_response
 
 KEY_FIELD = "conversationIntegrationKey"
 NAME_FIELD = "conversationName"
@@ -39,11 +39,12 @@ async def conversation_name(request: HttpRequest) -> HttpResponse:
             return _text_response("Success", 200)
         return _text_response("Not found", 404)
     except conversation_names.StoreUnavailable:
-        return JsonResponse({"message": "The conversation name store (Redis) is unavailable."}, status=503)
+        return message_response(503, "The conversation name store (Redis) is unavailable.")
 
 
 async def _post(request: HttpRequest) -> HttpResponse:
-    body = _json_object(request.body)
+    """Store the body's name under its key; 400 unless the body is a JSON object holding both."""
+    body = json_object(request.body)
     if body is None:
         return _bad_request()
     key = _text(body.get(KEY_FIELD), conversation_names.MAX_KEY_LENGTH)
@@ -55,18 +56,15 @@ async def _post(request: HttpRequest) -> HttpResponse:
 
 
 def _text(value: Any, max_length: int) -> str | None:
-    """``value`` when it is a non-empty string of at most ``max_length`` characters, else ``None``."""
-    if isinstance(value, str) and 0 < len(value) <= max_length:
-        return value
-    return None
-
-
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    """``value`` when it is a non-empty string of at most ``max_length`` characters that UTF-8 can encode."""
+    if not (isinstance(value, str) and 0 < len(value) <= max_length):
         return None
-    return value if isinstance(value, dict) else None
+    try:
+        # Keys are hashed and names stored as UTF-8: a lone surrogate (a JSON "\ud800" escape) cannot be.
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
 
 
 def _bad_request() -> HttpResponse:

@@ -10,9 +10,11 @@ otherwise) an in-process dictionary stands in, so a local run works.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 
 import redis.exceptions
 from django.conf import settings
@@ -43,10 +45,8 @@ async def put(integration_key: str, conversation_name: str) -> None:
     if not redis_client.is_configured():
         _memory.put(key, conversation_name, ttl)
         return
-    try:
+    with _redis_errors():
         await redis_client.get_redis().set(key, conversation_name.encode("utf-8"), ex=ttl or None)
-    except (redis.exceptions.RedisError, OSError) as error:
-        raise StoreUnavailable(type(error).__name__) from None
 
 
 async def get(integration_key: str) -> str | None:
@@ -54,10 +54,8 @@ async def get(integration_key: str) -> str | None:
     key = storage_key(integration_key)
     if not redis_client.is_configured():
         return _memory.get(key)
-    try:
+    with _redis_errors():
         value = await redis_client.get_redis().get(key)
-    except (redis.exceptions.RedisError, OSError) as error:
-        raise StoreUnavailable(type(error).__name__) from None
     return None if value is None else value.decode("utf-8", errors="replace")
 
 
@@ -66,8 +64,15 @@ async def delete(integration_key: str) -> bool:
     key = storage_key(integration_key)
     if not redis_client.is_configured():
         return _memory.delete(key)
-    try:
+    with _redis_errors():
         return bool(await redis_client.get_redis().delete(key))
+
+
+@contextlib.contextmanager
+def _redis_errors() -> Iterator[None]:
+    """Turn a Redis failure inside the block into ``StoreUnavailable`` carrying only the error's type name."""
+    try:
+        yield
     except (redis.exceptions.RedisError, OSError) as error:
         raise StoreUnavailable(type(error).__name__) from None
 

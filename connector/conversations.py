@@ -24,6 +24,9 @@ def normalise(name: object) -> str:
         raise InvalidConversationName("conversation name must be a string")
     if len(name) > MAX_LENGTH:
         raise InvalidConversationName(f"conversation name is longer than {MAX_LENGTH} characters")
+    if not _is_utf8_encodable(name):
+        # A lone surrogate (a JSON "\ud800" escape) would make group_name() raise instead.
+        raise InvalidConversationName("conversation name is not valid Unicode text")
     match = _NAME.match(name.strip())
     if match is None:
         raise InvalidConversationName(
@@ -32,6 +35,14 @@ def normalise(name: object) -> str:
         )
     project, _location, conversation = match.groups()
     return f"projects/{project}/conversations/{conversation}"
+
+
+def _is_utf8_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def group_name(normalised_name: str) -> str:

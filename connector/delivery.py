@@ -9,15 +9,12 @@ so history and replay can later be added behind ``publish`` alone.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 
 from connector import conversations
-
-logger = logging.getLogger(__name__)
 
 HUMAN_AGENT_ASSISTANT_EVENT = "human-agent-assistant-event"
 NEW_MESSAGE_EVENT = "new-message-event"
@@ -48,8 +45,7 @@ async def publish(*, conversation_name: str, event: str, payload: dict[str, Any]
     layer = get_channel_layer()
     try:
         await asyncio.wait_for(layer.group_send(group, message), timeout=settings.CHANNEL_LAYER_SEND_TIMEOUT)
-    except asyncio.CancelledError:
-        raise
     except Exception as error:
-        # Redis errors, OSError and timeouts alike: the event was not handed over.
+        # Redis errors, OSError and timeouts alike: the event was not handed over. (CancelledError
+        # is a BaseException, so a cancelled request still ends as cancelled.)
         raise DeliveryUnavailable(f"{error.__class__.__name__}: {error}") from error

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from connector import tokens
+from connector.http_json import message_response
 
 # Query parameters (compared lower-cased) a client might use to put a token into a URL.
 TOKEN_QUERY_PARAMETERS = frozenset({"token", "access_token", "id_token", "jwt", "auth", "authorization"})
@@ -40,6 +41,6 @@ def jwt_required(view: AsyncView) -> AsyncView:
 
 def unauthorized(message: str) -> JsonResponse:
     """401 in the contract's shape: ``{"message": <why>}``, with the challenge RFC 9110 requires of a 401."""
-    response = JsonResponse({"message": message}, status=401)
+    response = message_response(401, message)
     response["WWW-Authenticate"] = "Bearer"
     return response

@@ -33,10 +33,11 @@ class BrowserOriginCheck(OriginValidator):
     """ASGI middleware for the WebSocket router; see the module docstring."""
 
     def __init__(self, application: Any) -> None:
-        # The allowed list comes from the settings at each handshake instead.
+        """Wrap ``application``; the allowed origins are read from the settings at each handshake instead."""
         super().__init__(application, allowed_origins=())
 
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        """Pass the handshake on when it has no ``Origin`` or one allowed one; else log and refuse it."""
         origins = [value for name, value in scope.get("headers", []) if name == b"origin"]
         if not origins:
             await self.application(scope, receive, send)

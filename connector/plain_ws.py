@@ -95,8 +95,9 @@ class PlainWebSocketConsumer(ConversationMembershipMixin):
             return f"frame is longer than {MAX_FRAME_CHARS} characters"
         try:
             frame = json.loads(text_data)
-        except (json.JSONDecodeError, RecursionError):
-            # RecursionError: deeply nested arrays or objects, well within MAX_FRAME_CHARS.
+        except (ValueError, RecursionError):
+            # ValueError: JSONDecodeError, and integers longer than Python's int_max_str_digits;
+            # RecursionError: deeply nested arrays or objects. Both fit well within MAX_FRAME_CHARS.
             return "frame is not valid JSON"
         if not isinstance(frame, dict):
             return "frame must be a JSON object"

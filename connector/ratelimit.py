@@ -28,10 +28,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from redis.exceptions import RedisError
 
 from connector import redis_client
+from connector.http_json import message_response
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +79,8 @@ def rate_limited(bucket: str) -> Callable[[View], View]:
             if count == requests + 1:
                 # Once per window and address, not per refused request.
                 logger.info("Rate limit %s/%ss reached for %s on %s", requests, window, address, bucket)
-            response = JsonResponse(
-                {"message": f"Too many registration attempts from this address; retry in {retry_after} seconds."},
-                status=429,
+            response = message_response(
+                429, f"Too many registration attempts from this address; retry in {retry_after} seconds."
             )
             response["Retry-After"] = str(retry_after)
             return response

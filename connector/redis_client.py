@@ -10,10 +10,10 @@ import asyncio
 import weakref
 
 import redis.asyncio as redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from django.conf import settings
 from django.core.signals import setting_changed
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 # Fail fast: a request waiting on a dead Redis should answer 503, not hang.
 SOCKET_TIMEOUT_SECONDS = 5.0
@@ -22,7 +22,7 @@ SOCKET_TIMEOUT_SECONDS = 5.0
 # seconds on a Redis that is simply down.
 RETRY = Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1)
 
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.Redis]" = weakref.WeakKeyDictionary()
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.Redis] = weakref.WeakKeyDictionary()
 
 
 class RedisNotConfigured(RuntimeError):
@@ -30,12 +30,13 @@ class RedisNotConfigured(RuntimeError):
 
 
 def is_configured() -> bool:
+    """Whether REDISHOST names a Redis; without it callers fall back to in-process state (development mode)."""
     return bool(settings.REDISHOST)
 
 
 def get_redis() -> redis.Redis:
     """The client for the running event loop; ``RedisNotConfigured`` without REDISHOST."""
-    if not settings.REDISHOST:
+    if not is_configured():
         raise RedisNotConfigured("REDISHOST is not set")
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)

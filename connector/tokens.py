@@ -30,6 +30,7 @@ ALGORITHM = "HS256"
 PROJECT_CLAIM = "gcp_agent_assist_project"
 USER_CLAIM = "gcp_agent_assist_user"
 MISSING_TOKEN_MESSAGE = "Token is missing."
+INVALID_TOKEN_MESSAGE = "Token is invalid"  # simplejwt's own wording, so every refusal reads the same
 
 # Only checks which secret signed a token; RotatingTokenBackend then verifies it in full.
 _SIGNATURE_CHECK = jwt.PyJWS()
@@ -51,10 +52,12 @@ class RotatingTokenBackend(TokenBackend):
     """HS256 only. Signs with the first secret; verifies with whichever of ``secrets`` signed the token."""
 
     def __init__(self, secrets: tuple[str, ...]) -> None:
+        """``secrets``: the current secret first (it signs), then any previous one (it only verifies)."""
         super().__init__(ALGORITHM, signing_key=secrets[0])
         self.secrets = secrets
 
     def decode(self, token: str | bytes, verify: bool = True) -> dict[str, Any]:  # type: ignore[override]
+        """The token's claims, verified with the secret that signed it; ``TokenBackendError`` otherwise."""
         if not verify:
             return super().decode(token, verify=False)
         # simplejwt's own decode (claims, expiry, errors) with the one key that matches.
@@ -68,9 +71,9 @@ class RotatingTokenBackend(TokenBackend):
                 continue
             except jwt.InvalidTokenError as error:
                 # Malformed, or another algorithm (alg none, HS512, RS256): no key can make it valid.
-                raise TokenBackendError("Token is invalid") from error
+                raise TokenBackendError(INVALID_TOKEN_MESSAGE) from error
             return secret
-        raise TokenBackendError("Token is invalid")
+        raise TokenBackendError(INVALID_TOKEN_MESSAGE)
 
 
 class AgentAssistToken(Token):
@@ -80,12 +83,15 @@ class AgentAssistToken(Token):
 
     @property
     def lifetime(self) -> timedelta:  # type: ignore[override]
+        """``JWT_LIFETIME_MINUTES``, read on each use (simplejwt's own tokens fix their lifetime at import)."""
         return timedelta(minutes=settings.JWT_LIFETIME_MINUTES)
 
     def get_token_backend(self) -> TokenBackend:
+        """A backend holding the secrets of ``connector.jwt_secret`` (loaded once, at start-up)."""
         return RotatingTokenBackend(jwt_secret.verification_secrets())
 
     def verify(self) -> None:
+        """simplejwt's checks (expiry, token type), then the project claim against ``GCP_PROJECT_ID``."""
         super().verify()
         project = self.payload.get(PROJECT_CLAIM)
         if not project:
@@ -107,10 +113,14 @@ def validate_token(raw: str | None) -> DesktopIdentity:
     token = strip_bearer(raw or "")
     if not token:
         raise InvalidToken(MISSING_TOKEN_MESSAGE)
+    if not token.isascii():
+        # A JWS is base64url and dots. PyJWT would raise UnicodeEncodeError, not an
+        # InvalidTokenError, on a lone surrogate (a "\ud800" escape in a WebSocket frame).
+        raise InvalidToken(INVALID_TOKEN_MESSAGE)
     try:
         validated = AgentAssistToken(token)  # type: ignore[arg-type]
     except TokenError as error:
-        raise InvalidToken(str(error.args[0]) if error.args else "Token is invalid") from None
+        raise InvalidToken(str(error.args[0]) if error.args else INVALID_TOKEN_MESSAGE) from None
     return DesktopIdentity(project=validated[PROJECT_CLAIM], user=str(validated.get(USER_CLAIM, "")))
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET, require_POST
@@ -12,6 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 from auth_providers import registry
 from auth_providers.base import ProviderUnavailable, TokenRejected
 from connector import tokens
+from connector.http_json import json_object, message_response
 from connector.ratelimit import rate_limited
 
 logger = logging.getLogger(__name__)
@@ -40,35 +39,21 @@ async def register_app(request: HttpRequest) -> HttpResponse:
 
 
 async def _register(request: HttpRequest, setting: str) -> HttpResponse:
+    """Judge the request with the provider ``setting`` names; a desktop JWT if it vouches, else why not."""
     provider = registry.get_provider(setting)
     if provider is None:
-        return _message(401, f"Registration is disabled: {setting} is not set.")
-    body = _json_object(request.body)
+        return message_response(401, f"Registration is disabled: {setting} is not set.")
+    body = json_object(request.body)
     if body is None:
-        return _message(400, "The request body must be a JSON object (or empty).")
+        return message_response(400, "The request body must be a JSON object (or empty).")
     user = body.get("gcp_agent_assist_user", "")
     if not isinstance(user, str):
-        return _message(400, "gcp_agent_assist_user must be a string.")
+        return message_response(400, "gcp_agent_assist_user must be a string.")
     try:
         identity = await provider.authenticate(token=request.headers.get("Authorization", ""), body=body)
     except TokenRejected:
-        return _message(401, "The identity provider rejected the token.")
+        return message_response(401, "The identity provider rejected the token.")
     except ProviderUnavailable as error:
         logger.warning("Identity provider %s could not judge a token: %s", provider.name, error)
-        return _message(503, f"The identity provider {provider.name} is unavailable; the token was not judged.")
+        return message_response(503, f"The identity provider {provider.name} is unavailable; the token was not judged.")
     return JsonResponse({"token": tokens.issue_token(user=user or identity.user)})
-
-
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    if not body.strip():
-        return {}
-    try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        # RecursionError: deeply nested arrays or objects.
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _message(status_code: int, message: str) -> JsonResponse:
-    return JsonResponse({"message": message}, status=status_code)

@@ -15,8 +15,10 @@ from typing import Any
 
 from connector import conversations
 
-# RecursionError: the stdlib decoder raises it for deeply nested arrays or objects.
-_JSON_ERRORS = (UnicodeDecodeError, json.JSONDecodeError, RecursionError)
+# ValueError covers JSONDecodeError, UnicodeDecodeError and integers longer than Python's
+# int_max_str_digits (valid JSON, yet json.loads refuses them); RecursionError: deeply nested
+# arrays or objects.
+_JSON_ERRORS = (ValueError, RecursionError)
 
 
 class PoisonMessage(ValueError):
@@ -57,6 +59,10 @@ class NoConversation(PoisonMessage):
     reason = "notification has no valid conversation"
 
 
+class TextNotUnicode(PoisonMessage):
+    reason = "messageId, publishTime or an attribute is not valid Unicode text"
+
+
 @dataclass(frozen=True)
 class PushMessage:
     """One Dialogflow notification as Pub/Sub delivered it."""
@@ -88,6 +94,11 @@ def parse_push(body: bytes) -> PushMessage:
     attributes = message.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise MessageNotObject("message.attributes is not an object", message_id=message_id)
+    attributes = {str(key): str(value) for key, value in attributes.items()}
+    if not _utf8_encodable(message_id, publish_time, *attributes, *attributes.values()):
+        # A lone surrogate (a JSON "\ud800" escape) cannot be sent on to desktops: the channel
+        # layer would refuse it on every delivery, and Pub/Sub would redeliver it for ever.
+        raise TextNotUnicode(message_id=message_id)
 
     raw = message.get("data")
     if not isinstance(raw, str) or not raw:
@@ -117,8 +128,18 @@ def parse_push(body: bytes) -> PushMessage:
         conversation_name=conversation_name,
         data=data,
         notification=notification,
-        attributes={str(k): str(v) for k, v in attributes.items()},
+        attributes=attributes,
     )
+
+
+def _utf8_encodable(*texts: str | None) -> bool:
+    try:
+        for text in texts:
+            if text is not None:
+                text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _first_text(message: dict[str, Any], *keys: str) -> str | None:

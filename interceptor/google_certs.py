@@ -31,6 +31,8 @@ DEFAULT_MAX_AGE_SECONDS = 300.0
 #: Pub/Sub waits 10 s by default for an answer; a fetch must leave room to answer 503 before that.
 FETCH_TIMEOUT = httpx.Timeout(connect=3.0, read=5.0, write=5.0, pool=3.0)
 FETCH_DEADLINE_SECONDS = 6.0
+#: RFC 9111: a delta-seconds too large to represent is taken as this.
+MAX_DELTA_SECONDS = 2**31
 
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)\"?", re.IGNORECASE)
 
@@ -115,8 +117,19 @@ def freshness_seconds(cache_control: str | None, age: str | None) -> float:
     match = _MAX_AGE.search(cache_control or "")
     if match is None:
         return DEFAULT_MAX_AGE_SECONDS
-    already = int(age) if age is not None and age.strip().isdigit() else 0
-    return max(0.0, float(int(match.group(1)) - already))
+    return max(0.0, float(_delta_seconds(match.group(1)) - _delta_seconds(age or "0")))
+
+
+def _delta_seconds(text: str) -> int:
+    """A delta-seconds value, 0 when ``text`` is not one, and 2**31 when it is larger (RFC 9111, 1.2.2).
+
+    ``int()`` alone would raise on a superscript digit (``isdigit()`` but not decimal)
+    or on more than 4300 digits, and that would answer the push with a 500.
+    """
+    text = text.strip()
+    if not text.isdecimal():
+        return 0
+    return MAX_DELTA_SECONDS if len(text) > 10 else min(int(text), MAX_DELTA_SECONDS)
 
 
 def _reset(*, setting: str, **kwargs: object) -> None:

@@ -65,8 +65,9 @@ def token_from_header(authorization: str | None) -> str:
         raise Unauthenticated("Bearer token is empty.")
     try:
         header = jwt.decode_header(token)
-    except (ValueError, TypeError):
-        # binascii.Error, UnicodeDecodeError and google-auth's MalformedError are all ValueErrors.
+    except (ValueError, TypeError, RecursionError):
+        # binascii.Error, UnicodeDecodeError and google-auth's MalformedError are all ValueErrors;
+        # RecursionError: a header or payload of deeply nested JSON (a few KB suffice).
         raise Unauthenticated("Bearer token is not a well-formed JWT.") from None
     if not isinstance(header.get("alg"), str):
         raise Unauthenticated("Bearer token names no signing algorithm.")

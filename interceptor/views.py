@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 # Pub/Sub redelivers with backoff; this hints the retry delay to other callers.
 RETRY_AFTER_SECONDS = "5"
+# Pub/Sub's messageIds are short decimal strings; anything far longer is not one of theirs.
+MAX_LOGGED_ID = 100
 
 
 def push_endpoint(event: str) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
@@ -56,7 +58,7 @@ def push_endpoint(event: str) -> Callable[[HttpRequest], Awaitable[HttpResponse]
             logger.error(
                 "Channel layer unavailable for %s (messageId=%s): %s; answering 503 so Pub/Sub retries",
                 event,
-                message.message_id,
+                _loggable(message.message_id),
                 error,
             )
             response = JsonResponse({"error": "channel layer unavailable, retry later"}, status=503)
@@ -92,5 +94,17 @@ async def _refuse_unauthenticated(request: HttpRequest, event: str) -> HttpRespo
 
 
 def _discard(event: str, reason: str, message_id: str | None) -> HttpResponse:
-    logger.warning("Discarding push to /%s: %s (messageId=%s)", event, reason, message_id)
+    logger.warning("Discarding push to /%s: %s (messageId=%s)", event, reason, _loggable(message_id))
     return JsonResponse({"status": "discarded", "reason": reason, "messageId": message_id}, status=200)
+
+
+def _loggable(message_id: str | None) -> str | None:
+    """``message_id`` as it is when it looks like one, else quoted and cut short.
+
+    Anyone can POST here when push authentication is off: a messageId with a line break
+    would forge log lines, and a long one would flood the log.
+    """
+    if message_id is None or (len(message_id) <= MAX_LOGGED_ID and message_id.isprintable()):
+        return message_id
+    text = repr(message_id)
+    return text if len(text) <= MAX_LOGGED_ID else text[:MAX_LOGGED_ID] + "..."

@@ -28,7 +28,11 @@ from tests.processes import REPOSITORY, TEST_JWT_SECRET, TEST_PROJECT, Server
 
 # --- Pub/Sub fixtures ----------------------------------------------------------------
 
-PUBSUB_FIXTURES = REPOSITORY.parent / "shared" / "fixtures" / "pubsub"
+# Vendored copy first; the shared workspace copy beside the repository otherwise.
+PUBSUB_FIXTURE_DIRECTORIES = (
+    REPOSITORY / "tests" / "fixtures" / "pubsub",
+    REPOSITORY.parent / "shared" / "fixtures" / "pubsub",
+)
 RECOGNITION_EVENT = "new-recognition-result-notification-event"
 ACK_TIME_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 # How long a client waits for any one answer or event (generous: machines are shared).
@@ -65,15 +69,23 @@ class Push:
         return payload
 
 
+def fixture_directory() -> Path:
+    """The directory holding the Pub/Sub fixtures; fails loudly rather than yielding no pushes to test with."""
+    for candidate in PUBSUB_FIXTURE_DIRECTORIES:
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"no Pub/Sub fixtures in any of {[str(c) for c in PUBSUB_FIXTURE_DIRECTORIES]}")
+
+
 def valid_pushes(*, conversation_suffix: str, message_suffix: str = "") -> list[Push]:
-    """Every valid fixture in ``shared/fixtures/pubsub``, in file-name order.
+    """Every valid fixture in ``fixture_directory()``, in file-name order.
 
     Each conversation id ``C`` becomes ``C-<conversation_suffix>`` everywhere in the
     notification, and each messageId gets ``message_suffix``, so a server that keeps
     history or drops redeliveries sees distinct conversations and messages per test.
     """
     pushes = []
-    for path in sorted(PUBSUB_FIXTURES.glob("*.json")):
+    for path in sorted(fixture_directory().glob("*.json")):
         if path.name.startswith("bad."):
             continue
         envelope = json.loads(path.read_text())
@@ -112,7 +124,7 @@ def one_per_conversation(pushes: list[Push]) -> list[Push]:
 
 def bad_fixtures() -> list[Path]:
     """The poison-message fixtures (``bad.*``), which can never be delivered."""
-    return sorted(PUBSUB_FIXTURES.glob("bad.*"))
+    return sorted(fixture_directory().glob("bad.*"))
 
 
 async def push(client: httpx.AsyncClient, server: Server, fixture: Push) -> httpx.Response:

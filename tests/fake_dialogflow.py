@@ -9,9 +9,9 @@ answers with a JSON echo of what it received, or with ``canned`` when a test
 sets one. Everything received is recorded, so tests check what the proxy
 really sent.
 
-It runs aiohttp on an event loop in a thread of its own, so in-process tests,
-daphne processes and benchmarks can all call it, and a deliberately slow answer
-never blocks the caller's loop.
+It runs on a thread of its own (``tests/fake_server.py``), so in-process
+tests, daphne processes and benchmarks can all call it, and a deliberately
+slow answer never blocks the caller's loop.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.fake_server import serve_app, trickle
 
 TOKEN_PATH = "/token"
 CLIENT_EMAIL = "aa-backend-test@test-project.iam.gserviceaccount.com"
@@ -190,21 +192,8 @@ class FakeDialogflow:
             headers["Content-Encoding"] = "gzip"
         self.sent_bodies.append(body)
         if self.trickle_seconds:
-            return await self._trickle(request, answer.status, headers, body)
+            return await trickle(request, body, seconds=self.trickle_seconds, status=answer.status, headers=headers)
         return web.Response(status=answer.status, body=body, headers=headers)
-
-    async def _trickle(self, request: web.Request, status: int, headers: dict[str, str],
-                       body: bytes) -> web.StreamResponse:
-        # Leading spaces keep a JSON body valid however long it trickles: only a
-        # deadline on the whole answer (not on each read) stops it.
-        response = web.StreamResponse(status=status, headers=headers)
-        await response.prepare(request)
-        for _ in range(int(self.trickle_seconds / 0.1)):
-            await response.write(b" ")
-            await asyncio.sleep(0.1)
-        await response.write(body)
-        await response.write_eof()
-        return response
 
     def _answer(self, received: Received) -> Canned:
         scheme, _, token = received.headers.get("authorization", "").partition(" ")
@@ -225,36 +214,14 @@ class FakeDialogflow:
 def serve() -> Iterator[FakeDialogflow]:
     """Run a ``FakeDialogflow`` on a free loopback port until the block ends."""
     fake = FakeDialogflow()
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="fake-dialogflow", daemon=True)
-    thread.start()
     # Large bodies are part of the tests: lift aiohttp's 1 MiB request limit.
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_route("POST", TOKEN_PATH, fake._token)
     app.router.add_route("*", "/{tail:.*}", fake._dialogflow)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-
-    async def start() -> None:
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        fake.port = runner.addresses[0][1]
-
-    async def stop() -> None:
-        await runner.cleanup()
-        # Handlers still sleeping (slow answers) outlive their closed connections.
-        pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-    asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
-    try:
-        yield fake
-    finally:
-        if fake.token_gate is not None:
-            fake.token_gate.set()
-        asyncio.run_coroutine_threadsafe(stop(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)
-        loop.close()
+    with serve_app(app, name="fake-dialogflow") as running:
+        fake.port = running.port
+        try:
+            yield fake
+        finally:
+            if fake.token_gate is not None:
+                fake.token_gate.set()

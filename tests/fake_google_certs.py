@@ -10,8 +10,8 @@ garbage, and can hold its answers until released (to catch concurrent fetches).
 ``SigningKey.sign`` makes an RS256 JWT with ``google.auth.crypt.RSASigner`` and
 ``google.auth.jwt.encode``, and ``pubsub_claims`` the claims Pub/Sub puts in it.
 
-Like ``tests/fake_providers.py``, it runs aiohttp on an event loop in a thread
-of its own, so in-process tests and daphne processes can both fetch from it.
+Like the other fakes, it runs on a thread of its own (``tests/fake_server.py``),
+so in-process tests and daphne processes can both fetch from it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import functools
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +35,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
+
+from tests.fake_server import serve_app
 
 CERTS_PATH = "/oauth2/v1/certs"
 SERVICE_ACCOUNT = "pubsub-push@test-project.iam.gserviceaccount.com"
@@ -178,26 +179,11 @@ def serve(*keys: SigningKey) -> Iterator[FakeGoogleCerts]:
     """Run a ``FakeGoogleCerts`` publishing ``keys`` on a free loopback port until the block ends."""
     fake = FakeGoogleCerts()
     fake.publish(*keys)
-    loop = asyncio.new_event_loop()
-    fake._loop = loop
-    thread = threading.Thread(target=loop.run_forever, name="fake-google-certs", daemon=True)
-    thread.start()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", fake._handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-
-    async def start() -> None:
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        fake.port = runner.addresses[0][1]
-
-    asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
-    try:
-        yield fake
-    finally:
-        fake.release()  # held handlers must finish for the runner to stop
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)
-        loop.close()
+    with serve_app(app, name="fake-google-certs") as running:
+        fake.port, fake._loop = running.port, running.loop
+        try:
+            yield fake
+        finally:
+            fake.release()  # held handlers must finish for the server to stop cleanly

@@ -7,9 +7,9 @@ and for the Accounts API only ``ACCOUNT_SID``/``AUTH_TOKEN``, are valid), and
 records every request so tests can check what the provider actually sent.
 ``behaviour`` makes it misbehave: garbage, slowness, any status, redirects.
 
-It runs aiohttp on an event loop in a thread of its own, so async tests, sync
-tests and daphne processes can all call it, and a deliberately slow answer
-never blocks the test's own loop.
+It runs on a thread of its own (``tests/fake_server.py``), so async tests,
+sync tests and daphne processes can all call it, and a deliberately slow
+answer never blocks the test's own loop.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ import base64
 import contextlib
 import enum
 import json
-import threading
-from urllib.parse import quote, quote_plus
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from aiohttp import web
 
+from tests.fake_server import serve_app, trickle
 from tests.processes import free_port
 
 ORGANIZATION_ID = "00D5g000004ABCDEA2"  # 18-character form, as userinfo returns it
@@ -140,21 +140,11 @@ class FakeProvider:
         if behaviour is Behaviour.SLOW:
             await asyncio.sleep(self.slow_seconds)
         if behaviour is Behaviour.TRICKLE:
-            return await self._trickle(request, self._judge(received))
+            judged = self._judge(received)
+            assert isinstance(judged.body, bytes)
+            return await trickle(request, judged.body, seconds=self.slow_seconds,
+                                 headers={"Content-Type": "application/json"})
         return self._judge(received)
-
-    async def _trickle(self, request: web.Request, judged: web.Response) -> web.StreamResponse:
-        # JSON allows leading whitespace, so the body stays valid however long it trickles:
-        # only a deadline on the whole answer (not per read) stops it.
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await response.prepare(request)
-        for _ in range(int(self.slow_seconds / 0.1)):
-            await response.write(b" ")
-            await asyncio.sleep(0.1)
-        assert isinstance(judged.body, bytes)
-        await response.write(judged.body)
-        await response.write_eof()
-        return response
 
     def _judge(self, received: Received) -> web.Response:
         if received.path == USERINFO_PATH and received.method == "GET":
@@ -209,36 +199,11 @@ class FakeProvider:
 def serve() -> Iterator[FakeProvider]:
     """Run a ``FakeProvider`` on a free loopback port until the block ends."""
     fake = FakeProvider()
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="fake-provider", daemon=True)
-    thread.start()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", fake._handle)
-    # No access log: it would print query strings (an access token) into the captured logs.
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-
-    async def start() -> None:
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        fake.port = runner.addresses[0][1]
-
-    async def stop() -> None:
-        await runner.cleanup()
-        # Handlers still sleeping for Behaviour.SLOW outlive their (closed) connections.
-        pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-    asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
-    try:
+    with serve_app(app, name="fake-provider") as running:
+        fake.port = running.port
         yield fake
-    finally:
-        asyncio.run_coroutine_threadsafe(stop(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)
-        loop.close()
 
 
 def secret_forms(*secrets: str) -> set[str]:

@@ -13,23 +13,23 @@ Answers have the shapes of the real API (see the library's
 ``transports/rest.py``, which parses ``AccessSecretVersionResponse`` from
 JSON): ``{"name", "payload": {"data": <base64>}}``, and errors as
 ``{"error": {"code", "message", "status"}}``. Every request is recorded.
-Runs aiohttp on a loop in its own thread, so sync tests and daphne processes
-can call it alike.
+Runs on a thread of its own (``tests/fake_server.py``), so sync tests and
+daphne processes can call it alike.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+
+from tests.fake_server import serve_app
 
 ACCESS_TOKEN = "ya29.fake-secret-manager-access-token"
 PROJECT_NUMBER = "123456789012"
@@ -139,24 +139,8 @@ def write_credentials(directory: Path) -> Path:
 def serve() -> Iterator[FakeSecretManager]:
     """Run a ``FakeSecretManager`` on a free loopback port until the block ends."""
     fake = FakeSecretManager()
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="fake-secret-manager", daemon=True)
-    thread.start()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", fake._handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-
-    async def start() -> None:
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        fake.port = runner.addresses[0][1]
-
-    asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
-    try:
+    with serve_app(app, name="fake-secret-manager") as running:
+        fake.port = running.port
         yield fake
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)
-        loop.close()

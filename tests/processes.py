@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-
 REPOSITORY = Path(__file__).resolve().parent.parent
 TEST_JWT_SECRET = "test-signing-secret-0123456789-abcdefghijklmnop"
 TEST_PROJECT = "test-project"
@@ -55,10 +54,11 @@ class RedisAddress:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[RedisAddress]:
-    """The Redis given by ``AA_TEST_REDIS`` (host:port), else a private redis-server on a free port."""
+def redis_server(*, private: bool = False) -> Iterator[RedisAddress]:
+    """The Redis given by ``AA_TEST_REDIS`` (host:port), else (or when ``private``) a private redis-server on a
+    free port; a test that stops its Redis asks for a private one."""
     given = os.environ.get("AA_TEST_REDIS")
-    if given:
+    if given and not private:
         host, _, port = given.rpartition(":")
         yield RedisAddress(host or "127.0.0.1", int(port))
         return

@@ -124,8 +124,10 @@ async def test_register_refuses_get() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b"\xff\xfe\x00", b"[]", b'"alice"', b"42", b"null", b"[" * 100_000],
-    ids=["malformed", "not-utf8", "array", "string", "number", "null", "deeply-nested"],
+    [b"{not json", b"\xff\xfe\x00", b"[]", b'"alice"', b"42", b"null", b"[" * 100_000,
+     # Valid JSON that json.loads refuses with a bare ValueError: more digits than int_max_str_digits.
+     b'{"gcp_agent_assist_user": "alice", "n": ' + b"1" * 5000 + b"}"],
+    ids=["malformed", "not-utf8", "array", "string", "number", "null", "deeply-nested", "integer-beyond-digit-limit"],
 )
 async def test_register_body_must_be_a_json_object(body: bytes) -> None:
     """A body that is not JSON, or JSON but not an object, is 400 with a message."""

@@ -154,9 +154,13 @@ async def test_unicode_keys_and_names_round_trip() -> None:
         {"conversationIntegrationKey": "k", "conversationName": ["x"]},
         {"conversationIntegrationKey": "k" * 1025, "conversationName": NAME},
         {"conversationIntegrationKey": "k", "conversationName": "n" * 1025},
+        {"conversationIntegrationKey": "\ud800", "conversationName": NAME},
+        {"conversationIntegrationKey": "k", "conversationName": "n\udfff"},
+        b'{"conversationIntegrationKey": "k", "conversationName": "n", "n": ' + b"1" * 5000 + b"}",
     ],
     ids=["malformed", "not-utf8", "array", "string", "empty", "no-key", "no-name", "empty-key", "empty-name",
-         "number-key", "list-name", "key-too-long", "name-too-long"],
+         "number-key", "list-name", "key-too-long", "name-too-long", "lone-surrogate-key", "lone-surrogate-name",
+         "integer-beyond-digit-limit"],
 )
 async def test_post_bad_input_is_400(body: Any, redis_direct: redis.Redis) -> None:
     """A POST that is not {key, name} as non-empty strings within bounds is 400 Bad request and stores nothing."""

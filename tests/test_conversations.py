@@ -74,6 +74,12 @@ def test_normalise_refuses_other_shapes(name: str) -> None:
         normalise(name)
 
 
+def test_normalise_refuses_a_name_that_is_not_unicode_text() -> None:
+    """A lone surrogate (what a JSON "\\ud800" escape decodes to) is refused, so hashing its group cannot fail."""
+    with pytest.raises(InvalidConversationName):
+        normalise("projects/p/conversations/c\ud800")
+
+
 def test_normalise_refuses_overlong_names() -> None:
     """Names longer than ``MAX_LENGTH`` are refused before matching (bounds work per request)."""
     name = "projects/p/conversations/" + "c" * conversations.MAX_LENGTH

@@ -23,9 +23,9 @@ from channels.testing import HttpCommunicator
 from aa_site.asgi import application
 from connector import tokens
 from tests import fake_dialogflow
+from tests.clients import wait_until
 from tests.fake_dialogflow import JSON_CONTENT_TYPE, Canned, FakeDialogflow
 from tests.fake_providers import refused_url
-from tests.clients import wait_until
 
 RESPONSE_TIMEOUT = 30.0
 PREFIX = "/v2/projects/test-project/locations/global"
@@ -307,6 +307,15 @@ async def test_hop_by_hop_and_client_only_headers_are_not_forwarded(dialogflow: 
                  "x-goog-user-project"):
         assert name not in received, name
     assert "x-private" not in received.get("connection", "").lower()
+
+
+@pytest.mark.parametrize("name", ["Content-Type", "Accept", "Accept-Language", "Accept-Encoding"])
+async def test_forwarded_header_outside_ascii_is_400_and_not_sent(dialogflow: FakeDialogflow, name: str) -> None:
+    """A header the proxy would forward but that is not ASCII cannot go on: 400 naming it, Dialogflow not called."""
+    response = await call("POST", ANALYZE_CONTENT, body=b"{}", headers={name: "text/plain; q=caf\u00e9"})
+    assert response["status"] == 400
+    assert name.lower() in message(response).lower()
+    assert dialogflow.received == []
 
 
 async def test_only_body_describing_headers_come_back(dialogflow: FakeDialogflow) -> None:

@@ -1,28 +1,21 @@
 """``interceptor.envelope`` as pure parsing: push body bytes in, ``PushMessage`` or a precise ``PoisonMessage`` out.
 
 Like python-socketio's ``tests/common/test_packet.py``: no server, no channel
-layer. The Pub/Sub fixtures are the contract's examples; this module also
-exports their location and classification for ``test_interceptor_views``.
+layer. The Pub/Sub fixtures (found by ``tests.clients.fixture_directory``) are the
+contract's examples; this module also exports their classification for ``test_interceptor_views``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from interceptor import envelope
 from interceptor.envelope import PushMessage, parse_push
-
-REPOSITORY = Path(__file__).resolve().parent.parent
-# Vendored copy first; the shared workspace copy beside the repository otherwise.
-_FIXTURE_CANDIDATES = (
-    REPOSITORY / "tests" / "fixtures" / "pubsub",
-    REPOSITORY.parent / "shared" / "fixtures" / "pubsub",
-)
+from tests.clients import fixture_directory
 
 #: valid fixture -> (endpoint/event it belongs to, normalised conversation name)
 VALID_FIXTURES: dict[str, tuple[str, str]] = {
@@ -52,14 +45,6 @@ BAD_FIXTURES: dict[str, tuple[type[envelope.PoisonMessage], str | None]] = {
     "bad.no-message.json": (envelope.NoMessage, None),
     "bad.not-json.txt": (envelope.BodyNotJson, None),
 }
-
-
-def fixture_directory() -> Path:
-    """The directory holding the Pub/Sub fixtures; fails loudly rather than collecting nothing."""
-    for candidate in _FIXTURE_CANDIDATES:
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(f"no Pub/Sub fixtures in any of {[str(c) for c in _FIXTURE_CANDIDATES]}")
 
 
 def fixture_bytes(name: str) -> bytes:
@@ -319,3 +304,37 @@ def test_deeply_nested_data_is_data_not_json() -> None:
     with pytest.raises(envelope.DataNotJson) as raised:
         parse_push(body.encode())
     assert raised.value.message_id == "9"
+
+
+# An integer literal longer than Python's int_max_str_digits (4300): valid JSON that json.loads refuses.
+HUGE_INTEGER = "1" * 5000
+
+
+def test_body_with_an_integer_beyond_the_digit_limit_is_body_not_json() -> None:
+    """json.loads raises a plain ValueError for such a number; it is poison, not a crash (a 500)."""
+    with pytest.raises(envelope.BodyNotJson):
+        parse_push(b'{"message": {"data": "e30=", "messageId": ' + HUGE_INTEGER.encode() + b"}}")
+
+
+def test_data_with_an_integer_beyond_the_digit_limit_is_data_not_json() -> None:
+    """The same inside ``message.data``, with the envelope's messageId kept."""
+    text = '{"conversation": "projects/p/conversations/c", "n": ' + HUGE_INTEGER + "}"
+    with pytest.raises(envelope.DataNotJson) as raised:
+        parse_push(push_body(data=base64.b64encode(text.encode()).decode(), messageId="12"))
+    assert raised.value.message_id == "12"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"messageId": "m-\ud800"},
+        {"publishTime": "2026-01-01T00:00:00\udfffZ"},
+        {"attributes": {"participant_role": "END_USER\ud800"}},
+        {"attributes": {"\ud800": "x"}},
+    ],
+    ids=["messageId", "publishTime", "attribute value", "attribute name"],
+)
+def test_text_with_a_lone_surrogate_is_text_not_unicode(fields: dict[str, Any]) -> None:
+    """A JSON "\\ud800" escape in a field desktops receive can never be sent on: ``TextNotUnicode``."""
+    with pytest.raises(envelope.TextNotUnicode):
+        parse_push(push_body({"conversation": "projects/p/conversations/c"}, **fields))

@@ -149,6 +149,42 @@ async def test_poison_push_is_acknowledged_and_logged_once(
     assert event in line
 
 
+async def test_push_whose_conversation_name_is_not_unicode_text_is_discarded() -> None:
+    """A lone surrogate (a JSON "\\ud800" escape) in the conversation name is poison: 200 discarded, not a 500."""
+    body = push_body({"conversation": "projects/acme/conversations/c\ud800"}, messageId="80")
+    response = await post("/new-message-event", body)
+    assert response["status"] == 200
+    assert json.loads(response["body"])["status"] == "discarded"
+
+
+async def test_push_with_an_integer_beyond_the_digit_limit_is_discarded() -> None:
+    """Valid JSON that json.loads refuses (a number of 5000 digits) is poison: 200 discarded, not a 500."""
+    body = b'{"message": {"data": "e30=", "messageId": ' + b"1" * 5000 + b"}}"
+    response = await post("/new-message-event", body)
+    assert response["status"] == 200
+    assert json.loads(response["body"])["status"] == "discarded"
+
+
+async def test_push_whose_attribute_is_not_unicode_text_is_discarded_not_retried() -> None:
+    """A lone surrogate in an attribute can never be delivered: 200 discarded, not a 503 that Pub/Sub retries."""
+    body = push_body(
+        {"conversation": "projects/acme/conversations/c"}, attributes={"participant_role": "\udc00"}, messageId="81"
+    )
+    response = await post("/new-recognition-result-notification-event", body)
+    assert response["status"] == 200
+    assert json.loads(response["body"]) | {"reason": ""} == {"status": "discarded", "reason": "", "messageId": "81"}
+
+
+async def test_poison_log_line_cannot_be_split_by_the_message_id(caplog: pytest.LogCaptureFixture) -> None:
+    """A messageId with a line break (or of any length) is logged quoted and cut short, on one line."""
+    forged = "1\n2026-11-20 14:03:07,000 WARNING interceptor.views forged line " + "x" * 5000
+    response = await post("/new-message-event", push_body(data="not base64!", messageId=forged))
+    assert json.loads(response["body"])["messageId"] == forged
+    (warning,) = warnings_from(caplog)
+    line = warning.getMessage()
+    assert "\n" not in line and len(line) < 300
+
+
 async def test_poison_log_line_never_contains_the_content(caplog: pytest.LogCaptureFixture) -> None:
     """The warning for a notification without a valid conversation does not repeat any of its content."""
     caplog.set_level(logging.DEBUG)

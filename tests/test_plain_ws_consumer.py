@@ -252,6 +252,7 @@ async def test_no_events_after_leave(authenticated) -> None:
         pytest.param("[1, 2]", id="array"),
         pytest.param('"ping"', id="string"),
         pytest.param("[" * 50_000, id="deeply nested JSON"),  # within MAX_FRAME_CHARS
+        pytest.param('{"type": "ping", "id": ' + "1" * 5000 + "}", id="integer beyond Python's digit limit"),
         pytest.param(json.dumps({"type": "ping", "pad": "x" * plain_ws.MAX_FRAME_CHARS}), id="oversize"),
     ],
 )

@@ -18,8 +18,7 @@ import pytest
 from django.test import AsyncClient
 
 from connector import tokens
-from tests import fake_providers, processes
-from tests import clients
+from tests import clients, fake_providers, processes
 from tests.fake_providers import (
     ACCESS_TOKEN,
     ACCOUNT_SID,
@@ -131,6 +130,15 @@ async def test_register_without_a_token_is_401_and_the_provider_is_not_called(fa
     assert fake.received == []
 
 
+@pytest.mark.parametrize("option", HTTP_CHECKED)
+async def test_register_with_a_token_outside_ascii_is_401_and_the_provider_is_not_called(fake, settings, option):
+    """A bearer token is ASCII (RFC 6750): one with other characters is refused at once, never sent on."""
+    settings.AUTH_OPTION = option
+    response = await register("Bearer caf\u00e9-token")
+    assert response.status_code == 401
+    assert fake.received == []
+
+
 @pytest.mark.parametrize(
     ("option", "failure"),
     [
@@ -186,6 +194,18 @@ async def test_register_app_with_a_wrong_auth_token_is_401(fake, caplog):
 async def test_register_app_without_credentials_is_401_and_twilio_is_not_called(fake):
     """An empty body carries no credentials."""
     response = await register(None, path="/register-app")
+    assert response.status_code == 401
+    assert fake.received == []
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [{"accountSid": "\ud800", "authToken": AUTH_TOKEN}, {"accountSid": ACCOUNT_SID, "authToken": "t\u00e9"}],
+    ids=["lone-surrogate-sid", "non-ascii-token"],
+)
+async def test_register_app_with_credentials_outside_ascii_is_401_and_twilio_is_not_called(fake, credentials):
+    """Twilio credentials are ASCII: a lone surrogate (a JSON escape) or any other character is refused at once."""
+    response = await register(None, credentials, path="/register-app")
     assert response.status_code == 401
     assert fake.received == []
 

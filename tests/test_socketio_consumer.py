@@ -9,134 +9,43 @@ its event must be the next frame.
 
 from __future__ import annotations
 
-import itertools
+import functools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import jwt
 import pytest
-from channels.testing import WebsocketCommunicator
-from engineio import packet as eio
 from redis.asyncio import Redis
 from rest_framework_simplejwt.utils import aware_utcnow
 from socketio import packet as sio
 
-from aa_site.asgi import application
 from connector import conversations, delivery, membership, tokens
-
-PATH = "/socket.io/?EIO=4&transport=websocket"
-LONG_NAME = "projects/p/locations/global/conversations/c1"
-SHORT_NAME = "projects/p/conversations/c1"
-OTHER = "projects/p/conversations/c2"
-# Generous waits for frames that must come; never an assertion on speed.
-WAIT = 5.0
-# Close codes (RFC 6455).
-POLICY_VIOLATION, UNSUPPORTED_DATA, MESSAGE_TOO_BIG = 1008, 1003, 1009
-
-
-class SocketIOTestClient:
-    """One raw Socket.IO client driving the real application."""
-
-    def __init__(self, path: str) -> None:
-        self.communicator = WebsocketCommunicator(application, path)
-        self._ack_ids = itertools.count(1)
-
-    async def open(self) -> dict[str, Any]:
-        """Open the WebSocket; return the Engine.IO OPEN packet's data."""
-        accepted, _ = await self.communicator.connect()
-        assert accepted
-        opening = eio.Packet(encoded_packet=await self.receive())
-        assert opening.packet_type == eio.OPEN
-        return opening.data
-
-    async def send(self, frame: str) -> None:
-        """Send one text frame as it would appear on the wire."""
-        await self.communicator.send_to(text_data=frame)
-
-    async def receive(self, timeout: float = WAIT) -> str:
-        """The next text frame from the server."""
-        return await self.communicator.receive_from(timeout)
-
-    async def receive_packet(self) -> sio.Packet:
-        """The next frame, decoded as python-socketio's client decodes a MESSAGE."""
-        outer = eio.Packet(encoded_packet=await self.receive())
-        assert outer.packet_type == eio.MESSAGE
-        return sio.Packet(encoded_packet=outer.data)
-
-    async def connect_namespace(self, token: str | None) -> sio.Packet:
-        """CONNECT to ``/`` with ``auth.token`` (no token when None); the first packet in reply."""
-        await self.send("40" + json.dumps({} if token is None else {"token": token}))
-        return await self.receive_packet()
-
-    async def call(self, event: str, *args: Any) -> list[Any]:
-        """Emit ``event`` with an ack id; return the acknowledgement's arguments."""
-        ack_id = next(self._ack_ids)
-        await self.send("42" + str(ack_id) + json.dumps([event, *args]))
-        ack = await self.receive_packet()
-        assert (ack.packet_type, ack.id) == (sio.ACK, ack_id)
-        return ack.data
-
-    async def receive_event(self) -> list[Any]:
-        """The next frame, which must be an EVENT; its ``[name, *args]``."""
-        packet = await self.receive_packet()
-        assert packet.packet_type == sio.EVENT
-        return packet.data
-
-    async def close_code(self) -> int:
-        """Wait for the server to close the connection; its close code (1000 when none is given)."""
-        output = await self.communicator.receive_output(WAIT)
-        assert output["type"] == "websocket.close", output
-        return output.get("code", 1000)
+from tests.raw_socketio import (
+    LONG_NAME,
+    OTHER,
+    SHORT_NAME,
+    WAIT,
+    SocketIOTestClient,
+    client_factory,
+    desktop_payload,
+    open_connected,
+    publish,
+)
 
 
 @pytest.fixture
 async def new_client() -> AsyncIterator[Callable[..., SocketIOTestClient]]:
     """Make clients; disconnect them all afterwards, which re-raises any error the consumer hit."""
-    made: list[SocketIOTestClient] = []
-
-    def make(path: str = PATH) -> SocketIOTestClient:
-        made.append(SocketIOTestClient(path))
-        return made[-1]
-
-    yield make
-    for client in made:
-        await client.communicator.disconnect(timeout=WAIT)
+    async with client_factory() as make:
+        yield make
 
 
 @pytest.fixture
-def connected(new_client) -> Callable[..., Any]:
+def connected(new_client) -> Callable[..., Awaitable[SocketIOTestClient]]:
     """Open a client and CONNECT it to ``/`` with a valid token."""
-
-    async def open_connected(user: str = "alice") -> SocketIOTestClient:
-        client = new_client()
-        await client.open()
-        packet = await client.connect_namespace(tokens.issue_token(user=user))
-        assert packet.packet_type == sio.CONNECT
-        return client
-
-    return open_connected
-
-
-def desktop_payload(event: str, conversation: str = SHORT_NAME) -> dict[str, Any]:
-    """A payload shaped like the interceptor's (CONTRACT.md), with text that must survive unchanged."""
-    notification = {"conversation": conversation, "text": 'Grüß dich, 你好 "quoted"\n'}
-    return {
-        "conversation_name": conversation,
-        "data": json.dumps(notification),
-        "data_type": event,
-        "ack_time": "2026-11-20T14:03:07Z",
-        "publish_time": "2026-11-20T14:03:06.123Z",
-        "message_id": "17",
-    }
-
-
-async def publish(conversation: str, event: str = delivery.NEW_MESSAGE_EVENT) -> dict[str, Any]:
-    """Publish through the real delivery path, as the interceptor does; return the payload sent."""
-    payload = desktop_payload(event, conversation)
-    await delivery.publish(conversation_name=conversation, event=event, payload=payload)
-    return payload
+    return functools.partial(open_connected, new_client)
 
 
 def expired_token() -> str:
@@ -406,105 +315,3 @@ async def test_joins_between_disconnect_and_reconnect_are_ignored(connected) -> 
     await client.send("41")
     await client.send(f'429["join-conversation","{SHORT_NAME}"]')
     assert (await client.connect_namespace(tokens.issue_token(user="alice"))).packet_type == sio.CONNECT
-
-
-# --- heartbeat and timeouts ------------------------------------------------------------------
-
-
-async def test_server_pings_and_a_pong_keeps_the_session(connected, settings) -> None:
-    """The server sends "2" every pingInterval; answering "3" keeps the connection for the next ping."""
-    settings.SOCKETIO_PING_INTERVAL, settings.SOCKETIO_PING_TIMEOUT = 1, 1
-    client = await connected()
-    assert await client.receive() == "2"
-    await client.send("3")
-    # A session that ignored the pong would close here instead of pinging again.
-    assert await client.receive() == "2"
-
-
-async def test_missing_pong_closes_the_session(connected, settings) -> None:
-    """No "3" within pingTimeout after a ping: the server closes the connection."""
-    settings.SOCKETIO_PING_INTERVAL, settings.SOCKETIO_PING_TIMEOUT = 1, 1
-    client = await connected()
-    assert await client.receive() == "2"
-    await client.close_code()
-
-
-async def test_client_ping_is_answered(connected) -> None:
-    """A client "2" (Engine.IO 3 habit, some proxies' keep-alive) gets "3" back."""
-    client = await connected()
-    await client.send("2")
-    assert await client.receive() == "3"
-
-
-async def test_client_close_packet_closes_the_connection(connected) -> None:
-    """Engine.IO CLOSE ("1") from the client ends the WebSocket."""
-    client = await connected()
-    await client.send("1")
-    assert await client.close_code() == 1000
-
-
-async def test_unauthenticated_socket_is_closed_after_auth_timeout(new_client, settings) -> None:
-    """A socket that never CONNECTs is closed after WEBSOCKET_AUTH_TIMEOUT with 1008."""
-    settings.WEBSOCKET_AUTH_TIMEOUT = 1
-    client = new_client()
-    await client.open()
-    assert await client.close_code() == POLICY_VIOLATION
-
-
-async def test_refused_socket_is_closed_after_auth_timeout(new_client, settings) -> None:
-    """A socket whose CONNECT was refused is closed like one that never tried."""
-    settings.WEBSOCKET_AUTH_TIMEOUT = 1
-    client = new_client()
-    await client.open()
-    await client.connect_namespace(None)
-    await client.receive_packet()
-    assert await client.close_code() == POLICY_VIOLATION
-
-
-async def test_connected_socket_outlives_auth_timeout(connected, settings) -> None:
-    """The auth timeout does not close a connected socket: the next frame is the ping, not a close."""
-    settings.WEBSOCKET_AUTH_TIMEOUT, settings.SOCKETIO_PING_INTERVAL = 1, 2
-    client = await connected()
-    assert await client.receive() == "2"
-
-
-# --- malformed input ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "frame",
-    [
-        pytest.param("x", id="non-numeric type"),
-        pytest.param("9", id="unknown Engine.IO type"),
-        pytest.param("4", id="empty Socket.IO packet"),
-        pytest.param("47", id="unknown Socket.IO type"),
-        pytest.param('42["join-conversation"', id="truncated JSON"),
-        pytest.param('451-["join-conversation",{"_placeholder":true,"num":0}]', id="binary attachment"),
-        pytest.param("42" + "[" * 100_000, id="deeply nested JSON"),
-    ],
-)
-async def test_invalid_packet_closes_with_policy_violation(connected, frame: str) -> None:
-    """A frame that is not a valid text packet closes the connection with 1008, without a server error."""
-    client = await connected()
-    await client.send(frame)
-    assert await client.close_code() == POLICY_VIOLATION
-
-
-async def test_binary_frame_closes_with_unsupported_data(connected) -> None:
-    """Binary WebSocket frames are not supported: close with 1003."""
-    client = await connected()
-    await client.communicator.send_to(bytes_data=b"\x04binary")
-    assert await client.close_code() == UNSUPPORTED_DATA
-
-
-async def test_frame_over_max_payload_closes_with_message_too_big(connected, settings) -> None:
-    """A frame of maxPayload characters is handled; one character more closes with 1009."""
-    settings.SOCKETIO_MAX_PAYLOAD = 1024
-    client = await connected()
-    prefix, suffix = '421["padding","', '"]'
-    at_limit = prefix + "x" * (1024 - len(prefix) - len(suffix)) + suffix
-    await client.send(at_limit)
-    ack = await client.receive_packet()
-    assert (ack.packet_type, ack.id, ack.data[0]) == (sio.ACK, 1, False)
-    await client.send(at_limit[:-2] + 'x"]')
-    assert await client.close_code() == MESSAGE_TOO_BIG

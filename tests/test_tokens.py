@@ -217,7 +217,9 @@ def test_truncated_signature_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["garbage", "a.b.c", "....", "Basic dXNlcjpwYXNz", "eyJhbGciOiJIUzI1NiJ9", "\u00e9\u00e9.\u00e9.\u00e9"],
+    ["garbage", "a.b.c", "....", "Basic dXNlcjpwYXNz", "eyJhbGciOiJIUzI1NiJ9", "\u00e9\u00e9.\u00e9.\u00e9",
+     # A lone surrogate: what a JSON "\ud800" escape in a WebSocket authenticate frame decodes to.
+     "\ud800.e30.abc"],
 )
 def test_garbage_is_refused_with_a_reason(raw: str) -> None:
     """Strings that are not JWTs raise ``InvalidToken`` with a message, never another exception."""

@@ -22,6 +22,7 @@ from aa_site import http_clients
 # free connection (within DIALOGFLOW_TIMEOUT) rather than opening more.
 MAX_CONNECTIONS = 100
 
+
 class UpstreamTimeout(Exception):
     """Dialogflow did not answer within ``DIALOGFLOW_TIMEOUT``."""
 

@@ -97,7 +97,7 @@ class CredentialSource:
         return credentials
 
 
-_sources: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CredentialSource]" = weakref.WeakKeyDictionary()
+_sources: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CredentialSource] = weakref.WeakKeyDictionary()
 
 
 def get_source() -> CredentialSource:

@@ -39,7 +39,9 @@ class SocketIOConsumer(ConversationMembershipMixin):
         super().__init__(*args, **kwargs)
         self.sid = protocol.new_sid()
         self.identity: tokens.DesktopIdentity | None = None
-        self._pong = asyncio.Event()
+        # Set while a ping awaits its pong: a future per ping, rather than an Event per connection
+        # and the task asyncio.wait_for() would wrap around Event.wait() at every ping.
+        self._pong: asyncio.Future[None] | None = None
         self._timers: list[asyncio.Task] = []
 
     # --- connection lifecycle --------------------------------------------------
@@ -82,7 +84,8 @@ class SocketIOConsumer(ConversationMembershipMixin):
             await self.close(code=POLICY_VIOLATION)
             return
         if incoming.eio_type == eio.PONG:
-            self._pong.set()
+            if self._pong is not None and not self._pong.done():
+                self._pong.set_result(None)
         elif incoming.eio_type == eio.PING:
             await self.send(protocol.pong_frame())
         elif incoming.eio_type == eio.CLOSE:
@@ -152,14 +155,16 @@ class SocketIOConsumer(ConversationMembershipMixin):
         interval, timeout = settings.SOCKETIO_PING_INTERVAL, settings.SOCKETIO_PING_TIMEOUT
         while True:
             await asyncio.sleep(interval)
-            self._pong.clear()
+            self._pong = asyncio.get_running_loop().create_future()
             await self.send(protocol.ping_frame())
             try:
-                await asyncio.wait_for(self._pong.wait(), timeout)
+                await asyncio.wait_for(self._pong, timeout)
             except asyncio.TimeoutError:
                 logger.info("Closing Socket.IO session %s: no pong within %ss", self.sid, timeout)
                 await self.close()
                 return
+            finally:
+                self._pong = None
 
     async def _close_unless_connected(self, delay: float) -> None:
         await asyncio.sleep(delay)

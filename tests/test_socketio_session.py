@@ -1,0 +1,170 @@
+"""The Socket.IO consumer's session: heartbeat, timeouts, malformed input, and the end of a connection.
+
+Same setting as ``test_socketio_consumer.py``: raw frames through
+``WebsocketCommunicator`` (``tests/raw_socketio.py``) to the real ASGI
+application on the real Redis pub/sub layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from channels.layers import get_channel_layer
+from socketio import packet as sio
+
+from tests import clients, processes
+from tests.raw_socketio import PATH, SHORT_NAME, WAIT, SocketIOTestClient, client_factory, open_connected
+
+# Close codes (RFC 6455).
+POLICY_VIOLATION, UNSUPPORTED_DATA, MESSAGE_TOO_BIG = 1008, 1003, 1009
+
+
+@pytest.fixture
+async def new_client() -> AsyncIterator[Callable[..., SocketIOTestClient]]:
+    """Make clients; disconnect them all afterwards, which re-raises any error the consumer hit."""
+    async with client_factory() as make:
+        yield make
+
+
+@pytest.fixture
+def connected(new_client) -> Callable[..., Awaitable[SocketIOTestClient]]:
+    """Open a client and CONNECT it to ``/`` with a valid token."""
+    return functools.partial(open_connected, new_client)
+
+
+# --- heartbeat and timeouts ------------------------------------------------------------------
+
+
+async def test_server_pings_and_a_pong_keeps_the_session(connected, settings) -> None:
+    """The server sends "2" every pingInterval; answering "3" keeps the connection for the next ping."""
+    settings.SOCKETIO_PING_INTERVAL, settings.SOCKETIO_PING_TIMEOUT = 1, 1
+    client = await connected()
+    assert await client.receive() == "2"
+    await client.send("3")
+    # A session that ignored the pong would close here instead of pinging again.
+    assert await client.receive() == "2"
+
+
+async def test_missing_pong_closes_the_session(connected, settings) -> None:
+    """No "3" within pingTimeout after a ping: the server closes the connection."""
+    settings.SOCKETIO_PING_INTERVAL, settings.SOCKETIO_PING_TIMEOUT = 1, 1
+    client = await connected()
+    assert await client.receive() == "2"
+    await client.close_code()
+
+
+async def test_client_ping_is_answered(connected) -> None:
+    """A client "2" (Engine.IO 3 habit, some proxies' keep-alive) gets "3" back."""
+    client = await connected()
+    await client.send("2")
+    assert await client.receive() == "3"
+
+
+async def test_client_close_packet_closes_the_connection(connected) -> None:
+    """Engine.IO CLOSE ("1") from the client ends the WebSocket."""
+    client = await connected()
+    await client.send("1")
+    assert await client.close_code() == 1000
+
+
+async def test_unauthenticated_socket_is_closed_after_auth_timeout(new_client, settings) -> None:
+    """A socket that never CONNECTs is closed after WEBSOCKET_AUTH_TIMEOUT with 1008."""
+    settings.WEBSOCKET_AUTH_TIMEOUT = 1
+    client = new_client()
+    await client.open()
+    assert await client.close_code() == POLICY_VIOLATION
+
+
+async def test_refused_socket_is_closed_after_auth_timeout(new_client, settings) -> None:
+    """A socket whose CONNECT was refused is closed like one that never tried."""
+    settings.WEBSOCKET_AUTH_TIMEOUT = 1
+    client = new_client()
+    await client.open()
+    await client.connect_namespace(None)
+    await client.receive_packet()
+    assert await client.close_code() == POLICY_VIOLATION
+
+
+async def test_connected_socket_outlives_auth_timeout(connected, settings) -> None:
+    """The auth timeout does not close a connected socket: the next frame is the ping, not a close."""
+    settings.WEBSOCKET_AUTH_TIMEOUT, settings.SOCKETIO_PING_INTERVAL = 1, 2
+    client = await connected()
+    assert await client.receive() == "2"
+
+
+# --- malformed input ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param("x", id="non-numeric type"),
+        pytest.param("9", id="unknown Engine.IO type"),
+        pytest.param("4", id="empty Socket.IO packet"),
+        pytest.param("47", id="unknown Socket.IO type"),
+        pytest.param('42["join-conversation"', id="truncated JSON"),
+        pytest.param('451-["join-conversation",{"_placeholder":true,"num":0}]', id="binary attachment"),
+        pytest.param("42" + "[" * 100_000, id="deeply nested JSON"),
+    ],
+)
+async def test_invalid_packet_closes_with_policy_violation(connected, frame: str) -> None:
+    """A frame that is not a valid text packet closes the connection with 1008, without a server error."""
+    client = await connected()
+    await client.send(frame)
+    assert await client.close_code() == POLICY_VIOLATION
+
+
+async def test_binary_frame_closes_with_unsupported_data(connected) -> None:
+    """Binary WebSocket frames are not supported: close with 1003."""
+    client = await connected()
+    await client.communicator.send_to(bytes_data=b"\x04binary")
+    assert await client.close_code() == UNSUPPORTED_DATA
+
+
+async def test_frame_over_max_payload_closes_with_message_too_big(connected, settings) -> None:
+    """A frame of maxPayload characters is handled; one character more closes with 1009."""
+    settings.SOCKETIO_MAX_PAYLOAD = 1024
+    client = await connected()
+    prefix, suffix = '421["padding","', '"]'
+    at_limit = prefix + "x" * (1024 - len(prefix) - len(suffix)) + suffix
+    await client.send(at_limit)
+    ack = await client.receive_packet()
+    assert (ack.packet_type, ack.id, ack.data[0]) == (sio.ACK, 1, False)
+    await client.send(at_limit[:-2] + 'x"]')
+    assert await client.close_code() == MESSAGE_TOO_BIG
+
+
+# --- the end of a connection ----------------------------------------------------------------
+
+
+def heartbeats() -> list[asyncio.Task]:
+    """The Socket.IO heartbeat tasks alive on this event loop."""
+    return [task for task in asyncio.all_tasks() if task.get_coro().__qualname__ == "SocketIOConsumer._heartbeat"]
+
+
+async def test_heartbeat_stops_when_a_socket_closes_while_redis_is_gone(settings, caplog) -> None:
+    """A socket closing while Redis is down cannot leave its conversations (logged), yet its heartbeat stops:
+    left running, it would ping a closed connection for ever, one loop per desktop that closed in the outage."""
+    with processes.redis_server(private=True) as redis:
+        settings.CHANNEL_LAYERS = {
+            "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [redis.url]}}
+        }
+        client = await open_connected(lambda: SocketIOTestClient(PATH))
+        assert await client.call("join-conversation", SHORT_NAME) == [True, SHORT_NAME]
+        assert len(heartbeats()) == 1
+    try:
+        # Once the layer has seen its connection drop, leaving the conversation's group on disconnect fails.
+        await clients.wait_until(
+            lambda: any(r.name == "channels_redis.pubsub" for r in caplog.records), what="the layer to lose Redis"
+        )
+        await client.communicator.disconnect(timeout=WAIT)
+        await asyncio.sleep(0)  # let the cancellation reach the task
+        assert heartbeats() == []
+        failures = [r for r in caplog.records if r.name == "connector.membership" and r.levelno == logging.ERROR]
+        assert len(failures) == 1, [r.getMessage() for r in caplog.records]
+    finally:
+        await get_channel_layer().flush()
