@@ -9,9 +9,7 @@ its event must be the next frame.
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -22,30 +20,14 @@ from rest_framework_simplejwt.utils import aware_utcnow
 from socketio import packet as sio
 
 from connector import conversations, delivery, membership, tokens
-from tests.raw_socketio import (
+from tests.sio.raw_socketio import (
     LONG_NAME,
     OTHER,
     SHORT_NAME,
     WAIT,
-    SocketIOTestClient,
-    client_factory,
     desktop_payload,
-    open_connected,
     publish,
 )
-
-
-@pytest.fixture
-async def new_client() -> AsyncIterator[Callable[..., SocketIOTestClient]]:
-    """Make clients; disconnect them all afterwards, which re-raises any error the consumer hit."""
-    async with client_factory() as make:
-        yield make
-
-
-@pytest.fixture
-def connected(new_client) -> Callable[..., Awaitable[SocketIOTestClient]]:
-    """Open a client and CONNECT it to ``/`` with a valid token."""
-    return functools.partial(open_connected, new_client)
 
 
 def expired_token() -> str:

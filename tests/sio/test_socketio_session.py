@@ -1,39 +1,24 @@
 """The Socket.IO consumer's session: heartbeat, timeouts, malformed input, and the end of a connection.
 
 Same setting as ``test_socketio_consumer.py``: raw frames through
-``WebsocketCommunicator`` (``tests/raw_socketio.py``) to the real ASGI
+``WebsocketCommunicator`` (``tests/sio/raw_socketio.py``) to the real ASGI
 application on the real Redis pub/sub layer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from channels.layers import get_channel_layer
 from socketio import packet as sio
 
 from tests import clients, processes
-from tests.raw_socketio import PATH, SHORT_NAME, WAIT, SocketIOTestClient, client_factory, open_connected
+from tests.sio.raw_socketio import PATH, SHORT_NAME, WAIT, SocketIOTestClient, open_connected
 
 # Close codes (RFC 6455).
 POLICY_VIOLATION, UNSUPPORTED_DATA, MESSAGE_TOO_BIG = 1008, 1003, 1009
-
-
-@pytest.fixture
-async def new_client() -> AsyncIterator[Callable[..., SocketIOTestClient]]:
-    """Make clients; disconnect them all afterwards, which re-raises any error the consumer hit."""
-    async with client_factory() as make:
-        yield make
-
-
-@pytest.fixture
-def connected(new_client) -> Callable[..., Awaitable[SocketIOTestClient]]:
-    """Open a client and CONNECT it to ``/`` with a valid token."""
-    return functools.partial(open_connected, new_client)
 
 
 # --- heartbeat and timeouts ------------------------------------------------------------------
