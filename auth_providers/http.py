@@ -84,7 +84,7 @@ def json_object(provider: str, response: httpx.Response) -> dict[str, Any]:
     """Return the response body as a JSON object, or raise ``ProviderUnavailable``."""
     try:
         value = response.json()
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError both are ValueErrors
+    except (ValueError, RecursionError):  # bad JSON or encoding; RecursionError: deep nesting
         raise ProviderUnavailable(f"{provider} answered 200 with a body that is not JSON") from None
     if not isinstance(value, dict):
         raise ProviderUnavailable(f"{provider} answered 200 with JSON that is not an object")

@@ -40,7 +40,7 @@ class TwilioProvider(BaseIdentityProvider):
         response = await http.send(self.name, "POST", base.rstrip("/") + VERIFY_PATH, json={"Token": flex_token})
         try:
             answer = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             answer = None
         return Identity(user=http.first_text(answer, "identity") if isinstance(answer, dict) else "")
 

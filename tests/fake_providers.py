@@ -51,6 +51,7 @@ class Behaviour(enum.Enum):
     JUDGE = "judge"  # like the real service: 200 for valid credentials, 401/403/404 otherwise
     NOT_JSON = "not-json"  # 200 with an HTML maintenance page
     NOT_AN_OBJECT = "not-an-object"  # 200 with the JSON array []
+    DEEPLY_NESTED = "deeply-nested"  # 200 with JSON nested deeper than the decoder's recursion limit
     EMPTY_OBJECT = "empty-object"  # 200 with {}
     SLOW = "slow"  # judge, but only after ``slow_seconds``
     TRICKLE = "trickle"  # 200 at once, then a space every 0.1 s for ``slow_seconds``, then the judged JSON
@@ -129,6 +130,8 @@ class FakeProvider:
             return web.Response(text="<html><body>Down for maintenance</body></html>", content_type="text/html")
         if behaviour is Behaviour.NOT_AN_OBJECT:
             return web.json_response([])
+        if behaviour is Behaviour.DEEPLY_NESTED:
+            return web.Response(text="[" * 100_000, content_type="application/json")
         if behaviour is Behaviour.EMPTY_OBJECT:
             return web.json_response({})
         if behaviour is Behaviour.PLAIN_OK:

@@ -210,6 +210,20 @@ async def test_a_200_with_json_that_is_not_an_object_makes_the_provider_unavaila
     await assert_unavailable(CALLS[name])
 
 
+@pytest.mark.parametrize("name", JSON_CALLS)
+async def test_a_200_with_json_nested_too_deep_to_decode_makes_the_provider_unavailable(fake, name):
+    """JSON nested past the decoder's recursion limit is garbage, not a crash (a 500 from /register)."""
+    fake.behaviour = Behaviour.DEEPLY_NESTED
+    await assert_unavailable(CALLS[name])
+
+
+async def test_twilio_flex_verify_answer_nested_too_deep_still_vouches_without_a_user(fake):
+    """Twilio's verify function may answer anything with 200; a body too deep to decode names no user."""
+    fake.behaviour = Behaviour.DEEPLY_NESTED
+    identity = await CALLS["Twilio"].run()
+    assert identity.user == ""
+
+
 @pytest.mark.parametrize("name", ["Salesforce", "SalesforceLWC", "GenesysCloud", "Twilio"])
 @pytest.mark.parametrize("token", ["", "   ", "Bearer", "Bearer   "])
 async def test_a_missing_token_is_rejected_without_calling_the_provider(fake, name, token):
