@@ -102,9 +102,9 @@ INSTALLED_APPS = [
     "interceptor",
 ]
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
+    "aa_site.middleware.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "aa_site.middleware.CommonMiddleware",
 ]
 ROOT_URLCONF = "aa_site.urls"
 ASGI_APPLICATION = "aa_site.asgi.application"

@@ -396,3 +396,11 @@ def test_settings_module_collects_every_environment_problem(
         "JWT_LIFETIME_MINUTES",
     }
     assert (module.PORT, module.DEVELOPMENT_MODE, module.SERVICE_ROLE) == (8080, False, "all")
+
+
+def test_requests_run_no_sync_signal_receivers() -> None:
+    """No receiver on request_started/finished: a sync one would send every async request through a thread."""
+    from django.core import signals
+
+    assert not signals.request_started.receivers
+    assert not signals.request_finished.receivers
