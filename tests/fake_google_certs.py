@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
-from tests.fake_server import serve_app
+from tests.fake_server import serve_handler
 
 CERTS_PATH = "/oauth2/v1/certs"
 SERVICE_ACCOUNT = "pubsub-push@test-project.iam.gserviceaccount.com"
@@ -179,9 +179,7 @@ def serve(*keys: SigningKey) -> Iterator[FakeGoogleCerts]:
     """Run a ``FakeGoogleCerts`` publishing ``keys`` on a free loopback port until the block ends."""
     fake = FakeGoogleCerts()
     fake.publish(*keys)
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake._handle)
-    with serve_app(app, name="fake-google-certs") as running:
+    with serve_handler(fake._handle, name="fake-google-certs") as running:
         fake.port, fake._loop = running.port, running.loop
         try:
             yield fake

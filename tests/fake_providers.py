@@ -26,7 +26,7 @@ from urllib.parse import quote, quote_plus
 
 from aiohttp import web
 
-from tests.fake_server import serve_app, trickle
+from tests.fake_server import serve_handler, trickle
 from tests.processes import free_port
 
 ORGANIZATION_ID = "00D5g000004ABCDEA2"  # 18-character form, as userinfo returns it
@@ -202,9 +202,7 @@ class FakeProvider:
 def serve() -> Iterator[FakeProvider]:
     """Run a ``FakeProvider`` on a free loopback port until the block ends."""
     fake = FakeProvider()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake._handle)
-    with serve_app(app, name="fake-provider") as running:
+    with serve_handler(fake._handle, name="fake-provider") as running:
         fake.port = running.port
         yield fake
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tests.fake_server import serve_app
+from tests.fake_server import serve_handler
 
 ACCESS_TOKEN = "ya29.fake-secret-manager-access-token"
 PROJECT_NUMBER = "123456789012"
@@ -139,8 +139,6 @@ def write_credentials(directory: Path) -> Path:
 def serve() -> Iterator[FakeSecretManager]:
     """Run a ``FakeSecretManager`` on a free loopback port until the block ends."""
     fake = FakeSecretManager()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake._handle)
-    with serve_app(app, name="fake-secret-manager") as running:
+    with serve_handler(fake._handle, name="fake-secret-manager") as running:
         fake.port = running.port
         yield fake

@@ -57,6 +57,15 @@ def serve_app(app: web.Application, *, name: str) -> Iterator[Running]:
         loop.close()
 
 
+
+@contextlib.contextmanager
+def serve_handler(handler, *, name: str) -> Iterator[Running]:
+    """Serve one aiohttp ``handler`` for every method and path (a fake that routes by itself)."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    with serve_app(app, name=name) as running:
+        yield running
+
 async def trickle(
     request: web.Request, body: bytes, *, seconds: float, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.StreamResponse:
