@@ -28,10 +28,13 @@ from tests.processes import REPOSITORY, TEST_JWT_SECRET, TEST_PROJECT, Server
 
 # --- Pub/Sub fixtures ----------------------------------------------------------------
 
-# Vendored copy first; the shared workspace copy beside the repository otherwise.
+# The contract's own copy (``../shared`` beside the clone, as CI has it) wins; the
+# vendored copy lets a clone without it still run, and test_envelope checks they agree.
+SHARED_PUBSUB_FIXTURES = REPOSITORY.parent / "shared" / "fixtures" / "pubsub"
+VENDORED_PUBSUB_FIXTURES = REPOSITORY / "tests" / "fixtures" / "pubsub"
 PUBSUB_FIXTURE_DIRECTORIES = (
-    REPOSITORY / "tests" / "fixtures" / "pubsub",
-    REPOSITORY.parent / "shared" / "fixtures" / "pubsub",
+    SHARED_PUBSUB_FIXTURES,
+    VENDORED_PUBSUB_FIXTURES,
 )
 RECOGNITION_EVENT = "new-recognition-result-notification-event"
 ACK_TIME_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")

@@ -15,6 +15,7 @@ import pytest
 
 from interceptor import envelope
 from interceptor.envelope import PushMessage, parse_push
+from tests import clients
 from tests.clients import fixture_directory
 
 #: valid fixture -> (endpoint/event it belongs to, normalised conversation name)
@@ -338,3 +339,16 @@ def test_text_with_a_lone_surrogate_is_text_not_unicode(fields: dict[str, Any]) 
     """A JSON "\\ud800" escape in a field desktops receive can never be sent on: ``TextNotUnicode``."""
     with pytest.raises(envelope.TextNotUnicode):
         parse_push(push_body({"conversation": "projects/p/conversations/c"}, **fields))
+
+
+def test_the_vendored_fixtures_match_the_contracts_copy() -> None:
+    """tests/fixtures/pubsub (used when ../shared is absent) holds exactly the contract's fixtures, byte for byte.
+
+    Without ../shared beside the clone, it must at least hold every fixture this module classifies.
+    """
+    vendored = {path.name: path.read_bytes() for path in clients.VENDORED_PUBSUB_FIXTURES.iterdir() if path.is_file()}
+    if clients.SHARED_PUBSUB_FIXTURES.is_dir():
+        shared = {path.name: path.read_bytes() for path in clients.SHARED_PUBSUB_FIXTURES.iterdir() if path.is_file()}
+        assert vendored == shared
+    else:
+        assert set(vendored) == set(VALID_FIXTURES) | set(BAD_FIXTURES)
