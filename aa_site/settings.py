@@ -77,6 +77,9 @@ SOCKETIO_PING_TIMEOUT = env.integer("SOCKETIO_PING_TIMEOUT", 20, minimum=1, maxi
 SOCKETIO_MAX_PAYLOAD = env.integer("SOCKETIO_MAX_PAYLOAD", 1_000_000, minimum=1024)
 # A client that opens a connection but never authenticates is closed after this.
 WEBSOCKET_AUTH_TIMEOUT = env.integer("WEBSOCKET_AUTH_TIMEOUT", 10, minimum=1, maximum=600)
+# Open WebSockets per process that have not authenticated yet; further handshakes get 403 until
+# some authenticate or close. They hold no Redis resources, only this process's memory.
+WEBSOCKET_MAX_UNAUTHENTICATED = env.integer("WEBSOCKET_MAX_UNAUTHENTICATED", 1000, minimum=1)
 
 # --- HTTP ----------------------------------------------------------------------
 ALLOWED_HOSTS = env.items("ALLOWED_HOSTS", ["*"])

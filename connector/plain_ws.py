@@ -7,35 +7,23 @@ never in the URL, so it stays out of access logs.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 from django.conf import settings
 
-from connector import tokens
-from connector.membership import ConversationMembershipMixin, MembershipError
+from connector import close_codes, tokens
+from connector.desktop import DesktopConsumer, EventsUnavailable, MembershipError
 
-# Application close codes (4000-4999 are free for applications, RFC 6455).
-CLOSE_UNAUTHENTICATED = 4401
+CLOSE_UNAUTHENTICATED = close_codes.UNAUTHENTICATED
 MAX_FRAME_CHARS = 64 * 1024
 
 
-class PlainWebSocketConsumer(ConversationMembershipMixin):
+class PlainWebSocketConsumer(DesktopConsumer):
     """authenticate -> join/leave -> receive ``event`` frames."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.identity: tokens.DesktopIdentity | None = None
-        self._auth_timer: asyncio.Task | None = None
 
     async def connect(self) -> None:
         await self.accept()
-        self._auth_timer = asyncio.create_task(self._close_unless_authenticated(settings.WEBSOCKET_AUTH_TIMEOUT))
-
-    async def disconnect(self, code: int) -> None:
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         frame = self._parse(text_data)
@@ -53,9 +41,8 @@ class PlainWebSocketConsumer(ConversationMembershipMixin):
         else:
             await self._error("unknown_type", f"unknown frame type {kind!r}", request_id)
 
-    async def conversation_event(self, message: dict[str, Any]) -> None:
-        """Relay an interceptor event (``connector.delivery``) to the client."""
-        await self.send_json({"type": "event", "event": message["event"], "payload": message["payload"]})
+    async def send_event(self, event: str, payload: dict[str, Any]) -> None:
+        await self.send_json({"type": "event", "event": event, "payload": payload})
 
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content, separators=(",", ":")))
@@ -67,10 +54,12 @@ class PlainWebSocketConsumer(ConversationMembershipMixin):
             await self._error("already_authenticated", "this connection is already authenticated", request_id)
             return
         try:
-            self.identity = tokens.validate_token(token if isinstance(token, str) else None)
+            await self.authenticate(token)
         except tokens.InvalidToken as error:
             await self._error("unauthenticated", str(error), request_id)
             await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        except EventsUnavailable:
             return
         await self._reply({"type": "authenticated", "user": self.identity.user}, request_id)
 
@@ -111,8 +100,7 @@ class PlainWebSocketConsumer(ConversationMembershipMixin):
     async def _error(self, code: str, message: str, request_id: Any = None) -> None:
         await self._reply({"type": "error", "code": code, "message": message}, request_id)
 
-    async def _close_unless_authenticated(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        if self.identity is None:
-            await self._error("unauthenticated", f"no authenticate frame within {delay} seconds")
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+    async def authentication_deadline_passed(self) -> None:
+        delay = settings.WEBSOCKET_AUTH_TIMEOUT
+        await self._error("unauthenticated", f"no authenticate frame within {delay} seconds")
+        await self.close(code=CLOSE_UNAUTHENTICATED)

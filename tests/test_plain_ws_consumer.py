@@ -17,7 +17,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from aa_site.asgi import application
-from connector import delivery, membership, plain_ws, tokens
+from connector import delivery, desktop, plain_ws, tokens
 
 PATH = "/ws/"
 LONG_NAME = "projects/p/locations/global/conversations/c1"
@@ -200,7 +200,7 @@ async def test_invalid_conversation_is_an_error_echoing_the_id(authenticated, co
 async def test_join_beyond_the_limit_is_an_invalid_conversation(authenticated) -> None:
     """More than MAX_CONVERSATIONS_PER_CONNECTION joins -> ``invalid_conversation`` naming the limit."""
     client = await authenticated()
-    limit = membership.MAX_CONVERSATIONS_PER_CONNECTION
+    limit = desktop.MAX_CONVERSATIONS_PER_CONNECTION
     for index in range(limit):
         reply = await client.request({"type": "join", "conversation": f"projects/p/conversations/n{index}"})
         assert reply["type"] == "joined"

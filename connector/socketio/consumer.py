@@ -17,8 +17,8 @@ from django.conf import settings
 from engineio import packet as eio
 from socketio import packet as sio
 
-from connector import tokens
-from connector.membership import ConversationMembershipMixin, MembershipError
+from connector import close_codes, tokens
+from connector.desktop import DesktopConsumer, EventsUnavailable, MembershipError
 from connector.socketio import protocol
 
 logger = logging.getLogger(__name__)
@@ -26,23 +26,18 @@ logger = logging.getLogger(__name__)
 JOIN_EVENT = "join-conversation"
 LEAVE_EVENT = "leave-conversation"
 UNAUTHENTICATED_EVENT = "unauthenticated"
-# WebSocket close codes (RFC 6455).
-POLICY_VIOLATION = 1008
-MESSAGE_TOO_BIG = 1009
-UNSUPPORTED_DATA = 1003
 
 
-class SocketIOConsumer(ConversationMembershipMixin):
+class SocketIOConsumer(DesktopConsumer):
     """One Engine.IO session over one WebSocket; only the default namespace ``/``."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.sid = protocol.new_sid()
-        self.identity: tokens.DesktopIdentity | None = None
         # Set while a ping awaits its pong: a future per ping, rather than an Event per connection
         # and the task asyncio.wait_for() would wrap around Event.wait() at every ping.
         self._pong: asyncio.Future[None] | None = None
-        self._timers: list[asyncio.Task] = []
+        self._heartbeat_task: asyncio.Task | None = None
 
     # --- connection lifecycle --------------------------------------------------
 
@@ -61,27 +56,28 @@ class SocketIOConsumer(ConversationMembershipMixin):
                 max_payload=settings.SOCKETIO_MAX_PAYLOAD,
             )
         )
-        self._timers = [
-            asyncio.create_task(self._heartbeat()),
-            asyncio.create_task(self._close_unless_connected(settings.WEBSOCKET_AUTH_TIMEOUT)),
-        ]
+        self._heartbeat_task = asyncio.create_task(self._heartbeat())
 
-    async def disconnect(self, code: int) -> None:
-        for timer in self._timers:
-            timer.cancel()
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # However the connection ended: a heartbeat left running would ping it for ever.
+            if self._heartbeat_task is not None:
+                self._heartbeat_task.cancel()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:
-            await self.close(code=UNSUPPORTED_DATA)
+            await self.close(code=close_codes.UNSUPPORTED_DATA)
             return
         if len(text_data) > settings.SOCKETIO_MAX_PAYLOAD:
-            await self.close(code=MESSAGE_TOO_BIG)
+            await self.close(code=close_codes.MESSAGE_TOO_BIG)
             return
         try:
             incoming = protocol.decode(text_data)
         except protocol.ProtocolError as error:
             logger.info("Closing Socket.IO session %s: %s", self.sid, error)
-            await self.close(code=POLICY_VIOLATION)
+            await self.close(code=close_codes.PROTOCOL_ERROR)
             return
         if incoming.eio_type == eio.PONG:
             if self._pong is not None and not self._pong.done():
@@ -104,21 +100,21 @@ class SocketIOConsumer(ConversationMembershipMixin):
         if packet.packet_type == sio.CONNECT:
             await self._on_connect(packet.data)
         elif packet.packet_type == sio.DISCONNECT:
-            self.identity = None
-            await self.leave_all_conversations()
+            await self.sign_out()
         elif packet.packet_type == sio.EVENT and self.identity is not None:
             await self._on_event(packet.data, packet.id)
 
     async def _on_connect(self, auth: Any) -> None:
         if self.identity is not None:
             return
-        raw_token = auth.get("token") if isinstance(auth, dict) else None
         try:
-            self.identity = tokens.validate_token(raw_token if isinstance(raw_token, str) else None)
+            await self.authenticate(auth.get("token") if isinstance(auth, dict) else None)
         except tokens.InvalidToken as error:
             # The sample emits this event before refusing; UI modules listen for it.
             await self.send(protocol.event_frame(UNAUTHENTICATED_EVENT))
             await self.send(protocol.connect_error_frame(str(error)))
+            return
+        except EventsUnavailable:
             return
         await self.send(protocol.connected_frame(sid=protocol.new_sid()))
 
@@ -142,12 +138,8 @@ class SocketIOConsumer(ConversationMembershipMixin):
         except MembershipError as error:
             return [False, str(error)]
 
-    # --- channel-layer events --------------------------------------------------------
-
-    async def conversation_event(self, message: dict[str, Any]) -> None:
-        """Relay an interceptor event (``connector.delivery``) to the client."""
-        if self.identity is not None:
-            await self.send(protocol.event_frame(message["event"], message["payload"]))
+    async def send_event(self, event: str, payload: dict[str, Any]) -> None:
+        await self.send(protocol.event_frame(event, payload))
 
     # --- timers -------------------------------------------------------------------------
 
@@ -165,8 +157,3 @@ class SocketIOConsumer(ConversationMembershipMixin):
                 return
             finally:
                 self._pong = None
-
-    async def _close_unless_connected(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        if self.identity is None:
-            await self.close(code=POLICY_VIOLATION)

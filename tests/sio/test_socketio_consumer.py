@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from rest_framework_simplejwt.utils import aware_utcnow
 from socketio import packet as sio
 
-from connector import conversations, delivery, membership, tokens
+from connector import conversations, delivery, desktop, tokens
 from tests.sio.raw_socketio import (
     LONG_NAME,
     OTHER,
@@ -205,7 +205,7 @@ async def test_unknown_event_with_ack_is_refused(connected) -> None:
 async def test_join_limit_per_connection(connected) -> None:
     """A connection joins at most MAX_CONVERSATIONS_PER_CONNECTION; rejoining or after a leave still works."""
     client = await connected()
-    limit = membership.MAX_CONVERSATIONS_PER_CONNECTION
+    limit = desktop.MAX_CONVERSATIONS_PER_CONNECTION
     names = [f"projects/p/conversations/limit{index}" for index in range(limit)]
     for name in names:
         assert await client.call("join-conversation", name) == [True, name]

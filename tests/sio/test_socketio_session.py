@@ -17,8 +17,7 @@ from socketio import packet as sio
 from tests import clients, processes
 from tests.sio.raw_socketio import PATH, SHORT_NAME, WAIT, SocketIOTestClient, open_connected
 
-# Close codes (RFC 6455).
-POLICY_VIOLATION, UNSUPPORTED_DATA, MESSAGE_TOO_BIG = 1008, 1003, 1009
+from connector.close_codes import MESSAGE_TOO_BIG, PROTOCOL_ERROR, UNAUTHENTICATED, UNSUPPORTED_DATA
 
 
 # --- heartbeat and timeouts ------------------------------------------------------------------
@@ -57,11 +56,11 @@ async def test_client_close_packet_closes_the_connection(connected) -> None:
 
 
 async def test_unauthenticated_socket_is_closed_after_auth_timeout(new_client, settings) -> None:
-    """A socket that never CONNECTs is closed after WEBSOCKET_AUTH_TIMEOUT with 1008."""
+    """A socket that never CONNECTs is closed after WEBSOCKET_AUTH_TIMEOUT with 4401."""
     settings.WEBSOCKET_AUTH_TIMEOUT = 1
     client = new_client()
     await client.open()
-    assert await client.close_code() == POLICY_VIOLATION
+    assert await client.close_code() == UNAUTHENTICATED
 
 
 async def test_refused_socket_is_closed_after_auth_timeout(new_client, settings) -> None:
@@ -71,7 +70,7 @@ async def test_refused_socket_is_closed_after_auth_timeout(new_client, settings)
     await client.open()
     await client.connect_namespace(None)
     await client.receive_packet()
-    assert await client.close_code() == POLICY_VIOLATION
+    assert await client.close_code() == UNAUTHENTICATED
 
 
 async def test_connected_socket_outlives_auth_timeout(connected, settings) -> None:
@@ -96,22 +95,22 @@ async def test_connected_socket_outlives_auth_timeout(connected, settings) -> No
         pytest.param("42" + "[" * 100_000, id="deeply nested JSON"),
     ],
 )
-async def test_invalid_packet_closes_with_policy_violation(connected, frame: str) -> None:
-    """A frame that is not a valid text packet closes the connection with 1008, without a server error."""
+async def test_invalid_packet_closes_with_protocol_error(connected, frame: str) -> None:
+    """A frame that is not a valid text packet closes the connection with 4400, without a server error."""
     client = await connected()
     await client.send(frame)
-    assert await client.close_code() == POLICY_VIOLATION
+    assert await client.close_code() == PROTOCOL_ERROR
 
 
 async def test_binary_frame_closes_with_unsupported_data(connected) -> None:
-    """Binary WebSocket frames are not supported: close with 1003."""
+    """Binary WebSocket frames are not supported: close with 4415."""
     client = await connected()
     await client.communicator.send_to(bytes_data=b"\x04binary")
     assert await client.close_code() == UNSUPPORTED_DATA
 
 
 async def test_frame_over_max_payload_closes_with_message_too_big(connected, settings) -> None:
-    """A frame of maxPayload characters is handled; one character more closes with 1009."""
+    """A frame of maxPayload characters is handled; one character more closes with 4413."""
     settings.SOCKETIO_MAX_PAYLOAD = 1024
     client = await connected()
     prefix, suffix = '421["padding","', '"]'
@@ -149,7 +148,7 @@ async def test_heartbeat_stops_when_a_socket_closes_while_redis_is_gone(settings
         await client.communicator.disconnect(timeout=WAIT)
         await asyncio.sleep(0)  # let the cancellation reach the task
         assert heartbeats() == []
-        failures = [r for r in caplog.records if r.name == "connector.membership" and r.levelno == logging.ERROR]
+        failures = [r for r in caplog.records if r.name == "connector.desktop" and r.levelno == logging.ERROR]
         assert len(failures) == 1, [r.getMessage() for r in caplog.records]
     finally:
         await get_channel_layer().flush()
