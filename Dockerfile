@@ -17,7 +17,9 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY manage.py ./
 COPY aa_site ./aa_site
 COPY auth_providers ./auth_providers
+COPY common ./common
 COPY connector ./connector
+COPY events ./events
 COPY interceptor ./interceptor
 
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent aa

@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 
 from auth_providers.base import BaseIdentityProvider, Identity, ProviderUnavailable, TokenRejected
+from common.bearer import bearer_token
 
 
 class Five9Provider(BaseIdentityProvider):
@@ -22,9 +23,8 @@ class Five9Provider(BaseIdentityProvider):
 
     async def authenticate(self, *, token: str, body: dict[str, Any]) -> Identity:
         """Compare ``Bearer <secret>`` with ``FIVE9_TRUST_TOKEN`` in constant time."""
-        scheme, _, presented = token.strip().partition(" ")
-        presented = presented.strip()
-        if scheme.lower() != "bearer" or not presented:
+        presented = bearer_token(token, scheme_required=True)
+        if not presented:
             raise TokenRejected("Five9: the Authorization header is not 'Bearer <trust token>'")
         expected = settings.FIVE9_TRUST_TOKEN
         if not expected:

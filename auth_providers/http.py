@@ -23,9 +23,8 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from aa_site import http_clients
 from auth_providers.base import ProviderUnavailable, TokenRejected
-from connector.tokens import strip_bearer
+from common import bearer, http_clients, untrusted
 
 #: Statuses with which a provider says "this token (or credential) is not valid".
 REJECTING_STATUSES = frozenset({400, 401, 403})
@@ -83,12 +82,11 @@ async def send(
 def json_object(provider: str, response: httpx.Response) -> dict[str, Any]:
     """Return the response body as a JSON object, or raise ``ProviderUnavailable``."""
     try:
-        value = response.json()
-    except (ValueError, RecursionError):  # bad JSON or encoding; RecursionError: deep nesting
+        return untrusted.json_object(response.content)
+    except untrusted.NotJson:
         raise ProviderUnavailable(f"{provider} answered 200 with a body that is not JSON") from None
-    if not isinstance(value, dict):
-        raise ProviderUnavailable(f"{provider} answered 200 with JSON that is not an object")
-    return value
+    except untrusted.NotJsonObject:
+        raise ProviderUnavailable(f"{provider} answered 200 with JSON that is not an object") from None
 
 
 def first_text(data: Mapping[str, Any], *keys: str) -> str:
@@ -102,7 +100,7 @@ def first_text(data: Mapping[str, Any], *keys: str) -> str:
 
 def bearer_token(authorization: str) -> str:
     """The token in an ``Authorization`` value, or raise ``TokenRejected`` when there is none or it is not ASCII."""
-    token = strip_bearer(authorization)
+    token = bearer.bearer_token(authorization)
     if not token:
         raise TokenRejected("no token in the Authorization header")
     if not token.isascii():

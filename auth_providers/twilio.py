@@ -18,6 +18,7 @@ from django.conf import settings
 
 from auth_providers import http
 from auth_providers.base import BaseIdentityProvider, Identity, ProviderUnavailable, TokenRejected
+from common import untrusted
 
 VERIFY_PATH = "/verify"
 ACCOUNTS_PATH = "/2010-04-01/Accounts/{sid}.json"
@@ -39,10 +40,10 @@ class TwilioProvider(BaseIdentityProvider):
             raise ProviderUnavailable("Twilio: neither TWILIO_FLEX_ENVIRONMENT nor TWILIO_FLEX_URL is set")
         response = await http.send(self.name, "POST", base.rstrip("/") + VERIFY_PATH, json={"Token": flex_token})
         try:
-            answer = response.json()
-        except (ValueError, RecursionError):
-            answer = None
-        return Identity(user=http.first_text(answer, "identity") if isinstance(answer, dict) else "")
+            answer = untrusted.json_object(response.content)
+        except untrusted.NotJsonObject:
+            answer = {}
+        return Identity(user=http.first_text(answer, "identity"))
 
     def settings_problems(self) -> list[str]:
         """Settings this provider cannot work without (reported by the start-up checks)."""

@@ -65,7 +65,7 @@ def build_layer(spec: dict[str, Any]) -> RedisChannelLayer | RedisPubSubChannelL
 
 
 def group_message(sequence: int) -> dict[str, Any]:
-    """Shaped like ``connector.delivery``'s message, with a sequence number to count by."""
+    """Shaped like ``events.kinds.group_message``, with a sequence number to count by."""
     return {
         "type": "conversation.event",
         "event": "new-message-event",

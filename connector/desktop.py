@@ -28,7 +28,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from connector import close_codes, conversations, tokens
+from connector import close_codes, tokens
+from events import conversations
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +239,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
     # --- events ---------------------------------------------------------------------------
 
     async def conversation_event(self, message: dict[str, Any]) -> None:
-        """Relay an interceptor event (``connector.delivery``) to the desktop."""
+        """Relay an interceptor event (``events.publish``) to the desktop."""
         if self.identity is not None:
             await self.send_event(message["event"], message["payload"])
 

@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from common.responses import message_response
 from connector import tokens
-from connector.http_json import message_response
 
 # Query parameters (compared lower-cased) a client might use to put a token into a URL.
 TOKEN_QUERY_PARAMETERS = frozenset({"token", "access_token", "id_token", "jwt", "auth", "authorization"})

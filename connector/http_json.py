@@ -1,16 +1,10 @@
-"""The connector's own JSON on HTTP: ``{"message"}`` answers (CONTRACT.md) and JSON-object request bodies."""
+"""JSON-object request bodies of the connector's HTTP endpoints."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from django.http import JsonResponse
-
-
-def message_response(status: int, message: str) -> JsonResponse:
-    """An answer of our own in the contract's shape: ``{"message": <why>}`` with ``status``."""
-    return JsonResponse({"message": message}, status=status)
+from common import untrusted
 
 
 def json_object(body: bytes) -> dict[str, Any] | None:
@@ -18,9 +12,6 @@ def json_object(body: bytes) -> dict[str, Any] | None:
     if not body.strip():
         return {}
     try:
-        value = json.loads(body)
-    except (ValueError, RecursionError):
-        # ValueError: JSONDecodeError, UnicodeDecodeError, and integers longer than Python's
-        # int_max_str_digits (valid JSON that json.loads refuses); RecursionError: deep nesting.
+        return untrusted.json_object(body)
+    except untrusted.NotJsonObject:
         return None
-    return value if isinstance(value, dict) else None

@@ -31,8 +31,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from redis.exceptions import RedisError
 
-from connector import redis_client
-from connector.http_json import message_response
+from common.responses import message_response
+from events import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +79,11 @@ def rate_limited(bucket: str) -> Callable[[View], View]:
             if count == requests + 1:
                 # Once per window and address, not per refused request.
                 logger.info("Rate limit %s/%ss reached for %s on %s", requests, window, address, bucket)
-            response = message_response(
-                429, f"Too many registration attempts from this address; retry in {retry_after} seconds."
+            return message_response(
+                429,
+                f"Too many registration attempts from this address; retry in {retry_after} seconds.",
+                retry_after=retry_after,
             )
-            response["Retry-After"] = str(retry_after)
-            return response
 
         return limited
 

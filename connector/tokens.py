@@ -24,6 +24,7 @@ from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.exceptions import TokenBackendError, TokenError
 from rest_framework_simplejwt.tokens import Token
 
+from common.bearer import bearer_token
 from connector import jwt_secret
 
 ALGORITHM = "HS256"
@@ -110,7 +111,7 @@ def issue_token(*, user: str) -> str:
 
 def validate_token(raw: str | None) -> DesktopIdentity:
     """Return the identity in ``raw`` (bare or ``Bearer <token>``), or raise ``InvalidToken``."""
-    token = strip_bearer(raw or "")
+    token = bearer_token(raw)
     if not token:
         raise InvalidToken(MISSING_TOKEN_MESSAGE)
     if not token.isascii():
@@ -122,12 +123,3 @@ def validate_token(raw: str | None) -> DesktopIdentity:
     except TokenError as error:
         raise InvalidToken(str(error.args[0]) if error.args else INVALID_TOKEN_MESSAGE) from None
     return DesktopIdentity(project=validated[PROJECT_CLAIM], user=str(validated.get(USER_CLAIM, "")))
-
-
-def strip_bearer(value: str) -> str:
-    """Accept both the bare token (what the UI modules send) and ``Bearer <token>``."""
-    value = value.strip()
-    scheme, _, rest = value.partition(" ")
-    if scheme.lower() == "bearer":
-        return rest.strip()
-    return value

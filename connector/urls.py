@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from connector import conversation_name_views, demo, views
+from connector import demo, integration_key_views, views
 from connector.dialogflow_proxy import views as dialogflow_proxy_views
 
 urlpatterns = [
@@ -10,7 +10,7 @@ urlpatterns = [
     path("status", views.status, name="status"),
     path("register", views.register, name="register"),
     path("register-app", views.register_app, name="register-app"),
-    path("conversation-name", conversation_name_views.conversation_name, name="conversation-name"),
+    path("conversation-name", integration_key_views.conversation_name, name="conversation-name"),
     # Everything under /v2/ and /v2beta1/ goes to the proxy, which applies the route table itself.
     re_path(r"^v2(?:beta1)?/", dialogflow_proxy_views.proxy, name="dialogflow-proxy"),
 ]

@@ -9,8 +9,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from auth_providers import registry
 from auth_providers.base import ProviderUnavailable, TokenRejected
+from common.responses import message_response
 from connector import tokens
-from connector.http_json import json_object, message_response
+from connector.http_json import json_object
 from connector.ratelimit import rate_limited
 
 logger = logging.getLogger(__name__)

@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector import conversations
-
-# ValueError covers JSONDecodeError, UnicodeDecodeError and integers longer than Python's
-# int_max_str_digits (valid JSON, yet json.loads refuses them); RecursionError: deeply nested
-# arrays or objects.
-_JSON_ERRORS = (ValueError, RecursionError)
+from common import untrusted
+from events import conversations
 
 
 class PoisonMessage(ValueError):
@@ -80,10 +75,12 @@ def parse_push(body: bytes) -> PushMessage:
     if not body.strip():
         raise EmptyBody()
     try:
-        envelope = json.loads(body)
-    except _JSON_ERRORS:
+        envelope = untrusted.json_object(body)
+    except untrusted.NotJson:
         raise BodyNotJson() from None
-    if not isinstance(envelope, dict) or "message" not in envelope:
+    except untrusted.NotJsonObject:
+        raise NoMessage() from None
+    if "message" not in envelope:
         raise NoMessage()
     message = envelope["message"]
     if not isinstance(message, dict):
@@ -95,7 +92,7 @@ def parse_push(body: bytes) -> PushMessage:
     if not isinstance(attributes, dict):
         raise MessageNotObject("message.attributes is not an object", message_id=message_id)
     attributes = {str(key): str(value) for key, value in attributes.items()}
-    if not _utf8_encodable(message_id, publish_time, *attributes, *attributes.values()):
+    if not untrusted.is_utf8_text(message_id, publish_time, *attributes, *attributes.values()):
         # A lone surrogate (a JSON "\ud800" escape) cannot be sent on to desktops: the channel
         # layer would refuse it on every delivery, and Pub/Sub would redeliver it for ever.
         raise TextNotUnicode(message_id=message_id)
@@ -111,11 +108,9 @@ def parse_push(body: bytes) -> PushMessage:
         # Verbatim, not stripped: desktops receive exactly the text Dialogflow published,
         # as the sample does; json.loads tolerates the surrounding whitespace itself.
         data = decoded.decode("utf-8")
-        notification = json.loads(data)
-    except _JSON_ERRORS:
+        notification = untrusted.json_object(data)
+    except (UnicodeDecodeError, untrusted.NotJsonObject):
         raise DataNotJson(message_id=message_id) from None
-    if not isinstance(notification, dict):
-        raise DataNotJson(message_id=message_id)
 
     try:
         conversation_name = conversations.normalise(notification.get("conversation"))
@@ -130,16 +125,6 @@ def parse_push(body: bytes) -> PushMessage:
         notification=notification,
         attributes=attributes,
     )
-
-
-def _utf8_encodable(*texts: str | None) -> bool:
-    try:
-        for text in texts:
-            if text is not None:
-                text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _first_text(message: dict[str, Any], *keys: str) -> str | None:

@@ -3,7 +3,7 @@
 The document at ``PUSH_AUTH_CERTS_URL`` (by default
 https://www.googleapis.com/oauth2/v1/certs) maps each key id to a PEM X.509
 certificate. It is fetched with a pooled ``httpx`` client per event loop
-(``aa_site.http_clients``), never with
+(``common.http_clients``), never with
 google-auth's synchronous ``requests`` transport, which would block the event
 loop. A copy is kept until its ``Cache-Control: max-age`` (less any ``Age``)
 runs out; concurrent callers that find no fresh copy share one fetch.
@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import httpx
 from django.core.signals import setting_changed
 
-from aa_site.http_clients import pooled_client
+from common import untrusted
+from common.http_clients import pooled_client
+from common.loop_local import LoopLocal
 
 #: Google always sends max-age; should a proxy strip it, keep the copy this long rather than fetch per push.
 DEFAULT_MAX_AGE_SECONDS = 300.0
@@ -55,7 +56,7 @@ class _LoopCache:
     fetches: dict[str, asyncio.Task[_Copy]] = field(default_factory=dict)
 
 
-_caches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopCache] = weakref.WeakKeyDictionary()
+_caches: LoopLocal[_LoopCache] = LoopLocal(_LoopCache)
 
 
 async def get_certificates(url: str) -> Certificates:
@@ -66,9 +67,7 @@ async def get_certificates(url: str) -> Certificates:
     A failure is not cached: the next call tries again.
     """
     loop = asyncio.get_running_loop()
-    cache = _caches.get(loop)
-    if cache is None:
-        cache = _caches[loop] = _LoopCache()
+    cache = _caches.get()
     copy = cache.copies.get(url)
     if copy is not None and loop.time() < copy.expires_at:
         return copy.certificates
@@ -98,8 +97,8 @@ async def _fetch(url: str) -> _Copy:
     if response.status_code != 200:
         raise CertificatesUnavailable(f"certificates at {url} answered HTTP {response.status_code}")
     try:
-        document = response.json()
-    except ValueError:
+        document = untrusted.json_value(response.content)
+    except untrusted.NotJson:
         raise CertificatesUnavailable(f"certificates at {url} are not JSON") from None
     if (
         not isinstance(document, dict)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from connector.delivery import NEW_RECOGNITION_RESULT_EVENT
+from events.kinds import EventKind
 from interceptor.envelope import PushMessage
 
 
@@ -19,7 +19,7 @@ def desktop_payload(message: PushMessage, *, event: str, received_at: datetime) 
         "publish_time": message.publish_time,
         "message_id": message.message_id,
     }
-    if event == NEW_RECOGNITION_RESULT_EVENT:
+    if event == EventKind.NEW_RECOGNITION_RESULT:
         payload["participant_role"] = message.attributes.get("participant_role")
         payload["new_recognition_result_message_id"] = message.attributes.get("message_id")
     return payload

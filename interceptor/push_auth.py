@@ -22,6 +22,8 @@ from django.http import HttpRequest
 from django.utils.encoding import escape_uri_path
 from google.auth import jwt
 
+from common.bearer import bearer_token
+
 #: The issuers of Google ID tokens (google.oauth2.id_token accepts exactly these).
 GOOGLE_ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
 #: Tolerated difference between Google's clock and ours, for ``iat`` and ``exp``.
@@ -57,12 +59,9 @@ def token_from_header(authorization: str | None) -> str:
     """
     if not authorization or not authorization.strip():
         raise Unauthenticated("Authorization header is missing.")
-    scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        raise Unauthenticated("Authorization header is not a Bearer token.")
-    token = token.strip()
+    token = bearer_token(authorization, scheme_required=True)
     if not token:
-        raise Unauthenticated("Bearer token is empty.")
+        raise Unauthenticated("Authorization header is not 'Bearer <token>'.")
     try:
         header = jwt.decode_header(token)
     except (ValueError, TypeError, RecursionError):

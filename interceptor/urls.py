@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from connector.delivery import EVENT_NAMES
+from events.kinds import EventKind
 from interceptor.views import push_endpoint
 
-urlpatterns = [path(event, push_endpoint(event), name=event) for event in EVENT_NAMES]
+urlpatterns = [path(event, push_endpoint(event), name=event) for event in EventKind]

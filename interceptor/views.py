@@ -22,7 +22,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from connector import delivery
+from common.responses import message_response
+from events.publish import DeliveryUnavailable, publish
 from interceptor import google_certs, push_auth
 from interceptor.envelope import PoisonMessage, parse_push
 from interceptor.payload import desktop_payload
@@ -30,7 +31,7 @@ from interceptor.payload import desktop_payload
 logger = logging.getLogger(__name__)
 
 # Pub/Sub redelivers with backoff; this hints the retry delay to other callers.
-RETRY_AFTER_SECONDS = "5"
+RETRY_AFTER_SECONDS = 5
 # Pub/Sub's messageIds are short decimal strings; anything far longer is not one of theirs.
 MAX_LOGGED_ID = 100
 
@@ -53,17 +54,15 @@ def push_endpoint(event: str) -> Callable[[HttpRequest], Awaitable[HttpResponse]
 
         payload = desktop_payload(message, event=event, received_at=received_at)
         try:
-            await delivery.publish(conversation_name=message.conversation_name, event=event, payload=payload)
-        except delivery.DeliveryUnavailable as error:
+            await publish(conversation_name=message.conversation_name, event=event, payload=payload)
+        except DeliveryUnavailable as error:
             logger.error(
                 "Channel layer unavailable for %s (messageId=%s): %s; answering 503 so Pub/Sub retries",
                 event,
                 _loggable(message.message_id),
                 error,
             )
-            response = JsonResponse({"error": "channel layer unavailable, retry later"}, status=503)
-            response["Retry-After"] = RETRY_AFTER_SECONDS
-            return response
+            return message_response(503, "The channel layer is unavailable; retry later.", retry_after=RETRY_AFTER_SECONDS)
         logger.debug("Delivered %s for %s: %s", event, message.conversation_name, message.data)
         return HttpResponse(status=204)
 
@@ -84,12 +83,12 @@ async def _refuse_unauthenticated(request: HttpRequest, event: str) -> HttpRespo
         push_auth.verify(token, certificates, audiences=audiences, service_account=service_account)
     except push_auth.PushAuthError as error:
         logger.warning("Refusing push to /%s with HTTP %s: %s", event, error.status, error.reason)
-        return JsonResponse({"message": error.reason}, status=error.status)
+        return message_response(error.status, error.reason)
     except google_certs.CertificatesUnavailable as error:
         logger.error("Cannot check the push token for /%s: %s; answering 503 so Pub/Sub retries", event, error)
-        response = JsonResponse({"message": "Google's certificates are unavailable, retry later."}, status=503)
-        response["Retry-After"] = RETRY_AFTER_SECONDS
-        return response
+        return message_response(
+            503, "Google's certificates are unavailable; retry later.", retry_after=RETRY_AFTER_SECONDS
+        )
     return None
 
 

@@ -16,8 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests import fake_dialogflow, processes
-from tests import clients
+from tests import clients, fake_dialogflow, processes
 from tests.fake_dialogflow import FakeDialogflow
 
 PREFIX = "/v2beta1/projects/test-project/locations/global"

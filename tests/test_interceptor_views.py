@@ -18,7 +18,8 @@ import pytest
 from channels.testing import HttpCommunicator
 
 from aa_site.asgi import application
-from connector import conversations, delivery
+from events import conversations
+from events.kinds import GROUP_MESSAGE_TYPE, EventKind
 from tests import processes
 from tests.test_envelope import BAD_FIXTURES, VALID_FIXTURES, decoded_data, fixture_bytes, push_body
 
@@ -73,7 +74,7 @@ async def test_valid_push_is_delivered_to_the_conversation_group(name: str, redi
     assert response["body"] == b""
 
     received = await asyncio.wait_for(redis_channel_layer.receive(channel), EVENT_TIMEOUT)
-    assert received["type"] == delivery.MESSAGE_TYPE
+    assert received["type"] == GROUP_MESSAGE_TYPE
     assert received["event"] == event
     payload = received["payload"]
     ack_time = payload.pop("ack_time")
@@ -87,7 +88,7 @@ async def test_valid_push_is_delivered_to_the_conversation_group(name: str, redi
         "publish_time": raw["publishTime"],
         "message_id": raw["messageId"],
     }
-    if event == delivery.NEW_RECOGNITION_RESULT_EVENT:
+    if event == EventKind.NEW_RECOGNITION_RESULT:
         expected["participant_role"] = raw["attributes"]["participant_role"]
         expected["new_recognition_result_message_id"] = raw["attributes"]["message_id"]
     assert payload == expected
@@ -125,7 +126,7 @@ async def test_push_reaches_only_its_own_conversation(redis_channel_layer: Any) 
         await asyncio.wait_for(redis_channel_layer.receive(bystander), 0.3)
 
 
-@pytest.mark.parametrize("event", delivery.EVENT_NAMES)
+@pytest.mark.parametrize("event", list(EventKind))
 @pytest.mark.parametrize("name", sorted(BAD_FIXTURES))
 async def test_poison_push_is_acknowledged_and_logged_once(
     event: str, name: str, caplog: pytest.LogCaptureFixture
@@ -221,7 +222,7 @@ async def test_oversized_push_is_discarded(settings: Any, caplog: pytest.LogCapt
     assert len(warnings_from(caplog)) == 1
 
 
-@pytest.mark.parametrize("event", delivery.EVENT_NAMES)
+@pytest.mark.parametrize("event", list(EventKind))
 async def test_get_is_method_not_allowed(event: str) -> None:
     """Push endpoints accept POST only."""
     response = await post(f"/{event}", b"", method="GET")
@@ -229,7 +230,7 @@ async def test_get_is_method_not_allowed(event: str) -> None:
     assert "POST" in (header(response, "Allow") or "")
 
 
-@pytest.mark.parametrize("event", delivery.EVENT_NAMES)
+@pytest.mark.parametrize("event", list(EventKind))
 async def test_unreachable_channel_layer_answers_503_with_retry_after(
     event: str, settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from connector import delivery
+from events.kinds import EventKind
 from interceptor.envelope import PushMessage, parse_push
 from interceptor.payload import desktop_payload
 from tests.test_envelope import VALID_FIXTURES, decoded_data, fixture_bytes
@@ -45,7 +45,7 @@ def test_fixture_payload_matches_the_contract_exactly(name: str) -> None:
         "publish_time": raw["publishTime"],
         "message_id": raw["messageId"],
     }
-    if event == delivery.NEW_RECOGNITION_RESULT_EVENT:
+    if event == EventKind.NEW_RECOGNITION_RESULT:
         expected["participant_role"] = "HUMAN_AGENT"
         expected["new_recognition_result_message_id"] = "RR-0001"
     assert payload == expected
@@ -53,7 +53,7 @@ def test_fixture_payload_matches_the_contract_exactly(name: str) -> None:
 
 def test_payload_is_json_serialisable_with_data_as_a_string() -> None:
     """The payload survives JSON encoding, and ``data`` stays a string (the UI modules parse it themselves)."""
-    payload = desktop_payload(message(), event=delivery.NEW_MESSAGE_EVENT, received_at=RECEIVED_AT)
+    payload = desktop_payload(message(), event=EventKind.NEW_MESSAGE, received_at=RECEIVED_AT)
     assert isinstance(payload["data"], str)
     assert json.loads(json.dumps(payload)) == payload
 
@@ -63,7 +63,7 @@ def test_data_is_passed_through_untouched() -> None:
     text = '{ "conversation" : "projects/p/conversations/c",\n "x": "\u00e9" }\n'
     payload = desktop_payload(
         message(data=text, notification={"different": "object"}),
-        event=delivery.HUMAN_AGENT_ASSISTANT_EVENT,
+        event=EventKind.HUMAN_AGENT_ASSISTANT,
         received_at=RECEIVED_AT,
     )
     assert payload["data"] == text
@@ -71,7 +71,7 @@ def test_data_is_passed_through_untouched() -> None:
 
 @pytest.mark.parametrize(
     "event",
-    [delivery.HUMAN_AGENT_ASSISTANT_EVENT, delivery.NEW_MESSAGE_EVENT, delivery.CONVERSATION_LIFECYCLE_EVENT],
+    [EventKind.HUMAN_AGENT_ASSISTANT, EventKind.NEW_MESSAGE, EventKind.CONVERSATION_LIFECYCLE],
 )
 def test_non_recognition_events_have_exactly_the_common_keys(event: str) -> None:
     """Only recognition results carry the two extra keys, even when the message has those attributes."""
@@ -85,7 +85,7 @@ def test_recognition_event_takes_role_and_id_from_attributes() -> None:
     """``participant_role`` and ``new_recognition_result_message_id`` come from the Pub/Sub attributes."""
     payload = desktop_payload(
         message(attributes={"participant_role": "END_USER", "message_id": "RR-9"}, message_id="pubsub-1"),
-        event=delivery.NEW_RECOGNITION_RESULT_EVENT,
+        event=EventKind.NEW_RECOGNITION_RESULT,
         received_at=RECEIVED_AT,
     )
     assert set(payload) == RECOGNITION_KEYS
@@ -97,7 +97,7 @@ def test_recognition_event_takes_role_and_id_from_attributes() -> None:
 
 def test_recognition_event_without_attributes_has_none_values() -> None:
     """Absent attributes give ``None`` for both recognition keys; the keys are still present."""
-    payload = desktop_payload(message(), event=delivery.NEW_RECOGNITION_RESULT_EVENT, received_at=RECEIVED_AT)
+    payload = desktop_payload(message(), event=EventKind.NEW_RECOGNITION_RESULT, received_at=RECEIVED_AT)
     assert set(payload) == RECOGNITION_KEYS
     assert payload["participant_role"] is None
     assert payload["new_recognition_result_message_id"] is None
@@ -106,7 +106,7 @@ def test_recognition_event_without_attributes_has_none_values() -> None:
 def test_missing_publish_time_and_message_id_are_none() -> None:
     """An envelope without them yields ``None``, not a crash or an invented value."""
     payload = desktop_payload(
-        message(message_id=None, publish_time=None), event=delivery.NEW_MESSAGE_EVENT, received_at=RECEIVED_AT
+        message(message_id=None, publish_time=None), event=EventKind.NEW_MESSAGE, received_at=RECEIVED_AT
     )
     assert payload["message_id"] is None
     assert payload["publish_time"] is None
@@ -114,7 +114,7 @@ def test_missing_publish_time_and_message_id_are_none() -> None:
 
 def test_ack_time_is_whole_seconds_with_z() -> None:
     """``ack_time`` is ``YYYY-MM-DDTHH:MM:SSZ``: no fraction, no offset."""
-    payload = desktop_payload(message(), event=delivery.NEW_MESSAGE_EVENT, received_at=RECEIVED_AT)
+    payload = desktop_payload(message(), event=EventKind.NEW_MESSAGE, received_at=RECEIVED_AT)
     assert payload["ack_time"] == "2026-11-20T14:03:07Z"
 
 
@@ -122,11 +122,11 @@ def test_ack_time_is_converted_to_utc() -> None:
     """A receive time in another zone is written in UTC, including across a date boundary."""
     tokyo = timezone(timedelta(hours=9))
     received = datetime(2026, 11, 21, 5, 30, 59, tzinfo=tokyo)
-    payload = desktop_payload(message(), event=delivery.NEW_MESSAGE_EVENT, received_at=received)
+    payload = desktop_payload(message(), event=EventKind.NEW_MESSAGE, received_at=received)
     assert payload["ack_time"] == "2026-11-20T20:30:59Z"
 
 
 def test_conversation_name_is_the_normalised_one() -> None:
     """The payload names the conversation as parsed (normalised), not as the notification spelled it."""
-    payload = desktop_payload(message(), event=delivery.NEW_MESSAGE_EVENT, received_at=RECEIVED_AT)
+    payload = desktop_payload(message(), event=EventKind.NEW_MESSAGE, received_at=RECEIVED_AT)
     assert payload["conversation_name"] == "projects/p/conversations/c"

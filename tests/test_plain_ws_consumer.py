@@ -17,7 +17,9 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from aa_site.asgi import application
-from connector import delivery, desktop, plain_ws, tokens
+from connector import desktop, plain_ws, tokens
+from events.kinds import EventKind
+from events.publish import publish as publish_event
 
 PATH = "/ws/"
 LONG_NAME = "projects/p/locations/global/conversations/c1"
@@ -86,7 +88,7 @@ def authenticated(new_client) -> Callable[..., Any]:
     return open_authenticated
 
 
-async def publish(conversation: str, event: str = delivery.NEW_MESSAGE_EVENT) -> dict[str, Any]:
+async def publish(conversation: str, event: str = EventKind.NEW_MESSAGE) -> dict[str, Any]:
     """Publish through the real delivery path, as the interceptor does; return the payload sent."""
     payload = {
         "conversation_name": conversation,
@@ -96,7 +98,7 @@ async def publish(conversation: str, event: str = delivery.NEW_MESSAGE_EVENT) ->
         "publish_time": "2026-11-20T14:03:06.123Z",
         "message_id": "17",
     }
-    await delivery.publish(conversation_name=conversation, event=event, payload=payload)
+    await publish_event(conversation_name=conversation, event=event, payload=payload)
     return payload
 
 
@@ -209,7 +211,7 @@ async def test_join_beyond_the_limit_is_an_invalid_conversation(authenticated) -
     assert str(limit) in reply["message"]
 
 
-@pytest.mark.parametrize("event", delivery.EVENT_NAMES)
+@pytest.mark.parametrize("event", list(EventKind))
 async def test_events_arrive_as_event_frames(authenticated, event: str) -> None:
     """Each of the four events arrives as ``{"type": "event", "event", "payload"}``, payload unchanged."""
     client = await authenticated()
@@ -226,9 +228,9 @@ async def test_only_sockets_in_the_conversation_receive(authenticated) -> None:
     await elsewhere.request({"type": "join", "conversation": OTHER})
     payload = await publish(SHORT_NAME)
     marker = await publish(OTHER)
-    assert await first.receive() == event_frame(delivery.NEW_MESSAGE_EVENT, payload)
-    assert await second.receive() == event_frame(delivery.NEW_MESSAGE_EVENT, payload)
-    assert await elsewhere.receive() == event_frame(delivery.NEW_MESSAGE_EVENT, marker)
+    assert await first.receive() == event_frame(EventKind.NEW_MESSAGE, payload)
+    assert await second.receive() == event_frame(EventKind.NEW_MESSAGE, payload)
+    assert await elsewhere.receive() == event_frame(EventKind.NEW_MESSAGE, marker)
 
 
 async def test_no_events_after_leave(authenticated) -> None:
@@ -239,7 +241,7 @@ async def test_no_events_after_leave(authenticated) -> None:
     await client.request({"type": "leave", "conversation": LONG_NAME})
     await publish(SHORT_NAME)
     marker = await publish(OTHER)
-    assert await client.receive() == event_frame(delivery.NEW_MESSAGE_EVENT, marker)
+    assert await client.receive() == event_frame(EventKind.NEW_MESSAGE, marker)
 
 
 # --- malformed frames -------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import pytest
 from channels.testing import HttpCommunicator
 
 from aa_site.asgi import application
-from connector import conversations
+from events import conversations
 from tests import clients, fake_google_certs, processes
 from tests.fake_google_certs import SERVICE_ACCOUNT, FakeGoogleCerts, pubsub_claims, signing_key, unsigned_token
 from tests.test_envelope import BAD_FIXTURES, fixture_bytes, push_body

@@ -14,7 +14,7 @@ import aiohttp
 import httpx
 import pytest
 
-from connector.delivery import EVENT_NAMES
+from events.kinds import EventKind
 from tests import clients, processes
 from tests.clients import SocketIODesktop
 from tests.processes import Server
@@ -100,16 +100,16 @@ async def test_interceptor_acknowledges_every_bad_fixture_with_200_on_every_endp
     bad = clients.bad_fixtures()
     assert len(bad) >= 7
     async with httpx.AsyncClient(base_url=interceptor_without_redis.http_url) as client:
-        for event in EVENT_NAMES:
+        for event in EventKind:
             for path in bad:
                 response = await client.post(f"/{event}", content=path.read_bytes())
                 assert response.status_code == 200, (event, path.name, response.text)
                 assert response.json()["status"] == "discarded", (event, path.name)
     await clients.wait_until(
-        lambda: interceptor_without_redis.log().count("Discarding push") >= len(EVENT_NAMES) * len(bad),
+        lambda: interceptor_without_redis.log().count("Discarding push") >= len(EventKind) * len(bad),
         what="one discard line per bad push",
     )
-    assert interceptor_without_redis.log().count("Discarding push") == len(EVENT_NAMES) * len(bad)
+    assert interceptor_without_redis.log().count("Discarding push") == len(EventKind) * len(bad)
     assert_clean_log(interceptor_without_redis)
 
 

@@ -21,8 +21,7 @@ from django.core.checks import run_checks
 
 from connector import jwt_secret, tokens
 from connector.jwt_secret import SecretUnavailable
-from tests import fake_secret_manager, processes
-from tests import clients
+from tests import clients, fake_secret_manager, processes
 from tests.fake_secret_manager import ACCESS_TOKEN, FakeSecretManager
 
 PROJECT = "test-project"

@@ -276,12 +276,3 @@ def test_previous_secret_is_pinned_to_hs256_too(settings: Any) -> None:
 def test_missing_user_claim_validates_as_empty_user() -> None:
     """The user claim is informational: absent, the identity's user is empty."""
     assert validate_token(craft(**{tokens.USER_CLAIM: None})).user == ""
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [("abc", "abc"), ("Bearer abc", "abc"), ("bearer   abc ", "abc"), ("Basic abc", "Basic abc"), ("", "")],
-)
-def test_strip_bearer(raw: str, expected: str) -> None:
-    """Only a ``Bearer`` scheme is removed; other schemes are left for validation to refuse."""
-    assert tokens.strip_bearer(raw) == expected

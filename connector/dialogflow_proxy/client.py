@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import httpx
 from django.conf import settings
 
-from aa_site import http_clients
+from common import http_clients
 
 # Connections kept per process towards Dialogflow; calls beyond this wait for a
 # free connection (within DIALOGFLOW_TIMEOUT) rather than opening more.

@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from typing import Any
 
 import google.auth
 import google.auth.transport.requests
 from google.auth import exceptions as google_exceptions
 from google.auth.credentials import Credentials, TokenState
+
+from common.loop_local import LoopLocal
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,10 @@ class CredentialSource:
         self._discovery_failed_until = 0.0
         # One HTTP session for token requests; the lock means one refresh uses it at a time.
         self._request = _TimedRequest()
+
+    def close(self) -> None:
+        """Close the HTTP session that token requests use."""
+        self._request.session.close()
 
     async def authorization_headers(self) -> dict[str, str]:
         """Headers that authorise a Google API call (``Authorization``, and a quota project when configured)."""
@@ -97,13 +102,9 @@ class CredentialSource:
         return credentials
 
 
-_sources: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CredentialSource] = weakref.WeakKeyDictionary()
+_sources: LoopLocal[CredentialSource] = LoopLocal(CredentialSource, close=CredentialSource.close)
 
 
 def get_source() -> CredentialSource:
-    """The running loop's ``CredentialSource``, created on first use."""
-    loop = asyncio.get_running_loop()
-    source = _sources.get(loop)
-    if source is None:
-        source = _sources[loop] = CredentialSource()
-    return source
+    """The running loop's ``CredentialSource``, created on first use and closed with its loop."""
+    return _sources.get()

@@ -24,9 +24,9 @@ import logging
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+from common.responses import message_response
 from connector.dialogflow_proxy import client, credentials, routes
 from connector.http_auth import jwt_required
-from connector.http_json import message_response
 
 logger = logging.getLogger(__name__)
 

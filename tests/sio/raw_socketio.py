@@ -18,7 +18,9 @@ from engineio import packet as eio
 from socketio import packet as sio
 
 from aa_site.asgi import application
-from connector import delivery, tokens
+from connector import tokens
+from events.kinds import EventKind
+from events.publish import publish as publish_event
 
 PATH = "/socket.io/?EIO=4&transport=websocket"
 LONG_NAME = "projects/p/locations/global/conversations/c1"
@@ -119,8 +121,8 @@ def desktop_payload(event: str, conversation: str = SHORT_NAME) -> dict[str, Any
     }
 
 
-async def publish(conversation: str, event: str = delivery.NEW_MESSAGE_EVENT) -> dict[str, Any]:
+async def publish(conversation: str, event: str = EventKind.NEW_MESSAGE) -> dict[str, Any]:
     """Publish through the real delivery path, as the interceptor does; return the payload sent."""
     payload = desktop_payload(event, conversation)
-    await delivery.publish(conversation_name=conversation, event=event, payload=payload)
+    await publish_event(conversation_name=conversation, event=event, payload=payload)
     return payload

@@ -19,7 +19,10 @@ from redis.asyncio import Redis
 from rest_framework_simplejwt.utils import aware_utcnow
 from socketio import packet as sio
 
-from connector import conversations, delivery, desktop, tokens
+from connector import desktop, tokens
+from events import conversations
+from events.kinds import EventKind
+from events.publish import publish as publish_event
 from tests.sio.raw_socketio import (
     LONG_NAME,
     OTHER,
@@ -134,7 +137,7 @@ async def test_refused_socket_gets_no_events_and_cannot_join(new_client, connect
     witness = await connected()
     assert await witness.call("join-conversation", SHORT_NAME) == [True, SHORT_NAME]
     payload = await publish(SHORT_NAME)
-    assert await witness.receive_event() == [delivery.NEW_MESSAGE_EVENT, payload]
+    assert await witness.receive_event() == [EventKind.NEW_MESSAGE, payload]
     # The witness shares this event loop and Redis connection, so a delivery to
     # the refused socket would already be queued; a short look is enough.
     assert await refused.communicator.receive_nothing(timeout=0.3)
@@ -160,7 +163,7 @@ async def test_events_before_connect_are_ignored(new_client) -> None:
     await client.call("join-conversation", OTHER)
     await publish(SHORT_NAME)
     marker = await publish(OTHER)
-    assert await client.receive_event() == [delivery.NEW_MESSAGE_EVENT, marker]
+    assert await client.receive_event() == [EventKind.NEW_MESSAGE, marker]
 
 
 # --- join and leave ----------------------------------------------------------------------------
@@ -219,15 +222,15 @@ async def test_join_limit_per_connection(connected) -> None:
 # --- delivery ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("event", delivery.EVENT_NAMES)
+@pytest.mark.parametrize("event", list(EventKind))
 async def test_published_events_reach_the_socket_unchanged(connected, event: str) -> None:
     """Each of the four events arrives under its name with the payload exactly as published."""
     client = await connected()
     await client.call("join-conversation", LONG_NAME)
     payload = desktop_payload(event)
-    if event == delivery.NEW_RECOGNITION_RESULT_EVENT:
+    if event == EventKind.NEW_RECOGNITION_RESULT:
         payload |= {"participant_role": "END_USER", "new_recognition_result_message_id": "m-1"}
-    await delivery.publish(conversation_name=SHORT_NAME, event=event, payload=payload)
+    await publish_event(conversation_name=SHORT_NAME, event=event, payload=payload)
     assert await client.receive_event() == [event, payload]
 
 
@@ -238,10 +241,10 @@ async def test_every_socket_in_a_conversation_receives_and_no_other(connected) -
     await second.call("join-conversation", SHORT_NAME)
     await elsewhere.call("join-conversation", OTHER)
     payload = await publish(SHORT_NAME)
-    marker = await publish(OTHER, delivery.CONVERSATION_LIFECYCLE_EVENT)
-    assert await first.receive_event() == [delivery.NEW_MESSAGE_EVENT, payload]
-    assert await second.receive_event() == [delivery.NEW_MESSAGE_EVENT, payload]
-    assert await elsewhere.receive_event() == [delivery.CONVERSATION_LIFECYCLE_EVENT, marker]
+    marker = await publish(OTHER, EventKind.CONVERSATION_LIFECYCLE)
+    assert await first.receive_event() == [EventKind.NEW_MESSAGE, payload]
+    assert await second.receive_event() == [EventKind.NEW_MESSAGE, payload]
+    assert await elsewhere.receive_event() == [EventKind.CONVERSATION_LIFECYCLE, marker]
 
 
 async def test_no_events_after_leave(connected) -> None:
@@ -252,7 +255,7 @@ async def test_no_events_after_leave(connected) -> None:
     await client.call("leave-conversation", LONG_NAME)
     await publish(SHORT_NAME)
     marker = await publish(OTHER)
-    assert await client.receive_event() == [delivery.NEW_MESSAGE_EVENT, marker]
+    assert await client.receive_event() == [EventKind.NEW_MESSAGE, marker]
 
 
 async def test_other_socket_still_receives_after_one_disconnects(connected) -> None:
@@ -262,7 +265,7 @@ async def test_other_socket_still_receives_after_one_disconnects(connected) -> N
     await staying.call("join-conversation", SHORT_NAME)
     await leaving.communicator.disconnect(timeout=WAIT)
     payload = await publish(SHORT_NAME)
-    assert await staying.receive_event() == [delivery.NEW_MESSAGE_EVENT, payload]
+    assert await staying.receive_event() == [EventKind.NEW_MESSAGE, payload]
 
 
 async def test_last_socket_closing_drops_the_redis_subscription(connected, redis_server) -> None:
@@ -288,7 +291,7 @@ async def test_socketio_disconnect_packet_leaves_conversations(connected) -> Non
     await client.call("join-conversation", OTHER)
     await publish(SHORT_NAME)
     marker = await publish(OTHER)
-    assert await client.receive_event() == [delivery.NEW_MESSAGE_EVENT, marker]
+    assert await client.receive_event() == [EventKind.NEW_MESSAGE, marker]
 
 
 async def test_joins_between_disconnect_and_reconnect_are_ignored(connected) -> None:

@@ -14,11 +14,9 @@ import pytest
 from channels.layers import get_channel_layer
 from socketio import packet as sio
 
+from connector.close_codes import MESSAGE_TOO_BIG, PROTOCOL_ERROR, UNAUTHENTICATED, UNSUPPORTED_DATA
 from tests import clients, processes
 from tests.sio.raw_socketio import PATH, SHORT_NAME, WAIT, SocketIOTestClient, open_connected
-
-from connector.close_codes import MESSAGE_TOO_BIG, PROTOCOL_ERROR, UNAUTHENTICATED, UNSUPPORTED_DATA
-
 
 # --- heartbeat and timeouts ------------------------------------------------------------------
 

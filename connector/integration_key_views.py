@@ -15,9 +15,10 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_http_methods
 
-from connector import conversation_names
+from common.responses import message_response
+from connector import integration_keys
 from connector.http_auth import jwt_required
-from connector.http_json import json_object, message_response
+from connector.http_json import json_object
 
 KEY_FIELD = "conversationIntegrationKey"
 NAME_FIELD = "conversationName"
@@ -30,15 +31,15 @@ async def conversation_name(request: HttpRequest) -> HttpResponse:
     try:
         if request.method == "POST":
             return await _post(request)
-        key = _text(request.GET.get(KEY_FIELD), conversation_names.MAX_KEY_LENGTH)
+        key = _text(request.GET.get(KEY_FIELD), integration_keys.MAX_KEY_LENGTH)
         if key is None:
             return _bad_request()
         if request.method == "GET":
-            return JsonResponse({NAME_FIELD: await conversation_names.get(key) or ""})
-        if await conversation_names.delete(key):
+            return JsonResponse({NAME_FIELD: await integration_keys.get(key) or ""})
+        if await integration_keys.delete(key):
             return _text_response("Success", 200)
         return _text_response("Not found", 404)
-    except conversation_names.StoreUnavailable:
+    except integration_keys.StoreUnavailable:
         return message_response(503, "The conversation name store (Redis) is unavailable.")
 
 
@@ -47,11 +48,11 @@ async def _post(request: HttpRequest) -> HttpResponse:
     body = json_object(request.body)
     if body is None:
         return _bad_request()
-    key = _text(body.get(KEY_FIELD), conversation_names.MAX_KEY_LENGTH)
-    name = _text(body.get(NAME_FIELD), conversation_names.MAX_NAME_LENGTH)
+    key = _text(body.get(KEY_FIELD), integration_keys.MAX_KEY_LENGTH)
+    name = _text(body.get(NAME_FIELD), integration_keys.MAX_NAME_LENGTH)
     if key is None or name is None:
         return _bad_request()
-    await conversation_names.put(key, name)
+    await integration_keys.put(key, name)
     return JsonResponse({key: name})
 
 

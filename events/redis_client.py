@@ -1,13 +1,11 @@
-"""One redis-py asyncio client per event loop, for state kept in Redis outside the channel layer.
+"""The shared redis-py asyncio client, one per event loop, for state kept in Redis outside the channel layer.
 
 Created on first use in each loop (never at import), like channels-redis's own
-connections, because an asyncio Redis connection belongs to the loop that made it.
+connections, because an asyncio Redis connection belongs to the loop that
+made it, and closed with that loop (``common.loop_local``).
 """
 
 from __future__ import annotations
-
-import asyncio
-import weakref
 
 import redis.asyncio as redis
 from django.conf import settings
@@ -15,14 +13,14 @@ from django.core.signals import setting_changed
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from common.loop_local import LoopLocal
+
 # Fail fast: a request waiting on a dead Redis should answer 503, not hang.
 SOCKET_TIMEOUT_SECONDS = 5.0
 # One quick retry rides out a dropped connection (Memorystore failover, idle
 # disconnect); redis-py's default of three with backoff kept a request waiting
 # seconds on a Redis that is simply down.
 RETRY = Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1)
-
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.Redis] = weakref.WeakKeyDictionary()
 
 
 class RedisNotConfigured(RuntimeError):
@@ -34,22 +32,28 @@ def is_configured() -> bool:
     return bool(settings.REDISHOST)
 
 
+def _new_client() -> redis.Redis:
+    return redis.Redis(
+        host=settings.REDISHOST,
+        port=settings.REDISPORT,
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+        retry=RETRY,
+    )
+
+
+async def _close(client: redis.Redis) -> None:
+    await client.aclose()
+
+
+_clients: LoopLocal[redis.Redis] = LoopLocal(_new_client, close=_close)
+
+
 def get_redis() -> redis.Redis:
     """The client for the running event loop; ``RedisNotConfigured`` without REDISHOST."""
     if not is_configured():
         raise RedisNotConfigured("REDISHOST is not set")
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        client = redis.Redis(
-            host=settings.REDISHOST,
-            port=settings.REDISPORT,
-            socket_timeout=SOCKET_TIMEOUT_SECONDS,
-            socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
-            retry=RETRY,
-        )
-        _clients[loop] = client
-    return client
+    return _clients.get()
 
 
 def _reset(*, setting: str, **kwargs) -> None:

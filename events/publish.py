@@ -1,9 +1,8 @@
-"""Hands conversation events to every desktop that joined the conversation.
+"""Hands conversation events to every desktop that joined the conversation, on every connector.
 
-The interceptor publishes here; the WebSocket consumers receive the group
-message as ``conversation.event`` (handled by their ``conversation_event``
-method). This module is the one place that knows the group message's shape,
-so history and replay can later be added behind ``publish`` alone.
+The interceptor publishes here; the connector's consumers receive the group
+message (``events.kinds.group_message``) as ``conversation_event``. History
+and replay are to be added behind ``publish`` alone.
 """
 
 from __future__ import annotations
@@ -14,33 +13,22 @@ from typing import Any
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from connector import conversations
-
-HUMAN_AGENT_ASSISTANT_EVENT = "human-agent-assistant-event"
-NEW_MESSAGE_EVENT = "new-message-event"
-CONVERSATION_LIFECYCLE_EVENT = "conversation-lifecycle-event"
-NEW_RECOGNITION_RESULT_EVENT = "new-recognition-result-notification-event"
-EVENT_NAMES = (
-    HUMAN_AGENT_ASSISTANT_EVENT,
-    NEW_MESSAGE_EVENT,
-    CONVERSATION_LIFECYCLE_EVENT,
-    NEW_RECOGNITION_RESULT_EVENT,
-)
-MESSAGE_TYPE = "conversation.event"
+from events import conversations
+from events.kinds import EventKind, group_message
 
 
 class DeliveryUnavailable(Exception):
     """The channel layer could not take the event; the caller should retry later."""
 
 
-async def publish(*, conversation_name: str, event: str, payload: dict[str, Any]) -> None:
+async def publish(*, conversation_name: str, event: EventKind | str, payload: dict[str, Any]) -> None:
     """Send ``payload`` as ``event`` to the conversation's group on every connector.
 
     ``conversation_name`` may be in either accepted form (``InvalidConversationName`` otherwise).
     Raises ``DeliveryUnavailable`` when the channel layer is unreachable or
     does not answer within ``CHANNEL_LAYER_SEND_TIMEOUT`` seconds.
     """
-    message = {"type": MESSAGE_TYPE, "event": event, "payload": payload}
+    message = group_message(event, payload)
     group = conversations.group_name(conversations.normalise(conversation_name))
     layer = get_channel_layer()
     try:

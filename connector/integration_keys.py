@@ -1,6 +1,6 @@
 """The ``/conversation-name`` store: integration key (for example a phone number) -> conversation name.
 
-Kept in Redis (``connector.redis_client.get_redis()``) under
+Kept in Redis (``events.redis_client.get_redis()``) under
 ``aa:conversation-name:<SHA-256 of the key>``, so the key itself (often
 personal data) is never stored. Entries expire after
 ``CONVERSATION_NAME_TTL_SECONDS`` (0: kept until deleted, as in the sample).
@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import redis.exceptions
 from django.conf import settings
 
-from connector import redis_client
+from events import redis_client
 
 KEY_PREFIX = "aa:conversation-name:"
 # Bounds on what a client may store: far above any phone number, call id or

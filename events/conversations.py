@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from common.untrusted import is_utf8_text
+
 MAX_LENGTH = 512
 _NAME = re.compile(r"^projects/([^/\s]+)/(?:locations/([^/\s]+)/)?conversations/([^/\s]+)$")
 
@@ -24,7 +26,7 @@ def normalise(name: object) -> str:
         raise InvalidConversationName("conversation name must be a string")
     if len(name) > MAX_LENGTH:
         raise InvalidConversationName(f"conversation name is longer than {MAX_LENGTH} characters")
-    if not _is_utf8_encodable(name):
+    if not is_utf8_text(name):
         # A lone surrogate (a JSON "\ud800" escape) would make group_name() raise instead.
         raise InvalidConversationName("conversation name is not valid Unicode text")
     match = _NAME.match(name.strip())
@@ -35,14 +37,6 @@ def normalise(name: object) -> str:
         )
     project, _location, conversation = match.groups()
     return f"projects/{project}/conversations/{conversation}"
-
-
-def _is_utf8_encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def group_name(normalised_name: str) -> str:

@@ -1,0 +1,1 @@
+"""Small helpers every part of the service shares; imports nothing of the project's own."""

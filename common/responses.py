@@ -1,0 +1,18 @@
+"""The service's own HTTP error answers: one JSON shape, ``{"message": <why>}``, for every 4xx and 5xx it writes.
+
+CONTRACT.md gives this shape for 401; every other refusal the service writes
+itself (429, 503, ...) uses it too, so a client needs one way to read them.
+Answers relayed from elsewhere (Dialogflow's) are passed on as they came.
+"""
+
+from __future__ import annotations
+
+from django.http import JsonResponse
+
+
+def message_response(status: int, message: str, *, retry_after: int | None = None) -> JsonResponse:
+    """``{"message": message}`` with ``status``; ``Retry-After`` (seconds) when given."""
+    response = JsonResponse({"message": message}, status=status)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response

@@ -1,0 +1,56 @@
+"""Decoding text and JSON that nobody vouches for (push bodies, frames, request bodies, upstream answers).
+
+Two surprises of the standard library, handled here once:
+
+- ``json.loads`` raises ``RecursionError``, not ``ValueError``, for deeply
+  nested arrays or objects (a few kilobytes of ``[`` suffice), and
+  ``ValueError`` for integers longer than Python's ``int_max_str_digits``
+  (valid JSON, yet refused).
+- JSON may carry a lone surrogate (``"\\ud800"``), which decodes into a
+  ``str`` that UTF-8 cannot encode: hashing it, sending it on a WebSocket or
+  putting it into Redis then raises far from where it came in.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# What json.loads raises for input it refuses: JSONDecodeError, UnicodeDecodeError and overlong
+# integers are ValueErrors; deep nesting is a RecursionError.
+JSON_ERRORS = (ValueError, RecursionError)
+
+
+class NotJsonObject(ValueError):
+    """The input is not a JSON object: JSON of another type, or (``NotJson``) not JSON at all."""
+
+
+class NotJson(NotJsonObject):
+    """The input is not JSON that ``json.loads`` accepts."""
+
+
+def json_value(data: bytes | str) -> Any:
+    """``data`` decoded as JSON; ``NotJson`` when it is not."""
+    try:
+        return json.loads(data)
+    except JSON_ERRORS:
+        raise NotJson("not valid JSON") from None
+
+
+def json_object(data: bytes | str) -> dict[str, Any]:
+    """``data`` decoded as a JSON object; ``NotJson`` or ``NotJsonObject`` for anything else."""
+    value = json_value(data)
+    if not isinstance(value, dict):
+        raise NotJsonObject("JSON that is not an object")
+    return value
+
+
+def is_utf8_text(*texts: str | None) -> bool:
+    """Whether every text (``None`` aside) can be encoded as UTF-8, that is, holds no lone surrogate."""
+    try:
+        for text in texts:
+            if text is not None:
+                text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
