@@ -2,59 +2,85 @@
 
 Every frame is a JSON object with a ``type``; the README documents the
 protocol with an example session. The token travels in the first frame,
-never in the URL, so it stays out of access logs.
+never in the URL, so it stays out of access logs. Each frame type has one
+handler (``frame_handlers``); the desktop itself (identity, conversations,
+events) is ``connector.desktop``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from common import untrusted
 from connector import close_codes, tokens
 from connector.desktop import DesktopConsumer, EventsUnavailable, MembershipError
 
 CLOSE_UNAUTHENTICATED = close_codes.UNAUTHENTICATED
 MAX_FRAME_CHARS = 64 * 1024
 
+FrameHandler = Callable[["PlainWebSocketConsumer", dict[str, Any], Any], Awaitable[None]]
 
-class PlainWebSocketConsumer(DesktopConsumer):
+
+class PlainWebSocketConsumer(DesktopConsumer, AsyncJsonWebsocketConsumer):
     """authenticate -> join/leave -> receive ``event`` frames."""
 
     async def connect(self) -> None:
         await self.accept()
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        frame = self._parse(text_data)
-        if isinstance(frame, str):
-            await self._error("bad_frame", frame)
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """``AsyncJsonWebsocketConsumer.receive``, answering what is not a JSON text frame with ``bad_frame``."""
+        if text_data is None:
+            await self._error("bad_frame", "binary frames are not supported; send JSON text")
             return
-        request_id = frame.get("id")
-        kind = frame.get("type")
-        if kind == "ping":
-            await self._reply({"type": "pong"}, request_id)
-        elif kind == "authenticate":
-            await self._authenticate(frame.get("token"), request_id)
-        elif kind in ("join", "leave"):
-            await self._membership(kind, frame.get("conversation"), request_id)
-        else:
+        if len(text_data) > MAX_FRAME_CHARS:
+            await self._error("bad_frame", f"frame is longer than {MAX_FRAME_CHARS} characters")
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except untrusted.NotJson:
+            await self._error("bad_frame", "frame is not valid JSON")
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not isinstance(content, dict):
+            await self._error("bad_frame", "frame must be a JSON object")
+            return
+        request_id = content.get("id")
+        kind = content.get("type")
+        handler = self.frame_handlers.get(kind) if isinstance(kind, str) else None
+        if handler is None:
             await self._error("unknown_type", f"unknown frame type {kind!r}", request_id)
+            return
+        await handler(self, content, request_id)
+
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
+        return untrusted.json_value(text_data)
+
+    @classmethod
+    async def encode_json(cls, content: Any) -> str:
+        return json.dumps(content, separators=(",", ":"))
 
     async def send_event(self, event: str, payload: dict[str, Any]) -> None:
         await self.send_json({"type": "event", "event": event, "payload": payload})
 
-    async def send_json(self, content: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(content, separators=(",", ":")))
+    # --- one handler per frame type ------------------------------------------------------------
 
-    # --- frames --------------------------------------------------------------------------
+    async def on_ping(self, frame: dict[str, Any], request_id: Any) -> None:
+        await self._reply({"type": "pong"}, request_id)
 
-    async def _authenticate(self, token: Any, request_id: Any) -> None:
+    async def on_authenticate(self, frame: dict[str, Any], request_id: Any) -> None:
         if self.identity is not None:
             await self._error("already_authenticated", "this connection is already authenticated", request_id)
             return
         try:
-            await self.authenticate(token)
+            await self.authenticate(frame.get("token"))
         except tokens.InvalidToken as error:
             await self._error("unauthenticated", str(error), request_id)
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -63,34 +89,31 @@ class PlainWebSocketConsumer(DesktopConsumer):
             return
         await self._reply({"type": "authenticated", "user": self.identity.user}, request_id)
 
-    async def _membership(self, kind: str, conversation: Any, request_id: Any) -> None:
+    async def on_join(self, frame: dict[str, Any], request_id: Any) -> None:
+        await self._membership(self.join_conversation, "joined", frame.get("conversation"), request_id)
+
+    async def on_leave(self, frame: dict[str, Any], request_id: Any) -> None:
+        await self._membership(self.leave_conversation, "left", frame.get("conversation"), request_id)
+
+    frame_handlers: dict[str, FrameHandler] = {
+        "ping": on_ping,
+        "authenticate": on_authenticate,
+        "join": on_join,
+        "leave": on_leave,
+    }
+
+    # --- replies -------------------------------------------------------------------------------
+
+    async def _membership(self, change, answer: str, conversation: Any, request_id: Any) -> None:
         if self.identity is None:
             await self._error("unauthenticated", "send an authenticate frame first", request_id)
             return
-        change = self.join_conversation if kind == "join" else self.leave_conversation
         try:
             name = await change(conversation)
         except MembershipError as error:
             await self._error("invalid_conversation", str(error), request_id)
             return
-        await self._reply({"type": "joined" if kind == "join" else "left", "conversation": name}, request_id)
-
-    @staticmethod
-    def _parse(text_data: str | None) -> dict[str, Any] | str:
-        """Return the frame, or a message saying why it is not acceptable."""
-        if text_data is None:
-            return "binary frames are not supported; send JSON text"
-        if len(text_data) > MAX_FRAME_CHARS:
-            return f"frame is longer than {MAX_FRAME_CHARS} characters"
-        try:
-            frame = json.loads(text_data)
-        except (ValueError, RecursionError):
-            # ValueError: JSONDecodeError, and integers longer than Python's int_max_str_digits;
-            # RecursionError: deeply nested arrays or objects. Both fit well within MAX_FRAME_CHARS.
-            return "frame is not valid JSON"
-        if not isinstance(frame, dict):
-            return "frame must be a JSON object"
-        return frame
+        await self._reply({"type": answer, "conversation": name}, request_id)
 
     async def _reply(self, content: dict[str, Any], request_id: Any) -> None:
         if request_id is not None:

@@ -1,4 +1,4 @@
-"""``connector.socketio.protocol`` as a pure codec: no server, no channel layer.
+"""The codecs ``connector.engineio.packets`` and ``connector.socketio.protocol``: no server, no channel layer.
 
 Frames the server sends are decoded here exactly as python-socketio's client
 decodes them (Engine.IO packet first, then the Socket.IO packet in its data),
@@ -17,6 +17,7 @@ import pytest
 from engineio import packet as eio
 from socketio import packet as sio
 
+from connector.engineio import packets
 from connector.socketio import protocol
 
 CONVERSATION = "projects/p/conversations/c"
@@ -34,24 +35,31 @@ def client_encode(packet: sio.Packet) -> str:
     return eio.Packet(eio.MESSAGE, packet.encode()).encode()
 
 
+def decode_frame(frame: str) -> tuple[int, sio.Packet | None]:
+    """A client frame through both layers, as the server reads it: the Engine.IO type, then for MESSAGE
+    the Socket.IO packet (``packets.PacketError`` or ``protocol.ProtocolError`` when either refuses it)."""
+    outer = packets.decode(frame)
+    return outer.packet_type, protocol.decode(outer.data) if outer.packet_type == packets.MESSAGE else None
+
+
 def test_open_frame_is_what_the_javascript_server_sends() -> None:
     """The handshake lists the fields in the reference order, intervals in milliseconds, no upgrades."""
-    frame = protocol.open_frame(sid="abc", ping_interval=25, ping_timeout=20, max_payload=1_000_000)
+    frame = packets.open_frame(sid="abc", ping_interval=25, ping_timeout=20, max_payload=1_000_000)
     assert frame == '0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}'
 
 
 def test_open_frame_decodes_as_an_engineio_open_packet() -> None:
     """python-engineio's client reads the handshake fields it needs from the OPEN frame."""
-    decoded = eio.Packet(encoded_packet=protocol.open_frame(sid="s1", ping_interval=1, ping_timeout=2, max_payload=4096))
+    decoded = eio.Packet(encoded_packet=packets.open_frame(sid="s1", ping_interval=1, ping_timeout=2, max_payload=4096))
     assert decoded.packet_type == eio.OPEN
     assert decoded.data == {"sid": "s1", "upgrades": [], "pingInterval": 1000, "pingTimeout": 2000, "maxPayload": 4096}
 
 
 def test_heartbeat_frames_are_bare_packet_types() -> None:
     """Engine.IO 4 PING is "2" and PONG is "3", without payload."""
-    assert protocol.ping_frame() == "2"
-    assert protocol.pong_frame() == "3"
-    assert eio.Packet(encoded_packet=protocol.ping_frame()).packet_type == eio.PING
+    assert packets.ping_frame() == "2"
+    assert packets.pong_frame() == "3"
+    assert eio.Packet(encoded_packet=packets.ping_frame()).packet_type == eio.PING
 
 
 def test_connected_frame_carries_the_socketio_sid() -> None:
@@ -104,7 +112,7 @@ def test_ack_frame_answers_the_request_id() -> None:
 
 def test_new_sid_is_random_and_url_safe() -> None:
     """Session ids are unguessable and safe in a query string."""
-    sids = {protocol.new_sid() for _ in range(100)}
+    sids = {packets.new_sid() for _ in range(100)}
     assert len(sids) == 100
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{20,}", sid) for sid in sids)
 
@@ -115,8 +123,7 @@ def test_new_sid_is_random_and_url_safe() -> None:
 )
 def test_decode_engineio_control_frames(frame: str, eio_type: int) -> None:
     """Engine.IO packets other than MESSAGE decode to their type and no Socket.IO packet."""
-    incoming = protocol.decode(frame)
-    assert (incoming.eio_type, incoming.packet) == (eio_type, None)
+    assert decode_frame(frame) == (eio_type, None)
 
 
 @pytest.mark.parametrize(
@@ -136,18 +143,19 @@ def test_decode_engineio_control_frames(frame: str, eio_type: int) -> None:
 )
 def test_decode_frames_python_socketio_sends(packet: sio.Packet) -> None:
     """Every packet python-socketio's client can send (without binary) decodes to the same fields."""
-    incoming = protocol.decode(client_encode(packet))
-    assert incoming.eio_type == eio.MESSAGE
-    assert incoming.packet is not None
-    assert incoming.packet.packet_type == packet.packet_type
-    assert incoming.packet.data == packet.data
-    assert incoming.packet.id == packet.id
-    assert incoming.namespace == (packet.namespace or protocol.DEFAULT_NAMESPACE)
+    eio_type, incoming = decode_frame(client_encode(packet))
+    assert eio_type == eio.MESSAGE
+    assert incoming is not None
+    assert incoming.packet_type == packet.packet_type
+    assert incoming.data == packet.data
+    assert incoming.id == packet.id
+    assert protocol.namespace_of(incoming) == (packet.namespace or protocol.DEFAULT_NAMESPACE)
 
 
 def test_decode_namespace_drops_the_query() -> None:
     """A namespace sent with a query (``/admin?x=1``) is the namespace without it."""
-    assert protocol.decode('40/admin?x=1,{"token":"t"}').namespace == "/admin"
+    _, incoming = decode_frame('40/admin?x=1,{"token":"t"}')
+    assert protocol.namespace_of(incoming) == "/admin"
 
 
 @pytest.mark.parametrize(
@@ -172,6 +180,6 @@ def test_decode_namespace_drops_the_query() -> None:
     ],
 )
 def test_decode_rejects_invalid_frames(frame: str) -> None:
-    """Anything that is not a valid text Engine.IO 4 / Socket.IO 5 packet raises ``ProtocolError``, nothing else."""
-    with pytest.raises(protocol.ProtocolError):
-        protocol.decode(frame)
+    """Anything that is not a valid text Engine.IO 4 / Socket.IO 5 packet raises ``PacketError`` or ``ProtocolError``, nothing else."""
+    with pytest.raises((packets.PacketError, protocol.ProtocolError)):
+        decode_frame(frame)

@@ -125,7 +125,7 @@ async def test_frame_over_max_payload_closes_with_message_too_big(connected, set
 
 def heartbeats() -> list[asyncio.Task]:
     """The Socket.IO heartbeat tasks alive on this event loop."""
-    return [task for task in asyncio.all_tasks() if task.get_coro().__qualname__ == "SocketIOConsumer._heartbeat"]
+    return [task for task in asyncio.all_tasks() if task.get_coro().__qualname__ == "EngineIOSession._heartbeat"]
 
 
 async def test_heartbeat_stops_when_a_socket_closes_while_redis_is_gone(settings, caplog) -> None:

@@ -1,0 +1,42 @@
+"""The import rules of ``pyproject.toml`` (``[tool.importlinter]``), checked by import-linter on every run.
+
+The roles depend on the shared event core and helpers, never on each other;
+a violation fails the suite, and so CI, instead of waiting for a reviewer.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.processes import REPOSITORY
+
+PACKAGES = ("aa_site", "auth_providers", "common", "connector", "events", "interceptor")
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"], cwd=root, capture_output=True, text=True, timeout=120,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_the_repository_keeps_every_import_contract() -> None:
+    result = lint_imports(REPOSITORY)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "5 kept, 0 broken" in result.stdout, result.stdout
+
+
+def test_an_interceptor_module_importing_the_connector_breaks_a_contract(tmp_path: Path) -> None:
+    """The contracts are not vacuous: one forbidden import in a copy of the tree fails the check, naming it."""
+    for package in PACKAGES:
+        shutil.copytree(REPOSITORY / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPOSITORY / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "interceptor" / "shortcut.py").write_text("from connector import tokens  # noqa: F401\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "The connector and the interceptor do not import each other BROKEN" in result.stdout, result.stdout
+    assert "interceptor.shortcut -> connector.tokens" in result.stdout, result.stdout
