@@ -1,4 +1,7 @@
-"""A fake Secret Manager: a real HTTP server on 127.0.0.1 speaking the REST API's ``versions/*:access``.
+"""A fake Secret Manager: a real HTTP server on 127.0.0.1 speaking the REST API's calls we make.
+
+``versions/*:access`` (the connector reads its secret), and ``GET`` a secret,
+create a secret and ``:addVersion`` (``manage.py create_jwt_secret``).
 
 ``connector.jwt_secret`` talks to it through the real
 ``google-cloud-secret-manager`` client (REST transport) once
@@ -37,10 +40,16 @@ PROJECT_NUMBER = "123456789012"
 ACCESS_PATH = re.compile(
     r"^/v1/projects/(?P<project>[^/]+)/secrets/(?P<secret>[^/]+)/versions/(?P<version>[^/:]+):access$"
 )
+# projects/P/secrets/S (get), projects/P/secrets (create, ?secretId=S), projects/P/secrets/S:addVersion.
+SECRET_PATH = re.compile(r"^/v1/projects/(?P<project>[^/]+)/secrets/(?P<secret>[^/:]+)$")
+CREATE_PATH = re.compile(r"^/v1/projects/(?P<project>[^/]+)/secrets$")
+ADD_VERSION_PATH = re.compile(r"^/v1/projects/(?P<project>[^/]+)/secrets/(?P<secret>[^/:]+):addVersion$")
 _STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
     503: "UNAVAILABLE",
@@ -68,6 +77,8 @@ class FakeSecretManager:
     # Answer this many requests with 503 first, then judge (a transient outage).
     unavailable_first: int = 0
     received: list[Received] = field(default_factory=list)
+    # (project, secret) -> the Secret resource as created (its "replication" as the client sent it).
+    created: dict[tuple[str, str], dict] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -91,10 +102,47 @@ class FakeSecretManager:
             return _error(503, "The service is currently unavailable.")
         if request.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
             return _error(401, "Request had invalid authentication credentials.")
-        match = ACCESS_PATH.match(request.path)
-        if request.method != "GET" or match is None:
-            return _error(404, f"Unknown method {request.method} {request.path}.")
-        return self._access(match["project"], match["secret"], match["version"])
+        if request.method == "GET" and (match := ACCESS_PATH.match(request.path)):
+            return self._access(match["project"], match["secret"], match["version"])
+        if request.method == "GET" and (match := SECRET_PATH.match(request.path)):
+            return self._get_secret(match["project"], match["secret"])
+        if request.method == "POST" and (match := CREATE_PATH.match(request.path)):
+            return self._create_secret(match["project"], request.query.get("secretId", ""), await request.json())
+        if request.method == "POST" and (match := ADD_VERSION_PATH.match(request.path)):
+            return self._add_version(match["project"], match["secret"], await request.json())
+        return _error(404, f"Unknown method {request.method} {request.path}.")
+
+    def _exists(self, project: str, secret: str) -> bool:
+        return (project, secret) in self.secrets or (project, secret) in self.created
+
+    def _get_secret(self, project: str, secret: str) -> web.Response:
+        if not self._exists(project, secret):
+            return _error(404, f"Secret [projects/{PROJECT_NUMBER}/secrets/{secret}] not found.")
+        body = self.created.get((project, secret), {"replication": {"automatic": {}}})
+        return web.json_response({**body, "name": f"projects/{PROJECT_NUMBER}/secrets/{secret}"})
+
+    def _create_secret(self, project: str, secret: str, body: dict) -> web.Response:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", secret):
+            return _error(400, "Invalid secret id.")
+        if self._exists(project, secret):
+            return _error(409, f"Secret [projects/{PROJECT_NUMBER}/secrets/{secret}] already exists.")
+        if "replication" not in body:
+            return _error(400, "Secret.replication is required.")
+        self.created[(project, secret)] = body
+        self.secrets[(project, secret)] = []
+        return web.json_response({**body, "name": f"projects/{PROJECT_NUMBER}/secrets/{secret}"})
+
+    def _add_version(self, project: str, secret: str, body: dict) -> web.Response:
+        if not self._exists(project, secret):
+            return _error(404, f"Secret [projects/{PROJECT_NUMBER}/secrets/{secret}] not found.")
+        try:
+            value = base64.b64decode(body["payload"]["data"], validate=True).decode("utf-8")
+        except (KeyError, TypeError, ValueError):
+            return _error(400, "SecretPayload.data is required and must be base64.")
+        self.add(project, secret, value)
+        number = len(self.secrets[(project, secret)])
+        return web.json_response({"name": f"projects/{PROJECT_NUMBER}/secrets/{secret}/versions/{number}",
+                                  "state": "ENABLED"})
 
     def _access(self, project: str, secret: str, version: str) -> web.Response:
         versions = self.secrets.get((project, secret))

@@ -9,7 +9,6 @@ when chromium is missing.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import uuid
@@ -22,6 +21,7 @@ from playwright.async_api import Page, expect
 
 from aa_site.asgi import application
 from connector import demo
+from interceptor import push_samples
 from tests import clients, processes
 from tests.browser import WAIT_MS, BrowserPage, chromium_page
 from tests.clients import Push
@@ -292,8 +292,8 @@ async def test_demo_page_inserts_names_and_event_data_as_text_never_markup(devel
     content = '<img src=x onerror="document.title=1"><script>document.title=2</script>'
     notification = json.dumps({"conversation": conversation, "type": "NEW_MESSAGE",
                                "newMessagePayload": {"content": content}})
-    envelope = {"message": {"data": base64.b64encode(notification.encode()).decode(), "messageId": "<em>42</em>",
-                            "publishTime": "2026-11-20T14:03:07.412Z"}}
+    envelope = push_samples.push_envelope(json.loads(notification), message_id="<em>42</em>",
+                                          publish_time="2026-11-20T14:03:07.412Z")
     async with chromium_page() as recorded:
         page = recorded.page
         await register_and_connect(page, development_server, user="<u>agent</u>")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from interceptor import envelope
+from interceptor import envelope, push_samples
 from interceptor.envelope import PushMessage, parse_push
 from tests import clients
 from tests.clients import fixture_directory
@@ -65,13 +65,13 @@ def push_body(
     attributes: Any = ...,
     **message_fields: Any,
 ) -> bytes:
-    """A push envelope: ``notification`` is JSON-encoded and base64'd into ``data`` unless ``data`` is given."""
-    if data is None:
-        data = base64.b64encode(json.dumps(notification).encode("utf-8")).decode("ascii")
-    message: dict[str, Any] = {"data": data, **message_fields}
+    """A push envelope (``interceptor.push_samples.push_envelope``): ``notification`` is JSON-encoded and
+    base64'd into ``data`` unless ``data`` is given; ``message_fields`` go into ``message`` as given."""
     if attributes is not ...:
-        message["attributes"] = attributes
-    return json.dumps({"message": message, "subscription": "projects/p/subscriptions/s"}).encode("utf-8")
+        message_fields["attributes"] = attributes
+    envelope = push_samples.push_envelope(notification, data=data, subscription="projects/p/subscriptions/s",
+                                          **message_fields)
+    return push_samples.encode(envelope)
 
 
 def test_every_fixture_is_classified() -> None:

@@ -22,9 +22,10 @@ from channels.testing import HttpCommunicator
 
 from aa_site.asgi import application
 from events import conversations
+from interceptor import push_samples
 from tests import clients, fake_google_certs, processes
 from tests.fake_google_certs import SERVICE_ACCOUNT, FakeGoogleCerts, pubsub_claims, signing_key, unsigned_token
-from tests.test_envelope import BAD_FIXTURES, fixture_bytes, push_body
+from tests.test_envelope import BAD_FIXTURES, fixture_bytes
 
 RESPONSE_TIMEOUT = 20.0
 EVENT_TIMEOUT = 10.0
@@ -59,7 +60,8 @@ def new_conversation() -> str:
 
 def message_body(conversation: str, message_id: str = "auth-1") -> bytes:
     """A valid push envelope for ``conversation``."""
-    return push_body({"conversation": conversation, "type": "NEW_MESSAGE"}, messageId=message_id)
+    envelope = push_samples.sample_push(push_samples.NEW_MESSAGE_EVENT, conversation, message_id=message_id)
+    return push_samples.encode(envelope)
 
 
 def valid_token(**changes: Any) -> str:

@@ -1,0 +1,291 @@
+"""The deployment tutorial as data: every step, in order, filled in from settings and flags.
+
+``manage.py deploy_plan`` prints these steps as a shell script or runs them.
+Values only known once an earlier step ran (the Redis address, the project
+number, the interceptor's URL) are captured from that step's output and
+referenced as ``${NAME}``; the Cloud Run services come from the templates in
+``deploy/`` so the plan and the files cannot disagree. Pure: nothing here
+runs a command or reads the network.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from interceptor.push_samples import EVENT_KINDS
+
+DEPLOY_DIRECTORY = Path(__file__).resolve().parent.parent / "deploy"
+CONNECTOR_TEMPLATE = DEPLOY_DIRECTORY / "ui-connector.yaml"
+INTERCEPTOR_TEMPLATE = DEPLOY_DIRECTORY / "cloud-pubsub-interceptor.yaml"
+
+APIS = (
+    "dialogflow.googleapis.com", "pubsub.googleapis.com", "run.googleapis.com", "secretmanager.googleapis.com",
+    "compute.googleapis.com", "vpcaccess.googleapis.com", "redis.googleapis.com", "cloudbuild.googleapis.com",
+    "artifactregistry.googleapis.com", "iam.googleapis.com",
+)
+# What Google's tutorial asks of the human who deploys (its deploy.sh prerequisites).
+ADMINISTRATOR_ROLES = (
+    "roles/resourcemanager.projectIamAdmin", "roles/serviceusage.serviceUsageAdmin",
+    "roles/iam.serviceAccountAdmin", "roles/iam.serviceAccountUser", "roles/pubsub.admin",
+    "roles/secretmanager.admin", "roles/cloudbuild.builds.editor", "roles/artifactregistry.admin",
+    "roles/storage.admin", "roles/run.admin", "roles/redis.admin", "roles/vpcaccess.admin",
+    "roles/dialogflow.admin",
+)
+# Least privilege for the runtime accounts. The sample also grants both roles/redis.editor,
+# roles/vpcaccess.user and roles/compute.viewer: those manage Memorystore and connectors through
+# the API, which neither service does (Redis is reached over the VPC connector, without IAM; the
+# connector is attached by the deploying account and Cloud Run's service agent).
+CONNECTOR_PROJECT_ROLES = ("roles/dialogflow.agentAssistClient",)  # the Dialogflow proxy's calls
+INTERCEPTOR_PROJECT_ROLES: tuple[str, ...] = ()
+# Per event kind: (topic, subscription), the names of Google's tutorial plus the recognition results.
+PUBSUB_NAMES = {
+    "human-agent-assistant-event": ("aa-new-suggestion-topic", "aa-new-suggestion-sub"),
+    "new-message-event": ("aa-new-message-topic", "aa-new-message-sub"),
+    "conversation-lifecycle-event": ("aa-conversation-event-topic", "aa-conversation-event-sub"),
+    "new-recognition-result-notification-event": ("aa-new-recognition-result-topic", "aa-new-recognition-result-sub"),
+}
+# Settings each identity provider reads (aa_site/settings.py); secrets such as FIVE9_TRUST_TOKEN are not copied.
+PROVIDER_SETTINGS = {
+    "Salesforce": ("SALESFORCE_DOMAIN", "SALESFORCE_ORGANIZATION_ID"),
+    "SalesforceLWC": ("SALESFORCE_DOMAIN", "SALESFORCE_ORGANIZATION_ID"),
+    "GenesysCloud": ("GENESYS_CLOUD_ENVIRONMENT",),
+    "Twilio": ("TWILIO_FLEX_ENVIRONMENT",),
+    "Five9": (),
+}
+APP_PROVIDER_SETTINGS = {"Twilio": ("TWILIO_ACCOUNT_SID",)}
+# Without these the connector refuses to start (auth_providers' settings checks).
+REQUIRED_PROVIDER_SETTINGS = {
+    "Salesforce": ("SALESFORCE_ORGANIZATION_ID",),
+    "SalesforceLWC": ("SALESFORCE_ORGANIZATION_ID",),
+    "Twilio": ("TWILIO_FLEX_ENVIRONMENT",),
+}
+REQUIRED_APP_PROVIDER_SETTINGS = {"Twilio": ("TWILIO_ACCOUNT_SID",)}
+CONVERSATION_PROFILE_COMMAND = "configure_conversation_profile"
+# A value goes into a shell script and a YAML file: refuse what either would reinterpret.
+_UNSAFE = re.compile(r"[\"$`\\\n\r]")
+_REFERENCE = re.compile(r"\$\{([A-Z_]+)\}")
+_LIST_LINE = re.compile(r"^(?P<indent>[ ]*)# \$\{(?P<name>[A-Z_]+)\}\n", re.MULTILINE)
+# Set by the templates themselves; --env may not override them.
+TEMPLATE_VARIABLES = frozenset({"SERVICE_ROLE", "GCP_PROJECT_ID", "SERVICE_REGION", "REDISHOST", "REDISPORT",
+                                "PUSH_AUTH_SERVICE_ACCOUNT"})
+
+
+class PlanError(ValueError):
+    """The settings and flags cannot make a plan; the message says which."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step: a command to run (``argv``), or a file to write (``path`` and ``content``).
+
+    ``capture`` names the variable the command's stdout becomes; ``exists_ok`` means a failure
+    saying the resource already exists counts as done (re-running the plan is safe);
+    ``manage`` marks a ``manage.py`` command rather than gcloud; ``needs_command`` is a
+    ``manage.py`` command that may not exist yet (then the step is left to the operator).
+    """
+
+    title: str
+    argv: tuple[str, ...] = ()
+    capture: str | None = None
+    exists_ok: bool = False
+    manage: bool = False
+    needs_command: str | None = None
+    path: str | None = None
+    content: str | None = None
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything the plan depends on (the command fills it from flags and settings)."""
+
+    project: str
+    region: str
+    admin_account: str = ""
+    image: str = ""
+    artifact_repository: str = "aa"
+    redis_instance: str = "aa-redis"
+    redis_size_gb: int = 1
+    network: str = "default"
+    vpc_connector: str = "aa-vpc"
+    vpc_range: str = "10.8.0.0/28"
+    jwt_secret: str = "aa-jwt-secret"
+    auth_option: str = ""
+    app_auth_option: str = ""
+    provider_settings: dict[str, str] = field(default_factory=dict)
+    allowed_origins: tuple[str, ...] = ()
+    extra_env: dict[str, str] = field(default_factory=dict)
+    conversation_profile: str = ""
+    min_instances: int = 1
+    connector_service: str = "ui-connector"
+    interceptor_service: str = "cloud-pubsub-interceptor"
+    invoker_account_name: str = "cloud-run-pubsub-invoker"
+
+    def account(self, name: str) -> str:
+        """The email of service account ``name`` in the project."""
+        return f"{name}@{self.project}.iam.gserviceaccount.com"
+
+    @property
+    def image_name(self) -> str:
+        """``--image``, else the Artifact Registry image the plan builds."""
+        return self.image or f"{self.region}-docker.pkg.dev/{self.project}/{self.artifact_repository}/aa-backend"
+
+
+def build_plan(options: Options) -> list[Step]:
+    """Every step of the tutorial, in order."""
+    _validate(options)
+    o = options
+    p = ("--project", o.project)
+    connector_sa = o.account(o.connector_service)
+    interceptor_sa = o.account(o.interceptor_service)
+    invoker_sa = o.account(o.invoker_account_name)
+    steps = [Step("Enable the APIs", ("gcloud", "services", "enable", *APIS, *p))]
+    for role in ADMINISTRATOR_ROLES if o.admin_account else ():
+        steps.append(Step(f"Administrator {o.admin_account}: {role}", (
+            "gcloud", "projects", "add-iam-policy-binding", o.project,
+            f"--member=user:{o.admin_account}", f"--role={role}", "--condition=None")))
+    for name, description in ((o.connector_service, "UI connector runtime"),
+                              (o.interceptor_service, "Pub/Sub interceptor runtime"),
+                              (o.invoker_account_name, "Pub/Sub push identity (invokes the interceptor)")):
+        steps.append(Step(f"Service account {name}", (
+            "gcloud", "iam", "service-accounts", "create", name,
+            f"--display-name=Agent Assist integration - {description}", *p), exists_ok=True))
+    for account, roles in ((connector_sa, CONNECTOR_PROJECT_ROLES), (interceptor_sa, INTERCEPTOR_PROJECT_ROLES)):
+        for role in roles:
+            steps.append(Step(f"{account}: {role}", (
+                "gcloud", "projects", "add-iam-policy-binding", o.project,
+                f"--member=serviceAccount:{account}", f"--role={role}", "--condition=None")))
+    steps += [
+        Step("JWT signing secret (generated, never printed)", (
+            "python", "manage.py", "create_jwt_secret", f"--secret={o.jwt_secret}", f"--project={o.project}",
+            f"--region={o.region}"), manage=True),
+        # Cloud Run checks at deploy time that the runtime account may read a mounted secret.
+        Step(f"{connector_sa} may read the secret", (
+            "gcloud", "secrets", "add-iam-policy-binding", o.jwt_secret,
+            f"--member=serviceAccount:{connector_sa}", "--role=roles/secretmanager.secretAccessor", *p)),
+        Step("Memorystore for Redis", (
+            "gcloud", "redis", "instances", "create", o.redis_instance, f"--size={o.redis_size_gb}",
+            f"--region={o.region}", f"--network={o.network}", *p), exists_ok=True),
+        Step("Redis address", ("gcloud", "redis", "instances", "describe", o.redis_instance, f"--region={o.region}",
+                               "--format=value(host)", *p), capture="REDIS_HOST"),
+        Step("Redis port", ("gcloud", "redis", "instances", "describe", o.redis_instance, f"--region={o.region}",
+                            "--format=value(port)", *p), capture="REDIS_PORT"),
+        Step("Serverless VPC Access connector", (
+            "gcloud", "compute", "networks", "vpc-access", "connectors", "create", o.vpc_connector,
+            f"--network={o.network}", f"--region={o.region}", f"--range={o.vpc_range}", *p), exists_ok=True),
+    ]
+    if not o.image:
+        steps.append(Step("Artifact Registry repository", (
+            "gcloud", "artifacts", "repositories", "create", o.artifact_repository, "--repository-format=docker",
+            f"--location={o.region}", *p), exists_ok=True))
+    steps.append(Step("Build the image (from the repository root)", (
+        "gcloud", "builds", "submit", f"--tag={o.image_name}", *p, ".")))
+    for service, template in ((o.connector_service, CONNECTOR_TEMPLATE), (o.interceptor_service, INTERCEPTOR_TEMPLATE)):
+        path = f"{service}.service.yaml"
+        steps.append(Step(f"Cloud Run service file {path}", path=path, content=render_service(template, o)))
+        steps.append(Step(f"Deploy {service}", ("gcloud", "run", "services", "replace", path,
+                                                f"--region={o.region}", *p)))
+    steps += [
+        # `services replace` sets no IAM: desktops reach the connector without a Google identity.
+        Step(f"{o.connector_service} is public", (
+            "gcloud", "run", "services", "add-iam-policy-binding", o.connector_service, "--member=allUsers",
+            "--role=roles/run.invoker", f"--region={o.region}", *p)),
+        Step(f"{invoker_sa} may invoke {o.interceptor_service}", (
+            "gcloud", "run", "services", "add-iam-policy-binding", o.interceptor_service,
+            f"--member=serviceAccount:{invoker_sa}", "--role=roles/run.invoker", f"--region={o.region}", *p)),
+        Step("Project number", ("gcloud", "projects", "describe", o.project, "--format=value(projectNumber)"),
+             capture="PROJECT_NUMBER"),
+        # Pub/Sub's service agent mints the push's OIDC token as the invoker account.
+        Step("Pub/Sub may sign push tokens as the invoker", (
+            "gcloud", "iam", "service-accounts", "add-iam-policy-binding", invoker_sa,
+            "--member=serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com",
+            "--role=roles/iam.serviceAccountTokenCreator", *p)),
+    ]
+    for kind in EVENT_KINDS:
+        steps.append(Step(f"Topic for {kind}", ("gcloud", "pubsub", "topics", "create", PUBSUB_NAMES[kind][0], *p),
+                          exists_ok=True))
+    steps.append(Step("Conversation profile: publish the four notifications to the topics, in JSON", (
+        "python", "manage.py", CONVERSATION_PROFILE_COMMAND,
+        f"--conversation-profile={o.conversation_profile or 'PROFILE_ID'}", f"--project={o.project}",
+        *(f"--{kind}-topic=projects/{o.project}/topics/{PUBSUB_NAMES[kind][0]}" for kind in EVENT_KINDS),
+        "--message-format=JSON"), manage=True, needs_command=CONVERSATION_PROFILE_COMMAND))
+    steps.append(Step("Interceptor URL", (
+        "gcloud", "run", "services", "describe", o.interceptor_service, f"--region={o.region}",
+        "--format=value(status.url)", *p), capture="INTERCEPTOR_URL"))
+    for kind in EVENT_KINDS:
+        topic, subscription = PUBSUB_NAMES[kind]
+        steps.append(Step(f"Push subscription for {kind}", (
+            "gcloud", "pubsub", "subscriptions", "create", subscription, f"--topic={topic}",
+            f"--push-endpoint=${{INTERCEPTOR_URL}}/{kind}", f"--push-auth-service-account={invoker_sa}",
+            "--expiration-period=never", *p), exists_ok=True))
+    return steps
+
+
+def connector_environment(options: Options) -> dict[str, str]:
+    """The connector's variables beyond role, project, region and Redis: identity providers and origins."""
+    environment: dict[str, str] = {}
+    if options.auth_option:
+        environment["AUTH_OPTION"] = options.auth_option
+    if options.app_auth_option:
+        environment["APP_AUTH_OPTION"] = options.app_auth_option
+    environment.update(options.provider_settings)
+    if options.allowed_origins:
+        environment["CORS_ALLOWED_ORIGINS"] = ",".join(options.allowed_origins)
+    environment.update(options.extra_env)
+    return environment
+
+
+def render_service(template: Path, options: Options) -> str:
+    """``template`` with every placeholder filled; captured values stay ``${NAME}`` references."""
+    values = {
+        "PROJECT": options.project, "REGION": options.region, "IMAGE": options.image_name,
+        "VPC_CONNECTOR": options.vpc_connector, "JWT_SECRET": options.jwt_secret,
+        "MIN_INSTANCES": str(options.min_instances),
+        "CONNECTOR_SERVICE": options.connector_service, "INTERCEPTOR_SERVICE": options.interceptor_service,
+        "CONNECTOR_SERVICE_ACCOUNT": options.account(options.connector_service),
+        "INTERCEPTOR_SERVICE_ACCOUNT": options.account(options.interceptor_service),
+        "INVOKER_SERVICE_ACCOUNT": options.account(options.invoker_account_name),
+    }
+    lists = {"CONNECTOR_ENV": connector_environment(options)}
+
+    def entries(match: re.Match[str]) -> str:
+        indent = match["indent"]
+        return "".join(f"{indent}- name: {name}\n{indent}  value: {json.dumps(value)}\n"
+                       for name, value in lists[match["name"]].items())
+
+    text = _LIST_LINE.sub(entries, template.read_text(encoding="utf-8"))
+    # Comments explain the template; the rendered copy goes into a heredoc, where any "$" would expand.
+    text = "".join(line for line in text.splitlines(keepends=True) if not line.lstrip().startswith("#"))
+    quoted = {name: json.dumps(value) for name, value in values.items()}
+    # Captured values: a quoted reference the shell (heredoc) or the executor fills in.
+    quoted.update({name: f'"${{{name}}}"' for name in ("REDIS_HOST", "REDIS_PORT")})
+    try:
+        return string.Template(text).substitute(quoted)
+    except (KeyError, ValueError) as error:
+        raise PlanError(f"{template.name} has a placeholder the plan does not fill: {error}") from None
+
+
+def references(text: str) -> set[str]:
+    """The captured variables ``text`` refers to as ``${NAME}``."""
+    return set(_REFERENCE.findall(text))
+
+
+def _validate(options: Options) -> None:
+    if not options.project:
+        raise PlanError("no project: pass --project or set GCP_PROJECT_ID")
+    if not options.region:
+        raise PlanError("no region: pass --region or set SERVICE_REGION")
+    if options.auth_option == "Skip":
+        raise PlanError("AUTH_OPTION=Skip is for development only; choose the desktops' identity provider")
+    if "*" in options.allowed_origins:
+        raise PlanError("allowed origins may not contain '*' outside development mode; list the desktop origins")
+    texts = [value for value in vars(options).values() if isinstance(value, str)]
+    texts += list(options.allowed_origins) + [f"{k}={v}" for k, v in {**options.provider_settings,
+                                                                      **options.extra_env}.items()]
+    for text in texts:
+        if _UNSAFE.search(text):
+            raise PlanError(f"{text!r} contains a quote, '$', '`', a backslash or a line break; the plan cannot "
+                            "carry it safely")

@@ -1,0 +1,77 @@
+"""Health endpoints for every role: ``/healthz`` (the process answers) and ``/readyz`` (it can do its job).
+
+Cloud Run's startup probe asks ``/readyz`` and its liveness probe ``/healthz``
+(``deploy/*.yaml``). Readiness means: the settings pass the start-up checks,
+Redis answers a PING within ``REDIS_TIMEOUT_SECONDS`` when ``REDISHOST`` is set,
+and, on a process that signs tokens, the signing secret is loaded. The answer
+names each check and, for a failed one, the reason; never a secret value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core import checks
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.http import require_safe
+
+from connector import jwt_secret
+from events import redis_client
+
+# A probe must answer well within Cloud Run's probe timeout (1 s by default, 2 s in deploy/).
+REDIS_TIMEOUT_SECONDS = 1.0
+OK = "ok"
+NOT_CONFIGURED = "not configured"
+
+
+@require_safe
+async def healthz(request: HttpRequest) -> HttpResponse:
+    """200 ``ok`` while the process serves requests; nothing else is consulted."""
+    return HttpResponse("ok", content_type="text/plain; charset=utf-8")
+
+
+@require_safe
+async def readyz(request: HttpRequest) -> JsonResponse:
+    """200 ``{"status": "ready", "checks": {...}}``, or 503 ``{"status": "unavailable", ...}`` naming what failed."""
+    results = {"settings": await sync_to_async(_settings_check, thread_sensitive=False)()}
+    results["redis"] = await _redis_check()
+    if settings.SERVICE_ROLE != "interceptor":
+        results["signing_secret"] = await sync_to_async(_signing_secret_check, thread_sensitive=False)()
+    ready = all(value in (OK, NOT_CONFIGURED) for value in results.values())
+    return JsonResponse(
+        {"status": "ready" if ready else "unavailable", "checks": results},
+        status=200 if ready else 503,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _settings_check() -> str:
+    """``ok``, or the ids of the start-up checks that fail (their messages may quote setting values)."""
+    messages = checks.run_checks(include_deployment_checks=False)
+    failed = sorted({m.id or "unknown" for m in messages if m.is_serious() and not m.is_silenced()})
+    return OK if not failed else "failed: " + ", ".join(failed)
+
+
+async def _redis_check() -> str:
+    """``ok`` when Redis answers PING in time, ``not configured`` without ``REDISHOST``."""
+    if not redis_client.is_configured():
+        return NOT_CONFIGURED
+    try:
+        await asyncio.wait_for(redis_client.get_redis().ping(), timeout=REDIS_TIMEOUT_SECONDS)
+    except asyncio.TimeoutError:
+        return f"failed: no answer within {REDIS_TIMEOUT_SECONDS:g} s"
+    except Exception as error:  # any client or socket error means "not reachable"; the class name says which
+        return f"failed: {error.__class__.__name__}"
+    return OK
+
+
+def _signing_secret_check() -> str:
+    """``ok`` once the signing secret is loaded (it is read once and cached, as at start-up)."""
+    try:
+        jwt_secret.describe_source()
+    except jwt_secret.SecretUnavailable:
+        # The start-up check (aa_site.E005) carries the full reason; here only the fact.
+        return "failed: the JWT signing secret is unavailable (see aa_site.E005 at start-up)"
+    return OK

@@ -1,0 +1,221 @@
+"""``manage.py deploy_plan``: the deployment tutorial's commands, printed in order or run one by one."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management import get_commands
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from aa_site import deployment
+from aa_site.deployment import Options, PlanError, Step
+
+REPOSITORY = Path(__file__).resolve().parents[3]
+_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_EXISTS = re.compile(r"already exists|ALREADY_EXISTS", re.IGNORECASE)
+
+
+class Command(BaseCommand):
+    # An operator tool: the serving checks (REDISHOST, secrets...) do not apply to it.
+    requires_system_checks: list[str] = []
+    help = (
+        "Print every command of the deployment, in order, filled in from settings and flags: APIs, the "
+        "administrator's and runtime service accounts' roles, the JWT secret, Redis, the VPC connector, the image, "
+        "both Cloud Run services (from deploy/*.yaml, with /readyz and /healthz probes), the invoker, topics, the "
+        "conversation profile and the push subscriptions. The output is a shell script. With --execute, run the "
+        "steps one by one through gcloud, stopping at the first failure."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--project", help="Google Cloud project (default GCP_PROJECT_ID)")
+        parser.add_argument("--region", help="region of every resource (default SERVICE_REGION)")
+        parser.add_argument("--admin-account", default="", help="the human administrator to grant the roles to")
+        parser.add_argument("--image", default="", help="image to deploy (default: built into Artifact Registry)")
+        parser.add_argument("--redis-instance", default="aa-redis", help="Memorystore instance id (default aa-redis)")
+        parser.add_argument("--redis-size", type=int, default=1, help="Memorystore size in GB (default 1)")
+        parser.add_argument("--network", default="default", help="VPC network for Redis and the connector")
+        parser.add_argument("--vpc-connector", default="aa-vpc", help="Serverless VPC Access connector name")
+        parser.add_argument("--vpc-range", default="10.8.0.0/28", help="the connector's unused /28 range")
+        parser.add_argument("--jwt-secret", help="Secret Manager secret id (default JWT_SECRET_NAME or aa-jwt-secret)")
+        parser.add_argument("--auth-option", help="identity provider for /register (default AUTH_OPTION)")
+        parser.add_argument("--app-auth-option", help="provider for /register-app (default APP_AUTH_OPTION)")
+        parser.add_argument("--allowed-origins", help="comma-separated desktop origins (default CORS_ALLOWED_ORIGINS)")
+        parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                            help="another connector variable (repeatable); never put a secret here")
+        parser.add_argument("--conversation-profile", default="", help="the conversation profile id to configure")
+        parser.add_argument("--min-instances", type=int, default=1, help="minimum instances per service (default 1)")
+        parser.add_argument("--execute", action="store_true", help="run the steps (needs gcloud on PATH)")
+        parser.add_argument("--from-step", type=int, default=1, metavar="N",
+                            help="with --execute, start at step N (earlier read-only look-ups still run)")
+        parser.add_argument("--work-dir", type=Path, help="with --execute, where the service files are written")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        """Build the plan; print it, or run it."""
+        try:
+            steps = deployment.build_plan(_options(options))
+        except PlanError as error:
+            raise CommandError(str(error)) from None
+        if not options["execute"]:
+            self.stdout.write(render_script(steps, header=_header(options)))
+            return
+        if not 1 <= options["from_step"] <= len(steps):
+            raise CommandError(f"--from-step must be between 1 and {len(steps)}")
+        gcloud = shutil.which("gcloud")
+        if gcloud is None:
+            raise CommandError("gcloud is not on PATH: install the Google Cloud CLI, or run the printed plan yourself")
+        work_dir = options["work_dir"] or Path(tempfile.mkdtemp(prefix="aa-deploy-"))
+        Executor(self, gcloud=gcloud, work_dir=work_dir).run(steps, first=options["from_step"])
+
+
+def _options(options: dict[str, Any]) -> Options:
+    """The plan's inputs: flags first, then settings."""
+    auth_option = options["auth_option"] if options["auth_option"] is not None else settings.AUTH_OPTION
+    app_auth_option = options["app_auth_option"] if options["app_auth_option"] is not None \
+        else settings.APP_AUTH_OPTION
+    provider_settings = {}
+    for name in (*deployment.PROVIDER_SETTINGS.get(auth_option, ()),
+                 *deployment.APP_PROVIDER_SETTINGS.get(app_auth_option, ())):
+        if getattr(settings, name):
+            provider_settings[name] = str(getattr(settings, name))
+    origins = options["allowed_origins"]
+    allowed = tuple(o.strip() for o in origins.split(",") if o.strip()) if origins is not None \
+        else tuple(settings.CORS_ALLOWED_ORIGINS) + (("*",) if settings.CORS_ALLOW_ALL_ORIGINS else ())
+    extra = {}
+    for item in options["env"]:
+        name, separator, value = item.partition("=")
+        if not separator or not _ENV_NAME.match(name):
+            raise CommandError(f"--env {item!r} is not NAME=VALUE with an upper-case NAME")
+        if name in deployment.TEMPLATE_VARIABLES:
+            raise CommandError(f"--env {name} is set by the service templates (deploy/*.yaml) already")
+        extra[name] = value
+    for setting in (deployment.REQUIRED_PROVIDER_SETTINGS.get(auth_option, ())
+                    + deployment.REQUIRED_APP_PROVIDER_SETTINGS.get(app_auth_option, ())):
+        if setting not in provider_settings and setting not in extra:
+            raise CommandError(f"{setting} is required by the identity provider chosen: set it or pass "
+                               f"--env {setting}=...")
+    if options["redis_size"] < 1 or options["min_instances"] < 0:
+        raise CommandError("--redis-size must be at least 1 and --min-instances at least 0")
+    return Options(
+        project=options["project"] or settings.GCP_PROJECT_ID,
+        region=options["region"] or settings.SERVICE_REGION,
+        admin_account=options["admin_account"],
+        image=options["image"],
+        redis_instance=options["redis_instance"],
+        redis_size_gb=options["redis_size"],
+        network=options["network"],
+        vpc_connector=options["vpc_connector"],
+        vpc_range=options["vpc_range"],
+        jwt_secret=options["jwt_secret"] or settings.JWT_SECRET_NAME or "aa-jwt-secret",
+        auth_option=auth_option,
+        app_auth_option=app_auth_option,
+        provider_settings=provider_settings,
+        allowed_origins=allowed,
+        extra_env=extra,
+        conversation_profile=options["conversation_profile"],
+        min_instances=options["min_instances"],
+    )
+
+
+def _header(options: dict[str, Any]) -> str:
+    return (
+        "#!/usr/bin/env bash\n"
+        "# aa-backend deployment, generated by `python manage.py deploy_plan`. Run from the repository root,\n"
+        "# as the administrator (gcloud auth login; gcloud auth application-default login for manage.py steps).\n"
+        "set -euo pipefail\n"
+    )
+
+
+def shell_word(argument: str) -> str:
+    """``argument`` quoted for the shell; captured ``${NAME}`` references stay expandable."""
+    if deployment.references(argument):
+        return f'"{argument}"'  # build_plan refused '"', '$', '`' and '\\' in every value
+    return shlex.quote(argument)
+
+
+def render_script(steps: list[Step], *, header: str) -> str:
+    """The plan as a bash script: one numbered comment per step, then its command, capture or file."""
+    lines = [header]
+    for number, step in enumerate(steps, 1):
+        lines.append(f"\n# {number}. {step.title}" + ("  (may already exist)" if step.exists_ok else ""))
+        if step.needs_command:
+            lines.append(f"# Needs `manage.py {step.needs_command}`, which a later change adds.")
+        if step.path is not None:
+            lines.append(f"cat > {shlex.quote(step.path)} <<EOF\n{step.content}EOF")
+            continue
+        command = " ".join(shell_word(argument) for argument in step.argv)
+        lines.append(f"{step.capture}=$({command})" if step.capture else command)
+    return "\n".join(lines) + "\n"
+
+
+class Executor:
+    """Runs steps in order through subprocess; stops at the first failure saying how to go on."""
+
+    def __init__(self, command: BaseCommand, *, gcloud: str, work_dir: Path) -> None:
+        self.command = command
+        self.gcloud = gcloud
+        self.work_dir = work_dir
+        self.values: dict[str, str] = {}
+
+    def run(self, steps: list[Step], *, first: int) -> None:
+        """Steps ``first`` to the end; before ``first`` only the captures (read-only look-ups) run again."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        for number, step in enumerate(steps, 1):
+            if number < first and not step.capture:
+                continue
+            self.command.stdout.write(f"[{number}/{len(steps)}] {step.title}")
+            self._run(number, step)
+        self.command.stdout.write(f"Done: {len(steps)} steps.")
+
+    def _run(self, number: int, step: Step) -> None:
+        if step.path is not None:
+            assert step.content is not None
+            (self.work_dir / step.path).write_text(self._fill(step.content, quoted=True), encoding="utf-8")
+            return
+        if step.needs_command and step.needs_command not in get_commands():
+            self.command.stdout.write(f"  not run: manage.py {step.needs_command} does not exist yet; run it "
+                                      "yourself once it does:\n  " + " ".join(map(shlex.quote, step.argv)))
+            return
+        argv = [self._fill(argument, quoted=False) for argument in step.argv]
+        if step.manage:
+            argv = [sys.executable, *argv[1:]]
+        elif argv[0] == "gcloud":
+            argv[0] = self.gcloud
+        # The service files are named relative to the work directory; the build runs in the repository.
+        cwd = REPOSITORY if step.manage or "builds" in step.argv else self.work_dir
+        result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+        if result.returncode != 0:
+            if step.exists_ok and _EXISTS.search(result.stderr):
+                self.command.stdout.write("  already exists; continuing")
+                return
+            raise CommandError(
+                f"step {number} ({step.title}) failed with exit code {result.returncode}:\n"
+                f"{_tail(result.stderr or result.stdout)}\n"
+                f"Fix the cause, then continue with: python manage.py deploy_plan <same flags> --execute "
+                f"--from-step {number}"
+            )
+        if step.capture:
+            value = result.stdout.strip()
+            if not value or deployment._UNSAFE.search(value):
+                raise CommandError(f"step {number} ({step.title}) printed {value!r}, not a usable value for "
+                                   f"{step.capture}; check the resource, then re-run with --from-step {number}")
+            self.values[step.capture] = value
+
+    def _fill(self, text: str, *, quoted: bool) -> str:
+        """``text`` with each ``${NAME}`` replaced by its captured value (inside a quoted YAML string or bare)."""
+        for name in deployment.references(text):
+            if name not in self.values:
+                raise CommandError(f"{name} was not captured before it was needed")
+            text = text.replace(f"${{{name}}}", self.values[name])
+        return text
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])

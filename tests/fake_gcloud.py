@@ -1,0 +1,59 @@
+"""A fake ``gcloud`` executable for ``deploy_plan --execute``: records each call, answers look-ups, fails on demand.
+
+``install(directory)`` writes the script as ``directory/gcloud``; put the
+directory first on ``PATH``. Each call appends one JSON line to
+``$FAKE_GCLOUD_LOG``: the arguments, the working directory, and for
+``run services replace FILE`` the file's content. ``describe`` calls print the
+values below. ``FAKE_GCLOUD_FAIL_AT=N`` makes the Nth call fail (exit 1);
+``FAKE_GCLOUD_EXISTS_AT=N`` makes it fail the way gcloud reports an existing resource.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+REDIS_HOST = "10.0.0.3"
+REDIS_PORT = "6379"
+PROJECT_NUMBER = "123456789012"
+INTERCEPTOR_URL = "https://cloud-pubsub-interceptor-abc123-ew.a.run.app"
+
+SCRIPT = '''#!{python}
+import json, os, sys
+from pathlib import Path
+log = Path(os.environ["FAKE_GCLOUD_LOG"])
+arguments = sys.argv[1:]
+call = {{"argv": arguments, "cwd": os.getcwd()}}
+if arguments[:3] == ["run", "services", "replace"]:
+    call["file"] = (Path(os.getcwd()) / arguments[3]).read_text()
+with log.open("a") as stream:
+    stream.write(json.dumps(call) + "\\n")
+number = len(log.read_text().splitlines())
+if os.environ.get("FAKE_GCLOUD_FAIL_AT") == str(number):
+    sys.stderr.write("ERROR: (gcloud.fake) PERMISSION_DENIED: the fake refuses call %d\\n" % number)
+    sys.exit(1)
+if os.environ.get("FAKE_GCLOUD_EXISTS_AT") == str(number):
+    sys.stderr.write("ERROR: (gcloud.fake) Resource in projects [p] is the subject of a conflict: already exists\\n")
+    sys.exit(1)
+answers = {{"--format=value(host)": {host!r}, "--format=value(port)": {port!r},
+           "--format=value(projectNumber)": {number!r}, "--format=value(status.url)": {url!r}}}
+for argument in arguments:
+    if argument in answers:
+        print(answers[argument])
+'''
+
+
+def install(directory: Path) -> Path:
+    """Write the fake as ``directory/gcloud`` (executable) and return its path."""
+    path = directory / "gcloud"
+    path.write_text(SCRIPT.format(python=sys.executable, host=REDIS_HOST, port=REDIS_PORT, number=PROJECT_NUMBER,
+                                  url=INTERCEPTOR_URL))
+    path.chmod(0o755)
+    return path
+
+
+def calls(log: Path) -> list[dict[str, Any]]:
+    """The recorded calls, in order."""
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []

@@ -1,0 +1,82 @@
+"""``/healthz`` and ``/readyz`` on every role: real daphne processes, a private Redis that the test stops."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis as redis_lib
+from channels.testing import HttpCommunicator
+
+from aa_site.asgi import application
+from tests import processes
+
+RESPONSE_TIMEOUT = 10.0
+
+
+async def get(path: str, *, method: str = "GET") -> dict[str, Any]:
+    """One request to the in-process ``application``."""
+    return await HttpCommunicator(application, method, path).get_response(timeout=RESPONSE_TIMEOUT)
+
+
+@pytest.mark.parametrize("role", ["connector", "interceptor"])
+def test_ready_then_unavailable_when_redis_stops_while_alive_stays_ok(role: str) -> None:
+    """Ready with Redis up; 503 naming the redis check within the short timeout once it stops; /healthz stays 200."""
+    with processes.redis_server(private=True) as redis, processes.daphne_server(role=role, redis=redis) as server:
+        with httpx.Client(base_url=server.http_url, timeout=RESPONSE_TIMEOUT) as client:
+            alive = client.get("/healthz")
+            assert (alive.status_code, alive.text) == (200, "ok")
+            assert alive.headers["content-type"].startswith("text/plain")
+            ready = client.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            expected = {"settings": "ok", "redis": "ok"}
+            if role == "connector":
+                expected["signing_secret"] = "ok"
+            assert ready.json() == {"status": "ready", "checks": expected}
+            assert processes.TEST_JWT_SECRET not in ready.text
+            # Stop the private Redis the way an outage looks: the server is gone, the port refuses.
+            redis_lib.Redis(host=redis.host, port=redis.port).shutdown(nosave=True)
+            down = client.get("/readyz")
+            assert down.status_code == 503, down.text
+            body = down.json()
+            assert body["status"] == "unavailable"
+            assert body["checks"]["redis"].startswith("failed: ")
+            assert body["checks"]["settings"] == "ok"
+            assert down.elapsed.total_seconds() < 5
+            assert client.get("/healthz").status_code == 200
+        assert "Traceback" not in server.log()
+
+
+async def test_signing_secret_missing_makes_a_connector_unready(production_settings: Any, tmp_path: Path) -> None:
+    """No secret in production: 503, the secret check and the start-up check id named, no values shown."""
+    production_settings.JWT_SECRET_KEY = ""
+    production_settings.JWT_SECRET_NAME = ""
+    production_settings.JWT_SECRET_KEY_FILE = str(tmp_path / "absent")
+    response = await get("/readyz")
+    assert response["status"] == 503
+    checks = json.loads(response["body"])["checks"]
+    assert checks["signing_secret"].startswith("failed")
+    assert "aa_site.E005" in checks["settings"]
+
+
+async def test_short_secret_is_reported_without_its_value(production_settings: Any) -> None:
+    production_settings.JWT_SECRET_KEY = "short-secret-value"
+    response = await get("/readyz")
+    assert response["status"] == 503
+    assert b"short-secret-value" not in response["body"]
+
+
+async def test_interceptor_role_does_not_check_a_signing_secret(settings: Any, tmp_path: Path) -> None:
+    """An interceptor never signs: no signing_secret check, ready with Redis up."""
+    settings.SERVICE_ROLE = "interceptor"
+    response = await get("/readyz")
+    assert response["status"] == 200, response["body"]
+    assert "signing_secret" not in json.loads(response["body"])["checks"]
+
+
+async def test_health_answers_only_get_and_head() -> None:
+    assert (await get("/healthz", method="POST"))["status"] == 405
+    assert (await get("/readyz", method="HEAD"))["status"] == 200
