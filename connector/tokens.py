@@ -5,6 +5,9 @@ Built on djangorestframework-simplejwt's ``Token`` machinery with our own
 secrets are read at start-up instead of at import as simplejwt's module-level
 backend would. Claims: the contract's ``exp``, ``gcp_agent_assist_project``
 and ``gcp_agent_assist_user``, plus simplejwt's ``token_type``, ``iat`` and ``jti``.
+Once the signature is verified, every claim present must have its JSON type
+and range (``check_claim_types``) before PyJWT and simplejwt look at it, so a
+correctly signed but malformed token is refused like any other.
 
 Rotation: new tokens are always signed with the current secret; a token
 signed with the previous secret (``JWT_PREVIOUS_SECRET_*``) is accepted
@@ -14,6 +17,9 @@ secret changes. Remove it once the longest token lifetime has passed.
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -32,6 +38,15 @@ PROJECT_CLAIM = "gcp_agent_assist_project"
 USER_CLAIM = "gcp_agent_assist_user"
 MISSING_TOKEN_MESSAGE = "Token is missing."
 INVALID_TOKEN_MESSAGE = "Token is invalid"  # simplejwt's own wording, so every refusal reads the same
+# Longest gcp_agent_assist_user a token may carry (and /register may be asked to put in one).
+MAX_USER_LENGTH = 256
+# NumericDate claims (RFC 7519): seconds since 1970 up to the last second of 9999, the range datetime can hold.
+_TIME_CLAIMS = ("exp", "iat", "nbf")
+_LATEST_TIME = 253402300799
+# String claims and their longest accepted length.
+_TEXT_CLAIMS = {PROJECT_CLAIM: 256, USER_CLAIM: MAX_USER_LENGTH, "token_type": 64, "jti": 256}
+
+logger = logging.getLogger(__name__)
 
 # Only checks which secret signed a token; RotatingTokenBackend then verifies it in full.
 _SIGNATURE_CHECK = jwt.PyJWS()
@@ -61,20 +76,66 @@ class RotatingTokenBackend(TokenBackend):
         """The token's claims, verified with the secret that signed it; ``TokenBackendError`` otherwise."""
         if not verify:
             return super().decode(token, verify=False)
+        secret, payload = self._secret_that_signed(token)
+        # Before PyJWT and simplejwt read the claims: they raise TypeError or OverflowError
+        # (a 500) on an exp of "123", 10**20 or Infinity.
+        check_claim_types(payload)
         # simplejwt's own decode (claims, expiry, errors) with the one key that matches.
-        return TokenBackend(ALGORITHM, signing_key=self._secret_that_signed(token)).decode(token)
+        return TokenBackend(ALGORITHM, signing_key=secret).decode(token)
 
-    def _secret_that_signed(self, token: str | bytes) -> str:
+    def _secret_that_signed(self, token: str | bytes) -> tuple[str, bytes]:
+        """The secret whose signature ``token`` carries, and the payload it signed."""
         for secret in self.secrets:
             try:
-                _SIGNATURE_CHECK.decode_complete(token, secret, algorithms=[ALGORITHM])
+                payload = _SIGNATURE_CHECK.decode(token, secret, algorithms=[ALGORITHM])
             except jwt.InvalidSignatureError:
                 continue
             except jwt.InvalidTokenError as error:
                 # Malformed, or another algorithm (alg none, HS512, RS256): no key can make it valid.
                 raise TokenBackendError(INVALID_TOKEN_MESSAGE) from error
-            return secret
+            return secret, payload
         raise TokenBackendError(INVALID_TOKEN_MESSAGE)
+
+
+def check_claim_types(payload: bytes) -> None:
+    """Raise ``TokenError`` naming the first claim present with the wrong JSON type or out of range.
+
+    A payload that is not a JSON object is left to PyJWT, which refuses it.
+    """
+    try:
+        claims = json.loads(payload)
+    except ValueError:
+        return
+    if not isinstance(claims, dict):
+        return
+    for claim in _TIME_CLAIMS:
+        value = claims.get(claim)
+        # bool is an int to Python, but JSON true is not a NumericDate.
+        if claim in claims and not (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and 0 <= value <= _LATEST_TIME
+        ):
+            raise TokenError(f"Token has an invalid {claim} claim")
+    for claim, longest in _TEXT_CLAIMS.items():
+        value = claims.get(claim)
+        if claim in claims and not (isinstance(value, str) and len(value) <= longest and _encodable(value)):
+            raise TokenError(f"Token has an invalid {claim} claim")
+
+
+def is_usable_user(user: str) -> bool:
+    """Whether a token may carry ``user``: at most ``MAX_USER_LENGTH`` characters that UTF-8 can encode."""
+    return len(user) <= MAX_USER_LENGTH and _encodable(user)
+
+
+def _encodable(text: str) -> bool:
+    """False for a lone surrogate (a JSON "\\ud800" escape), which no UTF-8 log line or frame can carry."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class AgentAssistToken(Token):
@@ -122,4 +183,9 @@ def validate_token(raw: str | None) -> DesktopIdentity:
         validated = AgentAssistToken(token)  # type: ignore[arg-type]
     except TokenError as error:
         raise InvalidToken(str(error.args[0]) if error.args else INVALID_TOKEN_MESSAGE) from None
+    except (TypeError, ValueError, OverflowError) as error:
+        # check_claim_types should leave nothing that PyJWT or simplejwt crash on; should a library
+        # change still do so, the client gets a 401, and the log says which error (never the token).
+        logger.error("A token check raised %s; the token was refused", error.__class__.__name__)
+        raise InvalidToken(INVALID_TOKEN_MESSAGE) from None
     return DesktopIdentity(project=validated[PROJECT_CLAIM], user=str(validated.get(USER_CLAIM, "")))

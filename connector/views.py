@@ -47,9 +47,13 @@ async def _register(request: HttpRequest, setting: str) -> HttpResponse:
     body = json_object(request.body)
     if body is None:
         return message_response(400, "The request body must be a JSON object (or empty).")
-    user = body.get("gcp_agent_assist_user", "")
-    if not isinstance(user, str):
+    named = body.get("gcp_agent_assist_user", "")
+    if not isinstance(named, str):
         return message_response(400, "gcp_agent_assist_user must be a string.")
+    if not tokens.is_usable_user(named):
+        return message_response(
+            400, f"gcp_agent_assist_user must be UTF-8 text of at most {tokens.MAX_USER_LENGTH} characters."
+        )
     try:
         identity = await provider.authenticate(token=request.headers.get("Authorization", ""), body=body)
     except TokenRejected:
@@ -57,4 +61,14 @@ async def _register(request: HttpRequest, setting: str) -> HttpResponse:
     except ProviderUnavailable as error:
         logger.warning("Identity provider %s could not judge a token: %s", provider.name, error)
         return message_response(503, f"The identity provider {provider.name} is unavailable; the token was not judged.")
-    return JsonResponse({"token": tokens.issue_token(user=user or identity.user)})
+    if not tokens.is_usable_user(identity.user):
+        # validate_token would refuse a token carrying it: answer as for any unusable provider answer.
+        logger.warning(
+            "Identity provider %s named a user that is not UTF-8 text of at most %d characters",
+            provider.name,
+            tokens.MAX_USER_LENGTH,
+        )
+        return message_response(503, f"The identity provider {provider.name} named a user this service cannot use.")
+    # The identity the provider verified wins; the body may name the user only when the provider names none
+    # (Skip, Five9), else any desktop could register as anyone its provider vouches for.
+    return JsonResponse({"token": tokens.issue_token(user=identity.user or named)})

@@ -8,4 +8,5 @@ cd "$ROOT"
 export DEVELOPMENT_MODE="${DEVELOPMENT_MODE:-true}"
 export AUTH_OPTION="${AUTH_OPTION-Skip}"
 export CORS_ALLOWED_ORIGINS="${CORS_ALLOWED_ORIGINS:-*}"
-exec "$VENV/bin/daphne" -b "${BIND:-127.0.0.1}" -p "${PORT:-8080}" aa_site.asgi:application
+# aa_site.serve: daphne with an access log that leaves out query strings (as the image runs it).
+exec "$VENV/bin/python" -m aa_site.serve -b "${BIND:-127.0.0.1}" -p "${PORT:-8080}" aa_site.asgi:application

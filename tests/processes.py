@@ -20,8 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-TEST_JWT_SECRET = "test-signing-secret-0123456789-abcdefghijklmnop"
+# Random (secrets.token_urlsafe): the servers run in production mode, which refuses predictable secrets.
+TEST_JWT_SECRET = "test-jwt-8z4bVNBnYh2NqrUHmWKXJh-uUTmcO1Qbzoa_WeAmpS1m"
 TEST_PROJECT = "test-project"
+# The module the Dockerfile's CMD and scripts/run-local.sh run (daphne's CLI, path-only access log).
+SERVE_MODULE = "aa_site.serve"
 
 
 def free_port() -> int:
@@ -122,13 +125,14 @@ def server_environment(*, role: str, redis: RedisAddress | None, **extra: str) -
 def daphne_server(
     *, role: str, redis: RedisAddress | None, cwd: Path = REPOSITORY, **extra: str
 ) -> Iterator[Server]:
-    """Run ``daphne aa_site.asgi:application`` (from ``cwd``) on a free loopback port until the block ends."""
+    """Run ``python -m aa_site.serve aa_site.asgi:application`` (the image's command, from ``cwd``) on a free
+    loopback port until the block ends."""
     port = free_port()
     with tempfile.NamedTemporaryFile(prefix=f"aa-{role}-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "aa_site.asgi:application"],
+            [sys.executable, "-m", SERVE_MODULE, "-b", "127.0.0.1", "-p", str(port), "aa_site.asgi:application"],
             cwd=cwd,
             env=server_environment(role=role, redis=redis, **extra),
             stdout=log_file,
@@ -154,7 +158,7 @@ def daphne_server(
 def daphne_exit(
     *, role: str, redis: RedisAddress | None, without: tuple[str, ...] = (), timeout: float = 60.0, **extra: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run daphne that is expected to refuse to start; return its exit code, stdout and stderr.
+    """Run the server (as ``daphne_server`` does), expected to refuse to start; return its exit code and output.
 
     ``without`` names variables removed from the environment ``server_environment`` builds.
     """
@@ -162,7 +166,7 @@ def daphne_exit(
     for name in without:
         environment.pop(name, None)
     return subprocess.run(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(free_port()), "aa_site.asgi:application"],
+        [sys.executable, "-m", SERVE_MODULE, "-b", "127.0.0.1", "-p", str(free_port()), "aa_site.asgi:application"],
         cwd=REPOSITORY,
         env=environment,
         capture_output=True,

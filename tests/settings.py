@@ -10,7 +10,7 @@ import os
 os.environ.setdefault("DEVELOPMENT_MODE", "true")
 os.environ.setdefault("GCP_PROJECT_ID", "test-project")
 os.environ.setdefault("AUTH_OPTION", "Skip")
-os.environ.setdefault("JWT_SECRET_KEY", "test-signing-secret-0123456789-abcdefghijklmnop")
+os.environ.setdefault("JWT_SECRET_KEY", "test-jwt-8z4bVNBnYh2NqrUHmWKXJh-uUTmcO1Qbzoa_WeAmpS1m")
 # Tests register far more often than 30 times a minute from 127.0.0.1; the daphne processes
 # of tests/processes.py inherit this too. tests/test_ratelimit.py sets its own limits.
 os.environ.setdefault("REGISTER_RATE_LIMIT", "off")

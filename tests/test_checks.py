@@ -54,7 +54,7 @@ def healthy_production(production_settings: Any, tmp_path: Path) -> Any:
     production_settings.CORS_ALLOW_ALL_ORIGINS = False
     production_settings.ENVIRONMENT_PROBLEMS = []
     production_settings.JWT_SECRET_NAME = ""
-    production_settings.JWT_SECRET_KEY = "p" * jwt_secret.MINIMUM_LENGTH
+    production_settings.JWT_SECRET_KEY = "healthy-X0kOkHlr8VSb9Nl3TlbRZSSKmIgsBhTrvsPx5lnmaosC"
     production_settings.JWT_SECRET_KEY_FILE = str(tmp_path / "absent")
     production_settings.AUTH_OPTION = f"{__name__}.ProductionProvider"
     production_settings.APP_AUTH_OPTION = ""
@@ -124,6 +124,16 @@ def test_short_secret_outside_development_is_e005(healthy_production: Any) -> No
     """A too-short secret is as bad as none."""
     healthy_production.JWT_SECRET_KEY = "short"
     assert ids() == {"aa_site.E005"}
+
+
+@pytest.mark.parametrize("value", [jwt_secret.DEVELOPMENT_SECRET, "a" * 32], ids=["development_secret", "a_x32"])
+def test_weak_secret_outside_development_is_e005(healthy_production: Any, value: str) -> None:
+    """The public development secret, or 32 times "a": E005 naming the setting, with how to generate one."""
+    healthy_production.JWT_SECRET_KEY = value
+    assert ids() == {"aa_site.E005"}
+    message = only("aa_site.E005")
+    assert "JWT_SECRET_KEY" in message.msg and value not in message.msg
+    assert message.hint == jwt_secret.HINT and "secrets.token_urlsafe(48)" in message.hint
 
 
 def test_secret_name_is_e005(healthy_production: Any) -> None:

@@ -200,11 +200,39 @@ async def test_custom_provider_sees_the_header_and_body_and_names_the_user(
     assert tokens.validate_token(json_body(response)["token"]).user == "provider-user"
 
 
-async def test_body_user_takes_precedence_over_provider_user(recording_provider: type[RecordingProvider]) -> None:
-    """gcp_agent_assist_user in the body, when given, names the token's user over the provider's."""
-    body = json.dumps({"gcp_agent_assist_user": "bob"}).encode()
+async def test_provider_user_wins_over_the_body_user(recording_provider: type[RecordingProvider]) -> None:
+    """The identity the provider verified goes in the token; a gcp_agent_assist_user in the body cannot replace it."""
+    body = json.dumps({"gcp_agent_assist_user": "admin"}).encode()
     response = await request("POST", "/register", body=body, headers={"Authorization": "x"})
-    assert tokens.validate_token(json_body(response)["token"]).user == "bob"
+    assert response["status"] == 200
+    assert tokens.validate_token(json_body(response)["token"]).user == "provider-user"
+
+
+@pytest.mark.parametrize(
+    "user",
+    ["u" * (tokens.MAX_USER_LENGTH + 1), "u" * 100_000, "\ud800"],
+    ids=["one_over_the_limit", "100_KB", "lone_surrogate"],
+)
+@pytest.mark.parametrize("provider", ["Skip", f"{THIS_MODULE}.RecordingProvider"])
+async def test_register_refuses_a_body_user_over_the_limit(settings: Any, provider: str, user: str) -> None:
+    """A user no token can carry is 400 ``{"message"}`` naming the field and the limit, with either provider
+    (a 100 KB user made a 135 KB token that HTTP then dropped)."""
+    settings.AUTH_OPTION = provider
+    body = json.dumps({"gcp_agent_assist_user": user}).encode()
+    response = await request("POST", "/register", body=body, headers={"Authorization": "x"})
+    assert response["status"] == 400
+    message = json_body(response)["message"]
+    assert set(json_body(response)) == {"message"}
+    assert "gcp_agent_assist_user" in message and str(tokens.MAX_USER_LENGTH) in message
+
+
+async def test_register_with_skip_accepts_a_body_user_at_the_limit() -> None:
+    """Skip names no user, so the body's is used, up to the limit."""
+    user = "u" * tokens.MAX_USER_LENGTH
+    body = json.dumps({"gcp_agent_assist_user": user}).encode()
+    response = await request("POST", "/register", body=body, headers={"Authorization": "x"})
+    assert response["status"] == 200
+    assert tokens.validate_token(json_body(response)["token"]).user == user
 
 
 async def test_register_app_uses_the_app_provider_with_the_body(recording_provider: type[RecordingProvider]) -> None:

@@ -64,8 +64,11 @@ def test_the_image_installs_runtime_requirements_only() -> None:
 
 
 def test_the_image_runs_daphne_on_port_as_a_non_root_user() -> None:
-    """CMD serves aa_site.asgi:application on $PORT, and the final USER is not root."""
-    assert re.search(r'^CMD .*daphne .*--port \\"\$PORT\\".* aa_site\.asgi:application', DOCKERFILE, re.MULTILINE)
+    """CMD serves aa_site.asgi:application on $PORT through the module the test servers run; USER is not root."""
+    module = re.escape(processes.SERVE_MODULE)
+    assert re.search(
+        rf'^CMD .*python -m {module} .*--port \\"\$PORT\\".* aa_site\.asgi:application', DOCKERFILE, re.MULTILINE
+    )
     users = re.findall(r"^USER\s+(\S+)", DOCKERFILE, flags=re.MULTILINE)
     assert users and not users[-1].startswith(("root", "0:", "0"))
 

@@ -7,6 +7,8 @@ through the ``settings`` fixture also exercises the cache reset.
 
 from __future__ import annotations
 
+import base64
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,20 @@ import pytest
 from connector import jwt_secret
 from connector.jwt_secret import SecretUnavailable, describe_source, signing_secret
 
-STRONG = "s" * jwt_secret.MINIMUM_LENGTH + "-strong-secret"
-OTHER_STRONG = "o" * jwt_secret.MINIMUM_LENGTH + "-other-secret"
+# Fixed output of secrets.token_urlsafe: random, so they pass the entropy rule.
+STRONG = "strong-kOw0Ra8WBRMRmQ6ri1Vpg8sTTKxGCO9Gj9kl0p1UeD4o"
+OTHER_STRONG = "other-strong-xL2YummtF2oodg5ino6EDZIV8G3Epg4EpB7TnsrWAou0"
+# Weak secrets of at least MINIMUM_LENGTH characters: the kinds of mistake the entropy rule is for.
+PREDICTABLE = {
+    "one_character": "a" * 32,
+    "one_character_long": "a" * 100,
+    "two_characters": "ab" * 24,
+    "repeated_word": "secret" * 8,
+    "digits_repeated": "0123456789" * 4,
+    "alphabet": "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "keyboard_row_repeated": "qwertyuiop" * 4,
+    "hex_of_128_bits": "c10b35a7eee9df65b6be48dfa4f97319",
+}
 
 
 @pytest.fixture
@@ -94,9 +108,11 @@ def test_short_setting_refused_outside_development(production_settings: Any, sec
 def test_secret_of_minimum_length_is_accepted_outside_development(
     production_settings: Any, secret_file: Path
 ) -> None:
-    """Exactly ``MINIMUM_LENGTH`` characters is enough."""
-    production_settings.JWT_SECRET_KEY = "m" * jwt_secret.MINIMUM_LENGTH
-    assert signing_secret() == "m" * jwt_secret.MINIMUM_LENGTH
+    """Exactly ``MINIMUM_LENGTH`` random characters are enough."""
+    minimum = "QbifH6lYrZ3pPiT5aRhI_E9V9pQwAzDd"  # secrets.token_urlsafe(24)
+    assert len(minimum) == jwt_secret.MINIMUM_LENGTH
+    production_settings.JWT_SECRET_KEY = minimum
+    assert signing_secret() == minimum
 
 
 def test_short_file_refused_outside_development(production_settings: Any, secret_file: Path) -> None:
@@ -273,3 +289,107 @@ def test_describe_source_never_contains_the_secret(settings: Any, secret_file: P
     settings.JWT_PREVIOUS_SECRET_KEY = OTHER_STRONG
     assert STRONG not in describe_source()
     assert OTHER_STRONG not in (jwt_secret.describe_previous_source() or "")
+
+
+# --- weak secrets outside development mode -------------------------------------------------
+
+
+def assert_refused_with_advice(caught: pytest.ExceptionInfo, setting: str, value: str) -> None:
+    """The refusal names the setting and never shows the value; the hint start-up prints with it
+    (``HINT``, see tests/test_checks.py) says how to generate a good secret."""
+    message = str(caught.value)
+    assert setting in message
+    assert value not in message
+    assert "secrets.token_urlsafe(48)" in jwt_secret.HINT and "openssl rand -base64 48" in jwt_secret.HINT
+
+
+def test_development_secret_refused_outside_development(production_settings: Any, secret_file: Path) -> None:
+    """The public development secret as JWT_SECRET_KEY: anyone could forge tokens, so start-up stops."""
+    production_settings.JWT_SECRET_KEY = jwt_secret.DEVELOPMENT_SECRET
+    with pytest.raises(SecretUnavailable, match="development secret") as caught:
+        describe_source()
+    assert_refused_with_advice(caught, "JWT_SECRET_KEY", jwt_secret.DEVELOPMENT_SECRET)
+
+
+def test_development_secret_in_the_file_refused(production_settings: Any, secret_file: Path) -> None:
+    """The same from the mounted file, naming the file setting."""
+    secret_file.write_text(jwt_secret.DEVELOPMENT_SECRET + "\n")
+    with pytest.raises(SecretUnavailable, match="development secret") as caught:
+        describe_source()
+    assert_refused_with_advice(caught, "JWT_SECRET_KEY_FILE", jwt_secret.DEVELOPMENT_SECRET)
+
+
+def test_development_secret_as_previous_secret_refused(production_settings: Any, secret_file: Path) -> None:
+    """A previous secret verifies tokens: the development secret there would let forged tokens in."""
+    production_settings.JWT_SECRET_KEY = STRONG
+    production_settings.JWT_PREVIOUS_SECRET_KEY = jwt_secret.DEVELOPMENT_SECRET
+    with pytest.raises(SecretUnavailable, match="development secret") as caught:
+        describe_source()
+    assert_refused_with_advice(caught, "JWT_PREVIOUS_SECRET_KEY", jwt_secret.DEVELOPMENT_SECRET)
+
+
+@pytest.mark.parametrize("weak", list(PREDICTABLE))
+def test_predictable_secret_refused_outside_development(production_settings: Any, secret_file: Path, weak: str) -> None:
+    """Long enough but predictable: refused, naming the setting."""
+    value = PREDICTABLE[weak]
+    assert len(value) >= jwt_secret.MINIMUM_LENGTH
+    production_settings.JWT_SECRET_KEY = value
+    with pytest.raises(SecretUnavailable, match="too predictable") as caught:
+        describe_source()
+    assert_refused_with_advice(caught, "JWT_SECRET_KEY", value)
+
+
+def test_predictable_file_refused(production_settings: Any, secret_file: Path) -> None:
+    """A predictable mounted secret is refused, naming the file setting."""
+    secret_file.write_text("a" * 64)
+    with pytest.raises(SecretUnavailable, match="too predictable") as caught:
+        describe_source()
+    assert_refused_with_advice(caught, "JWT_SECRET_KEY_FILE", "a" * 64)
+
+
+@pytest.mark.parametrize("source", ["JWT_PREVIOUS_SECRET_KEY", "JWT_PREVIOUS_SECRET_KEY_FILE"])
+def test_predictable_previous_secret_refused(
+    production_settings: Any, secret_file: Path, previous_file: Path, source: str
+) -> None:
+    """The secret being rotated out must pass the same rule, from its setting or its file."""
+    production_settings.JWT_SECRET_KEY = STRONG
+    if source == "JWT_PREVIOUS_SECRET_KEY":
+        production_settings.JWT_PREVIOUS_SECRET_KEY = "a" * 32
+    else:
+        previous_file.write_text("a" * 32)
+    with pytest.raises(SecretUnavailable, match="too predictable") as caught:
+        describe_source()
+    assert_refused_with_advice(caught, source, "a" * 32)
+
+
+@pytest.mark.parametrize(
+    "generate",
+    [
+        pytest.param(lambda: secrets.token_urlsafe(48), id="token_urlsafe_48"),
+        pytest.param(lambda: base64.b64encode(secrets.token_bytes(48)).decode(), id="openssl_rand_base64_48"),
+        pytest.param(lambda: secrets.token_hex(32), id="hex_of_256_bits"),
+    ],
+)
+def test_generated_secrets_are_accepted(production_settings: Any, secret_file: Path, generate: Any) -> None:
+    """What the advice says to run passes the rule, with a wide margin (a fresh secret every run)."""
+    for _ in range(50):
+        value = generate()
+        assert jwt_secret.estimated_entropy_bits(value) >= 1.5 * jwt_secret.MINIMUM_ENTROPY_BITS
+    production_settings.JWT_SECRET_KEY = value
+    assert signing_secret() == value
+
+
+def test_the_suites_own_secrets_pass_the_rule() -> None:
+    """The secret the test servers run with in production mode (tests/processes.py), and this module's, pass."""
+    from tests import processes
+
+    for value in (processes.TEST_JWT_SECRET, STRONG, OTHER_STRONG):
+        assert jwt_secret.estimated_entropy_bits(value) >= jwt_secret.MINIMUM_ENTROPY_BITS, value
+
+
+@pytest.mark.parametrize("value", [jwt_secret.DEVELOPMENT_SECRET, "a" * 32])
+def test_weak_secrets_allowed_in_development(settings: Any, secret_file: Path, value: str) -> None:
+    """Development mode relaxes the strength rules (not emptiness): local runs may use any secret."""
+    settings.DEVELOPMENT_MODE = True
+    settings.JWT_SECRET_KEY = value
+    assert signing_secret() == value

@@ -94,12 +94,34 @@ async def test_register_with_an_accepted_token_returns_a_desktop_jwt(fake, setti
 
 
 @pytest.mark.parametrize("option", DESKTOPS)
-async def test_register_prefers_the_user_the_desktop_names(fake, settings, option):
-    """``gcp_agent_assist_user`` in the body is what the JWT carries, once the provider accepted the token."""
+async def test_register_keeps_the_user_the_provider_verified(fake, settings, option):
+    """A ``gcp_agent_assist_user`` in the body cannot replace the user the provider vouched for; it names the
+    user only when the provider names none (Five9)."""
     settings.AUTH_OPTION = option
-    response = await register(DESKTOPS[option][0], {"gcp_agent_assist_user": "alice"})
+    authorization, verified = DESKTOPS[option]
+    response = await register(authorization, {"gcp_agent_assist_user": "admin@example.com"})
     assert response.status_code == 200
-    assert tokens.validate_token(response.json()["token"]).user == "alice"
+    assert tokens.validate_token(response.json()["token"]).user == (verified or "admin@example.com")
+
+
+async def test_register_refuses_a_100_kb_body_user_without_asking_the_provider(fake, settings):
+    """Over the limit is 400 before the provider is called."""
+    settings.AUTH_OPTION = "Salesforce"
+    response = await register(ACCESS_TOKEN, {"gcp_agent_assist_user": "u" * 100_000})
+    assert response.status_code == 400
+    assert "gcp_agent_assist_user" in response.json()["message"]
+    assert fake.received == []
+
+
+async def test_register_with_a_provider_user_over_the_limit_is_503(fake, settings, caplog):
+    """A provider naming a user no token may carry: 503 as for any unusable provider answer, one WARNING."""
+    settings.AUTH_OPTION = "Salesforce"
+    fake.user_email = "u" * (tokens.MAX_USER_LENGTH + 1) + "@example.com"
+    response = await register(ACCESS_TOKEN)
+    assert response.status_code == 503
+    assert set(response.json()) == {"message"}
+    assert any(record.levelname == "WARNING" and "Salesforce" in record.getMessage() for record in caplog.records)
+    assert_no_secret_in(caplog.text)
 
 
 @pytest.mark.parametrize("option", DESKTOPS)

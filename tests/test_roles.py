@@ -14,6 +14,7 @@ import aiohttp
 import httpx
 import pytest
 
+from connector import jwt_secret
 from events.kinds import EventKind
 from tests import clients, processes
 from tests.clients import SocketIODesktop
@@ -175,6 +176,23 @@ def test_every_bad_setting_is_named_at_once(redis_server):
     removed = tuple(name for _, names in BAD_SETTINGS.values() for name in names)
     result = processes.daphne_exit(role="all", redis=redis_server, without=removed, **values)
     assert_refused_start(result, *BAD_SETTINGS)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("JWT_SECRET_KEY", jwt_secret.DEVELOPMENT_SECRET),
+        ("JWT_SECRET_KEY", "a" * 32),
+        ("JWT_PREVIOUS_SECRET_KEY", "a" * 32),
+    ],
+    ids=["development_secret", "a_x32", "previous_a_x32"],
+)
+def test_a_weak_secret_stops_start_up_with_exit_code_2(redis_server, setting, value):
+    """Outside development mode the public development secret or a predictable one (also rotated out) is refused,
+    naming the setting and how to generate a good one, never showing the value."""
+    result = processes.daphne_exit(role="connector", redis=redis_server, **{setting: value})
+    assert_refused_start(result, setting, "secrets.token_urlsafe(48)")
+    assert value not in result.stderr + result.stdout
 
 
 @pytest.fixture(scope="module")

@@ -131,6 +131,21 @@ def test_tokens_are_signed_with_the_secret_from_secret_manager(configured: Any, 
     assert jwt.decode(token, SECRET_VALUE, algorithms=["HS256"])[tokens.USER_CLAIM] == "alice"
 
 
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [(jwt_secret.DEVELOPMENT_SECRET, "development secret"), ("a" * 48, "too predictable")],
+    ids=["development_secret", "a_x48"],
+)
+def test_a_weak_secret_from_secret_manager_is_refused(
+    configured: Any, fake: FakeSecretManager, value: str, reason: str
+) -> None:
+    """Secret Manager's value passes the same rule as the others: refused naming JWT_SECRET_NAME, never shown."""
+    fake.add(PROJECT, SECRET_ID, value)
+    message = refusal()
+    assert reason in message and "JWT_SECRET_NAME" in message
+    assert value not in message
+
+
 def test_a_transient_outage_is_retried(configured: Any, fake: FakeSecretManager) -> None:
     """Two 503s, then the secret: start-up still succeeds (the client retries within SECRET_MANAGER_TIMEOUT)."""
     configured.SECRET_MANAGER_TIMEOUT = 20.0

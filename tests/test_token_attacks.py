@@ -256,6 +256,68 @@ async def test_attack_is_refused(entry_point: EntryPoint, attack: str) -> None:
     assert outcome == Outcome(False, reason)
 
 
+# --- claims of the wrong type or out of range, signed with the real secret ---------------------
+
+NOW = int(time.time())
+# name -> (claim, value). Each token is otherwise valid and correctly signed, so only this claim is wrong.
+BAD_CLAIMS: dict[str, tuple[str, Any]] = {
+    **{
+        f"{claim}_{name}": (claim, value)
+        for claim in ("exp", "iat", "nbf")
+        for name, value in {
+            "as_string": str(NOW),
+            "not_a_number": "soon",
+            "10e20": 10**20,
+            "negative": -1,
+            "infinity": float("inf"),
+            "true": True,
+            "null": None,
+            "list": [NOW],
+            "object": {"seconds": NOW},
+        }.items()
+    },
+    **{
+        f"{claim}_{name}": (claim, value)
+        for claim in (tokens.PROJECT_CLAIM, tokens.USER_CLAIM, "token_type", "jti")
+        for name, value in {
+            "number": 1,
+            "true": True,
+            "null": None,
+            "list": ["x"],
+            "object": {"x": 1},
+            "lone_surrogate": "\ud800",
+            "over_long": "x" * 1000,  # a 100 KB one would exceed /ws's frame limit before any token check
+        }.items()
+    },
+    f"{tokens.USER_CLAIM}_one_over_the_limit": (tokens.USER_CLAIM, "u" * (tokens.MAX_USER_LENGTH + 1)),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CLAIMS))
+async def test_claim_of_the_wrong_type_or_range_is_refused(entry_point: EntryPoint, case: str) -> None:
+    """A genuine signature over a claim that is not what it should be: the entry point's 401-style refusal
+    naming the claim, never a 500, a 1011 close or an acceptance."""
+    claim, value = BAD_CLAIMS[case]
+    token = jwt.encode(claims(**{claim: value}), CURRENT_SECRET, algorithm="HS256")
+    assert await entry_point(token) == Outcome(False, f"Token has an invalid {claim} claim")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"exp": NOW + 600.5}, id="fractional_exp"),
+        pytest.param({"nbf": NOW - 10}, id="nbf_in_the_past"),
+        pytest.param({tokens.USER_CLAIM: "u" * tokens.MAX_USER_LENGTH}, id="user_at_the_limit"),
+        pytest.param({tokens.USER_CLAIM: ""}, id="empty_user"),
+    ],
+)
+async def test_claims_at_the_edge_of_their_range_are_accepted(entry_point: EntryPoint, overrides: dict) -> None:
+    """The control for the refusals above: NumericDates may be fractional (RFC 7519), a user may be empty or
+    as long as the limit."""
+    token = jwt.encode(claims(**overrides), CURRENT_SECRET, algorithm="HS256")
+    assert (await entry_point(token)).is_accepted_as(overrides.get(tokens.USER_CLAIM, "mallory"))
+
+
 # --- tokens in the URL ------------------------------------------------------------------------
 
 

@@ -273,6 +273,24 @@ def test_previous_secret_is_pinned_to_hs256_too(settings: Any) -> None:
         validate_token(craft(key=OLD_SECRET, algorithm="HS384"))
 
 
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [
+        ("exp", "1796160950"),  # simplejwt's datetime conversion raised TypeError
+        ("exp", 10**20),  # ... and OverflowError
+        ("exp", float("inf")),  # PyJWT's int() raised OverflowError
+        ("iat", float("inf")),
+        ("nbf", 10**20),
+        (tokens.USER_CLAIM, {"name": "x"}),  # accepted before, as the user "{'name': 'x'}"
+        ("jti", 7),  # PyJWT refused it, but without naming the claim
+    ],
+)
+def test_a_claim_of_the_wrong_type_or_range_raises_only_invalid_token(claim: str, value: Any) -> None:
+    """validate_token raises InvalidToken naming the claim, never another exception (an HTTP 500, a 1011 close)."""
+    with pytest.raises(InvalidToken, match=f"^Token has an invalid {claim} claim$"):
+        validate_token(craft(**{claim: value}))
+
+
 def test_missing_user_claim_validates_as_empty_user() -> None:
     """The user claim is informational: absent, the identity's user is empty."""
     assert validate_token(craft(**{tokens.USER_CLAIM: None})).user == ""

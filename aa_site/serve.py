@@ -1,0 +1,74 @@
+"""``python -m aa_site.serve``: daphne's command line, with an access log that never records a query string.
+
+daphne's own access log (``daphne.access.AccessLogGenerator``, on by default)
+writes each request's full URI to stdout. Query strings carry what this
+service must not log: ``/conversation-name?conversationIntegrationKey=<key>``
+(often a customer's phone number), and a token a client wrongly put in a URL
+(refused, but still valid). This entry point takes every ``daphne`` argument
+and replaces that log with one line per request through Python logging
+(logger ``aa_site.access``, INFO, so ``LOG_LEVEL`` and ``LOGGING_FILE`` apply),
+with the path only. ``--verbosity 0`` (without ``--access-log``) still turns it off.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from daphne.cli import CommandLineInterface
+from daphne.server import Server
+
+logger = logging.getLogger("aa_site.access")
+
+# daphne's action names for WebSocket handshakes, as its own access log writes them.
+_WEBSOCKET_ACTIONS = {
+    "connecting": "WSCONNECTING",
+    "rejected": "WSREJECT",
+    "connected": "WSCONNECT",
+    "disconnected": "WSDISCONNECT",
+}
+
+
+def path_only(uri: str) -> str:
+    """``uri`` without its query string (or fragment): what the access log may show."""
+    return uri.split("?", 1)[0].split("#", 1)[0]
+
+
+class PathOnlyAccessLog:
+    """daphne's action logger interface: one INFO line per request, the query string left out."""
+
+    def __call__(self, protocol: str, action: str, details: dict[str, Any]) -> None:
+        """Log a finished HTTP request or a WebSocket handshake step, as daphne reports them."""
+        client = details.get("client") or "-"
+        path = path_only(str(details.get("path", "")))
+        if protocol == "http" and action == "complete":
+            logger.info(
+                '%s "%s %s" %s %s %.3fs',
+                client,
+                details.get("method", "-"),
+                path,
+                details.get("status", "-"),
+                details.get("size", "-"),
+                details.get("time_taken") or 0.0,
+            )
+        elif protocol == "websocket" and action in _WEBSOCKET_ACTIONS:
+            logger.info('%s "%s %s"', client, _WEBSOCKET_ACTIONS[action], path)
+
+
+class PathOnlyLoggingServer(Server):
+    """daphne's server with ``PathOnlyAccessLog`` in place of the access log daphne's CLI configured."""
+
+    def __init__(self, *args: Any, action_logger: Any = None, **kwargs: Any) -> None:
+        # The CLI passes an AccessLogGenerator whenever its access log is on (the default),
+        # None when it is off: keep that decision, change only what is written.
+        super().__init__(*args, action_logger=None if action_logger is None else PathOnlyAccessLog(), **kwargs)
+
+
+class PathOnlyLoggingCLI(CommandLineInterface):
+    """``daphne`` with every option it has, serving through ``PathOnlyLoggingServer``."""
+
+    server_class = PathOnlyLoggingServer
+
+
+if __name__ == "__main__":
+    PathOnlyLoggingCLI.entrypoint()

@@ -1,0 +1,75 @@
+"""The access log of a real server, started the way the image starts it, never records a query string.
+
+Query strings carry what must not be logged: ``/conversation-name?conversationIntegrationKey=<key>``
+(often a customer's phone number) and a token a client wrongly put in a URL (refused, but still valid).
+The server runs the command of ``tests.processes`` (the Dockerfile's ``CMD``, see tests/test_dockerfile.py);
+each request must still leave an access line with its method, path and status, so the log is on and
+only the query is missing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+
+from tests import clients, processes
+from tests.processes import Server
+
+PHONE_NUMBER = "15551234"
+
+
+@pytest.fixture(scope="module")
+def connector(redis_server: processes.RedisAddress) -> Iterator[Server]:
+    with processes.daphne_server(role="connector", redis=redis_server) as running:
+        yield running
+
+
+def wait_for_log(server: Server, text: str, *, timeout: float = 10.0) -> str:
+    """The server's output once it contains ``text`` (access lines are written after the response)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = server.log()
+        if text in log:
+            return log
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} never appeared in the server's output:\n{server.log()}")
+
+
+def test_http_query_values_are_not_in_the_access_log(connector: Server, settings: Any) -> None:
+    """A conversation key and a URL token reach the server; the log names the paths and statuses only."""
+    token = clients.server_token(settings, user="alice")
+    headers = {"Authorization": token}
+    lookup = httpx.get(
+        f"{connector.http_url}/conversation-name?conversationIntegrationKey=%2B{PHONE_NUMBER}", headers=headers
+    )
+    assert lookup.status_code == 200
+    refused = httpx.get(f"{connector.http_url}/status?token={token}")
+    assert refused.status_code == 200  # /status is public: the token in its URL is simply ignored
+    refused = httpx.get(f"{connector.http_url}/conversation-name?token={token}")
+    assert refused.status_code == 401
+    log = wait_for_log(connector, '"GET /conversation-name" 401')
+    assert '"GET /conversation-name" 200' in log and '"GET /status" 200' in log
+    assert PHONE_NUMBER not in log
+    assert token not in log and token.split(".")[1] not in log
+    assert "conversationIntegrationKey" not in log and "?token" not in log
+
+
+async def test_websocket_query_values_are_not_in_the_access_log(connector: Server, settings: Any) -> None:
+    """A token in a WebSocket URL (ignored there) stays out of the handshake's access lines too."""
+    token = clients.server_token(settings, user="alice")
+    url = connector.http_url.replace("http://", "ws://")
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"{url}/ws/?token={token}") as socket:
+            await socket.close()
+        async with session.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket&token={token}") as socket:
+            await socket.receive(timeout=clients.CLIENT_TIMEOUT)  # Engine.IO OPEN
+            await socket.close()
+    log = wait_for_log(connector, "WSDISCONNECT /socket.io/")
+    assert "WSCONNECT /ws/" in log
+    assert token not in log and token.split(".")[1] not in log
+    assert "transport=websocket" not in log
