@@ -103,11 +103,6 @@ _lock = threading.Lock()
 _cached: Secrets | None = None
 
 
-def signing_secret() -> str:
-    """The secret new tokens are signed with."""
-    return _load().current
-
-
 def verification_secrets() -> tuple[str, ...]:
     """Every secret a token may be signed with: the current one first, then the previous one if configured."""
     loaded = _load()

@@ -91,7 +91,7 @@ def test_the_secret_written_is_the_one_the_connector_then_reads(configured: Any,
     configured.JWT_SECRET_KEY = ""
     configured.JWT_SECRET_KEY_FILE = "/nonexistent/aa-test-secret"
     configured.JWT_SECRET_NAME = "round-trip"
-    assert jwt_secret.signing_secret() == fake.secrets[(PROJECT, "round-trip")][-1]
+    assert jwt_secret.verification_secrets()[0] == fake.secrets[(PROJECT, "round-trip")][-1]
 
 
 def test_dry_run_and_print_call_nothing(configured: Any, fake: FakeSecretManager,

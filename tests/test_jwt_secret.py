@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from connector import jwt_secret
-from connector.jwt_secret import SecretUnavailable, describe_source, signing_secret
+from connector.jwt_secret import SecretUnavailable, describe_source, verification_secrets
 
 # Fixed output of secrets.token_urlsafe: random, so they pass the entropy rule.
 STRONG = "strong-kOw0Ra8WBRMRmQ6ri1Vpg8sTTKxGCO9Gj9kl0p1UeD4o"
@@ -59,31 +59,31 @@ def test_setting_wins_over_the_file(settings: Any, secret_file: Path) -> None:
     """``JWT_SECRET_KEY`` is used even when the file exists."""
     secret_file.write_text(OTHER_STRONG)
     settings.JWT_SECRET_KEY = STRONG
-    assert signing_secret() == STRONG
+    assert verification_secrets()[0] == STRONG
     assert describe_source() == "JWT_SECRET_KEY"
 
 
 def test_file_is_read_when_the_setting_is_empty(production_settings: Any, secret_file: Path) -> None:
     """The mounted secret file is used (surrounding whitespace, like a trailing newline, removed)."""
     secret_file.write_text(f"  {STRONG}\n")
-    assert signing_secret() == STRONG
+    assert verification_secrets()[0] == STRONG
     assert str(secret_file) in describe_source()
 
 
 def test_file_is_read_once(settings: Any, secret_file: Path) -> None:
     """The secret is read on first use and kept; a later change to the file needs a restart (or a settings change)."""
     secret_file.write_text(STRONG)
-    assert signing_secret() == STRONG
+    assert verification_secrets()[0] == STRONG
     secret_file.write_text(OTHER_STRONG)
-    assert signing_secret() == STRONG
+    assert verification_secrets()[0] == STRONG
 
 
 def test_cache_resets_when_a_jwt_setting_changes(settings: Any, secret_file: Path) -> None:
     """Changing a JWT_* setting (setting_changed) makes the next call read the new source."""
     settings.JWT_SECRET_KEY = STRONG
-    assert signing_secret() == STRONG
+    assert verification_secrets()[0] == STRONG
     settings.JWT_SECRET_KEY = OTHER_STRONG
-    assert signing_secret() == OTHER_STRONG
+    assert verification_secrets()[0] == OTHER_STRONG
 
 
 def test_cache_resets_when_development_mode_changes(settings: Any, secret_file: Path) -> None:
@@ -92,7 +92,7 @@ def test_cache_resets_when_development_mode_changes(settings: Any, secret_file: 
     assert describe_source() == jwt_secret.DEVELOPMENT_SOURCE
     settings.DEVELOPMENT_MODE = False
     with pytest.raises(SecretUnavailable):
-        signing_secret()
+        verification_secrets()[0]
 
 
 def test_short_setting_refused_outside_development(production_settings: Any, secret_file: Path) -> None:
@@ -100,7 +100,7 @@ def test_short_setting_refused_outside_development(production_settings: Any, sec
     short = "x" * (jwt_secret.MINIMUM_LENGTH - 1)
     production_settings.JWT_SECRET_KEY = short
     with pytest.raises(SecretUnavailable, match="shorter") as caught:
-        signing_secret()
+        verification_secrets()[0]
     assert short not in str(caught.value)
     assert "JWT_SECRET_KEY" in str(caught.value)
 
@@ -112,7 +112,7 @@ def test_secret_of_minimum_length_is_accepted_outside_development(
     minimum = "QbifH6lYrZ3pPiT5aRhI_E9V9pQwAzDd"  # secrets.token_urlsafe(24)
     assert len(minimum) == jwt_secret.MINIMUM_LENGTH
     production_settings.JWT_SECRET_KEY = minimum
-    assert signing_secret() == minimum
+    assert verification_secrets()[0] == minimum
 
 
 def test_short_file_refused_outside_development(production_settings: Any, secret_file: Path) -> None:
@@ -129,7 +129,7 @@ def test_empty_file_refused_outside_development(production_settings: Any, secret
     """An empty (or blank) secret file is refused: the sample's empty-key tokens must never be signed again."""
     secret_file.write_text(content)
     with pytest.raises(SecretUnavailable):
-        signing_secret()
+        verification_secrets()[0]
 
 
 def test_empty_file_refused_even_in_development(settings: Any, secret_file: Path) -> None:
@@ -137,27 +137,27 @@ def test_empty_file_refused_even_in_development(settings: Any, secret_file: Path
     settings.DEVELOPMENT_MODE = True
     secret_file.write_text("\n")
     with pytest.raises(SecretUnavailable, match="empty"):
-        signing_secret()
+        verification_secrets()[0]
 
 
 def test_short_secret_allowed_in_development(settings: Any, secret_file: Path) -> None:
     """In development mode a short secret is used as given."""
     settings.DEVELOPMENT_MODE = True
     settings.JWT_SECRET_KEY = "dev"
-    assert signing_secret() == "dev"
+    assert verification_secrets()[0] == "dev"
 
 
 def test_unreadable_file_is_refused(production_settings: Any, secret_file: Path) -> None:
     """A secret file that is not UTF-8 text is refused with its path, not a traceback."""
     secret_file.write_bytes(b"\xff\xfe" + b"\x00" * 40)
     with pytest.raises(SecretUnavailable, match="cannot be read"):
-        signing_secret()
+        verification_secrets()[0]
 
 
 def test_missing_everything_refused_outside_development(production_settings: Any, secret_file: Path) -> None:
     """No setting, no file, no development mode: refused, naming the file that was looked for."""
     with pytest.raises(SecretUnavailable) as caught:
-        signing_secret()
+        verification_secrets()[0]
     assert str(secret_file) in str(caught.value)
 
 
@@ -165,13 +165,13 @@ def test_directory_instead_of_file_counts_as_missing(production_settings: Any, s
     """A directory at the secret path is not a secret."""
     secret_file.mkdir()
     with pytest.raises(SecretUnavailable):
-        signing_secret()
+        verification_secrets()[0]
 
 
 def test_development_default_in_development_mode(settings: Any, secret_file: Path) -> None:
     """With nothing configured, development mode signs with the public development secret, and says so."""
     settings.DEVELOPMENT_MODE = True
-    assert signing_secret() == jwt_secret.DEVELOPMENT_SECRET
+    assert verification_secrets()[0] == jwt_secret.DEVELOPMENT_SECRET
     assert describe_source() == jwt_secret.DEVELOPMENT_SOURCE
 
 
@@ -238,7 +238,7 @@ def test_previous_secret_from_the_setting(production_settings: Any, secret_file:
     production_settings.JWT_SECRET_KEY = STRONG
     production_settings.JWT_PREVIOUS_SECRET_KEY = OTHER_STRONG
     assert jwt_secret.verification_secrets() == (STRONG, OTHER_STRONG)
-    assert signing_secret() == STRONG
+    assert verification_secrets()[0] == STRONG
     assert jwt_secret.describe_previous_source() == "JWT_PREVIOUS_SECRET_KEY"
 
 
@@ -376,7 +376,7 @@ def test_generated_secrets_are_accepted(production_settings: Any, secret_file: P
         value = generate()
         assert jwt_secret.estimated_entropy_bits(value) >= 1.5 * jwt_secret.MINIMUM_ENTROPY_BITS
     production_settings.JWT_SECRET_KEY = value
-    assert signing_secret() == value
+    assert verification_secrets()[0] == value
 
 
 def test_the_suites_own_secrets_pass_the_rule() -> None:
@@ -392,4 +392,4 @@ def test_weak_secrets_allowed_in_development(settings: Any, secret_file: Path, v
     """Development mode relaxes the strength rules (not emptiness): local runs may use any secret."""
     settings.DEVELOPMENT_MODE = True
     settings.JWT_SECRET_KEY = value
-    assert signing_secret() == value
+    assert verification_secrets()[0] == value

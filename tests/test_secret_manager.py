@@ -85,7 +85,7 @@ def refusal() -> str:
 def test_secret_is_read_with_the_service_credentials(configured: Any, fake: FakeSecretManager) -> None:
     """A bare id is read at ``projects/{GCP_PROJECT_ID}/secrets/{id}/versions/latest``, with ADC's bearer token."""
     fake.add(PROJECT, SECRET_ID, SECRET_VALUE)
-    assert jwt_secret.signing_secret() == SECRET_VALUE
+    assert jwt_secret.verification_secrets()[0] == SECRET_VALUE
     assert [(r.method, r.path, r.authorization) for r in fake.received] == [
         ("GET", ACCESS_PATH, f"Bearer {ACCESS_TOKEN}")
     ]
@@ -103,7 +103,7 @@ def test_latest_version_is_read(configured: Any, fake: FakeSecretManager) -> Non
     """After a new version is added, a (re)started process signs with it."""
     fake.add(PROJECT, SECRET_ID, SECRET_VALUE)
     fake.add(PROJECT, SECRET_ID, NEWER_VALUE)
-    assert jwt_secret.signing_secret() == NEWER_VALUE
+    assert jwt_secret.verification_secrets()[0] == NEWER_VALUE
 
 
 def test_full_resource_name_with_a_version_is_used_as_given(configured: Any, fake: FakeSecretManager) -> None:
@@ -111,7 +111,7 @@ def test_full_resource_name_with_a_version_is_used_as_given(configured: Any, fak
     fake.add("other-project", "jwt", SECRET_VALUE)
     fake.add("other-project", "jwt", NEWER_VALUE)
     configured.JWT_SECRET_NAME = "projects/other-project/secrets/jwt/versions/1"
-    assert jwt_secret.signing_secret() == SECRET_VALUE
+    assert jwt_secret.verification_secrets()[0] == SECRET_VALUE
     assert fake.received[0].path == "/v1/projects/other-project/secrets/jwt/versions/1:access"
 
 
@@ -151,7 +151,7 @@ def test_a_transient_outage_is_retried(configured: Any, fake: FakeSecretManager)
     configured.SECRET_MANAGER_TIMEOUT = 20.0
     fake.add(PROJECT, SECRET_ID, SECRET_VALUE)
     fake.unavailable_first = 2
-    assert jwt_secret.signing_secret() == SECRET_VALUE
+    assert jwt_secret.verification_secrets()[0] == SECRET_VALUE
     assert len(fake.accesses()) == 3
 
 
@@ -163,7 +163,7 @@ def test_mounted_file_wins_without_asking_secret_manager(
     mounted.write_text(NEWER_VALUE)
     configured.JWT_SECRET_KEY_FILE = str(mounted)
     fake.add(PROJECT, SECRET_ID, SECRET_VALUE)
-    assert jwt_secret.signing_secret() == NEWER_VALUE
+    assert jwt_secret.verification_secrets()[0] == NEWER_VALUE
     assert fake.received == []
 
 

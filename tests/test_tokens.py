@@ -41,7 +41,7 @@ def claims(**overrides: Any) -> dict[str, Any]:
 
 def craft(*, key: Any = None, algorithm: str = "HS256", **overrides: Any) -> str:
     """A token signed with PyJWT; by default with the service's own secret, so only ``overrides`` differ."""
-    return jwt.encode(claims(**overrides), jwt_secret.signing_secret() if key is None else key, algorithm=algorithm)
+    return jwt.encode(claims(**overrides), jwt_secret.verification_secrets()[0] if key is None else key, algorithm=algorithm)
 
 
 def b64url(raw: bytes) -> str:
@@ -75,7 +75,7 @@ def test_issued_token_is_hs256_with_the_contract_claims(settings: Any) -> None:
     settings.JWT_LIFETIME_MINUTES = 7
     token = issue_token(user="alice")
     assert decode_segment(segments(token)[0])["alg"] == "HS256"
-    payload = jwt.decode(token, jwt_secret.signing_secret(), algorithms=["HS256"])
+    payload = jwt.decode(token, jwt_secret.verification_secrets()[0], algorithms=["HS256"])
     assert payload[tokens.PROJECT_CLAIM] == TEST_PROJECT
     assert payload[tokens.USER_CLAIM] == "alice"
     assert payload["exp"] - payload["iat"] == 7 * 60
@@ -248,7 +248,7 @@ def test_token_signed_with_the_previous_secret_validates_during_a_rotation(setti
 
 def test_new_tokens_are_signed_with_the_current_secret_during_a_rotation(settings: Any) -> None:
     """The previous secret only verifies: issued tokens carry the current secret's signature."""
-    current = jwt_secret.signing_secret()
+    current = jwt_secret.verification_secrets()[0]
     settings.JWT_PREVIOUS_SECRET_KEY = OLD_SECRET
     token = issue_token(user="alice")
     assert jwt.decode(token, current, algorithms=["HS256"])[tokens.USER_CLAIM] == "alice"
