@@ -25,23 +25,22 @@ GCP_PROJECT_ID = env.text("GCP_PROJECT_ID", "local-dev-project" if DEVELOPMENT_M
 SERVICE_REGION = env.text("SERVICE_REGION")
 PORT = env.integer("PORT", 8080, minimum=1, maximum=65535)
 
-# --- Redis and the channel layer -----------------------------------------------
+# --- Redis: events (history and fan-out), sessions, rate limits, integration keys ---
+# Events reach desktops through events/history.py and connector/fanout.py, not a Channels
+# channel layer: see "Events in Redis" in the README for why and the measurements.
 REDISHOST = env.text("REDISHOST")
 REDISPORT = env.integer("REDISPORT", 6379, minimum=1, maximum=65535)
-# The pub/sub layer, not the list-based one: see "Channel layer" in the README
-# for the measurements behind this choice.
-if REDISHOST:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [{"address": f"redis://{REDISHOST}:{REDISPORT}"}]},
-        }
-    }
-else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-# How long a push may wait on the channel layer before the interceptor answers
-# 503 (so Pub/Sub redelivers) instead of hanging the request.
-CHANNEL_LAYER_SEND_TIMEOUT = 5.0
+# How long a push may wait on Redis before the interceptor answers 503 (so Pub/Sub
+# redelivers) instead of hanging the request.
+EVENT_STORE_TIMEOUT = 5.0
+
+# --- Event history (events/history.py) -------------------------------------------
+# Each conversation keeps its most recent events for replay and de-duplication: at most
+# EVENT_HISTORY_MAX_EVENTS, kept EVENT_HISTORY_SECONDS after the conversation's last event.
+EVENT_HISTORY_SECONDS = env.integer("EVENT_HISTORY_SECONDS", 3600, minimum=60, maximum=7 * 24 * 3600)
+EVENT_HISTORY_MAX_EVENTS = env.integer("EVENT_HISTORY_MAX_EVENTS", 1000, minimum=10, maximum=100_000)
+# Prefix of every Redis key and channel of the history (the tests give each test its own).
+EVENT_KEY_PREFIX = env.text("EVENT_KEY_PREFIX", "aa:")
 
 # --- Identity providers and tokens --------------------------------------------
 AUTH_OPTION = env.text("AUTH_OPTION")
@@ -77,6 +76,14 @@ SOCKETIO_PING_TIMEOUT = env.integer("SOCKETIO_PING_TIMEOUT", 20, minimum=1, maxi
 SOCKETIO_MAX_PAYLOAD = env.integer("SOCKETIO_MAX_PAYLOAD", 1_000_000, minimum=1024)
 # A client that opens a connection but never authenticates is closed after this.
 WEBSOCKET_AUTH_TIMEOUT = env.integer("WEBSOCKET_AUTH_TIMEOUT", 10, minimum=1, maximum=600)
+# Socket.IO connection state recovery: how long a disconnected session can be resumed
+# (Socket.IO's maxDisconnectionDuration); 0 turns recovery, and the offset argument, off.
+SOCKETIO_RECOVERY_SECONDS = env.integer("SOCKETIO_RECOVERY_SECONDS", 120, minimum=0, maximum=24 * 3600)
+# What a join-conversation without options replays: "none" (the sample's behaviour) or "all"
+# (the conversation's stored history). Clients can ask either way per join.
+SOCKETIO_JOIN_HISTORY = env.choice("SOCKETIO_JOIN_HISTORY", "none", ("none", "all"))
+# Frames one connection may have waiting to be sent; a desktop further behind is disconnected (it can recover).
+WEBSOCKET_SEND_QUEUE_LIMIT = env.integer("WEBSOCKET_SEND_QUEUE_LIMIT", 5000, minimum=10)
 # Open WebSockets per process that have not authenticated yet; further handshakes get 403 until
 # some authenticate or close. They hold no Redis resources, only this process's memory.
 WEBSOCKET_MAX_UNAUTHENTICATED = env.integer("WEBSOCKET_MAX_UNAUTHENTICATED", 1000, minimum=1)

@@ -26,14 +26,14 @@ def prepare_process() -> None:
         raise SystemExit(2)
     if settings.REDISHOST:
         logger.info(
-            "aa-backend role=%s: channel layer is Redis pub/sub at %s:%s",
+            "aa-backend role=%s: events, sessions and limits in Redis at %s:%s",
             settings.SERVICE_ROLE,
             settings.REDISHOST,
             settings.REDISPORT,
         )
     else:
         logger.warning(
-            "aa-backend role=%s: no REDISHOST, using the in-process channel layer; "
+            "aa-backend role=%s: no REDISHOST, keeping events in process; "
             "events reach only desktops connected to this process",
             settings.SERVICE_ROLE,
         )

@@ -20,5 +20,7 @@ UNAUTHENTICATED = 4401
 MESSAGE_TOO_BIG = 4413
 #: A binary frame where only text frames are spoken.
 UNSUPPORTED_DATA = 4415
-#: Redis could not be reached to subscribe the connection to its events; reconnect later.
+#: The desktop fell ``WEBSOCKET_SEND_QUEUE_LIMIT`` events behind; it can reconnect and recover them.
+TOO_SLOW = 4429
+#: Redis could not be reached to set the connection up (its session or events); reconnect later.
 UNAVAILABLE = 4503

@@ -1,18 +1,22 @@
 """What every desktop connection shares, whichever protocol it speaks (Socket.IO or plain ``/ws/``).
 
 ``DesktopConsumer`` owns the desktop's identity, the authentication deadline,
-joining and leaving conversations, and relaying conversation events; the
-protocol consumers only translate frames. Two rules hold for every
-connection, however it ends (a close by either side, an error, a timeout, a
-cancelled task):
+joining and leaving conversations (through this process's ``connector.fanout``
+hub), replaying history, and relaying conversation events in order, each
+exactly once; the protocol consumers only translate frames.
 
-- A connection that has not authenticated holds nothing in Redis. With the
-  pub/sub channel layer a consumer's channel is a Redis subscription, so the
-  channel is made only once a token is accepted, and a process keeps at most
-  ``WEBSOCKET_MAX_UNAUTHENTICATED`` unauthenticated connections open.
-- When the connection ends, it leaves every conversation it joined and its
-  channel is unsubscribed (``__call__``'s ``finally``), so no Redis
-  subscription outlives it.
+- A connection holds nothing in Redis: the process subscribes once per
+  conversation (the hub), whatever the number of its desktops in it. A
+  process keeps at most ``WEBSOCKET_MAX_UNAUTHENTICATED`` unauthenticated
+  connections open.
+- However the connection ends (a close by either side, an error, a timeout,
+  a cancelled task), ``__call__``'s ``finally`` leaves every conversation.
+- Events go out through a bounded queue drained by one task, so a slow
+  desktop never holds up the others; one that falls ``WEBSOCKET_SEND_QUEUE_LIMIT``
+  frames behind is disconnected (4429) and can recover what it missed.
+- Each event carries its offset; a desktop drops any event of a conversation
+  at or below the last one it sent of that conversation, so a replay that
+  overlaps live delivery repeats nothing.
 """
 
 from __future__ import annotations
@@ -20,16 +24,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections import deque
+from dataclasses import dataclass
 
+from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 
 from connector import close_codes, tokens
+from connector.fanout import get_hub
 from events import conversations
+from events.history import Event, Offset, Replay, get_history
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +51,7 @@ class MembershipError(ValueError):
 
 
 class EventsUnavailable(Exception):
-    """Redis could not subscribe the connection to its events; the connection has been closed (4503)."""
+    """Redis could not be reached to set the connection up; the connection has been closed (4503)."""
 
 
 class _Unauthenticated:
@@ -73,12 +80,23 @@ class _Unauthenticated:
 UNAUTHENTICATED = _Unauthenticated()
 
 
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """A join's outcome: the normalised name and, when the join asked for one, the replay to send after the answer."""
+
+    conversation: str
+    replay: Replay | None = None
+
+
 class DesktopConsumer(AsyncWebsocketConsumer):
     """A desktop's connection: authenticate once, join and leave conversations, receive their events.
 
-    Subclasses implement ``send_event`` (how an event is framed for their
-    protocol) and may override ``authentication_deadline_passed``.
+    Subclasses implement ``frame_event`` (an event in their protocol's
+    framing) and may override ``authentication_deadline_passed``.
     """
+
+    #: Key under which ``frame_event``'s frame is cached on the event, shared by every desktop of the protocol.
+    frame_kind = "desktop"
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -87,54 +105,44 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         self._counted_unauthenticated = False
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_task: asyncio.Task | None = None
+        # The epoch of the events sent, and per conversation the last sequence number sent.
+        self._epoch: str | None = None
+        self._sent: dict[str, int] = {}
+        self._outbox: deque[str] = deque()
+        self._sender: asyncio.Task | None = None
+        self._held: list[Event] | None = None  # live events kept back while a replay is read
 
     # --- the consumer's life --------------------------------------------------------------
 
     async def __call__(self, scope, receive, send) -> None:
-        """Channels' ``AsyncConsumer.__call__``, except that the channel waits for authentication.
+        """Channels' ``AsyncConsumer.__call__`` without a channel of its own; ``finally`` releases the connection.
 
-        The channel (a Redis subscription with the pub/sub layer) is made by
-        ``authenticate``; whatever ends the connection, ``finally`` releases
-        its conversations and the channel.
+        Events reach the connection through the hub, not through a channel-layer
+        channel (which, on the Redis layers, would be one Redis subscription per connection).
         """
         self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_layer = None
         self.channel_name = None
         self.base_send = send
         try:
-            await self._dispatch_until_stopped(receive)
+            await await_many_dispatch([receive], self.dispatch)
         except StopConsumer:
             pass
         finally:
             await self._release()
 
-    async def _dispatch_until_stopped(self, receive: Callable[[], Awaitable[dict]]) -> None:
-        """Dispatch client messages, and channel messages once there is a channel, one at a time."""
-        client = asyncio.ensure_future(receive())
-        channel: asyncio.Future | None = None
-        try:
-            while True:
-                waiting = {client} if channel is None else {client, channel}
-                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                if client in done:
-                    await self.dispatch(client.result())
-                    client = asyncio.ensure_future(receive())
-                if channel is not None and channel in done:
-                    await self.dispatch(channel.result())
-                    channel = None
-                if channel is None and self.channel_name is not None:
-                    channel = asyncio.ensure_future(self.channel_layer.receive(self.channel_name))
-        finally:
-            # Cancelling the channel's receive is what makes the pub/sub layer unsubscribe the channel.
-            for pending in (client, channel):
-                if pending is not None and not pending.done():
-                    pending.cancel()
-            await asyncio.gather(*(p for p in (client, channel) if p is not None), return_exceptions=True)
+    async def dispatch(self, message: dict) -> None:
+        """Channels' dispatch, without its per-message database clean-up: consumers never touch the ORM,
+        and that clean-up is a thread hop for every frame (pings included)."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def websocket_connect(self, message: dict) -> None:
         """Refuse the handshake when this process already holds too many unauthenticated connections."""
         if not UNAUTHENTICATED.admit():
-            await self.close()  # before accepting: daphne answers 403
+            await self.close()  # before accepting: the server answers 403
             return
         self._counted_unauthenticated = True
         self._deadline = asyncio.get_running_loop().call_later(
@@ -144,11 +152,14 @@ class DesktopConsumer(AsyncWebsocketConsumer):
 
     async def _release(self) -> None:
         self._stop_counting_unauthenticated()
-        if self._deadline is not None:
-            self._deadline.cancel()
-        if self._deadline_task is not None:
-            self._deadline_task.cancel()
+        for pending in (self._deadline, self._deadline_task, self._sender):
+            if pending is not None:
+                pending.cancel()
+        await self.connection_ended()
         await self.sign_out()
+
+    async def connection_ended(self) -> None:
+        """The connection is over (however it ended), before its conversations are left."""
 
     def _stop_counting_unauthenticated(self) -> None:
         if self._counted_unauthenticated:
@@ -158,22 +169,17 @@ class DesktopConsumer(AsyncWebsocketConsumer):
     # --- authentication -------------------------------------------------------------------
 
     async def authenticate(self, raw_token: object) -> tokens.DesktopIdentity:
-        """Accept ``raw_token`` as this connection's identity, or raise ``tokens.InvalidToken``.
-
-        Once accepted, the connection gets its channel and may join conversations. When Redis
-        cannot make the channel, the connection is closed with 4503 and ``EventsUnavailable`` raised.
-        """
+        """Accept ``raw_token`` as this connection's identity, or raise ``tokens.InvalidToken``."""
         identity = tokens.validate_token(raw_token if isinstance(raw_token, str) else None)
-        if self.channel_layer is not None and self.channel_name is None:
-            try:
-                self.channel_name = await self.channel_layer.new_channel()
-            except Exception as error:
-                logger.warning("Could not subscribe a desktop to its events: %s: %s", type(error).__name__, error)
-                await self.close(code=close_codes.UNAVAILABLE)
-                raise EventsUnavailable() from None
         self.identity = identity
         self._stop_counting_unauthenticated()
         return identity
+
+    async def unavailable(self, error: BaseException) -> EventsUnavailable:
+        """Close the connection (4503) because Redis failed it; the exception for the caller to raise."""
+        logger.warning("Closing a desktop connection, Redis failed: %s: %s", type(error).__name__, error)
+        await self.close(code=close_codes.UNAVAILABLE)
+        return EventsUnavailable()
 
     async def sign_out(self) -> None:
         """Forget the identity and leave every conversation; the connection itself stays as it is."""
@@ -194,43 +200,79 @@ class DesktopConsumer(AsyncWebsocketConsumer):
 
     # --- conversations --------------------------------------------------------------------
 
-    async def join_conversation(self, name: object) -> str:
-        """Join ``name`` (either accepted form); return the normalised name."""
-        normalised = self._normalise(name)
-        if normalised not in self.joined:
-            if len(self.joined) >= MAX_CONVERSATIONS_PER_CONNECTION:
-                raise MembershipError(f"a connection may join at most {MAX_CONVERSATIONS_PER_CONNECTION} conversations")
-            self.joined.add(normalised)  # before the await: a close meanwhile must still leave it
-            try:
-                await self.channel_layer.group_add(conversations.group_name(normalised), self.channel_name)
-            except Exception as error:
-                self.joined.discard(normalised)
-                logger.warning("Could not join a conversation: %s: %s", type(error).__name__, error)
-                raise MembershipError("conversation events are unavailable right now; try again") from None
-        return normalised
+    async def join_conversation(self, name: object, *, after: Offset | None = None, history: bool = False) -> Joined:
+        """Join ``name`` (either accepted form). With ``history``, the join's replay is every stored event of
+        the conversation; with ``after``, every one after that offset. Send the answer, then ``send_replay``."""
+        normalised = self.normalise(name)
+        wants_replay = history or after is not None
+        if wants_replay:
+            self._hold()
+        try:
+            await self._subscribe(normalised)
+            replay = None
+            if wants_replay:
+                since = 0 if history or after is None else after.seq
+                replay = await get_history().read({normalised: since}, epoch=None if history else after.epoch)
+        except MembershipError:
+            self.send_replay(None)
+            raise
+        except Exception as error:
+            self.send_replay(None)
+            logger.warning("Could not join a conversation: %s: %s", type(error).__name__, error)
+            raise MembershipError("conversation events are unavailable right now; try again") from None
+        return Joined(normalised, replay)
+
+    async def restore_conversations(self, joined_at: dict[str, int], *, since: Offset) -> Replay:
+        """Rejoin ``joined_at`` (conversation -> sequence number when it was joined) for a recovering session;
+        the replay holds every event after ``since`` (and after each join). Send it with ``send_replay``."""
+        self._hold()
+        try:
+            for conversation in joined_at:
+                await self._subscribe(conversation)
+            return await get_history().read(
+                {conversation: max(since.seq, seq) for conversation, seq in joined_at.items()}, epoch=since.epoch
+            )
+        except BaseException:
+            self.send_replay(None)
+            raise
+
+    async def _subscribe(self, normalised: str) -> None:
+        if normalised in self.joined:
+            return
+        if len(self.joined) >= MAX_CONVERSATIONS_PER_CONNECTION:
+            raise MembershipError(f"a connection may join at most {MAX_CONVERSATIONS_PER_CONNECTION} conversations")
+        self.joined.add(normalised)  # before the await: a close meanwhile must still leave it
+        try:
+            await get_hub().join(normalised, self)
+        except BaseException:
+            self.joined.discard(normalised)
+            raise
 
     async def leave_conversation(self, name: object) -> str:
         """Leave ``name``; leaving a conversation not joined is not an error."""
-        normalised = self._normalise(name)
+        normalised = self.normalise(name)
         if normalised in self.joined:
             self.joined.discard(normalised)
-            await self.channel_layer.group_discard(conversations.group_name(normalised), self.channel_name)
+            self._sent.pop(normalised, None)
+            await get_hub().leave(normalised, self)
         return normalised
 
     async def leave_all_conversations(self) -> None:
         """Leave every joined conversation; after trying them all, raise the first failure."""
         joined, self.joined = self.joined, set()
+        self._sent.clear()
         failures = []
+        hub = get_hub()
         for normalised in joined:
             try:
-                await self.channel_layer.group_discard(conversations.group_name(normalised), self.channel_name)
+                await hub.leave(normalised, self)
             except Exception as error:
                 failures.append(error)
         if failures:
             raise failures[0]
 
     @staticmethod
-    def _normalise(name: object) -> str:
+    def normalise(name: object) -> str:
         try:
             return conversations.normalise(name)
         except conversations.InvalidConversationName as error:
@@ -238,11 +280,56 @@ class DesktopConsumer(AsyncWebsocketConsumer):
 
     # --- events ---------------------------------------------------------------------------
 
-    async def conversation_event(self, message: dict[str, Any]) -> None:
-        """Relay an interceptor event (``events.publish``) to the desktop."""
-        if self.identity is not None:
-            await self.send_event(message["event"], message["payload"])
+    def event_arrived(self, event: Event) -> None:
+        """An event of a joined conversation (from the hub): queue it, unless kept back for a replay."""
+        if self.identity is None:
+            return
+        if self._held is not None:
+            self._held.append(event)
+        else:
+            self._queue(event)
 
-    async def send_event(self, event: str, payload: dict[str, Any]) -> None:
-        """Send one conversation event in this protocol's framing."""
+    def _hold(self) -> None:
+        if self._held is None:
+            self._held = []
+
+    def send_replay(self, replay: Replay | None) -> None:
+        """Queue ``replay``'s events, then the live events kept back meanwhile (those the replay did not
+        already hold); nothing is kept back after this."""
+        held, self._held = self._held or [], None
+        for event in (replay.events if replay is not None else []):
+            self._queue(event)
+        for event in held:
+            self._queue(event)
+
+    def _queue(self, event: Event) -> None:
+        if event.epoch != self._epoch:
+            # Another epoch (Redis lost its data and numbers from 1 again): nothing of it was sent yet.
+            self._epoch = event.epoch
+            self._sent.clear()
+        if event.seq <= self._sent.get(event.conversation, 0):
+            return
+        self._sent[event.conversation] = event.seq
+        frame = event.frames.get(self.frame_kind)
+        if frame is None:
+            frame = event.frames[self.frame_kind] = self.frame_event(event)
+        if len(self._outbox) >= settings.WEBSOCKET_SEND_QUEUE_LIMIT:
+            logger.warning("Disconnecting a desktop %s events behind (WEBSOCKET_SEND_QUEUE_LIMIT)", len(self._outbox))
+            self._outbox.clear()
+            self.identity = None  # take no more events; the close below ends the connection
+            asyncio.ensure_future(self.close(code=close_codes.TOO_SLOW))
+            return
+        self._outbox.append(frame)
+        if self._sender is None:
+            self._sender = asyncio.ensure_future(self._send_queued())
+
+    async def _send_queued(self) -> None:
+        try:
+            while self._outbox:
+                await self.base_send({"type": "websocket.send", "text": self._outbox.popleft()})
+        finally:
+            self._sender = None
+
+    def frame_event(self, event: Event) -> str:
+        """The text frame that carries ``event`` in this protocol."""
         raise NotImplementedError

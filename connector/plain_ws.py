@@ -18,7 +18,8 @@ from django.conf import settings
 
 from common import untrusted
 from connector import close_codes, tokens
-from connector.desktop import DesktopConsumer, EventsUnavailable, MembershipError
+from connector.desktop import DesktopConsumer, MembershipError
+from events.history import Event, Offset
 
 CLOSE_UNAUTHENTICATED = close_codes.UNAUTHENTICATED
 MAX_FRAME_CHARS = 64 * 1024
@@ -28,6 +29,8 @@ FrameHandler = Callable[["PlainWebSocketConsumer", dict[str, Any], Any], Awaitab
 
 class PlainWebSocketConsumer(DesktopConsumer, AsyncJsonWebsocketConsumer):
     """authenticate -> join/leave -> receive ``event`` frames."""
+
+    frame_kind = "plain"
 
     async def connect(self) -> None:
         await self.accept()
@@ -67,8 +70,9 @@ class PlainWebSocketConsumer(DesktopConsumer, AsyncJsonWebsocketConsumer):
     async def encode_json(cls, content: Any) -> str:
         return json.dumps(content, separators=(",", ":"))
 
-    async def send_event(self, event: str, payload: dict[str, Any]) -> None:
-        await self.send_json({"type": "event", "event": event, "payload": payload})
+    def frame_event(self, event: Event) -> str:
+        # The payload is already compact JSON; the frame equals encode_json of the same object.
+        return f'{{"type":"event","event":"{event.kind}","payload":{event.payload_json},"offset":"{event.offset}"}}'
 
     # --- one handler per frame type ------------------------------------------------------------
 
@@ -85,12 +89,37 @@ class PlainWebSocketConsumer(DesktopConsumer, AsyncJsonWebsocketConsumer):
             await self._error("unauthenticated", str(error), request_id)
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        except EventsUnavailable:
-            return
         await self._reply({"type": "authenticated", "user": self.identity.user}, request_id)
 
     async def on_join(self, frame: dict[str, Any], request_id: Any) -> None:
-        await self._membership(self.join_conversation, "joined", frame.get("conversation"), request_id)
+        """``join``; ``"after": <offset>`` resumes after that event, ``"history": true`` replays what is stored."""
+        if self.identity is None:
+            await self._error("unauthenticated", "send an authenticate frame first", request_id)
+            return
+        after = None
+        if "after" in frame:
+            after = Offset.parse(frame["after"])
+            if after is None:
+                await self._error("invalid_offset", "after must be an offset this server sent", request_id)
+                return
+        history = frame.get("history") is True and after is None
+        try:
+            joined = await self.join_conversation(frame.get("conversation"), after=after, history=history)
+        except MembershipError as error:
+            await self._error("invalid_conversation", str(error), request_id)
+            return
+        answer: dict[str, Any] = {"type": "joined", "conversation": joined.conversation}
+        replay = joined.replay
+        if replay is not None:
+            answer.update(replayed=len(replay.events), complete=replay.complete)
+        await self._reply(answer, request_id)
+        if replay is not None and not replay.complete:
+            await self.send_json({
+                "type": "history_gap",
+                "conversation": joined.conversation,
+                "message": "the history no longer reaches back that far: events may be missing before the replay",
+            })
+        self.send_replay(replay)
 
     async def on_leave(self, frame: dict[str, Any], request_id: Any) -> None:
         await self._membership(self.leave_conversation, "left", frame.get("conversation"), request_id)

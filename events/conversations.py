@@ -1,13 +1,12 @@
-"""Conversation names: normalisation and the channel-layer group for each.
+"""Conversation names: the one normalised form used by desktops, events and Redis keys.
 
 Desktops may join with ``projects/P/locations/L/conversations/C`` or
 ``projects/P/conversations/C``; Dialogflow may publish either. Both map to the
-normalised form ``projects/P/conversations/C`` and to one group.
+normalised form ``projects/P/conversations/C``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from common.untrusted import is_utf8_text
@@ -27,7 +26,7 @@ def normalise(name: object) -> str:
     if len(name) > MAX_LENGTH:
         raise InvalidConversationName(f"conversation name is longer than {MAX_LENGTH} characters")
     if not is_utf8_text(name):
-        # A lone surrogate (a JSON "\ud800" escape) would make group_name() raise instead.
+        # A lone surrogate (a JSON "\ud800" escape) cannot be a Redis key or channel name.
         raise InvalidConversationName("conversation name is not valid Unicode text")
     match = _NAME.match(name.strip())
     if match is None:
@@ -37,12 +36,3 @@ def normalise(name: object) -> str:
         )
     project, _location, conversation = match.groups()
     return f"projects/{project}/conversations/{conversation}"
-
-
-def group_name(normalised_name: str) -> str:
-    """Channel-layer group for a normalised name.
-
-    Group names allow only ASCII letters, digits, ``-_.`` and fewer than 100
-    characters, and conversation ids are free text, so the name is hashed.
-    """
-    return "conversation." + hashlib.sha256(normalised_name.encode("utf-8")).hexdigest()

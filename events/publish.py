@@ -1,39 +1,51 @@
-"""Hands conversation events to every desktop that joined the conversation, on every connector.
+"""Accepts one conversation event: stored in the history, de-duplicated, and published to every connector.
 
-The interceptor publishes here; the connector's consumers receive the group
-message (``events.kinds.group_message``) as ``conversation_event``. History
-and replay are to be added behind ``publish`` alone.
+The interceptor calls ``publish`` for each valid push; each connector process
+receives the event once (``connector.fanout``) and relays it to its desktops
+in that conversation. One Redis round trip per call (``events.history``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 from events import conversations
-from events.kinds import EventKind, group_message
+from events.history import Appended, get_history
+from events.kinds import EventKind
 
 
 class DeliveryUnavailable(Exception):
-    """The channel layer could not take the event; the caller should retry later."""
+    """The event could not be stored; the caller should retry later (Pub/Sub: answer 5xx)."""
 
 
-async def publish(*, conversation_name: str, event: EventKind | str, payload: dict[str, Any]) -> None:
-    """Send ``payload`` as ``event`` to the conversation's group on every connector.
+def encode_payload(payload: dict[str, Any]) -> str:
+    """The payload as the compact JSON every desktop frame embeds as it is."""
+    return json.dumps(payload, separators=(",", ":"))
+
+
+async def publish(
+    *, conversation_name: str, event: EventKind | str, payload: dict[str, Any], message_id: str | None = None
+) -> Appended:
+    """Store ``payload`` as ``event`` in the conversation's history and send it to the connectors.
 
     ``conversation_name`` may be in either accepted form (``InvalidConversationName`` otherwise).
-    Raises ``DeliveryUnavailable`` when the channel layer is unreachable or
-    does not answer within ``CHANNEL_LAYER_SEND_TIMEOUT`` seconds.
+    ``message_id`` (Pub/Sub's) de-duplicates: an event with the same kind and id already accepted
+    for the conversation is not stored or sent again (``Appended.duplicate``). Raises
+    ``DeliveryUnavailable`` when Redis is unreachable or does not answer within
+    ``EVENT_STORE_TIMEOUT`` seconds.
     """
-    message = group_message(event, payload)
-    group = conversations.group_name(conversations.normalise(conversation_name))
-    layer = get_channel_layer()
+    conversation = conversations.normalise(conversation_name)
+    payload_json = encode_payload(payload)
     try:
-        await asyncio.wait_for(layer.group_send(group, message), timeout=settings.CHANNEL_LAYER_SEND_TIMEOUT)
+        async with asyncio.timeout(settings.EVENT_STORE_TIMEOUT):
+            return await get_history().append(
+                conversation=conversation, kind=str(event), message_id=message_id, payload_json=payload_json
+            )
     except Exception as error:
-        # Redis errors, OSError and timeouts alike: the event was not handed over. (CancelledError
+        # Redis errors, OSError and timeouts alike: the event was not accepted. (CancelledError
         # is a BaseException, so a cancelled request still ends as cancelled.)
         raise DeliveryUnavailable(f"{error.__class__.__name__}: {error}") from error

@@ -46,7 +46,21 @@ async def _close(client: redis.Redis) -> None:
     await client.aclose()
 
 
+def _new_subscriber() -> redis.Redis:
+    # No socket timeout: a subscription sits idle for as long as no event comes, and a read
+    # timing out would tear it down (channels-redis issue 422). Its reader pings when idle instead.
+    return redis.Redis(
+        host=settings.REDISHOST,
+        port=settings.REDISPORT,
+        socket_timeout=None,
+        socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+        socket_keepalive=True,
+        retry=RETRY,
+    )
+
+
 _clients: LoopLocal[redis.Redis] = LoopLocal(_new_client, close=_close)
+_subscribers: LoopLocal[redis.Redis] = LoopLocal(_new_subscriber, close=_close)
 
 
 def get_redis() -> redis.Redis:
@@ -56,9 +70,17 @@ def get_redis() -> redis.Redis:
     return _clients.get()
 
 
+def get_subscriber() -> redis.Redis:
+    """The running loop's client for pub/sub subscriptions (no read timeout); ``RedisNotConfigured`` without REDISHOST."""
+    if not is_configured():
+        raise RedisNotConfigured("REDISHOST is not set")
+    return _subscribers.get()
+
+
 def _reset(*, setting: str, **kwargs) -> None:
     if setting in ("REDISHOST", "REDISPORT"):
         _clients.clear()
+        _subscribers.clear()
 
 
 setting_changed.connect(_reset)

@@ -1,9 +1,10 @@
 """Pub/Sub push endpoints: one async view per Dialogflow notification kind.
 
-Status codes tell Pub/Sub what to do: 204 once the event is handed to the
-channel layer; 200 for a poison message (acknowledged so it is not redelivered
+Status codes tell Pub/Sub what to do: 204 once the event is stored in the
+conversation's history and published (``events.publish``), or is a redelivery
+of one already stored; 200 for a poison message (acknowledged so it is not redelivered
 forever, with one WARNING line naming the reason and messageId, never the
-content); 503 when the channel layer is unreachable, so Pub/Sub retries.
+content); 503 when Redis is unreachable, so Pub/Sub retries.
 
 With ``PUSH_AUTH_SERVICE_ACCOUNT`` set, every push must first carry Pub/Sub's
 OIDC token for that account (``interceptor.push_auth``): 401/403 otherwise,
@@ -54,16 +55,22 @@ def push_endpoint(event: str) -> Callable[[HttpRequest], Awaitable[HttpResponse]
 
         payload = desktop_payload(message, event=event, received_at=received_at)
         try:
-            await publish(conversation_name=message.conversation_name, event=event, payload=payload)
+            appended = await publish(
+                conversation_name=message.conversation_name, event=event, payload=payload, message_id=message.message_id
+            )
         except DeliveryUnavailable as error:
             logger.error(
-                "Channel layer unavailable for %s (messageId=%s): %s; answering 503 so Pub/Sub retries",
+                "Event store unavailable for %s (messageId=%s): %s; answering 503 so Pub/Sub retries",
                 event,
                 _loggable(message.message_id),
                 error,
             )
-            return message_response(503, "The channel layer is unavailable; retry later.", retry_after=RETRY_AFTER_SECONDS)
-        logger.debug("Delivered %s for %s: %s", event, message.conversation_name, message.data)
+            return message_response(503, "The event store is unavailable; retry later.", retry_after=RETRY_AFTER_SECONDS)
+        if appended.duplicate:
+            # A redelivery of what was already accepted (Pub/Sub missed our answer): acknowledged, not sent again.
+            logger.info("Redelivery of %s messageId=%s acknowledged; not sent again", event, _loggable(message.message_id))
+        else:
+            logger.debug("Accepted %s for %s at %s: %s", event, message.conversation_name, appended.offset, message.data)
         return HttpResponse(status=204)
 
     receive_push.__name__ = receive_push.__qualname__ = event.replace("-", "_")

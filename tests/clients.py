@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import socketio
 
+from events.history import Offset
+from events.kinds import EventKind
 from tests.processes import REPOSITORY, TEST_JWT_SECRET, TEST_PROJECT, Server
 
 # --- Pub/Sub fixtures ----------------------------------------------------------------
@@ -187,6 +189,19 @@ async def wait_until(condition: Callable[[], bool], *, what: str, timeout: float
         await asyncio.sleep(0.02)
 
 
+CONVERSATION_EVENTS = frozenset(EventKind)
+
+
+def _without_offset(event: str, args: list[Any], offsets: list[str]) -> list[Any]:
+    """A conversation event's arguments without the trailing offset (connection state recovery), which
+    must be there; the offset is appended to ``offsets``."""
+    if event not in CONVERSATION_EVENTS:
+        return args
+    assert len(args) == 2 and isinstance(args[-1], str) and Offset.parse(args[-1]) is not None, (event, args)
+    offsets.append(args[-1])
+    return args[:-1]
+
+
 class SocketIODesktop:
     """An agent desktop on python-socketio's ``AsyncClient`` that records what the server emits."""
 
@@ -195,6 +210,7 @@ class SocketIODesktop:
         # A dropped connection must fail the test, not be silently re-made.
         self.client = socketio.AsyncClient(reconnection=False)
         self.events: list[tuple[str, Any]] = []
+        self.offsets: list[str] = []  # the offset each conversation event carried, in order
         self.unauthenticated_seen = False
         self.connect_errors: list[Any] = []
         self.client.on("*", self._record)
@@ -220,7 +236,8 @@ class SocketIODesktop:
         await self.client.disconnect()
 
     async def _record(self, event: str, *args: Any) -> None:
-        self.events.append((event, args[0] if len(args) == 1 else list(args)))
+        args = _without_offset(event, list(args), self.offsets)
+        self.events.append((event, args[0] if len(args) == 1 else args))
 
     async def _on_unauthenticated(self, *args: Any) -> None:
         self.unauthenticated_seen = True
@@ -244,9 +261,18 @@ class NodeDesktop:
 
     @property
     def events(self) -> list[tuple[str, Any]]:
-        """Every event received as (name, single argument), in order."""
-        return [(line["event"], line["args"][0] if len(line["args"]) == 1 else line["args"])
-                for line in self.of_kind("event")]
+        """Every event received as (name, single argument), in order; a conversation event's trailing offset
+        is checked and left out (``offsets`` has them)."""
+        events = []
+        for line in self.of_kind("event"):
+            args = _without_offset(line["event"], list(line["args"]), [])
+            events.append((line["event"], args[0] if len(args) == 1 else args))
+        return events
+
+    @property
+    def offsets(self) -> list[str]:
+        """The offset each conversation event carried, in order."""
+        return [line["args"][-1] for line in self.of_kind("event") if line["event"] in CONVERSATION_EVENTS]
 
     async def wait_for(self, condition: Callable[[NodeDesktop], bool], *, what: str) -> None:
         """Wait until ``condition(self)``; on failure show everything node printed."""
@@ -294,6 +320,7 @@ async def node_desktop(
     events: int | None = None,
     linger: float = 0.0,
     timeout: float = CLIENT_TIMEOUT * 3,
+    reconnect: bool = False,
 ) -> AsyncIterator[NodeDesktop]:
     """Run ``tests/node/desktop.mjs`` against ``server``; it exits by itself after ``events`` events
     (plus ``linger`` seconds) or ``timeout`` seconds, and is killed when the block ends."""
@@ -305,6 +332,8 @@ async def node_desktop(
         arguments += ["--join", conversation]
     if events is not None:
         arguments += ["--events", str(events)]
+    if reconnect:
+        arguments.append("--reconnect")
     process = await asyncio.create_subprocess_exec(
         node, str(NODE_DIRECTORY / "desktop.mjs"), *arguments,
         cwd=NODE_DIRECTORY,

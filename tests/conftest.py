@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Redis for the whole run, the channel layer on it, test settings."""
+"""Shared fixtures: a real Redis for the whole run, each test with its own keys on it, test settings."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import itertools
 from collections.abc import Iterator
 
 import pytest
-from channels.layers import get_channel_layer
 
 from tests import processes
 
@@ -21,16 +20,11 @@ def redis_server() -> Iterator[processes.RedisAddress]:
 
 
 @pytest.fixture(autouse=True)
-def redis_channel_layer(settings, redis_server):
-    """Every test talks to the real pub/sub layer, with a prefix of its own so tests never share groups."""
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [redis_server.url], "prefix": f"test{next(_prefixes)}"},
-        }
-    }
+def redis_events(settings, redis_server):
+    """Every test talks to the real Redis, with a key prefix of its own so tests never share events."""
     settings.REDISHOST, settings.REDISPORT = redis_server.host, redis_server.port
-    yield get_channel_layer()
+    settings.EVENT_KEY_PREFIX = f"test{next(_prefixes)}:"
+    return redis_server
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ def healthy_production(production_settings: Any, tmp_path: Path) -> Any:
     production_settings.JWT_SECRET_KEY_FILE = str(tmp_path / "absent")
     production_settings.AUTH_OPTION = f"{__name__}.ProductionProvider"
     production_settings.APP_AUTH_OPTION = ""
-    # REDISHOST is already set by the autouse redis_channel_layer fixture.
+    # REDISHOST is already set by the autouse redis_events fixture.
     return production_settings
 
 

@@ -307,14 +307,19 @@ async def test_unauthenticated_connections_are_bounded_per_process(connector, ht
 # --- Redis unreachable ----------------------------------------------------------------------
 
 
-async def test_authenticating_while_redis_is_unreachable_closes_4503_without_a_traceback(http, token) -> None:
-    """Redis gone: an accepted token cannot be subscribed to events, so the desktop is told to come back later."""
+async def test_redis_unreachable_closes_socketio_with_4503_and_refuses_plain_joins(http, token) -> None:
+    """Redis gone: a Socket.IO CONNECT cannot record its session, so the desktop is told (4503) to come back
+    later; on /ws/ (which keeps no session) authentication works and a join is refused with a reason."""
     nothing_there = processes.RedisAddress("127.0.0.1", processes.free_port())
     with processes.daphne_server(role="connector", redis=nothing_there) as server:
         ws = await http.ws_connect(server.http_url + PLAIN)
         await ws.send_json({"type": "authenticate", "token": token})
-        assert (await ws.receive(timeout=WAIT)).type == aiohttp.WSMsgType.CLOSE
-        assert ws.close_code == close_codes.UNAVAILABLE
+        assert (await ws.receive_json(timeout=WAIT))["type"] == "authenticated"
+        await ws.send_json({"type": "join", "conversation": "projects/p/conversations/c"})
+        refusal = await ws.receive_json(timeout=WAIT)
+        assert (refusal["code"], refusal["message"]) == (
+            "invalid_conversation", "conversation events are unavailable right now; try again"
+        )
         client = await open_socketio(http, server)
         await client.ws.send_str("40" + json.dumps({"token": token}))
         assert await client.closed_with() == close_codes.UNAVAILABLE

@@ -1,24 +1,12 @@
-"""``events.conversations``: name normalisation and the channel-layer group of each conversation."""
+"""``events.conversations``: name normalisation, and one Redis channel per conversation."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from channels.layers import BaseChannelLayer
 
 from events import conversations
-from events.conversations import InvalidConversationName, group_name, normalise
-
-# What channels accepts as a group name (channels.layers.BaseChannelLayer).
-GROUP_NAME = re.compile(r"^[a-zA-Z\d\-_.]+$")
-
-
-def assert_valid_group(name: str) -> None:
-    """The group name passes both the documented rule and channels' own validator."""
-    assert GROUP_NAME.match(name)
-    assert len(name) < 100
-    assert BaseChannelLayer().require_valid_group_name(name)
+from events.conversations import InvalidConversationName, normalise
+from events.history import channel_name
 
 
 @pytest.mark.parametrize(
@@ -99,24 +87,10 @@ def test_invalid_name_error_is_a_value_error() -> None:
     assert issubclass(InvalidConversationName, ValueError)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "projects/p/conversations/c",
-        "projects/" + "p" * 200 + "/conversations/" + "c" * 280,
-        "projects/p/conversations/caf\u00e9-\u4f1a\u8a71",
-        "projects/p/conversations/a:b+c=d",
-    ],
-)
-def test_group_name_is_a_valid_channels_group(name: str) -> None:
-    """Any normalised name, however long or exotic, maps to a group channels accepts."""
-    assert_valid_group(group_name(normalise(name)))
-
-
-def test_both_forms_share_one_group() -> None:
+def test_both_forms_share_one_channel() -> None:
     """A desktop joining with one form receives events published with the other."""
-    with_location = group_name(normalise("projects/p/locations/europe-west2/conversations/c"))
-    without_location = group_name(normalise("projects/p/conversations/c"))
+    with_location = channel_name(normalise("projects/p/locations/europe-west2/conversations/c"))
+    without_location = channel_name(normalise("projects/p/conversations/c"))
     assert with_location == without_location
 
 
@@ -128,6 +102,6 @@ def test_both_forms_share_one_group() -> None:
         ("projects/p/conversations/C", "projects/p/conversations/c"),
     ],
 )
-def test_different_conversations_get_different_groups(first: str, second: str) -> None:
-    """Conversations differing in project, id or case never share a group."""
-    assert group_name(first) != group_name(second)
+def test_different_conversations_get_different_channels(first: str, second: str) -> None:
+    """Conversations differing in project, id or case never share a channel."""
+    assert channel_name(first) != channel_name(second)

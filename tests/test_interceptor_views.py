@@ -18,9 +18,9 @@ import pytest
 from channels.testing import HttpCommunicator
 
 from aa_site.asgi import application
-from events import conversations
-from events.kinds import GROUP_MESSAGE_TYPE, EventKind
+from events.kinds import EventKind
 from tests import processes
+from tests.event_listener import EventListener, listen
 from tests.test_envelope import BAD_FIXTURES, VALID_FIXTURES, decoded_data, fixture_bytes, push_body
 
 RESPONSE_TIMEOUT = 10.0
@@ -35,11 +35,9 @@ async def post(path: str, body: bytes, *, method: str = "POST") -> dict[str, Any
     return await communicator.get_response(timeout=RESPONSE_TIMEOUT)
 
 
-async def subscribe(layer: Any, conversation: str) -> str:
-    """A fresh channel in the group of ``conversation`` (either name form), like a desktop that joined it."""
-    channel = await layer.new_channel()
-    await layer.group_add(conversations.group_name(conversations.normalise(conversation)), channel)
-    return channel
+async def subscribe(layer: Any, conversation: str) -> EventListener:
+    """A listener in ``conversation`` (either name form), like a desktop that joined it."""
+    return await listen(conversation)
 
 
 def header(response: dict[str, Any], name: str) -> str | None:
@@ -61,11 +59,11 @@ def whole_second(moment: datetime) -> datetime:
 
 
 @pytest.mark.parametrize("name", sorted(VALID_FIXTURES))
-async def test_valid_push_is_delivered_to_the_conversation_group(name: str, redis_channel_layer: Any) -> None:
+async def test_valid_push_is_delivered_to_the_conversation_group(name: str, redis_events: Any) -> None:
     """A contract example answers 204 and its contract payload reaches the conversation's group on Redis."""
     event, conversation = VALID_FIXTURES[name]
     raw = json.loads(fixture_bytes(name))["message"]
-    channel = await subscribe(redis_channel_layer, conversation)
+    channel = await subscribe(redis_events, conversation)
 
     before = whole_second(datetime.now(timezone.utc))
     response = await post(f"/{event}", fixture_bytes(name))
@@ -73,8 +71,7 @@ async def test_valid_push_is_delivered_to_the_conversation_group(name: str, redi
     assert response["status"] == 204
     assert response["body"] == b""
 
-    received = await asyncio.wait_for(redis_channel_layer.receive(channel), EVENT_TIMEOUT)
-    assert received["type"] == GROUP_MESSAGE_TYPE
+    received = await channel.receive(EVENT_TIMEOUT)
     assert received["event"] == event
     payload = received["payload"]
     ack_time = payload.pop("ack_time")
@@ -94,36 +91,36 @@ async def test_valid_push_is_delivered_to_the_conversation_group(name: str, redi
     assert payload == expected
 
 
-async def test_desktop_joined_with_locations_receives_push_without_locations(redis_channel_layer: Any) -> None:
+async def test_desktop_joined_with_locations_receives_push_without_locations(redis_events: Any) -> None:
     """A desktop joined with the locations form receives an event published without locations."""
-    channel = await subscribe(redis_channel_layer, "projects/acme/locations/europe-west1/conversations/CONV-loc")
+    channel = await subscribe(redis_events, "projects/acme/locations/europe-west1/conversations/CONV-loc")
     body = push_body({"conversation": "projects/acme/conversations/CONV-loc", "type": "NEW_MESSAGE"}, messageId="77")
     response = await post("/new-message-event", body)
     assert response["status"] == 204
-    received = await asyncio.wait_for(redis_channel_layer.receive(channel), EVENT_TIMEOUT)
+    received = await channel.receive(EVENT_TIMEOUT)
     assert received["payload"]["conversation_name"] == "projects/acme/conversations/CONV-loc"
     assert received["payload"]["message_id"] == "77"
 
 
-async def test_desktop_joined_without_locations_receives_push_with_locations(redis_channel_layer: Any) -> None:
+async def test_desktop_joined_without_locations_receives_push_with_locations(redis_events: Any) -> None:
     """The reverse: joining with the short form receives a notification that names a location."""
-    channel = await subscribe(redis_channel_layer, "projects/acme/conversations/CONV-short")
+    channel = await subscribe(redis_events, "projects/acme/conversations/CONV-short")
     body = push_body({"conversation": "projects/acme/locations/global/conversations/CONV-short"}, messageId="78")
     assert (await post("/conversation-lifecycle-event", body))["status"] == 204
-    received = await asyncio.wait_for(redis_channel_layer.receive(channel), EVENT_TIMEOUT)
+    received = await channel.receive(EVENT_TIMEOUT)
     assert received["payload"]["message_id"] == "78"
 
 
-async def test_push_reaches_only_its_own_conversation(redis_channel_layer: Any) -> None:
+async def test_push_reaches_only_its_own_conversation(redis_events: Any) -> None:
     """A desktop in another conversation receives nothing; the right one receives the event."""
-    bystander = await subscribe(redis_channel_layer, "projects/acme/conversations/OTHER")
-    member = await subscribe(redis_channel_layer, "projects/acme/conversations/MINE")
+    bystander = await subscribe(redis_events, "projects/acme/conversations/OTHER")
+    member = await subscribe(redis_events, "projects/acme/conversations/MINE")
     body = push_body({"conversation": "projects/acme/conversations/MINE"}, messageId="79")
     assert (await post("/new-message-event", body))["status"] == 204
-    assert (await asyncio.wait_for(redis_channel_layer.receive(member), EVENT_TIMEOUT))["payload"]["message_id"] == "79"
+    assert (await member.receive(EVENT_TIMEOUT))["payload"]["message_id"] == "79"
     # The member already got it, so anything meant for the bystander would have been published by now.
     with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(redis_channel_layer.receive(bystander), 0.3)
+        await bystander.receive(0.3)
 
 
 @pytest.mark.parametrize("event", list(EventKind))
@@ -231,17 +228,12 @@ async def test_get_is_method_not_allowed(event: str) -> None:
 
 
 @pytest.mark.parametrize("event", list(EventKind))
-async def test_unreachable_channel_layer_answers_503_with_retry_after(
+async def test_unreachable_redis_answers_503_with_retry_after(
     event: str, settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """With Redis unreachable a valid push gets 503 and Retry-After, so Pub/Sub redelivers it later."""
     closed_port = processes.free_port()
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [f"redis://127.0.0.1:{closed_port}"]},
-        }
-    }
+    settings.REDISPORT = closed_port
     name = next(fixture for fixture, (fixture_event, _) in VALID_FIXTURES.items() if fixture_event == event)
     caplog.set_level(logging.DEBUG)
     response = await post(f"/{event}", fixture_bytes(name))

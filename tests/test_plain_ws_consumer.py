@@ -18,6 +18,7 @@ from channels.testing import WebsocketCommunicator
 
 from aa_site.asgi import application
 from connector import desktop, plain_ws, tokens
+from events.history import Offset
 from events.kinds import EventKind
 from events.publish import publish as publish_event
 
@@ -34,6 +35,7 @@ class PlainTestClient:
 
     def __init__(self) -> None:
         self.communicator = WebsocketCommunicator(application, PATH)
+        self.last_offset: str | None = None
 
     async def open(self) -> None:
         """Open the WebSocket; the server must accept before any frame."""
@@ -45,8 +47,14 @@ class PlainTestClient:
         await self.communicator.send_json_to(frame)
 
     async def receive(self) -> dict[str, Any]:
-        """The next frame from the server, decoded from JSON."""
-        return await self.communicator.receive_json_from(WAIT)
+        """The next frame from the server, decoded from JSON; an event frame's offset is checked and left
+        out (``last_offset`` keeps it)."""
+        frame = await self.communicator.receive_json_from(WAIT)
+        if frame.get("type") == "event":
+            offset = frame.pop("offset", None)
+            assert Offset.parse(offset) is not None, frame
+            self.last_offset = offset
+        return frame
 
     async def request(self, frame: dict[str, Any]) -> dict[str, Any]:
         """Send ``frame``; return the next frame."""

@@ -21,9 +21,9 @@ import pytest
 from channels.testing import HttpCommunicator
 
 from aa_site.asgi import application
-from events import conversations
 from interceptor import push_samples
 from tests import clients, fake_google_certs, processes
+from tests.event_listener import EventListener, listen
 from tests.fake_google_certs import SERVICE_ACCOUNT, FakeGoogleCerts, pubsub_claims, signing_key, unsigned_token
 from tests.test_envelope import BAD_FIXTURES, fixture_bytes
 
@@ -96,11 +96,9 @@ def bearer(token: str) -> str:
     return f"Bearer {token}"
 
 
-async def subscribe(layer: Any, conversation: str) -> str:
-    """A channel in ``conversation``'s group, like a desktop that joined it."""
-    channel = await layer.new_channel()
-    await layer.group_add(conversations.group_name(conversations.normalise(conversation)), channel)
-    return channel
+async def subscribe(layer: Any, conversation: str) -> EventListener:
+    """A listener in ``conversation`` (either name form), like a desktop that joined it."""
+    return await listen(conversation)
 
 
 def interceptor_lines(caplog: pytest.LogCaptureFixture, level: int = logging.WARNING) -> list[str]:
@@ -135,13 +133,13 @@ def assert_refused(response: dict[str, Any], status: int, caplog: pytest.LogCapt
 # --- accepted pushes -------------------------------------------------------------------
 
 
-async def test_valid_token_is_accepted_and_the_event_delivered(push_auth_on: FakeGoogleCerts, redis_channel_layer):
+async def test_valid_token_is_accepted_and_the_event_delivered(push_auth_on: FakeGoogleCerts, redis_events):
     """A token Pub/Sub would send: 204, and the event reaches the conversation's group."""
     conversation = new_conversation()
-    channel = await subscribe(redis_channel_layer, conversation)
+    channel = await subscribe(redis_events, conversation)
     response = await post(body=message_body(conversation, "valid-1"), authorization=bearer(valid_token()))
     assert response["status"] == 204, response
-    received = await asyncio.wait_for(redis_channel_layer.receive(channel), EVENT_TIMEOUT)
+    received = await channel.receive(EVENT_TIMEOUT)
     assert received["payload"]["message_id"] == "valid-1"
 
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.core import checks
 
 from tests import fake_google_certs, processes
@@ -89,7 +88,7 @@ def authenticated_interceptor(redis_server, google_for_process: FakeGoogleCerts)
 
 
 async def test_daphne_interceptor_delivers_authenticated_pushes_and_refuses_others(
-    authenticated_interceptor: processes.Server, google_for_process: FakeGoogleCerts, redis_server
+    authenticated_interceptor: processes.Server, google_for_process: FakeGoogleCerts, settings
 ):
     """End to end over TCP: a valid token is delivered to Redis subscribers; none, a forged or a foreign one is not."""
     server = authenticated_interceptor
@@ -97,32 +96,29 @@ async def test_daphne_interceptor_delivers_authenticated_pushes_and_refuses_othe
     # Direct to daphne there is no proxy: the audience is the plain http URL Pub/Sub would be given.
     claims = pubsub_claims(audience=url)
     conversation = new_conversation()
-    # The process publishes on the default channel-layer prefix.
-    layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
-    try:
-        channel = await subscribe(layer, conversation)
-        async with httpx.AsyncClient(timeout=RESPONSE_TIMEOUT) as client:
+    # The process publishes with the default key prefix.
+    settings.EVENT_KEY_PREFIX = "aa:"
+    listener = await subscribe(None, conversation)
+    async with httpx.AsyncClient(timeout=RESPONSE_TIMEOUT) as client:
 
-            async def push(authorization: str | None, message_id: str) -> httpx.Response:
-                headers = {"Content-Type": "application/json"}
-                if authorization is not None:
-                    headers["Authorization"] = authorization
-                return await client.post(url, content=message_body(conversation, message_id), headers=headers)
+        async def push(authorization: str | None, message_id: str) -> httpx.Response:
+            headers = {"Content-Type": "application/json"}
+            if authorization is not None:
+                headers["Authorization"] = authorization
+            return await client.post(url, content=message_body(conversation, message_id), headers=headers)
 
-            assert (await push(None, "none")).status_code == 401
-            forged = ATTACKER_KEY.sign(claims, kid=GOOGLE_KEY.kid)
-            assert (await push(bearer(forged), "forged")).status_code == 401
-            foreign = GOOGLE_KEY.sign({**claims, "email": "other@test-project.iam.gserviceaccount.com"})
-            assert (await push(bearer(foreign), "foreign")).status_code == 403
-            for message_id in ("ok-1", "ok-2"):
-                response = await push(bearer(GOOGLE_KEY.sign(claims)), message_id)
-                assert response.status_code == 204, response.text
-        received = [await asyncio.wait_for(layer.receive(channel), EVENT_TIMEOUT) for _ in range(2)]
-        assert sorted(message["payload"]["message_id"] for message in received) == ["ok-1", "ok-2"]
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(layer.receive(channel), 0.5)
-    finally:
-        await layer.flush()
+        assert (await push(None, "none")).status_code == 401
+        forged = ATTACKER_KEY.sign(claims, kid=GOOGLE_KEY.kid)
+        assert (await push(bearer(forged), "forged")).status_code == 401
+        foreign = GOOGLE_KEY.sign({**claims, "email": "other@test-project.iam.gserviceaccount.com"})
+        assert (await push(bearer(foreign), "foreign")).status_code == 403
+        for message_id in ("ok-1", "ok-2"):
+            response = await push(bearer(GOOGLE_KEY.sign(claims)), message_id)
+            assert response.status_code == 204, response.text
+    received = [await listener.receive(EVENT_TIMEOUT) for _ in range(2)]
+    assert sorted(message["payload"]["message_id"] for message in received) == ["ok-1", "ok-2"]
+    with pytest.raises(asyncio.TimeoutError):
+        await listener.receive(0.5)
     assert google_for_process.fetches == 1
     log = server.log()
     assert "Traceback" not in log

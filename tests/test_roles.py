@@ -202,9 +202,9 @@ def development_process() -> Iterator[Server]:
         yield running
 
 
-def test_development_mode_without_redishost_says_it_uses_the_in_process_channel_layer(development_process):
+def test_development_mode_without_redishost_says_it_keeps_events_in_process(development_process):
     """The start-up log says events reach only desktops on this process."""
-    assert "using the in-process channel layer" in development_process.log()
+    assert "keeping events in process" in development_process.log()
 
 
 async def test_development_process_without_redis_delivers_to_its_own_desktops(development_process, settings, pushes):

@@ -20,6 +20,7 @@ import pytest
 import socketio
 
 from connector import tokens
+from events.history import Offset
 from tests import clients, processes
 from tests.clients import Push, SocketIODesktop
 from tests.processes import Server
@@ -198,7 +199,8 @@ async def test_plain_websocket_authenticates_joins_and_receives_every_fixture_ev
         started = now()
         await clients.push_all(server, pushes)
         frames = [await receive_json(socket) for _ in pushes]
-        assert all(frame["type"] == "event" and set(frame) == {"type", "event", "payload"} for frame in frames)
+        assert all(frame["type"] == "event" and set(frame) == {"type", "event", "payload", "offset"} for frame in frames)
+        assert all(Offset.parse(frame["offset"]) is not None for frame in frames)
         events = [(frame["event"], frame["payload"]) for frame in frames]
         clients.assert_received_exactly(events, pushes, received_between=(started, now()))
         with pytest.raises(asyncio.TimeoutError):

@@ -45,8 +45,9 @@ def namespace_of(packet: sio.Packet) -> str:
     return packet.namespace or DEFAULT_NAMESPACE
 
 
-def connected(*, sid: str, namespace: str = DEFAULT_NAMESPACE) -> str:
-    return sio.Packet(sio.CONNECT, {"sid": sid}, namespace=namespace).encode()
+def connected(*, sid: str, namespace: str = DEFAULT_NAMESPACE, **extra: Any) -> str:
+    """The CONNECT answer; ``extra`` adds fields (``pid`` for connection state recovery)."""
+    return sio.Packet(sio.CONNECT, {"sid": sid, **extra}, namespace=namespace).encode()
 
 
 def connect_error(message: str, *, namespace: str = DEFAULT_NAMESPACE) -> str:
@@ -61,6 +62,14 @@ def event(name: str, *args: Any, namespace: str = DEFAULT_NAMESPACE) -> str:
     return sio.Packet(sio.EVENT, [name, *args], namespace=namespace, binary=False).encode()
 
 
+def event_with_json_argument(name: str, argument_json: str, offset: str | None = None) -> str:
+    """``event(name, json.loads(argument_json), offset)`` without decoding: the argument is already compact JSON,
+    encoded once for every desktop. ``name`` and ``offset`` must need no JSON escaping (event kinds and
+    offsets never do)."""
+    tail = f',"{offset}"]' if offset is not None else "]"
+    return f'2["{name}",{argument_json}{tail}'
+
+
 def ack(ack_id: int, *args: Any, namespace: str = DEFAULT_NAMESPACE) -> str:
     return sio.Packet(sio.ACK, list(args), namespace=namespace, id=ack_id, binary=False).encode()
 
@@ -68,8 +77,8 @@ def ack(ack_id: int, *args: Any, namespace: str = DEFAULT_NAMESPACE) -> str:
 # The same packets framed as whole Engine.IO MESSAGE frames, as a websocket client receives them.
 
 
-def connected_frame(*, sid: str, namespace: str = DEFAULT_NAMESPACE) -> str:
-    return engineio_packets.message_frame(connected(sid=sid, namespace=namespace))
+def connected_frame(*, sid: str, namespace: str = DEFAULT_NAMESPACE, **extra: Any) -> str:
+    return engineio_packets.message_frame(connected(sid=sid, namespace=namespace, **extra))
 
 
 def connect_error_frame(message: str, *, namespace: str = DEFAULT_NAMESPACE) -> str:

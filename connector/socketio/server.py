@@ -30,11 +30,18 @@ class SocketIOApplication(Protocol):
     #: Event name -> handler, looked up on the class (one table per application class, not per connection).
     socketio_handlers: Mapping[str, EventHandler]
 
-    async def socketio_connect(self, auth: Any) -> bool:
-        """Accept the CONNECT (True), refuse it (raise ``ConnectRefused``), or return False after closing."""
+    async def socketio_connect(self, auth: Any) -> dict[str, Any] | None:
+        """Accept the CONNECT (the answer's extra fields), refuse it (raise ``ConnectRefused``), or
+        return None after closing the connection."""
+
+    async def socketio_connected(self) -> None:
+        """The CONNECT answer has been sent."""
 
     async def socketio_disconnect(self) -> None:
         """The client left the namespace (a DISCONNECT packet)."""
+
+    async def socketio_event_handled(self) -> None:
+        """An event was handled and its acknowledgement, if it asked for one, sent."""
 
 
 class SocketIOServer:
@@ -75,13 +82,14 @@ class SocketIOServer:
         if self.connected:
             return
         try:
-            accepted = await self._application.socketio_connect(auth)
+            extra = await self._application.socketio_connect(auth)
         except ConnectRefused as refusal:
             await self._session.send_message(protocol.connect_error(str(refusal)))
             return
-        if accepted:
+        if extra is not None:
             self.connected = True
-            await self._session.send_message(protocol.connected(sid=new_sid()))
+            await self._session.send_message(protocol.connected(sid=new_sid(), **extra))
+            await self._application.socketio_connected()
 
     async def _event(self, data: Any, ack_id: int | None) -> None:
         if not isinstance(data, list) or not data or not isinstance(data[0], str):
@@ -91,3 +99,4 @@ class SocketIOServer:
         result = [False, f"unknown event {name!r}"] if handler is None else await handler(self._application, *args)
         if ack_id is not None:
             await self._session.send_message(protocol.ack(ack_id, *result))
+        await self._application.socketio_event_handled()

@@ -1,13 +1,15 @@
 // An agent desktop on the stock npm socket.io-client, driven by the Python tests.
 //
 // Usage: node desktop.mjs --url http://127.0.0.1:PORT [--token JWT] [--join NAME]...
-//                         [--events N] [--linger MS] [--timeout MS]
+//                         [--events N] [--linger MS] [--timeout MS] [--reconnect]
 // The token may also come from DESKTOP_TOKEN. Connects with the websocket
 // transport and auth {token}, joins every --join with an ack, and prints one
 // JSON line per thing that happens. It exits after N conversation events (plus
 // --linger ms, so duplicates still show), after --timeout ms, on a refused
 // connection, on "exit" or end of standard input. Standard input also takes
 // "join NAME" and "leave NAME" lines, so a test can change membership later.
+// With --reconnect the client reconnects by itself (socket.io-client's default, with
+// a short fixed delay), and "connected" reports whether the session was recovered.
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { io } from "socket.io-client";
@@ -20,6 +22,7 @@ const { values: options } = parseArgs({
     events: { type: "string" },
     linger: { type: "string", default: "0" },
     timeout: { type: "string", default: "30000" },
+    reconnect: { type: "boolean", default: false },
   },
 });
 const expectedEvents = options.events === undefined ? Infinity : Number(options.events);
@@ -39,8 +42,11 @@ function finish(reason) {
 const socket = io(options.url, {
   transports: ["websocket"],
   auth: { token },
-  // A dropped connection must show up in the test, not be silently re-made.
-  reconnection: false,
+  // Without --reconnect a dropped connection must show up in the test, not be silently re-made.
+  reconnection: options.reconnect,
+  reconnectionDelay: 300,
+  reconnectionDelayMax: 300,
+  randomizationFactor: 0,
 });
 
 // socket.io-client buffers events that arrive before the CONNECT packet and drops
@@ -57,8 +63,11 @@ async function changeMembership(event, name) {
   report("ack", { event, name, args });
 }
 
+let connections = 0;
 socket.on("connect", async () => {
-  report("connected");
+  connections += 1;
+  report("connected", { recovered: socket.recovered });
+  if (connections > 1) return; // a reconnection: a recovered session has its conversations back
   for (const name of options.join) {
     await changeMembership("join-conversation", name);
   }
@@ -66,7 +75,7 @@ socket.on("connect", async () => {
 
 socket.on("connect_error", (error) => {
   report("connect_error", { message: error.message });
-  finish("connect_error");
+  if (!options.reconnect || socket.active === false) finish("connect_error");
 });
 
 socket.on("disconnect", (reason) => report("disconnect", { reason }));

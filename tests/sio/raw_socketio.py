@@ -19,6 +19,7 @@ from socketio import packet as sio
 
 from aa_site.asgi import application
 from connector import tokens
+from events.history import Offset
 from events.kinds import EventKind
 from events.publish import publish as publish_event
 
@@ -35,6 +36,7 @@ class SocketIOTestClient:
 
     def __init__(self, path: str) -> None:
         self.communicator = WebsocketCommunicator(application, path)
+        self.last_offset: str | None = None
         self._ack_ids = itertools.count(1)
 
     async def open(self) -> dict[str, Any]:
@@ -73,10 +75,16 @@ class SocketIOTestClient:
         return ack.data
 
     async def receive_event(self) -> list[Any]:
-        """The next frame, which must be an EVENT; its ``[name, *args]``."""
+        """The next frame, which must be an EVENT; its ``[name, *args]``, without the offset that a
+        conversation event carries last (checked, and kept in ``last_offset``)."""
         packet = await self.receive_packet()
         assert packet.packet_type == sio.EVENT
-        return packet.data
+        data = packet.data
+        if data[0] in set(EventKind):
+            assert len(data) == 3 and Offset.parse(data[-1]) is not None, data
+            self.last_offset = data[-1]
+            return data[:-1]
+        return data
 
     async def close_code(self) -> int:
         """Wait for the server to close the connection; its close code (1000 when none is given)."""

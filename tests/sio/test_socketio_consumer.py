@@ -20,7 +20,7 @@ from rest_framework_simplejwt.utils import aware_utcnow
 from socketio import packet as sio
 
 from connector import desktop, tokens
-from events import conversations
+from events.history import channel_name
 from events.kinds import EventKind
 from events.publish import publish as publish_event
 from tests.sio.raw_socketio import (
@@ -270,7 +270,7 @@ async def test_other_socket_still_receives_after_one_disconnects(connected) -> N
 
 async def test_last_socket_closing_drops_the_redis_subscription(connected, redis_server) -> None:
     """Closing the only socket in a conversation unsubscribes this process from its Redis channel."""
-    group_channel = f"*__group__{conversations.group_name(SHORT_NAME)}"
+    group_channel = channel_name(SHORT_NAME)
     redis = Redis.from_url(redis_server.url)
     try:
         client = await connected()

@@ -11,7 +11,6 @@ import asyncio
 import logging
 
 import pytest
-from channels.layers import get_channel_layer
 from socketio import packet as sio
 
 from connector.close_codes import MESSAGE_TOO_BIG, PROTOCOL_ERROR, UNAUTHENTICATED, UNSUPPORTED_DATA
@@ -132,21 +131,16 @@ async def test_heartbeat_stops_when_a_socket_closes_while_redis_is_gone(settings
     """A socket closing while Redis is down cannot leave its conversations (logged), yet its heartbeat stops:
     left running, it would ping a closed connection for ever, one loop per desktop that closed in the outage."""
     with processes.redis_server(private=True) as redis:
-        settings.CHANNEL_LAYERS = {
-            "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [redis.url]}}
-        }
+        settings.REDISHOST, settings.REDISPORT = redis.host, redis.port
         client = await open_connected(lambda: SocketIOTestClient(PATH))
         assert await client.call("join-conversation", SHORT_NAME) == [True, SHORT_NAME]
         assert len(heartbeats()) == 1
-    try:
-        # Once the layer has seen its connection drop, leaving the conversation's group on disconnect fails.
-        await clients.wait_until(
-            lambda: any(r.name == "channels_redis.pubsub" for r in caplog.records), what="the layer to lose Redis"
-        )
-        await client.communicator.disconnect(timeout=WAIT)
-        await asyncio.sleep(0)  # let the cancellation reach the task
-        assert heartbeats() == []
-        failures = [r for r in caplog.records if r.name == "connector.desktop" and r.levelno == logging.ERROR]
-        assert len(failures) == 1, [r.getMessage() for r in caplog.records]
-    finally:
-        await get_channel_layer().flush()
+    # Once the hub has seen its subscription drop, leaving the conversation on disconnect fails.
+    await clients.wait_until(
+        lambda: any(r.name == "connector.fanout" for r in caplog.records), what="the hub to lose Redis"
+    )
+    await client.communicator.disconnect(timeout=WAIT)
+    await asyncio.sleep(0)  # let the cancellation reach the task
+    assert heartbeats() == []
+    failures = [r for r in caplog.records if r.name == "connector.desktop" and r.levelno == logging.ERROR]
+    assert len(failures) == 1, [r.getMessage() for r in caplog.records]

@@ -1,0 +1,294 @@
+"""Every accepted event, in a bounded per-conversation history, with one global order and its offsets.
+
+An event gets the next number of one sequence that all conversations share,
+so offsets are comparable across conversations: a desktop that saw offset
+``N`` has missed exactly the events numbered above ``N`` in the conversations
+it had joined. The sequence carries an *epoch*, a random tag made with it:
+offsets of another epoch (Redis lost its data) cannot be resumed from.
+
+Appending an event also de-duplicates it (a Pub/Sub redelivery of a
+``messageId`` already accepted for that kind in that conversation is not
+stored or sent again) and publishes it to the connectors, in one atomic step
+(``RedisHistory``'s Lua script: one Redis round trip per push). Without
+Redis (development mode) ``MemoryHistory`` keeps the same promises in process.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from redis.asyncio import Redis
+
+from common.loop_local import LoopLocal
+from events import redis_client
+
+
+@dataclass(frozen=True, slots=True)
+class Offset:
+    """A position in the sequence: ``epoch-seq`` on the wire, opaque to clients."""
+
+    epoch: str
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.epoch}-{self.seq}"
+
+    @classmethod
+    def parse(cls, text: object) -> Offset | None:
+        """The offset ``text`` names, or None when it is not one of ours."""
+        if not isinstance(text, str) or len(text) > 64:
+            return None
+        epoch, _, seq = text.rpartition("-")
+        if not epoch or not seq.isdigit() or not epoch.isalnum() or not epoch.isascii():
+            return None
+        return cls(epoch, int(seq))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One stored event: its place in the sequence, its kind, and the desktop payload as compact JSON."""
+
+    seq: int
+    epoch: str
+    conversation: str
+    kind: str
+    payload_json: str
+    # Frames built from this event, once per protocol, shared by every desktop of the process.
+    frames: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def offset(self) -> str:
+        return f"{self.epoch}-{self.seq}"
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """What ``append`` did: the event's offset, and whether it was a duplicate (then not sent again)."""
+
+    offset: Offset
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """Events after some positions, in sequence order; ``complete`` is False when the history no longer
+    reaches back that far (trimmed, expired with events missing, or another epoch)."""
+
+    events: list[Event]
+    complete: bool
+    position: Offset
+
+
+def key_prefix() -> str:
+    return settings.EVENT_KEY_PREFIX
+
+
+def channel_name(conversation: str) -> str:
+    """The Redis pub/sub channel on which a conversation's events reach the connectors."""
+    return f"{key_prefix()}events:{conversation}"
+
+
+def encode_published(seq: int, epoch: str, kind: str, payload_json: str) -> str:
+    """The pub/sub message for one event (the Lua script builds the same text)."""
+    return f"{epoch}-{seq} {kind} {payload_json}"
+
+
+def decode_published(conversation: str, message: bytes | str) -> Event:
+    """The event in a pub/sub message of ``channel_name(conversation)``."""
+    text = message.decode("utf-8") if isinstance(message, bytes) else message
+    offset, kind, payload_json = text.split(" ", 2)
+    parsed = Offset.parse(offset)
+    if parsed is None:
+        raise ValueError(f"not an event offset: {offset[:40]!r}")
+    return Event(parsed.seq, parsed.epoch, conversation, kind, payload_json)
+
+
+def _dedup_capacity() -> int:
+    # Redeliveries come within minutes; ten histories' worth of messageIds covers them.
+    return 10 * settings.EVENT_HISTORY_MAX_EVENTS
+
+
+# Exact MAXLEN, not "~": approximate trimming keeps up to a whole stream node (100 entries) more. Before
+# trimming, the id of the newest entry about to go is kept in the trimmed key: a replay from before it
+# cannot be whole (Redis 7.0's XINFO max-deleted-entry-id counts XDEL only, not trimming).
+# KEYS: sequence hash, history stream, seen zset, trimmed mark. ARGV: kind, messageId ('' for none),
+# payload JSON, max events, history seconds, dedup capacity, channel, a new epoch (used only if none yet).
+_APPEND = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[8]
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+end
+local member = ARGV[1] .. ' ' .. ARGV[2]
+if ARGV[2] ~= '' then
+  local seen = redis.call('ZSCORE', KEYS[3], member)
+  if seen then return {1, epoch, seen} end
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local excess = redis.call('XLEN', KEYS[2]) + 1 - tonumber(ARGV[4])
+if excess > 0 then
+  local going = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', excess)
+  redis.call('SET', KEYS[4], going[#going][1], 'EX', ARGV[5])
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], '0-' .. seq, 'k', ARGV[1], 'p', ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+if ARGV[2] ~= '' then
+  redis.call('ZADD', KEYS[3], seq, member)
+  if redis.call('ZCARD', KEYS[3]) > tonumber(ARGV[6]) then
+    redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[6]) - 1)
+  end
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
+end
+redis.call('PUBLISH', ARGV[7], epoch .. '-' .. seq .. ' ' .. ARGV[1] .. ' ' .. ARGV[3])
+return {0, epoch, seq}
+"""
+
+# KEYS: sequence hash, then per conversation its history stream and its trimmed mark. ARGV: the seq after
+# which to read each. Returns the epoch, the current seq, then per conversation {trimmed up to, entries}.
+_READ = """
+local out = {redis.call('HGET', KEYS[1], 'epoch') or '', redis.call('HGET', KEYS[1], 'seq') or '0'}
+for i = 2, #KEYS, 2 do
+  local trimmed = redis.call('GET', KEYS[i + 1]) or '0-0'
+  out[#out + 1] = {trimmed, redis.call('XRANGE', KEYS[i], '(0-' .. ARGV[i / 2], '+')}
+end
+return out
+"""
+
+
+class RedisHistory:
+    """The history in Redis: a stream per conversation, a sorted set of seen messageIds, one sequence."""
+
+    def __init__(self, client: Redis) -> None:
+        self._client = client
+        self._append = client.register_script(_APPEND)
+        self._read = client.register_script(_READ)
+
+    async def append(self, *, conversation: str, kind: str, message_id: str | None, payload_json: str) -> Appended:
+        """Store, de-duplicate and publish one event in one atomic step."""
+        prefix = key_prefix()
+        duplicate, epoch, seq = await self._append(
+            keys=[
+                f"{prefix}sequence",
+                f"{prefix}history:{conversation}",
+                f"{prefix}seen:{conversation}",
+                f"{prefix}trimmed:{conversation}",
+            ],
+            args=[
+                kind,
+                message_id or "",
+                payload_json,
+                settings.EVENT_HISTORY_MAX_EVENTS,
+                settings.EVENT_HISTORY_SECONDS,
+                _dedup_capacity(),
+                channel_name(conversation),
+                secrets.token_hex(4),
+            ],
+        )
+        return Appended(Offset(_text(epoch), int(seq)), duplicate=bool(duplicate))
+
+    async def read(self, since: Mapping[str, int], *, epoch: str | None) -> Replay:
+        """The events after ``since[conversation]`` in each conversation, read atomically, in sequence order.
+
+        ``epoch`` is the epoch ``since`` was counted in (None: the positions are this epoch's own).
+        """
+        prefix = key_prefix()
+        conversations = list(since)
+        keys = [f"{prefix}sequence"]
+        for conversation in conversations:
+            keys += [f"{prefix}history:{conversation}", f"{prefix}trimmed:{conversation}"]
+        reply = await self._read(keys=keys, args=[since[c] for c in conversations])
+        current_epoch, current_seq = _text(reply[0]), int(reply[1])
+        complete = epoch is None or epoch == current_epoch
+        events: list[Event] = []
+        for conversation, (trimmed, entries) in zip(conversations, reply[2:]):
+            if _seq_of(trimmed) > since[conversation]:
+                complete = False  # events after the position were trimmed away
+            for entry_id, fields in entries:
+                values = dict(zip(fields[::2], fields[1::2]))
+                events.append(
+                    Event(_seq_of(entry_id), current_epoch, conversation, _text(values[b"k"]), _text(values[b"p"]))
+                )
+        events.sort(key=lambda event: event.seq)
+        return Replay(events, complete and bool(current_epoch or not events), Offset(current_epoch, current_seq))
+
+    async def position(self) -> Offset:
+        """The current end of the sequence (no events yet: seq 0)."""
+        epoch, seq = await self._client.hmget(f"{key_prefix()}sequence", ["epoch", "seq"])
+        return Offset(_text(epoch) if epoch else "", int(seq or 0))
+
+
+class MemoryHistory:
+    """The same history in this process, for development mode without Redis; ``listener`` gets each new event."""
+
+    def __init__(self) -> None:
+        self.epoch = secrets.token_hex(4)
+        self.seq = 0
+        self._streams: dict[str, deque[Event]] = {}
+        self._trimmed: dict[str, int] = {}
+        self._seen: dict[str, dict[str, int]] = {}
+        self.listener: Callable[[Event], None] | None = None
+
+    async def append(self, *, conversation: str, kind: str, message_id: str | None, payload_json: str) -> Appended:
+        seen = self._seen.setdefault(conversation, {})
+        member = f"{kind} {message_id}"
+        if message_id and member in seen:
+            return Appended(Offset(self.epoch, seen[member]), duplicate=True)
+        self.seq += 1
+        event = Event(self.seq, self.epoch, conversation, kind, payload_json)
+        stream = self._streams.setdefault(conversation, deque())
+        stream.append(event)
+        while len(stream) > settings.EVENT_HISTORY_MAX_EVENTS:
+            self._trimmed[conversation] = stream.popleft().seq
+        if message_id:
+            seen[member] = self.seq
+            while len(seen) > _dedup_capacity():
+                del seen[next(iter(seen))]
+        if self.listener is not None:
+            self.listener(event)
+        return Appended(Offset(self.epoch, self.seq), duplicate=False)
+
+    async def read(self, since: Mapping[str, int], *, epoch: str | None) -> Replay:
+        complete = epoch is None or epoch == self.epoch
+        events = []
+        for conversation, after in since.items():
+            if self._trimmed.get(conversation, 0) > after:
+                complete = False
+            events.extend(event for event in self._streams.get(conversation, ()) if event.seq > after)
+        events.sort(key=lambda event: event.seq)
+        return Replay(events, complete, Offset(self.epoch, self.seq))
+
+    async def position(self) -> Offset:
+        return Offset(self.epoch, self.seq)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _seq_of(entry_id: bytes | str) -> int:
+    return int(_text(entry_id).partition("-")[2] or 0)
+
+
+_memory_histories: LoopLocal[MemoryHistory] = LoopLocal(MemoryHistory)
+_redis_histories: LoopLocal[dict[int, RedisHistory]] = LoopLocal(dict)
+
+
+def get_history() -> RedisHistory | MemoryHistory:
+    """The history for this process: in Redis when REDISHOST is set, else in process (development mode)."""
+    if not redis_client.is_configured():
+        return memory_history()
+    client = redis_client.get_redis()
+    histories = _redis_histories.get()
+    history = histories.get(id(client))
+    if history is None or history._client is not client:
+        history = histories[id(client)] = RedisHistory(client)
+    return history
+
+
+def memory_history() -> MemoryHistory:
+    """The in-process history of this event loop (development mode without Redis)."""
+    return _memory_histories.get()

@@ -1,0 +1,121 @@
+"""``events.history``: append with de-duplication, replay in order, and honest gaps, on real Redis and in process.
+
+Each test runs against ``RedisHistory`` (the suite's Redis, a key prefix per
+test) and ``MemoryHistory`` (development mode), which must keep the same promises.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from events import redis_client
+from events.history import MemoryHistory, Offset, RedisHistory, channel_name, decode_published
+
+A = "projects/p/conversations/a"
+B = "projects/p/conversations/b"
+
+
+@pytest.fixture(params=["redis", "memory"])
+async def history(request, settings):
+    settings.EVENT_HISTORY_MAX_EVENTS = 10
+    if request.param == "redis":
+        return RedisHistory(redis_client.get_redis())
+    return MemoryHistory()
+
+
+async def append(history, conversation: str, message_id: str | None, kind: str = "new-message-event"):
+    return await history.append(
+        conversation=conversation, kind=kind, message_id=message_id, payload_json=json.dumps({"id": message_id})
+    )
+
+
+async def test_offsets_follow_one_sequence_across_conversations(history) -> None:
+    first, second, third = [await append(history, c, m) for c, m in ((A, "1"), (B, "2"), (A, "3"))]
+    assert [first.offset.seq, second.offset.seq, third.offset.seq] == [1, 2, 3]
+    assert first.offset.epoch == second.offset.epoch == third.offset.epoch != ""
+    assert not any(appended.duplicate for appended in (first, second, third))
+
+
+async def test_a_redelivered_message_id_is_a_duplicate_with_the_first_offset(history) -> None:
+    original = await append(history, A, "m-1")
+    again = [await append(history, A, "m-1") for _ in range(4)]
+    assert all(appended.duplicate and appended.offset == original.offset for appended in again)
+    replay = await history.read({A: 0}, epoch=None)
+    assert [event.seq for event in replay.events] == [original.offset.seq]
+
+
+async def test_the_same_message_id_of_another_kind_or_conversation_is_not_a_duplicate(history) -> None:
+    await append(history, A, "m-1")
+    assert not (await append(history, A, "m-1", kind="human-agent-assistant-event")).duplicate
+    assert not (await append(history, B, "m-1")).duplicate
+
+
+async def test_events_without_a_message_id_are_never_duplicates(history) -> None:
+    assert not (await append(history, A, None)).duplicate
+    assert not (await append(history, A, None)).duplicate
+
+
+async def test_read_gives_every_event_after_each_position_in_sequence_order(history) -> None:
+    for conversation, message_id in ((A, "1"), (B, "2"), (A, "3"), (B, "4"), (A, "5")):
+        await append(history, conversation, message_id)
+    replay = await history.read({A: 1, B: 0}, epoch=None)
+    assert [(event.conversation, event.seq) for event in replay.events] == [(B, 2), (A, 3), (B, 4), (A, 5)]
+    assert json.loads(replay.events[0].payload_json) == {"id": "2"}
+    assert replay.complete
+    assert replay.position.seq == 5
+
+
+async def test_read_past_the_trimmed_history_is_incomplete(history) -> None:
+    """With 10 kept per conversation, resuming after event 2 of 30 cannot be whole; after 25 it can."""
+    for number in range(1, 31):
+        await append(history, A, str(number))
+    trimmed = await history.read({A: 2}, epoch=None)
+    assert not trimmed.complete
+    assert [event.seq for event in trimmed.events] == list(range(21, 31))
+    assert (await history.read({A: 25}, epoch=None)).complete
+
+
+async def test_read_in_another_epoch_is_incomplete(history) -> None:
+    appended = await append(history, A, "1")
+    assert (await history.read({A: 0}, epoch=appended.offset.epoch)).complete
+    assert not (await history.read({A: 0}, epoch="0ther")).complete
+
+
+async def test_a_conversation_without_history_reads_empty_and_complete(history) -> None:
+    replay = await history.read({"projects/p/conversations/none": 0}, epoch=None)
+    assert (replay.events, replay.complete) == ([], True)
+
+
+async def test_position_is_the_end_of_the_sequence(history) -> None:
+    await append(history, A, "1")
+    await append(history, B, "2")
+    assert (await history.position()).seq == 2
+
+
+async def test_redis_publishes_each_new_event_once_on_the_conversations_channel(settings) -> None:
+    """The append and the publish are one step: a subscriber sees each new event once, duplicates never."""
+    history = RedisHistory(redis_client.get_redis())
+    pubsub = redis_client.get_subscriber().pubsub()
+    await pubsub.subscribe(channel_name(A))
+    assert (await pubsub.get_message(timeout=5))["type"] == "subscribe"
+    first = await append(history, A, "m-1")
+    await append(history, A, "m-1")
+    second = await append(history, A, "m-2")
+    received = []
+    while (message := await pubsub.get_message(timeout=0.5)) is not None:
+        received.append(decode_published(A, message["data"]))
+    await pubsub.aclose()
+    assert [event.offset for event in received] == [str(first.offset), str(second.offset)]
+    assert json.loads(received[1].payload_json) == {"id": "m-2"}
+
+
+@pytest.mark.parametrize("text", ["", "abc", "-5", "e-", "e-x", "é-1", "a b-1", "x" * 70 + "-1", None, 5])
+def test_offsets_that_are_not_ours_do_not_parse(text) -> None:
+    assert Offset.parse(text) is None
+
+
+def test_offsets_round_trip() -> None:
+    assert Offset.parse("1a2b3c4d-42") == Offset("1a2b3c4d", 42)
+    assert str(Offset("1a2b3c4d", 42)) == "1a2b3c4d-42"

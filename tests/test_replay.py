@@ -1,0 +1,212 @@
+"""History on join, resuming after an offset, and de-duplication, through the real consumers and push views.
+
+The plain protocol (``/ws/``) asks with join options (``history``, ``after``);
+Socket.IO takes the same as a second ``join-conversation`` argument, and
+``SOCKETIO_JOIN_HISTORY`` decides for clients that cannot ask. Pushes go
+through the real interceptor view, so a Pub/Sub redelivery is the same
+envelope posted again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from channels.testing import HttpCommunicator
+
+from aa_site.asgi import application
+from events.kinds import EventKind
+from tests.event_listener import listen
+from tests.sio.raw_socketio import SHORT_NAME, SocketIOTestClient, client_factory, open_connected
+from tests.test_envelope import push_body
+from tests.test_plain_ws_consumer import PlainTestClient, publish
+
+OTHER = "projects/p/conversations/replay-other"
+QUIET = 0.3  # how long to listen for something that must not come
+
+
+async def post_push(conversation: str, message_id: str, event: str = EventKind.NEW_MESSAGE) -> int:
+    body = push_body({"conversation": conversation, "text": f"message {message_id}"}, messageId=message_id)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    response = await HttpCommunicator(application, "POST", f"/{event}", body=body, headers=headers).get_response(10)
+    return response["status"]
+
+
+@pytest.fixture
+async def plain() -> Any:
+    made: list[PlainTestClient] = []
+
+    async def make(user: str = "alice") -> PlainTestClient:
+        from connector import tokens
+
+        client = PlainTestClient()
+        made.append(client)
+        await client.open()
+        assert (await client.request({"type": "authenticate", "token": tokens.issue_token(user=user)}))["type"] == (
+            "authenticated"
+        )
+        return client
+
+    yield make
+    for client in made:
+        await client.communicator.disconnect(timeout=5)
+
+
+async def nothing_more(client: PlainTestClient) -> None:
+    assert await client.communicator.receive_nothing(QUIET)
+
+
+# --- de-duplication ------------------------------------------------------------------------------
+
+
+async def test_a_push_redelivered_five_times_reaches_the_desktop_once() -> None:
+    listener = await listen(SHORT_NAME)
+    assert [await post_push(SHORT_NAME, "dup-1") for _ in range(5)] == [204] * 5
+    assert (await listener.receive())["payload"]["message_id"] == "dup-1"
+    assert (await post_push(SHORT_NAME, "dup-2")) == 204
+    # The next event is the next message, not another copy of the first.
+    assert (await listener.receive())["payload"]["message_id"] == "dup-2"
+
+
+async def test_concurrent_redeliveries_are_accepted_once() -> None:
+    listener = await listen(SHORT_NAME)
+    statuses = await asyncio.gather(*(post_push(SHORT_NAME, "race-1") for _ in range(10)))
+    assert statuses == [204] * 10
+    assert (await listener.receive())["payload"]["message_id"] == "race-1"
+    with pytest.raises(asyncio.TimeoutError):
+        await listener.receive(QUIET)
+
+
+# --- the plain protocol ----------------------------------------------------------------------------
+
+
+async def test_plain_join_without_options_gets_no_history(plain) -> None:
+    await publish(SHORT_NAME)
+    client = await plain()
+    joined = await client.request({"type": "join", "conversation": SHORT_NAME})
+    assert joined == {"type": "joined", "conversation": SHORT_NAME}
+    await nothing_more(client)
+
+
+async def test_plain_join_with_history_replays_what_came_before_then_live_events(plain) -> None:
+    before = [await publish(SHORT_NAME, kind) for kind in (EventKind.NEW_MESSAGE, EventKind.HUMAN_AGENT_ASSISTANT)]
+    await publish(OTHER)  # another conversation's event is not replayed
+    client = await plain()
+    joined = await client.request({"type": "join", "conversation": SHORT_NAME, "history": True, "id": 9})
+    assert joined == {"type": "joined", "conversation": SHORT_NAME, "replayed": 2, "complete": True, "id": 9}
+    assert [(await client.receive())["payload"] for _ in before] == before
+    live = await publish(SHORT_NAME)
+    assert (await client.receive())["payload"] == live
+    await nothing_more(client)
+
+
+async def test_plain_resume_after_an_offset_sends_exactly_what_came_after(plain) -> None:
+    client = await plain()
+    await client.request({"type": "join", "conversation": SHORT_NAME})
+    first = await publish(SHORT_NAME)
+    assert (await client.receive())["payload"] == first
+    seen = client.last_offset
+    await client.communicator.disconnect()
+    missed = [await publish(SHORT_NAME) for _ in range(3)]
+    again = await plain()
+    joined = await again.request({"type": "join", "conversation": SHORT_NAME, "after": seen})
+    assert (joined["replayed"], joined["complete"]) == (3, True)
+    assert [(await again.receive())["payload"] for _ in missed] == missed
+    await nothing_more(again)
+
+
+async def test_plain_resume_past_the_kept_history_says_so(plain, settings) -> None:
+    settings.EVENT_HISTORY_MAX_EVENTS = 10
+    client = await plain()
+    await client.request({"type": "join", "conversation": SHORT_NAME})
+    await publish(SHORT_NAME)
+    await client.receive()
+    seen = client.last_offset
+    await client.communicator.disconnect()
+    for _ in range(15):
+        await publish(SHORT_NAME)
+    again = await plain()
+    joined = await again.request({"type": "join", "conversation": SHORT_NAME, "after": seen})
+    assert (joined["replayed"], joined["complete"]) == (10, False)
+    gap = await again.receive()
+    assert (gap["type"], gap["conversation"]) == ("history_gap", SHORT_NAME)
+    assert [(await again.receive())["type"] for _ in range(10)] == ["event"] * 10
+
+
+async def test_plain_resume_with_an_offset_that_is_not_ours_is_refused(plain) -> None:
+    client = await plain()
+    refusal = await client.request({"type": "join", "conversation": SHORT_NAME, "after": "yesterday", "id": 3})
+    assert (refusal["type"], refusal["code"], refusal["id"]) == ("error", "invalid_offset", 3)
+
+
+async def test_plain_events_carry_increasing_offsets(plain) -> None:
+    client = await plain()
+    await client.request({"type": "join", "conversation": SHORT_NAME})
+    await client.request({"type": "join", "conversation": OTHER})
+    offsets = []
+    for conversation in (SHORT_NAME, OTHER, SHORT_NAME):
+        await publish(conversation)
+        await client.receive()
+        offsets.append(client.last_offset)
+    sequence = [int(offset.rpartition("-")[2]) for offset in offsets]
+    assert sequence == sorted(sequence) and len(set(sequence)) == 3
+
+
+# --- Socket.IO joins -----------------------------------------------------------------------------
+
+
+async def socketio_client(make) -> SocketIOTestClient:
+    return await open_connected(make)
+
+
+async def test_socketio_join_with_history_option_replays_after_the_ack() -> None:
+    payload = await publish(SHORT_NAME)
+    async with client_factory() as make:
+        client = await socketio_client(make)
+        assert await client.call("join-conversation", SHORT_NAME, {"history": True}) == [True, SHORT_NAME]
+        assert await client.receive_event() == [EventKind.NEW_MESSAGE, payload]
+
+
+async def test_socketio_stock_join_gets_no_history_by_default() -> None:
+    await publish(SHORT_NAME)
+    async with client_factory() as make:
+        client = await socketio_client(make)
+        assert await client.call("join-conversation", SHORT_NAME) == [True, SHORT_NAME]
+        assert await client.communicator.receive_nothing(QUIET)
+
+
+async def test_socketio_join_history_setting_all_replays_for_stock_joins(settings) -> None:
+    settings.SOCKETIO_JOIN_HISTORY = "all"
+    payload = await publish(SHORT_NAME)
+    async with client_factory() as make:
+        client = await socketio_client(make)
+        assert await client.call("join-conversation", SHORT_NAME) == [True, SHORT_NAME]
+        assert await client.receive_event() == [EventKind.NEW_MESSAGE, payload]
+
+
+async def test_socketio_connect_answer_carries_a_private_session_id() -> None:
+    async with client_factory() as make:
+        client = make()
+        await client.open()
+        from connector import tokens
+
+        packet = await client.connect_namespace(tokens.issue_token(user="alice"))
+        assert isinstance(packet.data["pid"], str) and len(packet.data["pid"]) >= 20
+        assert packet.data["pid"] != packet.data["sid"]
+
+
+async def test_socketio_without_recovery_sends_no_pid_and_no_offsets(settings) -> None:
+    settings.SOCKETIO_RECOVERY_SECONDS = 0
+    async with client_factory() as make:
+        client = make()
+        await client.open()
+        from connector import tokens
+
+        packet = await client.connect_namespace(tokens.issue_token(user="alice"))
+        assert "pid" not in packet.data
+        await client.call("join-conversation", SHORT_NAME)
+        payload = await publish(SHORT_NAME)
+        frame = json.loads((await client.receive())[2:])
+        assert frame == [EventKind.NEW_MESSAGE, payload]
