@@ -7,7 +7,9 @@ authentication, the Redis rate-limit window, the body, signing the JWT) and a
 rate limit far above the load, so every request still runs the limiter's Lua
 script in Redis. After ``--warm-up`` requests it sends ``--requests``
 registrations with at most ``--concurrency`` in flight from one aiohttp
-session and prints requests per second and the p50/p99 round trip.
+session and prints requests per second, the p50/p99 round trip and the
+server process's CPU time per request (from ``/proc``; on a machine shared
+with other work it varies far less than the wall-clock figures).
 
     .venv/bin/python -m benchmarks.register_rate [--requests 3000 --concurrency 16]
 
@@ -19,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 
@@ -30,6 +34,16 @@ from tests import processes
 SUSPICIOUS = ("ERROR", "CRITICAL", "Traceback")
 # Far above what one process can answer in a minute: the limiter runs but never refuses.
 RATE_LIMIT = "100000000/minute"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` so far (Linux ``/proc``); NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    # After the command name: state is field 3, utime 14 and stime 15 (1-based), so indexes 11 and 12 here.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def register(session: aiohttp.ClientSession, url: str, index: int) -> tuple[float, int | str]:
@@ -72,11 +86,14 @@ async def run(server: processes.Server, args: argparse.Namespace) -> bool:
     """Warm up, then measure; True when every request answered 200 with a token."""
     url = f"{server.http_url}/register"
     _, _, warm = await hammer(url, args.warm_up, args.concurrency)
+    cpu_before = cpu_seconds(server.process.pid)
     wall, timings, counts = await hammer(url, args.requests, args.concurrency)
+    cpu = cpu_seconds(server.process.pid) - cpu_before
     print(f"warm-up: {args.warm_up} requests, statuses {warm}")
     print(f"{args.requests} POST /register, {args.concurrency} in flight: {wall:.2f} s, "
           f"{args.requests / wall:.0f} requests/s; statuses {counts}")
-    print(f"round trip p50 {percentile(timings, 0.50) * 1000:.1f} ms, p99 {percentile(timings, 0.99) * 1000:.1f} ms")
+    print(f"round trip p50 {percentile(timings, 0.50) * 1000:.1f} ms, p99 {percentile(timings, 0.99) * 1000:.1f} ms; "
+          f"server CPU {cpu * 1000 / args.requests:.2f} ms per request")
     return warm == {200: args.warm_up} and counts == {200: args.requests}
 
 
