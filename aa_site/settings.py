@@ -147,6 +147,29 @@ LOGGING = {
     "loggers": {"daphne": {"level": "WARNING"}, "django": {"level": "INFO"}, "httpx": {"level": "WARNING"}},
 }
 
+# --- The connector's HTTP API on Django REST framework (connector/api/) ----------
+# Each view declares its own authentication, permission, throttle and parser
+# classes; these defaults only make sure nothing is implied (no session
+# authentication, no browsable API, no AnonymousUser).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_THROTTLE_CLASSES": [],
+    "DEFAULT_PARSER_CLASSES": ["connector.api.parsers.JsonObjectParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "connector.api.negotiation.FixedNegotiation",
+    "EXCEPTION_HANDLER": "connector.api.exceptions.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "UNAUTHENTICATED_TOKEN": None,
+}
+# Largest JSON body of /register, /register-app and /conversation-name (else 413 {"message"}): a
+# registration or a key/name pair is well under 4 KiB; 256 KiB leaves room for any provider's credentials.
+API_MAX_BODY_BYTES = env.integer("API_MAX_BODY_BYTES", 256 * 1024, minimum=1024, maximum=10 * 1024 * 1024)
+# Largest Pub/Sub push body the interceptor reads (interceptor/views.py): a message carries up to
+# 10 MiB of data, base64'd into the envelope (4/3 of it: 13.4 MiB) plus attributes and the envelope's
+# fields. Larger bodies cannot come from Pub/Sub and are acknowledged as poison.
+PUSH_MAX_BODY_BYTES = env.integer("PUSH_MAX_BODY_BYTES", 14 * 1024 * 1024, minimum=1024)
+
 # --- Registration rate limit and client addresses (connector/ratelimit.py) -----
 # POST /register and /register-app together, per client address, counted in
 # Redis across all instances: (requests, window seconds), or None when "0"/"off".
@@ -154,6 +177,9 @@ REGISTER_RATE_LIMIT = env.rate("REGISTER_RATE_LIMIT", "30/minute")
 # How many proxies in front of us append to X-Forwarded-For (Cloud Run: 1). The
 # client is the entry that many places from the right; 0 trusts no header.
 TRUSTED_PROXY_HOPS = env.integer("TRUSTED_PROXY_HOPS", 0, minimum=0, maximum=10)
+# POSTs to /conversation-name per desktop token (its jti), counted in Redis like the above: each
+# entry lives CONVERSATION_NAME_TTL_SECONDS, so this bounds what one token can make the store hold.
+CONVERSATION_NAME_RATE_LIMIT = env.rate("CONVERSATION_NAME_RATE_LIMIT", "60/minute")
 # A browser desktop may read Retry-After on a cross-origin 429.
 CORS_EXPOSE_HEADERS = ["Retry-After"]
 

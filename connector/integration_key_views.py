@@ -1,59 +1,84 @@
-"""``/conversation-name``: the contract's key/value endpoint, JWT required.
+"""``/conversation-name``: the contract's key/value endpoint, an async DRF view, desktop JWT required.
 
     POST   {"conversationIntegrationKey": k, "conversationName": n}  -> 200 {k: n}           | 400 Bad request
     GET    ?conversationIntegrationKey=k                             -> 200 {"conversationName": n or ""} | 400
     DELETE ?conversationIntegrationKey=k                             -> 200 Success | 404 Not found | 400
 
-Plain-text bodies as in the sample; Redis unreachable is 503 JSON ``{"message"}``.
-Keys and names are never logged: a key is often a customer's phone number.
+Plain-text bodies as in the sample. Our own refusals are JSON ``{"message"}``:
+401 (token), 413 (body over ``API_MAX_BODY_BYTES``), 429 (more than
+``CONVERSATION_NAME_RATE_LIMIT`` POSTs with one token), 503 (Redis unreachable).
+The name must be a conversation name (``events.conversations.normalise``
+accepts it) and is stored as given. Keys and names are never logged: a key
+is often a customer's phone number.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.http import require_http_methods
+from django.http import HttpResponse, JsonResponse
+from rest_framework.exceptions import ParseError
+from rest_framework.permissions import IsAuthenticated
 
 from common.responses import message_response
 from connector import integration_keys
-from connector.http_auth import jwt_required
-from connector.http_json import json_object
+from connector.api.authentication import DesktopJWTAuthentication
+from connector.api.parsers import JsonObjectParser
+from connector.api.throttling import ConversationNameWriteThrottle
+from connector.api.views import AsyncAPIView
+from events import conversations
 
 KEY_FIELD = "conversationIntegrationKey"
 NAME_FIELD = "conversationName"
+UNAVAILABLE_MESSAGE = "The conversation name store (Redis) is unavailable."
 
 
-@require_http_methods(["GET", "POST", "DELETE"])
-@jwt_required
-async def conversation_name(request: HttpRequest) -> HttpResponse:
+class ConversationNameView(AsyncAPIView):
     """Set (POST), read (GET) or remove (DELETE) the conversation name stored for an integration key."""
-    try:
-        if request.method == "POST":
-            return await _post(request)
-        key = _text(request.GET.get(KEY_FIELD), integration_keys.MAX_KEY_LENGTH)
+
+    http_method_names = ["get", "post", "delete"]
+    authentication_classes = [DesktopJWTAuthentication]
+    permission_classes = [IsAuthenticated]
+    throttle_classes = [ConversationNameWriteThrottle]
+    parser_classes = [JsonObjectParser]
+
+    async def post(self, request: Any) -> HttpResponse:
+        """Store the body's name under its key; 400 unless the body is a JSON object holding both."""
+        try:
+            body = request.data  # RequestTooLarge (413) is not a ParseError and goes on to the exception handler
+        except ParseError:
+            return _bad_request()
+        key = _text(body.get(KEY_FIELD), integration_keys.MAX_KEY_LENGTH)
+        name = _text(body.get(NAME_FIELD), conversations.MAX_LENGTH)
+        if key is None or name is None or not _is_conversation_name(name):
+            return _bad_request()
+        try:
+            await integration_keys.put(key, name)
+        except integration_keys.StoreUnavailable:
+            return message_response(503, UNAVAILABLE_MESSAGE)
+        return JsonResponse({key: name})
+
+    async def get(self, request: Any) -> HttpResponse:
+        """The stored name, ``""`` when there is none."""
+        key = _text(request.query_params.get(KEY_FIELD), integration_keys.MAX_KEY_LENGTH)
         if key is None:
             return _bad_request()
-        if request.method == "GET":
-            return JsonResponse({NAME_FIELD: await integration_keys.get(key) or ""})
-        if await integration_keys.delete(key):
-            return _text_response("Success", 200)
-        return _text_response("Not found", 404)
-    except integration_keys.StoreUnavailable:
-        return message_response(503, "The conversation name store (Redis) is unavailable.")
+        try:
+            name = await integration_keys.get(key)
+        except integration_keys.StoreUnavailable:
+            return message_response(503, UNAVAILABLE_MESSAGE)
+        return JsonResponse({NAME_FIELD: name or ""})
 
-
-async def _post(request: HttpRequest) -> HttpResponse:
-    """Store the body's name under its key; 400 unless the body is a JSON object holding both."""
-    body = json_object(request.body)
-    if body is None:
-        return _bad_request()
-    key = _text(body.get(KEY_FIELD), integration_keys.MAX_KEY_LENGTH)
-    name = _text(body.get(NAME_FIELD), integration_keys.MAX_NAME_LENGTH)
-    if key is None or name is None:
-        return _bad_request()
-    await integration_keys.put(key, name)
-    return JsonResponse({key: name})
+    async def delete(self, request: Any) -> HttpResponse:
+        """``Success``, or ``Not found`` when nothing was stored."""
+        key = _text(request.query_params.get(KEY_FIELD), integration_keys.MAX_KEY_LENGTH)
+        if key is None:
+            return _bad_request()
+        try:
+            removed = await integration_keys.delete(key)
+        except integration_keys.StoreUnavailable:
+            return message_response(503, UNAVAILABLE_MESSAGE)
+        return _text_response("Success", 200) if removed else _text_response("Not found", 404)
 
 
 def _text(value: Any, max_length: int) -> str | None:
@@ -68,9 +93,21 @@ def _text(value: Any, max_length: int) -> str | None:
     return value
 
 
+def _is_conversation_name(name: str) -> bool:
+    """Whether ``name`` is a conversation name in either form (it is stored as given, not normalised)."""
+    try:
+        conversations.normalise(name)
+    except conversations.InvalidConversationName:
+        return False
+    return True
+
+
 def _bad_request() -> HttpResponse:
     return _text_response("Bad request", 400)
 
 
 def _text_response(text: str, status: int) -> HttpResponse:
     return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
+
+
+conversation_name = ConversationNameView.as_view()

@@ -19,13 +19,13 @@ from collections.abc import Iterator
 import redis.exceptions
 from django.conf import settings
 
-from events import redis_client
+from events import conversations, redis_client
 
 KEY_PREFIX = "aa:conversation-name:"
-# Bounds on what a client may store: far above any phone number, call id or
-# conversation name, small enough that nobody uses the store as a blob store.
-MAX_KEY_LENGTH = 1024
-MAX_NAME_LENGTH = 1024
+# Bounds on what a client may store: far above any phone number or call id, small enough that nobody
+# uses the store as a blob store. A name must be a conversation name (events.conversations.MAX_LENGTH).
+MAX_KEY_LENGTH = 256
+MAX_NAME_LENGTH = conversations.MAX_LENGTH
 # The development store forgets its oldest entries beyond this.
 MAX_MEMORY_ENTRIES = 10_000
 

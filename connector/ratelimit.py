@@ -1,37 +1,37 @@
-"""Per-client-address rate limit for the registration endpoints, shared by all instances through Redis.
+"""The rate-limit window shared by all instances through Redis, and the client address a request comes from.
 
-Algorithm: a fixed window per address that opens at the address's first
-request. One Lua script increments the address's counter and, when the
-counter is new, gives it the window as its expiry, so every instance counts
-into the same key atomically. A fixed window costs one small key per address
-and gives an exact ``Retry-After`` (the key's remaining lifetime); its known
-weakness, up to twice the limit across a window boundary, does not matter for
-throttling registrations. Refused requests still count but never move the
-expiry, so hammering does not prolong a lockout.
+The DRF throttle classes (``connector.api.throttling``) count into it: per
+client address for the registration endpoints, per token for
+``/conversation-name`` writes.
+
+Algorithm: a fixed window per key that opens at the key's first request.
+One Lua script increments the key's counter and, when the counter is new,
+gives it the window as its expiry, so every instance counts into the same
+key atomically (no read-then-write race between instances). A fixed window
+costs one small key per identity and gives an exact ``Retry-After`` (the
+key's remaining lifetime); its known weakness, up to twice the limit across a
+window boundary, does not matter for throttling. Refused requests still count
+but never move the expiry, so hammering does not prolong a lockout.
 
 Without REDISHOST (development mode only) the same algorithm runs in this
 process. When Redis cannot be reached the limiter fails open: requests pass
 and a WARNING is logged (at most once a minute), because every registration
-still has to satisfy the identity provider and an outage of Redis must not
-lock every agent out.
+still has to satisfy the identity provider (and every write a valid token)
+and an outage of Redis must not lock every agent out.
 """
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import logging
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from redis.exceptions import RedisError
 
-from common.responses import message_response
 from events import redis_client
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ KEY_PREFIX = "aa:ratelimit:"
 MAX_ADDRESS_CHARS = 64
 REDIS_DOWN_WARNING_INTERVAL = 60.0
 
-# KEYS[1]: the address's counter; ARGV[1]: the window in milliseconds.
+# KEYS[1]: the identity's counter; ARGV[1]: the window in milliseconds.
 # Returns {count in this window, milliseconds until the window ends}.
 # PTTL < 0 covers a new key and, defensively, a key that lost its expiry.
 _WINDOW_SCRIPT = """
@@ -52,42 +52,6 @@ if ttl < 0 then
 end
 return {count, ttl}
 """
-
-View = Callable[..., Awaitable[HttpResponse]]
-
-
-def rate_limited(bucket: str) -> Callable[[View], View]:
-    """Limit an async view to ``settings.REGISTER_RATE_LIMIT`` requests per client address.
-
-    Views decorated with the same ``bucket`` share one budget per address.
-    Over the limit: 429 ``{"message"}`` with ``Retry-After`` in seconds.
-    """
-
-    def decorate(view: View) -> View:
-        @functools.wraps(view)
-        async def limited(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            limit = settings.REGISTER_RATE_LIMIT
-            if limit is None:
-                return await view(request, *args, **kwargs)
-            requests, window = limit
-            address = client_address(request)
-            counted = await _count(f"{KEY_PREFIX}{bucket}:{address}", window)
-            if counted is None or counted[0] <= requests:
-                return await view(request, *args, **kwargs)
-            count, milliseconds_left = counted
-            retry_after = max(1, math.ceil(milliseconds_left / 1000))
-            if count == requests + 1:
-                # Once per window and address, not per refused request.
-                logger.info("Rate limit %s/%ss reached for %s on %s", requests, window, address, bucket)
-            return message_response(
-                429,
-                f"Too many registration attempts from this address; retry in {retry_after} seconds.",
-                retry_after=retry_after,
-            )
-
-        return limited
-
-    return decorate
 
 
 def client_address(request: HttpRequest) -> str:
@@ -133,15 +97,18 @@ def _bucket_address(address: str) -> str:
     return str(parsed)
 
 
-async def _count(key: str, window: int) -> tuple[int, int] | None:
-    """Count one request into ``key``: (count in this window, milliseconds left), or None when Redis is down."""
+async def count(key: str, window: int, name: str) -> tuple[int, int] | None:
+    """Count one request into ``key``: (count in this window, milliseconds left), or None when Redis is down.
+
+    ``name`` (the throttle's bucket) goes into the warning that the limit is not enforced.
+    """
     if not redis_client.is_configured():
         return _local.count(key, window)
     try:
         client = redis_client.get_redis()
         count, milliseconds_left = await client.eval(_WINDOW_SCRIPT, 1, key, window * 1000)
     except (RedisError, OSError) as error:
-        _warn_redis_down(error)
+        _warn_redis_down(error, name)
         return None
     return int(count), int(milliseconds_left)
 
@@ -149,13 +116,14 @@ async def _count(key: str, window: int) -> tuple[int, int] | None:
 _last_redis_warning = -math.inf
 
 
-def _warn_redis_down(error: Exception) -> None:
+def _warn_redis_down(error: Exception, name: str) -> None:
     global _last_redis_warning
     now = time.monotonic()
     if now - _last_redis_warning >= REDIS_DOWN_WARNING_INTERVAL:
         _last_redis_warning = now
         logger.warning(
-            "Registration rate limit not enforced: Redis at %s:%s is unreachable (%s); letting requests through",
+            "The %s rate limit not enforced: Redis at %s:%s is unreachable (%s); letting requests through",
+            name,
             settings.REDISHOST,
             settings.REDISPORT,
             type(error).__name__,

@@ -20,9 +20,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import jwt
 from django.conf import settings
@@ -58,10 +58,13 @@ class InvalidToken(Exception):
 
 @dataclass(frozen=True)
 class DesktopIdentity:
-    """Who a validated token speaks for."""
+    """Who a validated token speaks for; ``token_id`` is its ``jti`` (not part of equality)."""
 
     project: str
     user: str
+    token_id: str = field(default="", compare=False)
+    # DRF's IsAuthenticated asks request.user this; only validate_token makes one.
+    is_authenticated: ClassVar[bool] = True
 
 
 class RotatingTokenBackend(TokenBackend):
@@ -188,4 +191,8 @@ def validate_token(raw: str | None) -> DesktopIdentity:
         # change still do so, the client gets a 401, and the log says which error (never the token).
         logger.error("A token check raised %s; the token was refused", error.__class__.__name__)
         raise InvalidToken(INVALID_TOKEN_MESSAGE) from None
-    return DesktopIdentity(project=validated[PROJECT_CLAIM], user=str(validated.get(USER_CLAIM, "")))
+    return DesktopIdentity(
+        project=validated[PROJECT_CLAIM],
+        user=str(validated.get(USER_CLAIM, "")),
+        token_id=str(validated.get("jti", "")),
+    )

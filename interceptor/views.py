@@ -5,6 +5,9 @@ conversation's history and published (``events.publish``), or is a redelivery
 of one already stored; 200 for a poison message (acknowledged so it is not redelivered
 forever, with one WARNING line naming the reason and messageId, never the
 content); 503 when Redis is unreachable, so Pub/Sub retries.
+Bodies up to ``PUSH_MAX_BODY_BYTES`` (14 MiB: Pub/Sub's 10 MiB of data,
+base64'd, plus the envelope) are read; a larger one cannot come from Pub/Sub
+and is acknowledged as poison.
 
 With ``PUSH_AUTH_SERVICE_ACCOUNT`` set, every push must first carry Pub/Sub's
 OIDC token for that account (``interceptor.push_auth``): 401/403 otherwise,
@@ -18,7 +21,6 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -46,10 +48,13 @@ def push_endpoint(event: str) -> Callable[[HttpRequest], Awaitable[HttpResponse]
         refusal = await _refuse_unauthenticated(request, event)
         if refusal is not None:
             return refusal
+        limit = settings.PUSH_MAX_BODY_BYTES
+        # read(), not .body: Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) is below what Pub/Sub sends.
+        body = request.read(limit + 1)
+        if len(body) > limit:
+            return _discard(event, f"body is larger than {limit} bytes", None)
         try:
-            message = parse_push(request.body)
-        except RequestDataTooBig:
-            return _discard(event, "body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE", None)
+            message = parse_push(body)
         except PoisonMessage as error:
             return _discard(event, str(error), error.message_id)
 

@@ -8,14 +8,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 import redis.asyncio as redis
 from channels.testing import HttpCommunicator
+from django.conf import settings as django_settings
 
 from aa_site.asgi import application
 from connector import tokens
@@ -233,3 +236,77 @@ async def test_in_process_store_honours_the_ttl(settings: Any) -> None:
     await asyncio.sleep(1.2)  # past the expiry; waiting longer never makes this wrong
     assert json.loads((await call("GET", query(key)))["body"]) == {"conversationName": ""}
 
+
+
+# --- quota: sizes and a write rate per token (issue 13, item 7) ---------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["n" * 1000, "not a conversation", "projects/p/conversations/", "projects/p/agents/a",
+     "projects/p/conversations/" + "c" * 600],
+    ids=["1KB-of-n", "free-text", "no-conversation-id", "other-resource", "over-512-characters"],
+)
+async def test_post_of_a_name_that_is_not_a_conversation_is_400(name: str, redis_direct: redis.Redis) -> None:
+    """The value must be a conversation name (either form, at most 512 characters): anything else is 400 Bad request."""
+    before = await stored_entries(redis_direct)
+    response = await call("POST", "/conversation-name", body={"conversationIntegrationKey": new_key(),
+                                                               "conversationName": name})
+    assert (response["status"], text(response)) == (400, "Bad request")
+    assert await stored_entries(redis_direct) == before
+
+
+async def test_name_is_stored_as_given_not_normalised() -> None:
+    """A name with locations is validated, but stored and answered exactly as the desktop sent it."""
+    key = new_key()
+    response = await call("POST", "/conversation-name", body={"conversationIntegrationKey": key,
+                                                               "conversationName": NAME})
+    assert json.loads(response["body"]) == {key: NAME}
+    assert json.loads((await call("GET", query(key)))["body"]) == {"conversationName": NAME}
+
+
+async def test_key_is_capped_at_256_characters(redis_direct: redis.Redis) -> None:
+    """A key of 256 characters is stored; 257 is 400 Bad request on POST, GET and DELETE."""
+    at_limit, over = "k" * 255 + uuid.uuid4().hex[:1], "k" * 257
+    response = await call("POST", "/conversation-name", body={"conversationIntegrationKey": at_limit,
+                                                               "conversationName": NAME})
+    assert response["status"] == 200
+    response = await call("POST", "/conversation-name", body={"conversationIntegrationKey": over,
+                                                               "conversationName": NAME})
+    assert (response["status"], text(response)) == (400, "Bad request")
+    for method in ("GET", "DELETE"):
+        response = await call(method, query(over))
+        assert (response["status"], text(response)) == (400, "Bad request")
+
+
+async def test_writes_are_rate_limited_per_token(settings: Any, redis_direct: redis.Redis) -> None:
+    """CONVERSATION_NAME_RATE_LIMIT POSTs per token and window; the next is 429 {"message"} with Retry-After,
+    stores nothing, and another token (or a GET with the same one) is unaffected."""
+    settings.CONVERSATION_NAME_RATE_LIMIT = (3, 60)
+    token, other = tokens.issue_token(user="agent"), tokens.issue_token(user="agent")
+    answered = []
+    for _ in range(3):
+        body = {"conversationIntegrationKey": new_key(), "conversationName": NAME}
+        answered.append((await call("POST", "/conversation-name", body=body, token=token))["status"])
+    assert answered == [200, 200, 200]
+    before = await stored_entries(redis_direct)
+    key = new_key()
+    refused = await call("POST", "/conversation-name", body={"conversationIntegrationKey": key,
+                                                              "conversationName": NAME}, token=token)
+    assert refused["status"] == 429
+    assert set(json.loads(refused["body"])) == {"message"}
+    headers = {name.decode().lower(): value.decode() for name, value in refused["headers"]}
+    assert headers["content-type"].startswith("application/json")
+    assert 1 <= int(headers["retry-after"]) <= 60
+    assert await stored_entries(redis_direct) == before
+    assert (await call("GET", query(key), token=token))["status"] == 200
+    assert (await call("POST", "/conversation-name", body={"conversationIntegrationKey": key,
+                                                            "conversationName": NAME}, token=other))["status"] == 200
+
+
+def test_write_rate_default_is_documented() -> None:
+    """The default write quota is the README's: 60 a minute per token."""
+    assert "CONVERSATION_NAME_RATE_LIMIT" not in os.environ  # the run's settings hold the default
+    assert django_settings.CONVERSATION_NAME_RATE_LIMIT == (60, 60)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "| `CONVERSATION_NAME_RATE_LIMIT` | `60/minute` |" in readme

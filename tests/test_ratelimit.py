@@ -390,3 +390,26 @@ def test_image_leaves_the_client_address_to_the_limiter() -> None:
     # aa_site.serve is daphne's command line (tests/test_dockerfile.py), so the option would have the same effect.
     assert f"-m {processes.SERVE_MODULE} " in command and "--proxy-headers" not in command
     assert "TRUSTED_PROXY_HOPS=1" in dockerfile
+
+
+async def test_concurrent_requests_to_two_instances_never_exceed_the_limit(
+    redis_address: processes.RedisAddress,
+) -> None:
+    """40 registrations from one address fired at once, split across two processes: exactly the limit pass.
+
+    A read-then-write counter (GET, compare, SET) would let concurrent requests on both instances read the
+    same count and pass together; the window's single Lua script cannot.
+    """
+    settings = {"REGISTER_RATE_LIMIT": "10/minute", **CONNECTOR_SETTINGS}
+    with processes.daphne_server(role="connector", redis=redis_address, **settings) as first, processes.daphne_server(
+        role="connector", redis=redis_address, **settings
+    ) as second:
+        source = new_source()
+        transport = httpx.AsyncHTTPTransport(local_address=source)
+        limits = httpx.Limits(max_connections=40)
+        async with httpx.AsyncClient(transport=transport, timeout=clients.CLIENT_TIMEOUT, limits=limits) as client:
+            responses = await asyncio.gather(*(
+                client.post(f"{server.http_url}/register", headers=DESKTOP) for server in (first, second) * 20
+            ))
+    answered = sorted(response.status_code for response in responses)
+    assert answered == [200] * 10 + [429] * 30

@@ -1,8 +1,8 @@
 """Forged, stale and misplaced desktop tokens, tried on every entry point that accepts one.
 
-The three entry points: an HTTP view guarded by ``connector.http_auth.jwt_required``
-(defined here and called through ``AsyncRequestFactory``, so no production URL
-is added), the Socket.IO CONNECT at ``/socket.io/`` and the ``authenticate``
+The three entry points: an HTTP view guarded by ``DesktopJWTAuthentication``
+(a DRF view defined here and called through ``AsyncRequestFactory``, so no
+production URL is added), the Socket.IO CONNECT at ``/socket.io/`` and the ``authenticate``
 frame at ``/ws/``, both on the real ``aa_site.asgi.application``. Each attack
 must get that entry point's refusal as the contract defines it (401
 ``{"message"}``; the ``unauthenticated`` event plus a CONNECT_ERROR; an
@@ -28,11 +28,14 @@ import jwt
 import pytest
 from channels.testing import WebsocketCommunicator
 from cryptography.hazmat.primitives.asymmetric import rsa
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.test import AsyncRequestFactory
+from rest_framework.permissions import IsAuthenticated
 
 from aa_site.asgi import application
-from connector import http_auth, jwt_secret, plain_ws, tokens
+from connector import jwt_secret, plain_ws, tokens
+from connector.api.authentication import URL_TOKEN_MESSAGE, DesktopJWTAuthentication
+from connector.api.views import AsyncAPIView
 
 PROJECT = "test-project"
 CURRENT_SECRET = "current-signing-secret-0123456789-abcdefghijklmnop"
@@ -76,10 +79,18 @@ class Outcome:
 SOCKETIO_CONNECTED = "connected (Socket.IO names no user)"
 
 
-@http_auth.jwt_required
-async def protected_view(request: HttpRequest) -> HttpResponse:
-    """A stand-in for any protected endpoint: says who the token speaks for."""
-    return JsonResponse({"user": request.desktop.user})
+class ProtectedView(AsyncAPIView):
+    """A stand-in for any protected endpoint, with their policies: says who the token speaks for."""
+
+    http_method_names = ["get"]
+    authentication_classes = [DesktopJWTAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    async def get(self, request: Any) -> HttpResponse:
+        return JsonResponse({"user": request.user.user})
+
+
+protected_view = ProtectedView.as_view()
 
 
 async def via_http(token: str | None, *, query: str = "") -> Outcome:
@@ -327,7 +338,7 @@ async def test_http_refuses_a_valid_token_in_the_url(parameter: str) -> None:
     token = tokens.issue_token(user="alice")
     alone = await via_http(None, query=f"?{parameter}={token}")
     with_header = await via_http(token, query=f"?{parameter}={token}")
-    assert alone == with_header == Outcome(False, http_auth.URL_TOKEN_MESSAGE)
+    assert alone == with_header == Outcome(False, URL_TOKEN_MESSAGE)
 
 
 async def test_http_ignores_unrelated_query_parameters() -> None:

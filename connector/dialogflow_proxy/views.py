@@ -1,11 +1,14 @@
-"""The proxy endpoint: ``/<v>/projects/<p>/locations/<l>/...`` forwarded to Dialogflow.
+"""The proxy endpoint: ``/<v>/projects/<p>/locations/<l>/...`` forwarded to Dialogflow (an async DRF view).
 
-Order of judgement: the desktop JWT (401), the route table (404/405), the
-project allow-list (403), the body size (413), a header to forward that is
-not ASCII (400), the service's Google credentials (503), then Dialogflow
+Order of judgement: the desktop JWT (401, ``DesktopJWTAuthentication``), the
+route table (404/405), the project allow-list (403, ``ProjectAllowed``), the
+body size (413, ``DialogflowBodyParser``), a header to forward that is not
+ASCII (400), the service's Google credentials (503), then Dialogflow
 itself: its answer, errors included, goes back as it came (status, body
-bytes, content type and encoding); a timeout is 504 and an unreachable
-Dialogflow 502. Every answer of our own is JSON ``{"message": ...}``.
+bytes, content type and encoding) in a Django ``HttpResponse``, which DRF
+does not re-render; a timeout is 504 and an unreachable Dialogflow 502.
+Every answer of our own is JSON ``{"message": ...}``. No throttle: every
+call needs a valid desktop token, and Dialogflow enforces the project's quota.
 
 What crosses the proxy is an allow-list in both directions. Towards Dialogflow
 only the headers that shape the call go (content type, accepted types,
@@ -20,13 +23,18 @@ only the headers that describe the body or the retry (``Content-Type``,
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
+from rest_framework.permissions import IsAuthenticated
 
 from common.responses import message_response
+from connector.api.authentication import DesktopJWTAuthentication
+from connector.api.parsers import RawBodyParser
+from connector.api.views import AsyncAPIView
 from connector.dialogflow_proxy import client, credentials, routes
-from connector.http_auth import jwt_required
+from connector.dialogflow_proxy.permissions import ProjectAllowed
 
 logger = logging.getLogger(__name__)
 
@@ -36,55 +44,66 @@ RETURNED_RESPONSE_HEADERS = ("content-encoding", "cache-control", "content-langu
 DEFAULT_CONTENT_TYPE = "application/json"
 
 
-@jwt_required
-async def proxy(request: HttpRequest) -> HttpResponse:
-    """Forward one call of the contract's route table to Dialogflow and return its answer unchanged."""
-    method = request.method or "GET"
-    match = routes.match(method, request.path)
-    if isinstance(match, routes.NotFound):
-        return message_response(404, "Not found: this Dialogflow call is not exposed by the proxy.")
-    if isinstance(match, routes.MethodNotAllowed):
-        response = message_response(405, f"Method {method} is not allowed here.")
-        response["Allow"] = ", ".join(match.allowed)
-        return response
-    if match.project not in allowed_projects():
-        return message_response(403, f"Project {match.project} is not served by this backend.")
-    limit = settings.DIALOGFLOW_MAX_REQUEST_BYTES
-    # read(), not .body: Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) would refuse
-    # audio analyzeContent calls with a 400; this proxy has its own limit.
-    body = request.read(limit + 1)
-    if len(body) > limit:
-        return message_response(413, f"The request body is larger than {limit} bytes.")
-    forwarded = _forwarded_headers(request, body)
-    # HTTP clients send header values as ASCII; httpx raises (a 500) on anything else.
-    unsendable = [name for name, value in forwarded.items() if not value.isascii()]
-    if unsendable:
-        return message_response(400, f"Header {', '.join(unsendable)} is not ASCII and cannot be forwarded.")
-    try:
-        headers = await credentials.get_source().authorization_headers()
-    except credentials.CredentialsUnavailable as error:
-        return message_response(503, str(error))
-    headers.update(forwarded)
-    url = routes.upstream_url(match, request.META.get("QUERY_STRING", ""), settings.DIALOGFLOW_API_ROOT)
-    try:
-        upstream = await client.send(method, url, headers=headers, body=body)
-    except client.UpstreamTimeout as error:
-        logger.warning("Dialogflow timed out: %s %s (%s)", method, match.path, error)
-        return message_response(504, "Dialogflow did not answer in time.")
-    except client.UpstreamUnreachable as error:
-        logger.warning("Dialogflow unreachable: %s %s (%s)", method, match.path, error)
-        return message_response(502, "Dialogflow could not be reached.")
-    if upstream.status >= 500:
-        logger.warning("Dialogflow answered %s: %s %s", upstream.status, method, match.path)
-    return _relay(upstream)
+class DialogflowBodyParser(RawBodyParser):
+    """The body as bytes, forwarded unchanged; at most ``DIALOGFLOW_MAX_REQUEST_BYTES`` (audio analyzeContent
+    calls exceed Django's 2.5 MB default)."""
+
+    limit_setting = "DIALOGFLOW_MAX_REQUEST_BYTES"
 
 
-def allowed_projects() -> frozenset[str]:
-    """``DIALOGFLOW_ALLOWED_PROJECTS``, or ``GCP_PROJECT_ID`` alone when it is empty."""
-    return frozenset(settings.DIALOGFLOW_ALLOWED_PROJECTS or [settings.GCP_PROJECT_ID])
+class DialogflowProxyView(AsyncAPIView):
+    """Every method goes to ``forward``; the route table (``routes.match``) says which calls exist."""
+
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options", "trace"]
+    authentication_classes = [DesktopJWTAuthentication]
+    permission_classes = [IsAuthenticated, ProjectAllowed]
+    throttle_classes: list[Any] = []
+    parser_classes = [DialogflowBodyParser]
+
+    def route(self, request: Any) -> routes.Match:
+        """The route table's verdict on this request (computed once; the permission and the handler share it)."""
+        if not hasattr(self, "_route"):
+            self._route = routes.match(request.method or "GET", request.path)
+        return self._route
+
+    async def forward(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Forward one call of the contract's route table to Dialogflow and return its answer unchanged."""
+        method = request.method or "GET"
+        match = self.route(request)
+        if isinstance(match, routes.NotFound):
+            return message_response(404, "Not found: this Dialogflow call is not exposed by the proxy.")
+        if isinstance(match, routes.MethodNotAllowed):
+            response = message_response(405, f"Method {method} is not allowed here.")
+            response["Allow"] = ", ".join(match.allowed)
+            return response
+        body = request.data  # RequestTooLarge: 413
+        forwarded = _forwarded_headers(request, body)
+        # HTTP clients send header values as ASCII; httpx raises (a 500) on anything else.
+        unsendable = [name for name, value in forwarded.items() if not value.isascii()]
+        if unsendable:
+            return message_response(400, f"Header {', '.join(unsendable)} is not ASCII and cannot be forwarded.")
+        try:
+            headers = await credentials.get_source().authorization_headers()
+        except credentials.CredentialsUnavailable as error:
+            return message_response(503, str(error))
+        headers.update(forwarded)
+        url = routes.upstream_url(match, request.META.get("QUERY_STRING", ""), settings.DIALOGFLOW_API_ROOT)
+        try:
+            upstream = await client.send(method, url, headers=headers, body=body)
+        except client.UpstreamTimeout as error:
+            logger.warning("Dialogflow timed out: %s %s (%s)", method, match.path, error)
+            return message_response(504, "Dialogflow did not answer in time.")
+        except client.UpstreamUnreachable as error:
+            logger.warning("Dialogflow unreachable: %s %s (%s)", method, match.path, error)
+            return message_response(502, "Dialogflow could not be reached.")
+        if upstream.status >= 500:
+            logger.warning("Dialogflow answered %s: %s %s", upstream.status, method, match.path)
+        return _relay(upstream)
+
+    get = post = put = patch = delete = head = options = trace = forward
 
 
-def _forwarded_headers(request: HttpRequest, body: bytes) -> dict[str, str]:
+def _forwarded_headers(request: Any, body: bytes) -> dict[str, str]:
     """The desktop's headers that go on to Dialogflow (names lower-cased), defaults filled in."""
     headers = {name: request.headers[name] for name in FORWARDED_REQUEST_HEADERS if name in request.headers}
     if body and "content-type" not in headers:
@@ -109,3 +128,6 @@ def _relay(upstream: client.UpstreamResponse) -> HttpResponse:
     # 500 as "Internal Server Error" at ERROR (django.utils.log.log_response honours the flag).
     response._has_been_logged = True  # type: ignore[attr-defined]
     return response
+
+
+proxy = DialogflowProxyView.as_view()
