@@ -29,6 +29,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from connector import close_codes, tokens
+from connector.streaming.streams import StreamRegistry
 from events import conversations
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         self._counted_unauthenticated = False
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_task: asyncio.Task | None = None
+        self.streams: StreamRegistry | None = None  # made by the first stream request
 
     # --- the consumer's life --------------------------------------------------------------
 
@@ -149,6 +151,12 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         if self._deadline_task is not None:
             self._deadline_task.cancel()
         await self.sign_out()
+        await self.release_resources()
+
+    async def release_resources(self) -> None:
+        """Close what the connection holds besides its conversations: its open streams, upstream too."""
+        if self.streams is not None:
+            await self.streams.close_all()
 
     def _stop_counting_unauthenticated(self) -> None:
         if self._counted_unauthenticated:
@@ -245,4 +253,16 @@ class DesktopConsumer(AsyncWebsocketConsumer):
 
     async def send_event(self, event: str, payload: dict[str, Any]) -> None:
         """Send one conversation event in this protocol's framing."""
+        raise NotImplementedError
+
+    # --- streaming calls (connector.streaming) ---------------------------------------------
+
+    def stream_registry(self) -> StreamRegistry:
+        """The connection's open streams, made on first use."""
+        if self.streams is None:
+            self.streams = StreamRegistry(self.send_stream)
+        return self.streams
+
+    async def send_stream(self, kind: str, message: dict[str, Any]) -> None:
+        """Send one stream message (``data``, ``error`` or ``ended``) in this protocol's framing."""
         raise NotImplementedError

@@ -20,6 +20,9 @@ from connector.socketio.server import ConnectRefused, EventHandler, SocketIOServ
 JOIN_EVENT = "join-conversation"
 LEAVE_EVENT = "leave-conversation"
 UNAUTHENTICATED_EVENT = "unauthenticated"
+STREAM_REQUEST_EVENT, END_STREAM_EVENT = "stream-request", "end-stream"
+# Stream messages (connector.streaming.streams) as the sample emits them; a clean upstream end emits nothing.
+STREAM_EVENTS = {"data": "stream-data", "error": "stream-error"}
 
 
 class SocketIOConsumer(DesktopConsumer):
@@ -81,6 +84,7 @@ class SocketIOConsumer(DesktopConsumer):
 
     async def socketio_disconnect(self) -> None:
         await self.sign_out()
+        await self.release_resources()
 
     async def on_join(self, name: Any = None, *_: Any) -> list[Any]:
         """``join-conversation``: acknowledged ``[true, normalised name]`` or ``[false, why]``."""
@@ -90,13 +94,30 @@ class SocketIOConsumer(DesktopConsumer):
         """``leave-conversation``: acknowledged like a join."""
         return await _membership_change(self.leave_conversation, name)
 
-    socketio_handlers: dict[str, EventHandler] = {JOIN_EVENT: on_join, LEAVE_EVENT: on_leave}
+    async def on_stream_request(self, request: Any = None, *_: Any) -> list[Any]:
+        """``stream-request``: open a stream or send on it; answers arrive as ``stream-data`` / ``stream-error``."""
+        return await self.stream_registry().request(self.identity, request)
+
+    async def on_end_stream(self, request: Any = None, *_: Any) -> list[Any]:
+        """``end-stream``: close the stream upstream and forget it."""
+        return await self.stream_registry().end(request)
+
+    socketio_handlers: dict[str, EventHandler] = {
+        JOIN_EVENT: on_join,
+        LEAVE_EVENT: on_leave,
+        STREAM_REQUEST_EVENT: on_stream_request,
+        END_STREAM_EVENT: on_end_stream,
+    }
 
     # --- conversation events ---------------------------------------------------------------
 
     async def send_event(self, event: str, payload: dict[str, Any]) -> None:
         if self.socketio is not None:
             await self.socketio.emit(event, payload)
+
+    async def send_stream(self, kind: str, message: dict[str, Any]) -> None:
+        if self.socketio is not None and self.socketio.connected and kind in STREAM_EVENTS:
+            await self.socketio.emit(STREAM_EVENTS[kind], message)
 
 
 async def _membership_change(change, name: Any) -> list[Any]:
