@@ -40,6 +40,10 @@ MAX_QUEUED_REQUESTS = 64
 MAX_STREAM_ID_CHARS = 256
 
 
+class _ConnectionGone(Exception):
+    """The connection could not take a stream message: it is closing, so the stream ends quietly."""
+
+
 class _ProcessStreams:
     """This process's count of open streams (daphne runs one event loop per process)."""
 
@@ -193,6 +197,8 @@ class _Stream:
             outcome = ("error", _error(self.stream_id, error.message, error.code))
         except credentials.CredentialsUnavailable as error:
             outcome = ("error", _error(self.stream_id, str(error)))
+        except _ConnectionGone:
+            return  # after the finally below: nobody is left to tell
         except Exception:
             logger.exception("A stream failed unexpectedly")
             outcome = ("error", _error(self.stream_id, "the stream failed"))
@@ -228,7 +234,11 @@ class _Stream:
         async for message in channel.responses():
             active()
             logger.debug("Stream response: %s", message)
-            await emit("data", {"streamId": self.stream_id, "payload": methods.snake_to_camel(message)})
+            try:
+                await emit("data", {"streamId": self.stream_id, "payload": methods.snake_to_camel(message)})
+            except Exception as error:
+                logger.debug("A stream message could not be sent: %s", type(error).__name__)
+                raise _ConnectionGone() from None
 
     async def _post(self, channel: webchannel.Channel, active: Callable[[], None]) -> None:
         while True:
