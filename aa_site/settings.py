@@ -216,6 +216,15 @@ DIALOGFLOW_CONNECT_TIMEOUT = env.number("DIALOGFLOW_CONNECT_TIMEOUT", 5.0, minim
 DIALOGFLOW_TIMEOUT = env.number("DIALOGFLOW_TIMEOUT", 60.0, minimum=0.01, maximum=600)
 # Largest request body forwarded (analyzeContent with base64 audio exceeds Django's 2.5 MB default).
 DIALOGFLOW_MAX_REQUEST_BYTES = env.integer("DIALOGFLOW_MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024)
+# Streaming calls over the desktop socket (connector/streaming): Google's WebChannel host per location
+# (https://<location>-dialogflow-webchannel.googleapis.com) unless this names one root for all.
+DIALOGFLOW_WEBCHANNEL_ROOT = env.text("DIALOGFLOW_WEBCHANNEL_ROOT").rstrip("/")
+# Open streams one connection, and one process, may hold; a stream-request beyond gets a stream-error.
+STREAM_MAX_PER_CONNECTION = env.integer("STREAM_MAX_PER_CONNECTION", 10, minimum=1, maximum=1000)
+STREAM_MAX_PER_PROCESS = env.integer("STREAM_MAX_PER_PROCESS", 500, minimum=1, maximum=100_000)
+# Seconds a stream may go without a request or a response, and stay open in all.
+STREAM_IDLE_TIMEOUT = env.number("STREAM_IDLE_TIMEOUT", 300.0, minimum=0.1, maximum=86400)
+STREAM_MAX_DURATION = env.number("STREAM_MAX_DURATION", 3600.0, minimum=0.1, maximum=86400)
 # How long a /conversation-name entry lives; 0 keeps entries until deleted (the sample's behaviour).
 CONVERSATION_NAME_TTL_SECONDS = env.integer("CONVERSATION_NAME_TTL_SECONDS", 24 * 60 * 60, minimum=0)
 

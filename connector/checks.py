@@ -35,17 +35,19 @@ def check_jwt_secret(app_configs=None, **kwargs) -> list:
 
 @register()
 def check_dialogflow_proxy(app_configs=None, **kwargs) -> list:
-    """The Dialogflow proxy's endpoint override (connector/dialogflow_proxy) must be a plain http(s) root."""
-    root = settings.DIALOGFLOW_API_ROOT
-    if not root:
-        return []
-    scheme, _, rest = root.partition("://")
-    if scheme not in ("https", "http") or not rest or any(character in rest for character in "?#@ "):
-        return [
-            Error(
-                f"DIALOGFLOW_API_ROOT must be an http(s) URL without query or credentials, got {root!r}.",
-                hint="Leave it unset to call Google's Dialogflow endpoint for each location.",
-                id="aa_site.E040",
+    """The Dialogflow endpoint overrides (the REST proxy's and the streams' WebChannel root) must be plain http(s) roots."""
+    problems = []
+    for name, error_id in (("DIALOGFLOW_API_ROOT", "aa_site.E040"), ("DIALOGFLOW_WEBCHANNEL_ROOT", "aa_site.E041")):
+        root = getattr(settings, name)
+        if not root:
+            continue
+        scheme, _, rest = root.partition("://")
+        if scheme not in ("https", "http") or not rest or any(character in rest for character in "?#@ "):
+            problems.append(
+                Error(
+                    f"{name} must be an http(s) URL without query or credentials, got {root!r}.",
+                    hint="Leave it unset to call Google's Dialogflow endpoint for each location.",
+                    id=error_id,
+                )
             )
-        ]
-    return []
+    return problems

@@ -26,6 +26,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
@@ -35,6 +36,7 @@ from django.conf import settings
 
 from connector import close_codes, tokens
 from connector.fanout import get_hub
+from connector.streaming.streams import StreamRegistry
 from events import conversations
 from events.history import Event, Offset, Replay, get_history
 
@@ -111,6 +113,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         self._outbox: deque[str] = deque()
         self._sender: asyncio.Task | None = None
         self._held: list[Event] | None = None  # live events kept back while a replay is read
+        self.streams: StreamRegistry | None = None  # made by the first stream request
 
     # --- the consumer's life --------------------------------------------------------------
 
@@ -157,6 +160,12 @@ class DesktopConsumer(AsyncWebsocketConsumer):
                 pending.cancel()
         await self.connection_ended()
         await self.sign_out()
+        await self.release_resources()
+
+    async def release_resources(self) -> None:
+        """Close what the connection holds besides its conversations: its open streams, upstream too."""
+        if self.streams is not None:
+            await self.streams.close_all()
 
     async def connection_ended(self) -> None:
         """The connection is over (however it ended), before its conversations are left."""
@@ -332,4 +341,16 @@ class DesktopConsumer(AsyncWebsocketConsumer):
 
     def frame_event(self, event: Event) -> str:
         """The text frame that carries ``event`` in this protocol."""
+        raise NotImplementedError
+
+    # --- streaming calls (connector.streaming) ---------------------------------------------
+
+    def stream_registry(self) -> StreamRegistry:
+        """The connection's open streams, made on first use."""
+        if self.streams is None:
+            self.streams = StreamRegistry(self.send_stream)
+        return self.streams
+
+    async def send_stream(self, kind: str, message: dict[str, Any]) -> None:
+        """Send one stream message (``data``, ``error`` or ``ended``) in this protocol's framing."""
         raise NotImplementedError

@@ -74,6 +74,9 @@ class PlainWebSocketConsumer(DesktopConsumer, AsyncJsonWebsocketConsumer):
         # The payload is already compact JSON; the frame equals encode_json of the same object.
         return f'{{"type":"event","event":"{event.kind}","payload":{event.payload_json},"offset":"{event.offset}"}}'
 
+    async def send_stream(self, kind: str, message: dict[str, Any]) -> None:
+        await self.send_json({"type": f"stream_{kind}", **message})
+
     # --- one handler per frame type ------------------------------------------------------------
 
     async def on_ping(self, frame: dict[str, Any], request_id: Any) -> None:
@@ -124,11 +127,23 @@ class PlainWebSocketConsumer(DesktopConsumer, AsyncJsonWebsocketConsumer):
     async def on_leave(self, frame: dict[str, Any], request_id: Any) -> None:
         await self._membership(self.leave_conversation, "left", frame.get("conversation"), request_id)
 
+    async def on_stream_request(self, frame: dict[str, Any], request_id: Any) -> None:
+        if self.identity is None:
+            await self._error("unauthenticated", "send an authenticate frame first", request_id)
+            return
+        await self.stream_registry().request(self.identity, frame)  # refusals arrive as stream_error
+
+    async def on_end_stream(self, frame: dict[str, Any], request_id: Any) -> None:
+        _, stream_id = await self.stream_registry().end(frame)
+        await self._reply({"type": "stream_ended", "streamId": stream_id}, request_id)
+
     frame_handlers: dict[str, FrameHandler] = {
         "ping": on_ping,
         "authenticate": on_authenticate,
         "join": on_join,
         "leave": on_leave,
+        "stream_request": on_stream_request,
+        "end_stream": on_end_stream,
     }
 
     # --- replies -------------------------------------------------------------------------------

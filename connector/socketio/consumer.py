@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 JOIN_EVENT = "join-conversation"
 LEAVE_EVENT = "leave-conversation"
 UNAUTHENTICATED_EVENT = "unauthenticated"
+STREAM_REQUEST_EVENT, END_STREAM_EVENT = "stream-request", "end-stream"
+# Stream messages (connector.streaming.streams) as the sample emits them; a clean upstream end emits nothing.
+STREAM_EVENTS = {"data": "stream-data", "error": "stream-error"}
 
 
 class SocketIOConsumer(DesktopConsumer):
@@ -140,6 +143,7 @@ class SocketIOConsumer(DesktopConsumer):
     async def socketio_disconnect(self) -> None:
         await self._end_session()
         await self.sign_out()
+        await self.release_resources()
 
     async def connection_ended(self) -> None:
         if self.session is not None:
@@ -211,10 +215,27 @@ class SocketIOConsumer(DesktopConsumer):
         if replay is not None:
             self.send_replay(replay)
 
-    socketio_handlers: dict[str, EventHandler] = {JOIN_EVENT: on_join, LEAVE_EVENT: on_leave}
+    async def on_stream_request(self, request: Any = None, *_: Any) -> list[Any]:
+        """``stream-request``: open a stream or send on it; answers arrive as ``stream-data`` / ``stream-error``."""
+        return await self.stream_registry().request(self.identity, request)
+
+    async def on_end_stream(self, request: Any = None, *_: Any) -> list[Any]:
+        """``end-stream``: close the stream upstream and forget it."""
+        return await self.stream_registry().end(request)
+
+    socketio_handlers: dict[str, EventHandler] = {
+        JOIN_EVENT: on_join,
+        LEAVE_EVENT: on_leave,
+        STREAM_REQUEST_EVENT: on_stream_request,
+        END_STREAM_EVENT: on_end_stream,
+    }
 
     # --- conversation events ---------------------------------------------------------------
 
     def frame_event(self, event: Event) -> str:
         offset = event.offset if settings.SOCKETIO_RECOVERY_SECONDS else None
         return "4" + protocol.event_with_json_argument(event.kind, event.payload_json, offset)
+
+    async def send_stream(self, kind: str, message: dict[str, Any]) -> None:
+        if self.socketio is not None and self.socketio.connected and kind in STREAM_EVENTS:
+            await self.socketio.emit(STREAM_EVENTS[kind], message)

@@ -7,7 +7,8 @@
 // JSON line per thing that happens. It exits after N conversation events (plus
 // --linger ms, so duplicates still show), after --timeout ms, on a refused
 // connection, on "exit" or end of standard input. Standard input also takes
-// "join NAME" and "leave NAME" lines, so a test can change membership later.
+// "join NAME" and "leave NAME" lines, so a test can change membership later, and
+// "emit EVENT JSON" lines, which emit EVENT with the JSON value as its argument.
 // With --reconnect the client reconnects by itself (socket.io-client's default, with
 // a short fixed delay), and "connected" reports whether the session was recovered.
 import { createInterface } from "node:readline";
@@ -96,4 +97,8 @@ createInterface({ input: process.stdin }).on("line", (line) => {
   if (command === "join") changeMembership("join-conversation", name);
   else if (command === "leave") changeMembership("leave-conversation", name);
   else if (command === "exit") finish("stdin");
+  else if (command === "emit") {
+    const [, event, ...json] = line.trim().split(" ");
+    socket.emit(event, JSON.parse(json.join(" ")));
+  }
 }).on("close", () => finish("stdin closed"));

@@ -1,0 +1,53 @@
+"""Start-up settings of streaming calls: the WebChannel root's check (E041), the bounds' defaults and limits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from django.core.checks import run_checks
+
+from tests.processes import REPOSITORY
+
+SETTINGS = ("DIALOGFLOW_WEBCHANNEL_ROOT", "STREAM_MAX_PER_CONNECTION", "STREAM_MAX_PER_PROCESS",
+            "STREAM_IDLE_TIMEOUT", "STREAM_MAX_DURATION")
+
+
+def webchannel_check_ids() -> set[str]:
+    return {message.id for message in run_checks() if message.id in ("aa_site.E040", "aa_site.E041")}
+
+
+@pytest.mark.parametrize("root", ["", "http://127.0.0.1:8099", "https://webchannel-proxy.internal.example"])
+def test_plain_http_roots_pass(settings: Any, root: str) -> None:
+    settings.DIALOGFLOW_WEBCHANNEL_ROOT = root
+    assert webchannel_check_ids() == set()
+
+
+@pytest.mark.parametrize("root", ["127.0.0.1:8099", "https://user:pw@example.com", "https://example.com/?a=1"])
+def test_malformed_roots_stop_start_up(settings: Any, root: str) -> None:
+    """A WebChannel root that is not a plain http(s) URL is error aa_site.E041 (and only that)."""
+    settings.DIALOGFLOW_WEBCHANNEL_ROOT = root
+    assert webchannel_check_ids() == {"aa_site.E041"}
+
+
+def read(**variables: str) -> str:
+    environment = {key: value for key, value in os.environ.items() if key not in SETTINGS}
+    environment.update(GCP_PROJECT_ID="p-1", **variables)
+    script = ("from aa_site import settings as s; print(repr(([getattr(s, n) for n in " + repr(SETTINGS) + "], "
+              "[name for name, _ in s.ENVIRONMENT_PROBLEMS])))")
+    return subprocess.run([sys.executable, "-c", script], cwd=REPOSITORY, env=environment, capture_output=True,
+                          text=True, timeout=60, check=True).stdout.strip()
+
+
+def test_defaults_from_an_empty_environment() -> None:
+    """Google's hosts, 10 streams a connection, 500 a process, 300 s idle, 3600 s in all."""
+    assert read() == repr((["", 10, 500, 300.0, 3600.0], []))
+
+
+def test_values_are_read_and_bad_ones_reported_by_name() -> None:
+    assert read(DIALOGFLOW_WEBCHANNEL_ROOT="http://127.0.0.1:9/", STREAM_MAX_PER_CONNECTION="0",
+                STREAM_IDLE_TIMEOUT="2.5", STREAM_MAX_DURATION="soon") == repr(
+        (["http://127.0.0.1:9", 10, 500, 2.5, 3600.0], ["STREAM_MAX_PER_CONNECTION", "STREAM_MAX_DURATION"]))
