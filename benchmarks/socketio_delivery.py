@@ -120,7 +120,7 @@ async def connect_desktop(index: int, *, url: str, token: str, conversation: int
     desktop = Desktop(index=index, conversation="", client=client)
 
     @client.on(EVENT)
-    async def on_event(payload: dict) -> None:
+    async def on_event(payload: dict, offset: str | None = None) -> None:  # the offset: connection state recovery
         received_at = time.perf_counter()  # first, so handler work is not counted
         desktop.received.append((str(payload.get("message_id")), str(payload.get("conversation_name")), received_at))
 

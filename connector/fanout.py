@@ -48,6 +48,9 @@ class Hub:
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task | None = None
         self._confirmations: dict[str, asyncio.Future[None]] = {}
+        # One SUBSCRIBE or UNSUBSCRIBE at a time: redis-py's PubSub connects on its first command,
+        # and two concurrent first commands would each open a connection of their own.
+        self._commands = asyncio.Lock()
         self._last_seq = 0  # of the last event received, for catching up after a reconnect
         if not redis_client.is_configured():
             memory_history().listener = self.deliver
@@ -80,7 +83,8 @@ class Hub:
         if self._discard(conversation, member) and self._pubsub is not None:
             channel = channel_name(conversation)
             self._by_channel.pop(channel, None)
-            await self._pubsub.unsubscribe(channel)
+            async with self._commands:
+                await self._pubsub.unsubscribe(channel)
 
     def deliver(self, event: Event) -> None:
         """Hand ``event`` to each member in its conversation."""
@@ -106,7 +110,8 @@ class Hub:
             self._pubsub = redis_client.get_subscriber().pubsub()
         confirmation = self._confirmations[channel] = asyncio.get_running_loop().create_future()
         try:
-            await self._pubsub.subscribe(channel)
+            async with self._commands:
+                await self._pubsub.subscribe(channel)
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read())
             # Subscribed once Redis says so: only then is no later event missed.
