@@ -82,6 +82,15 @@ SOCKETIO_RECOVERY_SECONDS = env.integer("SOCKETIO_RECOVERY_SECONDS", 120, minimu
 # What a join-conversation without options replays: "none" (the sample's behaviour) or "all"
 # (the conversation's stored history). Clients can ask either way per join.
 SOCKETIO_JOIN_HISTORY = env.choice("SOCKETIO_JOIN_HISTORY", "none", ("none", "all"))
+# Close a desktop's WebSocket when its token expires (4401, reason "Token is expired"): clients refresh
+# the token (socket.io-client: socket.auth) and reconnect, recovering what came meanwhile.
+WEBSOCKET_CLOSE_AT_TOKEN_EXPIRY = env.flag("WEBSOCKET_CLOSE_AT_TOKEN_EXPIRY", True)
+# The key named by each joined conversation (projects/P/conversations/C) that Google's companion
+# services poll with EXISTS (the sample's connector sets it on join); refreshed while joined.
+PRESENCE_KEYS = env.flag("PRESENCE_KEYS", True)
+PRESENCE_KEY_TTL_SECONDS = env.integer("PRESENCE_KEY_TTL_SECONDS", 60, minimum=3, maximum=3600)
+# Put before presence key names; empty as the companion services expect (the tests set one per test).
+PRESENCE_KEY_PREFIX = env.text("PRESENCE_KEY_PREFIX", "")
 # Frames one connection may have waiting to be sent; a desktop further behind is disconnected (it can recover).
 WEBSOCKET_SEND_QUEUE_LIMIT = env.integer("WEBSOCKET_SEND_QUEUE_LIMIT", 5000, minimum=10)
 # Open WebSockets per process that have not authenticated yet; further handshakes get 403 until

@@ -107,6 +107,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         self._counted_unauthenticated = False
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_task: asyncio.Task | None = None
+        self._expiry: asyncio.TimerHandle | None = None
         # The epoch of the events sent, and per conversation the last sequence number sent.
         self._epoch: str | None = None
         self._sent: dict[str, int] = {}
@@ -155,7 +156,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
 
     async def _release(self) -> None:
         self._stop_counting_unauthenticated()
-        for pending in (self._deadline, self._deadline_task, self._sender):
+        for pending in (self._deadline, self._deadline_task, self._sender, self._expiry):
             if pending is not None:
                 pending.cancel()
         await self.connection_ended()
@@ -182,7 +183,23 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         identity = tokens.validate_token(raw_token if isinstance(raw_token, str) else None)
         self.identity = identity
         self._stop_counting_unauthenticated()
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if settings.WEBSOCKET_CLOSE_AT_TOKEN_EXPIRY and identity.expires_at is not None:
+            self._expiry = asyncio.get_running_loop().call_later(
+                max(0.0, identity.expires_at - time.time()), self._token_expired
+            )
         return identity
+
+    def _token_expired(self) -> None:
+        # The deadline task is done by now (the connection authenticated): it holds this close instead.
+        self._deadline_task = asyncio.ensure_future(self.token_expired())
+
+    async def token_expired(self) -> None:
+        """The token this connection authenticated with has expired: close (4401), so the client comes back
+        with a fresh one; a Socket.IO client recovers what came meanwhile."""
+        logger.info("Closing a desktop connection: its token expired")
+        await self.close(code=close_codes.UNAUTHENTICATED, reason=tokens.EXPIRED_TOKEN_MESSAGE)
 
     async def unavailable(self, error: BaseException) -> EventsUnavailable:
         """Close the connection (4503) because Redis failed it; the exception for the caller to raise."""

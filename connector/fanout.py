@@ -22,6 +22,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from common.loop_local import LoopLocal
+from connector import presence
 from events import redis_client
 from events.history import Event, channel_name, decode_published, get_history, memory_history
 
@@ -51,6 +52,7 @@ class Hub:
         # One SUBSCRIBE or UNSUBSCRIBE at a time: redis-py's PubSub connects on its first command,
         # and two concurrent first commands would each open a connection of their own.
         self._commands = asyncio.Lock()
+        self._refresher: asyncio.Task | None = None
         self._last_seq = 0  # of the last event received, for catching up after a reconnect
         if not redis_client.is_configured():
             memory_history().listener = self.deliver
@@ -77,12 +79,18 @@ class Hub:
         except BaseException:
             self._discard(conversation, member)
             raise
+        if presence.enabled():
+            await self._presence(presence.joined, conversation)
+            if self._refresher is None:
+                self._refresher = asyncio.create_task(self._refresh_presence())
 
     async def leave(self, conversation: str, member: Member) -> None:
         """Remove ``member``; the process unsubscribes when its last member in the conversation leaves."""
         if self._discard(conversation, member) and self._pubsub is not None:
             channel = channel_name(conversation)
             self._by_channel.pop(channel, None)
+            if presence.enabled():
+                await self._presence(presence.left, conversation)
             async with self._commands:
                 await self._pubsub.unsubscribe(channel)
 
@@ -91,6 +99,23 @@ class Hub:
         self._last_seq = max(self._last_seq, event.seq)
         for member in tuple(self._members.get(event.conversation, ())):
             member.event_arrived(event)
+
+    @staticmethod
+    async def _presence(change, conversation: str) -> None:
+        try:
+            await change(conversation)
+        except (RedisError, OSError) as error:
+            # The refresh recreates a missing key within a third of its lifetime; a stale one expires.
+            logger.warning("Could not update a conversation's presence key: %s: %s", type(error).__name__, error)
+
+    async def _refresh_presence(self) -> None:
+        """Renew this process's presence keys until it has no conversation left."""
+        try:
+            while self._members:
+                await asyncio.sleep(settings.PRESENCE_KEY_TTL_SECONDS / 3)
+                await self._presence(lambda _: presence.refresh(list(self._members)), "")
+        finally:
+            self._refresher = None
 
     def _discard(self, conversation: str, member: Member) -> bool:
         """Remove ``member``; True when that emptied the conversation."""
@@ -180,8 +205,9 @@ class Hub:
 
 
 async def _close(hub: Hub) -> None:
-    if hub._reader is not None:
-        hub._reader.cancel()
+    for task in (hub._reader, hub._refresher):
+        if task is not None:
+            task.cancel()
     pubsub, hub._pubsub = hub._pubsub, None
     if pubsub is not None:
         await pubsub.aclose()

@@ -167,6 +167,10 @@ class PlainWebSocketConsumer(DesktopConsumer, AsyncJsonWebsocketConsumer):
     async def _error(self, code: str, message: str, request_id: Any = None) -> None:
         await self._reply({"type": "error", "code": code, "message": message}, request_id)
 
+    async def token_expired(self) -> None:
+        await self._error("token_expired", f"{tokens.EXPIRED_TOKEN_MESSAGE}: authenticate again on a new connection")
+        await super().token_expired()
+
     async def authentication_deadline_passed(self) -> None:
         delay = settings.WEBSOCKET_AUTH_TIMEOUT
         await self._error("unauthenticated", f"no authenticate frame within {delay} seconds")

@@ -37,6 +37,7 @@ ALGORITHM = "HS256"
 PROJECT_CLAIM = "gcp_agent_assist_project"
 USER_CLAIM = "gcp_agent_assist_user"
 MISSING_TOKEN_MESSAGE = "Token is missing."
+EXPIRED_TOKEN_MESSAGE = "Token is expired"  # simplejwt's wording for an expired token
 INVALID_TOKEN_MESSAGE = "Token is invalid"  # simplejwt's own wording, so every refusal reads the same
 # Longest gcp_agent_assist_user a token may carry (and /register may be asked to put in one).
 MAX_USER_LENGTH = 256
@@ -63,6 +64,7 @@ class DesktopIdentity:
     project: str
     user: str
     token_id: str = field(default="", compare=False)
+    expires_at: float | None = field(default=None, compare=False)  # the token's exp (seconds since the epoch)
     # DRF's IsAuthenticated asks request.user this; only validate_token makes one.
     is_authenticated: ClassVar[bool] = True
 
@@ -195,4 +197,5 @@ def validate_token(raw: str | None) -> DesktopIdentity:
         project=validated[PROJECT_CLAIM],
         user=str(validated.get(USER_CLAIM, "")),
         token_id=str(validated.get("jti", "")),
+        expires_at=float(validated["exp"]) if "exp" in validated.payload else None,
     )

@@ -23,7 +23,7 @@ def redis_server() -> Iterator[processes.RedisAddress]:
 def redis_events(settings, redis_server):
     """Every test talks to the real Redis, with a key prefix of its own so tests never share events."""
     settings.REDISHOST, settings.REDISPORT = redis_server.host, redis_server.port
-    settings.EVENT_KEY_PREFIX = f"test{next(_prefixes)}:"
+    settings.EVENT_KEY_PREFIX = settings.PRESENCE_KEY_PREFIX = f"test{next(_prefixes)}:"
     return redis_server
 
 

@@ -8,7 +8,8 @@
 // --linger ms, so duplicates still show), after --timeout ms, on a refused
 // connection, on "exit" or end of standard input. Standard input also takes
 // "join NAME" and "leave NAME" lines, so a test can change membership later, and
-// "emit EVENT JSON" lines, which emit EVENT with the JSON value as its argument.
+// "emit EVENT JSON" lines, which emit EVENT with the JSON value as its argument, and
+// "token JWT" lines, which replace the token the next (re)connection presents.
 // With --reconnect the client reconnects by itself (socket.io-client's default, with
 // a short fixed delay), and "connected" reports whether the session was recovered.
 import { createInterface } from "node:readline";
@@ -96,6 +97,7 @@ createInterface({ input: process.stdin }).on("line", (line) => {
   const [command, name] = line.trim().split(/\s+/, 2);
   if (command === "join") changeMembership("join-conversation", name);
   else if (command === "leave") changeMembership("leave-conversation", name);
+  else if (command === "token") socket.auth.token = name; // as the UI modules' setAuthToken does
   else if (command === "exit") finish("stdin");
   else if (command === "emit") {
     const [, event, ...json] = line.trim().split(" ");

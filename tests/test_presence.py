@@ -1,0 +1,88 @@
+"""The presence key Google's companion services poll (``EXISTS projects/P/conversations/C``), across two
+connector processes: there while any desktop on any process has joined, gone when the last one leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import redis.asyncio as redis
+
+from tests import clients, processes
+from tests.clients import SocketIODesktop
+
+
+@pytest.fixture(scope="module")
+def two_connectors(redis_server):
+    with processes.daphne_server(role="connector", redis=redis_server, PRESENCE_KEY_TTL_SECONDS="3") as a, \
+            processes.daphne_server(role="connector", redis=redis_server, PRESENCE_KEY_TTL_SECONDS="3") as b:
+        yield a, b
+
+
+
+
+
+
+async def test_the_key_lives_while_any_process_has_a_desktop_in_the_conversation(
+    two_connectors, redis_server, settings
+) -> None:
+    first, second = two_connectors
+    name = f"projects/{processes.TEST_PROJECT}/conversations/presence-{uuid.uuid4().hex[:8]}"
+    token = clients.server_token(settings, user="agent")
+    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    on_first, on_second = SocketIODesktop("first"), SocketIODesktop("second")
+    try:
+        assert await client.exists(name) == 0
+        await on_first.connect(first, token)
+        await on_first.join(name)
+        assert await client.exists(name) == 1
+        await on_second.connect(second, token)
+        await on_second.join(name)
+        await on_first.leave(name)
+        assert await client.exists(name) == 1  # the second process's desktop is still in it
+        await asyncio.sleep(4)  # longer than the key's 3 s lifetime: the second process keeps renewing it
+        assert await client.exists(name) == 1
+        await on_second.disconnect()
+        for _ in range(100):
+            if await client.exists(name) == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert await client.exists(name) == 0
+    finally:
+        await on_first.disconnect()
+        await on_second.disconnect()
+        await client.aclose()
+
+
+async def test_a_killed_process_leaves_no_key_behind_for_long(redis_server, settings) -> None:
+    name = f"projects/{processes.TEST_PROJECT}/conversations/presence-{uuid.uuid4().hex[:8]}"
+    token = clients.server_token(settings, user="agent")
+    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    try:
+        with processes.daphne_server(role="connector", redis=redis_server, PRESENCE_KEY_TTL_SECONDS="3") as server:
+            desktop = SocketIODesktop()
+            await desktop.connect(server, token)
+            await desktop.join(name)
+            assert await client.exists(name) == 1
+            server.process.kill()
+            server.process.wait()
+        await asyncio.sleep(3.5)
+        assert await client.exists(name) == 0
+    finally:
+        await client.aclose()
+
+
+async def test_presence_keys_can_be_turned_off(redis_server, settings) -> None:
+    name = f"projects/{processes.TEST_PROJECT}/conversations/presence-{uuid.uuid4().hex[:8]}"
+    token = clients.server_token(settings, user="agent")
+    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    try:
+        with processes.daphne_server(role="connector", redis=redis_server, PRESENCE_KEYS="false") as server:
+            desktop = SocketIODesktop()
+            await desktop.connect(server, token)
+            await desktop.join(name)
+            assert await client.exists(name) == 0
+            await desktop.disconnect()
+    finally:
+        await client.aclose()
