@@ -53,7 +53,9 @@ class Hub:
         # and two concurrent first commands would each open a connection of their own.
         self._commands = asyncio.Lock()
         self._refresher: asyncio.Task | None = None
-        self._last_seq = 0  # of the last event received, for catching up after a reconnect
+        # The last event received (its epoch and number), for catching up after a reconnect.
+        self._last_epoch: str | None = None
+        self._last_seq = 0
         if not redis_client.is_configured():
             memory_history().listener = self.deliver
 
@@ -96,7 +98,10 @@ class Hub:
 
     def deliver(self, event: Event) -> None:
         """Hand ``event`` to each member in its conversation."""
-        self._last_seq = max(self._last_seq, event.seq)
+        if event.epoch != self._last_epoch:
+            self._last_epoch, self._last_seq = event.epoch, event.seq
+        else:
+            self._last_seq = max(self._last_seq, event.seq)
         for member in tuple(self._members.get(event.conversation, ())):
             member.event_arrived(event)
 
@@ -199,7 +204,11 @@ class Hub:
         """Deliver what was published while the subscription was down (members drop what they had)."""
         if not self._members:
             return
-        replay = await get_history().read(dict.fromkeys(self._members, self._last_seq), epoch=None)
+        history = get_history()
+        replay = await history.read(dict.fromkeys(self._members, self._last_seq), epoch=self._last_epoch)
+        if not replay.complete and replay.position.epoch != self._last_epoch:
+            # Redis came back without its data (a restart): a new epoch numbers from 1 again.
+            replay = await history.read(dict.fromkeys(self._members, 0), epoch=None)
         for event in replay.events:
             self.deliver(event)
 

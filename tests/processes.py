@@ -84,6 +84,47 @@ def redis_server(*, private: bool = False) -> Iterator[RedisAddress]:
             process.wait(timeout=10)
 
 
+class RedisProcess:
+    """A private redis-server on a fixed loopback port that a fault test can stop and start again."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.binary = binary
+        self.address = RedisAddress("127.0.0.1", free_port())
+        self.directory = tempfile.mkdtemp(prefix="aa-redis-")
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Start it (empty: no persistence, as after a Memorystore restart without it)."""
+        self.process = subprocess.Popen(
+            [self.binary, "--bind", "127.0.0.1", "--port", str(self.address.port), "--save", "",
+             "--appendonly", "no", "--dir", self.directory, "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.address.port, process=self.process)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+@contextlib.contextmanager
+def restartable_redis() -> Iterator[RedisProcess]:
+    """A ``RedisProcess``, started, and stopped (its directory removed) when the block ends."""
+    redis = RedisProcess()
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.stop()
+        shutil.rmtree(redis.directory, ignore_errors=True)
+
+
 @dataclass
 class Server:
     """A running daphne process."""
