@@ -157,6 +157,7 @@ class Hub:
             try:
                 if failures:
                     await self._pubsub.connect()  # re-subscribes every channel it had
+                    await self._drop_stale_channels()
                     await self._catch_up()
                     logger.warning("Event subscription restored after %s failed attempt(s)", failures)
                     failures = 0
@@ -199,6 +200,15 @@ class Hub:
             logger.error("Ignoring an undecodable event on %s: %s", channel, error)
             return
         self.deliver(event)
+
+    async def _drop_stale_channels(self) -> None:
+        """Unsubscribe channels whose last member left while Redis was unreachable (their UNSUBSCRIBE failed)."""
+        assert self._pubsub is not None
+        stale = [channel for channel in self._pubsub.channels
+                 if (channel.decode("utf-8") if isinstance(channel, bytes) else channel) not in self._by_channel]
+        if stale:
+            async with self._commands:
+                await self._pubsub.unsubscribe(*stale)
 
     async def _catch_up(self) -> None:
         """Deliver what was published while the subscription was down (members drop what they had)."""

@@ -45,3 +45,39 @@ async def test_members_of_one_conversation_share_one_subscription(redis_events) 
         assert (await client.pubsub_numsub(channel_name(name)))[0][1] == 0
     finally:
         await client.aclose()
+
+
+async def test_a_conversation_left_during_an_outage_is_unsubscribed_once_redis_is_back(settings, caplog) -> None:
+    """The last member leaves while Redis is down (its UNSUBSCRIBE fails); after the reconnection the
+    process must not stay subscribed to it, nor stop delivering the conversations still joined."""
+    import redis.asyncio as redis
+
+    from tests import clients, processes
+
+    with processes.restartable_redis() as store:
+        settings.REDISHOST, settings.REDISPORT = store.address.host, store.address.port
+        gone, kept = "projects/p/conversations/gone", "projects/p/conversations/kept"
+        leaving, staying = EventListener(), EventListener()
+        hub = get_hub()
+        await hub.join(gone, leaving)
+        await hub.join(kept, staying)
+        store.stop()
+        await clients.wait_until(lambda: any(r.name == "connector.fanout" for r in caplog.records),
+                                 what="the hub to notice")
+        try:
+            await hub.leave(gone, leaving)
+        except Exception:
+            pass  # the UNSUBSCRIBE could not be sent
+        store.start()
+        inspector = redis.Redis(host=store.address.host, port=store.address.port)
+        try:
+            for _ in range(200):
+                channels = await inspector.pubsub_channels()
+                if channels == [channel_name(kept).encode()]:
+                    break
+                await asyncio.sleep(0.05)
+            assert await inspector.pubsub_channels() == [channel_name(kept).encode()]
+            await publish(conversation_name=kept, event="new-message-event", payload=PAYLOAD)
+            assert (await staying.receive())["payload"] == PAYLOAD
+        finally:
+            await inspector.aclose()
