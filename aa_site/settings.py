@@ -28,8 +28,26 @@ PORT = env.integer("PORT", 8080, minimum=1, maximum=65535)
 # --- Redis: events (history and fan-out), sessions, rate limits, integration keys ---
 # Events reach desktops through events/history.py and connector/fanout.py, not a Channels
 # channel layer: see "Events in Redis" in the README for why and the measurements.
-REDISHOST = env.text("REDISHOST")
-REDISPORT = env.integer("REDISPORT", 6379, minimum=1, maximum=65535)
+# REDIS_URL (redis:// or rediss:// for TLS, optionally with [user]:password@) or REDISHOST/REDISPORT.
+# Memorystore's AUTH string comes from REDIS_AUTH_STRING or, as Cloud Run mounts it from Secret
+# Manager, REDIS_AUTH_STRING_FILE (read when a client is made); REDIS_TLS_CA_FILE is the instance's
+# server CA (and turns TLS on with REDISHOST). events/redis_config.py turns these into client options.
+_redis_url = env.redis_url("REDIS_URL")
+if _redis_url is not None and env.text("REDISHOST"):
+    env.PROBLEMS.append(("REDISHOST", "must not be set together with REDIS_URL; keep one"))
+REDIS_TLS_CA_FILE = env.text("REDIS_TLS_CA_FILE")
+REDIS_TLS_CHECK_HOSTNAME = env.flag("REDIS_TLS_CHECK_HOSTNAME", True)
+REDIS_AUTH_STRING = env.text("REDIS_AUTH_STRING")
+REDIS_AUTH_STRING_FILE = env.text("REDIS_AUTH_STRING_FILE")
+if _redis_url is not None:
+    REDISHOST, REDISPORT, REDIS_DB, REDIS_TLS = _redis_url.host, _redis_url.port, _redis_url.db, _redis_url.tls
+    REDIS_USERNAME, REDIS_PASSWORD = _redis_url.username, _redis_url.password
+else:
+    REDISHOST = env.text("REDISHOST")
+    REDISPORT = env.integer("REDISPORT", 6379, minimum=1, maximum=65535)
+    REDIS_DB, REDIS_TLS = 0, bool(REDIS_TLS_CA_FILE)
+    REDIS_USERNAME, REDIS_PASSWORD = "", ""
+del _redis_url
 # How long a push may wait on Redis before the interceptor answers 503 (so Pub/Sub
 # redelivers) instead of hanging the request.
 EVENT_STORE_TIMEOUT = 5.0
