@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from aa_site import env
+from aa_site import env, log_format
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -130,6 +130,7 @@ INSTALLED_APPS = [
     "interceptor",
 ]
 MIDDLEWARE = [
+    "aa_site.middleware.TraceMiddleware",
     "aa_site.middleware.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "aa_site.middleware.CommonMiddleware",
@@ -147,23 +148,9 @@ TEMPLATES = []
 # Conversation content is logged only at DEBUG; INFO and above carry ids only.
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
 LOGGING_FILE = env.text("LOGGING_FILE")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
-        **(
-            {"file": {"class": "logging.FileHandler", "filename": LOGGING_FILE, "formatter": "plain"}}
-            if LOGGING_FILE
-            else {}
-        ),
-    },
-    "root": {"handlers": ["console", "file"] if LOGGING_FILE else ["console"], "level": LOG_LEVEL},
-    # httpx logs every request URL at INFO, and SalesforceLWC carries the
-    # provider token in the query string: keep it at WARNING.
-    "loggers": {"daphne": {"level": "WARNING"}, "django": {"level": "INFO"}, "httpx": {"level": "WARNING"}},
-}
+# json: one object per line for Cloud Logging (aa_site/log_format.py); text: plain lines (scripts/run-local.sh).
+LOG_FORMAT = env.choice("LOG_FORMAT", "json", ("json", "text"))
+LOGGING = log_format.logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL, file=LOGGING_FILE)
 
 # --- The connector's HTTP API on Django REST framework (connector/api/) ----------
 # Each view declares its own authentication, permission, throttle and parser
