@@ -241,7 +241,7 @@ def build_plan(options: Options) -> list[Step]:
         "python", "manage.py", CONVERSATION_PROFILE_COMMAND,
         f"--conversation-profile={o.conversation_profile or 'PROFILE_ID'}", f"--project={o.project}",
         *(f"--{kind}-topic=projects/{o.project}/topics/{PUBSUB_NAMES[kind][0]}" for kind in EVENT_KINDS),
-        "--message-format=JSON"), manage=True, needs_command=CONVERSATION_PROFILE_COMMAND))
+        "--message-format=JSON"), manage=True))
     steps.append(Step("Interceptor URL", (
         "gcloud", "run", "services", "describe", o.interceptor_service, f"--region={o.region}",
         "--format=value(status.url)", *p), capture="INTERCEPTOR_URL"))

@@ -224,6 +224,9 @@ DIALOGFLOW_MAX_REQUEST_BYTES = env.integer("DIALOGFLOW_MAX_REQUEST_BYTES", 10 * 
 # Streaming calls over the desktop socket (connector/streaming): Google's WebChannel host per location
 # (https://<location>-dialogflow-webchannel.googleapis.com) unless this names one root for all.
 DIALOGFLOW_WEBCHANNEL_ROOT = env.text("DIALOGFLOW_WEBCHANNEL_ROOT").rstrip("/")
+# Where manage.py create_push_subscriptions calls Pub/Sub's REST API: empty means Google's (a proxy or test double).
+# (manage.py configure_conversation_profile calls Dialogflow at DIALOGFLOW_API_ROOT, as the proxy does.)
+PUBSUB_API_ENDPOINT = env.text("PUBSUB_API_ENDPOINT").rstrip("/")
 # Open streams one connection, and one process, may hold; a stream-request beyond gets a stream-error.
 STREAM_MAX_PER_CONNECTION = env.integer("STREAM_MAX_PER_CONNECTION", 10, minimum=1, maximum=1000)
 STREAM_MAX_PER_PROCESS = env.integer("STREAM_MAX_PER_PROCESS", 500, minimum=1, maximum=100_000)

@@ -20,7 +20,8 @@ from django.core.management import CommandError, call_command
 from aa_site import deployment
 from aa_site.deployment import Options, Step
 from interceptor.push_samples import EVENT_KINDS
-from tests import fake_gcloud, fake_secret_manager
+from tests import fake_gcloud, fake_operator_apis, fake_secret_manager
+from tests.fake_operator_apis import FakeOperatorApis
 from tests.commands import assert_clean_failure, manage
 from tests.fake_secret_manager import FakeSecretManager
 
@@ -200,8 +201,17 @@ def secret_manager() -> Iterator[FakeSecretManager]:
         yield fake
 
 
+@pytest.fixture(scope="module")
+def dialogflow() -> Iterator[FakeOperatorApis]:
+    """The conversation profile step's Dialogflow, with the profile CP-1."""
+    with fake_operator_apis.serve() as fake:
+        name = f"projects/{PROJECT}/locations/global/conversationProfiles/CP-1"
+        fake.profiles[name] = {"name": name, "displayName": "Agent Assist"}
+        yield fake
+
+
 @pytest.fixture
-def cloud(tmp_path: Path, secret_manager: FakeSecretManager) -> dict[str, str]:
+def cloud(tmp_path: Path, secret_manager: FakeSecretManager, dialogflow: FakeOperatorApis) -> dict[str, str]:
     """An environment whose PATH finds the fake gcloud first, and whose Secret Manager is the local fake."""
     secret_manager.secrets.clear()
     secret_manager.created.clear()
@@ -212,6 +222,7 @@ def cloud(tmp_path: Path, secret_manager: FakeSecretManager) -> dict[str, str]:
         "PATH": f"{binaries}{os.pathsep}{os.environ['PATH']}",
         "FAKE_GCLOUD_LOG": str(tmp_path / "gcloud.log"),
         "SECRET_MANAGER_API_ENDPOINT": secret_manager.url,
+        "DIALOGFLOW_API_ROOT": dialogflow.url,
         "GOOGLE_APPLICATION_CREDENTIALS": str(fake_secret_manager.write_credentials(tmp_path)),
     }
 
@@ -235,7 +246,7 @@ def expected_gcloud_calls() -> list[tuple[int, list[str]]]:
 
 
 def test_execute_runs_every_step_in_order(cloud: dict[str, str], secret_manager: FakeSecretManager,
-                                          tmp_path: Path) -> None:
+                                          dialogflow: FakeOperatorApis, tmp_path: Path) -> None:
     """Every gcloud command in plan order with captured values filled in; the secret stored; files rendered."""
     result = manage("deploy_plan", *FLAGS, "--execute", "--work-dir", str(tmp_path / "work"), env=cloud)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -243,7 +254,9 @@ def test_execute_runs_every_step_in_order(cloud: dict[str, str], secret_manager:
     assert [call["argv"] for call in calls] == [argv for _, argv in expected_gcloud_calls()]
     (value,) = secret_manager.secrets[(PROJECT, "aa-jwt-secret")]
     assert value not in result.stdout + result.stderr
-    assert "not run: manage.py configure_conversation_profile does not exist yet" in result.stdout
+    profile = dialogflow.profiles[f"projects/{PROJECT}/locations/global/conversationProfiles/CP-1"]
+    assert profile["newMessageEventNotificationConfig"] == {
+        "topic": f"projects/{PROJECT}/topics/aa-new-message-topic", "messageFormat": "JSON"}
     replaced = {call["argv"][3]: yaml.safe_load(call["file"]) for call in calls if "replace" in call["argv"]}
     for service in replaced.values():
         assert env_of(service)["REDISHOST"] == fake_gcloud.REDIS_HOST
