@@ -12,6 +12,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.checks import Error, register
 
+from events import redis_config
+
 
 @register()
 def check_environment(app_configs=None, **kwargs) -> list:
@@ -47,4 +49,30 @@ def check_required_settings(app_configs=None, **kwargs) -> list:
                 id="aa_site.E004",
             )
         )
+    return problems
+
+
+@register()
+def check_redis_connection(app_configs=None, **kwargs) -> list:
+    """The Redis AUTH and TLS settings can make a client: one password source, readable files, a PEM CA."""
+    if not settings.REDISHOST:
+        return []
+    problems = []
+    try:
+        redis_config.password()
+    except redis_config.RedisConfigError as error:
+        problems.append(Error(
+            f"{error}.",
+            hint="Give Memorystore's AUTH string once: REDIS_AUTH_STRING_FILE (a Secret Manager secret mounted "
+            "by Cloud Run), REDIS_AUTH_STRING, or the password in REDIS_URL.",
+            id="aa_site.E010",
+        ))
+    tls_problem = redis_config.tls_problem()
+    if tls_problem:
+        problems.append(Error(
+            f"{tls_problem}.",
+            hint="REDIS_TLS_CA_FILE is the instance's server CA in PEM (gcloud redis instances describe "
+            "--format='value(serverCaCerts[0].cert)'), with REDIS_URL=rediss://host:port or REDISHOST.",
+            id="aa_site.E011",
+        ))
     return problems

@@ -71,7 +71,7 @@ _REFERENCE = re.compile(r"\$\{([A-Z_]+)\}")
 _LIST_LINE = re.compile(r"^(?P<indent>[ ]*)# \$\{(?P<name>[A-Z_]+)\}\n", re.MULTILINE)
 # Set by the templates themselves; --env may not override them.
 TEMPLATE_VARIABLES = frozenset({"SERVICE_ROLE", "GCP_PROJECT_ID", "SERVICE_REGION", "REDISHOST", "REDISPORT",
-                                "PUSH_AUTH_SERVICE_ACCOUNT"})
+                                "REDIS_TLS_CA_FILE", "REDIS_AUTH_STRING_FILE", "PUSH_AUTH_SERVICE_ACCOUNT"})
 
 
 class PlanError(ValueError):
@@ -85,7 +85,9 @@ class Step:
     ``capture`` names the variable the command's stdout becomes; ``exists_ok`` means a failure
     saying the resource already exists counts as done (re-running the plan is safe);
     ``manage`` marks a ``manage.py`` command rather than gcloud; ``needs_command`` is a
-    ``manage.py`` command that may not exist yet (then the step is left to the operator).
+    ``manage.py`` command that may not exist yet (then the step is left to the operator);
+    ``stdin_from`` is a gcloud command whose output this command reads on stdin (a pipe), so a
+    value such as the Redis AUTH string goes from one command to the next without being printed.
     """
 
     title: str
@@ -96,6 +98,7 @@ class Step:
     needs_command: str | None = None
     path: str | None = None
     content: str | None = None
+    stdin_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,9 @@ class Options:
     artifact_repository: str = "aa"
     redis_instance: str = "aa-redis"
     redis_size_gb: int = 1
+    # Secret Manager secrets holding the instance's AUTH string and server CA, mounted into both services.
+    redis_auth_secret: str = "aa-redis-auth"
+    redis_ca_secret: str = "aa-redis-ca"
     network: str = "default"
     vpc_connector: str = "aa-vpc"
     vpc_range: str = "10.8.0.0/28"
@@ -166,13 +172,37 @@ def build_plan(options: Options) -> list[Step]:
         Step(f"{connector_sa} may read the secret", (
             "gcloud", "secrets", "add-iam-policy-binding", o.jwt_secret,
             f"--member=serviceAccount:{connector_sa}", "--role=roles/secretmanager.secretAccessor", *p)),
-        Step("Memorystore for Redis", (
+        # TLS verified against the instance's own CA, and an AUTH string: Memorystore as deployed.
+        Step("Memorystore for Redis (in-transit encryption and AUTH)", (
             "gcloud", "redis", "instances", "create", o.redis_instance, f"--size={o.redis_size_gb}",
-            f"--region={o.region}", f"--network={o.network}", *p), exists_ok=True),
+            f"--region={o.region}", f"--network={o.network}", "--transit-encryption-mode=SERVER_AUTHENTICATION",
+            "--enable-auth", *p), exists_ok=True),
         Step("Redis address", ("gcloud", "redis", "instances", "describe", o.redis_instance, f"--region={o.region}",
                                "--format=value(host)", *p), capture="REDIS_HOST"),
-        Step("Redis port", ("gcloud", "redis", "instances", "describe", o.redis_instance, f"--region={o.region}",
-                            "--format=value(port)", *p), capture="REDIS_PORT"),
+        Step("Redis port (6378 with TLS)", ("gcloud", "redis", "instances", "describe", o.redis_instance,
+                                            f"--region={o.region}", "--format=value(port)", *p), capture="REDIS_PORT"),
+    ]
+    redis_reads = (
+        (o.redis_auth_secret, "Redis AUTH string", ("get-auth-string", o.redis_instance, f"--region={o.region}",
+                                                    "--format=value(authString)", *p)),
+        (o.redis_ca_secret, "Redis server CA", ("describe", o.redis_instance, f"--region={o.region}",
+                                                "--format=value(serverCaCerts[0].cert)", *p)),
+    )
+    for secret, what, read in redis_reads:
+        steps += [
+            Step(f"Secret {secret} for the {what}", (
+                "gcloud", "secrets", "create", secret, "--replication-policy=user-managed",
+                f"--locations={o.region}", *p), exists_ok=True),
+            Step(f"The {what} into {secret} (piped, never printed)", (
+                "gcloud", "secrets", "versions", "add", secret, "--data-file=-", *p),
+                stdin_from=("gcloud", "redis", "instances", *read)),
+        ]
+        # Both services mount both files; Cloud Run checks each runtime account may read what it mounts.
+        for account in (connector_sa, interceptor_sa):
+            steps.append(Step(f"{account} may read {secret}", (
+                "gcloud", "secrets", "add-iam-policy-binding", secret, f"--member=serviceAccount:{account}",
+                "--role=roles/secretmanager.secretAccessor", *p)))
+    steps += [
         Step("Serverless VPC Access connector", (
             "gcloud", "compute", "networks", "vpc-access", "connectors", "create", o.vpc_connector,
             f"--network={o.network}", f"--region={o.region}", f"--range={o.vpc_range}", *p), exists_ok=True),
@@ -211,7 +241,7 @@ def build_plan(options: Options) -> list[Step]:
         "python", "manage.py", CONVERSATION_PROFILE_COMMAND,
         f"--conversation-profile={o.conversation_profile or 'PROFILE_ID'}", f"--project={o.project}",
         *(f"--{kind}-topic=projects/{o.project}/topics/{PUBSUB_NAMES[kind][0]}" for kind in EVENT_KINDS),
-        "--message-format=JSON"), manage=True, needs_command=CONVERSATION_PROFILE_COMMAND))
+        "--message-format=JSON"), manage=True))
     steps.append(Step("Interceptor URL", (
         "gcloud", "run", "services", "describe", o.interceptor_service, f"--region={o.region}",
         "--format=value(status.url)", *p), capture="INTERCEPTOR_URL"))
@@ -243,6 +273,7 @@ def render_service(template: Path, options: Options) -> str:
     values = {
         "PROJECT": options.project, "REGION": options.region, "IMAGE": options.image_name,
         "VPC_CONNECTOR": options.vpc_connector, "JWT_SECRET": options.jwt_secret,
+        "REDIS_AUTH_SECRET": options.redis_auth_secret, "REDIS_CA_SECRET": options.redis_ca_secret,
         "MIN_INSTANCES": str(options.min_instances),
         "CONNECTOR_SERVICE": options.connector_service, "INTERCEPTOR_SERVICE": options.interceptor_service,
         "CONNECTOR_SERVICE_ACCOUNT": options.account(options.connector_service),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 # (setting name, message) pairs; copied into settings.ENVIRONMENT_PROBLEMS.
 PROBLEMS: list[tuple[str, str]] = []
@@ -134,3 +136,47 @@ def _parse_rate(value: str) -> tuple[int, int] | None:
     requests, window = int(count), int(multiplier or "1") * _RATE_UNITS[unit]
     # A window beyond a day is a typo more likely than a policy (and keeps Redis TTLs sane).
     return (requests, window) if requests >= 1 and 1 <= window <= 86400 else None
+
+
+@dataclass(frozen=True)
+class RedisUrl:
+    """The parts of a ``redis://`` or ``rediss://`` URL the Redis clients use."""
+
+    host: str
+    port: int
+    db: int
+    tls: bool
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+
+def redis_url(name: str) -> RedisUrl | None:
+    """Parse ``redis[s]://[[user]:password@]host[:port][/db]``; ``None`` when unset or malformed.
+
+    A malformed value is recorded without quoting it: the URL may carry the AUTH password.
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    shape = "must be redis://[[user]:password@]host[:port][/db] or rediss://... (TLS)"
+    try:
+        url = urlsplit(raw)
+        port = url.port or 6379
+        host = url.hostname or ""
+    except ValueError:
+        PROBLEMS.append((name, f"{shape}; its host or port is malformed"))
+        return None
+    path = url.path.lstrip("/")
+    if url.scheme not in ("redis", "rediss"):
+        problem = f"{shape}, got scheme {url.scheme!r}" if url.scheme.isalnum() else shape
+    elif not host:
+        problem = f"{shape}; it names no host"
+    elif url.query or url.fragment:
+        problem = f"{shape}; query parameters are not read (use REDIS_TLS_CA_FILE and REDIS_AUTH_STRING[_FILE])"
+    elif path and not path.isdigit():
+        problem = f"{shape}; the database must be a number"
+    else:
+        return RedisUrl(host=host, port=port, db=int(path or 0), tls=url.scheme == "rediss",
+                        username=unquote(url.username or ""), password=unquote(url.password or ""))
+    PROBLEMS.append((name, problem))
+    return None

@@ -1,4 +1,4 @@
-"""Django's security and common middleware, run inline on the event loop.
+"""Django's security and common middleware, run inline on the event loop; the request's trace for logs.
 
 Under ASGI, Django runs a ``MiddlewareMixin``'s ``process_request`` and
 ``process_response`` through ``sync_to_async``, which in a request's
@@ -10,8 +10,12 @@ I/O), so running them inline keeps Django's behaviour without the hop.
 
 from __future__ import annotations
 
+from asgiref.sync import markcoroutinefunction
+from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 from django.middleware import common, security
+
+from aa_site import log_format
 
 
 class InlineHooksMixin:
@@ -31,3 +35,24 @@ class SecurityMiddleware(InlineHooksMixin, security.SecurityMiddleware):
 
 class CommonMiddleware(InlineHooksMixin, common.CommonMiddleware):
     """``django.middleware.common.CommonMiddleware`` without the thread hop."""
+
+
+class TraceMiddleware:
+    """Tag every log line of a request with its trace (``X-Cloud-Trace-Context`` or ``traceparent``); async only."""
+
+    sync_capable = False
+    async_capable = True
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+        markcoroutinefunction(self)
+
+    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        trace = log_format.trace_id(request.headers.get("X-Cloud-Trace-Context"), request.headers.get("traceparent"))
+        if trace is None:
+            return await self.get_response(request)
+        token = log_format.current_trace.set(log_format.trace_resource(settings.GCP_PROJECT_ID, trace))
+        try:
+            return await self.get_response(request)
+        finally:
+            log_format.current_trace.reset(token)

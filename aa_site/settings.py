@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from aa_site import env
+from aa_site import env, log_format
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -28,8 +28,26 @@ PORT = env.integer("PORT", 8080, minimum=1, maximum=65535)
 # --- Redis: events (history and fan-out), sessions, rate limits, integration keys ---
 # Events reach desktops through events/history.py and connector/fanout.py, not a Channels
 # channel layer: see "Events in Redis" in the README for why and the measurements.
-REDISHOST = env.text("REDISHOST")
-REDISPORT = env.integer("REDISPORT", 6379, minimum=1, maximum=65535)
+# REDIS_URL (redis:// or rediss:// for TLS, optionally with [user]:password@) or REDISHOST/REDISPORT.
+# Memorystore's AUTH string comes from REDIS_AUTH_STRING or, as Cloud Run mounts it from Secret
+# Manager, REDIS_AUTH_STRING_FILE (read when a client is made); REDIS_TLS_CA_FILE is the instance's
+# server CA (and turns TLS on with REDISHOST). events/redis_config.py turns these into client options.
+_redis_url = env.redis_url("REDIS_URL")
+if _redis_url is not None and env.text("REDISHOST"):
+    env.PROBLEMS.append(("REDISHOST", "must not be set together with REDIS_URL; keep one"))
+REDIS_TLS_CA_FILE = env.text("REDIS_TLS_CA_FILE")
+REDIS_TLS_CHECK_HOSTNAME = env.flag("REDIS_TLS_CHECK_HOSTNAME", True)
+REDIS_AUTH_STRING = env.text("REDIS_AUTH_STRING")
+REDIS_AUTH_STRING_FILE = env.text("REDIS_AUTH_STRING_FILE")
+if _redis_url is not None:
+    REDISHOST, REDISPORT, REDIS_DB, REDIS_TLS = _redis_url.host, _redis_url.port, _redis_url.db, _redis_url.tls
+    REDIS_USERNAME, REDIS_PASSWORD = _redis_url.username, _redis_url.password
+else:
+    REDISHOST = env.text("REDISHOST")
+    REDISPORT = env.integer("REDISPORT", 6379, minimum=1, maximum=65535)
+    REDIS_DB, REDIS_TLS = 0, bool(REDIS_TLS_CA_FILE)
+    REDIS_USERNAME, REDIS_PASSWORD = "", ""
+del _redis_url
 # How long a push may wait on Redis before the interceptor answers 503 (so Pub/Sub
 # redelivers) instead of hanging the request.
 EVENT_STORE_TIMEOUT = 5.0
@@ -121,6 +139,7 @@ INSTALLED_APPS = [
     "interceptor",
 ]
 MIDDLEWARE = [
+    "aa_site.middleware.TraceMiddleware",
     "aa_site.middleware.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "aa_site.middleware.CommonMiddleware",
@@ -138,23 +157,9 @@ TEMPLATES = []
 # Conversation content is logged only at DEBUG; INFO and above carry ids only.
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
 LOGGING_FILE = env.text("LOGGING_FILE")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
-        **(
-            {"file": {"class": "logging.FileHandler", "filename": LOGGING_FILE, "formatter": "plain"}}
-            if LOGGING_FILE
-            else {}
-        ),
-    },
-    "root": {"handlers": ["console", "file"] if LOGGING_FILE else ["console"], "level": LOG_LEVEL},
-    # httpx logs every request URL at INFO, and SalesforceLWC carries the
-    # provider token in the query string: keep it at WARNING.
-    "loggers": {"daphne": {"level": "WARNING"}, "django": {"level": "INFO"}, "httpx": {"level": "WARNING"}},
-}
+# json: one object per line for Cloud Logging (aa_site/log_format.py); text: plain lines (scripts/run-local.sh).
+LOG_FORMAT = env.choice("LOG_FORMAT", "json", ("json", "text"))
+LOGGING = log_format.logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL, file=LOGGING_FILE)
 
 # --- The connector's HTTP API on Django REST framework (connector/api/) ----------
 # Each view declares its own authentication, permission, throttle and parser
@@ -228,6 +233,9 @@ DIALOGFLOW_MAX_REQUEST_BYTES = env.integer("DIALOGFLOW_MAX_REQUEST_BYTES", 10 * 
 # Streaming calls over the desktop socket (connector/streaming): Google's WebChannel host per location
 # (https://<location>-dialogflow-webchannel.googleapis.com) unless this names one root for all.
 DIALOGFLOW_WEBCHANNEL_ROOT = env.text("DIALOGFLOW_WEBCHANNEL_ROOT").rstrip("/")
+# Where manage.py create_push_subscriptions calls Pub/Sub's REST API: empty means Google's (a proxy or test double).
+# (manage.py configure_conversation_profile calls Dialogflow at DIALOGFLOW_API_ROOT, as the proxy does.)
+PUBSUB_API_ENDPOINT = env.text("PUBSUB_API_ENDPOINT").rstrip("/")
 # Open streams one connection, and one process, may hold; a stream-request beyond gets a stream-error.
 STREAM_MAX_PER_CONNECTION = env.integer("STREAM_MAX_PER_CONNECTION", 10, minimum=1, maximum=1000)
 STREAM_MAX_PER_PROCESS = env.integer("STREAM_MAX_PER_PROCESS", 500, minimum=1, maximum=100_000)

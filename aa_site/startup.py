@@ -8,6 +8,8 @@ import sys
 from django.conf import settings
 from django.core import checks
 
+from events import redis_config
+
 logger = logging.getLogger("aa_site")
 
 
@@ -25,11 +27,11 @@ def prepare_process() -> None:
         )
         raise SystemExit(2)
     if settings.REDISHOST:
+        # Host, port, TLS and whether AUTH is on; never the password.
         logger.info(
-            "aa-backend role=%s: events, sessions and limits in Redis at %s:%s",
+            "aa-backend role=%s: events, sessions and limits in Redis at %s",
             settings.SERVICE_ROLE,
-            settings.REDISHOST,
-            settings.REDISPORT,
+            redis_config.describe(),
         )
     else:
         logger.warning(

@@ -2,7 +2,9 @@
 
 Created on first use in each loop (never at import), like channels-redis's own
 connections, because an asyncio Redis connection belongs to the loop that
-made it, and closed with that loop (``common.loop_local``).
+made it, and closed with that loop (``common.loop_local``). Every Redis client
+of the service is made here, with the address, AUTH and TLS options of
+``events.redis_config`` (Memorystore with ``--enable-auth`` and in-transit encryption).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from common.loop_local import LoopLocal
+from events import redis_config
 
 # Fail fast: a request waiting on a dead Redis should answer 503, not hang.
 SOCKET_TIMEOUT_SECONDS = 5.0
@@ -34,8 +37,7 @@ def is_configured() -> bool:
 
 def _new_client() -> redis.Redis:
     return redis.Redis(
-        host=settings.REDISHOST,
-        port=settings.REDISPORT,
+        **redis_config.connection_options(),
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
         retry=RETRY,
@@ -50,8 +52,7 @@ def _new_subscriber() -> redis.Redis:
     # No socket timeout: a subscription sits idle for as long as no event comes, and a read
     # timing out would tear it down (channels-redis issue 422). Its reader pings when idle instead.
     return redis.Redis(
-        host=settings.REDISHOST,
-        port=settings.REDISPORT,
+        **redis_config.connection_options(),
         socket_timeout=None,
         socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_keepalive=True,
@@ -78,7 +79,7 @@ def get_subscriber() -> redis.Redis:
 
 
 def _reset(*, setting: str, **kwargs) -> None:
-    if setting in ("REDISHOST", "REDISPORT"):
+    if setting in ("REDISHOST", "REDISPORT") or setting.startswith("REDIS_"):
         _clients.clear()
         _subscribers.clear()
 

@@ -3,7 +3,7 @@
 ``install(directory)`` writes the script as ``directory/gcloud``; put the
 directory first on ``PATH``. Each call appends one JSON line to
 ``$FAKE_GCLOUD_LOG``: the arguments, the working directory, and for
-``run services replace FILE`` the file's content. ``describe`` calls print the
+``run services replace FILE`` the file's content, and for ``--data-file=-`` what it read on stdin. ``describe`` calls print the
 values below. ``FAKE_GCLOUD_FAIL_AT=N`` makes the Nth call fail (exit 1);
 ``FAKE_GCLOUD_EXISTS_AT=N`` makes it fail the way gcloud reports an existing resource.
 """
@@ -19,6 +19,8 @@ REDIS_HOST = "10.0.0.3"
 REDIS_PORT = "6379"
 PROJECT_NUMBER = "123456789012"
 INTERCEPTOR_URL = "https://cloud-pubsub-interceptor-abc123-ew.a.run.app"
+REDIS_AUTH_STRING = "fake-auth-5f0c2a8e-9d1b-4c3a-8e7f-2b6d4a1c9e0f"
+REDIS_SERVER_CA = "-----BEGIN CERTIFICATE-----\nMIIfake\n-----END CERTIFICATE-----"
 
 SCRIPT = '''#!{python}
 import json, os, sys
@@ -28,6 +30,8 @@ arguments = sys.argv[1:]
 call = {{"argv": arguments, "cwd": os.getcwd()}}
 if arguments[:3] == ["run", "services", "replace"]:
     call["file"] = (Path(os.getcwd()) / arguments[3]).read_text()
+if "--data-file=-" in arguments:
+    call["stdin"] = sys.stdin.read()
 with log.open("a") as stream:
     stream.write(json.dumps(call) + "\\n")
 number = len(log.read_text().splitlines())
@@ -38,7 +42,8 @@ if os.environ.get("FAKE_GCLOUD_EXISTS_AT") == str(number):
     sys.stderr.write("ERROR: (gcloud.fake) Resource in projects [p] is the subject of a conflict: already exists\\n")
     sys.exit(1)
 answers = {{"--format=value(host)": {host!r}, "--format=value(port)": {port!r},
-           "--format=value(projectNumber)": {number!r}, "--format=value(status.url)": {url!r}}}
+           "--format=value(projectNumber)": {number!r}, "--format=value(status.url)": {url!r},
+           "--format=value(authString)": {auth!r}, "--format=value(serverCaCerts[0].cert)": {ca!r}}}
 for argument in arguments:
     if argument in answers:
         print(answers[argument])
@@ -49,7 +54,7 @@ def install(directory: Path) -> Path:
     """Write the fake as ``directory/gcloud`` (executable) and return its path."""
     path = directory / "gcloud"
     path.write_text(SCRIPT.format(python=sys.executable, host=REDIS_HOST, port=REDIS_PORT, number=PROJECT_NUMBER,
-                                  url=INTERCEPTOR_URL))
+                                  url=INTERCEPTOR_URL, auth=REDIS_AUTH_STRING, ca=REDIS_SERVER_CA))
     path.chmod(0o755)
     return path
 

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.tls_files import TlsFiles
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 # Random (secrets.token_urlsafe): the servers run in production mode, which refuses predictable secrets.
 TEST_JWT_SECRET = "test-jwt-8z4bVNBnYh2NqrUHmWKXJh-uUTmcO1Qbzoa_WeAmpS1m"
@@ -50,18 +52,40 @@ def wait_for_port(port: int, *, process: subprocess.Popen | None = None, timeout
 class RedisAddress:
     host: str
     port: int
+    # A redis-server started with requirepass and/or TLS (its CA's certificate) by ``redis_server``.
+    password: str | None = None
+    tls_ca_file: Path | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}"
+        credentials = f":{self.password}@" if self.password else ""
+        return f"{'rediss' if self.tls_ca_file else 'redis'}://{credentials}{self.host}:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        """The service's settings for this Redis: REDISHOST/REDISPORT, or REDIS_URL with the CA and AUTH string."""
+        if self.password is None and self.tls_ca_file is None:
+            return {"REDISHOST": self.host, "REDISPORT": str(self.port)}
+        environment = {"REDIS_URL": f"{'rediss' if self.tls_ca_file else 'redis'}://{self.host}:{self.port}"}
+        if self.tls_ca_file:
+            environment["REDIS_TLS_CA_FILE"] = str(self.tls_ca_file)
+        if self.password:
+            environment["REDIS_AUTH_STRING"] = self.password
+        return environment
 
 
 @contextlib.contextmanager
-def redis_server(*, private: bool = False) -> Iterator[RedisAddress]:
+def redis_server(
+    *, private: bool = False, password: str | None = None, tls: TlsFiles | None = None
+) -> Iterator[RedisAddress]:
     """The Redis given by ``AA_TEST_REDIS`` (host:port), else (or when ``private``) a private redis-server on a
-    free port; a test that stops its Redis asks for a private one."""
+    free port; a test that stops its Redis asks for a private one.
+
+    ``password`` starts it with ``requirepass``; ``tls`` serves TLS only (``--port 0 --tls-port``), with that
+    server certificate, not asking clients for one (as Memorystore's SERVER_AUTHENTICATION mode). Either makes
+    the server private.
+    """
     given = os.environ.get("AA_TEST_REDIS")
-    if given and not private:
+    if given and not private and password is None and tls is None:
         host, _, port = given.rpartition(":")
         yield RedisAddress(host or "127.0.0.1", int(port))
         return
@@ -69,16 +93,31 @@ def redis_server(*, private: bool = False) -> Iterator[RedisAddress]:
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server), and AA_TEST_REDIS is not set")
     port = free_port()
+    listen = ["--port", str(port)]
+    if tls is not None:
+        listen = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(tls.server_certificate),
+                  "--tls-key-file", str(tls.server_key), "--tls-ca-cert-file", str(tls.ca_certificate),
+                  "--tls-auth-clients", "no"]
     with tempfile.TemporaryDirectory(prefix="aa-redis-") as directory:
+        arguments = [binary, "--bind", "127.0.0.1", *listen, "--save", "", "--appendonly", "no",
+                     "--dir", directory, "--protected-mode", "yes"]
+        if password is not None:
+            # From a config file on stdin ("-"), so the password is not in the process list.
+            arguments.insert(1, "-")
         process = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-             "--dir", directory, "--protected-mode", "yes"],
+            arguments,
+            stdin=subprocess.PIPE if password is not None else subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
+        if password is not None:
+            assert process.stdin is not None
+            process.stdin.write(f'requirepass "{password}"\n'.encode())
+            process.stdin.close()
         try:
             wait_for_port(port, process=process)
-            yield RedisAddress("127.0.0.1", port)
+            yield RedisAddress("127.0.0.1", port, password=password,
+                               tls_ca_file=tls.ca_certificate if tls is not None else None)
         finally:
             process.terminate()
             process.wait(timeout=10)
@@ -157,7 +196,7 @@ def server_environment(*, role: str, redis: RedisAddress | None, **extra: str) -
         PYTHONPATH=str(REPOSITORY),
     )
     if redis is not None:
-        environment.update(REDISHOST=redis.host, REDISPORT=str(redis.port))
+        environment.update(redis.environment())
     environment.update(extra)
     return environment
 

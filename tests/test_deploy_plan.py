@@ -20,8 +20,9 @@ from django.core.management import CommandError, call_command
 from aa_site import deployment
 from aa_site.deployment import Options, Step
 from interceptor.push_samples import EVENT_KINDS
-from tests import fake_gcloud, fake_secret_manager
+from tests import fake_gcloud, fake_operator_apis, fake_secret_manager
 from tests.commands import assert_clean_failure, manage
+from tests.fake_operator_apis import FakeOperatorApis
 from tests.fake_secret_manager import FakeSecretManager
 
 PROJECT = "acme-cx"
@@ -84,13 +85,33 @@ def test_service_files_agree_with_the_commands_around_them() -> None:
     # The connector: public, long requests, the secret mounted where JWT_SECRET_KEY_FILE looks.
     assert connector["metadata"]["annotations"]["run.googleapis.com/ingress"] == "all"
     assert connector["spec"]["template"]["spec"]["timeoutSeconds"] == 3600
-    (volume,) = connector["spec"]["template"]["spec"]["volumes"]
-    assert volume["secret"]["secretName"] == flag(secret_step, "secret")
-    (mount,) = connector["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
-    assert f"{mount['mountPath']}/{volume['secret']['items'][0]['path']}" == "/secret/jwt_secret_key"
-    (accessor,) = commands(steps, "gcloud", "secrets", "add-iam-policy-binding")
-    assert accessor[3] == volume["secret"]["secretName"]
-    assert flag(accessor, "member") == f"serviceAccount:{connector['spec']['template']['spec']['serviceAccountName']}"
+    (jwt_volume, *redis_volumes) = connector["spec"]["template"]["spec"]["volumes"]
+    (jwt_mount, *_) = connector["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert jwt_volume["secret"]["secretName"] == flag(secret_step, "secret")
+    assert f"{jwt_mount['mountPath']}/{jwt_volume['secret']['items'][0]['path']}" == "/secret/jwt_secret_key"
+    accessors = {(argv[3], flag(argv, "member"))
+                 for argv in commands(steps, "gcloud", "secrets", "add-iam-policy-binding")}
+    connector_member = f"serviceAccount:{connector['spec']['template']['spec']['serviceAccountName']}"
+    interceptor_member = f"serviceAccount:{interceptor['spec']['template']['spec']['serviceAccountName']}"
+    assert (jwt_volume["secret"]["secretName"], connector_member) in accessors
+    assert (jwt_volume["secret"]["secretName"], interceptor_member) not in accessors
+    # Both services reach Memorystore over TLS with AUTH: the CA and the AUTH string are mounted secret files,
+    # each filled by the plan from the instance and readable by the account that mounts it.
+    (created,) = commands(steps, "gcloud", "redis", "instances", "create")
+    assert {"--transit-encryption-mode=SERVER_AUTHENTICATION", "--enable-auth"} <= set(created)
+    filled = {step.argv[4]: step.stdin_from for step in steps if step.stdin_from}
+    assert filled[OPTIONS.redis_auth_secret][3] == "get-auth-string"
+    assert "--format=value(serverCaCerts[0].cert)" in filled[OPTIONS.redis_ca_secret]
+    for service, member in ((connector, connector_member), (interceptor, interceptor_member)):
+        template = service["spec"]["template"]["spec"]
+        secrets = {volume["name"]: volume["secret"] for volume in template["volumes"]}
+        mounts = {mount["name"]: mount["mountPath"] for mount in template["containers"][0]["volumeMounts"]}
+        files = {f"{mounts[name]}/{secret['items'][0]['path']}": secret["secretName"] for name, secret in secrets.items()}
+        environment = env_of(service)
+        assert files[environment["REDIS_TLS_CA_FILE"]] == OPTIONS.redis_ca_secret
+        assert files[environment["REDIS_AUTH_STRING_FILE"]] == OPTIONS.redis_auth_secret
+        for secret in files.values():
+            assert (secret, member) in accessors, (secret, member)
     assert env_of(connector)["AUTH_OPTION"] == "Salesforce"
     assert env_of(connector)["SALESFORCE_ORGANIZATION_ID"] == "00D000000000001EAA"
     assert env_of(connector)["CORS_ALLOWED_ORIGINS"] == "https://acme.lightning.force.com"
@@ -180,8 +201,17 @@ def secret_manager() -> Iterator[FakeSecretManager]:
         yield fake
 
 
+@pytest.fixture(scope="module")
+def dialogflow() -> Iterator[FakeOperatorApis]:
+    """The conversation profile step's Dialogflow, with the profile CP-1."""
+    with fake_operator_apis.serve() as fake:
+        name = f"projects/{PROJECT}/locations/global/conversationProfiles/CP-1"
+        fake.profiles[name] = {"name": name, "displayName": "Agent Assist"}
+        yield fake
+
+
 @pytest.fixture
-def cloud(tmp_path: Path, secret_manager: FakeSecretManager) -> dict[str, str]:
+def cloud(tmp_path: Path, secret_manager: FakeSecretManager, dialogflow: FakeOperatorApis) -> dict[str, str]:
     """An environment whose PATH finds the fake gcloud first, and whose Secret Manager is the local fake."""
     secret_manager.secrets.clear()
     secret_manager.created.clear()
@@ -192,6 +222,7 @@ def cloud(tmp_path: Path, secret_manager: FakeSecretManager) -> dict[str, str]:
         "PATH": f"{binaries}{os.pathsep}{os.environ['PATH']}",
         "FAKE_GCLOUD_LOG": str(tmp_path / "gcloud.log"),
         "SECRET_MANAGER_API_ENDPOINT": secret_manager.url,
+        "DIALOGFLOW_API_ROOT": dialogflow.url,
         "GOOGLE_APPLICATION_CREDENTIALS": str(fake_secret_manager.write_credentials(tmp_path)),
     }
 
@@ -205,16 +236,17 @@ def expected_gcloud_calls() -> list[tuple[int, list[str]]]:
                       allowed_origins=("https://acme.lightning.force.com",), conversation_profile="CP-1")
     calls = []
     for number, step in enumerate(deployment.build_plan(options), 1):
-        if step.argv[:1] == ("gcloud",):
-            argv = [argument for argument in step.argv[1:]]
-            for name, value in values.items():
-                argv = [argument.replace(f"${{{name}}}", value) for argument in argv]
-            calls.append((number, argv))
+        for command in (step.stdin_from, step.argv):  # a piped step runs its input's command first
+            if command[:1] == ("gcloud",):
+                argv = [argument for argument in command[1:]]
+                for name, value in values.items():
+                    argv = [argument.replace(f"${{{name}}}", value) for argument in argv]
+                calls.append((number, argv))
     return calls
 
 
 def test_execute_runs_every_step_in_order(cloud: dict[str, str], secret_manager: FakeSecretManager,
-                                          tmp_path: Path) -> None:
+                                          dialogflow: FakeOperatorApis, tmp_path: Path) -> None:
     """Every gcloud command in plan order with captured values filled in; the secret stored; files rendered."""
     result = manage("deploy_plan", *FLAGS, "--execute", "--work-dir", str(tmp_path / "work"), env=cloud)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -222,11 +254,17 @@ def test_execute_runs_every_step_in_order(cloud: dict[str, str], secret_manager:
     assert [call["argv"] for call in calls] == [argv for _, argv in expected_gcloud_calls()]
     (value,) = secret_manager.secrets[(PROJECT, "aa-jwt-secret")]
     assert value not in result.stdout + result.stderr
-    assert "not run: manage.py configure_conversation_profile does not exist yet" in result.stdout
+    profile = dialogflow.profiles[f"projects/{PROJECT}/locations/global/conversationProfiles/CP-1"]
+    assert profile["newMessageEventNotificationConfig"] == {
+        "topic": f"projects/{PROJECT}/topics/aa-new-message-topic", "messageFormat": "JSON"}
     replaced = {call["argv"][3]: yaml.safe_load(call["file"]) for call in calls if "replace" in call["argv"]}
     for service in replaced.values():
         assert env_of(service)["REDISHOST"] == fake_gcloud.REDIS_HOST
         assert env_of(service)["REDISPORT"] == fake_gcloud.REDIS_PORT
+    # The AUTH string and the CA went from Memorystore into Secret Manager through a pipe, not the output.
+    piped = {call["argv"][3]: call["stdin"] for call in calls if "stdin" in call}
+    assert piped == {"aa-redis-auth": fake_gcloud.REDIS_AUTH_STRING + "\n", "aa-redis-ca": fake_gcloud.REDIS_SERVER_CA + "\n"}
+    assert fake_gcloud.REDIS_AUTH_STRING not in result.stdout + result.stderr
     build = next(call for call in calls if call["argv"][:2] == ["builds", "submit"])
     assert Path(build["cwd"]) == Path(deployment.DEPLOY_DIRECTORY).parent
 

@@ -41,6 +41,10 @@ class Command(BaseCommand):
         parser.add_argument("--image", default="", help="image to deploy (default: built into Artifact Registry)")
         parser.add_argument("--redis-instance", default="aa-redis", help="Memorystore instance id (default aa-redis)")
         parser.add_argument("--redis-size", type=int, default=1, help="Memorystore size in GB (default 1)")
+        parser.add_argument("--redis-auth-secret", default="aa-redis-auth",
+                            help="Secret Manager secret for Memorystore's AUTH string (default aa-redis-auth)")
+        parser.add_argument("--redis-ca-secret", default="aa-redis-ca",
+                            help="Secret Manager secret for Memorystore's server CA (default aa-redis-ca)")
         parser.add_argument("--network", default="default", help="VPC network for Redis and the connector")
         parser.add_argument("--vpc-connector", default="aa-vpc", help="Serverless VPC Access connector name")
         parser.add_argument("--vpc-range", default="10.8.0.0/28", help="the connector's unused /28 range")
@@ -110,6 +114,8 @@ def _options(options: dict[str, Any]) -> Options:
         image=options["image"],
         redis_instance=options["redis_instance"],
         redis_size_gb=options["redis_size"],
+        redis_auth_secret=options["redis_auth_secret"],
+        redis_ca_secret=options["redis_ca_secret"],
         network=options["network"],
         vpc_connector=options["vpc_connector"],
         vpc_range=options["vpc_range"],
@@ -151,6 +157,8 @@ def render_script(steps: list[Step], *, header: str) -> str:
             lines.append(f"cat > {shlex.quote(step.path)} <<EOF\n{step.content}EOF")
             continue
         command = " ".join(shell_word(argument) for argument in step.argv)
+        if step.stdin_from:
+            command = " ".join(shell_word(argument) for argument in step.stdin_from) + " | " + command
         lines.append(f"{step.capture}=$({command})" if step.capture else command)
     return "\n".join(lines) + "\n"
 
@@ -190,7 +198,8 @@ class Executor:
             argv[0] = self.gcloud
         # The service files are named relative to the work directory; the build runs in the repository.
         cwd = REPOSITORY if step.manage or "builds" in step.argv else self.work_dir
-        result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+        stdin = self._read_input(number, step) if step.stdin_from else None
+        result = subprocess.run(argv, cwd=cwd, input=stdin, capture_output=True, text=True)
         if result.returncode != 0:
             if step.exists_ok and _EXISTS.search(result.stderr):
                 self.command.stdout.write("  already exists; continuing")
@@ -207,6 +216,20 @@ class Executor:
                 raise CommandError(f"step {number} ({step.title}) printed {value!r}, not a usable value for "
                                    f"{step.capture}; check the resource, then re-run with --from-step {number}")
             self.values[step.capture] = value
+
+    def _read_input(self, number: int, step: Step) -> str:
+        """The output of ``step.stdin_from`` (a secret value: kept in memory, never printed)."""
+        argv = [self.gcloud, *(self._fill(argument, quoted=False) for argument in step.stdin_from[1:])]
+        result = subprocess.run(argv, cwd=self.work_dir, capture_output=True, text=True)
+        if result.returncode != 0 or not result.stdout.strip():
+            raise CommandError(
+                f"step {number} ({step.title}): `{' '.join(step.stdin_from[:4])} ...` "
+                + (f"failed with exit code {result.returncode}:\n{_tail(result.stderr)}" if result.returncode
+                   else "printed nothing") +
+                f"\nFix the cause, then continue with: python manage.py deploy_plan <same flags> --execute "
+                f"--from-step {number}"
+            )
+        return result.stdout
 
     def _fill(self, text: str, *, quoted: bool) -> str:
         """``text`` with each ``${NAME}`` replaced by its captured value (inside a quoted YAML string or bare)."""
