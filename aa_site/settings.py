@@ -183,7 +183,7 @@ CONVERSATION_NAME_RATE_LIMIT = env.rate("CONVERSATION_NAME_RATE_LIMIT", "60/minu
 # A browser desktop may read Retry-After on a cross-origin 429.
 CORS_EXPOSE_HEADERS = ["Retry-After"]
 
-# --- Authenticated push (interceptor/push_auth.py, interceptor/google_certs.py) --
+# --- Authenticated push (interceptor/push_auth.py, common/google_certs.py) ------
 # When set, every push must carry Pub/Sub's OIDC token for this service account
 # (the subscription's --push-auth-service-account); empty leaves pushes unchecked.
 PUSH_AUTH_SERVICE_ACCOUNT = env.text("PUSH_AUTH_SERVICE_ACCOUNT")

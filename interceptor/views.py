@@ -10,7 +10,7 @@ base64'd, plus the envelope) are read; a larger one cannot come from Pub/Sub
 and is acknowledged as poison.
 
 With ``PUSH_AUTH_SERVICE_ACCOUNT`` set, every push must first carry Pub/Sub's
-OIDC token for that account (``interceptor.push_auth``): 401/403 otherwise,
+OIDC token for that account (``interceptor.push_auth``; certificates from ``common.google_certs``): 401/403 otherwise,
 checked before the body is parsed, so an unauthenticated push is never
 acknowledged as poison; 503 when Google's certificates cannot be fetched.
 """
@@ -25,9 +25,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from common import google_certs
 from common.responses import message_response
 from events.publish import DeliveryUnavailable, publish
-from interceptor import google_certs, push_auth
+from interceptor import push_auth
 from interceptor.envelope import PoisonMessage, parse_push
 from interceptor.payload import desktop_payload
 
