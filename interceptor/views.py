@@ -71,7 +71,9 @@ def push_endpoint(event: str) -> Callable[[HttpRequest], Awaitable[HttpResponse]
                 _loggable(message.message_id),
                 error,
             )
-            return message_response(503, "The event store is unavailable; retry later.", retry_after=RETRY_AFTER_SECONDS)
+            return message_response(
+                503, "The event store is unavailable; retry later.", retry_after=RETRY_AFTER_SECONDS, logged=True
+            )
         if appended.duplicate:
             # A redelivery of what was already accepted (Pub/Sub missed our answer): acknowledged, not sent again.
             logger.info("Redelivery of %s messageId=%s acknowledged; not sent again", event, _loggable(message.message_id))
@@ -100,7 +102,7 @@ async def _refuse_unauthenticated(request: HttpRequest, event: str) -> HttpRespo
     except google_certs.CertificatesUnavailable as error:
         logger.error("Cannot check the push token for /%s: %s; answering 503 so Pub/Sub retries", event, error)
         return message_response(
-            503, "Google's certificates are unavailable; retry later.", retry_after=RETRY_AFTER_SECONDS
+            503, "Google's certificates are unavailable; retry later.", retry_after=RETRY_AFTER_SECONDS, logged=True
         )
     return None
 
