@@ -10,7 +10,9 @@ from __future__ import annotations
 from django.http import JsonResponse
 
 
-def message_response(status: int, message: str, *, retry_after: int | None = None, logged: bool = False) -> JsonResponse:
+def message_response(
+    status: int, message: str, *, retry_after: int | None = None, logged: bool = False
+) -> JsonResponse:
     """``{"message": message}`` with ``status``; ``Retry-After`` (seconds) when given.
 
     ``logged``: the caller has already logged why it answers so; Django then

@@ -63,7 +63,8 @@ def check_service_callers(app_configs=None, **kwargs) -> list:
     if not settings.SERVICE_AUTH_AUDIENCE:
         problems.append(
             Error(
-                "SERVICE_AUTH_ALLOWED_CALLERS is set but SERVICE_AUTH_AUDIENCE is not, so no ID token could be accepted.",
+                "SERVICE_AUTH_ALLOWED_CALLERS is set but SERVICE_AUTH_AUDIENCE is not, "
+                "so no ID token could be accepted.",
                 hint="Set SERVICE_AUTH_AUDIENCE to the connector's URL, e.g. https://ui-connector-abc-uc.a.run.app "
                 "(the --audiences callers request their ID tokens for).",
                 id="aa_site.E050",

@@ -1,4 +1,4 @@
-"""``/conversation-name``: the contract's key/value endpoint, an async DRF view, desktop JWT (or service caller) required.
+"""``/conversation-name``: the contract's key/value endpoint, an async DRF view; a desktop JWT or service caller.
 
     POST   {"conversationIntegrationKey": k, "conversationName": n}  -> 200 {k: n}           | 400 Bad request
     GET    ?conversationIntegrationKey=k                             -> 200 {"conversationName": n or ""} | 400

@@ -60,13 +60,14 @@ def is_id_token(authorization: str | None) -> bool:
 
 
 def entry_problem(entry: str) -> str | None:
-    """Why ``entry`` cannot be an allow-list entry, or ``None`` when it is an exact email or a wildcard of one project."""
+    """Why ``entry`` cannot be on the allow-list; ``None`` for an exact email or a wildcard over one project."""
     local, at, domain = entry.partition("@")
     if not at or not local or not domain or "@" in domain or any(character.isspace() for character in entry):
         return "is not an email address"
     if "*" in domain or ("*" in local and local != "*"):
         return "may use * only as the whole part before @"
-    if local == "*" and not (domain.lower().endswith(WILDCARD_DOMAIN_SUFFIX) and len(domain) > len(WILDCARD_DOMAIN_SUFFIX)):
+    one_project = domain.lower().endswith(WILDCARD_DOMAIN_SUFFIX) and len(domain) > len(WILDCARD_DOMAIN_SUFFIX)
+    if local == "*" and not one_project:
         return f"is a wildcard over a domain other than one project's <project>{WILDCARD_DOMAIN_SUFFIX}"
     return None
 

@@ -44,7 +44,9 @@ socketio_payloads = st.one_of(
 )
 engineio_frames = st.one_of(
     any_text,
-    st.builds(lambda kind, rest: kind + rest, st.sampled_from(list("0123456b7")), st.one_of(any_text, socketio_payloads)),
+    st.builds(
+        lambda kind, rest: kind + rest, st.sampled_from(list("0123456b7")), st.one_of(any_text, socketio_payloads)
+    ),
 )
 
 
@@ -170,7 +172,9 @@ async def test_any_text_that_is_not_a_json_object_is_a_bad_frame(text: str) -> N
 
 
 # Authenticated: every type but stream_request, which would open a Dialogflow call (covered by the stream tests).
-authenticated_frames = frames.filter(lambda frame: not (isinstance(frame, dict) and frame.get("type") == "stream_request"))
+authenticated_frames = frames.filter(
+    lambda frame: not (isinstance(frame, dict) and frame.get("type") == "stream_request")
+)
 
 
 @CONNECTION_SETTINGS

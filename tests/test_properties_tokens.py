@@ -62,7 +62,7 @@ def secret() -> str:
 
 
 class ErrorRecords(logging.Handler):
-    """Collects ERROR records: validate_token logs one when a library raised where check_claim_types should have refused."""
+    """ERROR records: validate_token logs one when a library raised where check_claim_types should have refused."""
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
@@ -103,7 +103,8 @@ def test_signed_claims_of_any_type_give_an_identity_or_invalid_token(claims: dic
 
 
 @PROPERTY_SETTINGS
-@given(st.one_of(json_values.map(lambda value: json.dumps(value).encode("utf-8", "surrogatepass")), st.binary(max_size=64)))
+@given(st.one_of(json_values.map(lambda value: json.dumps(value).encode("utf-8", "surrogatepass")),
+                 st.binary(max_size=64)))
 def test_signed_payloads_that_are_not_claims_are_invalid_tokens(payload: bytes) -> None:
     token = jwt.api_jws.encode(payload, secret(), algorithm="HS256")
     try:

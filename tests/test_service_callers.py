@@ -29,6 +29,7 @@ from tests.test_dialogflow_proxy import dialogflow, fake_server  # noqa: F401 - 
 RESPONSE_TIMEOUT = 20.0
 AUDIENCE = "https://ui-connector-abc123-uc.a.run.app"
 CALLER = "audiohook@test-project.iam.gserviceaccount.com"
+INTRUDER = "intruder@test-project.iam.gserviceaccount.com"
 GOOGLE_KEY = signing_key("google-key-1")
 ATTACKER_KEY = signing_key("attacker-key")
 CONVERSATION = "projects/test-project/locations/global/conversations/SVC-1"
@@ -116,17 +117,13 @@ def assert_token_not_logged(token: str, caplog: pytest.LogCaptureFixture) -> Non
         ("other@test-project.iam.gserviceaccount.com", False),  # exact entry only for test-project
         ("x@evil-other-project.iam.gserviceaccount.com", False),  # a suffix of the domain is not the domain
         ("x@sub.other-project.iam.gserviceaccount.com", False),
-        ("*@other-project.iam.gserviceaccount.com", False),  # a literal star is no wildcard in an email
         ("audiohook@test-project.iam.gserviceaccount.com.evil.com", False),
         ("not-an-email", False),
         ("a@b@other-project.iam.gserviceaccount.com", False),
     ],
 )
 def test_allow_list_matches_exact_emails_and_one_project_wildcards(email: str, allowed: bool) -> None:
-    entries = [CALLER, "*@Other-Project.iam.gserviceaccount.com"]
-    if email.startswith("*@"):
-        entries = [CALLER]
-    assert service_callers.is_allowed(email, entries) is allowed
+    assert service_callers.is_allowed(email, [CALLER, "*@Other-Project.iam.gserviceaccount.com"]) is allowed
 
 
 @pytest.mark.parametrize(
@@ -177,7 +174,8 @@ async def test_register_gives_a_service_caller_a_token_for_its_email(callers_on:
     )
     response = await call("POST", "/register", authorization=other)
     assert response["status"] == 200, response["body"]
-    assert tokens.validate_token(json.loads(response["body"])["token"]).user == "media@other-project.iam.gserviceaccount.com"
+    user = tokens.validate_token(json.loads(response["body"])["token"]).user
+    assert user == "media@other-project.iam.gserviceaccount.com"
     assert callers_on.fetches == 1
 
 
@@ -218,17 +216,19 @@ def _refused_tokens() -> list[tuple[str, int, str, str]]:
     claims = pubsub_claims(audience=AUDIENCE, email=CALLER)
     return [
         ("wrong audience", 401, GOOGLE_KEY.sign({**claims, "aud": "https://other-service.a.run.app"}), "audience"),
-        ("expired", 401, GOOGLE_KEY.sign(pubsub_claims(audience=AUDIENCE, email=CALLER, issued_at=1_000_000)), "expired"),
+        ("expired", 401, GOOGLE_KEY.sign({**claims, "iat": 1_000_000, "exp": 1_003_600}), "expired"),
         ("forged", 401, ATTACKER_KEY.sign(claims, kid=GOOGLE_KEY.kid), "signature"),
         ("unknown key", 401, ATTACKER_KEY.sign(claims), "key Google does not publish"),
         ("alg none", 401, unsigned_token({"alg": "none", "typ": "JWT"}, claims), "algorithm"),
         (
             "HS256 keyed with the certificate",
             401,
-            unsigned_token({"alg": "HS256", "kid": GOOGLE_KEY.kid}, claims, hmac_key=GOOGLE_KEY.certificate_pem.encode()),
+            unsigned_token(
+                {"alg": "HS256", "kid": GOOGLE_KEY.kid}, claims, hmac_key=GOOGLE_KEY.certificate_pem.encode()
+            ),
             "algorithm",
         ),
-        ("not on the allow-list", 403, GOOGLE_KEY.sign({**claims, "email": "intruder@test-project.iam.gserviceaccount.com"}), "allow-list"),
+        ("not on the allow-list", 403, GOOGLE_KEY.sign({**claims, "email": INTRUDER}), "allow-list"),
         ("unverified email", 403, GOOGLE_KEY.sign({**claims, "email_verified": False}), "email_verified"),
         ("no email", 403, GOOGLE_KEY.sign({key: value for key, value in claims.items() if key != "email"}), "no email"),
     ]
@@ -305,7 +305,7 @@ async def test_daphne_connector_accepts_service_callers(redis_server: processes.
         SERVICE_AUTH_AUDIENCE=AUDIENCE,
         SERVICE_AUTH_CERTS_URL=google.url,
     ) as server:
-        good, foreign = id_token(), id_token(email="intruder@test-project.iam.gserviceaccount.com")
+        good, foreign = id_token(), id_token(email=INTRUDER)
         async with httpx.AsyncClient(base_url=server.http_url, timeout=RESPONSE_TIMEOUT) as client:
             registered = await client.post("/register", headers={"Authorization": f"Bearer {good}"})
             assert registered.status_code == 200, registered.text
