@@ -8,6 +8,20 @@ service must not log: ``/conversation-name?conversationIntegrationKey=<key>``
 and replaces that log with one line per request through Python logging
 (logger ``aa_site.access``, INFO, so ``LOG_LEVEL`` and ``LOGGING_FILE`` apply),
 with the path only. ``--verbosity 0`` (without ``--access-log``) still turns it off.
+
+Two more changes to how daphne (Twisted underneath) reads requests, in
+``PathOnlyLoggingServer.protocol_connected``, which daphne calls for each new request:
+
+- a request whose headers are not all in within ``HTTP_HEADER_TIMEOUT`` seconds
+  (default 30) of its request line is closed: none of daphne's own timeouts
+  applies before the request is complete, and Twisted's idle timeout is reset
+  by every byte, so a client trickling header lines ("slowloris") was kept
+  forever. In production Cloud Run's front end reads requests before they
+  reach the container, so this matters for direct exposure and local runs.
+- a POST body is never parsed as a form by Twisted: daphne does not use what
+  it parses, and for ``multipart/form-data`` it cannot parse Twisted answered
+  400 and hung up before the application saw the request (a push endpoint must
+  acknowledge such a body as poison instead).
 """
 
 from __future__ import annotations
@@ -16,9 +30,15 @@ import logging
 from typing import Any
 
 from daphne.cli import CommandLineInterface
+from daphne.http_protocol import WebRequest
 from daphne.server import Server
 
+from aa_site import env
+
 logger = logging.getLogger("aa_site.access")
+
+#: Seconds a request may take from its request line to the end of its headers; 0 turns the limit off.
+HEADER_TIMEOUT_SECONDS = env.number("HTTP_HEADER_TIMEOUT", 30.0, minimum=0, maximum=3600)
 
 # daphne's action names for WebSocket handshakes, as its own access log writes them.
 _WEBSOCKET_ACTIONS = {
@@ -62,6 +82,29 @@ class PathOnlyLoggingServer(Server):
         # The CLI passes an AccessLogGenerator whenever its access log is on (the default),
         # None when it is off: keep that decision, change only what is written.
         super().__init__(*args, action_logger=None if action_logger is None else PathOnlyAccessLog(), **kwargs)
+
+    def protocol_connected(self, protocol: Any) -> None:
+        """daphne's bookkeeping, then, for an HTTP request: no form parsing, and the header deadline."""
+        super().protocol_connected(protocol)
+        if isinstance(protocol, WebRequest):
+            # Twisted's Request.__init__ sets it (True); requestReceived, later, reads it.
+            protocol._parsePOSTFormSubmission = False
+            if HEADER_TIMEOUT_SECONDS:
+                from twisted.internet import reactor  # daphne.server installed the asyncio reactor first
+
+                reactor.callLater(HEADER_TIMEOUT_SECONDS, _close_unless_headers_arrived, protocol)
+
+
+def _close_unless_headers_arrived(request: WebRequest) -> None:
+    # Twisted sets request.content once every header is in (Request.gotLength); None before.
+    if request.content is None and not request.finished and not request._disconnected:
+        logger.info("%s closed: request headers incomplete after %ss", _peer(request), HEADER_TIMEOUT_SECONDS)
+        request.channel.transport.abortConnection()
+
+
+def _peer(request: WebRequest) -> str:
+    peer = request.channel.transport.getPeer()
+    return f"{getattr(peer, 'host', '-')}:{getattr(peer, 'port', '-')}"
 
 
 class PathOnlyLoggingCLI(CommandLineInterface):

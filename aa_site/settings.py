@@ -197,7 +197,7 @@ CONVERSATION_NAME_RATE_LIMIT = env.rate("CONVERSATION_NAME_RATE_LIMIT", "60/minu
 # A browser desktop may read Retry-After on a cross-origin 429.
 CORS_EXPOSE_HEADERS = ["Retry-After"]
 
-# --- Authenticated push (interceptor/push_auth.py, interceptor/google_certs.py) --
+# --- Authenticated push (interceptor/push_auth.py, common/google_certs.py) ------
 # When set, every push must carry Pub/Sub's OIDC token for this service account
 # (the subscription's --push-auth-service-account); empty leaves pushes unchecked.
 PUSH_AUTH_SERVICE_ACCOUNT = env.text("PUSH_AUTH_SERVICE_ACCOUNT")
@@ -206,6 +206,17 @@ PUSH_AUTH_SERVICE_ACCOUNT = env.text("PUSH_AUTH_SERVICE_ACCOUNT")
 PUSH_AUTH_AUDIENCE = env.text("PUSH_AUTH_AUDIENCE")
 # Google's signing certificates (v1 form: key id -> PEM); change only for a test double.
 PUSH_AUTH_CERTS_URL = env.text("PUSH_AUTH_CERTS_URL", "https://www.googleapis.com/oauth2/v1/certs")
+
+# --- Service-to-service callers (connector/service_callers.py) ------------------
+# Service accounts whose Google-signed ID token the connector accepts instead of a desktop JWT
+# (/register, /conversation-name, the Dialogflow proxy): exact emails, or
+# *@PROJECT.iam.gserviceaccount.com for every user-managed account of one project. Empty: off.
+SERVICE_AUTH_ALLOWED_CALLERS = env.items("SERVICE_AUTH_ALLOWED_CALLERS")
+# The audience those tokens must carry: the connector's URL(s) as callers request them
+# (https://ui-connector-....run.app, a custom domain); required when the allow-list is set.
+SERVICE_AUTH_AUDIENCE = env.items("SERVICE_AUTH_AUDIENCE")
+# Google's signing certificates (v1 form: key id -> PEM); change only for a test double.
+SERVICE_AUTH_CERTS_URL = env.text("SERVICE_AUTH_CERTS_URL", "https://www.googleapis.com/oauth2/v1/certs")
 
 # --- JWT secret rotation and Secret Manager (connector/jwt_secret.py) ----------
 # A previous signing secret keeps tokens it signed valid until they expire;

@@ -6,6 +6,10 @@ Two surprises of the standard library, handled here once:
   nested arrays or objects (a few kilobytes of ``[`` suffice), and
   ``ValueError`` for integers longer than Python's ``int_max_str_digits``
   (valid JSON, yet refused).
+- ``json.loads`` accepts ``NaN``, ``Infinity`` and ``-Infinity``, which are
+  not JSON (RFC 8259): echoed back, they make frames that strict parsers
+  (browsers' ``JSON.parse``) refuse; a number too large for a float
+  (``1e400``) becomes ``inf`` the same way. Both are refused here.
 - JSON may carry a lone surrogate (``"\\ud800"``), which decodes into a
   ``str`` that UTF-8 cannot encode: hashing it, sending it on a WebSocket or
   putting it into Redis then raises far from where it came in.
@@ -14,6 +18,7 @@ Two surprises of the standard library, handled here once:
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 # What json.loads raises for input it refuses: JSONDecodeError, UnicodeDecodeError and overlong
@@ -30,11 +35,24 @@ class NotJson(NotJsonObject):
 
 
 def json_value(data: bytes | str) -> Any:
-    """``data`` decoded as JSON; ``NotJson`` when it is not."""
+    """``data`` decoded as JSON; ``NotJson`` when it is not (``NaN`` and ``Infinity`` included)."""
     try:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
     except JSON_ERRORS:
         raise NotJson("not valid JSON") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    # Called by json.loads for NaN, Infinity and -Infinity only; a ValueError is what it raises for bad JSON.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    # Called for every number with a fraction or exponent; 1e400 would otherwise be inf.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} does not fit a float")
+    return value
 
 
 def json_object(data: bytes | str) -> dict[str, Any]:

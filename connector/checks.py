@@ -1,4 +1,4 @@
-"""System checks of the connector's settings: the signing secret and the Dialogflow proxy's endpoint.
+"""System checks of the connector's settings: the signing secret, the Dialogflow proxy's endpoint, service callers.
 
 Registered by ``ConnectorConfig.ready``; ``aa_site.startup`` runs them before
 anything is served. Their ids keep the ``aa_site.`` prefix they were
@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
-from connector import jwt_secret
+from connector import jwt_secret, service_callers
 
 
 @register()
@@ -50,4 +50,48 @@ def check_dialogflow_proxy(app_configs=None, **kwargs) -> list:
                     id=error_id,
                 )
             )
+    return problems
+
+
+@register()
+def check_service_callers(app_configs=None, **kwargs) -> list:
+    """Service callers (connector/service_callers.py): an allow-list needs an audience and well-formed entries."""
+    allowed = settings.SERVICE_AUTH_ALLOWED_CALLERS
+    if not allowed:
+        return []
+    problems = []
+    if not settings.SERVICE_AUTH_AUDIENCE:
+        problems.append(
+            Error(
+                "SERVICE_AUTH_ALLOWED_CALLERS is set but SERVICE_AUTH_AUDIENCE is not, "
+                "so no ID token could be accepted.",
+                hint="Set SERVICE_AUTH_AUDIENCE to the connector's URL, e.g. https://ui-connector-abc-uc.a.run.app "
+                "(the --audiences callers request their ID tokens for).",
+                id="aa_site.E050",
+            )
+        )
+    for url in settings.SERVICE_AUTH_AUDIENCE:
+        if not url.startswith(("https://", "http://")):
+            problems.append(
+                Error(f"SERVICE_AUTH_AUDIENCE entries must be http(s) URLs, got {url!r}.", id="aa_site.E051")
+            )
+    for entry in allowed:
+        problem = service_callers.entry_problem(entry)
+        if problem:
+            problems.append(
+                Error(
+                    f"SERVICE_AUTH_ALLOWED_CALLERS entry {entry!r} {problem}.",
+                    hint="Write exact emails (caller@PROJECT.iam.gserviceaccount.com) or "
+                    "*@PROJECT.iam.gserviceaccount.com.",
+                    id="aa_site.E052",
+                )
+            )
+    if not settings.SERVICE_AUTH_CERTS_URL.startswith(("https://", "http://")):
+        problems.append(
+            Error(
+                f"SERVICE_AUTH_CERTS_URL must be an http(s) URL, got {settings.SERVICE_AUTH_CERTS_URL!r}.",
+                hint="Leave it unset to use https://www.googleapis.com/oauth2/v1/certs.",
+                id="aa_site.E053",
+            )
+        )
     return problems

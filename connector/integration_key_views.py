@@ -1,4 +1,4 @@
-"""``/conversation-name``: the contract's key/value endpoint, an async DRF view, desktop JWT required.
+"""``/conversation-name``: the contract's key/value endpoint, an async DRF view; a desktop JWT or service caller.
 
     POST   {"conversationIntegrationKey": k, "conversationName": n}  -> 200 {k: n}           | 400 Bad request
     GET    ?conversationIntegrationKey=k                             -> 200 {"conversationName": n or ""} | 400
@@ -22,7 +22,7 @@ from rest_framework.permissions import IsAuthenticated
 
 from common.responses import message_response
 from connector import integration_keys
-from connector.api.authentication import DesktopJWTAuthentication
+from connector.api.authentication import DesktopJWTAuthentication, GoogleServiceAccountAuthentication
 from connector.api.parsers import JsonObjectParser
 from connector.api.throttling import ConversationNameWriteThrottle
 from connector.api.views import AsyncAPIView
@@ -37,7 +37,8 @@ class ConversationNameView(AsyncAPIView):
     """Set (POST), read (GET) or remove (DELETE) the conversation name stored for an integration key."""
 
     http_method_names = ["get", "post", "delete"]
-    authentication_classes = [DesktopJWTAuthentication]
+    # A service account's Google ID token first (it passes on any other token), then the desktop JWT.
+    authentication_classes = [GoogleServiceAccountAuthentication, DesktopJWTAuthentication]
     permission_classes = [IsAuthenticated]
     throttle_classes = [ConversationNameWriteThrottle]
     parser_classes = [JsonObjectParser]

@@ -64,11 +64,13 @@ class PlainWebSocketConsumer(DesktopConsumer, AsyncJsonWebsocketConsumer):
 
     @classmethod
     async def decode_json(cls, text_data: str) -> Any:
+        """The frame's JSON; ``untrusted.NotJson`` for anything else, ``NaN`` and ``Infinity`` included."""
         return untrusted.json_value(text_data)
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:
-        return json.dumps(content, separators=(",", ":"))
+        """Compact JSON; never ``NaN`` or ``Infinity`` (ValueError instead), which no JSON parser need accept."""
+        return json.dumps(content, separators=(",", ":"), allow_nan=False)
 
     def frame_event(self, event: Event) -> str:
         # The payload is already compact JSON; the frame equals encode_json of the same object.

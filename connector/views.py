@@ -11,9 +11,11 @@ from auth_providers import registry
 from auth_providers.base import ProviderUnavailable, TokenRejected
 from common.responses import message_response
 from connector import tokens
+from connector.api.authentication import GoogleServiceAccountAuthentication
 from connector.api.parsers import JsonObjectParser
 from connector.api.throttling import RegistrationThrottle
 from connector.api.views import AsyncAPIView
+from connector.service_callers import ServiceCaller
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +38,15 @@ class StatusView(AsyncAPIView):
 class RegisterView(AsyncAPIView):
     """``POST /register``: an identity-provider token (``Authorization``) for a desktop JWT.
 
-    No DRF authentication: the provider ``AUTH_OPTION`` names (``auth_providers``)
-    judges the token. Rate limited per client address, with /register-app.
+    The provider ``AUTH_OPTION`` names (``auth_providers``) judges the token,
+    unless it is an allow-listed service account's Google ID token
+    (``GoogleServiceAccountAuthentication``, refused there when bad): that caller
+    gets a token whose user is its email, whatever the provider. Rate limited
+    per client address, with /register-app.
     """
 
     http_method_names = ["post"]
-    authentication_classes: list[Any] = []
+    authentication_classes: list[Any] = [GoogleServiceAccountAuthentication]
     permission_classes: list[Any] = []
     throttle_classes = [RegistrationThrottle]
     parser_classes = [JsonObjectParser]
@@ -49,6 +54,9 @@ class RegisterView(AsyncAPIView):
 
     async def post(self, request: Any) -> HttpResponse:
         """Judge the request with the provider ``provider_setting`` names; a desktop JWT if it vouches, else why not."""
+        if isinstance(request.user, ServiceCaller):
+            request.data  # noqa: B018 - the body is checked as for any registration (400, 413)
+            return JsonResponse({"token": tokens.issue_token(user=request.user.user)})
         provider = registry.get_provider(self.provider_setting)
         if provider is None:
             return message_response(401, f"Registration is disabled: {self.provider_setting} is not set.")
@@ -85,8 +93,12 @@ class RegisterView(AsyncAPIView):
 
 
 class RegisterAppView(RegisterView):
-    """``POST /register-app``: application credentials (JSON body) judged by ``APP_AUTH_OPTION``; same budget."""
+    """``POST /register-app``: application credentials (JSON body) judged by ``APP_AUTH_OPTION``; same budget.
 
+    Service callers register at /register; here only the body's credentials count.
+    """
+
+    authentication_classes: list[Any] = []
     provider_setting = "APP_AUTH_OPTION"
 
 

@@ -10,7 +10,7 @@ base64'd, plus the envelope) are read; a larger one cannot come from Pub/Sub
 and is acknowledged as poison.
 
 With ``PUSH_AUTH_SERVICE_ACCOUNT`` set, every push must first carry Pub/Sub's
-OIDC token for that account (``interceptor.push_auth``): 401/403 otherwise,
+OIDC token for that account (``interceptor.push_auth``; certificates from ``common.google_certs``): 401/403 otherwise,
 checked before the body is parsed, so an unauthenticated push is never
 acknowledged as poison; 503 when Google's certificates cannot be fetched.
 """
@@ -25,9 +25,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from common import google_certs
 from common.responses import message_response
 from events.publish import DeliveryUnavailable, publish
-from interceptor import google_certs, push_auth
+from interceptor import push_auth
 from interceptor.envelope import PoisonMessage, parse_push
 from interceptor.payload import desktop_payload
 
@@ -70,7 +71,9 @@ def push_endpoint(event: str) -> Callable[[HttpRequest], Awaitable[HttpResponse]
                 _loggable(message.message_id),
                 error,
             )
-            return message_response(503, "The event store is unavailable; retry later.", retry_after=RETRY_AFTER_SECONDS)
+            return message_response(
+                503, "The event store is unavailable; retry later.", retry_after=RETRY_AFTER_SECONDS, logged=True
+            )
         if appended.duplicate:
             # A redelivery of what was already accepted (Pub/Sub missed our answer): acknowledged, not sent again.
             logger.info("Redelivery of %s messageId=%s acknowledged; not sent again", event, _loggable(message.message_id))
@@ -99,7 +102,7 @@ async def _refuse_unauthenticated(request: HttpRequest, event: str) -> HttpRespo
     except google_certs.CertificatesUnavailable as error:
         logger.error("Cannot check the push token for /%s: %s; answering 503 so Pub/Sub retries", event, error)
         return message_response(
-            503, "Google's certificates are unavailable; retry later.", retry_after=RETRY_AFTER_SECONDS
+            503, "Google's certificates are unavailable; retry later.", retry_after=RETRY_AFTER_SECONDS, logged=True
         )
     return None
 

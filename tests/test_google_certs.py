@@ -1,4 +1,4 @@
-"""``interceptor.google_certs.freshness_seconds``: how long a copy of Google's certificates may be kept.
+"""``common.google_certs.freshness_seconds``: how long a copy of Google's certificates may be kept.
 
 Pure header arithmetic, no server; fetching and caching are tested through the
 push endpoints in ``test_push_auth.py``.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from interceptor.google_certs import DEFAULT_MAX_AGE_SECONDS, MAX_DELTA_SECONDS, freshness_seconds
+from common.google_certs import DEFAULT_MAX_AGE_SECONDS, MAX_DELTA_SECONDS, freshness_seconds
 
 GOOGLE_CACHE_CONTROL = "public, max-age=21600, must-revalidate, no-transform"
 

@@ -237,6 +237,17 @@ async def test_unreachable_redis_answers_503_with_retry_after(
     assert decoded_data(name) not in errors[0]
 
 
+async def test_each_503_logs_one_error_line(settings: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """One ERROR line per 503, the interceptor's own (before: a second one, ``Service Unavailable: /...``, from
+    Django's ``django.request`` logger, which logs every 5xx answer)."""
+    settings.REDISPORT = processes.free_port()
+    caplog.set_level(logging.DEBUG)
+    response = await post("/new-message-event", fixture_bytes(next(iter(VALID_FIXTURES))))
+    assert response["status"] == 503
+    errors = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].startswith("interceptor.views: "), errors
+
+
 def notification_of_size(conversation: str, size: int) -> dict[str, Any]:
     """A notification whose JSON encoding (what Pub/Sub carries base64'd in ``data``) is exactly ``size`` bytes."""
     notification = {"conversation": conversation, "pad": ""}

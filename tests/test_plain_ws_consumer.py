@@ -264,6 +264,11 @@ async def test_no_events_after_leave(authenticated) -> None:
         pytest.param("[" * 50_000, id="deeply nested JSON"),  # within MAX_FRAME_CHARS
         pytest.param('{"type": "ping", "id": ' + "1" * 5000 + "}", id="integer beyond Python's digit limit"),
         pytest.param(json.dumps({"type": "ping", "pad": "x" * plain_ws.MAX_FRAME_CHARS}), id="oversize"),
+        # Python's json reads these; they are not JSON, and echoing them made frames browsers cannot parse.
+        pytest.param('{"type": "ping", "id": NaN}', id="NaN"),
+        pytest.param('{"type": "ping", "id": Infinity}', id="Infinity"),
+        pytest.param('{"type": "ping", "id": [1, {"x": -Infinity}]}', id="nested -Infinity"),
+        pytest.param('{"type": "ping", "id": -1e400}', id="number beyond a float"),
     ],
 )
 async def test_bad_frame_is_an_error_and_the_connection_stays_open(new_client, text: str) -> None:
@@ -273,6 +278,19 @@ async def test_bad_frame_is_an_error_and_the_connection_stays_open(new_client, t
     reply = await client.receive()
     assert (reply["type"], reply["code"], "id" in reply) == ("error", "bad_frame", False)
     assert await client.request({"type": "ping"}) == {"type": "pong"}
+
+
+async def test_answer_to_a_nan_id_is_strict_json(new_client) -> None:
+    """The raw answer parses with NaN and Infinity refused (before: ``{"type":"pong","id":NaN}``)."""
+    client = await new_client()
+    await client.communicator.send_to(text_data='{"type": "ping", "id": NaN}')
+    text = (await client.communicator.receive_output(WAIT))["text"]
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} in {text}")
+
+    reply = json.loads(text, parse_constant=refuse)
+    assert (reply["type"], reply["code"]) == ("error", "bad_frame")
 
 
 async def test_binary_frame_is_a_bad_frame(new_client) -> None:

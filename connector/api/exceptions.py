@@ -2,7 +2,7 @@
 
 The body is written by ``common.responses.message_response`` (Django's
 ``JsonResponse``), byte for byte what the service answered before DRF, with
-``WWW-Authenticate`` on a 401, ``Retry-After`` on a 429 and ``Allow`` on a 405.
+``WWW-Authenticate`` on a 401, ``Retry-After`` on a 429 (and a 503 that says when) and ``Allow`` on a 405.
 Anything that is not an ``APIException`` is a defect of ours: one ERROR line
 with its traceback, and a JSON 500, never Django's HTML page.
 """
@@ -53,9 +53,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse:
         response._has_been_logged = True  # type: ignore[attr-defined]  # not a second ERROR line from Django
         return response
     retry_after = None
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        retry_after = max(1, math.ceil(exc.wait))
-    response = message_response(exc.status_code, first_message(exc.detail), retry_after=retry_after)
+    wait = getattr(exc, "wait", None)  # DRF's Throttled, and our own 503s that say when to retry
+    if wait is not None:
+        retry_after = max(1, math.ceil(wait))
+    # An exception that says it was logged (``logged = True``) gets no second ERROR line from Django.
+    response = message_response(
+        exc.status_code, first_message(exc.detail), retry_after=retry_after, logged=getattr(exc, "logged", False)
+    )
     auth_header = getattr(exc, "auth_header", None)
     if auth_header:
         response["WWW-Authenticate"] = auth_header

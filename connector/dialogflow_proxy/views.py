@@ -1,6 +1,8 @@
 """The proxy endpoint: ``/<v>/projects/<p>/locations/<l>/...`` forwarded to Dialogflow (an async DRF view).
 
-Order of judgement: the desktop JWT (401, ``DesktopJWTAuthentication``), the
+Order of judgement: the desktop JWT (401, ``DesktopJWTAuthentication``) or an
+allow-listed service account's Google ID token (401/403/503,
+``GoogleServiceAccountAuthentication``), the
 route table (404/405), the project allow-list (403, ``ProjectAllowed``), the
 body size (413, ``DialogflowBodyParser``), a header to forward that is not
 ASCII (400), the service's Google credentials (503), then Dialogflow
@@ -30,7 +32,7 @@ from django.http import HttpResponse
 from rest_framework.permissions import IsAuthenticated
 
 from common.responses import message_response
-from connector.api.authentication import DesktopJWTAuthentication
+from connector.api.authentication import DesktopJWTAuthentication, GoogleServiceAccountAuthentication
 from connector.api.parsers import RawBodyParser
 from connector.api.views import AsyncAPIView
 from connector.dialogflow_proxy import client, credentials, routes
@@ -55,7 +57,8 @@ class DialogflowProxyView(AsyncAPIView):
     """Every method goes to ``forward``; the route table (``routes.match``) says which calls exist."""
 
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options", "trace"]
-    authentication_classes = [DesktopJWTAuthentication]
+    # A service account's Google ID token first (it passes on any other token), then the desktop JWT.
+    authentication_classes = [GoogleServiceAccountAuthentication, DesktopJWTAuthentication]
     permission_classes = [IsAuthenticated, ProjectAllowed]
     throttle_classes: list[Any] = []
     parser_classes = [DialogflowBodyParser]

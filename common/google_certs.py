@@ -1,8 +1,9 @@
 """Google's token-signing certificates, fetched asynchronously and cached as long as Google allows.
 
-The document at ``PUSH_AUTH_CERTS_URL`` (by default
-https://www.googleapis.com/oauth2/v1/certs) maps each key id to a PEM X.509
-certificate. It is fetched with a pooled ``httpx`` client per event loop
+The document at the URL a caller names (``PUSH_AUTH_CERTS_URL`` for push
+authentication, ``SERVICE_AUTH_CERTS_URL`` for service callers of the
+connector; by default https://www.googleapis.com/oauth2/v1/certs) maps each
+key id to a PEM X.509 certificate. It is fetched with a pooled ``httpx`` client per event loop
 (``common.http_clients``), never with
 google-auth's synchronous ``requests`` transport, which would block the event
 loop. A copy is kept until its ``Cache-Control: max-age`` (less any ``Age``)
@@ -29,7 +30,7 @@ from common.loop_local import LoopLocal
 
 #: Google always sends max-age; should a proxy strip it, keep the copy this long rather than fetch per push.
 DEFAULT_MAX_AGE_SECONDS = 300.0
-#: Pub/Sub waits 10 s by default for an answer; a fetch must leave room to answer 503 before that.
+#: Pub/Sub waits 10 s by default for a push's answer; a fetch must leave room to answer 503 before that.
 FETCH_TIMEOUT = httpx.Timeout(connect=3.0, read=5.0, write=5.0, pool=3.0)
 FETCH_DEADLINE_SECONDS = 6.0
 #: RFC 9111: a delta-seconds too large to represent is taken as this.
@@ -41,7 +42,7 @@ Certificates = Mapping[str, str]
 
 
 class CertificatesUnavailable(Exception):
-    """The certificates could not be fetched or were unusable; the push should be retried (503)."""
+    """The certificates could not be fetched or were unusable; the request should be retried (503)."""
 
 
 @dataclass
@@ -75,7 +76,7 @@ async def get_certificates(url: str) -> Certificates:
     if fetch is None:
         fetch = cache.fetches[url] = loop.create_task(_fetch(url))
         fetch.add_done_callback(lambda done: _store(cache, url, done))
-    # Shielded: a push whose client goes away must not cancel the fetch other pushes wait on.
+    # Shielded: a request whose client goes away must not cancel the fetch other requests wait on.
     return (await asyncio.shield(fetch)).certificates
 
 
@@ -123,7 +124,7 @@ def _delta_seconds(text: str) -> int:
     """A delta-seconds value, 0 when ``text`` is not one, and 2**31 when it is larger (RFC 9111, 1.2.2).
 
     ``int()`` alone would raise on a superscript digit (``isdigit()`` but not decimal)
-    or on more than 4300 digits, and that would answer the push with a 500.
+    or on more than 4300 digits, and that would answer the request with a 500.
     """
     text = text.strip()
     if not text.isdecimal():
@@ -132,8 +133,8 @@ def _delta_seconds(text: str) -> int:
 
 
 def _reset(*, setting: str, **kwargs: object) -> None:
-    # Tests point PUSH_AUTH_CERTS_URL at a fake; a changed URL must not see another's copy.
-    if setting == "PUSH_AUTH_CERTS_URL":
+    # Tests point the *_CERTS_URL settings at a fake; a changed URL must not see another's copy.
+    if setting.endswith("_CERTS_URL"):
         _caches.clear()
 
 
