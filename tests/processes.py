@@ -25,6 +25,16 @@ TEST_JWT_SECRET = "test-jwt-8z4bVNBnYh2NqrUHmWKXJh-uUTmcO1Qbzoa_WeAmpS1m"
 TEST_PROJECT = "test-project"
 # The module the Dockerfile's CMD and scripts/run-local.sh run (daphne's CLI, path-only access log).
 SERVE_MODULE = "aa_site.serve"
+#: Server commands ``daphne_server`` can run; ``IMAGE_SERVER`` is the one the Dockerfile's CMD runs.
+SERVERS = ("daphne",)
+IMAGE_SERVER = "daphne"
+
+
+def server_command(server: str, port: int) -> list[str]:
+    """The command line of ``server`` serving ``aa_site.asgi:application`` on 127.0.0.1:``port``."""
+    if server == "daphne":
+        return [sys.executable, "-m", SERVE_MODULE, "-b", "127.0.0.1", "-p", str(port), "aa_site.asgi:application"]
+    raise ValueError(f"unknown server {server!r}; one of {SERVERS}")
 
 
 def free_port() -> int:
@@ -123,16 +133,16 @@ def server_environment(*, role: str, redis: RedisAddress | None, **extra: str) -
 
 @contextlib.contextmanager
 def daphne_server(
-    *, role: str, redis: RedisAddress | None, cwd: Path = REPOSITORY, **extra: str
+    *, role: str, redis: RedisAddress | None, cwd: Path = REPOSITORY, server: str = IMAGE_SERVER, **extra: str
 ) -> Iterator[Server]:
-    """Run ``python -m aa_site.serve aa_site.asgi:application`` (the image's command, from ``cwd``) on a free
-    loopback port until the block ends."""
+    """Run ``python -m aa_site.serve aa_site.asgi:application`` (the image's command, from ``cwd``; or another of
+    ``SERVERS``) on a free loopback port until the block ends."""
     port = free_port()
     with tempfile.NamedTemporaryFile(prefix=f"aa-{role}-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", SERVE_MODULE, "-b", "127.0.0.1", "-p", str(port), "aa_site.asgi:application"],
+            server_command(server, port),
             cwd=cwd,
             env=server_environment(role=role, redis=redis, **extra),
             stdout=log_file,
