@@ -265,8 +265,11 @@ async def run(args: argparse.Namespace) -> bool:
     """Every requested scenario, ``--runs`` times, interleaved."""
     table = QUICK if args.quick else SCENARIOS
     chosen = [table[name] for name in args.scenarios]
-    if args.pushes:
-        chosen = [replace(scenario, pushes=args.pushes) for scenario in chosen]
+    for field_name in ("desktops", "conversations", "pushes"):
+        if getattr(args, field_name):
+            chosen = [replace(scenario, **{field_name: getattr(args, field_name)}) for scenario in chosen]
+    if args.rate is not None:
+        chosen = [replace(scenario, rate=args.rate or None) for scenario in chosen]
     print(f"load average {os.getloadavg()[0]:.2f}; open-file limit {raise_file_limit()}; "
           f"{args.concurrency} pushes in flight; server {args.server}", flush=True)
     tokens = mint_tokens([f"scen-agent-{i}" for i in range(max(s.desktops for s in chosen))])
@@ -285,6 +288,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny versions of the scenarios: seconds, for CI")
     parser.add_argument("--runs", type=int, default=1, help="run the scenarios this many times, interleaved")
     parser.add_argument("--pushes", type=int, default=0, help="override every scenario's push count")
+    parser.add_argument("--desktops", type=int, default=0, help="override every scenario's desktop count")
+    parser.add_argument("--conversations", type=int, default=0, help="override every scenario's conversation count")
+    parser.add_argument("--rate", type=float, default=None, help="override every scenario's pace, pushes/s (0: unpaced)")
     parser.add_argument("--concurrency", type=int, default=32, help="POSTs in flight (default 32)")
     parser.add_argument("--workers", type=int, default=1, help="desktop processes of the load generator (default 1)")
     parser.add_argument("--server", choices=processes.SERVERS, default=processes.IMAGE_SERVER,
