@@ -8,5 +8,6 @@ cd "$ROOT"
 export DEVELOPMENT_MODE="${DEVELOPMENT_MODE:-true}"
 export AUTH_OPTION="${AUTH_OPTION-Skip}"
 export CORS_ALLOWED_ORIGINS="${CORS_ALLOWED_ORIGINS:-*}"
-# aa_site.serve: daphne with an access log that leaves out query strings (as the image runs it).
+# aa_site.serve: daphne with an access log that leaves out query strings (the image runs uvicorn,
+# aa_site.serve_uvicorn, with the same access log; daphne stays for local runs).
 exec "$VENV/bin/python" -m aa_site.serve -b "${BIND:-127.0.0.1}" -p "${PORT:-8080}" aa_site.asgi:application
