@@ -52,3 +52,8 @@ def build_application() -> ProtocolTypeRouter:
 
 
 application = build_application()
+
+from aa_site import gc_tuning  # noqa: E402
+
+# Last: everything start-up made is in place, so it is what the collector freezes.
+gc_tuning.tune_after_start_up()

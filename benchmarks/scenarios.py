@@ -205,9 +205,10 @@ def fleet_specs(scenario: Scenario, url: str, tokens: list[str], workers: int, t
 
 async def run_scenario(scenario: Scenario, args: argparse.Namespace, tokens: list[str]) -> bool:
     """One run from fresh processes; prints its line and returns True when nothing went wrong."""
+    extra = dict(item.split("=", 1) for item in args.server_env)
     with processes.redis_server(private=True) as redis, \
-            processes.daphne_server(role="connector", redis=redis, server=args.server) as connector, \
-            processes.daphne_server(role="interceptor", redis=redis, server=args.server) as interceptor:
+            processes.daphne_server(role="connector", redis=redis, server=args.server, **extra) as connector, \
+            processes.daphne_server(role="interceptor", redis=redis, server=args.server, **extra) as interceptor:
         workers = max(1, min(args.workers, scenario.desktops))
         fleet = Fleet(fleet_specs(scenario, connector.http_url, tokens, workers, args.timeout))
         joined, failures = await fleet.ready(timeout=max(60.0, scenario.desktops / 20))
@@ -295,6 +296,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="desktop processes of the load generator (default 1)")
     parser.add_argument("--server", choices=processes.SERVERS, default=processes.IMAGE_SERVER,
                         help=f"server command for both roles (default: the image's, {processes.IMAGE_SERVER})")
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment variable for both servers (e.g. GC_TUNING=false); repeatable")
     parser.add_argument("--timeout", type=float, default=30.0, help="per connect/join/POST timeout, s")
     parser.add_argument("--settle", type=float, default=3.0, help="stop waiting after this long with no delivery, s")
     parser.add_argument("--deadline", type=float, default=120.0, help="cap on the wait for deliveries, s")
