@@ -26,9 +26,13 @@ RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonex
 USER 10001:10001
 
 EXPOSE 8080
-# Cloud Run sets PORT. aa_site.serve is daphne's command line with an access log that
-# leaves out query strings (conversation keys, misplaced tokens); it takes daphne's options.
-# No --proxy-headers: daphne would take the left-most X-Forwarded-For entry, which the
-# client writes. The rate limit reads the entry Cloud Run's front end appended instead
+# Cloud Run sets PORT. aa_site.serve_uvicorn is uvicorn (uvloop, httptools, websockets) with an
+# access log that leaves out query strings (conversation keys, misplaced tokens). uvicorn, not
+# daphne, because it measured better for both roles (README "Performance", benchmarks/scenarios.py):
+# about half daphne's CPU per push in the interceptor (daphne's Twisted parses every Content-Type
+# through the email package) and less connector CPU per delivered event, at equal or lower latency.
+# daphne (aa_site.serve) stays for local runs. Forwarded headers are not trusted: uvicorn and
+# daphne would take the client from the left-most X-Forwarded-For entry, which the client writes.
+# The rate limit reads the entry Cloud Run's front end appended instead
 # (TRUSTED_PROXY_HOPS=1 above; 0 when nothing trusted sits in front).
-CMD ["sh", "-c", "exec python -m aa_site.serve --bind 0.0.0.0 --port \"$PORT\" aa_site.asgi:application"]
+CMD ["sh", "-c", "exec python -m aa_site.serve_uvicorn --bind 0.0.0.0 --port \"$PORT\" aa_site.asgi:application"]

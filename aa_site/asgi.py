@@ -2,7 +2,8 @@
 
 Django is set up and the system checks run before anything is served, so a
 bad setting stops start-up with its name instead of failing a request. The
-interceptor role serves HTTP only; the connector adds the WebSocket routes.
+interceptor role serves HTTP only, its push endpoints ahead of Django
+(``interceptor.fast_push``); the connector adds the WebSocket routes.
 """
 
 import os
@@ -36,6 +37,13 @@ async def refuse_websocket(scope: Scope, receive: ASGIReceiveCallable, send: ASG
 def build_application() -> ProtocolTypeRouter:
     """The router for ``SERVICE_ROLE``."""
     routes = {"http": django_application, "websocket": refuse_websocket}
+    if settings.SERVICE_ROLE in ("interceptor", "all"):
+        # The push endpoints, the interceptor's hot path, are answered ahead of Django (see that module).
+        from aa_site.middleware import TraceASGIMiddleware
+        from interceptor.fast_push import FastPush
+
+        # The trace is set around the fast push handler too, which answers before Django's middleware runs.
+        routes["http"] = TraceASGIMiddleware(FastPush(django_application))
     if settings.SERVICE_ROLE in ("connector", "all"):
         from connector.origin import BrowserOriginCheck
         from connector.routing import websocket_urlpatterns
@@ -46,3 +54,8 @@ def build_application() -> ProtocolTypeRouter:
 
 
 application = build_application()
+
+from aa_site import gc_tuning  # noqa: E402
+
+# Last: everything start-up made is in place, so it is what the collector freezes.
+gc_tuning.tune_after_start_up()

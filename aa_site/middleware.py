@@ -56,3 +56,26 @@ class TraceMiddleware:
             return await self.get_response(request)
         finally:
             log_format.current_trace.reset(token)
+
+
+class TraceASGIMiddleware:
+    """The same for an ASGI application: ``interceptor.fast_push`` answers pushes before Django's
+    middleware runs, so the trace is set around the whole HTTP application instead."""
+
+    def __init__(self, application) -> None:
+        self.application = application
+
+    async def __call__(self, scope, receive, send) -> None:
+        headers = dict(scope.get("headers") or ())
+        trace = log_format.trace_id(
+            (headers.get(b"x-cloud-trace-context") or b"").decode("latin-1") or None,
+            (headers.get(b"traceparent") or b"").decode("latin-1") or None,
+        )
+        if trace is None:
+            await self.application(scope, receive, send)
+            return
+        token = log_format.current_trace.set(log_format.trace_resource(settings.GCP_PROJECT_ID, trace))
+        try:
+            await self.application(scope, receive, send)
+        finally:
+            log_format.current_trace.reset(token)

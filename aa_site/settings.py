@@ -19,6 +19,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 SERVICE_ROLES = ("connector", "interceptor", "all")
 SERVICE_ROLE = env.choice("SERVICE_ROLE", "all", SERVICE_ROLES)
 DEVELOPMENT_MODE = env.flag("DEVELOPMENT_MODE", False)
+# aa_site/gc_tuning.py: freeze start-up objects and collect less often once the process serves.
+GC_TUNING = env.flag("GC_TUNING", True)
 
 # --- Google Cloud ------------------------------------------------------------
 GCP_PROJECT_ID = env.text("GCP_PROJECT_ID", "local-dev-project" if DEVELOPMENT_MODE else "")

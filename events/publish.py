@@ -8,9 +8,9 @@ in that conversation. One Redis round trip per call (``events.history``).
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
+import orjson
 from django.conf import settings
 
 from events import conversations
@@ -23,8 +23,13 @@ class DeliveryUnavailable(Exception):
 
 
 def encode_payload(payload: dict[str, Any]) -> str:
-    """The payload as the compact JSON every desktop frame embeds as it is."""
-    return json.dumps(payload, separators=(",", ":"))
+    """The payload as the compact JSON every desktop frame embeds as it is.
+
+    orjson: the same JSON as ``json.dumps(payload, separators=(",", ":"))`` once parsed, several
+    times faster. It writes non-ASCII characters as UTF-8 instead of ``\\u`` escapes (the frames
+    are UTF-8 text) and refuses a lone surrogate, which ``interceptor.envelope`` never lets through.
+    """
+    return orjson.dumps(payload).decode("utf-8")
 
 
 async def publish(

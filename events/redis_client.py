@@ -35,13 +35,28 @@ def is_configured() -> bool:
     return bool(settings.REDISHOST)
 
 
+# Connections one process's client may open. Beyond, callers wait (up to SOCKET_TIMEOUT_SECONDS) for one
+# to come free: redis-py's own pool raises "Too many connections" at its 100th instead, which a burst of
+# desktops disconnecting at once (each starting its session's recovery window) reached.
+MAX_CONNECTIONS = 64
+
+
 def _new_client() -> redis.Redis:
-    return redis.Redis(
+    client = redis.Redis(
         **redis_config.connection_options(),
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
         retry=RETRY,
     )
+    # The same connections (address, AUTH, TLS), from a pool that makes callers wait instead of failing.
+    made = client.connection_pool
+    client.connection_pool = redis.BlockingConnectionPool(
+        connection_class=made.connection_class,
+        max_connections=MAX_CONNECTIONS,
+        timeout=SOCKET_TIMEOUT_SECONDS,
+        **made.connection_kwargs,
+    )
+    return client
 
 
 async def _close(client: redis.Redis) -> None:

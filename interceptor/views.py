@@ -1,4 +1,7 @@
-"""Pub/Sub push endpoints: one async view per Dialogflow notification kind.
+"""Pub/Sub push endpoints: what a push is answered (``accept_push``), and one Django view per notification kind.
+
+``interceptor.fast_push`` answers the pushes ahead of Django with ``accept_push``;
+the Django views below serve what it hands on (other methods, CORS requests).
 
 Status codes tell Pub/Sub what to do: 204 once the event is stored in the
 conversation's history and published (``events.publish``), or is a redelivery
@@ -19,6 +22,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -40,76 +46,126 @@ RETRY_AFTER_SECONDS = 5
 MAX_LOGGED_ID = 100
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What a push is answered, whoever serves it: ``body`` as JSON (none for 204), ``Retry-After`` seconds."""
+
+    status: int
+    body: dict[str, Any] | None = None
+    retry_after: int | None = None
+
+
+ACCEPTED = Answer(204)
+
+
+async def accept_push(
+    event: str,
+    body: bytes,
+    *,
+    authorization: str | None,
+    audiences: Callable[[], list[str]],
+    received_at: datetime,
+) -> Answer:
+    """Judge, parse and publish one push to ``event``'s endpoint; the answer for Pub/Sub.
+
+    ``body`` is the request body, or its first ``PUSH_MAX_BODY_BYTES + 1`` bytes when longer;
+    ``audiences`` gives the request's own URLs (called only when push authentication needs them).
+    Served by ``interceptor.fast_push`` ahead of Django, and by the Django views below.
+    """
+    refusal = await _refuse_unauthenticated(event, authorization, audiences)
+    if refusal is not None:
+        return refusal
+    limit = settings.PUSH_MAX_BODY_BYTES
+    if len(body) > limit:
+        return _discard(event, f"body is larger than {limit} bytes", None)
+    try:
+        message = parse_push(body)
+    except PoisonMessage as error:
+        return _discard(event, str(error), error.message_id)
+
+    payload = desktop_payload(message, event=event, received_at=received_at)
+    try:
+        appended = await publish(
+            conversation_name=message.conversation_name, event=event, payload=payload, message_id=message.message_id
+        )
+    except DeliveryUnavailable as error:
+        logger.error(
+            "Event store unavailable for %s (messageId=%s): %s; answering 503 so Pub/Sub retries",
+            event,
+            _loggable(message.message_id),
+            error,
+        )
+        return _message(503, "The event store is unavailable; retry later.", retry_after=RETRY_AFTER_SECONDS)
+    if appended.duplicate:
+        # A redelivery of what was already accepted (Pub/Sub missed our answer): acknowledged, not sent again.
+        logger.info("Redelivery of %s messageId=%s acknowledged; not sent again", event, _loggable(message.message_id))
+    else:
+        logger.debug("Accepted %s for %s at %s: %s", event, message.conversation_name, appended.offset, message.data)
+    return ACCEPTED
+
+
 def push_endpoint(event: str) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
-    """Build the view that receives pushes for ``event``."""
+    """Build the Django view for ``event``: what ``interceptor.fast_push`` leaves to Django (405s, CORS, ...)."""
 
     @require_POST
     async def receive_push(request: HttpRequest) -> HttpResponse:
         received_at = timezone.now()
-        refusal = await _refuse_unauthenticated(request, event)
-        if refusal is not None:
-            return refusal
-        limit = settings.PUSH_MAX_BODY_BYTES
         # read(), not .body: Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) is below what Pub/Sub sends.
-        body = request.read(limit + 1)
-        if len(body) > limit:
-            return _discard(event, f"body is larger than {limit} bytes", None)
-        try:
-            message = parse_push(body)
-        except PoisonMessage as error:
-            return _discard(event, str(error), error.message_id)
-
-        payload = desktop_payload(message, event=event, received_at=received_at)
-        try:
-            appended = await publish(
-                conversation_name=message.conversation_name, event=event, payload=payload, message_id=message.message_id
-            )
-        except DeliveryUnavailable as error:
-            logger.error(
-                "Event store unavailable for %s (messageId=%s): %s; answering 503 so Pub/Sub retries",
-                event,
-                _loggable(message.message_id),
-                error,
-            )
-            return message_response(
-                503, "The event store is unavailable; retry later.", retry_after=RETRY_AFTER_SECONDS, logged=True
-            )
-        if appended.duplicate:
-            # A redelivery of what was already accepted (Pub/Sub missed our answer): acknowledged, not sent again.
-            logger.info("Redelivery of %s messageId=%s acknowledged; not sent again", event, _loggable(message.message_id))
-        else:
-            logger.debug("Accepted %s for %s at %s: %s", event, message.conversation_name, appended.offset, message.data)
-        return HttpResponse(status=204)
+        answer = await accept_push(
+            event,
+            request.read(settings.PUSH_MAX_BODY_BYTES + 1),
+            authorization=request.headers.get("Authorization"),
+            audiences=lambda: push_auth.request_audiences(request),
+            received_at=received_at,
+        )
+        return _django_response(answer)
 
     receive_push.__name__ = receive_push.__qualname__ = event.replace("-", "_")
     return receive_push
 
 
-async def _refuse_unauthenticated(request: HttpRequest, event: str) -> HttpResponse | None:
+async def _refuse_unauthenticated(
+    event: str, authorization: str | None, audiences: Callable[[], list[str]]
+) -> Answer | None:
     """The answer refusing a push without a valid Pub/Sub token, or ``None`` to go on (or when auth is off)."""
     service_account = settings.PUSH_AUTH_SERVICE_ACCOUNT
     if not service_account:
         return None
     try:
-        token = push_auth.token_from_header(request.headers.get("Authorization"))
+        token = push_auth.token_from_header(authorization)
         certificates = await google_certs.get_certificates(settings.PUSH_AUTH_CERTS_URL)
         audience = settings.PUSH_AUTH_AUDIENCE
-        audiences = [audience] if audience else push_auth.request_audiences(request)
-        push_auth.verify(token, certificates, audiences=audiences, service_account=service_account)
+        push_auth.verify(
+            token, certificates, audiences=[audience] if audience else audiences(), service_account=service_account
+        )
     except push_auth.PushAuthError as error:
         logger.warning("Refusing push to /%s with HTTP %s: %s", event, error.status, error.reason)
-        return message_response(error.status, error.reason)
+        return _message(error.status, error.reason)
     except google_certs.CertificatesUnavailable as error:
         logger.error("Cannot check the push token for /%s: %s; answering 503 so Pub/Sub retries", event, error)
-        return message_response(
-            503, "Google's certificates are unavailable; retry later.", retry_after=RETRY_AFTER_SECONDS, logged=True
-        )
+        return _message(503, "Google's certificates are unavailable; retry later.", retry_after=RETRY_AFTER_SECONDS)
     return None
 
 
-def _discard(event: str, reason: str, message_id: str | None) -> HttpResponse:
+def _django_response(answer: Answer) -> HttpResponse:
+    """``answer`` as Django's response; a 5xx was logged by ``accept_push`` already (no second ERROR line)."""
+    if answer.body is None:
+        return HttpResponse(status=answer.status)
+    if set(answer.body) == {"message"}:
+        return message_response(
+            answer.status, answer.body["message"], retry_after=answer.retry_after, logged=answer.status >= 500
+        )
+    return JsonResponse(answer.body, status=answer.status)
+
+
+def _message(status: int, message: str, *, retry_after: int | None = None) -> Answer:
+    """The service's error shape, ``{"message"}`` (as ``common.responses.message_response`` writes it)."""
+    return Answer(status, {"message": message}, retry_after)
+
+
+def _discard(event: str, reason: str, message_id: str | None) -> Answer:
     logger.warning("Discarding push to /%s: %s (messageId=%s)", event, reason, _loggable(message_id))
-    return JsonResponse({"status": "discarded", "reason": reason, "messageId": message_id}, status=200)
+    return Answer(200, {"status": "discarded", "reason": reason, "messageId": message_id})
 
 
 def _loggable(message_id: str | None) -> str | None:

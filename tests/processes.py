@@ -1,4 +1,4 @@
-"""Real servers for tests and benchmarks: a private redis-server and daphne processes.
+"""Real servers for tests and benchmarks: a private redis-server and server processes (the image's, or daphne).
 
 Every server binds to 127.0.0.1 only and is stopped by the caller (the
 context managers below). Used by ``tests/conftest.py`` and ``benchmarks/``; the clients that talk to
@@ -25,8 +25,21 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 # Random (secrets.token_urlsafe): the servers run in production mode, which refuses predictable secrets.
 TEST_JWT_SECRET = "test-jwt-8z4bVNBnYh2NqrUHmWKXJh-uUTmcO1Qbzoa_WeAmpS1m"
 TEST_PROJECT = "test-project"
-# The module the Dockerfile's CMD and scripts/run-local.sh run (daphne's CLI, path-only access log).
+# The module scripts/run-local.sh runs (daphne's CLI, path-only access log).
 SERVE_MODULE = "aa_site.serve"
+#: Server commands ``daphne_server`` can run, by the module each runs; ``IMAGE_SERVER`` is the one the
+#: Dockerfile's CMD runs, and the one every test server runs unless a test asks for another.
+SERVE_MODULES = {"daphne": SERVE_MODULE, "uvicorn": "aa_site.serve_uvicorn"}
+SERVERS = tuple(SERVE_MODULES)
+IMAGE_SERVER = "uvicorn"
+
+
+def server_command(server: str, port: int) -> list[str]:
+    """The command line of ``server`` serving ``aa_site.asgi:application`` on 127.0.0.1:``port``."""
+    if server not in SERVE_MODULES:
+        raise ValueError(f"unknown server {server!r}; one of {SERVERS}")
+    return [sys.executable, "-m", SERVE_MODULES[server], "--bind", "127.0.0.1", "--port", str(port),
+            "aa_site.asgi:application"]
 
 
 def free_port() -> int:
@@ -166,7 +179,7 @@ def restartable_redis() -> Iterator[RedisProcess]:
 
 @dataclass
 class Server:
-    """A running daphne process."""
+    """A running server process (``IMAGE_SERVER`` unless asked otherwise)."""
 
     role: str
     port: int
@@ -203,16 +216,16 @@ def server_environment(*, role: str, redis: RedisAddress | None, **extra: str) -
 
 @contextlib.contextmanager
 def daphne_server(
-    *, role: str, redis: RedisAddress | None, cwd: Path = REPOSITORY, **extra: str
+    *, role: str, redis: RedisAddress | None, cwd: Path = REPOSITORY, server: str = IMAGE_SERVER, **extra: str
 ) -> Iterator[Server]:
-    """Run ``python -m aa_site.serve aa_site.asgi:application`` (the image's command, from ``cwd``) on a free
-    loopback port until the block ends."""
+    """Run ``python -m aa_site.serve aa_site.asgi:application`` (the image's command, from ``cwd``; or another of
+    ``SERVERS``) on a free loopback port until the block ends."""
     port = free_port()
     with tempfile.NamedTemporaryFile(prefix=f"aa-{role}-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", SERVE_MODULE, "-b", "127.0.0.1", "-p", str(port), "aa_site.asgi:application"],
+            server_command(server, port),
             cwd=cwd,
             env=server_environment(role=role, redis=redis, **extra),
             stdout=log_file,
@@ -246,7 +259,7 @@ def daphne_exit(
     for name in without:
         environment.pop(name, None)
     return subprocess.run(
-        [sys.executable, "-m", SERVE_MODULE, "-b", "127.0.0.1", "-p", str(free_port()), "aa_site.asgi:application"],
+        server_command(IMAGE_SERVER, free_port()),
         cwd=REPOSITORY,
         env=environment,
         capture_output=True,

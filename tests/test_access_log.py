@@ -23,9 +23,10 @@ from tests.processes import Server
 PHONE_NUMBER = "15551234"
 
 
-@pytest.fixture(scope="module")
-def connector(redis_server: processes.RedisAddress) -> Iterator[Server]:
-    with processes.daphne_server(role="connector", redis=redis_server) as running:
+@pytest.fixture(scope="module", params=processes.SERVERS)
+def connector(request: pytest.FixtureRequest, redis_server: processes.RedisAddress) -> Iterator[Server]:
+    """A connector on each server command: the image's (uvicorn) and daphne's (local runs)."""
+    with processes.daphne_server(role="connector", redis=redis_server, server=request.param) as running:
         yield running
 
 

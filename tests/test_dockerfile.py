@@ -2,7 +2,7 @@
 
 No engine runs on the test machines, so these tests rebuild what the image
 would hold from the Dockerfile's own ``COPY`` lines (honouring
-``.dockerignore``) in a temporary directory, start daphne from there the way
+``.dockerignore``) in a temporary directory, start the server from there the way
 the image's ``CMD`` does, and check both roles serve. A module the image
 forgets to copy, or a runtime import of a test-only package, fails here.
 """
@@ -63,9 +63,9 @@ def test_the_image_installs_runtime_requirements_only() -> None:
         assert not re.search(rf"^{package}==", runtime, flags=re.MULTILINE), package
 
 
-def test_the_image_runs_daphne_on_port_as_a_non_root_user() -> None:
+def test_the_image_runs_its_server_on_port_as_a_non_root_user() -> None:
     """CMD serves aa_site.asgi:application on $PORT through the module the test servers run; USER is not root."""
-    module = re.escape(processes.SERVE_MODULE)
+    module = re.escape(processes.SERVE_MODULES[processes.IMAGE_SERVER])
     assert re.search(
         rf'^CMD .*python -m {module} .*--port \\"\$PORT\\".* aa_site\.asgi:application', DOCKERFILE, re.MULTILINE
     )
@@ -75,7 +75,7 @@ def test_the_image_runs_daphne_on_port_as_a_non_root_user() -> None:
 
 @pytest.mark.parametrize(("role", "path", "status"), [("connector", "/status", 200), ("interceptor", "/status", 404)])
 def test_each_role_starts_from_the_image_contents(tmp_path: Path, redis_server, role: str, path: str, status: int) -> None:
-    """daphne started from only the copied files serves the role, without importing any test-only package."""
+    """The image's server started from only the copied files serves the role, without importing any test-only package."""
     tree = image_tree(tmp_path / "app")
     assert not (tree / "tests").exists() and not (tree / "benchmarks").exists()
     guard = tmp_path / "guard"

@@ -81,3 +81,13 @@ async def test_a_conversation_left_during_an_outage_is_unsubscribed_once_redis_i
             assert (await staying.receive())["payload"] == PAYLOAD
         finally:
             await inspector.aclose()
+
+
+async def test_a_burst_of_redis_calls_waits_for_connections_instead_of_failing(redis_events) -> None:
+    """Hundreds of concurrent calls (desktops disconnecting at once, each expiring its session record)
+    share the bounded pool: none fails with "Too many connections"."""
+    from events import redis_client
+
+    client = redis_client.get_redis()
+    await asyncio.gather(*(client.set(f"test-burst:{number}", "1", ex=5) for number in range(300)))
+    assert await client.exists(*(f"test-burst:{number}" for number in range(300))) == 300

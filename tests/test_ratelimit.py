@@ -379,16 +379,17 @@ async def test_zero_or_off_disables_the_limit(redis_address: processes.RedisAddr
 
 
 def test_image_leaves_the_client_address_to_the_limiter() -> None:
-    """The Dockerfile trusts Cloud Run's one proxy and does not run daphne with --proxy-headers.
+    """The Dockerfile trusts Cloud Run's one proxy and does not run its server with --proxy-headers.
 
-    daphne's --proxy-headers would make the ASGI client address the left-most
+    --proxy-headers (uvicorn's and daphne's) would make the ASGI client address the left-most
     X-Forwarded-For entry, which the client writes; with TRUSTED_PROXY_HOPS=0
-    that would let any client pick its own rate-limit bucket.
+    that would let any client pick its own rate-limit bucket. (aa_site.serve_uvicorn turns
+    uvicorn's proxy_headers off; test_forwarded_for_is_ignored_without_a_trusted_proxy checks it.)
     """
     dockerfile = (processes.REPOSITORY / "Dockerfile").read_text()
     command = next(line for line in dockerfile.splitlines() if line.startswith("CMD "))
-    # aa_site.serve is daphne's command line (tests/test_dockerfile.py), so the option would have the same effect.
-    assert f"-m {processes.SERVE_MODULE} " in command and "--proxy-headers" not in command
+    # The test servers run this module (tests/test_dockerfile.py), so the option would have the same effect.
+    assert f"-m {processes.SERVE_MODULES[processes.IMAGE_SERVER]} " in command and "--proxy-headers" not in command
     assert "TRUSTED_PROXY_HOPS=1" in dockerfile
 
 

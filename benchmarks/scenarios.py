@@ -1,0 +1,320 @@
+"""The issue-9 scenarios end to end: Pub/Sub pushes over the four endpoints -> interceptor -> Redis -> connector -> desktops.
+
+For each scenario, from fresh processes and an empty private redis-server:
+one connector and one interceptor process started with the image's server
+command (``tests.processes``), N python-socketio desktops (websocket
+transport) in ``--workers`` separate load-generator processes
+(``benchmarks.desktop_fleet``), each joined to one conversation, then M push
+envelopes spread round-robin over the four endpoints and the conversations,
+POSTed by aiohttp with 32 in flight (or paced), each notification stamped
+with ``time.monotonic()`` just before its POST. Prints one line per run:
+
+    scenario  desktops/conversations  pushes  rate | acked/s | expected received lost dup
+              | latency p50 p95 p99 max (ms) | interceptor and connector RSS (MiB) and CPU seconds
+
+    .venv/bin/python -m benchmarks.scenarios                      # a b c e, one run each
+    .venv/bin/python -m benchmarks.scenarios --runs 3 b e         # interleaved: b e b e b e
+    .venv/bin/python -m benchmarks.scenarios capacity --workers 4 # 10,000 desktops on one connector
+    .venv/bin/python -m benchmarks.scenarios --quick              # tiny runs of a b c e (seconds; CI)
+
+Exit status 1 when an event was lost, duplicated or misrouted, a push was
+not answered 204, a desktop failed, or a server logged an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+
+import aiohttp
+
+from benchmarks import mint_tokens, percentile
+from benchmarks.desktop_fleet import STAMP_FIELD, Fleet, FleetSpec, raise_file_limit
+from benchmarks.socketio_delivery import suspicious_lines
+from events.kinds import EventKind
+from interceptor import push_samples
+from tests import processes
+
+PROJECT = processes.TEST_PROJECT
+KINDS = [str(kind) for kind in EventKind]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Desktop i joins conversation i mod ``conversations``; push j goes to conversation j mod ``push_conversations``."""
+
+    name: str
+    desktops: int
+    conversations: int
+    pushes: int
+    rate: float | None = None  # pushes per second, None: as fast as 32 in flight allow
+    push_conversations: int | None = None  # default: every conversation
+
+    @property
+    def targets(self) -> int:
+        return self.push_conversations or self.conversations
+
+
+SCENARIOS = {
+    "a": Scenario("a", 1, 1, 500),
+    "b": Scenario("b", 50, 50, 2000),
+    "c": Scenario("c", 200, 100, 2000, rate=200.0),
+    "e": Scenario("e", 200, 100, 2000),
+    # 10,000 desktops connected (two per conversation, as in c); scenario c's load goes to the first 100 conversations.
+    "capacity": Scenario("capacity", 10_000, 5_000, 2000, rate=200.0, push_conversations=100),
+}
+QUICK = {
+    "a": Scenario("a", 1, 1, 40),
+    "b": Scenario("b", 5, 5, 80),
+    "c": Scenario("c", 10, 5, 80, rate=200.0),
+    "e": Scenario("e", 10, 5, 80),
+    "capacity": Scenario("capacity", 40, 20, 80, rate=200.0, push_conversations=5),
+}
+
+
+def conversation(index: int) -> str:
+    """Benchmark conversation ``index`` in the ``locations/global`` form Dialogflow publishes."""
+    return f"projects/{PROJECT}/locations/global/conversations/SCEN-{index:05d}"
+
+
+def normalised(index: int) -> str:
+    """The same conversation as the server acknowledges and delivers it."""
+    return f"projects/{PROJECT}/conversations/SCEN-{index:05d}"
+
+
+def process_usage(pid: int) -> tuple[float, float]:
+    """(RSS MiB, CPU seconds user + system) of ``pid``, from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    rss = 0.0
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) / 1024
+    return rss, cpu
+
+
+@dataclass
+class Pushes:
+    """What the push phase did."""
+
+    acked: dict[str, int]  # messageId -> conversation index, for every push answered 204
+    statuses: collections.Counter
+    errors: collections.Counter
+    seconds: float
+
+
+def body(sequence: int, scenario: Scenario, run_id: str, publish_time: str) -> tuple[str, str, int, bytes]:
+    """(endpoint, messageId, conversation index, body) of push ``sequence``, stamped now."""
+    kind = KINDS[sequence % len(KINDS)]
+    target = sequence % scenario.targets
+    message_id = f"{run_id}-{sequence:06d}"
+    notification = push_samples.sample_notification(kind, conversation(target))
+    notification[STAMP_FIELD] = time.monotonic()
+    attributes = None
+    if kind == push_samples.NEW_RECOGNITION_RESULT_EVENT:
+        attributes = {"participant_role": "END_USER", "message_id": f"{message_id}-r"}
+    envelope = push_samples.push_envelope(notification, message_id=message_id, publish_time=publish_time,
+                                          attributes=attributes)
+    return kind, message_id, target, push_samples.encode(envelope)
+
+
+async def push_all(scenario: Scenario, url: str, *, concurrency: int, timeout: float) -> Pushes:
+    """POST ``scenario.pushes`` envelopes, ``concurrency`` in flight, paced at ``scenario.rate`` when set."""
+    run_id = f"{scenario.name}-{time.time_ns()}"
+    now = datetime.now(timezone.utc)
+    publish_time = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    result = Pushes({}, collections.Counter(), collections.Counter(), 0.0)
+    headers = {"Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(url, connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+
+        async def post(sequence: int) -> None:
+            kind, message_id, target, data = body(sequence, scenario, run_id, publish_time)
+            try:
+                async with session.post(f"/{kind}", data=data, headers=headers) as response:
+                    await response.read()
+                    result.statuses[response.status] += 1
+                    if response.status == 204:
+                        result.acked[message_id] = target
+            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                result.errors[error.__class__.__name__] += 1
+
+        started = time.monotonic()
+        if scenario.rate is None:
+            sequences = iter(range(scenario.pushes))
+
+            async def worker() -> None:
+                for sequence in sequences:
+                    await post(sequence)
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        else:
+            gate = asyncio.Semaphore(concurrency)
+            tasks = []
+
+            async def gated(sequence: int) -> None:
+                try:
+                    await post(sequence)
+                finally:
+                    gate.release()
+
+            for sequence in range(scenario.pushes):
+                await asyncio.sleep(max(0.0, started + sequence / scenario.rate - time.monotonic()))
+                await gate.acquire()
+                tasks.append(asyncio.create_task(gated(sequence)))
+            await asyncio.gather(*tasks)
+        result.seconds = time.monotonic() - started
+    return result
+
+
+async def wait_for(fleet: Fleet, expected: int, *, settle: float, deadline: float) -> None:
+    """Until every expected event arrived, nothing arrived for ``settle`` s, or ``deadline`` s passed."""
+    give_up = time.monotonic() + deadline
+    last, changed = -1, time.monotonic()
+    while time.monotonic() < give_up:
+        count = fleet.received()
+        if count >= expected:
+            return
+        if count != last:
+            last, changed = count, time.monotonic()
+        elif time.monotonic() - changed > settle:
+            return
+        await asyncio.sleep(0.02)
+
+
+def fleet_specs(scenario: Scenario, url: str, tokens: list[str], workers: int, timeout: float) -> list[FleetSpec]:
+    """The desktops split into ``workers`` contiguous shares."""
+    share = -(-scenario.desktops // workers)
+    specs = []
+    for first in range(0, scenario.desktops, share):
+        indices = range(first, min(first + share, scenario.desktops))
+        specs.append(FleetSpec(url=url, first_index=first, tokens=[tokens[i] for i in indices],
+                               conversations=[conversation(i % scenario.conversations) for i in indices],
+                               timeout=timeout))
+    return specs
+
+
+async def run_scenario(scenario: Scenario, args: argparse.Namespace, tokens: list[str]) -> bool:
+    """One run from fresh processes; prints its line and returns True when nothing went wrong."""
+    extra = dict(item.split("=", 1) for item in args.server_env)
+    with processes.redis_server(private=True) as redis, \
+            processes.daphne_server(role="connector", redis=redis, server=args.server, **extra) as connector, \
+            processes.daphne_server(role="interceptor", redis=redis, server=args.server, **extra) as interceptor:
+        workers = max(1, min(args.workers, scenario.desktops))
+        fleet = Fleet(fleet_specs(scenario, connector.http_url, tokens, workers, args.timeout))
+        joined, failures = await fleet.ready(timeout=max(60.0, scenario.desktops / 20))
+        idle_connector = process_usage(connector.process.pid)
+        before = {role: process_usage(server.process.pid)[1] for role, server in
+                  (("interceptor", interceptor), ("connector", connector))}
+        pushes = await push_all(scenario, interceptor.http_url, concurrency=args.concurrency, timeout=args.timeout)
+        members = collections.Counter(i % scenario.conversations for i in range(scenario.desktops))
+        expected = sum(members[target] for target in pushes.acked.values())
+        await wait_for(fleet, expected, settle=args.settle, deadline=args.deadline)
+        usage = {role: process_usage(server.process.pid) for role, server in
+                 (("interceptor", interceptor), ("connector", connector))}
+        report = await fleet.stop(timeout=max(30.0, scenario.desktops / 50))
+        await asyncio.sleep(0.3)
+        logs = {"connector": suspicious_lines(connector)[1], "interceptor": suspicious_lines(interceptor)[1]}
+
+    seen: collections.Counter = collections.Counter()
+    latencies, misrouted = [], 0
+    for receipt in report.receipts:
+        target = pushes.acked.get(receipt.message_id)
+        if target is None or receipt.conversation_name != normalised(target) \
+                or report.joined.get(receipt.desktop) != receipt.conversation_name:
+            misrouted += 1
+            continue
+        seen[(receipt.desktop, receipt.message_id)] += 1
+        if seen[(receipt.desktop, receipt.message_id)] == 1 and receipt.sent_at is not None:
+            latencies.append((receipt.received_at - receipt.sent_at) * 1000)
+    received = len(seen)
+    duplicated = sum(count - 1 for count in seen.values())
+    lost = expected - received
+    refused = {status: n for status, n in pushes.statuses.items() if status != 204}
+    rate = f"{scenario.rate:.0f}/s" if scenario.rate else "unpaced"
+    p50, p95, p99 = (percentile(latencies, f) for f in (0.5, 0.95, 0.99))
+    print(f"{scenario.name:<8} {scenario.desktops}/{scenario.conversations} {scenario.pushes} {rate} [{args.server}]"
+          f" | acked/s {len(pushes.acked) / max(pushes.seconds, 1e-9):.0f}"
+          f" | expected {expected} received {received} lost {lost} dup {duplicated}"
+          f" | ms p50 {p50:.2f} p95 {p95:.2f} p99 {p99:.2f} max {max(latencies, default=float('nan')):.2f}"
+          f" | interceptor {usage['interceptor'][0]:.0f} MiB {usage['interceptor'][1] - before['interceptor']:.2f} s"
+          f" | connector {usage['connector'][0]:.0f} MiB {usage['connector'][1] - before['connector']:.2f} s"
+          f" (idle with desktops {idle_connector[0]:.0f} MiB)", flush=True)
+    problems = []
+    if joined < scenario.desktops or failures or report.failures:
+        problems.append(f"desktops joined {joined}/{scenario.desktops}: {(failures + report.failures)[:3]}")
+    if refused or pushes.errors:
+        problems.append(f"non-204 {refused} errors {dict(pushes.errors)}")
+    if misrouted or report.unexpected_disconnects:
+        problems.append(f"misrouted {misrouted} unexpected disconnects {report.unexpected_disconnects}")
+    problems += [f"{role} logged: {lines[:3]}" for role, lines in logs.items() if lines]
+    for problem in problems:
+        print(f"    {problem}", flush=True)
+    return not problems and not lost and not duplicated
+
+
+async def run(args: argparse.Namespace) -> bool:
+    """Every requested scenario, ``--runs`` times, interleaved."""
+    table = QUICK if args.quick else SCENARIOS
+    chosen = [table[name] for name in args.scenarios]
+    for field_name in ("desktops", "conversations", "pushes"):
+        if getattr(args, field_name):
+            chosen = [replace(scenario, **{field_name: getattr(args, field_name)}) for scenario in chosen]
+    if args.rate is not None:
+        chosen = [replace(scenario, rate=args.rate or None) for scenario in chosen]
+    print(f"load average {os.getloadavg()[0]:.2f}; open-file limit {raise_file_limit()}; "
+          f"{args.concurrency} pushes in flight; server {args.server}", flush=True)
+    tokens = mint_tokens([f"scen-agent-{i}" for i in range(max(s.desktops for s in chosen))])
+    ok = True
+    for _ in range(args.runs):
+        for scenario in chosen:
+            ok = await run_scenario(scenario, args, tokens) and ok
+    return ok
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("scenarios", nargs="*", metavar="scenario",
+                        help=f"which of {', '.join(SCENARIOS)} (default: a b c e)")
+    parser.add_argument("--quick", action="store_true", help="tiny versions of the scenarios: seconds, for CI")
+    parser.add_argument("--runs", type=int, default=1, help="run the scenarios this many times, interleaved")
+    parser.add_argument("--pushes", type=int, default=0, help="override every scenario's push count")
+    parser.add_argument("--desktops", type=int, default=0, help="override every scenario's desktop count")
+    parser.add_argument("--conversations", type=int, default=0, help="override every scenario's conversation count")
+    parser.add_argument("--rate", type=float, default=None, help="override every scenario's pace, pushes/s (0: unpaced)")
+    parser.add_argument("--concurrency", type=int, default=32, help="POSTs in flight (default 32)")
+    parser.add_argument("--workers", type=int, default=1, help="desktop processes of the load generator (default 1)")
+    parser.add_argument("--server", choices=processes.SERVERS, default=processes.IMAGE_SERVER,
+                        help=f"server command for both roles (default: the image's, {processes.IMAGE_SERVER})")
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment variable for both servers (e.g. GC_TUNING=false); repeatable")
+    parser.add_argument("--timeout", type=float, default=30.0, help="per connect/join/POST timeout, s")
+    parser.add_argument("--settle", type=float, default=3.0, help="stop waiting after this long with no delivery, s")
+    parser.add_argument("--deadline", type=float, default=120.0, help="cap on the wait for deliveries, s")
+    args = parser.parse_args(argv)
+    args.scenarios = args.scenarios or ["a", "b", "c", "e"]
+    unknown = [name for name in args.scenarios if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status 0 when every run delivered everything exactly once and nothing failed."""
+    with contextlib.suppress(KeyboardInterrupt):
+        return 0 if asyncio.run(run(parse_arguments(argv))) else 1
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
