@@ -92,13 +92,9 @@ def channel_name(conversation: str) -> str:
     return f"{key_prefix()}events:{conversation}"
 
 
-def encode_published(seq: int, epoch: str, kind: str, payload_json: str) -> str:
-    """The pub/sub message for one event (the Lua script builds the same text)."""
-    return f"{epoch}-{seq} {kind} {payload_json}"
-
-
 def decode_published(conversation: str, message: bytes | str) -> Event:
-    """The event in a pub/sub message of ``channel_name(conversation)``."""
+    """The event in a pub/sub message of ``channel_name(conversation)``: ``<offset> <kind> <payload JSON>``,
+    as the append script publishes it."""
     text = message.decode("utf-8") if isinstance(message, bytes) else message
     offset, kind, payload_json = text.split(" ", 2)
     parsed = Offset.parse(offset)

@@ -85,6 +85,15 @@ class FakeSecretManager:
         """What to put in SECRET_MANAGER_API_ENDPOINT."""
         return f"http://127.0.0.1:{self.port}"
 
+    def reset(self) -> FakeSecretManager:
+        """Empty it: no secrets, nothing created or forced, nothing recorded (between tests)."""
+        self.secrets.clear()
+        self.created.clear()
+        self.forced_status = None
+        self.unavailable_first = 0
+        self.received.clear()
+        return self
+
     def add(self, project: str, secret: str, value: str) -> None:
         """Add ``value`` as the newest version of ``projects/project/secrets/secret``."""
         self.secrets.setdefault((project, secret), []).append(value)

@@ -29,12 +29,7 @@ def fake_server() -> Iterator[FakeSecretManager]:
 @pytest.fixture
 def fake(fake_server: FakeSecretManager) -> FakeSecretManager:
     """The fake, emptied."""
-    fake_server.secrets.clear()
-    fake_server.created.clear()
-    fake_server.forced_status = None
-    fake_server.unavailable_first = 0
-    fake_server.received.clear()
-    return fake_server
+    return fake_server.reset()
 
 
 @pytest.fixture

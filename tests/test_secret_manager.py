@@ -41,12 +41,8 @@ def fake_server() -> Iterator[FakeSecretManager]:
 
 @pytest.fixture
 def fake(fake_server: FakeSecretManager) -> FakeSecretManager:
-    """The fake, emptied: no secrets, nothing forced, nothing recorded."""
-    fake_server.secrets.clear()
-    fake_server.forced_status = None
-    fake_server.unavailable_first = 0
-    fake_server.received.clear()
-    return fake_server
+    """The fake, emptied."""
+    return fake_server.reset()
 
 
 @pytest.fixture
