@@ -111,6 +111,9 @@ PRESENCE_KEYS = env.flag("PRESENCE_KEYS", True)
 PRESENCE_KEY_TTL_SECONDS = env.integer("PRESENCE_KEY_TTL_SECONDS", 60, minimum=3, maximum=3600)
 # Put before presence key names; empty as the companion services expect (the tests set one per test).
 PRESENCE_KEY_PREFIX = env.text("PRESENCE_KEY_PREFIX", "")
+# How often each connector process rewrites its record of desktops for the operators' live view
+# (connector/instances.py); the record expires after three intervals.
+INSTANCE_REPORT_SECONDS = env.number("INSTANCE_REPORT_SECONDS", 10.0, minimum=0.1, maximum=300)
 # Frames one connection may have waiting to be sent; a desktop further behind is disconnected (it can recover).
 WEBSOCKET_SEND_QUEUE_LIMIT = env.integer("WEBSOCKET_SEND_QUEUE_LIMIT", 5000, minimum=10)
 # Open WebSockets per process that have not authenticated yet; further handshakes get 403 until
@@ -154,6 +157,12 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 APPEND_SLASH = False
 TEMPLATES = []
+
+# --- Metrics (events/metrics.py, aa_site/metrics_view.py) ------------------------
+# The bearer token a Prometheus scraper sends to GET /metrics; empty: /metrics answers 404.
+# Several processes on one machine share their metrics through PROMETHEUS_MULTIPROC_DIR (prometheus-client
+# reads it from the environment itself, before settings load).
+METRICS_TOKEN = env.text("METRICS_TOKEN")
 
 # --- Logging -------------------------------------------------------------------
 # Conversation content is logged only at DEBUG; INFO and above carry ids only.

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.urls import include, path
 
-from aa_site import health
+from aa_site import health, metrics_view
 
 ROLE_URLCONFS = {
     "connector": ["connector.urls"],
@@ -13,8 +13,10 @@ ROLE_URLCONFS = {
 
 # Every role answers the probes of deploy/*.yaml.
 HEALTH_URLS = [path("healthz", health.healthz, name="healthz"), path("readyz", health.readyz, name="readyz")]
+# Prometheus text for a scraper holding METRICS_TOKEN (404 while it is unset).
+METRICS_URLS = [path("metrics", metrics_view.metrics_page, name="metrics")]
 
-urlpatterns = HEALTH_URLS + [path("", include(module)) for module in ROLE_URLCONFS[settings.SERVICE_ROLE]]
+urlpatterns = HEALTH_URLS + METRICS_URLS + [path("", include(module)) for module in ROLE_URLCONFS[settings.SERVICE_ROLE]]
 
 # JSON {"message"} instead of Django's HTML pages (aa_site/errors.py).
 handler400 = "aa_site.errors.bad_request"

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import redis.exceptions
 from django.conf import settings
 
-from events import conversations, redis_client
+from events import conversations, metrics, redis_client
 
 KEY_PREFIX = "aa:conversation-name:"
 # Bounds on what a client may store: far above any phone number or call id, small enough that nobody
@@ -74,6 +74,7 @@ def _redis_errors() -> Iterator[None]:
     try:
         yield
     except (redis.exceptions.RedisError, OSError) as error:
+        metrics.redis_error("integration_keys")
         raise StoreUnavailable(type(error).__name__) from None
 
 
