@@ -107,3 +107,11 @@ class _MemoryStore:
 
 
 _memory = _MemoryStore()
+
+
+async def count() -> int:
+    """How many integration keys are stored (a SCAN of the keyspace: for the admin, not for requests)."""
+    if not redis_client.is_configured():
+        return len([key for key in list(_memory._entries) if _memory.get(key) is not None])
+    with _redis_errors():
+        return len([key async for key in redis_client.get_redis().scan_iter(match=f"{KEY_PREFIX}*", count=1000)])
