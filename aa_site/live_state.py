@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +55,7 @@ async def snapshot() -> LiveState:
         desktops_by_transport.update(record.get("desktops_by_transport", {}))
         for desktop in record.get("desktops", []):
             for conversation in desktop.get("conversations", []):
-                joined[conversation].append({**desktop, "instance": record["instance"], "host": record.get("host")})
+                joined[conversation].append(_placed(desktop, record))
     names = sorted(joined)
     truncated = len(names) > MAX_CONVERSATIONS
     conversations = []
@@ -82,6 +83,15 @@ async def conversation(name: str) -> ConversationView:
     for record in await instances.read_records():
         for desktop in record.get("desktops", []):
             if name in desktop.get("conversations", []):
-                view.desktops.append({**desktop, "instance": record["instance"], "host": record.get("host")})
+                view.desktops.append(_placed(desktop, record))
     view.events = await history.recent_events(name, EVENTS_ON_CONVERSATION_PAGE)
     return view
+
+
+def _placed(desktop: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """``desktop`` with the instance and host that reported it, and when it connected in UTC."""
+    try:
+        since = datetime.fromtimestamp(float(desktop.get("since", 0)), timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (TypeError, ValueError, OverflowError):
+        since = "-"
+    return {**desktop, "instance": record.get("instance"), "host": record.get("host"), "since": since}

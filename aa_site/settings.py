@@ -172,6 +172,8 @@ APPEND_SLASH = False
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
+        # Ahead of the apps' own: admin/base_site.html here extends the admin's.
+        "DIRS": [BASE_DIR / "aa_site" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
