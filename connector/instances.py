@@ -121,21 +121,24 @@ class Registry:
         """Write the record every interval and act on control messages, until this loop has no desktop left."""
         pubsub = None
         try:
+            # A desktop may connect while the record is being deleted: the loop goes on for it.
             while self._entries:
-                try:
-                    if pubsub is None:
-                        pubsub = redis_client.get_subscriber().pubsub(ignore_subscribe_messages=True)
-                        await pubsub.subscribe(control_channel())
-                    await self._write()
-                    await self._listen(pubsub, settings.INSTANCE_REPORT_SECONDS)
-                except (RedisError, OSError) as error:
-                    metrics.redis_error("instances")
-                    logger.warning("Could not report this instance's desktops: %s: %s", type(error).__name__, error)
-                    if pubsub is not None:
-                        await pubsub.aclose()
-                        pubsub = None
-                    await asyncio.sleep(RETRY_SECONDS)
-            await redis_client.get_redis().delete(record_key())
+                while self._entries:
+                    try:
+                        if pubsub is None:
+                            pubsub = redis_client.get_subscriber().pubsub(ignore_subscribe_messages=True)
+                            await pubsub.subscribe(control_channel())
+                        await self._write()
+                        await self._listen(pubsub, settings.INSTANCE_REPORT_SECONDS)
+                    except (RedisError, OSError) as error:
+                        metrics.redis_error("instances")
+                        logger.warning("Could not report this instance's desktops: %s: %s",
+                                       type(error).__name__, error)
+                        if pubsub is not None:
+                            await pubsub.aclose()
+                            pubsub = None
+                        await asyncio.sleep(RETRY_SECONDS)
+                await redis_client.get_redis().delete(record_key())
         except (RedisError, OSError):
             metrics.redis_error("instances")  # the record expires by itself
         finally:

@@ -199,3 +199,16 @@ async def test_live_view_in_chromium(cluster: Cluster, settings) -> None:
         await desktop.disconnect()
         await plain.close()
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+async def test_an_instance_leaves_the_view_with_its_last_desktop(cluster: Cluster, settings) -> None:
+    desktop = await PlainDesktop.connect(cluster.desktops, clients.server_token(settings, user="agent-dee"))
+    client = logged_in(cluster)
+    try:
+        await wait_for_page(client, "/admin/live/", "websocket: 1")
+        await desktop.close()
+        page = await wait_for_page(client, "/admin/live/", "No connector instance has desktops.")
+        assert "agent-dee" not in page
+    finally:
+        await desktop.close()
+        client.close()
