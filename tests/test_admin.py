@@ -13,6 +13,8 @@ import uuid
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.core import signals
+from django.db import close_old_connections
 from django.test import Client
 
 from connector import instances, integration_keys
@@ -22,6 +24,16 @@ from events.publish import publish
 pytestmark = pytest.mark.django_db
 PASSWORD = "operator-password-0123456789"
 CONTENT = "Very private words of a customer."
+
+
+@pytest.fixture(autouse=True)
+def restore_request_signals():
+    """Django's test client connects ``close_old_connections`` to ``request_started`` and ``request_finished``
+    after each request, whether it was connected or not; ``aa_site.apps`` keeps it off (other tests check
+    that), so put it back."""
+    yield
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
 
 
 @pytest.fixture
