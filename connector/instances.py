@@ -88,7 +88,8 @@ class Registry:
         self._entries[desktop] = entry
         self._by_connection[entry.connection] = desktop
         metrics.desktop_connected(entry.transport)
-        if redis_client.is_configured() and (self._reporter is None or self._reporter.done()):
+        reporter = self._reporter
+        if redis_client.is_configured() and (reporter is None or reporter.done() or reporter.cancelling()):
             self._reporter = asyncio.get_running_loop().create_task(self._report())
 
     def disconnected(self, desktop: Desktop) -> None:
@@ -96,6 +97,9 @@ class Registry:
         if entry is not None:
             del self._by_connection[entry.connection]
             metrics.desktop_disconnected(entry.transport)
+            if not self._entries and self._reporter is not None:
+                # Unsubscribe and remove the record now, not at the end of the interval.
+                self._reporter.cancel()
 
     def record(self) -> dict[str, Any]:
         """What this process writes to Redis."""
@@ -121,29 +125,28 @@ class Registry:
         """Write the record every interval and act on control messages, until this loop has no desktop left."""
         pubsub = None
         try:
-            # A desktop may connect while the record is being deleted: the loop goes on for it.
             while self._entries:
-                while self._entries:
-                    try:
-                        if pubsub is None:
-                            pubsub = redis_client.get_subscriber().pubsub(ignore_subscribe_messages=True)
-                            await pubsub.subscribe(control_channel())
-                        await self._write()
-                        await self._listen(pubsub, settings.INSTANCE_REPORT_SECONDS)
-                    except (RedisError, OSError) as error:
-                        metrics.redis_error("instances")
-                        logger.warning("Could not report this instance's desktops: %s: %s",
-                                       type(error).__name__, error)
-                        if pubsub is not None:
-                            await pubsub.aclose()
-                            pubsub = None
-                        await asyncio.sleep(RETRY_SECONDS)
-                await redis_client.get_redis().delete(record_key())
-        except (RedisError, OSError):
-            metrics.redis_error("instances")  # the record expires by itself
+                try:
+                    if pubsub is None:
+                        pubsub = redis_client.get_subscriber().pubsub(ignore_subscribe_messages=True)
+                        await pubsub.subscribe(control_channel())
+                    await self._write()
+                    await self._listen(pubsub, settings.INSTANCE_REPORT_SECONDS)
+                except (RedisError, OSError) as error:
+                    metrics.redis_error("instances")
+                    logger.warning("Could not report this instance's desktops: %s: %s", type(error).__name__, error)
+                    if pubsub is not None:
+                        await pubsub.aclose()
+                        pubsub = None
+                    await asyncio.sleep(RETRY_SECONDS)
         finally:
             if pubsub is not None:
                 await pubsub.aclose()
+            if not self._entries:  # else a desktop came meanwhile, and a new reporter has it
+                try:
+                    await redis_client.get_redis().delete(record_key())
+                except (RedisError, OSError):
+                    metrics.redis_error("instances")  # the record expires by itself
 
     async def _write(self) -> None:
         ttl = max(1, round(3 * settings.INSTANCE_REPORT_SECONDS))
