@@ -22,5 +22,7 @@ MESSAGE_TOO_BIG = 4413
 UNSUPPORTED_DATA = 4415
 #: The desktop fell ``WEBSOCKET_SEND_QUEUE_LIMIT`` events behind; it can reconnect and recover them.
 TOO_SLOW = 4429
+#: An operator disconnected this desktop (the admin's live view, ``connector.instances``); it may reconnect.
+OPERATOR_DISCONNECT = 4410
 #: Redis could not be reached to set the connection up (its session or events); reconnect later.
 UNAVAILABLE = 4503
