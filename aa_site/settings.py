@@ -119,6 +119,8 @@ WEBSOCKET_SEND_QUEUE_LIMIT = env.integer("WEBSOCKET_SEND_QUEUE_LIMIT", 5000, min
 # Open WebSockets per process that have not authenticated yet; further handshakes get 403 until
 # some authenticate or close. They hold no Redis resources, only this process's memory.
 WEBSOCKET_MAX_UNAUTHENTICATED = env.integer("WEBSOCKET_MAX_UNAUTHENTICATED", 1000, minimum=1)
+# Long-polling GETs one process keeps waiting at once (connector/polling); more are answered 503 at once.
+SOCKETIO_MAX_WAITING_POLLS = env.integer("SOCKETIO_MAX_WAITING_POLLS", 10000, minimum=1)
 
 # --- HTTP ----------------------------------------------------------------------
 ALLOWED_HOSTS = env.items("ALLOWED_HOSTS", ["*"])
