@@ -130,8 +130,9 @@ CORS_ALLOWED_ORIGINS = [origin for origin in _cors_origins if origin != "*"]
 CORS_URLS_REGEX = r"^/(?!socket\.io/|ws/).*$"
 
 # --- Django ------------------------------------------------------------------
-# No sessions, cookies or signed values depend on SECRET_KEY; a random key per
-# process is enough unless an operator sets one.
+# Signs the admin's sessions (and nothing of the desktops': their tokens use the JWT secret). The random
+# fallback suits one local process; deployed, every instance needs the same key (deploy_plan sets it from
+# Secret Manager), or an operator is logged out whenever another instance answers.
 SECRET_KEY = env.text("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50)
 DEBUG = False
 INSTALLED_APPS = [
