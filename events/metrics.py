@@ -97,6 +97,11 @@ def event_handed_out(kind: str, payload_json: str, desktops: int, now: float | N
         LATENCY.observe(max(0.0, moment - published))
 
 
+def event_sent_in_poll(kind: str) -> None:
+    """An event went to one long-polling desktop, in a poll's answer (the hub counts no polling desktop)."""
+    _deliveries.get(kind, _deliveries[OTHER]).inc()
+
+
 def publish_timestamp(payload_json: str) -> float | None:
     """The payload's ``publish_time`` as a POSIX timestamp, or ``None`` when it has none or it is not a time."""
     start = payload_json.rfind(_PUBLISH_TIME_KEY)

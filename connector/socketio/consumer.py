@@ -142,12 +142,22 @@ class SocketIOConsumer(DesktopConsumer):
         try:
             if state.pid is not None:
                 self.session = await sessions.load(state.pid)
-            self.delivered_before(state.epoch, state.joined)
-            replay = await self.restore_conversations(state.joined, since=Offset(state.epoch, 0))
+            # No epoch yet: the session was sent nothing, and its positions count from the first event.
+            epoch = state.epoch or (await get_history().position()).epoch
+            self.delivered_before(epoch, state.joined)
+            replay = await self.restore_conversations(state.joined, since=Offset(epoch, 0))
         except (EventsUnavailable, MembershipError):
             raise
         except Exception as error:
             raise await self.unavailable(error) from None
+        if not replay.complete:
+            # What a poll does: end the session rather than pass what is left off as the whole stream. The
+            # client reconnects; its recovery finds the same gap and gives it a new session (recovered false).
+            logger.info("Closing an upgraded session: the history no longer reaches back to its position")
+            self.send_replay(None)
+            await self.leave_all_conversations()
+            await self.engineio.close()
+            return
         self.send_replay(replay)
 
     async def send_frame(self, frame: str) -> None:
