@@ -12,6 +12,12 @@ between requests lives in Redis (``connector.polling.store``).
   most until the next ping is due, for an event (the hub) or a POST's
   packets (the wake channel). One GET per session at a time, across
   processes; each process holds at most ``SOCKETIO_MAX_WAITING_POLLS``.
+  It answers Engine.IO's CLOSE, ending the session (its recovery window
+  begins), at the token's expiry, when the history no longer reaches back to
+  the session's positions, and when an operator closed the session
+  (``connector.polling.operators``). The events it answers with count in
+  ``aa_event_deliveries_total``; while it waits for a session connected to
+  ``/`` it counts in ``aa_desktops_connected{transport="polling"}``.
 - ``POST`` with ``sid``: the client's packets, at most ``SOCKETIO_MAX_PAYLOAD``
   bytes, through the same Engine.IO / Socket.IO layers as the websocket
   transport (``connector.polling.application``); answered ``ok``.

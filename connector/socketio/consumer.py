@@ -18,7 +18,10 @@ A WebSocket opened with the ``sid`` of a long-polling session
 (``connector.polling``) upgrades it: ``2probe`` is answered ``3probe`` (and
 the pending poll a noop), and on ``5`` this consumer takes the session over
 from Redis (identity, namespace, conversations and the position each was
-sent up to), so nothing is lost or sent twice across the switch.
+sent up to), so nothing is lost or sent twice across the switch. When the
+history no longer reaches back to those positions, the WebSocket is closed
+instead, as the session's next poll would have been: the client reconnects,
+and its recovery tells it what was lost (a new ``pid``).
 """
 
 from __future__ import annotations
