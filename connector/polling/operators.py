@@ -32,7 +32,7 @@ BATCH = 500
 
 def connection_id(sid: str) -> str:
     """The id the live view shows for the session ``sid``: stable on every instance, and not the sid."""
-    return hashlib.sha256(sid.encode("ascii")).hexdigest()[:12]
+    return hashlib.sha256(sid.encode("utf-8")).hexdigest()[:12]
 
 
 async def _sids() -> AsyncIterator[str]:
