@@ -13,7 +13,8 @@ Pages (staff only):
 - ``live/conversation/?name=...``: one conversation, its desktops and its newest 50 events;
 - ``live/purge/`` (POST): delete a conversation's stored events (``events.history.purge``);
 - ``live/disconnect/`` (POST): close one desktop's WebSocket on whichever instance holds it
-  (``connector.instances``; close code 4410).
+  (``connector.instances``; close code 4410), or a long-polling desktop's session in Redis, which
+  its next poll, on any instance, answers with Engine.IO's CLOSE (``connector.polling.operators``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from urllib.parse import urlencode
 
 from asgiref.sync import async_to_sync
 from django.contrib import admin, messages
-from django.contrib.admin.apps import AdminConfig
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -32,13 +32,10 @@ from redis.exceptions import RedisError
 
 from aa_site import live_state
 from connector import instances, integration_keys
+from connector.polling import operators as polling
 from events import conversations, history, redis_client
 
 logger = logging.getLogger(__name__)
-
-
-class OperatorAdminConfig(AdminConfig):
-    default_site = "aa_site.admin_site.OperatorAdminSite"
 
 
 class OperatorAdminSite(admin.AdminSite):
@@ -91,6 +88,8 @@ class OperatorAdminSite(admin.AdminSite):
 
     def disconnect_view(self, request: HttpRequest) -> HttpResponse:
         instance, connection = request.POST.get("instance", ""), request.POST.get("connection", "")
+        if request.POST.get("transport") == polling.TRANSPORT and _is_id(connection):
+            return self._disconnect_polling(request, connection)
         if not (_is_id(instance) and _is_id(connection)):
             messages.error(request, "Name an instance and a connection from the live view.")
             return HttpResponseRedirect(reverse("admin:live"))
@@ -104,6 +103,17 @@ class OperatorAdminSite(admin.AdminSite):
                                       f"({receivers} instance(s) listening).")
         return HttpResponseRedirect(_next(request))
 
+    def _disconnect_polling(self, request: HttpRequest, connection: str) -> HttpResponse:
+        """A long-polling desktop is held by no instance: its session in Redis is marked closed."""
+        unavailable, closed = _read(polling.disconnect, connection)
+        if unavailable:
+            messages.error(request, unavailable)
+        elif closed:
+            logger.info("Operator %s disconnected long-polling desktop %s", request.user.get_username(), connection)
+            messages.success(request, f"Disconnected long-polling desktop {connection}: its next poll closes it.")
+        else:
+            messages.warning(request, f"Long-polling desktop {connection} is no longer connected.")
+        return HttpResponseRedirect(_next(request))
 
 
 def _read(function, *args):

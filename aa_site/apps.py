@@ -1,6 +1,11 @@
-"""App config for the project package: registers the start-up checks, trims per-request work."""
+"""App configs: the project package's (registers the start-up checks, trims per-request work), and the admin's.
+
+Nothing here imports the project's modules at load time: ``INSTALLED_APPS`` loads this module before the
+app registry is ready, and the admin site (``aa_site.admin_site``) reads the models of the apps.
+"""
 
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class AaSiteConfig(AppConfig):
@@ -26,3 +31,10 @@ class AaSiteConfig(AppConfig):
         signals.request_finished.disconnect(close_caches)
         # Undoes a per-request urlconf (request.urlconf), which no middleware here sets.
         signals.request_finished.disconnect(reset_urlconf)
+
+
+class OperatorAdminConfig(admin_apps.AdminConfig):
+    """Django's admin with the operators' site (``aa_site.admin_site``), loaded once the apps are ready."""
+
+    default = False  # named in INSTALLED_APPS; ``aa_site``'s own config is AaSiteConfig
+    default_site = "aa_site.admin_site.OperatorAdminSite"

@@ -1,7 +1,9 @@
 """What the admin's live view shows, read from Redis across every instance (never conversation content).
 
-- the connector instances that have desktops (``connector.instances`` records), each with its
-  desktops by transport;
+- the connector instances that have WebSocket desktops (``connector.instances`` records), each with
+  its desktops by transport;
+- the long-polling desktops, read from their sessions (``connector.polling.operators``), each placed
+  on the instance that took its latest poll;
 - the conversations those desktops joined, each with its desktops (instance, transport, user,
   connection id) and its newest stored events (offset, kind, messageId, times);
 - counters: events accepted in the sequence's epoch, conversations with stored events, integration
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector import instances, integration_keys
+from connector.polling import operators as polling
 from events import history
 
 # Bounds on one page: the view is for looking, not an export.
@@ -53,9 +56,11 @@ async def snapshot() -> LiveState:
     for record in records:
         record["age_seconds"] = max(0.0, now - float(record.get("updated", now)))
         desktops_by_transport.update(record.get("desktops_by_transport", {}))
-        for desktop in record.get("desktops", []):
-            for conversation in desktop.get("conversations", []):
-                joined[conversation].append(_placed(desktop, record))
+    for desktop, record in await _desktops(records):
+        for conversation in desktop.get("conversations", []):
+            joined[conversation].append(_placed(desktop, record))
+        if desktop["transport"] == polling.TRANSPORT:
+            desktops_by_transport[polling.TRANSPORT] += 1
     names = sorted(joined)
     truncated = len(names) > MAX_CONVERSATIONS
     conversations = []
@@ -80,12 +85,21 @@ async def snapshot() -> LiveState:
 async def conversation(name: str) -> ConversationView:
     """One conversation: its desktops on every instance and its newest stored events."""
     view = ConversationView(name)
-    for record in await instances.read_records():
-        for desktop in record.get("desktops", []):
-            if name in desktop.get("conversations", []):
-                view.desktops.append(_placed(desktop, record))
+    for desktop, record in await _desktops(await instances.read_records()):
+        if name in desktop.get("conversations", []):
+            view.desktops.append(_placed(desktop, record))
     view.events = await history.recent_events(name, EVENTS_ON_CONVERSATION_PAGE)
     return view
+
+
+async def _desktops(records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every desktop with the record of its instance: the instances' WebSocket desktops, then the polling
+    ones (their instance's record, when it has one)."""
+    by_instance = {record.get("instance"): record for record in records}
+    listed = [(desktop, record) for record in records for desktop in record.get("desktops", [])]
+    for desktop in await polling.desktops():
+        listed.append((desktop, by_instance.get(desktop["instance"], {"instance": desktop["instance"], "host": ""})))
+    return listed
 
 
 def _placed(desktop: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:

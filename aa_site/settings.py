@@ -138,7 +138,7 @@ DEBUG = False
 INSTALLED_APPS = [
     "daphne",
     # The operators' admin (aa_site/admin_site.py), served by the connector and "all" roles under /admin/.
-    "aa_site.admin_site.OperatorAdminConfig",
+    "aa_site.apps.OperatorAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -43,6 +43,9 @@ class Member(Protocol):
 class Hub:
     """Conversation -> this process's members, and the Redis subscription that feeds them."""
 
+    #: A member that is no desktop (the long-polling relay, ``connector.polling.waiting``): not counted.
+    relay: Member | None = None
+
     def __init__(self) -> None:
         self._members: dict[str, set[Member]] = {}
         self._by_channel: dict[str, str] = {}  # channel -> conversation
@@ -102,7 +105,8 @@ class Hub:
             self._last_epoch, self._last_seq = event.epoch, event.seq
         else:
             self._last_seq = max(self._last_seq, event.seq)
-        metrics.event_handed_out(event.kind, event.payload_json, len(self._members.get(event.conversation, ())))
+        members = self._members.get(event.conversation, ())
+        metrics.event_handed_out(event.kind, event.payload_json, len(members) - (self.relay in members))
         for member in tuple(self._members.get(event.conversation, ())):
             member.event_arrived(event)
 

@@ -14,7 +14,9 @@ closes its WebSocket with ``close_codes.OPERATOR_DISCONNECT`` (4410). Every
 process reads every control message; messages are rare (operators' clicks).
 
 This costs a process one Redis connection (the subscription) and one ``SET``
-per interval, whatever its number of desktops; nothing per event.
+per interval, whatever its number of desktops; nothing per event. Long-polling
+desktops are no process's: the admin reads them from their sessions
+(``connector.polling.operators``).
 """
 
 from __future__ import annotations

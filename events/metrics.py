@@ -9,17 +9,28 @@ What is counted, and where:
   ``aa_push_redeliveries_total{kind}``.
 - ``aa_event_deliveries_total{kind}``: events a connector process handed to
   its desktop connections, one per desktop per event (counted once per event
-  with the number of desktops, not once per socket).
+  with the number of desktops, not once per socket). A long-polling desktop's
+  events are counted by the process whose poll answered with them, one per
+  event in the answer (live or replayed: a poll reads them all from the
+  history alike); the hub's member that wakes a process's polls counts none.
 - ``aa_push_to_desktop_seconds``: per event and connector process, from the
   notification's Pub/Sub ``publishTime`` (the payload's ``publish_time``) to
-  the moment the process hands the event to its desktops. It spans Pub/Sub's
-  push, the interceptor, Redis and the fan-out, not the last hop over each
-  desktop's socket; it reads Google's clock against ours (NTP-synchronised on
-  Cloud Run). Events replayed after a lost subscription are observed too, with
-  the delay they really had.
+  the moment the process hands the event to its WebSocket desktops. It spans
+  Pub/Sub's push, the interceptor, Redis and the fan-out, not the last hop over
+  each desktop's socket; it reads Google's clock against ours (NTP-synchronised
+  on Cloud Run). Events replayed after a lost subscription are observed too,
+  with the delay they really had. Polls' answers are not observed (each is one
+  desktop's; ``benchmarks/polling.py`` measures them).
 - ``aa_desktops_connected{transport}``: authenticated desktop connections
-  open now, by transport (``socketio``, ``websocket``; ``transport`` is the
-  caller's, so a new transport needs no change here).
+  open now, by transport (``socketio``, ``websocket``, ``polling``;
+  ``transport`` is the caller's, so a new transport needs no change here).
+  No process holds a long-polling session, so ``polling`` counts, per
+  process, the GETs of sessions connected to ``/`` that wait in it: a
+  connected polling client has one GET outstanding nearly all the time (it
+  polls again as soon as one is answered), and never two at once on any
+  process, so the sum over processes is the number of polling desktops, short
+  by those between two polls at the moment of the scrape. It costs nothing in
+  Redis.
 - ``aa_redis_errors_total{operation}``: Redis failures the service handled
   (``publish``, ``subscription``, ``presence``, ``rate_limit``,
   ``integration_keys``, ``desktop``, ``instances``).
@@ -95,6 +106,11 @@ def event_handed_out(kind: str, payload_json: str, desktops: int, now: float | N
     if published is not None:
         moment = time.time() if now is None else now
         LATENCY.observe(max(0.0, moment - published))
+
+
+def event_sent_in_poll(kind: str) -> None:
+    """An event went to one long-polling desktop, in a poll's answer (the hub counts no polling desktop)."""
+    _deliveries.get(kind, _deliveries[OTHER]).inc()
 
 
 def publish_timestamp(payload_json: str) -> float | None:

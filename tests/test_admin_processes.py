@@ -5,8 +5,9 @@ operator runs them, then two connector processes and an interceptor on one
 Redis (a key prefix of their own). Desktops (Socket.IO and plain ``/ws/``)
 connect to connector B; the operator logs in on connector A and sees them,
 with the pushed event's ids but never its content, disconnects the ``/ws/``
-desktop on B (close code 4410) and purges the conversation's events. Chromium
-logs in through the real login form and takes the live view's screenshot.
+desktop on B (close code 4410) and purges the conversation's events; a
+long-polling desktop whose requests land on both is shown and disconnected too.
+Chromium logs in through the real login form and takes the live view's screenshot.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from interceptor import push_samples
 from tests import clients, processes
 from tests.browser import chromium_page
 from tests.clients import PlainDesktop, SocketIODesktop
+from tests.nginx_proxy import round_robin
 from tests.processes import Server
 
 PASSWORD = "operator-password-Zx81LmQp"
@@ -212,3 +214,40 @@ async def test_an_instance_leaves_the_view_with_its_last_desktop(cluster: Cluste
     finally:
         await desktop.close()
         client.close()
+
+
+async def test_a_polling_desktop_on_both_instances_is_shown_and_disconnected(cluster: Cluster, settings) -> None:
+    """The npm socket.io-client on long-polling only, its requests spread over both connectors by round-robin
+    nginx: the live view shows it (transport polling, its user, the instance that took its latest poll), and
+    the operator's disconnect closes its session wherever its next poll lands; it reconnects and recovers."""
+    name = conversation()
+    token = clients.server_token(settings, user="agent-eve")
+    client = logged_in(cluster)
+    try:
+        with round_robin([cluster.admin.port, cluster.desktops.port]) as balancer:
+            async with clients.node_desktop(balancer, token=token, join=(name,), reconnect=True, transports="polling",
+                                            timeout=120) as node:
+                await node.wait_for(lambda n: len(n.of_kind("ack")) == 1, what="the join")
+                page = await wait_for_page(client, "/admin/live/", name, "polling: 1", "agent-eve")
+                row = re.search(r'<td><code>([0-9a-f]{16})</code></td><td>[^<]*</td><td>polling</td>\s*'
+                                r'<td>agent-eve</td><td><code>([0-9a-f]+)</code>', page)
+                assert row is not None, page
+                detail = client.get("/admin/live/conversation/", params={"name": name}).text
+                assert f"<code>{row.group(2)}</code>" in detail
+                answer = client.post("/admin/live/disconnect/", data={
+                    "instance": row.group(1), "connection": row.group(2), "transport": "polling",
+                    "csrfmiddlewaretoken": csrf_token(client, "/admin/live/")})
+                assert answer.status_code == 302
+                assert "its next poll closes it" in client.get(answer.headers["location"]).text
+                await node.wait_for(lambda n: len(n.of_kind("connected")) == 2, what="the reconnection")
+                assert [line["reason"] for line in node.of_kind("disconnect")] == ["transport close"]
+                assert [line["recovered"] for line in node.of_kind("connected")] == [False, True]
+                # A second click finds the old session gone.
+                answer = client.post("/admin/live/disconnect/", data={
+                    "instance": row.group(1), "connection": row.group(2), "transport": "polling",
+                    "csrfmiddlewaretoken": csrf_token(client, "/admin/live/")})
+                assert "is no longer connected" in client.get(answer.headers["location"]).text
+    finally:
+        client.close()
+    logs = cluster.admin.log() + cluster.desktops.log()
+    assert "Closing a long-polling session at an operator's request" in logs and "Traceback" not in logs

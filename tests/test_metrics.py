@@ -2,8 +2,10 @@
 
 The interceptor counts each push by kind and answer; the connector counts the
 deliveries to its desktops, observes the push-to-desktop latency once per
-event, and shows its connected desktops by transport. Two processes sharing
-``PROMETHEUS_MULTIPROC_DIR`` answer with their sum.
+event, and shows its connected desktops by transport; a long-polling desktop,
+its requests spread over two processes, is counted once over both, and so are
+its deliveries. Two processes sharing ``PROMETHEUS_MULTIPROC_DIR`` answer with
+their sum.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from events import metrics
 from interceptor import push_samples
 from tests import clients, processes
 from tests.clients import PlainDesktop, SocketIODesktop
+from tests.nginx_proxy import Proxy, round_robin
 from tests.processes import Server
 
 TOKEN = "metrics-token-Wq3v9kT2xLr8bYp4Zs6mNc1dHf5gJa7e"
@@ -200,3 +203,52 @@ def test_processes_sharing_a_multiprocess_directory_answer_with_their_sum(redis_
         for server in (first, second):
             assert pushes(scrape(server), "conversation-lifecycle-event", "accepted") == 2
     assert list(directory.glob("*.db"))  # the processes wrote their values there
+
+
+# --- long-polling desktops, their requests spread over two processes ------------------------------
+
+
+@pytest.fixture(scope="module")
+def polling_connectors(redis_server) -> Iterator[tuple[Server, Server, Proxy]]:
+    with processes.daphne_server(role="connector", redis=redis_server, METRICS_TOKEN=TOKEN) as first, \
+            processes.daphne_server(role="connector", redis=redis_server, METRICS_TOKEN=TOKEN) as second, \
+            round_robin([first.port, second.port]) as balancer:
+        yield first, second, balancer
+
+
+def summed(servers: tuple[Server, ...], key) -> float:
+    return sum(scrape(server).get(key, 0.0) for server in servers)
+
+
+async def test_polling_desktops_and_their_deliveries_are_counted_once_over_both_processes(
+    servers, polling_connectors, settings
+) -> None:
+    """A python-socketio desktop on long-polling only, through round-robin nginx, beside a WebSocket desktop:
+    the polling desktop is counted once over both processes (its waiting GET), and one event counts two
+    deliveries in all, one per desktop, whichever process answered the poll."""
+    first, second, balancer = polling_connectors
+    both = (first, second)
+    polling = ("aa_desktops_connected", (("transport", "polling"),))
+    delivered = ("aa_event_deliveries_total", (("kind", KIND),))
+    before_polling, before_delivered = summed(both, polling), summed(both, delivered)
+    token = clients.server_token(settings, user="metrics-poller")
+    name = conversation()
+    poller, websocket = SocketIODesktop("poller"), SocketIODesktop("websocket")
+    await poller.connect(balancer, token, transports=("polling",))
+    await websocket.connect(first, token)
+    try:
+        assert list(await poller.join(name)) == [True, name]
+        assert list(await websocket.join(name)) == [True, name]
+        await clients.wait_until(lambda: summed(both, polling) == before_polling + 1,
+                                 what="the polling desktop to be counted")
+        body = push_samples.encode(push_samples.sample_push(KIND, name, message_id=f"m-{uuid.uuid4().hex}"))
+        answer = httpx.post(f"{servers['interceptor'].http_url}/{KIND}", content=body, timeout=clients.CLIENT_TIMEOUT)
+        assert answer.status_code == 204
+        for desktop in (poller, websocket):
+            await clients.wait_until(lambda: any(event == KIND for event, _ in desktop.events),
+                                     what=f"the {desktop.name} desktop's event")
+        assert summed(both, delivered) == before_delivered + 2
+    finally:
+        await poller.disconnect()
+        await websocket.disconnect()
+    await clients.wait_until(lambda: summed(both, polling) == before_polling, what="the polling desktop counted out")

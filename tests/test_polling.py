@@ -44,7 +44,8 @@ def interceptor(polling_redis) -> Iterator[processes.Server]:
 
 @pytest.fixture(scope="module")
 def connectors(polling_redis) -> Iterator[tuple[processes.Server, processes.Server]]:
-    extra = {**PING, "CORS_ALLOWED_ORIGINS": ALLOWED_ORIGIN, "SOCKETIO_MAX_PAYLOAD": "4096"}
+    extra = {**PING, "CORS_ALLOWED_ORIGINS": ALLOWED_ORIGIN, "SOCKETIO_MAX_PAYLOAD": "4096",
+             "PRESENCE_KEY_TTL_SECONDS": "3"}
     with processes.daphne_server(role="connector", redis=polling_redis, **extra) as first, \
             processes.daphne_server(role="connector", redis=polling_redis, **extra) as second:
         yield first, second
@@ -305,6 +306,35 @@ async def test_long_polls_waiting_per_process_are_bounded(polling_redis, token) 
             assert (await waiting).status_code == 200
 
 
+async def test_a_refused_second_poll_leaves_the_first_waiting_and_the_bound_as_it_was(polling_redis, token) -> None:
+    """Two GETs of one session on one process: the second is refused (400 code 3), and the first still waits
+    for its session's wake (a POST's acknowledgement ends it, long before the 60 s ping); the bound of two
+    waiting polls still admits two."""
+    with processes.daphne_server(role="connector", redis=polling_redis, SOCKETIO_MAX_WAITING_POLLS="2",
+                                 SOCKETIO_PING_INTERVAL="60") as server:
+        url = server.http_url
+        async with httpx.AsyncClient(timeout=20) as client:
+            sessions = []
+            for _ in range(2):
+                opened = await client.get(f"{url}/socket.io/", params={"EIO": "4", "transport": "polling"})
+                sid = json.loads(opened.text[1:])["sid"]
+                await client.post(session_url(url, sid), content=f'40{{"token":"{token}"}}'.encode())
+                assert (await client.get(session_url(url, sid))).text.startswith("40{")
+                sessions.append(sid)
+            first = asyncio.create_task(client.get(session_url(url, sessions[0])))
+            await asyncio.sleep(0.5)
+            second = await client.get(session_url(url, sessions[0]))
+            assert (second.status_code, second.json()["code"]) == (400, 3)
+            name = conversation()
+            await client.post(session_url(url, sessions[0]), content=f'420["join-conversation","{name}"]'.encode())
+            assert (await first).text == f'430[true,"{name}"]'
+            waiting = [asyncio.create_task(client.get(session_url(url, sid))) for sid in sessions]
+            await asyncio.sleep(0.5)
+            for sid in sessions:
+                await client.post(session_url(url, sid), content=b"1")  # close: each waiting GET answers
+            assert [(await answer).status_code for answer in waiting] == [200, 200]
+
+
 async def connected_session(client: httpx.AsyncClient, url: str, token: str) -> str:
     """A polling session connected to ``/``, its CONNECT answer read."""
     sid = await handshake(client, url)
@@ -358,3 +388,114 @@ async def test_streaming_calls_are_refused_over_long_polling_with_the_reason(bal
         assert list(answer) == [False, "streaming calls need the websocket transport"]
     finally:
         await desktop.disconnect()
+
+
+# --- the history no longer reaching back, Redis restarted, presence keys -----------------------------
+
+
+def connect_answer(text: str) -> dict:
+    """The CONNECT answer's data, from a GET's payload that starts with it."""
+    assert text.startswith("40{"), text
+    return json.loads(text[2:].split("\x1e")[0])
+
+
+@pytest.mark.parametrize("then", ["poll", "upgrade"])
+async def test_a_session_behind_the_kept_history_is_closed_and_its_recovery_says_so(
+    polling_redis, connectors, token, then
+) -> None:
+    """Events a session was not sent yet are trimmed away (EVENT_HISTORY_MAX_EVENTS=10): neither its next poll
+    nor an upgrade to the WebSocket passes what is left off as the whole stream. The session is closed (a CLOSE
+    packet; the WebSocket closes), and the client's recovery is refused the same way: a new pid."""
+    url = connectors[0].http_url
+    name = conversation()
+    with processes.daphne_server(role="interceptor", redis=polling_redis, EVENT_HISTORY_MAX_EVENTS="10") as small:
+        async with httpx.AsyncClient(timeout=10) as client, aiohttp.ClientSession() as http:
+            sid = await handshake(client, url)
+            await client.post(session_url(url, sid), content=f'40{{"token":"{token}"}}'.encode())
+            pid = connect_answer((await client.get(session_url(url, sid))).text)["pid"]
+            await client.post(session_url(url, sid), content=f'420["join-conversation","{name}"]'.encode())
+            assert f'430[true,"{name}"]' in (await client.get(session_url(url, sid))).text.split("\x1e")
+            await push(small, name, "seen")
+            (seen,) = [frame for frame in (await client.get(session_url(url, sid))).text.split("\x1e")
+                       if frame.startswith("42")]
+            assert json.loads(seen[2:])[1]["message_id"] == "seen"
+            offset = json.loads(seen[2:])[-1]
+            for number in range(12):
+                await push(small, name, f"trimmed-{number}")
+            if then == "poll":
+                assert (await client.get(session_url(url, sid))).text.split("\x1e")[-1] == "1"
+            else:
+                async with http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket&sid={sid}") as socket:
+                    await socket.send_str("2probe")
+                    assert (await socket.receive(timeout=10)).data == "3probe"
+                    await socket.send_str("5")
+                    closing = await socket.receive(timeout=10)
+                    assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), closing
+                    assert socket.close_code == 1000
+            assert eio_keys(polling_redis, sid) == []
+            # The client comes back with its pid and offset, as socket.io-client does: not recovered.
+            again = await handshake(client, url)
+            auth = json.dumps({"token": token, "pid": pid, "offset": offset})
+            await client.post(session_url(url, again), content=f"40{auth}".encode())
+            answer = connect_answer((await client.get(session_url(url, again))).text)
+            assert answer["pid"] != pid
+
+
+async def test_the_wake_subscription_comes_back_after_a_redis_restart(token) -> None:
+    """A GET waiting when Redis restarts (empty) is woken and told its session ended; a new session's GET,
+    waiting on one process, is woken by its own POST's acknowledgement through the restored subscription
+    (the ping interval, 60 s, is longer than the client's patience) and then by a pushed event."""
+    with processes.restartable_redis() as store, \
+            processes.daphne_server(role="connector", redis=store.address, SOCKETIO_PING_INTERVAL="60") as server, \
+            processes.daphne_server(role="interceptor", redis=store.address) as pushes:
+        url = server.http_url
+        async with httpx.AsyncClient(timeout=20) as client:
+
+            async def connected() -> str:
+                opened = await client.get(f"{url}/socket.io/", params={"EIO": "4", "transport": "polling"})
+                sid = json.loads(opened.text[1:])["sid"]
+                await client.post(session_url(url, sid), content=f'40{{"token":"{token}"}}'.encode())
+                connect_answer((await client.get(session_url(url, sid))).text)
+                return sid
+
+            sid = await connected()
+            waiting = asyncio.create_task(client.get(session_url(url, sid)))
+            await asyncio.sleep(0.5)
+            store.stop()
+            store.start()
+            assert (await waiting).text == "1"
+            await clients.wait_until(lambda: "wake subscription restored" in server.log(), what="the restored log")
+            sid = await connected()
+            name = conversation()
+            waiting = asyncio.create_task(client.get(session_url(url, sid)))
+            await asyncio.sleep(0.5)
+            await client.post(session_url(url, sid), content=f'420["join-conversation","{name}"]'.encode())
+            assert (await waiting).text == f'430[true,"{name}"]'
+            waiting = asyncio.create_task(client.get(session_url(url, sid)))
+            await asyncio.sleep(0.5)
+            await push(pushes, name, "after-restart")
+            assert '"after-restart"' in (await waiting).text
+        assert "Traceback" not in server.log()
+
+
+async def test_the_presence_key_follows_a_polling_session_on_any_process(balancer, polling_redis, token) -> None:
+    """Companion services poll ``EXISTS <conversation>``: it is there while the polling desktop (its requests
+    spread over both processes) has joined, renewed past its 3 s lifetime, and goes when it leaves or ends."""
+    name = conversation()
+    client = redis.Redis(host=polling_redis.host, port=polling_redis.port)
+    desktop = SocketIODesktop()
+    await desktop.connect(balancer, token, transports=("polling",))
+    try:
+        assert client.exists(name) == 0
+        assert list(await desktop.join(name)) == [True, name]
+        assert client.exists(name) == 1  # set before the acknowledgement went out
+        await asyncio.sleep(4)  # longer than the key's lifetime, two ping intervals
+        assert client.exists(name) == 1
+        assert list(await desktop.leave(name)) == [True, name]
+        await clients.wait_until(lambda: client.exists(name) == 0, what="the key to go after the leave")
+        assert list(await desktop.join(name)) == [True, name]
+        assert client.exists(name) == 1
+    finally:
+        await desktop.disconnect()
+    await clients.wait_until(lambda: client.exists(name) == 0, what="the key to go with the session")
+    client.close()

@@ -1,5 +1,6 @@
-"""A desktop's socket does not outlive its token: at ``exp`` the server closes it (4401), and a client that
-refreshed its token reconnects and recovers every event in between (``WEBSOCKET_CLOSE_AT_TOKEN_EXPIRY``)."""
+"""A desktop's connection does not outlive its token: at ``exp`` the server closes its socket (4401), or its
+long-polling session (a CLOSE packet), and a client that refreshed its token reconnects and recovers every
+event in between (``WEBSOCKET_CLOSE_AT_TOKEN_EXPIRY``)."""
 
 from __future__ import annotations
 
@@ -51,11 +52,17 @@ def servers(redis_server):
         yield server
 
 
-async def test_socketio_client_refreshing_its_token_recovers_across_the_expiry_close(servers, settings) -> None:
+@pytest.mark.parametrize("transports", ["websocket", "polling"])
+async def test_socketio_client_refreshing_its_token_recovers_across_the_expiry_close(
+    servers, settings, transports
+) -> None:
+    """On the websocket transport the socket closes (4401); over long-polling the session's poll answers
+    Engine.IO's CLOSE at ``exp``, whichever GET is waiting then. Either way the client comes back and recovers."""
     clients.server_token(settings, user="agent")  # the daphne process's secret and project
-    name = f"projects/{processes.TEST_PROJECT}/conversations/expiry-{id(settings)}"
+    name = f"projects/{processes.TEST_PROJECT}/conversations/expiry-{transports}-{id(settings)}"
     expiring = short_lived_token(3)
-    async with clients.node_desktop(servers, token=expiring, join=(name,), reconnect=True, timeout=60) as node:
+    async with clients.node_desktop(servers, token=expiring, join=(name,), reconnect=True, timeout=60,
+                                    transports=transports) as node:
         await node.wait_for(lambda n: len(n.of_kind("ack")) == 1, what="the join")
         await node.command(f"token {short_lived_token(600)}")  # what the UI modules' setAuthToken does
 
@@ -75,3 +82,5 @@ async def test_socketio_client_refreshing_its_token_recovers_across_the_expiry_c
         await asyncio.sleep(0.5)
         assert [payload["message_id"] for _, payload in node.events] == ["before", "during", "after"]
         assert [line["recovered"] for line in node.of_kind("connected")] == [False, True]
+        assert [line["transport"] for line in node.of_kind("connected")] == [transports, transports]
+        assert [line["reason"] for line in node.of_kind("disconnect")] == ["transport close"]  # not a ping timeout

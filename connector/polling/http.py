@@ -12,6 +12,12 @@ between requests lives in Redis (``connector.polling.store``).
   most until the next ping is due, for an event (the hub) or a POST's
   packets (the wake channel). One GET per session at a time, across
   processes; each process holds at most ``SOCKETIO_MAX_WAITING_POLLS``.
+  It answers Engine.IO's CLOSE, ending the session (its recovery window
+  begins), at the token's expiry, when the history no longer reaches back to
+  the session's positions, and when an operator closed the session
+  (``connector.polling.operators``). The events it answers with count in
+  ``aa_event_deliveries_total``; while it waits for a session connected to
+  ``/`` it counts in ``aa_desktops_connected{transport="polling"}``.
 - ``POST`` with ``sid``: the client's packets, at most ``SOCKETIO_MAX_PAYLOAD``
   bytes, through the same Engine.IO / Socket.IO layers as the websocket
   transport (``connector.polling.application``); answered ``ok``.
@@ -46,7 +52,7 @@ from connector.polling import store
 from connector.polling.application import PollingDesktop, PostOutcome
 from connector.polling.waiting import Poller, get_pollers
 from connector.socketio.application import event_frame
-from events import redis_client
+from events import metrics, redis_client
 from events.history import Replay, get_history
 
 logger = logging.getLogger(__name__)
@@ -180,31 +186,28 @@ async def _long_poll(sid: str) -> Answer:
 async def _wait_and_answer(poller: Poller, token: str) -> Answer:
     sid = poller.sid
     turn = await store.poll(sid, token, again=False)
-    if turn.status == "upgrading":
-        return payload([packets.noop_frame()])
     if turn.status == "overlap":
         return error(BAD_REQUEST, message="Bad request: another poll of this session is pending")
     if turn.status != "ok":
-        if turn.status == "timeout":
-            await store.close(sid)
-        return error(UNKNOWN_SID)
+        return await _turn_refused(poller, turn, first=True)
     loop = asyncio.get_running_loop()
     state = turn.state
     assert state is not None
+    poller.count_as_desktop(state.connected and state.identity is not None)
     frames = [*state.pending, *([packets.ping_frame()] if turn.ping else [])]
     deadline = loop.time() + turn.seconds_to_ping
     replay: Replay | None = None
     while True:
         if _token_expired(state):
             logger.info("Closing a long-polling session: its token expired")
-            await _end(state)
+            await _end(state.sid, state.pid, poller)
             return payload([*frames, packets.close_frame()])
         await get_pollers().watch(poller, set(state.joined))
         replay = await get_history().read(state.joined, epoch=state.epoch or None) if state.joined else None
         if replay is not None and not replay.complete:
             # It fell behind the kept history: end it, so the client reconnects (recovery tells it the truth).
             logger.info("Closing a long-polling session: the history no longer reaches back to its position")
-            await _end(state)
+            await _end(state.sid, state.pid, poller)
             return payload([*frames, packets.close_frame()])
         if frames or (replay is not None and replay.events):
             break
@@ -213,15 +216,11 @@ async def _wait_and_answer(poller: Poller, token: str) -> Answer:
         poller.rearm()
         if woken_by_session or loop.time() >= deadline:
             turn = await store.poll(sid, token, again=True)
-            if turn.status in ("upgrading", "overlap"):
-                # Upgrading, or this GET's lock lapsed and a newer GET serves the session: end this one.
-                return payload([packets.noop_frame()])
             if turn.status != "ok":
-                if turn.status == "timeout":
-                    await store.close(sid)
-                return payload([packets.close_frame()])
+                return await _turn_refused(poller, turn, first=False)
             state = turn.state
             assert state is not None
+            poller.count_as_desktop(state.connected and state.identity is not None)
             frames = [*state.pending, *([packets.ping_frame()] if turn.ping else [])]
             deadline = loop.time() + turn.seconds_to_ping
     events = replay.events if replay is not None else []
@@ -229,7 +228,24 @@ async def _wait_and_answer(poller: Poller, token: str) -> Answer:
         sid, token, seq=replay.position.seq if replay is not None else 0,
         epoch=replay.position.epoch if replay is not None else "", conversations=list(state.joined), pid=state.pid,
     )
+    for event in events:
+        metrics.event_sent_in_poll(event.kind)
     return payload([*frames, *(event_frame(event) for event in events)])
+
+
+async def _turn_refused(poller: Poller, turn: store.Poll, *, first: bool) -> Answer:
+    """The answer of a GET whose turn (``first``, or after its wait) is not ``ok``."""
+    if turn.status in ("upgrading", "overlap"):
+        # Upgrading, or (after its wait) this GET's lock lapsed and a newer GET serves the session: end this one.
+        return payload([packets.noop_frame()])
+    poller.ended = True
+    if turn.status == "closed":
+        logger.info("Closing a long-polling session at an operator's request")
+        await _end(poller.sid, turn.pid)
+        return payload([packets.close_frame()])
+    if turn.status == "timeout":
+        await store.close(poller.sid)
+    return error(UNKNOWN_SID) if first else payload([packets.close_frame()])
 
 
 def _token_expired(state: store.PollingState) -> bool:
@@ -247,11 +263,13 @@ def _token_deadline(state: store.PollingState, loop: asyncio.AbstractEventLoop) 
     return loop.time() + _seconds_to_expiry(state)
 
 
-async def _end(state: store.PollingState) -> None:
-    """End the session for a transport reason; its recovery window starts now."""
-    await store.close(state.sid)
-    if state.pid is not None and settings.SOCKETIO_RECOVERY_SECONDS:
-        await sessions.expire(state.pid, ttl=settings.SOCKETIO_RECOVERY_SECONDS)
+async def _end(sid: str, pid: str | None, poller: Poller | None = None) -> None:
+    """End the session for a transport reason; the recovery window of its session ``pid`` starts now."""
+    if poller is not None:
+        poller.ended = True
+    await store.close(sid)
+    if pid is not None and settings.SOCKETIO_RECOVERY_SECONDS:
+        await sessions.expire(pid, ttl=settings.SOCKETIO_RECOVERY_SECONDS)
 
 
 # --- POST: the client's packets ----------------------------------------------------------------
@@ -274,7 +292,7 @@ async def _post(scope: HTTPScope, receive: ASGIReceiveCallable, sid: str) -> Ans
         received = packets.decode_payload(body.decode("utf-8"))
     except (UnicodeDecodeError, packets.PacketError) as why:
         logger.info("Closing a long-polling session: %s", why)
-        await _end(state)
+        await _end(state.sid, state.pid)
         return error(BAD_REQUEST)
     outcome = PostOutcome()
     desktop = PollingDesktop(state, outcome)
@@ -290,7 +308,7 @@ async def _post(scope: HTTPScope, receive: ASGIReceiveCallable, sid: str) -> Ans
         if outcome.close:
             break
     if outcome.close or _token_expired(state):
-        await _end(state)
+        await _end(state.sid, state.pid)
         return _ok()
     if not await store.commit(sid, pid=outcome.sets.get("pid", state.pid), sets=outcome.sets,
                               deletes=outcome.deletes, packets=outcome.packets):

@@ -5,10 +5,11 @@ heartbeat (when the next ping is due, by when the pong must come), the lock
 of the one GET that may wait at a time, an upgrade in progress, and, once
 the client connected to ``/``, its identity, recovery ``pid``, epoch and per
 joined conversation (field ``c:<name>``) the sequence number it has been
-sent up to. Beside it, ``<prefix>eio:<sid>:out`` lists the packets waiting
-for the next GET (the CONNECT answer, acknowledgements). A POST that adds
-packets publishes on ``<prefix>eio-wake:<sid>``, so a GET waiting on another
-process answers at once.
+sent up to; ``served_by``, the process that took its latest GET (for the
+operators' live view), and ``closed`` once an operator disconnected it. Beside
+it, ``<prefix>eio:<sid>:out`` lists the packets waiting for the next GET (the
+CONNECT answer, acknowledgements). A POST that adds packets publishes on
+``<prefix>eio-wake:<sid>``, so a GET waiting on another process answers at once.
 
 Both keys expire: an unauthenticated session after ``WEBSOCKET_AUTH_TIMEOUT``,
 a connected one ``SOCKETIO_PING_INTERVAL + SOCKETIO_PING_TIMEOUT`` after its
@@ -28,6 +29,7 @@ from redis.asyncio import Redis
 
 from common.loop_local import LoopLocal
 from connector import sessions, tokens
+from connector.presence import PROCESS_ID
 from events import redis_client
 from events.history import key_prefix
 
@@ -45,11 +47,14 @@ return 1
 """
 
 # Start (ARGV[2] 'begin') or continue ('again') the one waiting GET. KEYS: hash, out list. ARGV: lock token,
-# mode, lock lifetime, ping interval, ping timeout, connected lifetime (ms). Returns {status} or
-# {'ok', fields, packets, ping (0/1), ms until the next ping}; the packets are taken off the list.
+# mode, lock lifetime, ping interval, ping timeout, connected lifetime (ms), this process. Returns {status},
+# {'closed', pid} or {'ok', fields, packets, ping (0/1), ms until the next ping}; the packets are taken off
+# the list.
 _POLL = _NOW + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
-local f = redis.call('HMGET', KEYS[1], 'pong_by', 'poll', 'poll_until', 'upgrading_until', 'ping_due', 'identity')
+local f = redis.call('HMGET', KEYS[1], 'pong_by', 'poll', 'poll_until', 'upgrading_until', 'ping_due', 'identity',
+                     'closed', 'pid')
+if f[7] then return {'closed', f[8] or ''} end
 local pong_by = tonumber(f[1] or '0')
 if pong_by > 0 and now > pong_by then
   return {'timeout'}
@@ -63,7 +68,7 @@ if tonumber(f[4] or '0') > now then
   if ARGV[2] ~= 'begin' then redis.call('HDEL', KEYS[1], 'poll', 'poll_until') end
   return {'upgrading'}
 end
-redis.call('HSET', KEYS[1], 'poll', ARGV[1], 'poll_until', now + tonumber(ARGV[3]))
+redis.call('HSET', KEYS[1], 'poll', ARGV[1], 'poll_until', now + tonumber(ARGV[3]), 'served_by', ARGV[7])
 local ping = 0
 local ping_due = tonumber(f[5])
 if now >= ping_due then
@@ -140,9 +145,18 @@ redis.call('PUBLISH', ARGV[2], '1')
 return 1
 """
 
+# KEYS: hash. ARGV: wake channel. An operator disconnects the session: its pending or next GET answers CLOSE.
+_MARK_CLOSED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'closed', '1')
+redis.call('PUBLISH', ARGV[1], '1')
+return 1
+"""
+
 # KEYS: hash, out list. The WebSocket takes the session over: its state, its waiting packets; both keys go.
+# Not a session an operator closed: its polls answer CLOSE.
 _ADOPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'closed') == 1 then return false end
 local state = {redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1)}
 redis.call('DEL', KEYS[1], KEYS[2])
 return state
@@ -189,12 +203,14 @@ def identity_field(identity: tokens.DesktopIdentity) -> str:
 @dataclass(frozen=True)
 class Poll:
     """A GET's turn: ``status`` is ``ok`` (then the rest is set), ``gone``, ``timeout`` (no pong in time),
-    ``overlap`` (another GET holds the session) or ``upgrading``."""
+    ``overlap`` (another GET holds the session), ``upgrading`` or ``closed`` (by an operator; then ``pid``
+    is its recovery session, if any)."""
 
-    status: Literal["ok", "gone", "timeout", "overlap", "upgrading"]
+    status: Literal["ok", "gone", "timeout", "overlap", "upgrading", "closed"]
     state: PollingState | None = None
     ping: bool = False
     seconds_to_ping: float = 0.0
+    pid: str | None = None
 
 
 def _text(value: bytes | str) -> str:
@@ -204,6 +220,23 @@ def _text(value: bytes | str) -> str:
 def _keys(sid: str) -> tuple[str, str]:
     base = f"{key_prefix()}eio:{sid}"
     return base, f"{base}:out"
+
+
+def session_key(sid: str) -> str:
+    """The Redis key of the session's hash."""
+    return _keys(sid)[0]
+
+
+def session_keys_pattern() -> str:
+    """A ``SCAN`` pattern matching every session's keys (its hash and its packet list)."""
+    return f"{key_prefix()}eio:*"
+
+
+def sid_of(key: bytes | str) -> str | None:
+    """The sid whose hash ``key`` is (a key ``session_keys_pattern`` matched); None for a packet list."""
+    key = _text(key)
+    sid = key[len(f"{key_prefix()}eio:"):]
+    return None if ":" in sid else sid
 
 
 def wake_channel(sid: str) -> str:
@@ -242,6 +275,7 @@ class _Scripts:
         self.commit = client.register_script(_COMMIT)
         self.close = client.register_script(_CLOSE)
         self.start_upgrade = client.register_script(_START_UPGRADE)
+        self.mark_closed = client.register_script(_MARK_CLOSED)
         self.adopt = client.register_script(_ADOPT)
 
 
@@ -274,9 +308,12 @@ async def poll(sid: str, token: str, *, again: bool) -> Poll:
     reply = await _get().poll(
         keys=list(_keys(sid)),
         args=[token, "again" if again else "begin", _ms(settings.SOCKETIO_PING_INTERVAL + 5),
-              _ms(settings.SOCKETIO_PING_INTERVAL), _ms(settings.SOCKETIO_PING_TIMEOUT), _ms(connected_lifetime())],
+              _ms(settings.SOCKETIO_PING_INTERVAL), _ms(settings.SOCKETIO_PING_TIMEOUT), _ms(connected_lifetime()),
+              PROCESS_ID],
     )
     status = _text(reply[0])
+    if status == "closed":
+        return Poll("closed", pid=_text(reply[1]) or None)
     if status != "ok":
         return Poll(status)  # type: ignore[arg-type]
     return Poll("ok", PollingState.parse(sid, reply[1], reply[2]), bool(reply[3]), max(0, int(reply[4])) / 1000)
@@ -312,6 +349,12 @@ async def commit(sid: str, *, pid: str | None, sets: dict[str, str], deletes: li
 async def close(sid: str) -> None:
     """End the session: its keys go, and a GET waiting on it answers CLOSE."""
     await _get().close(keys=list(_keys(sid)), args=[wake_channel(sid)])
+
+
+async def close_for_operator(sid: str) -> bool:
+    """Mark the session closed, so that its pending or next GET, on any process, answers CLOSE (and ends
+    it); False when there is no such session."""
+    return bool(await _get().mark_closed(keys=[_keys(sid)[0]], args=[wake_channel(sid)]))
 
 
 async def start_upgrade(sid: str) -> bool:

@@ -1,11 +1,25 @@
 """Where a long-poll waits in this process: on its conversations' events (the hub) and on its session's wake.
 
-A ``Poller`` is this process's hub member for one polling session while its
-GETs come here: it joins the hub (``connector.fanout``) for the session's
-conversations, so a new event ends the wait, and stays a member for
-``LINGER_SECONDS`` after a GET, because the next GET of an active session
-comes right away (here, or elsewhere through the balancer): the process
-neither resubscribes per poll nor makes the presence keys flicker.
+A ``Poller`` is one polling session as this process sees it while its GETs
+come here. The process's ``Pollers`` is the hub's (``connector.fanout``) one
+member for every conversation a poller here watches, and hands each event to
+those pollers, so that a new event ends their wait. The hub counts that member
+as no desktop (``Hub.relay``): each poll's answer counts the events it carries
+(``aa_event_deliveries_total``), on whichever process serves it.
+
+A poller stays ``LINGER_SECONDS`` after a GET, because the next GET of an
+active session comes right away (here, or elsewhere through the balancer):
+the process neither resubscribes per poll nor makes the presence keys
+flicker. A wake for a lingering poller (its session changed: a join, a leave,
+a close) makes it re-read the session at once and drop the conversations the
+session left, or drop everything when the session is gone, so that the
+presence keys (``connector.presence``) follow the session's conversations
+without waiting for the linger to end.
+
+While a GET of a session connected to ``/`` waits here, it counts in
+``aa_desktops_connected{transport="polling"}``: a connected polling client
+has a GET outstanding nearly all the time, and only one at a time across
+processes, so the sum over processes is the number of polling desktops.
 
 POSTs that queue packets publish on the session's wake channel; the process
 reads every session's wake through one pattern subscription of its own,
@@ -26,8 +40,8 @@ from redis.exceptions import RedisError
 
 from common.loop_local import LoopLocal
 from connector.fanout import IDLE_CHECK_SECONDS, RECONNECT_DELAYS, get_hub
-from connector.polling.store import wake_channel_prefix
-from events import redis_client
+from connector.polling import store
+from events import metrics, redis_client
 from events.history import Event
 
 logger = logging.getLogger(__name__)
@@ -35,12 +49,13 @@ logger = logging.getLogger(__name__)
 LINGER_SECONDS = 5.0
 # At most one warning per this many seconds while polls are refused for the bound.
 REFUSAL_LOG_INTERVAL_SECONDS = 60.0
+TRANSPORT = "polling"
 
 
 class Poller:
     """One polling session as this process's hub sees it."""
 
-    __slots__ = ("sid", "conversations", "woken_by_session", "_signal", "_linger", "waiting")
+    __slots__ = ("sid", "conversations", "woken_by_session", "_signal", "_linger", "waiting", "counted", "ended")
 
     def __init__(self, sid: str) -> None:
         self.sid = sid
@@ -48,7 +63,9 @@ class Poller:
         self.woken_by_session = False
         self._signal = asyncio.Event()
         self._linger: asyncio.TimerHandle | None = None
-        self.waiting = False
+        self.waiting = 0  # its GETs waiting here (a second one, refused, is here for a moment too)
+        self.counted = False  # in aa_desktops_connected
+        self.ended = False  # its GET ended the session: nothing to linger for
 
     def event_arrived(self, event: Event) -> None:
         self._signal.set()
@@ -61,6 +78,12 @@ class Poller:
         """Forget what woke it: what follows is read afresh from Redis."""
         self.woken_by_session = False
         self._signal.clear()
+
+    def count_as_desktop(self, connected: bool) -> None:
+        """Its session is (still) connected to ``/``, or not: count this waiting GET as a desktop accordingly."""
+        if connected != self.counted:
+            self.counted = connected
+            (metrics.desktop_connected if connected else metrics.desktop_disconnected)(TRANSPORT)
 
     async def wait(self, timeout: float) -> None:
         """Until an event of its conversations or its session's wake arrives (since the last ``rearm``),
@@ -78,16 +101,19 @@ def _glob_escape(text: str) -> str:
 
 
 class Pollers:
-    """This process's pollers, the count of GETs waiting, and the wake subscription."""
+    """This process's pollers, the count of GETs waiting, the hub membership for them, and the wake
+    subscription."""
 
     def __init__(self) -> None:
-        self._members: dict[str, Poller] = {}
+        self._members: dict[str, Poller] = {}  # sid -> poller
+        self._watchers: dict[str, set[Poller]] = {}  # conversation -> the pollers watching it
         self.waiting = 0
         self._last_refusal_logged = -REFUSAL_LOG_INTERVAL_SECONDS
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task | None = None
         self._prefix: str | None = None
         self._subscribed: asyncio.Future[None] | None = None
+        self._refreshing: set[asyncio.Task] = set()
 
     async def attach(self, sid: str) -> Poller | None:
         """The session's poller, counted as waiting; None when ``SOCKETIO_MAX_WAITING_POLLS`` GETs already
@@ -104,9 +130,10 @@ class Pollers:
         elif poller._linger is not None:
             poller._linger.cancel()
             poller._linger = None
-        poller.waiting = True
+        poller.waiting += 1
         self.waiting += 1
-        poller.rearm()
+        if poller.waiting == 1:
+            poller.rearm()  # else its first GET still waits, and what woke it is its own
         try:
             await self._subscribe_wakes()
         except BaseException:
@@ -115,42 +142,105 @@ class Pollers:
         return poller
 
     def detach(self, poller: Poller) -> None:
-        """The GET answered: keep the hub membership ``LINGER_SECONDS`` for the session's next one."""
+        """The GET answered: keep the hub membership ``LINGER_SECONDS`` for the session's next one (none when
+        the GET ended the session)."""
+        poller.waiting -= 1
+        self.waiting -= 1
         if poller.waiting:
-            poller.waiting = False
-            self.waiting -= 1
-        poller._linger = asyncio.get_running_loop().call_later(LINGER_SECONDS, self._expire, poller)
+            return  # its other GET still waits
+        poller.count_as_desktop(False)
+        if poller.ended:
+            self._expire(poller)
+        else:
+            poller._linger = asyncio.get_running_loop().call_later(LINGER_SECONDS, self._expire, poller)
 
     async def watch(self, poller: Poller, conversations: set[str]) -> None:
         """Make the hub hand ``poller`` the events of ``conversations`` (and of no other)."""
-        hub = get_hub()
         for conversation in poller.conversations - conversations:
-            poller.conversations.discard(conversation)
-            await hub.leave(conversation, poller)
+            await self._unwatch(poller, conversation)
         for conversation in conversations - poller.conversations:
-            poller.conversations.add(conversation)  # before the await: a failure still leaves it
-            await hub.join(conversation, poller)
+            poller.conversations.add(conversation)
+            self._watchers.setdefault(conversation, set()).add(poller)
+            hub = get_hub()
+            hub.relay = self
+            try:
+                # Once this returns, the hub hands this process every later event of the conversation
+                # (a member already: it waits for the subscription another poller began, if any).
+                await hub.join(conversation, self)
+            except BaseException:
+                # The membership may be gone or half made: leave it, and every poller here watching the
+                # conversation joins it again at its next GET.
+                for watcher in self._watchers.pop(conversation, ()):
+                    watcher.conversations.discard(conversation)
+                self._run(self._leave_unwatched(conversation))
+                raise
+
+    def event_arrived(self, event: Event) -> None:
+        """An event of a conversation pollers here watch (from the hub): end their wait."""
+        for poller in self._watchers.get(event.conversation, ()):
+            poller.event_arrived(event)
+
+    async def _unwatch(self, poller: Poller, conversation: str) -> None:
+        poller.conversations.discard(conversation)
+        watchers = self._watchers.get(conversation)
+        if watchers is None or poller not in watchers:
+            return
+        watchers.discard(poller)
+        if not watchers:
+            del self._watchers[conversation]
+            await get_hub().leave(conversation, self)
+
+    async def _leave_unwatched(self, conversation: str) -> None:
+        if conversation not in self._watchers:
+            try:
+                await get_hub().leave(conversation, self)
+            except Exception as error:
+                logger.warning("Could not leave a conversation: %s: %s", type(error).__name__, error)
 
     def _expire(self, poller: Poller) -> None:
         if self._members.get(poller.sid) is poller and not poller.waiting:
             del self._members[poller.sid]
+            if poller._linger is not None:
+                poller._linger.cancel()
+                poller._linger = None
             if poller.conversations:
-                asyncio.ensure_future(self._leave_all(poller))
+                self._run(self._unwatch_all(poller, set(poller.conversations)))
 
-    @staticmethod
-    async def _leave_all(poller: Poller) -> None:
-        hub = get_hub()
-        conversations, poller.conversations = poller.conversations, set()
+    async def _unwatch_all(self, poller: Poller, conversations: set[str]) -> None:
         for conversation in conversations:
             try:
-                await hub.leave(conversation, poller)
+                await self._unwatch(poller, conversation)
             except Exception as error:
                 logger.warning("Could not leave a conversation: %s: %s", type(error).__name__, error)
+
+    def _woken(self, poller: Poller) -> None:
+        poller.wake()
+        if not poller.waiting:
+            self._run(self._refresh(poller))
+
+    async def _refresh(self, poller: Poller) -> None:
+        """A lingering poller's session changed: keep only the conversations it still has joined."""
+        try:
+            state = await store.load(poller.sid)
+        except (RedisError, OSError) as error:
+            logger.warning("Could not read a long-polling session: %s: %s", type(error).__name__, error)
+            return
+        if poller.waiting or self._members.get(poller.sid) is not poller:
+            return  # a GET came meanwhile: it watches what the session has now
+        if state is None:
+            self._expire(poller)
+        else:
+            await self._unwatch_all(poller, poller.conversations - set(state.joined))
+
+    def _run(self, work) -> None:
+        task = asyncio.ensure_future(work)
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshing.discard)
 
     # --- the wake subscription ---------------------------------------------------------------
 
     async def _subscribe_wakes(self) -> None:
-        prefix = wake_channel_prefix()
+        prefix = store.wake_channel_prefix()
         if self._prefix == prefix and self._subscribed is not None:
             await asyncio.wait_for(asyncio.shield(self._subscribed), settings.EVENT_STORE_TIMEOUT)
             return
@@ -162,6 +252,8 @@ class Pollers:
         subscribed = self._subscribed = asyncio.get_running_loop().create_future()
         try:
             await self._pubsub.psubscribe(_glob_escape(prefix) + "*")
+            # redis-py makes a lost connection again by itself when it can (and re-subscribes): be told.
+            self._pubsub.connection.register_connect_callback(self._reconnected)
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read())
             await asyncio.wait_for(asyncio.shield(subscribed), settings.EVENT_STORE_TIMEOUT)
@@ -175,11 +267,8 @@ class Pollers:
         while self._pubsub is not None:
             try:
                 if failures:
-                    await self._pubsub.connect()  # re-subscribes the pattern
-                    logger.warning("Long-polling wake subscription restored after %s failed attempt(s)", failures)
+                    await self._pubsub.connect()  # re-subscribes the pattern; _reconnected wakes the polls
                     failures = 0
-                    for poller in list(self._members.values()):
-                        poller.wake()
                 message = await self._pubsub.get_message(timeout=IDLE_CHECK_SECONDS)
                 if message is None:
                     await self._pubsub.ping()
@@ -188,11 +277,19 @@ class Pollers:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as error:
+                metrics.redis_error("subscription")
                 if not failures:
                     logger.warning("Long-polling wake subscription lost (%s: %s); reconnecting",
                                    type(error).__name__, error)
                 await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
                 failures += 1
+
+    def _reconnected(self, connection: object) -> None:
+        """The subscription's connection was made again, the pattern subscribed again: wakes may have been
+        missed meanwhile, and sessions may be gone (a restarted Redis), so every poller looks again."""
+        logger.warning("Long-polling wake subscription restored after its connection was lost")
+        for poller in list(self._members.values()):
+            self._woken(poller)
 
     def _handle(self, message: dict) -> None:
         kind = message["type"]
@@ -206,7 +303,7 @@ class Pollers:
         channel = channel.decode("utf-8") if isinstance(channel, bytes) else channel
         poller = self._members.get(channel[len(self._prefix):])
         if poller is not None:
-            poller.wake()
+            self._woken(poller)
 
 
 async def _close(pollers: Pollers) -> None:

@@ -18,7 +18,10 @@ A WebSocket opened with the ``sid`` of a long-polling session
 (``connector.polling``) upgrades it: ``2probe`` is answered ``3probe`` (and
 the pending poll a noop), and on ``5`` this consumer takes the session over
 from Redis (identity, namespace, conversations and the position each was
-sent up to), so nothing is lost or sent twice across the switch.
+sent up to), so nothing is lost or sent twice across the switch. When the
+history no longer reaches back to those positions, the WebSocket is closed
+instead, as the session's next poll would have been: the client reconnects,
+and its recovery tells it what was lost (a new ``pid``).
 """
 
 from __future__ import annotations
@@ -142,12 +145,22 @@ class SocketIOConsumer(DesktopConsumer):
         try:
             if state.pid is not None:
                 self.session = await sessions.load(state.pid)
-            self.delivered_before(state.epoch, state.joined)
-            replay = await self.restore_conversations(state.joined, since=Offset(state.epoch, 0))
+            # No epoch yet: the session was sent nothing, and its positions count from the first event.
+            epoch = state.epoch or (await get_history().position()).epoch
+            self.delivered_before(epoch, state.joined)
+            replay = await self.restore_conversations(state.joined, since=Offset(epoch, 0))
         except (EventsUnavailable, MembershipError):
             raise
         except Exception as error:
             raise await self.unavailable(error) from None
+        if not replay.complete:
+            # What a poll does: end the session rather than pass what is left off as the whole stream. The
+            # client reconnects; its recovery finds the same gap and gives it a new session (recovered false).
+            logger.info("Closing an upgraded session: the history no longer reaches back to its position")
+            self.send_replay(None)
+            await self.leave_all_conversations()
+            await self.engineio.close()
+            return
         self.send_replay(replay)
 
     async def send_frame(self, frame: str) -> None:
