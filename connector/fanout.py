@@ -59,6 +59,9 @@ class Hub:
         # The last event received (its epoch and number), for catching up after a reconnect.
         self._last_epoch: str | None = None
         self._last_seq = 0
+        # Set when redis-py made the subscription's connection again by itself (its retry re-subscribes
+        # without an error reaching the reader): what was published meanwhile must be caught up.
+        self._remade = False
         if not redis_client.is_configured():
             memory_history().listener = self.deliver
 
@@ -148,6 +151,7 @@ class Hub:
         try:
             async with self._commands:
                 await self._pubsub.subscribe(channel)
+            self._pubsub.connection.register_connect_callback(self._connection_remade)  # once; weakly held
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read())
             # Subscribed once Redis says so: only then is no later event missed.
@@ -162,11 +166,10 @@ class Hub:
         while self._pubsub is not None:
             try:
                 if failures:
-                    await self._pubsub.connect()  # re-subscribes every channel it had
-                    await self._drop_stale_channels()
-                    await self._catch_up()
+                    await self._pubsub.connect()  # re-subscribes every channel it had; sets _remade
                     logger.warning("Event subscription restored after %s failed attempt(s)", failures)
                     failures = 0
+                await self._after_remade_connection()
                 if not self._pubsub.subscribed:
                     if not self._members:
                         self._reader = None  # nothing to read; the next join starts a reader
@@ -174,6 +177,8 @@ class Hub:
                     await asyncio.sleep(0.05)  # a SUBSCRIBE is on its way
                     continue
                 message = await self._pubsub.get_message(timeout=IDLE_CHECK_SECONDS)
+                # Before this message: if the read remade the connection, older events come first.
+                await self._after_remade_connection()
                 if message is None:
                     await self._pubsub.ping()
                 else:
@@ -187,6 +192,23 @@ class Hub:
                 delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
                 failures += 1
                 await asyncio.sleep(delay)
+
+    def _connection_remade(self, connection: object) -> None:
+        """redis-py's connect callback, after its own re-subscription."""
+        self._remade = True
+
+    async def _after_remade_connection(self) -> None:
+        """After the subscription's connection was made again: drop stale channels, then deliver what was
+        published while it was down (in the reader, so no later live event overtakes it)."""
+        if not self._remade:
+            return
+        self._remade = False
+        try:
+            await self._drop_stale_channels()
+            await self._catch_up()
+        except BaseException:
+            self._remade = True  # the next attempt catches up instead
+            raise
 
     def _handle(self, message: dict) -> None:
         channel = message["channel"].decode("utf-8") if isinstance(message["channel"], bytes) else message["channel"]

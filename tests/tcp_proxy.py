@@ -9,13 +9,17 @@ from collections.abc import AsyncIterator
 
 
 class TcpProxy:
-    """Forwards each connection on 127.0.0.1:``port`` to ``backend_port``; ``cut()`` drops them all."""
+    """Forwards each connection on 127.0.0.1:``port`` to ``backend_port``; ``cut()`` drops them all;
+    ``hold()`` keeps new connections waiting (accepted, not yet forwarded) until ``release()``."""
 
     def __init__(self, backend_port: int) -> None:
         self.backend_port = backend_port
         self.port = 0
+        self.held = 0  # connections waiting for release()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._open = asyncio.Event()
+        self._open.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -31,13 +35,27 @@ class TcpProxy:
             writer.transport.abort()
         self._writers.clear()
 
+    def hold(self) -> None:
+        """Accept new connections but forward nothing of them until ``release()``."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
     async def close(self) -> None:
+        self.release()
         self.cut()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
 
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        if not self._open.is_set():
+            self.held += 1
+            try:
+                await self._open.wait()
+            finally:
+                self.held -= 1
         try:
             backend_reader, backend_writer = await asyncio.open_connection("127.0.0.1", self.backend_port)
         except OSError:

@@ -91,3 +91,41 @@ async def test_a_burst_of_redis_calls_waits_for_connections_instead_of_failing(r
     client = redis_client.get_redis()
     await asyncio.gather(*(client.set(f"test-burst:{number}", "1", ex=5) for number in range(300)))
     assert await client.exists(*(f"test-burst:{number}" for number in range(300))) == 300
+
+
+async def test_events_published_while_redis_py_silently_remakes_the_subscription_arrive(settings, redis_events) -> None:
+    """redis-py makes a dropped subscription connection again by itself (its retry) and re-subscribes,
+    with no error reaching the hub: what was published between the drop and the new SUBSCRIBE must still
+    arrive, in order (the hub catches up from the history), not be lost for every desktop of the process."""
+    import redis.asyncio as redis
+
+    from events.history import RedisHistory
+    from tests import clients
+    from tests.tcp_proxy import tcp_proxy
+
+    name = "projects/p/conversations/silent-reconnect"
+    direct = redis.Redis(host=redis_events.host, port=redis_events.port)
+    writer = RedisHistory(direct)  # the interceptor's side: straight to Redis, not through the proxy
+
+    async def append(message_id: str) -> None:
+        await writer.append(conversation=name, kind="new-message-event", message_id=message_id,
+                            payload_json=f'{{"message_id":"{message_id}"}}')
+
+    try:
+        async with tcp_proxy(redis_events.port) as proxy:
+            settings.REDISPORT = proxy.port  # the hub's subscription and history reads go through the proxy
+            listener = EventListener()
+            await get_hub().join(name, listener)
+            await append("before")
+            assert (await listener.receive())["payload"] == {"message_id": "before"}
+            proxy.hold()
+            proxy.cut()
+            await clients.wait_until(lambda: proxy.held > 0, what="the subscription to be made again")
+            await append("during")  # published while nothing of this process is subscribed
+            proxy.release()
+            await append("after")
+            received = [(await listener.receive())["payload"]["message_id"] for _ in range(2)]
+            assert received == ["during", "after"]
+            await get_hub().leave(name, listener)
+    finally:
+        await direct.aclose()
