@@ -77,7 +77,11 @@ class Hub:
             members.add(member)
             confirmation = self._confirmations.get(channel_name(conversation))
             if confirmation is not None:
-                await asyncio.shield(confirmation)
+                try:
+                    await asyncio.shield(confirmation)
+                except BaseException:
+                    self._discard(conversation, member)  # the first join's SUBSCRIBE failed: so does this one
+                    raise
             return
         self._members[conversation] = {member}
         if not redis_client.is_configured():
@@ -85,7 +89,8 @@ class Hub:
         try:
             await self._subscribe(conversation)
         except BaseException:
-            self._discard(conversation, member)
+            if self._discard(conversation, member):
+                self._by_channel.pop(channel_name(conversation), None)  # a late SUBSCRIBE is dropped as stale
             raise
         if presence.enabled():
             await self._presence(presence.joined, conversation)
@@ -100,6 +105,8 @@ class Hub:
             if presence.enabled():
                 await self._presence(presence.left, conversation)
             async with self._commands:
+                if conversation in self._members:
+                    return  # joined again while this leave waited: the new member needs the subscription
                 await self._pubsub.unsubscribe(channel)
 
     def deliver(self, event: Event) -> None:
@@ -159,6 +166,10 @@ class Hub:
         finally:
             if self._confirmations.get(channel) is confirmation:
                 del self._confirmations[channel]
+            if not confirmation.done():
+                # Members that joined meanwhile wait on it: they fail with this join rather than wait for ever.
+                confirmation.set_exception(TimeoutError("the subscription was not confirmed"))
+                confirmation.exception()  # retrieved: no "never retrieved" warning when nobody waited
 
     async def _read(self) -> None:
         """Receive every subscribed channel's events; reconnect and catch up after a lost connection."""

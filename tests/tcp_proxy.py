@@ -20,6 +20,8 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._open = asyncio.Event()
         self._open.set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -42,8 +44,17 @@ class TcpProxy:
     def release(self) -> None:
         self._open.set()
 
+    def stall(self) -> None:
+        """Keep the open connections up but forward nothing more on them (as a congested network) until
+        ``resume()``."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
     async def close(self) -> None:
         self.release()
+        self.resume()
         self.cut()
         if self._server is not None:
             self._server.close()
@@ -68,10 +79,10 @@ class TcpProxy:
         )
         self._writers.difference_update((client_writer, backend_writer))
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         finally:

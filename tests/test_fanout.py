@@ -129,3 +129,43 @@ async def test_events_published_while_redis_py_silently_remakes_the_subscription
             await get_hub().leave(name, listener)
     finally:
         await direct.aclose()
+
+
+async def test_a_join_racing_the_last_leave_keeps_its_subscription(redis_events) -> None:
+    """A desktop leaves and another joins the same conversation at once (a page reload): the leave's
+    UNSUBSCRIBE, sent after its presence update, must not undo the join's SUBSCRIBE."""
+    name = "projects/p/conversations/rejoined"
+    leaving, joining = EventListener(), EventListener()
+    await get_hub().join(name, leaving)
+    await asyncio.gather(get_hub().leave(name, leaving), get_hub().join(name, joining))
+    await publish(conversation_name=name, event="new-message-event", payload=PAYLOAD)
+    assert (await joining.receive())["payload"] == PAYLOAD
+    await get_hub().leave(name, joining)
+
+
+async def test_members_waiting_on_a_subscription_that_is_never_confirmed_fail_with_it(settings, redis_events) -> None:
+    """When Redis does not confirm a conversation's SUBSCRIBE in time, the first join fails, and so must the
+    joins that came meanwhile and wait on the same confirmation (rather than wait for ever); once Redis
+    answers again, a new join of that conversation gets its events."""
+    from tests.tcp_proxy import tcp_proxy
+
+    first_name, stalled_name = "projects/p/conversations/first", "projects/p/conversations/stalled"
+    async with tcp_proxy(redis_events.port) as proxy:
+        settings.REDISPORT = proxy.port
+        settings.EVENT_STORE_TIMEOUT = 0.5
+        settings.PRESENCE_KEYS = False
+        hub = get_hub()
+        first = EventListener()
+        await hub.join(first_name, first)  # the subscription's connection is made
+        proxy.stall()
+        joins = [asyncio.ensure_future(hub.join(stalled_name, EventListener())) for _ in range(2)]
+        done, _ = await asyncio.wait(joins, timeout=10)
+        assert done == set(joins), "a join waited on a confirmation that never came"
+        assert all(isinstance(join.exception(), TimeoutError) for join in joins)
+        proxy.resume()
+        again = EventListener()
+        await hub.join(stalled_name, again)
+        await publish(conversation_name=stalled_name, event="new-message-event", payload=PAYLOAD)
+        assert (await again.receive())["payload"] == PAYLOAD
+        await hub.leave(stalled_name, again)
+        await hub.leave(first_name, first)
