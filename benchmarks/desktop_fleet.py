@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import socketio
 
+from benchmarks.servers import process_usage
 from events.kinds import EventKind
 
 #: The stamp the sender writes into each notification just before its POST (time.monotonic()).
@@ -160,6 +161,10 @@ class Fleet:
             process.start()
             self.pipes.append(parent)
             self.processes.append(process)
+
+    def cpu(self) -> float:
+        """CPU seconds the worker processes have used so far."""
+        return sum(process_usage(process.pid)[1] for process in self.processes)
 
     def received(self) -> int:
         """Events received so far by every desktop of every worker."""
