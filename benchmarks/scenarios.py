@@ -179,7 +179,8 @@ async def wait_for(fleet: Fleet, expected: int, *, settle: float, deadline: floa
         await asyncio.sleep(0.02)
 
 
-def fleet_specs(scenario: Scenario, url: str, tokens: list[str], workers: int, timeout: float) -> list[FleetSpec]:
+def fleet_specs(scenario: Scenario, url: str, tokens: list[str], workers: int, timeout: float,
+                client: str = "socketio") -> list[FleetSpec]:
     """The desktops split into ``workers`` contiguous shares."""
     share = -(-scenario.desktops // workers)
     specs = []
@@ -187,7 +188,7 @@ def fleet_specs(scenario: Scenario, url: str, tokens: list[str], workers: int, t
         indices = range(first, min(first + share, scenario.desktops))
         specs.append(FleetSpec(url=url, first_index=first, tokens=[tokens[i] for i in indices],
                                conversations=[conversation(i % scenario.conversations) for i in indices],
-                               timeout=timeout))
+                               timeout=timeout, client=client))
     return specs
 
 
@@ -214,7 +215,7 @@ async def run_scenario(scenario: Scenario, args: argparse.Namespace, tokens: lis
         connector = start_server(stack, "connector", args, redis)
         interceptor = start_server(stack, "interceptor", args, redis)
         workers = max(1, min(args.workers, scenario.desktops))
-        fleet = Fleet(fleet_specs(scenario, connector.http_url, tokens, workers, args.timeout))
+        fleet = Fleet(fleet_specs(scenario, connector.http_url, tokens, workers, args.timeout, args.client))
         joined, failures = await fleet.ready(timeout=max(60.0, scenario.desktops / 20))
         idle_connector = process_usage(connector.process.pid)
         idle_cpu = None
@@ -254,7 +255,7 @@ async def run_scenario(scenario: Scenario, args: argparse.Namespace, tokens: lis
     p50, p95, p99 = (percentile(latencies, f) for f in (0.5, 0.95, 0.99))
     cpu = {role: usage[role][1] - before[role] for role in usage}
     idle = f" idle {100 * idle_cpu:.1f}% of a core over {args.idle:.0f} s" if idle_cpu is not None else ""
-    print(f"{scenario.name:<8} {scenario.desktops}/{scenario.conversations} {scenario.pushes} {rate} [{args.label}]"
+    print(f"{scenario.name:<8} {scenario.desktops}/{scenario.conversations} {scenario.pushes} {rate} [{args.label}{'' if args.client == 'socketio' else ', raw desktops'}]"
           f" | acked/s {len(pushes.acked) / max(pushes.seconds, 1e-9):.0f}"
           f" | expected {expected} received {received} lost {lost} dup {duplicated}"
           f" | ms p50 {p50:.2f} p95 {p95:.2f} p99 {p99:.2f} max {max(latencies, default=float('nan')):.2f}"
@@ -314,6 +315,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=None, help="override every scenario's pace, pushes/s (0: unpaced)")
     parser.add_argument("--concurrency", type=int, default=32, help="POSTs in flight (default 32)")
     parser.add_argument("--workers", type=int, default=1, help="desktop processes of the load generator (default 1)")
+    parser.add_argument("--client", choices=("socketio", "raw"), default="socketio",
+                        help="desktops: python-socketio AsyncClients (default, as issue 9 specifies), or lean "
+                             "hand-written Socket.IO frames on aiohttp WebSockets (the load generator's own floor)")
     parser.add_argument("--server", choices=processes.SERVERS, default=processes.IMAGE_SERVER,
                         help=f"server command for both roles (default: the image's, {processes.IMAGE_SERVER})")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
