@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import socketio
+import uvloop
 
 from benchmarks.servers import process_usage
 from events.kinds import EventKind
@@ -77,7 +78,7 @@ def raise_file_limit() -> int:
 def worker_main(spec: FleetSpec, pipe: multiprocessing.connection.Connection, counter: Any) -> None:
     """The worker process's entry point (``multiprocessing`` spawn target)."""
     raise_file_limit()
-    asyncio.run(_run_worker(spec, pipe, counter))
+    uvloop.run(_run_worker(spec, pipe, counter))
 
 
 async def _run_worker(spec: FleetSpec, pipe: multiprocessing.connection.Connection, counter: Any) -> None:
