@@ -175,9 +175,9 @@ class RedisHistory:
         """Store, de-duplicate and publish one event in one atomic step.
 
         The script runs in a pipeline with the other appends asked for in the same turn of the event
-        loop: one connection taken from the pool, one write and one read for all of them (py-spy: the
-        pool and the per-command machinery were a third of an interceptor's time per push). Each script
-        is still atomic on its own, and each caller gets its own answer or error.
+        loop: one connection taken from the pool, one write and one read for all of them (redis-py's
+        machinery around one command was most of a push's cost: README, "Performance"). Each script is
+        still atomic on its own, and each caller gets its own answer or error.
         """
         prefix = key_prefix()
         command = (
