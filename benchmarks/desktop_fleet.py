@@ -23,7 +23,9 @@ from typing import Any
 
 import aiohttp
 import socketio
+import uvloop
 
+from benchmarks.servers import process_usage
 from events.kinds import EventKind
 
 #: The stamp the sender writes into each notification just before its POST (time.monotonic()).
@@ -40,6 +42,7 @@ class FleetSpec:
     conversations: list[str]
     timeout: float
     connect_concurrency: int = 20
+    client: str = "socketio"  # or "raw": see _raw_desktop
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ def raise_file_limit() -> int:
 def worker_main(spec: FleetSpec, pipe: multiprocessing.connection.Connection, counter: Any) -> None:
     """The worker process's entry point (``multiprocessing`` spawn target)."""
     raise_file_limit()
-    asyncio.run(_run_worker(spec, pipe, counter))
+    uvloop.run(_run_worker(spec, pipe, counter))
 
 
 async def _run_worker(spec: FleetSpec, pipe: multiprocessing.connection.Connection, counter: Any) -> None:
@@ -117,7 +120,20 @@ async def _run_worker(spec: FleetSpec, pipe: multiprocessing.connection.Connecti
             raise RuntimeError(f"desktop {desktop}: join-conversation refused: {ack!r}")
         report.joined[desktop] = ack[1]
 
-    outcomes = await asyncio.gather(*(connect(i) for i in range(len(spec.tokens))), return_exceptions=True)
+    async def connect_raw(position: int) -> None:
+        desktop = spec.first_index + position
+        async with gate:
+            websocket, joined = await asyncio.wait_for(
+                _raw_desktop(session, spec.url, spec.tokens[position], spec.conversations[position]), spec.timeout)
+        report.joined[desktop] = joined
+        raw_sockets[desktop] = websocket
+        readers.append(asyncio.create_task(_raw_reader(websocket, desktop, frames, counter)))
+
+    raw_sockets: dict[int, aiohttp.ClientWebSocketResponse] = {}
+    readers: list[asyncio.Task] = []
+    frames: list[tuple[int, str, float]] = []
+    start = connect_raw if spec.client == "raw" else connect
+    outcomes = await asyncio.gather(*(start(i) for i in range(len(spec.tokens))), return_exceptions=True)
     report.failures = [repr(outcome) for outcome in outcomes if isinstance(outcome, BaseException)][:5]
     # The load generator must not pause: a full collection over thousands of clients takes seconds, which
     # would show as the server's latency. Nothing is collected until "stop" (a few MiB of garbage at most).
@@ -129,12 +145,61 @@ async def _run_worker(spec: FleetSpec, pipe: multiprocessing.connection.Connecti
     gc.enable()
     closing = True
     await asyncio.gather(*(asyncio.wait_for(c.disconnect(), spec.timeout) for c in clients.values()),
+                         *(asyncio.wait_for(w.close(), spec.timeout) for w in raw_sockets.values()),
                          return_exceptions=True)
+    for reader in readers:
+        if not reader.done():
+            reader.cancel()
+        elif reader.exception() is not None:
+            report.unexpected_disconnects += 1
     await session.close()
+    for desktop, frame, received_at in frames:
+        event, payload = json.loads(frame[2:])[:2]
+        raw.append((desktop, event, payload, received_at))
     for desktop, event, payload, received_at in raw:
         report.receipts.append(Receipt(desktop, event, str(payload.get("message_id")),
                                        str(payload.get("conversation_name")), received_at, _stamp(payload)))
     pipe.send(("report", report))
+
+
+async def _raw_desktop(session: aiohttp.ClientSession, url: str, token: str,
+                       conversation: str) -> tuple[aiohttp.ClientWebSocketResponse, str]:
+    """A lean desktop: Engine.IO 4 and Socket.IO frames written and read by hand on an aiohttp WebSocket,
+    events timed on arrival and parsed only after the run (the python-socketio client decodes every frame
+    and runs a task per event first). Returns the socket and the conversation name the join answered."""
+    websocket = await session.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket", autoping=True)
+    opened = await websocket.receive_str()
+    if not opened.startswith("0"):
+        raise RuntimeError(f"not an Engine.IO OPEN: {opened[:80]!r}")
+    await websocket.send_str("40" + json.dumps({"token": token}))
+    connected = await websocket.receive_str()
+    if not connected.startswith("40"):
+        raise RuntimeError(f"CONNECT refused: {connected[:200]!r}")
+    await websocket.send_str("421" + json.dumps(["join-conversation", conversation]))
+    while True:
+        frame = await websocket.receive_str()
+        if frame == "2":
+            await websocket.send_str("3")
+        elif frame.startswith("431"):
+            answer = json.loads(frame[3:])
+            if answer[0] is not True:
+                raise RuntimeError(f"join-conversation refused: {answer!r}")
+            return websocket, answer[1]
+
+
+async def _raw_reader(websocket: aiohttp.ClientWebSocketResponse, desktop: int,
+                      frames: list[tuple[int, str, float]], counter: Any) -> None:
+    """Answer pings and keep each event frame with its arrival time, until the socket closes."""
+    async for message in websocket:
+        received_at = time.monotonic()
+        text = message.data
+        if message.type != aiohttp.WSMsgType.TEXT:
+            break
+        if text.startswith("42"):
+            frames.append((desktop, text, received_at))
+            counter.value += 1
+        elif text == "2":
+            await websocket.send_str("3")
 
 
 def _stamp(payload: dict) -> float | None:
@@ -160,6 +225,10 @@ class Fleet:
             process.start()
             self.pipes.append(parent)
             self.processes.append(process)
+
+    def cpu(self) -> float:
+        """CPU seconds the worker processes have used so far."""
+        return sum(process_usage(process.pid)[1] for process in self.processes)
 
     def received(self) -> int:
         """Events received so far by every desktop of every worker."""

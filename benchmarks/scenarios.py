@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import collections
 import contextlib
 import os
@@ -34,9 +35,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import aiohttp
+import orjson
+import uvloop
 
 from benchmarks import mint_tokens, percentile
 from benchmarks.desktop_fleet import STAMP_FIELD, Fleet, FleetSpec, raise_file_limit
+from benchmarks.servers import command_server, process_usage
 from benchmarks.socketio_delivery import suspicious_lines
 from events.kinds import EventKind
 from interceptor import push_samples
@@ -89,19 +93,6 @@ def normalised(index: int) -> str:
     return f"projects/{PROJECT}/conversations/SCEN-{index:05d}"
 
 
-def process_usage(pid: int) -> tuple[float, float]:
-    """(RSS MiB, CPU seconds user + system) of ``pid``, from /proc."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    rss = 0.0
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) / 1024
-    return rss, cpu
-
-
 @dataclass
 class Pushes:
     """What the push phase did."""
@@ -122,9 +113,11 @@ def body(sequence: int, scenario: Scenario, run_id: str, publish_time: str) -> t
     attributes = None
     if kind == push_samples.NEW_RECOGNITION_RESULT_EVENT:
         attributes = {"participant_role": "END_USER", "message_id": f"{message_id}-r"}
-    envelope = push_samples.push_envelope(notification, message_id=message_id, publish_time=publish_time,
-                                          attributes=attributes)
-    return kind, message_id, target, push_samples.encode(envelope)
+    # orjson: the load generator's CPU shares the two cores with the servers (the same JSON as json.dumps).
+    data = base64.b64encode(orjson.dumps(notification)).decode("ascii")
+    envelope = push_samples.push_envelope(notification, data=data, message_id=message_id,
+                                          publish_time=publish_time, attributes=attributes)
+    return kind, message_id, target, orjson.dumps(envelope)
 
 
 async def push_all(scenario: Scenario, url: str, *, concurrency: int, timeout: float) -> Pushes:
@@ -191,7 +184,8 @@ async def wait_for(fleet: Fleet, expected: int, *, settle: float, deadline: floa
         await asyncio.sleep(0.02)
 
 
-def fleet_specs(scenario: Scenario, url: str, tokens: list[str], workers: int, timeout: float) -> list[FleetSpec]:
+def fleet_specs(scenario: Scenario, url: str, tokens: list[str], workers: int, timeout: float,
+                client: str = "socketio") -> list[FleetSpec]:
     """The desktops split into ``workers`` contiguous shares."""
     share = -(-scenario.desktops // workers)
     specs = []
@@ -199,28 +193,50 @@ def fleet_specs(scenario: Scenario, url: str, tokens: list[str], workers: int, t
         indices = range(first, min(first + share, scenario.desktops))
         specs.append(FleetSpec(url=url, first_index=first, tokens=[tokens[i] for i in indices],
                                conversations=[conversation(i % scenario.conversations) for i in indices],
-                               timeout=timeout))
+                               timeout=timeout, client=client))
     return specs
+
+
+def _own_cpu() -> float:
+    """This process's CPU seconds (the pusher; its children, the servers and desktop workers, not counted)."""
+    times = os.times()
+    return times.user + times.system
+
+
+def start_server(stack: contextlib.ExitStack, role: str, args: argparse.Namespace,
+                 redis: processes.RedisAddress) -> processes.Server:
+    """A fresh ``role`` server for one run: ``--<role>-command``'s if given, else the repository's."""
+    template = getattr(args, f"{role}_command")
+    if template:
+        return stack.enter_context(command_server(role=role, template=template, redis=redis))
+    extra = dict(item.split("=", 1) for item in args.server_env)
+    return stack.enter_context(processes.daphne_server(role=role, redis=redis, server=args.server, **extra))
 
 
 async def run_scenario(scenario: Scenario, args: argparse.Namespace, tokens: list[str]) -> bool:
     """One run from fresh processes; prints its line and returns True when nothing went wrong."""
-    extra = dict(item.split("=", 1) for item in args.server_env)
-    with processes.redis_server(private=True) as redis, \
-            processes.daphne_server(role="connector", redis=redis, server=args.server, **extra) as connector, \
-            processes.daphne_server(role="interceptor", redis=redis, server=args.server, **extra) as interceptor:
+    with contextlib.ExitStack() as stack:
+        redis = stack.enter_context(processes.redis_server(private=True))
+        connector = start_server(stack, "connector", args, redis)
+        interceptor = start_server(stack, "interceptor", args, redis)
         workers = max(1, min(args.workers, scenario.desktops))
-        fleet = Fleet(fleet_specs(scenario, connector.http_url, tokens, workers, args.timeout))
+        fleet = Fleet(fleet_specs(scenario, connector.http_url, tokens, workers, args.timeout, args.client))
         joined, failures = await fleet.ready(timeout=max(60.0, scenario.desktops / 20))
         idle_connector = process_usage(connector.process.pid)
+        idle_cpu = None
+        if args.idle:
+            await asyncio.sleep(args.idle)
+            idle_cpu = (process_usage(connector.process.pid)[1] - idle_connector[1]) / args.idle
         before = {role: process_usage(server.process.pid)[1] for role, server in
                   (("interceptor", interceptor), ("connector", connector))}
+        generator_before = _own_cpu(), fleet.cpu()
         pushes = await push_all(scenario, interceptor.http_url, concurrency=args.concurrency, timeout=args.timeout)
         members = collections.Counter(i % scenario.conversations for i in range(scenario.desktops))
         expected = sum(members[target] for target in pushes.acked.values())
         await wait_for(fleet, expected, settle=args.settle, deadline=args.deadline)
         usage = {role: process_usage(server.process.pid) for role, server in
                  (("interceptor", interceptor), ("connector", connector))}
+        generator = _own_cpu() - generator_before[0], fleet.cpu() - generator_before[1]
         report = await fleet.stop(timeout=max(30.0, scenario.desktops / 50))
         await asyncio.sleep(0.3)
         logs = {"connector": suspicious_lines(connector)[1], "interceptor": suspicious_lines(interceptor)[1]}
@@ -242,13 +258,18 @@ async def run_scenario(scenario: Scenario, args: argparse.Namespace, tokens: lis
     refused = {status: n for status, n in pushes.statuses.items() if status != 204}
     rate = f"{scenario.rate:.0f}/s" if scenario.rate else "unpaced"
     p50, p95, p99 = (percentile(latencies, f) for f in (0.5, 0.95, 0.99))
-    print(f"{scenario.name:<8} {scenario.desktops}/{scenario.conversations} {scenario.pushes} {rate} [{args.server}]"
+    cpu = {role: usage[role][1] - before[role] for role in usage}
+    idle = f" idle {100 * idle_cpu:.1f}% of a core over {args.idle:.0f} s" if idle_cpu is not None else ""
+    print(f"{scenario.name:<8} {scenario.desktops}/{scenario.conversations} {scenario.pushes} {rate} [{args.label}{'' if args.client == 'socketio' else ', raw desktops'}]"
           f" | acked/s {len(pushes.acked) / max(pushes.seconds, 1e-9):.0f}"
           f" | expected {expected} received {received} lost {lost} dup {duplicated}"
           f" | ms p50 {p50:.2f} p95 {p95:.2f} p99 {p99:.2f} max {max(latencies, default=float('nan')):.2f}"
-          f" | interceptor {usage['interceptor'][0]:.0f} MiB {usage['interceptor'][1] - before['interceptor']:.2f} s"
-          f" | connector {usage['connector'][0]:.0f} MiB {usage['connector'][1] - before['connector']:.2f} s"
-          f" (idle with desktops {idle_connector[0]:.0f} MiB)", flush=True)
+          f" | interceptor {usage['interceptor'][0]:.0f} MiB {cpu['interceptor']:.2f} s"
+          f" ({1000 * cpu['interceptor'] / max(len(pushes.acked), 1):.3f} ms/push)"
+          f" | connector {usage['connector'][0]:.0f} MiB {cpu['connector']:.2f} s"
+          f" ({1e6 * cpu['connector'] / max(received, 1):.0f} us/event)"
+          f" (with desktops {idle_connector[0]:.0f} MiB{idle})"
+          f" | load generator: pusher {generator[0]:.2f} s, desktops {generator[1]:.2f} s", flush=True)
     problems = []
     if joined < scenario.desktops or failures or report.failures:
         problems.append(f"desktops joined {joined}/{scenario.desktops}: {(failures + report.failures)[:3]}")
@@ -272,8 +293,13 @@ async def run(args: argparse.Namespace) -> bool:
     if args.rate is not None:
         chosen = [replace(scenario, rate=args.rate or None) for scenario in chosen]
     print(f"load average {os.getloadavg()[0]:.2f}; open-file limit {raise_file_limit()}; "
-          f"{args.concurrency} pushes in flight; server {args.server}", flush=True)
-    tokens = mint_tokens([f"scen-agent-{i}" for i in range(max(s.desktops for s in chosen))])
+          f"{args.concurrency} pushes in flight; servers {args.label}", flush=True)
+    most = max(s.desktops for s in chosen)
+    if args.tokens_file:
+        given = [line.strip() for line in open(args.tokens_file) if line.strip()]
+        tokens = [given[i % len(given)] for i in range(most)]
+    else:
+        tokens = mint_tokens([f"scen-agent-{i}" for i in range(most)])
     ok = True
     for _ in range(args.runs):
         for scenario in chosen:
@@ -294,15 +320,29 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=None, help="override every scenario's pace, pushes/s (0: unpaced)")
     parser.add_argument("--concurrency", type=int, default=32, help="POSTs in flight (default 32)")
     parser.add_argument("--workers", type=int, default=1, help="desktop processes of the load generator (default 1)")
+    parser.add_argument("--client", choices=("socketio", "raw"), default="socketio",
+                        help="desktops: python-socketio AsyncClients (default, as issue 9 specifies), or lean "
+                             "hand-written Socket.IO frames on aiohttp WebSockets (the load generator's own floor)")
     parser.add_argument("--server", choices=processes.SERVERS, default=processes.IMAGE_SERVER,
                         help=f"server command for both roles (default: the image's, {processes.IMAGE_SERVER})")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                         help="an environment variable for both servers (e.g. GC_TUNING=false); repeatable")
+    parser.add_argument("--connector-command", metavar="TEMPLATE",
+                        help="a shell command starting the connector instead of the repository's, on 127.0.0.1:{port}"
+                             " with Redis at {redis_host}:{redis_port}; started afresh for every run")
+    parser.add_argument("--interceptor-command", metavar="TEMPLATE", help="likewise for the interceptor")
+    parser.add_argument("--tokens-file", metavar="PATH",
+                        help="desktop JWTs, one a line, used in turn (default: minted for the repository's servers)")
+    parser.add_argument("--label", help="names the servers in each line (default: --server, or 'command')")
+    parser.add_argument("--idle", type=float, default=0.0, metavar="SECONDS",
+                        help="with the desktops connected, measure the connector's CPU over SECONDS before pushing")
     parser.add_argument("--timeout", type=float, default=30.0, help="per connect/join/POST timeout, s")
     parser.add_argument("--settle", type=float, default=3.0, help="stop waiting after this long with no delivery, s")
     parser.add_argument("--deadline", type=float, default=120.0, help="cap on the wait for deliveries, s")
     args = parser.parse_args(argv)
     args.scenarios = args.scenarios or ["a", "b", "c", "e"]
+    if args.label is None:
+        args.label = "command" if args.connector_command or args.interceptor_command else args.server
     unknown = [name for name in args.scenarios if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)}")
@@ -312,7 +352,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Exit status 0 when every run delivered everything exactly once and nothing failed."""
     with contextlib.suppress(KeyboardInterrupt):
-        return 0 if asyncio.run(run(parse_arguments(argv))) else 1
+        # uvloop, as the servers: the load generator's CPU shares the two cores with them.
+        return 0 if uvloop.run(run(parse_arguments(argv))) else 1
     return 1
 
 

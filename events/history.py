@@ -9,12 +9,15 @@ offsets of another epoch (Redis lost its data) cannot be resumed from.
 Appending an event also de-duplicates it (a Pub/Sub redelivery of a
 ``messageId`` already accepted for that kind in that conversation is not
 stored or sent again) and publishes it to the connectors, in one atomic step
-(``RedisHistory``'s Lua script: one Redis round trip per push). Without
-Redis (development mode) ``MemoryHistory`` keeps the same promises in process.
+(``RedisHistory``'s Lua script: one Redis round trip per push, shared by the
+pushes that arrive together: the appends of one turn of the event loop go out
+in one pipeline). Without Redis (development mode) ``MemoryHistory`` keeps the
+same promises in process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 import orjson
 from django.conf import settings
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from common.loop_local import LoopLocal
 from events import redis_client
@@ -163,29 +167,72 @@ class RedisHistory:
         self._client = client
         self._append = client.register_script(_APPEND)
         self._read = client.register_script(_READ)
+        # Appends waiting for this turn of the event loop to end: (EVALSHA arguments, its caller's future).
+        self._waiting: list[tuple[tuple, asyncio.Future]] = []
+        self._batches: set[asyncio.Task] = set()  # pipelines in flight, held until done
 
     async def append(self, *, conversation: str, kind: str, message_id: str | None, payload_json: str) -> Appended:
-        """Store, de-duplicate and publish one event in one atomic step."""
+        """Store, de-duplicate and publish one event in one atomic step.
+
+        The script runs in a pipeline with the other appends asked for in the same turn of the event
+        loop: one connection taken from the pool, one write and one read for all of them (redis-py's
+        machinery around one command was most of a push's cost: README, "Performance"). Each script is
+        still atomic on its own, and each caller gets its own answer or error.
+        """
         prefix = key_prefix()
-        duplicate, epoch, seq = await self._append(
-            keys=[
-                f"{prefix}sequence",
-                f"{prefix}history:{conversation}",
-                f"{prefix}seen:{conversation}",
-                f"{prefix}trimmed:{conversation}",
-            ],
-            args=[
-                kind,
-                message_id or "",
-                payload_json,
-                settings.EVENT_HISTORY_MAX_EVENTS,
-                settings.EVENT_HISTORY_SECONDS,
-                _dedup_capacity(),
-                channel_name(conversation),
-                secrets.token_hex(4),
-            ],
+        command = (
+            "EVALSHA", self._append.sha, 4,
+            f"{prefix}sequence", f"{prefix}history:{conversation}",
+            f"{prefix}seen:{conversation}", f"{prefix}trimmed:{conversation}",
+            kind, message_id or "", payload_json, settings.EVENT_HISTORY_MAX_EVENTS, settings.EVENT_HISTORY_SECONDS,
+            _dedup_capacity(), channel_name(conversation), secrets.token_hex(4),
         )
+        loop = asyncio.get_running_loop()
+        answer = loop.create_future()
+        if not self._waiting:
+            loop.call_soon(self._send_waiting)
+        self._waiting.append((command, answer))
+        duplicate, epoch, seq = await answer
         return Appended(Offset(_text(epoch), int(seq)), duplicate=bool(duplicate))
+
+    def _send_waiting(self) -> None:
+        batch, self._waiting = self._waiting, []
+        task = asyncio.ensure_future(self._run(batch))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _run(self, batch: list[tuple[tuple, asyncio.Future]]) -> None:
+        """Run ``batch``'s scripts in one pipeline and answer each caller (its reply, or the error)."""
+        try:
+            replies = await self._pipeline([command for command, _ in batch])
+            if any(isinstance(reply, NoScriptError) for reply in replies):
+                # Redis lost its script cache (a restart): load it once, run again what it refused.
+                await self._client.script_load(_APPEND)
+                again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+                for i, reply in zip(again, await self._pipeline([batch[i][0] for i in again])):
+                    replies[i] = reply
+        except Exception as error:  # Redis unreachable, or slower than its socket timeout: every caller's error
+            for _, answer in batch:
+                if not answer.done():
+                    answer.set_exception(error)
+            return
+        except BaseException:  # cancelled (the loop is closing): so are its callers
+            for _, answer in batch:
+                answer.cancel()
+            raise
+        for (_, answer), reply in zip(batch, replies):
+            if answer.done():
+                continue  # its caller gave up waiting (a timeout)
+            if isinstance(reply, Exception):
+                answer.set_exception(reply)
+            else:
+                answer.set_result(reply)
+
+    async def _pipeline(self, commands: list[tuple]) -> list:
+        pipeline = self._client.pipeline(transaction=False)
+        for command in commands:
+            pipeline.execute_command(*command)
+        return await pipeline.execute(raise_on_error=False)
 
     async def read(self, since: Mapping[str, int], *, epoch: str | None) -> Replay:
         """The events after ``since[conversation]`` in each conversation, read atomically, in sequence order.

@@ -6,12 +6,15 @@ test) and ``MemoryHistory`` (development mode), which must keep the same promise
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from events import redis_client
 from events.history import MemoryHistory, Offset, RedisHistory, channel_name, decode_published
+from tests import processes
 
 A = "projects/p/conversations/a"
 B = "projects/p/conversations/b"
@@ -109,6 +112,33 @@ async def test_redis_publishes_each_new_event_once_on_the_conversations_channel(
     await pubsub.aclose()
     assert [event.offset for event in received] == [str(first.offset), str(second.offset)]
     assert json.loads(received[1].payload_json) == {"id": "m-2"}
+
+
+async def test_appends_made_together_each_get_their_own_answer(history) -> None:
+    """Appends asked for in the same turn of the event loop (one pipeline on Redis) are answered one by one:
+    each its own offset, the repeated messageId a duplicate of the first."""
+    answers = await asyncio.gather(*(append(history, c, m) for c, m in ((A, "1"), (B, "2"), (A, "1"), (A, "3"))))
+    assert [answer.offset.seq for answer in answers] == [1, 2, 1, 3]
+    assert [answer.duplicate for answer in answers] == [False, False, True, False]
+    replay = await history.read({A: 0, B: 0}, epoch=None)
+    assert [(event.conversation, event.seq) for event in replay.events] == [(A, 1), (B, 2), (A, 3)]
+
+
+async def test_appends_go_on_after_redis_lost_its_scripts() -> None:
+    """After a restart Redis has no scripts cached: the appends of that moment load the script and succeed."""
+    client = redis_client.get_redis()
+    history = RedisHistory(client)
+    await append(history, A, "1")
+    await client.script_flush()
+    answers = await asyncio.gather(*(append(history, A, m) for m in ("2", "3")))
+    assert [answer.offset.seq for answer in answers] == [2, 3] and not any(a.duplicate for a in answers)
+
+
+async def test_every_append_of_a_batch_fails_when_redis_is_unreachable(settings) -> None:
+    settings.REDISHOST, settings.REDISPORT = "127.0.0.1", processes.free_port()
+    history = RedisHistory(redis_client.get_redis())
+    outcomes = await asyncio.gather(*(append(history, A, m) for m in ("1", "2", "3")), return_exceptions=True)
+    assert all(isinstance(outcome, RedisConnectionError) for outcome in outcomes), outcomes
 
 
 @pytest.mark.parametrize("text", ["", "abc", "-5", "e-", "e-x", "é-1", "a b-1", "x" * 70 + "-1", None, 5])
