@@ -396,8 +396,10 @@ class DesktopConsumer(AsyncWebsocketConsumer):
                 if frame is None:
                     frame = event.frames[self.frame_kind] = self.frame_event(event)
                 await self.base_send({"type": "websocket.send", "text": frame})
-        except OSError:
-            pass  # the connection ended (the server's ClientDisconnected): its receive side ends the consumer
+        except (OSError, RuntimeError):
+            # The connection ended (uvicorn: ClientDisconnected, or RuntimeError once the disconnect was
+            # received); its receive side ends the consumer.
+            pass
         finally:
             if self._sender is asyncio.current_task():
                 self._sender = None

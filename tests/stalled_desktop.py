@@ -25,6 +25,7 @@ from socketio import packet as sio
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
+from websockets.protocol import State
 from websockets.uri import parse_uri
 
 # The smallest the kernel allows is about 2 KiB (Linux doubles what it is given).
@@ -167,7 +168,8 @@ class StalledDesktop:
         if outer.packet_type == eio.OPEN:
             self._opening = outer.data
         elif outer.packet_type == eio.PING:
-            self._protocol.send_text(eio.Packet(eio.PONG).encode().encode())
+            if self._protocol.state is State.OPEN:  # not once a close frame came with it
+                self._protocol.send_text(eio.Packet(eio.PONG).encode().encode())
         elif outer.packet_type == eio.MESSAGE:
             packet = sio.Packet(encoded_packet=outer.data)
             if packet.packet_type == sio.EVENT and len(packet.data) == 3 and isinstance(packet.data[2], str):

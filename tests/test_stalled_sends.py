@@ -2,17 +2,23 @@
 
 While the connector's event sender waits for a stalled desktop's full socket
 buffers to drain, anything else sent on that connection (a join's
-acknowledgement here; pings alike) waits behind it. Under the websockets
-library's own flow control the second send failed an assertion instead,
-which ended the connection with a traceback (``aa_site.serve_uvicorn.websocket_protocol``).
+acknowledgement, a ping) waits behind it. Under the websockets library's own
+flow control the second send failed an assertion instead, which ended the
+connection with a traceback (``aa_site.serve_uvicorn.websocket_protocol``).
+A ping that waits so counts as unanswered from the moment it was due, as
+Socket.IO counts it: a desktop stalled in a quiet conversation is closed too.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from pathlib import Path
+
 from benchmarks import faults
 from events.history import Offset
 from tests import processes
-from tests.stalled_desktop import StalledDesktop
+from tests.stalled_desktop import Ended, StalledDesktop
 from tests.test_faults import SLOW_PADDING, pushes_past_the_socket_buffers
 
 NO_LIMIT = {"WEBSOCKET_SEND_QUEUE_LIMIT": "1000000000", "WEBSOCKET_SEND_QUEUE_BYTES": "1000000000000"}
@@ -50,3 +56,36 @@ async def test_an_acknowledgement_waits_behind_the_events_a_stalled_desktop_has_
     assert seqs == sorted(seqs)
     assert stalled.ended is None
     assert "Traceback" not in log and '"severity": "ERROR"' not in log, log
+
+
+BIG_PADDING = 200_000  # a few events of 200 KB fill the socket buffers before the first ping is due
+
+
+async def test_a_ping_stuck_behind_unread_events_goes_unanswered_and_closes_the_connection() -> None:
+    (name,) = faults.conversations(1)
+    most_buffered = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    pushes = [(name, f"big-{number}") for number in range(2 * most_buffered // BIG_PADDING + 5)]
+    tally = faults.Tally("stalled ping")
+    with processes.redis_server(private=True) as store, \
+            processes.daphne_server(role="connector", redis=store, SOCKETIO_PING_INTERVAL="3",
+                                    SOCKETIO_PING_TIMEOUT="1", **NO_LIMIT) as connector, \
+            processes.daphne_server(role="interceptor", redis=store) as interceptor:
+        stalled, reader = StalledDesktop(connector.port), faults.Desktop()
+        pubsub = faults.PubSub(interceptor, tally)
+        try:
+            await stalled.connect(faults.token())
+            assert await stalled.call("join-conversation", name) == [True, name]
+            await reader.connect(connector, faults.token(), name)
+            await faults.push_concurrently(pubsub, pushes, concurrency=8, padding=BIG_PADDING)
+            await faults.settle(lambda: len(reader.received) >= len(pushes))
+            await asyncio.sleep(4)  # past a ping and its timeout, reading nothing
+            with contextlib.suppress(Ended):
+                await stalled.read_until(lambda _: False, timeout=faults.WAIT)
+        finally:
+            stalled.close()
+            await pubsub.close()
+            await reader.client.disconnect()
+        log = connector.log()
+    assert stalled.ended == (1000, ""), stalled.ended
+    assert 0 < len(stalled.events) < len(pushes)  # what the buffers held; the rest is recoverable
+    assert "no pong within 1s" in log and "Traceback" not in log

@@ -103,12 +103,17 @@ class EngineIOSession:
         while True:
             await asyncio.sleep(interval)
             self._pong = asyncio.get_running_loop().create_future()
-            await self._transport.send_frame(packets.ping_frame())
             try:
-                await asyncio.wait_for(self._pong, timeout)
-            except asyncio.TimeoutError:
+                # From the ping's sending on, as Socket.IO counts: a ping that cannot even be written (the
+                # desktop stopped reading and its buffers are full) goes unanswered like any other.
+                async with asyncio.timeout(timeout):
+                    await self._transport.send_frame(packets.ping_frame())
+                    await self._pong
+            except TimeoutError:
                 logger.info("Closing Engine.IO session %s: no pong within %ss", self.sid, timeout)
                 await self.close()
                 return
+            except (OSError, RuntimeError):
+                return  # the connection ended meanwhile (uvicorn refuses frames after it); the consumer stops us
             finally:
                 self._pong = None
