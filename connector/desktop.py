@@ -14,8 +14,8 @@ exactly once; the protocol consumers only translate frames.
 - Events go out through a queue drained by one task, so a slow desktop never
   holds up the others (the server's send waits while the desktop's TCP window
   is full). One whose queue of live events reaches ``WEBSOCKET_SEND_QUEUE_LIMIT``
-  events or ``WEBSOCKET_SEND_QUEUE_BYTES`` is disconnected (4429) and can
-  recover what it missed. A replay (a join's history, a recovery) is queued
+  events or ``WEBSOCKET_SEND_QUEUE_BYTES`` (characters of their frames) is
+  disconnected (4429) and can recover what it missed. A replay (a join's history, a recovery) is queued
   whole, ahead of the live events and outside those limits: the history
   bounds it.
 - Each event carries its offset; a desktop drops any event of a conversation
@@ -116,9 +116,9 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         # The epoch of the events sent, and per conversation the last sequence number sent.
         self._epoch: str | None = None
         self._sent: dict[str, int] = {}
-        self._replaying: deque[Event] = deque()  # a replay's events, sent before the live ones
-        self._outbox: deque[Event] = deque()  # live events
-        self._outbox_size = 0  # characters of the live events' payloads
+        self._replaying: deque[Event] = deque()  # a replay's events, framed as sent, before the live ones
+        self._outbox: deque[str] = deque()  # live events' frames (each shared by the process's desktops)
+        self._outbox_size = 0  # their characters
         self._sender: asyncio.Task | None = None
         self._closing: asyncio.Task | None = None  # the close of a desktop too far behind
         self._held: list[Event] | None = None  # live events kept back while a replay is read
@@ -352,8 +352,11 @@ class DesktopConsumer(AsyncWebsocketConsumer):
             self._too_slow()
             return
         else:
-            self._outbox.append(event)
-            self._outbox_size += len(event.payload_json)
+            frame = event.frames.get(self.frame_kind)
+            if frame is None:
+                frame = event.frames[self.frame_kind] = self.frame_event(event)
+            self._outbox.append(frame)
+            self._outbox_size += len(frame)
         if self._sender is None:
             self._sender = asyncio.ensure_future(self._send_queued())
 
@@ -366,8 +369,8 @@ class DesktopConsumer(AsyncWebsocketConsumer):
 
     async def _close_too_slow(self) -> None:
         # The close frame waits behind what the desktop has not read yet: it sees it only if it reads again
-        # within the server's close timeout; otherwise the server drops the TCP connection.
-        with contextlib.suppress(OSError):  # the connection ended meanwhile
+        # within the server's close timeouts (about 30 s); after them the server drops the TCP connection.
+        with contextlib.suppress(OSError, RuntimeError):  # the connection ended meanwhile (as in _send_queued)
             await self.close(code=close_codes.TOO_SLOW, reason=close_codes.TOO_SLOW_REASON)
 
     async def close(self, code: int | None = None, reason: str | None = None) -> None:
@@ -388,13 +391,10 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         try:
             while self._replaying or self._outbox:
                 if self._replaying:
-                    event = self._replaying.popleft()
+                    frame = self.frame_event(self._replaying.popleft())
                 else:
-                    event = self._outbox.popleft()
-                    self._outbox_size -= len(event.payload_json)
-                frame = event.frames.get(self.frame_kind)
-                if frame is None:
-                    frame = event.frames[self.frame_kind] = self.frame_event(event)
+                    frame = self._outbox.popleft()
+                    self._outbox_size -= len(frame)
                 await self.base_send({"type": "websocket.send", "text": frame})
         except (OSError, RuntimeError):
             # The connection ended (uvicorn: ClientDisconnected, or RuntimeError once the disconnect was

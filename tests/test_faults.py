@@ -53,7 +53,7 @@ def pushes_past_the_socket_buffers() -> int:
     """Enough events that the stalled desktop's socket buffers (the server's send buffer grows up to
     ``tcp_wmem``'s maximum) fill and ``SLOW_LIMIT`` more wait in the connector, twice over."""
     most_buffered = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
-    return max(1500, 2 * (most_buffered // SLOW_PADDING + SLOW_LIMIT))
+    return max(2000, 2 * (most_buffered // SLOW_PADDING + SLOW_LIMIT))
 
 
 @pytest.mark.parametrize("limit", [
