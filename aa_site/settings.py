@@ -111,7 +111,7 @@ PRESENCE_KEYS = env.flag("PRESENCE_KEYS", True)
 PRESENCE_KEY_TTL_SECONDS = env.integer("PRESENCE_KEY_TTL_SECONDS", 60, minimum=3, maximum=3600)
 # Put before presence key names; empty as the companion services expect (the tests set one per test).
 PRESENCE_KEY_PREFIX = env.text("PRESENCE_KEY_PREFIX", "")
-# Live events one connection may have waiting to be sent, in number and in size (characters of their JSON);
+# Live events one connection may have waiting to be sent, in number and in size (characters of their frames);
 # a desktop further behind is disconnected (4429; it can recover). Together they bound its memory.
 WEBSOCKET_SEND_QUEUE_LIMIT = env.integer("WEBSOCKET_SEND_QUEUE_LIMIT", 5000, minimum=10)
 WEBSOCKET_SEND_QUEUE_BYTES = env.integer("WEBSOCKET_SEND_QUEUE_BYTES", 8 * 2**20, minimum=65536)
