@@ -23,6 +23,9 @@ COPY events ./events
 COPY interceptor ./interceptor
 
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent aa
+# The admin's SQLite file (SQLITE_PATH) when DATABASE_URL is not set: per instance, lost with it (production
+# uses DATABASE_URL, PostgreSQL).
+RUN mkdir /app/var && chown 10001:10001 /app/var
 USER 10001:10001
 
 EXPOSE 8080

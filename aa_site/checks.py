@@ -14,6 +14,9 @@ from django.core.checks import Error, register
 
 from events import redis_config
 
+# A guessable metrics token would show anyone the service's traffic.
+MIN_METRICS_TOKEN_LENGTH = 32
+
 
 @register()
 def check_environment(app_configs=None, **kwargs) -> list:
@@ -47,6 +50,14 @@ def check_required_settings(app_configs=None, **kwargs) -> list:
                 "CORS_ALLOWED_ORIGINS contains '*'.",
                 hint="List the agent desktop origins; a wildcard is allowed only with DEVELOPMENT_MODE=true.",
                 id="aa_site.E004",
+            )
+        )
+    if settings.METRICS_TOKEN and not settings.DEVELOPMENT_MODE and len(settings.METRICS_TOKEN) < MIN_METRICS_TOKEN_LENGTH:
+        problems.append(
+            Error(
+                f"METRICS_TOKEN is shorter than {MIN_METRICS_TOKEN_LENGTH} characters.",
+                hint="Use a random token, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'.",
+                id="aa_site.E020",
             )
         )
     return problems

@@ -138,6 +138,20 @@ def _parse_rate(value: str) -> tuple[int, int] | None:
     return (requests, window) if requests >= 1 and 1 <= window <= 86400 else None
 
 
+def database(url: str, *, sqlite_path: str) -> dict:
+    """Django's database settings from ``url`` (dj-database-url: ``postgres://...``, ``sqlite:///path``), or a
+    SQLite file at ``sqlite_path`` when ``url`` is empty. A malformed URL is recorded without quoting it (it
+    carries the password) and SQLite is used meanwhile, so the checks name it."""
+    import dj_database_url
+
+    if url:
+        try:
+            return dj_database_url.parse(url, conn_max_age=0, conn_health_checks=True)
+        except ValueError:
+            PROBLEMS.append(("DATABASE_URL", "must be postgres://user:password@host:port/name or sqlite:///path"))
+    return {"ENGINE": "django.db.backends.sqlite3", "NAME": sqlite_path}
+
+
 @dataclass(frozen=True)
 class RedisUrl:
     """The parts of a ``redis://`` or ``rediss://`` URL the Redis clients use."""

@@ -111,6 +111,9 @@ PRESENCE_KEYS = env.flag("PRESENCE_KEYS", True)
 PRESENCE_KEY_TTL_SECONDS = env.integer("PRESENCE_KEY_TTL_SECONDS", 60, minimum=3, maximum=3600)
 # Put before presence key names; empty as the companion services expect (the tests set one per test).
 PRESENCE_KEY_PREFIX = env.text("PRESENCE_KEY_PREFIX", "")
+# How often each connector process rewrites its record of desktops for the operators' live view
+# (connector/instances.py); the record expires after three intervals.
+INSTANCE_REPORT_SECONDS = env.number("INSTANCE_REPORT_SECONDS", 10.0, minimum=0.1, maximum=300)
 # Live events one connection may have waiting to be sent, in number and in size (characters of their frames);
 # a desktop further behind is disconnected (4429; it can recover). Together they bound its memory.
 WEBSOCKET_SEND_QUEUE_LIMIT = env.integer("WEBSOCKET_SEND_QUEUE_LIMIT", 5000, minimum=10)
@@ -133,8 +136,13 @@ SECRET_KEY = env.text("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50)
 DEBUG = False
 INSTALLED_APPS = [
     "daphne",
+    # The operators' admin (aa_site/admin_site.py), served by the connector and "all" roles under /admin/.
+    "aa_site.admin_site.OperatorAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
     "corsheaders",
     "channels",
     "aa_site",
@@ -147,15 +155,56 @@ MIDDLEWARE = [
     "aa_site.middleware.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "aa_site.middleware.CommonMiddleware",
+    # Sessions, users, messages and framing rules for /admin/ only: no other request pays for them.
+    "aa_site.admin_middleware.AdminMiddleware",
 ]
 ROOT_URLCONF = "aa_site.urls"
 ASGI_APPLICATION = "aa_site.asgi.application"
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+# The admin's users and sessions, and nothing else (every other state is in Redis): PostgreSQL (Cloud SQL) from
+# DATABASE_URL in production, else a SQLite file at SQLITE_PATH (per instance, so for local runs and one instance).
+# Migrations: manage.py migrate (scripts/run-local.sh runs it; on Cloud Run a job, see the README).
+DATABASE_URL = env.text("DATABASE_URL")
+SQLITE_PATH = env.text("SQLITE_PATH", str(BASE_DIR / "var" / "admin.sqlite3"))
+DATABASES = {"default": env.database(DATABASE_URL, sqlite_path=SQLITE_PATH)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
 APPEND_SLASH = False
-TEMPLATES = []
+# Only the admin renders templates.
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        # Ahead of the apps' own: admin/base_site.html here extends the admin's.
+        "DIRS": [BASE_DIR / "aa_site" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    }
+]
+# The admin's own CSS and scripts, served by the connector (aa_site/admin_static.py) from the installed apps.
+STATIC_URL = "/admin/static/"
+SESSION_COOKIE_PATH = CSRF_COOKIE_PATH = "/admin/"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Strict"
+# Cookies only over HTTPS (Cloud Run); false for plain-HTTP runs outside development mode (the tests' servers).
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.flag("ADMIN_SECURE_COOKIES", not DEVELOPMENT_MODE)
+SESSION_COOKIE_AGE = 8 * 3600
+# Cloud Run's front end terminates TLS and says so in X-Forwarded-Proto (for the admin's secure cookies and CSRF).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.flag("TRUST_FORWARDED_PROTO", False) else None
+CSRF_TRUSTED_ORIGINS = env.items("CSRF_TRUSTED_ORIGINS")
+# Django's admin asks for its middleware in MIDDLEWARE; here aa_site.admin_middleware runs them, for /admin/ only.
+SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]
+
+# --- Metrics (events/metrics.py, aa_site/metrics_view.py) ------------------------
+# The bearer token a Prometheus scraper sends to GET /metrics; empty: /metrics answers 404.
+# Several processes on one machine share their metrics through PROMETHEUS_MULTIPROC_DIR (prometheus-client
+# reads it from the environment itself, before settings load).
+METRICS_TOKEN = env.text("METRICS_TOKEN")
 
 # --- Logging -------------------------------------------------------------------
 # Conversation content is logged only at DEBUG; INFO and above carry ids only.

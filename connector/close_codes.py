@@ -24,5 +24,7 @@ UNSUPPORTED_DATA = 4415
 #: reconnect and recover them.
 TOO_SLOW = 4429
 TOO_SLOW_REASON = "too far behind in reading events; reconnect to recover them"
+#: An operator disconnected this desktop (the admin's live view, ``connector.instances``); it may reconnect.
+OPERATOR_DISCONNECT = 4410
 #: Redis could not be reached to set the connection up (its session or events); reconnect later.
 UNAVAILABLE = 4503

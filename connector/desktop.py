@@ -15,9 +15,9 @@ exactly once; the protocol consumers only translate frames.
   holds up the others (the server's send waits while the desktop's TCP window
   is full). One whose queue of live events reaches ``WEBSOCKET_SEND_QUEUE_LIMIT``
   events or ``WEBSOCKET_SEND_QUEUE_BYTES`` (characters of their frames) is
-  disconnected (4429) and can recover what it missed. A replay (a join's history, a recovery) is queued
-  whole, ahead of the live events and outside those limits: the history
-  bounds it.
+  disconnected (4429) and can recover what it missed. A replay (a join's
+  history, a recovery) is queued whole, ahead of the live events and outside
+  those limits: the history bounds it.
 - Each event carries its offset; a desktop drops any event of a conversation
   at or below the last one it sent of that conversation, so a replay that
   overlaps live delivery repeats nothing.
@@ -39,10 +39,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from connector import close_codes, tokens
+from connector import close_codes, instances, tokens
 from connector.fanout import get_hub
 from connector.streaming.streams import StreamRegistry
-from events import conversations
+from events import conversations, metrics
 from events.history import Event, Offset, Replay, get_history
 
 logger = logging.getLogger(__name__)
@@ -104,6 +104,8 @@ class DesktopConsumer(AsyncWebsocketConsumer):
 
     #: Key under which ``frame_event``'s frame is cached on the event, shared by every desktop of the protocol.
     frame_kind = "desktop"
+    #: The transport's label in metrics and in the operators' live view (``connector.instances``).
+    transport = "websocket"
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -165,6 +167,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
     async def _release(self) -> None:
         self._stop_counting_unauthenticated()
         self._stop_sending()
+        instances.get_registry().disconnected(self)
         for pending in (self._deadline, self._deadline_task, self._expiry):
             if pending is not None:
                 pending.cancel()
@@ -191,6 +194,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         """Accept ``raw_token`` as this connection's identity, or raise ``tokens.InvalidToken``."""
         identity = tokens.validate_token(raw_token if isinstance(raw_token, str) else None)
         self.identity = identity
+        instances.get_registry().connected(self, identity.user)
         self._stop_counting_unauthenticated()
         if self._expiry is not None:
             self._expiry.cancel()
@@ -212,6 +216,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
 
     async def unavailable(self, error: BaseException) -> EventsUnavailable:
         """Close the connection (4503) because Redis failed it; the exception for the caller to raise."""
+        metrics.redis_error("desktop")
         logger.warning("Closing a desktop connection, Redis failed: %s: %s", type(error).__name__, error)
         await self.close(code=close_codes.UNAVAILABLE)
         return EventsUnavailable()

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from common.loop_local import LoopLocal
 from connector import presence
-from events import redis_client
+from events import metrics, redis_client
 from events.history import Event, channel_name, decode_published, get_history, memory_history
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ class Hub:
             self._last_epoch, self._last_seq = event.epoch, event.seq
         else:
             self._last_seq = max(self._last_seq, event.seq)
+        metrics.event_handed_out(event.kind, event.payload_json, len(self._members.get(event.conversation, ())))
         for member in tuple(self._members.get(event.conversation, ())):
             member.event_arrived(event)
 
@@ -110,6 +111,7 @@ class Hub:
         try:
             await change(conversation)
         except (RedisError, OSError) as error:
+            metrics.redis_error("presence")
             # The refresh recreates a missing key within a third of its lifetime; a stale one expires.
             logger.warning("Could not update a conversation's presence key: %s: %s", type(error).__name__, error)
 
@@ -175,6 +177,7 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as error:
+                metrics.redis_error("subscription")
                 if not failures:
                     logger.warning("Event subscription lost (%s: %s); reconnecting", type(error).__name__, error)
                 delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import redis.exceptions
 from django.conf import settings
 
-from events import conversations, redis_client
+from events import conversations, metrics, redis_client
 
 KEY_PREFIX = "aa:conversation-name:"
 # Bounds on what a client may store: far above any phone number or call id, small enough that nobody
@@ -74,6 +74,7 @@ def _redis_errors() -> Iterator[None]:
     try:
         yield
     except (redis.exceptions.RedisError, OSError) as error:
+        metrics.redis_error("integration_keys")
         raise StoreUnavailable(type(error).__name__) from None
 
 
@@ -106,3 +107,11 @@ class _MemoryStore:
 
 
 _memory = _MemoryStore()
+
+
+async def count() -> int:
+    """How many integration keys are stored (a SCAN of the keyspace: for the admin, not for requests)."""
+    if not redis_client.is_configured():
+        return len([key for key in list(_memory._entries) if _memory.get(key) is not None])
+    with _redis_errors():
+        return len([key async for key in redis_client.get_redis().scan_iter(match=f"{KEY_PREFIX}*", count=1000)])

@@ -32,7 +32,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from redis.exceptions import RedisError
 
-from events import redis_client
+from events import metrics, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ async def count(key: str, window: int, name: str) -> tuple[int, int] | None:
         client = redis_client.get_redis()
         count, milliseconds_left = await client.eval(_WINDOW_SCRIPT, 1, key, window * 1000)
     except (RedisError, OSError) as error:
+        metrics.redis_error("rate_limit")
         _warn_redis_down(error, name)
         return None
     return int(count), int(milliseconds_left)

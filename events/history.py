@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import orjson
 from django.conf import settings
 from redis.asyncio import Redis
 
@@ -293,3 +294,80 @@ def get_history() -> RedisHistory | MemoryHistory:
 def memory_history() -> MemoryHistory:
     """The in-process history of this event loop (development mode without Redis)."""
     return _memory_histories.get()
+
+
+# --- what operators see and do (the admin's live view) -------------------------------------------
+
+# KEYS: sequence hash, history stream, trimmed mark. ARGV: history seconds. Drops the stored events and marks
+# everything up to the current sequence number trimmed, so a replay from before the purge says it is not whole.
+# The seen messageIds stay: a redelivery of a purged event is still recognised and not sent again.
+_PURGE = """
+local removed = redis.call('XLEN', KEYS[2])
+redis.call('DEL', KEYS[2])
+local seq = redis.call('HGET', KEYS[1], 'seq') or '0'
+redis.call('SET', KEYS[3], '0-' .. seq, 'EX', ARGV[1])
+return removed
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class EventSummary:
+    """What an operator may see of a stored event: ids, kind and times, never the notification's content."""
+
+    offset: str
+    kind: str
+    message_id: str | None
+    publish_time: str | None
+    ack_time: str | None
+
+
+async def recent_events(conversation: str, count: int) -> list[EventSummary]:
+    """The conversation's newest ``count`` stored events, newest first (Redis only)."""
+    prefix = key_prefix()
+    client = redis_client.get_redis()
+    epoch = await client.hget(f"{prefix}sequence", "epoch")
+    entries = await client.xrevrange(f"{prefix}history:{conversation}", count=count)
+    summaries = []
+    for entry_id, fields in entries:
+        try:
+            payload = orjson.loads(fields[b"p"])
+        except (orjson.JSONDecodeError, KeyError):
+            payload = {}
+        if not isinstance(payload, dict):
+            payload = {}
+        summaries.append(EventSummary(
+            offset=f"{_text(epoch or b'')}-{_seq_of(entry_id)}",
+            kind=_text(fields.get(b"k", b"")),
+            message_id=_short(payload.get("message_id")),
+            publish_time=_short(payload.get("publish_time")),
+            ack_time=_short(payload.get("ack_time")),
+        ))
+    return summaries
+
+
+async def purge(conversation: str) -> int:
+    """Delete the conversation's stored events (Redis only); how many there were."""
+    prefix = key_prefix()
+    client = redis_client.get_redis()
+    keys = [f"{prefix}sequence", f"{prefix}history:{conversation}", f"{prefix}trimmed:{conversation}"]
+    return int(await client.eval(_PURGE, len(keys), *keys, settings.EVENT_HISTORY_SECONDS))
+
+
+async def stored_conversations(limit: int) -> tuple[list[str], bool]:
+    """Up to ``limit`` conversations with stored events (Redis only), and whether there are more."""
+    prefix = f"{key_prefix()}history:"
+    names: list[str] = []
+    async for key in redis_client.get_redis().scan_iter(match=f"{prefix}*", count=1000):
+        if len(names) == limit:
+            return sorted(names), True
+        names.append(_text(key)[len(prefix):])
+    return sorted(names), False
+
+
+async def accepted_count() -> Offset:
+    """The sequence's current position: how many events were accepted in its epoch."""
+    return await get_history().position()
+
+
+def _short(value: object) -> str | None:
+    return value[:100] if isinstance(value, str) else None

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from events import conversations
+from events import conversations, metrics
 from events.history import Appended, get_history
 from events.kinds import EventKind
 
@@ -53,4 +53,5 @@ async def publish(
     except Exception as error:
         # Redis errors, OSError and timeouts alike: the event was not accepted. (CancelledError
         # is a BaseException, so a cancelled request still ends as cancelled.)
+        metrics.redis_error("publish")
         raise DeliveryUnavailable(f"{error.__class__.__name__}: {error}") from error

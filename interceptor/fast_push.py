@@ -25,6 +25,7 @@ from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
 from django.utils import timezone
 
+from events import metrics
 from events.kinds import EventKind
 from interceptor import push_auth
 from interceptor.views import Answer, accept_push
@@ -72,6 +73,7 @@ class FastPush:
                 request_logger.warning(
                     "%s: %s", REASONS.get(answer.status, "Error"), scope["path"], extra={"status_code": answer.status}
                 )
+        metrics.push_answered(event, answer.status)
         await _send(send, answer)
 
 

@@ -33,6 +33,7 @@ from django.views.decorators.http import require_POST
 
 from common import google_certs
 from common.responses import message_response
+from events import metrics
 from events.publish import DeliveryUnavailable, publish
 from interceptor import push_auth
 from interceptor.envelope import PoisonMessage, parse_push
@@ -98,6 +99,7 @@ async def accept_push(
         return _message(503, "The event store is unavailable; retry later.", retry_after=RETRY_AFTER_SECONDS)
     if appended.duplicate:
         # A redelivery of what was already accepted (Pub/Sub missed our answer): acknowledged, not sent again.
+        metrics.push_redelivered(event)
         logger.info("Redelivery of %s messageId=%s acknowledged; not sent again", event, _loggable(message.message_id))
     else:
         logger.debug("Accepted %s for %s at %s: %s", event, message.conversation_name, appended.offset, message.data)
@@ -118,6 +120,7 @@ def push_endpoint(event: str) -> Callable[[HttpRequest], Awaitable[HttpResponse]
             audiences=lambda: push_auth.request_audiences(request),
             received_at=received_at,
         )
+        metrics.push_answered(event, answer.status)
         return _django_response(answer)
 
     receive_push.__name__ = receive_push.__qualname__ = event.replace("-", "_")

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import socketio
 
@@ -365,3 +366,42 @@ def server_token(settings: Any, *, user: str) -> str:
     settings.JWT_SECRET_KEY = TEST_JWT_SECRET
     return tokens.issue_token(user=user)
 
+
+
+class PlainDesktop:
+    """A desktop on the plain ``/ws/`` protocol (aiohttp's WebSocket client): authenticate, join, read frames."""
+
+    def __init__(self, session: Any, socket: Any) -> None:
+        self.session, self.socket = session, socket
+
+    @classmethod
+    async def connect(cls, server: Server, token: str) -> PlainDesktop:
+        """Open ``/ws/`` on ``server`` and authenticate with ``token``."""
+        session = aiohttp.ClientSession()
+        socket = await session.ws_connect(server.http_url.replace("http://", "ws://") + "/ws/")
+        desktop = cls(session, socket)
+        answer = await desktop.request({"type": "authenticate", "token": token})
+        assert answer["type"] == "authenticated", answer
+        return desktop
+
+    async def request(self, frame: dict[str, Any]) -> dict[str, Any]:
+        """Send ``frame`` and return the next frame the server sends."""
+        await self.socket.send_json(frame)
+        return await self.socket.receive_json(timeout=CLIENT_TIMEOUT)
+
+    async def join(self, conversation: str) -> dict[str, Any]:
+        return await self.request({"type": "join", "conversation": conversation})
+
+    async def next_frame(self) -> dict[str, Any]:
+        return await self.socket.receive_json(timeout=CLIENT_TIMEOUT)
+
+    async def closed_with(self) -> int | None:
+        """Wait for the server to close the socket; its close code."""
+        while True:
+            message = await self.socket.receive(timeout=CLIENT_TIMEOUT)
+            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                return self.socket.close_code
+
+    async def close(self) -> None:
+        await self.socket.close()
+        await self.session.close()

@@ -19,6 +19,13 @@ def redis_server() -> Iterator[processes.RedisAddress]:
         yield address
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL: ``AA_TEST_DATABASE_URL`` when given, else a private one, started on first use."""
+    with processes.postgres_server() as url:
+        yield url
+
+
 @pytest.fixture(autouse=True)
 def redis_events(settings, redis_server):
     """Every test talks to the real Redis, with a key prefix of its own so tests never share events."""

@@ -136,6 +136,51 @@ def redis_server(
             process.wait(timeout=10)
 
 
+def postgres_binaries() -> Path:
+    """The newest installed PostgreSQL's bin directory (Debian: /usr/lib/postgresql/<major>/bin)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name)
+                   if p.parent.parent.name.isdigit() else 0)
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql; .ci/run installs it), "
+                           "and AA_TEST_DATABASE_URL is not set")
+    return found[-1].parent
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL URL: ``AA_TEST_DATABASE_URL`` when given, else a private server on a free loopback port.
+
+    The private one is a fresh cluster in a temporary directory (trust authentication, loopback only, no
+    fsync), run as the ``postgres`` user when the tests run as root (PostgreSQL refuses to run as root).
+    """
+    given = os.environ.get("AA_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    binaries = postgres_binaries()
+    as_user: list[str] = []
+    directory = Path(tempfile.mkdtemp(prefix="aa-postgres-"))
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = directory / "data", free_port()
+
+    def run(*command: str) -> None:
+        subprocess.run([*as_user, *command], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       timeout=120)
+
+    try:
+        run(str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "aa", "-E", "UTF8", "--no-sync")
+        run(str(binaries / "pg_ctl"), "-D", str(data), "-l", str(directory / "log"), "-w", "-t", "60", "-o",
+            f"-h 127.0.0.1 -p {port} -k {directory} -F", "start")
+        try:
+            yield f"postgresql://aa@127.0.0.1:{port}/postgres"
+        finally:
+            run(str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 class RedisProcess:
     """A private redis-server on a fixed loopback port that a fault test can stop and start again."""
 

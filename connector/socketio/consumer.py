@@ -43,6 +43,8 @@ STREAM_EVENTS = {"data": "stream-data", "error": "stream-error"}
 class SocketIOConsumer(DesktopConsumer):
     """One Engine.IO session over one WebSocket; only the default namespace ``/``."""
 
+    transport = "socketio"
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.engineio: EngineIOSession | None = None

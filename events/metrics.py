@@ -1,0 +1,142 @@
+"""The service's Prometheus metrics (prometheus-client), defined once for both roles; ``/metrics`` shows them.
+
+What is counted, and where:
+
+- ``aa_pushes_received_total{kind, outcome}``: every push the interceptor
+  answers, by endpoint and by what it was answered (``accepted`` 204,
+  ``discarded`` 200 for a poison message, ``refused`` 401/403, ``unavailable``
+  503, ``error`` 500); a redelivery is ``accepted`` and counted again in
+  ``aa_push_redeliveries_total{kind}``.
+- ``aa_event_deliveries_total{kind}``: events a connector process handed to
+  its desktop connections, one per desktop per event (counted once per event
+  with the number of desktops, not once per socket).
+- ``aa_push_to_desktop_seconds``: per event and connector process, from the
+  notification's Pub/Sub ``publishTime`` (the payload's ``publish_time``) to
+  the moment the process hands the event to its desktops. It spans Pub/Sub's
+  push, the interceptor, Redis and the fan-out, not the last hop over each
+  desktop's socket; it reads Google's clock against ours (NTP-synchronised on
+  Cloud Run). Events replayed after a lost subscription are observed too, with
+  the delay they really had.
+- ``aa_desktops_connected{transport}``: authenticated desktop connections
+  open now, by transport (``socketio``, ``websocket``; ``transport`` is the
+  caller's, so a new transport needs no change here).
+- ``aa_redis_errors_total{operation}``: Redis failures the service handled
+  (``publish``, ``subscription``, ``presence``, ``rate_limit``,
+  ``integration_keys``, ``desktop``, ``instances``).
+
+Several server processes on one machine (``PROMETHEUS_MULTIPROC_DIR`` set to an
+empty directory shared by them, before they start) are summed by
+prometheus-client's multi-process mode: each process writes its values to
+files there and ``/metrics`` reads them all; the connected-desktops gauge sums
+the live processes (``livesum``), a process that exits removes its part.
+
+Every label value is one of a few known ones (kinds, outcomes, transports,
+operations): no per-conversation or per-socket series.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import time
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: F401  (what /metrics answers with)
+
+from events.kinds import EventKind
+
+KINDS = tuple(str(kind) for kind in EventKind)
+OTHER = "other"
+OUTCOMES = {200: "discarded", 204: "accepted", 401: "refused", 403: "refused", 500: "error", 503: "unavailable"}
+# Seconds: a push reaches desktops in milliseconds when all is well; Pub/Sub's retries take minutes.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+PUSHES = Counter("aa_pushes_received", "Pushes the interceptor answered, by endpoint and answer.", ["kind", "outcome"])
+REDELIVERIES = Counter("aa_push_redeliveries", "Pushes of a messageId already accepted (acknowledged, not sent again).",
+                       ["kind"])
+DELIVERIES = Counter("aa_event_deliveries", "Events handed to desktop connections, one per desktop per event.", ["kind"])
+LATENCY = Histogram("aa_push_to_desktop_seconds",
+                    "From the notification's Pub/Sub publishTime to this connector handing it to its desktops.",
+                    buckets=LATENCY_BUCKETS)
+DESKTOPS = Gauge("aa_desktops_connected", "Authenticated desktop connections open, by transport.", ["transport"],
+                 multiprocess_mode="livesum")
+REDIS_ERRORS = Counter("aa_redis_errors", "Redis failures the service handled, by what it was doing.", ["operation"])
+
+# Children resolved once: a push or an event costs one increment, not a label lookup.
+_pushes = {(kind, outcome): PUSHES.labels(kind, outcome) for kind in KINDS for outcome in set(OUTCOMES.values())}
+_redeliveries = {kind: REDELIVERIES.labels(kind) for kind in KINDS}
+_deliveries = {kind: DELIVERIES.labels(kind) for kind in (*KINDS, OTHER)}
+# The payload's key as events.publish encodes it (orjson, no spaces). Inside a JSON string a quote is always
+# escaped, so this text can only be the payload's own key; it sits near the end, after "data".
+_PUBLISH_TIME_KEY = '"publish_time":"'
+
+
+def push_answered(kind: str, status: int) -> None:
+    """One push to ``kind``'s endpoint was answered ``status``."""
+    child = _pushes.get((kind, OUTCOMES.get(status, "error")))
+    if child is not None:
+        child.inc()
+
+
+def push_redelivered(kind: str) -> None:
+    """A push repeated a messageId already accepted."""
+    child = _redeliveries.get(kind)
+    if child is not None:
+        child.inc()
+
+
+def event_handed_out(kind: str, payload_json: str, desktops: int, now: float | None = None) -> None:
+    """An event reached ``desktops`` desktop connections of this process (none: nothing is counted)."""
+    if not desktops:
+        return
+    _deliveries.get(kind, _deliveries[OTHER]).inc(desktops)
+    published = publish_timestamp(payload_json)
+    if published is not None:
+        moment = time.time() if now is None else now
+        LATENCY.observe(max(0.0, moment - published))
+
+
+def publish_timestamp(payload_json: str) -> float | None:
+    """The payload's ``publish_time`` as a POSIX timestamp, or ``None`` when it has none or it is not a time."""
+    start = payload_json.rfind(_PUBLISH_TIME_KEY)
+    if start < 0:
+        return None
+    start += len(_PUBLISH_TIME_KEY)
+    end = payload_json.find('"', start)
+    try:
+        return datetime.fromisoformat(payload_json[start:end]).timestamp()
+    except ValueError:
+        return None
+
+
+def desktop_connected(transport: str) -> None:
+    DESKTOPS.labels(transport).inc()
+
+
+def desktop_disconnected(transport: str) -> None:
+    DESKTOPS.labels(transport).dec()
+
+
+def redis_error(operation: str) -> None:
+    """A Redis call failed while doing ``operation`` (and the service handled it)."""
+    REDIS_ERRORS.labels(operation).inc()
+
+
+def multiprocess_directory() -> str:
+    """``PROMETHEUS_MULTIPROC_DIR``: empty unless several processes share their metrics."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+
+def exposition() -> bytes:
+    """The Prometheus text of this process, or of every process sharing ``PROMETHEUS_MULTIPROC_DIR`` (reads files)."""
+    if not multiprocess_directory():
+        return generate_latest()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)
+
+
+if multiprocess_directory():
+    # The live-sum gauge leaves out a process that has exited only once it is marked dead.
+    atexit.register(multiprocess.mark_process_dead, os.getpid())
