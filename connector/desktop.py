@@ -140,8 +140,8 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         self.base_send = send
         try:
             await await_many_dispatch([receive], self.dispatch)
-        except StopConsumer:
-            pass
+        except (StopConsumer, EventsUnavailable):
+            pass  # EventsUnavailable: closed (4503) already; escaping, it would be logged with a traceback
         finally:
             await self._release()
 
