@@ -3,7 +3,8 @@
 Served under ``/admin/`` by the connector and ``all`` roles (``aa_site.urls``),
 never by the interceptor, whose push path stays Django-free. Staff users live
 in the database (``DATABASES``: SQLite by default, PostgreSQL from
-``DATABASE_URL``); ``manage.py createsuperuser`` makes the first one.
+``DATABASE_URL``); ``manage.py createsuperuser`` makes the first one (on Cloud Run,
+``deploy_plan --admin-database cloudsql`` runs ``ensure_superuser`` as a job).
 
 Pages (staff only):
 

@@ -37,19 +37,26 @@ async def refuse_websocket(scope: Scope, receive: ASGIReceiveCallable, send: ASG
 def build_application() -> ProtocolTypeRouter:
     """The router for ``SERVICE_ROLE``."""
     routes = {"http": django_application, "websocket": refuse_websocket}
-    if settings.SERVICE_ROLE in ("interceptor", "all"):
-        # The push endpoints, the interceptor's hot path, are answered ahead of Django (see that module).
-        from aa_site.middleware import TraceASGIMiddleware
-        from interceptor.fast_push import FastPush
-
-        # The trace is set around the fast push handler too, which answers before Django's middleware runs.
-        routes["http"] = TraceASGIMiddleware(FastPush(django_application))
     if settings.SERVICE_ROLE in ("connector", "all"):
         from connector.origin import BrowserOriginCheck
+        from connector.polling.http import PollingTransport
         from connector.routing import websocket_urlpatterns
+
+        # Socket.IO's long-polling transport, ahead of Django like the push endpoints.
+        routes["http"] = PollingTransport(routes["http"])
 
         # Browsers skip CORS for WebSockets: check a handshake's Origin before any consumer runs.
         routes["websocket"] = BrowserOriginCheck(URLRouter([*websocket_urlpatterns, re_path(r"", refuse_websocket)]))
+    if settings.SERVICE_ROLE in ("interceptor", "all"):
+        # The push endpoints, the interceptor's hot path, are answered ahead of Django (see that module).
+        from interceptor.fast_push import FastPush
+
+        routes["http"] = FastPush(routes["http"])
+    if routes["http"] is not django_application:
+        from aa_site.middleware import TraceASGIMiddleware
+
+        # The trace is set around the handlers ahead of Django too, which answer before its middleware runs.
+        routes["http"] = TraceASGIMiddleware(routes["http"])
     return ProtocolTypeRouter(routes)
 
 

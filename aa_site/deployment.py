@@ -4,8 +4,10 @@
 Values only known once an earlier step ran (the Redis address, the project
 number, the interceptor's URL) are captured from that step's output and
 referenced as ``${NAME}``; the Cloud Run services come from the templates in
-``deploy/`` so the plan and the files cannot disagree. Pure: nothing here
-runs a command or reads the network.
+``deploy/`` so the plan and the files cannot disagree. Secrets the plan makes
+(Django's secret key, the admin database's passwords) are generated on the
+way into Secret Manager, only when the secret has no version yet, so a re-run
+keeps them. Pure: nothing here runs a command or reads the network.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from interceptor.push_samples import EVENT_KINDS
 
@@ -35,6 +39,16 @@ ADMINISTRATOR_ROLES = (
     "roles/storage.admin", "roles/run.admin", "roles/redis.admin", "roles/vpcaccess.admin",
     "roles/dialogflow.admin",
 )
+# With --admin-database cloudsql: the APIs and the administrator's role for Cloud SQL.
+ADMIN_DATABASE_APIS = ("sqladmin.googleapis.com",)
+ADMIN_DATABASE_ADMINISTRATOR_ROLES = ("roles/cloudsql.admin",)
+# Cloud Run's Cloud SQL connection (the Auth Proxy behind /cloudsql/) authorises the runtime account by IAM.
+# Project-wide: Cloud SQL has no per-instance IAM policy.
+ADMIN_DATABASE_CONNECTOR_ROLES = ("roles/cloudsql.client",)
+ADMIN_DATABASES = ("", "cloudsql")
+POSTGRES_VERSION = "POSTGRES_15"
+# A new random value on stdin, without a line break (an environment variable takes the secret as it is stored).
+_GENERATE = 'import secrets; print(secrets.token_urlsafe({}), end="")'
 # Least privilege for the runtime accounts. The sample also grants both roles/redis.editor,
 # roles/vpcaccess.user and roles/compute.viewer: those manage Memorystore and connectors through
 # the API, which neither service does (Redis is reached over the VPC connector, without IAM; the
@@ -69,6 +83,14 @@ CONVERSATION_PROFILE_COMMAND = "configure_conversation_profile"
 _UNSAFE = re.compile(r"[\"$`\\\n\r]")
 _REFERENCE = re.compile(r"\$\{([A-Z_]+)\}")
 _LIST_LINE = re.compile(r"^(?P<indent>[ ]*)# \$\{(?P<name>[A-Z_]+)\}\n", re.MULTILINE)
+_SECTION = re.compile(r"^[ ]*# \[if (?P<name>[a-z-]+)\]\n(?P<body>.*?)^[ ]*# \[end (?P=name)\]\n",
+                      re.MULTILINE | re.DOTALL)
+# Names that go into a postgres:// URL, gcloud's comma-separated --args, or Cloud SQL as they are.
+_SQL_INSTANCE = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$")
+_SQL_TIER = re.compile(r"^db-[a-z0-9-]+$")
+_SQL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_USERNAME = re.compile(r"^[\w.@+-]{1,150}$", re.ASCII)
+_EMAIL = re.compile(r"^([^@\s,]+@[^@\s,]+)?$")
 # Set by the templates themselves; --env may not override them.
 TEMPLATE_VARIABLES = frozenset({"SERVICE_ROLE", "GCP_PROJECT_ID", "SERVICE_REGION", "REDISHOST", "REDISPORT",
                                 "REDIS_TLS_CA_FILE", "REDIS_AUTH_STRING_FILE", "PUSH_AUTH_SERVICE_ACCOUNT"})
@@ -86,8 +108,12 @@ class Step:
     saying the resource already exists counts as done (re-running the plan is safe);
     ``manage`` marks a ``manage.py`` command rather than gcloud; ``needs_command`` is a
     ``manage.py`` command that may not exist yet (then the step is left to the operator);
-    ``stdin_from`` is a gcloud command whose output this command reads on stdin (a pipe), so a
-    value such as the Redis AUTH string goes from one command to the next without being printed.
+    ``stdin_from`` is a command (gcloud, or python generating a value) whose output this command
+    reads on stdin (a pipe), so a value such as the Redis AUTH string goes from one command to the
+    next without being printed; ``stdin_text`` is text for stdin instead, ``${NAME}`` references
+    filled in; ``skip_if`` is a read-only gcloud command whose success means the step is done
+    already (a secret that has a version keeps it); ``sensitive`` marks a capture whose value is a
+    secret, never shown; a step without a command or file is a ``note`` for the operator.
     """
 
     title: str
@@ -99,6 +125,10 @@ class Step:
     path: str | None = None
     content: str | None = None
     stdin_from: tuple[str, ...] = ()
+    stdin_text: str | None = None
+    skip_if: tuple[str, ...] = ()
+    sensitive: bool = False
+    note: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +149,21 @@ class Options:
     vpc_connector: str = "aa-vpc"
     vpc_range: str = "10.8.0.0/28"
     jwt_secret: str = "aa-jwt-secret"
+    # Django's SECRET_KEY (the admin's sessions), set on the connector from Secret Manager.
+    django_secret: str = "aa-django-secret-key"
+    # "cloudsql": the admin's users and sessions in Cloud SQL for PostgreSQL; "": none (SQLite per instance).
+    admin_database: str = ""
+    database_instance: str = "aa-admin-db"
+    database_tier: str = "db-f1-micro"
+    database_name: str = "aa_admin"
+    database_user: str = "aa_admin"
+    database_password_secret: str = "aa-database-password"
+    database_url_secret: str = "aa-database-url"
+    superuser: str = "admin"
+    superuser_email: str = ""
+    superuser_password_secret: str = "aa-admin-password"
+    migrate_job: str = "aa-admin-migrate"
+    superuser_job: str = "aa-admin-superuser"
     auth_option: str = ""
     app_auth_option: str = ""
     provider_settings: dict[str, str] = field(default_factory=dict)
@@ -135,6 +180,17 @@ class Options:
         return f"{name}@{self.project}.iam.gserviceaccount.com"
 
     @property
+    def database_connection_name(self) -> str:
+        """The Cloud SQL instance as Cloud Run's Cloud SQL connection names it: ``project:region:instance``."""
+        return f"{self.project}:{self.region}:{self.database_instance}"
+
+    @property
+    def database_url(self) -> str:
+        """The connector's ``DATABASE_URL``: the user, the captured password, the instance's socket directory."""
+        socket = quote(f"/cloudsql/{self.database_connection_name}", safe="")
+        return f"postgres://{self.database_user}:${{DATABASE_PASSWORD}}@{socket}/{self.database_name}"
+
+    @property
     def image_name(self) -> str:
         """``--image``, else the Artifact Registry image the plan builds."""
         return self.image or f"{self.region}-docker.pkg.dev/{self.project}/{self.artifact_repository}/aa-backend"
@@ -148,8 +204,11 @@ def build_plan(options: Options) -> list[Step]:
     connector_sa = o.account(o.connector_service)
     interceptor_sa = o.account(o.interceptor_service)
     invoker_sa = o.account(o.invoker_account_name)
-    steps = [Step("Enable the APIs", ("gcloud", "services", "enable", *APIS, *p))]
-    for role in ADMINISTRATOR_ROLES if o.admin_account else ():
+    admin_database = o.admin_database == "cloudsql"
+    steps = [Step("Enable the APIs", ("gcloud", "services", "enable", *APIS,
+                                      *(ADMIN_DATABASE_APIS if admin_database else ()), *p))]
+    administrator_roles = ADMINISTRATOR_ROLES + (ADMIN_DATABASE_ADMINISTRATOR_ROLES if admin_database else ())
+    for role in administrator_roles if o.admin_account else ():
         steps.append(Step(f"Administrator {o.admin_account}: {role}", (
             "gcloud", "projects", "add-iam-policy-binding", o.project,
             f"--member=user:{o.admin_account}", f"--role={role}", "--condition=None")))
@@ -159,7 +218,8 @@ def build_plan(options: Options) -> list[Step]:
         steps.append(Step(f"Service account {name}", (
             "gcloud", "iam", "service-accounts", "create", name,
             f"--display-name=Agent Assist integration - {description}", *p), exists_ok=True))
-    for account, roles in ((connector_sa, CONNECTOR_PROJECT_ROLES), (interceptor_sa, INTERCEPTOR_PROJECT_ROLES)):
+    connector_roles = CONNECTOR_PROJECT_ROLES + (ADMIN_DATABASE_CONNECTOR_ROLES if admin_database else ())
+    for account, roles in ((connector_sa, connector_roles), (interceptor_sa, INTERCEPTOR_PROJECT_ROLES)):
         for role in roles:
             steps.append(Step(f"{account}: {role}", (
                 "gcloud", "projects", "add-iam-policy-binding", o.project,
@@ -172,6 +232,12 @@ def build_plan(options: Options) -> list[Step]:
         Step(f"{connector_sa} may read the secret", (
             "gcloud", "secrets", "add-iam-policy-binding", o.jwt_secret,
             f"--member=serviceAccount:{connector_sa}", "--role=roles/secretmanager.secretAccessor", *p)),
+    ]
+    # Always, not only with the admin database: the connector serves the admin in every deployment, and a key
+    # random per process (the setting's fallback) signs nothing another instance or the next revision accepts.
+    steps += _secret_steps(o, o.django_secret, "Django's secret key (signs the admin's sessions)", (connector_sa,),
+                           **_generated(o, o.django_secret, 48))
+    steps += [
         # TLS verified against the instance's own CA, and an AUTH string: Memorystore as deployed.
         Step("Memorystore for Redis (in-transit encryption and AUTH)", (
             "gcloud", "redis", "instances", "create", o.redis_instance, f"--size={o.redis_size_gb}",
@@ -189,30 +255,24 @@ def build_plan(options: Options) -> list[Step]:
                                                 "--format=value(serverCaCerts[0].cert)", *p)),
     )
     for secret, what, read in redis_reads:
-        steps += [
-            Step(f"Secret {secret} for the {what}", (
-                "gcloud", "secrets", "create", secret, "--replication-policy=user-managed",
-                f"--locations={o.region}", *p), exists_ok=True),
-            Step(f"The {what} into {secret} (piped, never printed)", (
-                "gcloud", "secrets", "versions", "add", secret, "--data-file=-", *p),
-                stdin_from=("gcloud", "redis", "instances", *read)),
-        ]
-        # Both services mount both files; Cloud Run checks each runtime account may read what it mounts.
-        for account in (connector_sa, interceptor_sa):
-            steps.append(Step(f"{account} may read {secret}", (
-                "gcloud", "secrets", "add-iam-policy-binding", secret, f"--member=serviceAccount:{account}",
-                "--role=roles/secretmanager.secretAccessor", *p)))
+        # Both services mount both files.
+        steps += _secret_steps(o, secret, f"the {what}", (connector_sa, interceptor_sa),
+                               stdin_from=("gcloud", "redis", "instances", *read))
     steps += [
         Step("Serverless VPC Access connector", (
             "gcloud", "compute", "networks", "vpc-access", "connectors", "create", o.vpc_connector,
             f"--network={o.network}", f"--region={o.region}", f"--range={o.vpc_range}", *p), exists_ok=True),
     ]
+    if admin_database:
+        steps += _admin_database_steps(o)
     if not o.image:
         steps.append(Step("Artifact Registry repository", (
             "gcloud", "artifacts", "repositories", "create", o.artifact_repository, "--repository-format=docker",
             f"--location={o.region}", *p), exists_ok=True))
     steps.append(Step("Build the image (from the repository root)", (
         "gcloud", "builds", "submit", f"--tag={o.image_name}", *p, ".")))
+    if admin_database:
+        steps += _admin_database_jobs(o)  # the new revision's tables exist before it serves
     for service, template in ((o.connector_service, CONNECTOR_TEMPLATE), (o.interceptor_service, INTERCEPTOR_TEMPLATE)):
         path = f"{service}.service.yaml"
         steps.append(Step(f"Cloud Run service file {path}", path=path, content=render_service(template, o)))
@@ -251,6 +311,93 @@ def build_plan(options: Options) -> list[Step]:
             "gcloud", "pubsub", "subscriptions", "create", subscription, f"--topic={topic}",
             f"--push-endpoint=${{INTERCEPTOR_URL}}/{kind}", f"--push-auth-service-account={invoker_sa}",
             "--expiration-period=never", *p), exists_ok=True))
+    if admin_database:
+        steps.append(Step(
+            f"The admin: log in at the connector's URL + /admin/ as {o.superuser}, with the password `gcloud secrets "
+            f"versions access latest --secret={o.superuser_password_secret} --project={o.project}` shows; change "
+            "it there after the first login", note=True))
+    return steps
+
+
+def _secret_steps(o: Options, secret: str, what: str, readers: tuple[str, ...], **fill: Any) -> list[Step]:
+    """Create ``secret`` when missing, add a version from ``fill`` (a :class:`Step`'s ``stdin_from``,
+    ``stdin_text``, ``skip_if``), then let each of ``readers`` read it: Cloud Run checks at deploy time that a
+    runtime account may read every secret it mounts or sets."""
+    p = ("--project", o.project)
+    how = "generated unless it has a version, never printed" if "skip_if" in fill else "piped, never printed"
+    steps = [
+        Step(f"Secret {secret} for {what}", (
+            "gcloud", "secrets", "create", secret, "--replication-policy=user-managed", f"--locations={o.region}",
+            *p), exists_ok=True),
+        Step(f"{what[0].upper()}{what[1:]} into {secret} ({how})", (
+            "gcloud", "secrets", "versions", "add", secret, "--data-file=-", *p), **fill),
+    ]
+    for account in readers:
+        steps.append(Step(f"{account} may read {secret}", (
+            "gcloud", "secrets", "add-iam-policy-binding", secret, f"--member=serviceAccount:{account}",
+            "--role=roles/secretmanager.secretAccessor", *p)))
+    return steps
+
+
+def _generated(o: Options, secret: str, random_bytes: int) -> dict[str, tuple[str, ...]]:
+    """A new random value for ``secret``, unless it has a version: a re-run keeps keys and passwords in use."""
+    return {"stdin_from": ("python", "-c", _GENERATE.format(random_bytes)),
+            "skip_if": ("gcloud", "secrets", "versions", "describe", "latest", f"--secret={secret}",
+                        "--project", o.project)}
+
+
+def _admin_database_steps(o: Options) -> list[Step]:
+    """Cloud SQL for PostgreSQL, its database and user, and the secrets the connector and the jobs read."""
+    p = ("--project", o.project)
+    instance = f"--instance={o.database_instance}"
+    connector_sa = o.account(o.connector_service)
+    return [
+        # A public IP without authorised networks: nothing reaches it but Cloud SQL's Auth Proxy (Cloud Run's
+        # Cloud SQL connection), which encrypts and checks roles/cloudsql.client. Private IP would need a VPC
+        # peering range for Google's services as well; the admin's few queries do not need it.
+        Step(f"Cloud SQL for PostgreSQL {o.database_instance}, the admin's users and sessions (takes minutes)", (
+            "gcloud", "sql", "instances", "create", o.database_instance, f"--database-version={POSTGRES_VERSION}",
+            "--edition=ENTERPRISE", f"--tier={o.database_tier}", f"--region={o.region}", "--deletion-protection",
+            *p), exists_ok=True),
+        Step(f"Database {o.database_name}", (
+            "gcloud", "sql", "databases", "create", o.database_name, instance, *p), exists_ok=True),
+        *_secret_steps(o, o.database_password_secret, f"the password of database user {o.database_user}", (),
+                       **_generated(o, o.database_password_secret, 32)),
+        Step("The database password, read back (never printed)", (
+            "gcloud", "secrets", "versions", "access", "latest", f"--secret={o.database_password_secret}", *p),
+            capture="DATABASE_PASSWORD", sensitive=True),
+        Step(f"Database user {o.database_user}", (
+            "gcloud", "sql", "users", "create", o.database_user, instance, "--password=${DATABASE_PASSWORD}", *p),
+            exists_ok=True),
+        *_secret_steps(o, o.database_url_secret, "the connector's DATABASE_URL", (connector_sa,),
+                       stdin_text=o.database_url),
+        *_secret_steps(o, o.superuser_password_secret, f"the first operator's password ({o.superuser})",
+                       (connector_sa,), **_generated(o, o.superuser_password_secret, 18)),
+    ]
+
+
+def _admin_database_jobs(o: Options) -> list[Step]:
+    """Cloud Run jobs of the image for ``migrate`` and the first operator, deployed (created or updated) and run."""
+    p = ("--project", o.project)
+    database_url = f"DATABASE_URL={o.database_url_secret}:latest"
+    jobs = (
+        # --skip-checks: the serving checks want Redis and the signing secret, which a migration does not use.
+        (o.migrate_job, "manage.py migrate", (database_url,), ("manage.py", "migrate", "--noinput", "--skip-checks")),
+        (o.superuser_job, f"manage.py ensure_superuser (creates {o.superuser} unless it exists)",
+         (database_url, f"DJANGO_SUPERUSER_PASSWORD={o.superuser_password_secret}:latest"),
+         ("manage.py", "ensure_superuser", f"--username={o.superuser}", f"--email={o.superuser_email}")),
+    )
+    steps = []
+    for job, what, secrets, arguments in jobs:
+        steps += [
+            Step(f"Cloud Run job {job}: {what}", (
+                "gcloud", "run", "jobs", "deploy", job, f"--image={o.image_name}", f"--region={o.region}",
+                f"--service-account={o.account(o.connector_service)}",
+                f"--set-cloudsql-instances={o.database_connection_name}", f"--set-secrets={','.join(secrets)}",
+                "--command=python", f"--args={','.join(arguments)}", "--max-retries=0", "--task-timeout=10m", *p)),
+            Step(f"Run {job} and wait for it", (
+                "gcloud", "run", "jobs", "execute", job, f"--region={o.region}", "--wait", *p)),
+        ]
     return steps
 
 
@@ -273,6 +420,8 @@ def render_service(template: Path, options: Options) -> str:
     values = {
         "PROJECT": options.project, "REGION": options.region, "IMAGE": options.image_name,
         "VPC_CONNECTOR": options.vpc_connector, "JWT_SECRET": options.jwt_secret,
+        "DJANGO_SECRET": options.django_secret, "DATABASE_URL_SECRET": options.database_url_secret,
+        "DATABASE_CONNECTION_NAME": options.database_connection_name,
         "REDIS_AUTH_SECRET": options.redis_auth_secret, "REDIS_CA_SECRET": options.redis_ca_secret,
         "MIN_INSTANCES": str(options.min_instances),
         "CONNECTOR_SERVICE": options.connector_service, "INTERCEPTOR_SERVICE": options.interceptor_service,
@@ -281,13 +430,19 @@ def render_service(template: Path, options: Options) -> str:
         "INVOKER_SERVICE_ACCOUNT": options.account(options.invoker_account_name),
     }
     lists = {"CONNECTOR_ENV": connector_environment(options)}
+    sections = {"admin-database": options.admin_database == "cloudsql"}
 
     def entries(match: re.Match[str]) -> str:
         indent = match["indent"]
         return "".join(f"{indent}- name: {name}\n{indent}  value: {json.dumps(value)}\n"
                        for name, value in lists[match["name"]].items())
 
-    text = _LIST_LINE.sub(entries, template.read_text(encoding="utf-8"))
+    def section(match: re.Match[str]) -> str:
+        if match["name"] not in sections:
+            raise PlanError(f"{template.name} has a section [if {match['name']}] the plan does not know")
+        return match["body"] if sections[match["name"]] else ""
+
+    text = _LIST_LINE.sub(entries, _SECTION.sub(section, template.read_text(encoding="utf-8")))
     # Comments explain the template; the rendered copy goes into a heredoc, where any "$" would expand.
     text = "".join(line for line in text.splitlines(keepends=True) if not line.lstrip().startswith("#"))
     quoted = {name: json.dumps(value) for name, value in values.items()}
@@ -313,6 +468,10 @@ def _validate(options: Options) -> None:
         raise PlanError("AUTH_OPTION=Skip is for development only; choose the desktops' identity provider")
     if "*" in options.allowed_origins:
         raise PlanError("allowed origins may not contain '*' outside development mode; list the desktop origins")
+    if options.admin_database not in ADMIN_DATABASES:
+        raise PlanError(f"unknown admin database {options.admin_database!r}: 'cloudsql', or none")
+    if options.admin_database:
+        _validate_admin_database(options)
     texts = [value for value in vars(options).values() if isinstance(value, str)]
     texts += list(options.allowed_origins) + [f"{k}={v}" for k, v in {**options.provider_settings,
                                                                       **options.extra_env}.items()]
@@ -320,3 +479,18 @@ def _validate(options: Options) -> None:
         if _UNSAFE.search(text):
             raise PlanError(f"{text!r} contains a quote, '$', '`', a backslash or a line break; the plan cannot "
                             "carry it safely")
+
+
+def _validate_admin_database(options: Options) -> None:
+    """Names that go into Cloud SQL, a postgres:// URL and gcloud's comma-separated ``--args`` as they are."""
+    for value, pattern, what in (
+        (options.database_instance, _SQL_INSTANCE, "a Cloud SQL instance id: lower-case letters, digits and '-', "
+                                                   "starting with a letter"),
+        (options.database_tier, _SQL_TIER, "a Cloud SQL tier such as db-f1-micro or db-custom-1-3840"),
+        (options.database_name, _SQL_NAME, "a database name: lower-case letters, digits and '_'"),
+        (options.database_user, _SQL_NAME, "a database user: lower-case letters, digits and '_'"),
+        (options.superuser, _USERNAME, "a username: letters, digits and @.+-_"),
+        (options.superuser_email, _EMAIL, "an email address (without ',')"),
+    ):
+        if not pattern.match(value):
+            raise PlanError(f"{value!r} is not {what}")

@@ -121,6 +121,8 @@ WEBSOCKET_SEND_QUEUE_BYTES = env.integer("WEBSOCKET_SEND_QUEUE_BYTES", 8 * 2**20
 # Open WebSockets per process that have not authenticated yet; further handshakes get 403 until
 # some authenticate or close. They hold no Redis resources, only this process's memory.
 WEBSOCKET_MAX_UNAUTHENTICATED = env.integer("WEBSOCKET_MAX_UNAUTHENTICATED", 1000, minimum=1)
+# Long-polling GETs one process keeps waiting at once (connector/polling); more are answered 503 at once.
+SOCKETIO_MAX_WAITING_POLLS = env.integer("SOCKETIO_MAX_WAITING_POLLS", 10000, minimum=1)
 
 # --- HTTP ----------------------------------------------------------------------
 ALLOWED_HOSTS = env.items("ALLOWED_HOSTS", ["*"])
@@ -130,8 +132,9 @@ CORS_ALLOWED_ORIGINS = [origin for origin in _cors_origins if origin != "*"]
 CORS_URLS_REGEX = r"^/(?!socket\.io/|ws/).*$"
 
 # --- Django ------------------------------------------------------------------
-# No sessions, cookies or signed values depend on SECRET_KEY; a random key per
-# process is enough unless an operator sets one.
+# Signs the admin's sessions (and nothing of the desktops': their tokens use the JWT secret). The random
+# fallback suits one local process; deployed, every instance needs the same key (deploy_plan sets it from
+# Secret Manager), or an operator is logged out whenever another instance answers.
 SECRET_KEY = env.text("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50)
 DEBUG = False
 INSTALLED_APPS = [

@@ -114,8 +114,10 @@ def push_envelope(*, sequence: int, conversation: int, message_id: str) -> bytes
     return json.dumps(envelope).encode()
 
 
-async def connect_desktop(index: int, *, url: str, token: str, conversation: int, timeout: float) -> Desktop:
-    """Connect over the websocket transport, join one conversation, and record every event received."""
+async def connect_desktop(index: int, *, url: str, token: str, conversation: int, timeout: float,
+                          transports: tuple[str, ...] = ("websocket",)) -> Desktop:
+    """Connect (over the websocket transport unless told otherwise), join one conversation, and record every
+    event received."""
     client = socketio.AsyncClient(reconnection=False)
     desktop = Desktop(index=index, conversation="", client=client)
 
@@ -130,7 +132,7 @@ async def connect_desktop(index: int, *, url: str, token: str, conversation: int
             desktop.disconnects += 1
 
     await asyncio.wait_for(
-        client.connect(url, auth={"token": token}, transports=["websocket"], wait_timeout=timeout), timeout
+        client.connect(url, auth={"token": token}, transports=list(transports), wait_timeout=timeout), timeout
     )
     ack = await client.call("join-conversation", conversation_name(conversation, with_location=True), timeout=timeout)
     if not (isinstance(ack, tuple) and ack[0] is True):
@@ -139,14 +141,17 @@ async def connect_desktop(index: int, *, url: str, token: str, conversation: int
     return desktop
 
 
-async def connect_all(args: argparse.Namespace, url: str, tokens: list[str]) -> list[Desktop]:
-    """Connect the desktops a few at a time (a burst of handshakes is not what is measured)."""
+async def connect_all(args: argparse.Namespace, url: str, tokens: list[str],
+                      transports: Callable[[int], tuple[str, ...]] = lambda index: ("websocket",)) -> list[Desktop]:
+    """Connect the desktops a few at a time (a burst of handshakes is not what is measured); desktop ``i``
+    on ``transports(i)``."""
     gate = asyncio.Semaphore(10)
 
     async def one(index: int) -> Desktop:
         async with gate:
             return await connect_desktop(
-                index, url=url, token=tokens[index], conversation=index % args.conversations, timeout=args.timeout
+                index, url=url, token=tokens[index], conversation=index % args.conversations, timeout=args.timeout,
+                transports=transports(index),
             )
 
     outcomes = await asyncio.gather(*(one(index) for index in range(args.desktops)), return_exceptions=True)
@@ -259,6 +264,34 @@ async def wait_for_deliveries(desktops: list[Desktop], expected: int, *, settle:
         await asyncio.sleep(0.05)
 
 
+@dataclass
+class Tally:
+    """What the desktops received against what they should have: each first receipt as (desktop, push-to-desktop
+    ms, when), and the misdelivered, missing and duplicated."""
+
+    first: list[tuple[Desktop, float, float]]
+    misdelivered: int
+    missing: list[tuple[int, str]]
+    duplicates: int
+
+
+def tally(desktops: list[Desktop], wanted: set[tuple[int, str]], started: dict[str, float]) -> Tally:
+    seen: collections.Counter = collections.Counter()
+    first, misdelivered = [], 0
+    for desktop in desktops:
+        for message_id, conversation, received_at in desktop.received:
+            key = (desktop.index, message_id)
+            if key not in wanted or conversation != desktop.conversation:
+                misdelivered += 1
+                continue
+            seen[key] += 1
+            if seen[key] == 1:
+                first.append((desktop, (received_at - started[message_id]) * 1000, received_at))
+    missing = sorted(key for key in wanted if not seen[key])
+    duplicates = sum(count - 1 for count in seen.values() if count > 1)
+    return Tally(first, misdelivered, missing, duplicates)
+
+
 def suspicious_lines(server: processes.Server) -> tuple[list[str], list[str]]:
     """The server's warning/error lines, split into (start-up check warnings, everything else)."""
     lines = [line for line in server.log().splitlines() if any(word in line for word in SUSPICIOUS)]
@@ -270,21 +303,11 @@ def report(args: argparse.Namespace, desktops: list[Desktop], pushes: PushResult
            logs: dict[str, tuple[list[str], list[str]]], wall: float) -> bool:
     """Print the figures; return True when nothing was lost, duplicated, misdelivered or refused."""
     wanted = expected_deliveries(desktops, pushes.started, args.conversations)
-    seen: collections.Counter = collections.Counter()
-    latencies, misdelivered, last_receipt = [], 0, pushes.first_start
-    for desktop in desktops:
-        for message_id, conversation, received_at in desktop.received:
-            key = (desktop.index, message_id)
-            if key not in wanted or conversation != desktop.conversation:
-                misdelivered += 1
-                continue
-            seen[key] += 1
-            if seen[key] == 1:
-                latencies.append((received_at - pushes.started[message_id]) * 1000)
-                last_receipt = max(last_receipt, received_at)
-    missing = sorted(key for key in wanted if not seen[key])
+    counted = tally(desktops, wanted, pushes.started)
+    latencies = [latency for _, latency, _ in counted.first]
+    last_receipt = max((received_at for _, _, received_at in counted.first), default=pushes.first_start)
+    misdelivered, missing, duplicates = counted.misdelivered, counted.missing, counted.duplicates
     delivered = len(wanted) - len(missing)
-    duplicates = sum(count - 1 for count in seen.values() if count > 1)
     non_204 = {str(status): n for status, n in pushes.statuses.items() if status != 204}
     posted = sum(pushes.statuses.values())
     push_seconds = max(pushes.last_end - pushes.first_start, 1e-9)

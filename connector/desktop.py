@@ -193,6 +193,11 @@ class DesktopConsumer(AsyncWebsocketConsumer):
     async def authenticate(self, raw_token: object) -> tokens.DesktopIdentity:
         """Accept ``raw_token`` as this connection's identity, or raise ``tokens.InvalidToken``."""
         identity = tokens.validate_token(raw_token if isinstance(raw_token, str) else None)
+        self.sign_in(identity)
+        return identity
+
+    def sign_in(self, identity: tokens.DesktopIdentity) -> None:
+        """Take ``identity`` (validated already: ``authenticate``, or a session upgraded from long-polling)."""
         self.identity = identity
         instances.get_registry().connected(self, identity.user)
         self._stop_counting_unauthenticated()
@@ -202,7 +207,6 @@ class DesktopConsumer(AsyncWebsocketConsumer):
             self._expiry = asyncio.get_running_loop().call_later(
                 max(0.0, identity.expires_at - time.time()), self._token_expired
             )
-        return identity
 
     def _token_expired(self) -> None:
         # The deadline task is done by now (the connection authenticated): it holds this close instead.
@@ -328,6 +332,12 @@ class DesktopConsumer(AsyncWebsocketConsumer):
             self._held.append(event)
         else:
             self._queue(event)
+
+    def delivered_before(self, epoch: str, seqs: dict[str, int]) -> None:
+        """Events up to ``seqs[conversation]`` of ``epoch`` reached the client another way (long-polling,
+        before this upgrade): never send them again."""
+        self._epoch = epoch
+        self._sent.update(seqs)
 
     def _hold(self) -> None:
         if self._held is None:

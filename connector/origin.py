@@ -73,3 +73,12 @@ class BrowserOriginCheck(OriginValidator):
             )
         except ValueError:
             return False
+
+
+_CHECK = BrowserOriginCheck(None)
+
+
+def origin_allowed(origin: str) -> bool:
+    """Whether a browser page at ``origin`` may use ``/socket.io/`` (the WebSocket handshakes' rule, which the
+    long-polling transport's CORS answers follow too)."""
+    return _CHECK.allowed(origin)

@@ -50,7 +50,8 @@ def connected_ttl() -> int:
     return settings.JWT_LIFETIME_MINUTES * 60 + settings.SOCKETIO_RECOVERY_SECONDS
 
 
-def _key(pid: str) -> str:
+def key(pid: str) -> str:
+    """The Redis key of ``pid``'s record."""
     return f"{key_prefix()}session:{pid}"
 
 
@@ -58,7 +59,7 @@ async def load(pid: str) -> Session | None:
     """The record of ``pid``, or None when there is none (never was, or expired)."""
     if not redis_client.is_configured():
         return _memory.get().load(pid)
-    raw = await redis_client.get_redis().get(_key(pid))
+    raw = await redis_client.get_redis().get(key(pid))
     if raw is None:
         return None
     try:
@@ -72,7 +73,7 @@ async def save(session: Session, *, ttl: int) -> None:
     if not redis_client.is_configured():
         _memory.get().save(session, ttl)
         return
-    await redis_client.get_redis().set(_key(session.pid), json.dumps(asdict(session)), ex=ttl)
+    await redis_client.get_redis().set(key(session.pid), json.dumps(asdict(session)), ex=ttl)
 
 
 async def expire(pid: str, *, ttl: int) -> None:
@@ -82,9 +83,9 @@ async def expire(pid: str, *, ttl: int) -> None:
         return
     client = redis_client.get_redis()
     if ttl > 0:
-        await client.expire(_key(pid), ttl)
+        await client.expire(key(pid), ttl)
     else:
-        await client.delete(_key(pid))
+        await client.delete(key(pid))
 
 
 class _MemorySessions:

@@ -25,6 +25,7 @@ from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
 from django.utils import timezone
 
+from common.asgi_body import read_body
 from events import metrics
 from events.kinds import EventKind
 from interceptor import push_auth
@@ -51,7 +52,7 @@ class FastPush:
             await self.django_application(scope, receive, send)
             return
         received_at = timezone.now()
-        body = await _read_body(receive, settings.PUSH_MAX_BODY_BYTES + 1)
+        body = await read_body(receive, settings.PUSH_MAX_BODY_BYTES + 1)
         if body is None:
             return  # the client went away; Django answers nothing either
         try:
@@ -91,21 +92,6 @@ def _served_here(scope: HTTPScope) -> bool:
         except DisallowedHost:
             return False  # Django answers 400 and logs it
     return True
-
-
-async def _read_body(receive: ASGIReceiveCallable, keep: int) -> bytes | None:
-    """The body's first ``keep`` bytes (the rest is read and dropped), or ``None`` if the client disconnected."""
-    chunks, kept = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        if kept < keep and chunk:
-            chunks.append(chunk[: keep - kept])
-            kept += len(chunks[-1])
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def _header(scope: HTTPScope, name: bytes) -> str | None:

@@ -218,10 +218,14 @@ class SocketIODesktop:
         self.client.on("unauthenticated", self._on_unauthenticated)
         self.client.on("connect_error", self._on_connect_error)
 
-    async def connect(self, server: Server, token: str) -> None:
-        """Connect over the websocket transport with ``auth: {token}``."""
+    async def connect(
+        self, server: Server, token: str, *, transports: tuple[str, ...] | None = ("websocket",)
+    ) -> None:
+        """Connect with ``auth: {token}``, over the websocket transport unless ``transports`` says otherwise
+        (None: python-socketio's default, long-polling then the upgrade)."""
         await self.client.connect(
-            server.http_url, transports=["websocket"], auth={"token": token}, wait_timeout=CLIENT_TIMEOUT
+            server.http_url, transports=None if transports is None else list(transports), auth={"token": token},
+            wait_timeout=CLIENT_TIMEOUT,
         )
 
     async def join(self, conversation: str) -> Any:
@@ -322,6 +326,7 @@ async def node_desktop(
     linger: float = 0.0,
     timeout: float = CLIENT_TIMEOUT * 3,
     reconnect: bool = False,
+    transports: str = "websocket",
 ) -> AsyncIterator[NodeDesktop]:
     """Run ``tests/node/desktop.mjs`` against ``server``; it exits by itself after ``events`` events
     (plus ``linger`` seconds) or ``timeout`` seconds, and is killed when the block ends."""
@@ -335,6 +340,7 @@ async def node_desktop(
         arguments += ["--events", str(events)]
     if reconnect:
         arguments.append("--reconnect")
+    arguments += ["--transports", transports]
     process = await asyncio.create_subprocess_exec(
         node, str(NODE_DIRECTORY / "desktop.mjs"), *arguments,
         cwd=NODE_DIRECTORY,

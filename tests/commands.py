@@ -20,13 +20,18 @@ def manage(*arguments: str, env: dict[str, str] | None = None, stdin: str | None
 
     ``env`` is added to a copy of this process's environment, minus the test settings' variables.
     """
+    return subprocess.run(
+        [sys.executable, "manage.py", *arguments],
+        cwd=REPOSITORY, env=operator_environment(env), input=stdin, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def operator_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment minus the test settings' variables, with the production settings and ``env``."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith(TEST_VARIABLES)}
     environment.update(DJANGO_SETTINGS_MODULE="aa_site.settings", PYTHONPATH=str(REPOSITORY))
     environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "manage.py", *arguments],
-        cwd=REPOSITORY, env=environment, input=stdin, capture_output=True, text=True, timeout=timeout,
-    )
+    return environment
 
 
 def assert_clean_failure(result: subprocess.CompletedProcess[str], *, mentions: str) -> None:

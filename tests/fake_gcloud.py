@@ -4,7 +4,10 @@
 directory first on ``PATH``. Each call appends one JSON line to
 ``$FAKE_GCLOUD_LOG``: the arguments, the working directory, and for
 ``run services replace FILE`` the file's content, and for ``--data-file=-`` what it read on stdin. ``describe`` calls print the
-values below. ``FAKE_GCLOUD_FAIL_AT=N`` makes the Nth call fail (exit 1);
+values below. Secret Manager keeps state in the log: ``secrets versions describe latest
+--secret=S`` succeeds and ``secrets versions access latest --secret=S`` prints the value once a
+``secrets versions add S`` was logged, or when ``$FAKE_GCLOUD_SECRETS`` (JSON, secret to value)
+names S; otherwise both fail with NOT_FOUND. ``FAKE_GCLOUD_FAIL_AT=N`` makes the Nth call fail (exit 1);
 ``FAKE_GCLOUD_EXISTS_AT=N`` makes it fail the way gcloud reports an existing resource.
 """
 
@@ -41,6 +44,19 @@ if os.environ.get("FAKE_GCLOUD_FAIL_AT") == str(number):
 if os.environ.get("FAKE_GCLOUD_EXISTS_AT") == str(number):
     sys.stderr.write("ERROR: (gcloud.fake) Resource in projects [p] is the subject of a conflict: already exists\\n")
     sys.exit(1)
+if arguments[:4] in (["secrets", "versions", "describe", "latest"], ["secrets", "versions", "access", "latest"]):
+    secret = next(a.split("=", 1)[1] for a in arguments if a.startswith("--secret="))
+    values = json.loads(os.environ.get("FAKE_GCLOUD_SECRETS", "{{}}"))
+    for line in log.read_text().splitlines():
+        logged = json.loads(line)
+        if logged["argv"][:4] == ["secrets", "versions", "add", secret]:
+            values[secret] = logged["stdin"]
+    if secret not in values:
+        sys.stderr.write("ERROR: (gcloud.secrets.versions) NOT_FOUND: Secret [%s] has no versions\\n" % secret)
+        sys.exit(1)
+    if arguments[2] == "access":
+        sys.stdout.write(values[secret])
+    sys.exit(0)
 answers = {{"--format=value(host)": {host!r}, "--format=value(port)": {port!r},
            "--format=value(projectNumber)": {number!r}, "--format=value(status.url)": {url!r},
            "--format=value(authString)": {auth!r}, "--format=value(serverCaCerts[0].cert)": {ca!r}}}

@@ -284,13 +284,18 @@ def daphne_server(
             raise RuntimeError(f"{role} did not start: {error}\n{server.log()}") from None
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log_path.unlink(missing_ok=True)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Terminate ``process``; kill it if it has not exited within 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def daphne_exit(

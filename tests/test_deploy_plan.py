@@ -7,8 +7,14 @@ records every call) and the local fake Secret Manager for the
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import re
+import shlex
+import string
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +23,11 @@ import pytest
 import yaml
 from django.core.management import CommandError, call_command
 
-from aa_site import deployment
+from aa_site import deployment, env
 from aa_site.deployment import Options, Step
 from interceptor.push_samples import EVENT_KINDS
 from tests import fake_gcloud, fake_operator_apis, fake_secret_manager
-from tests.commands import assert_clean_failure, manage
+from tests.commands import COMMAND_TIMEOUT, assert_clean_failure, manage, operator_environment
 from tests.fake_operator_apis import FakeOperatorApis
 from tests.fake_secret_manager import FakeSecretManager
 
@@ -30,9 +36,12 @@ REGION = "europe-west1"
 OPTIONS = Options(project=PROJECT, region=REGION, admin_account="ops@acme.example", auth_option="Salesforce",
                   provider_settings={"SALESFORCE_ORGANIZATION_ID": "00D000000000001EAA"},
                   allowed_origins=("https://acme.lightning.force.com",), conversation_profile="CP-1")
+URL_SAFE = set(string.ascii_letters + string.digits + "-_")
 FLAGS = ("--project", PROJECT, "--region", REGION, "--auth-option", "Salesforce",
          "--env", "SALESFORCE_ORGANIZATION_ID=00D000000000001EAA", "--allowed-origins",
          "https://acme.lightning.force.com", "--conversation-profile", "CP-1")
+
+ADMIN_FLAGS = (*FLAGS, "--admin-database", "cloudsql")
 
 
 def commands(steps: list[Step], *prefix: str) -> list[tuple[str, ...]]:
@@ -52,8 +61,16 @@ def service_files(steps: list[Step]) -> dict[str, dict[str, Any]]:
 
 
 def env_of(service: dict[str, Any]) -> dict[str, str]:
+    """The service's plain environment variables."""
     (container,) = service["spec"]["template"]["spec"]["containers"]
-    return {entry["name"]: entry["value"] for entry in container["env"]}
+    return {entry["name"]: entry["value"] for entry in container["env"] if "value" in entry}
+
+
+def secret_env_of(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """The service's variables set from Secret Manager: name to (secret, version)."""
+    (container,) = service["spec"]["template"]["spec"]["containers"]
+    return {entry["name"]: (entry["valueFrom"]["secretKeyRef"]["name"], entry["valueFrom"]["secretKeyRef"]["key"])
+            for entry in container["env"] if "valueFrom" in entry}
 
 
 def test_service_files_agree_with_the_commands_around_them() -> None:
@@ -112,6 +129,11 @@ def test_service_files_agree_with_the_commands_around_them() -> None:
         assert files[environment["REDIS_AUTH_STRING_FILE"]] == OPTIONS.redis_auth_secret
         for secret in files.values():
             assert (secret, member) in accessors, (secret, member)
+    # Django's secret key: always generated into Secret Manager and set on the connector only (it serves the admin).
+    assert secret_env_of(connector) == {"DJANGO_SECRET_KEY": (OPTIONS.django_secret, "latest")}
+    assert secret_env_of(interceptor) == {}
+    assert (OPTIONS.django_secret, connector_member) in accessors
+    assert (OPTIONS.django_secret, interceptor_member) not in accessors
     assert env_of(connector)["AUTH_OPTION"] == "Salesforce"
     assert env_of(connector)["SALESFORCE_ORGANIZATION_ID"] == "00D000000000001EAA"
     assert env_of(connector)["CORS_ALLOWED_ORIGINS"] == "https://acme.lightning.force.com"
@@ -139,11 +161,13 @@ def test_one_topic_and_one_push_subscription_per_event_kind() -> None:
     assert "--message-format=JSON" in profile
 
 
-def test_every_reference_is_captured_by_an_earlier_step() -> None:
+@pytest.mark.parametrize("admin_database", ["", "cloudsql"])
+def test_every_reference_is_captured_by_an_earlier_step(admin_database: str) -> None:
     """${NAME} appears only after the step that captures NAME, and the templates leave nothing else unfilled."""
     captured: set[str] = set()
-    for step in deployment.build_plan(OPTIONS):
-        used = deployment.references(step.content or " ".join(step.argv))
+    for step in deployment.build_plan(dataclasses.replace(OPTIONS, admin_database=admin_database)):
+        used = deployment.references(" ".join([step.content or "", step.stdin_text or "", *step.argv,
+                                               *step.stdin_from, *step.skip_if]))
         assert used <= captured, (step.title, used - captured)
         if step.capture:
             captured.add(step.capture)
@@ -165,6 +189,96 @@ def test_least_privilege_roles_per_account() -> None:
     assert flag(token_creator, "member") == pubsub_agent
 
 
+def test_the_admin_database_is_opt_in() -> None:
+    """Without --admin-database: no Cloud SQL, no jobs, no DATABASE_URL; Django's key is the one generated secret."""
+    steps = deployment.build_plan(OPTIONS)
+    assert not commands(steps, "gcloud", "sql") and not commands(steps, "gcloud", "run", "jobs")
+    words = " ".join(argument for step in steps for argument in step.argv)
+    assert "sqladmin" not in words and "cloudsql" not in words
+    assert [step.argv[4] for step in steps if step.skip_if] == [OPTIONS.django_secret]
+    connector = service_files(steps)["ui-connector.service.yaml"]
+    assert "run.googleapis.com/cloudsql-instances" not in connector["spec"]["template"]["metadata"]["annotations"]
+    assert "DATABASE_URL" not in secret_env_of(connector) | env_of(connector)
+
+
+def index_of(steps: list[Step], *prefix: str) -> int:
+    """The position of the first step whose command starts with ``prefix``."""
+    return next(index for index, step in enumerate(steps) if step.argv[: len(prefix)] == prefix)
+
+
+def test_admin_database_steps_agree_with_each_other_and_with_the_connector() -> None:
+    """One instance, database, user and password throughout; the connector and both jobs have what they need."""
+    options = dataclasses.replace(OPTIONS, admin_database="cloudsql", superuser_email="ops@acme.example")
+    steps = deployment.build_plan(options)
+    (enable,) = commands(steps, "gcloud", "services", "enable")
+    assert "sqladmin.googleapis.com" in enable
+    (instance,) = commands(steps, "gcloud", "sql", "instances", "create")
+    assert flag(instance, "database-version") == "POSTGRES_15" and flag(instance, "tier") == "db-f1-micro"
+    assert flag(instance, "region") == REGION and "--deletion-protection" in instance
+    connection = f"{PROJECT}:{REGION}:{instance[4]}"
+    (database,) = commands(steps, "gcloud", "sql", "databases", "create")
+    (user,) = commands(steps, "gcloud", "sql", "users", "create")
+    assert flag(database, "instance") == flag(user, "instance") == instance[4]
+    # The user's password is read back from the secret it was generated into; the URL carries the same value.
+    (password,) = [step for step in steps if step.capture == "DATABASE_PASSWORD"]
+    assert password.sensitive and password.argv[:5] == ("gcloud", "secrets", "versions", "access", "latest")
+    generated = {step.argv[4]: step for step in steps if step.skip_if}
+    assert set(generated) == set(GENERATED_SECRETS) and flag(password.argv, "secret") in generated
+    for secret, step in generated.items():
+        assert step.skip_if == ("gcloud", "secrets", "versions", "describe", "latest", f"--secret={secret}",
+                                "--project", PROJECT)
+        assert step.stdin_from[:2] == ("python", "-c")
+    assert flag(user, "password") == "${DATABASE_PASSWORD}"
+    (url_step,) = [step for step in steps if step.stdin_text is not None]
+    url_secret = url_step.argv[4]
+    parsed = env.database(url_step.stdin_text.replace("${DATABASE_PASSWORD}", "pw-1_x"), sqlite_path="unused")
+    assert parsed["ENGINE"] == "django.db.backends.postgresql"
+    assert (parsed["HOST"], parsed["NAME"], parsed["USER"], parsed["PASSWORD"]) == (
+        f"/cloudsql/{connection}", database[4], user[4], "pw-1_x")
+    # The connector: the socket through Cloud Run's Cloud SQL connection, the URL and the key from Secret Manager.
+    files = service_files(steps)
+    connector, interceptor = files["ui-connector.service.yaml"], files["cloud-pubsub-interceptor.service.yaml"]
+    template = connector["spec"]["template"]
+    account = template["spec"]["serviceAccountName"]
+    assert template["metadata"]["annotations"]["run.googleapis.com/cloudsql-instances"] == connection
+    assert secret_env_of(connector) == {"DATABASE_URL": (url_secret, "latest"),
+                                        "DJANGO_SECRET_KEY": (options.django_secret, "latest")}
+    assert secret_env_of(interceptor) == {}
+    assert env_of(connector)["TRUST_FORWARDED_PROTO"] == "true"  # the admin's CSRF check behind Cloud Run's TLS
+    accessors = {(argv[3], flag(argv, "member"))
+                 for argv in commands(steps, "gcloud", "secrets", "add-iam-policy-binding")}
+    granted = {(flag(argv, "member"), flag(argv, "role"))
+               for argv in commands(steps, "gcloud", "projects", "add-iam-policy-binding")}
+    assert (f"serviceAccount:{account}", "roles/cloudsql.client") in granted
+    assert ("user:ops@acme.example", "roles/cloudsql.admin") in granted
+    # The jobs: the image just built, the connector's account, the instance, and readable secrets.
+    deployed = commands(steps, "gcloud", "run", "jobs", "deploy")
+    executed = commands(steps, "gcloud", "run", "jobs", "execute")
+    assert [argv[4] for argv in deployed] == [argv[4] for argv in executed] == [options.migrate_job,
+                                                                               options.superuser_job]
+    (image,) = [flag(argv, "tag") for argv in commands(steps, "gcloud", "builds", "submit")]
+    for job in deployed:
+        assert (flag(job, "image"), flag(job, "service-account")) == (image, account)
+        assert flag(job, "set-cloudsql-instances") == connection
+        secrets = dict(entry.split("=") for entry in flag(job, "set-secrets").split(","))
+        assert secrets["DATABASE_URL"] == f"{url_secret}:latest"
+        for secret in secrets.values():
+            assert (secret.split(":")[0], f"serviceAccount:{account}") in accessors
+    migrate, superuser = deployed
+    assert flag(migrate, "args").split(",") == ["manage.py", "migrate", "--noinput", "--skip-checks"]
+    assert flag(superuser, "args").split(",") == ["manage.py", "ensure_superuser", "--username=admin",
+                                                 "--email=ops@acme.example"]
+    assert f"DJANGO_SUPERUSER_PASSWORD={options.superuser_password_secret}:latest" in flag(superuser, "set-secrets")
+    # In order: the image, the tables, the first operator, then the revision that uses them.
+    positions = [index_of(steps, "gcloud", "builds", "submit"),
+                 index_of(steps, "gcloud", "run", "jobs", "deploy", migrate[4]),
+                 index_of(steps, "gcloud", "run", "jobs", "execute", migrate[4]),
+                 index_of(steps, "gcloud", "run", "jobs", "execute", superuser[4]),
+                 index_of(steps, "gcloud", "run", "services", "replace")]
+    assert positions == sorted(positions)
+    assert steps[-1].note and options.superuser_password_secret in steps[-1].title
+
+
 def test_printed_plan_is_a_bash_script_that_parses(capsys: pytest.CaptureFixture[str]) -> None:
     """bash -n accepts the output; the service files are heredocs; no administrator steps without the flag."""
     call_command("deploy_plan", *FLAGS)
@@ -182,6 +296,13 @@ def test_printed_plan_is_a_bash_script_that_parses(capsys: pytest.CaptureFixture
     ((*FLAGS, "--allowed-origins", "*"), "may not contain '*'"),
     ((*FLAGS, "--env", "NOTE=$(rm -rf /)"), "cannot carry it safely"),
     ((*FLAGS, "--env", "SERVICE_ROLE=all"), "set by the service templates"),
+    ((*ADMIN_FLAGS, "--database-name", "Admin-DB"), "not a database name"),
+    ((*ADMIN_FLAGS, "--database-user", "aa admin"), "not a database user"),
+    ((*ADMIN_FLAGS, "--database-instance", "1db"), "not a Cloud SQL instance id"),
+    ((*ADMIN_FLAGS, "--database-tier", "small"), "not a Cloud SQL tier"),
+    ((*ADMIN_FLAGS, "--superuser", "ops,root"), "not a username"),
+    ((*ADMIN_FLAGS, "--superuser-email", "a@example.com,b@example.com"), "not an email address"),
+    ((*FLAGS, "--admin-database", "mysql"), "invalid choice"),
     (("--project", PROJECT, "--region", REGION, "--auth-option", "Salesforce"), "SALESFORCE_ORGANIZATION_ID"),
 ])
 def test_bad_flags_are_command_errors(settings: Any, arguments: tuple[str, ...], reason: str) -> None:
@@ -227,16 +348,32 @@ def cloud(tmp_path: Path, secret_manager: FakeSecretManager, dialogflow: FakeOpe
     }
 
 
-def expected_gcloud_calls() -> list[tuple[int, list[str]]]:
-    """(step number, argv after "gcloud") of every gcloud step of the plan FLAGS make, captures filled in."""
+# The Options FLAGS make (the provider setting passed with --env), and with the admin database.
+EXECUTE_OPTIONS = Options(project=PROJECT, region=REGION, auth_option="Salesforce",
+                          extra_env={"SALESFORCE_ORGANIZATION_ID": "00D000000000001EAA"},
+                          allowed_origins=("https://acme.lightning.force.com",), conversation_profile="CP-1")
+ADMIN_OPTIONS = dataclasses.replace(EXECUTE_OPTIONS, admin_database="cloudsql")
+# Secrets the plan generates (the steps with skip_if).
+GENERATED_SECRETS = (ADMIN_OPTIONS.django_secret, ADMIN_OPTIONS.database_password_secret,
+                     ADMIN_OPTIONS.superuser_password_secret)
+
+
+def expected_gcloud_calls(options: Options = EXECUTE_OPTIONS, *, values: dict[str, str] | None = None,
+                          kept: tuple[str, ...] = ()) -> list[tuple[int, list[str]]]:
+    """(step number, argv after "gcloud") of every gcloud call of ``options``' plan, captures filled in.
+
+    A generating step first asks whether its secret has a version; only for a secret not in ``kept`` does the
+    add follow (its value comes from python, not gcloud).
+    """
     values = {"REDIS_HOST": fake_gcloud.REDIS_HOST, "REDIS_PORT": fake_gcloud.REDIS_PORT,
-              "PROJECT_NUMBER": fake_gcloud.PROJECT_NUMBER, "INTERCEPTOR_URL": fake_gcloud.INTERCEPTOR_URL}
-    options = Options(project=PROJECT, region=REGION, auth_option="Salesforce",
-                      extra_env={"SALESFORCE_ORGANIZATION_ID": "00D000000000001EAA"},
-                      allowed_origins=("https://acme.lightning.force.com",), conversation_profile="CP-1")
+              "PROJECT_NUMBER": fake_gcloud.PROJECT_NUMBER, "INTERCEPTOR_URL": fake_gcloud.INTERCEPTOR_URL,
+              **(values or {})}
     calls = []
     for number, step in enumerate(deployment.build_plan(options), 1):
-        for command in (step.stdin_from, step.argv):  # a piped step runs its input's command first
+        run = [step.skip_if]
+        if not (step.skip_if and step.argv[4] in kept):
+            run += [step.stdin_from, step.argv]  # a piped step runs its input's command first
+        for command in run:
             if command[:1] == ("gcloud",):
                 argv = [argument for argument in command[1:]]
                 for name, value in values.items():
@@ -245,15 +382,24 @@ def expected_gcloud_calls() -> list[tuple[int, list[str]]]:
     return calls
 
 
+def stored(calls: list[dict[str, Any]], secret: str) -> list[str]:
+    """The values the calls added to ``secret``, oldest first."""
+    return [call["stdin"] for call in calls if call["argv"][:4] == ["secrets", "versions", "add", secret]]
+
+
 def test_execute_runs_every_step_in_order(cloud: dict[str, str], secret_manager: FakeSecretManager,
                                           dialogflow: FakeOperatorApis, tmp_path: Path) -> None:
-    """Every gcloud command in plan order with captured values filled in; the secret stored; files rendered."""
+    """Every gcloud command in plan order with captured values filled in; the secrets stored; files rendered."""
     result = manage("deploy_plan", *FLAGS, "--execute", "--work-dir", str(tmp_path / "work"), env=cloud)
     assert result.returncode == 0, result.stdout + result.stderr
     calls = fake_gcloud.calls(Path(cloud["FAKE_GCLOUD_LOG"]))
     assert [call["argv"] for call in calls] == [argv for _, argv in expected_gcloud_calls()]
     (value,) = secret_manager.secrets[(PROJECT, "aa-jwt-secret")]
     assert value not in result.stdout + result.stderr
+    # Django's secret key: 64 random URL-safe characters, generated on the way into Secret Manager, not shown.
+    (django_key,) = stored(calls, EXECUTE_OPTIONS.django_secret)
+    assert len(django_key) == 64 and set(django_key) <= URL_SAFE
+    assert django_key not in result.stdout + result.stderr
     profile = dialogflow.profiles[f"projects/{PROJECT}/locations/global/conversationProfiles/CP-1"]
     assert profile["newMessageEventNotificationConfig"] == {
         "topic": f"projects/{PROJECT}/topics/aa-new-message-topic", "messageFormat": "JSON"}
@@ -262,7 +408,7 @@ def test_execute_runs_every_step_in_order(cloud: dict[str, str], secret_manager:
         assert env_of(service)["REDISHOST"] == fake_gcloud.REDIS_HOST
         assert env_of(service)["REDISPORT"] == fake_gcloud.REDIS_PORT
     # The AUTH string and the CA went from Memorystore into Secret Manager through a pipe, not the output.
-    piped = {call["argv"][3]: call["stdin"] for call in calls if "stdin" in call}
+    piped = {call["argv"][3]: call["stdin"] for call in calls if "stdin" in call and "redis" in call["argv"][3]}
     assert piped == {"aa-redis-auth": fake_gcloud.REDIS_AUTH_STRING + "\n", "aa-redis-ca": fake_gcloud.REDIS_SERVER_CA + "\n"}
     assert fake_gcloud.REDIS_AUTH_STRING not in result.stdout + result.stderr
     build = next(call for call in calls if call["argv"][:2] == ["builds", "submit"])
@@ -306,3 +452,111 @@ def test_execute_continues_past_a_resource_that_already_exists(cloud: dict[str, 
 def test_execute_without_gcloud_on_path_is_a_clean_error(tmp_path: Path) -> None:
     result = manage("deploy_plan", *FLAGS, "--execute", env={"PATH": str(tmp_path)})
     assert_clean_failure(result, mentions="gcloud is not on PATH")
+
+
+# --- --execute with the admin database ----------------------------------------------------------
+
+
+def database_secrets(calls: list[dict[str, Any]]) -> tuple[str, str, dict[str, Any]]:
+    """(the database password, the operator's password, the DATABASE_URL parsed) the calls stored."""
+    (password,) = stored(calls, ADMIN_OPTIONS.database_password_secret)
+    (operator_password,) = stored(calls, ADMIN_OPTIONS.superuser_password_secret)
+    (url,) = stored(calls, ADMIN_OPTIONS.database_url_secret)
+    return password, operator_password, env.database(url, sqlite_path="unused")
+
+
+def test_execute_with_the_admin_database(cloud: dict[str, str], tmp_path: Path) -> None:
+    """Generated passwords go into Secret Manager and the user, the URL carries the stored one, nothing is shown."""
+    result = manage("deploy_plan", *ADMIN_FLAGS, "--execute", "--work-dir", str(tmp_path / "work"), env=cloud)
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = fake_gcloud.calls(Path(cloud["FAKE_GCLOUD_LOG"]))
+    password, operator_password, url = database_secrets(calls)
+    assert [call["argv"] for call in calls] == [
+        argv for _, argv in expected_gcloud_calls(ADMIN_OPTIONS, values={"DATABASE_PASSWORD": password})]
+    (user,) = [call["argv"] for call in calls if call["argv"][:3] == ["sql", "users", "create"]]
+    assert f"--password={password}" in user
+    assert (url["PASSWORD"], url["USER"], url["HOST"]) == (
+        password, ADMIN_OPTIONS.database_user, f"/cloudsql/{ADMIN_OPTIONS.database_connection_name}")
+    assert len(password) == 43 and len(operator_password) == 24 and set(password + operator_password) <= URL_SAFE
+    (django_key,) = stored(calls, ADMIN_OPTIONS.django_secret)
+    for secret in (password, operator_password, django_key):
+        assert secret not in result.stdout + result.stderr
+    (connector,) = [yaml.safe_load(call["file"]) for call in calls if "ui-connector.service.yaml" in call["argv"]]
+    assert secret_env_of(connector)["DATABASE_URL"] == (ADMIN_OPTIONS.database_url_secret, "latest")
+    # The operator is told where the first password is, not what it is.
+    assert f"--secret={ADMIN_OPTIONS.superuser_password_secret}" in result.stdout.splitlines()[-2]
+
+
+def test_a_rerun_keeps_the_generated_secrets(cloud: dict[str, str]) -> None:
+    """Secrets with a version are not generated again: same sessions key, and the URL built from the kept password."""
+    kept = {secret: f"kept-value-of-{secret}-0123456789" for secret in GENERATED_SECRETS}
+    result = manage("deploy_plan", *ADMIN_FLAGS, "--execute", env={**cloud, "FAKE_GCLOUD_SECRETS": json.dumps(kept)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("has a version already; kept") == len(GENERATED_SECRETS)
+    calls = fake_gcloud.calls(Path(cloud["FAKE_GCLOUD_LOG"]))
+    password = kept[ADMIN_OPTIONS.database_password_secret]
+    assert [call["argv"] for call in calls] == [argv for _, argv in expected_gcloud_calls(
+        ADMIN_OPTIONS, values={"DATABASE_PASSWORD": password}, kept=GENERATED_SECRETS)]
+    assert all(stored(calls, secret) == [] for secret in GENERATED_SECRETS)
+    (url,) = stored(calls, ADMIN_OPTIONS.database_url_secret)
+    assert env.database(url, sqlite_path="unused")["PASSWORD"] == password
+    assert not [value for value in kept.values() if value in result.stdout + result.stderr]
+
+
+def test_resuming_after_the_database_user_failed_uses_the_stored_password(cloud: dict[str, str]) -> None:
+    """The password is read back from Secret Manager on resume, not generated again: user and URL still agree."""
+    expected = expected_gcloud_calls(ADMIN_OPTIONS)
+    failing_call = 1 + next(index for index, (_, argv) in enumerate(expected) if argv[:3] == ["sql", "users", "create"])
+    failing_step, _ = expected[failing_call - 1]
+    log = Path(cloud["FAKE_GCLOUD_LOG"])
+    failed = manage("deploy_plan", *ADMIN_FLAGS, "--execute", env={**cloud, "FAKE_GCLOUD_FAIL_AT": str(failing_call)})
+    assert_clean_failure(failed, mentions=f"step {failing_step} (Database user")
+    first = fake_gcloud.calls(log)
+    (password,) = stored(first, ADMIN_OPTIONS.database_password_secret)
+    assert password not in failed.stdout + failed.stderr
+    # The log stays: it is the fake Secret Manager's state between the two runs.
+    resumed = manage("deploy_plan", *ADMIN_FLAGS, "--execute", "--from-step", str(failing_step), env=cloud)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    later = fake_gcloud.calls(log)[len(first):]
+    assert stored(later, ADMIN_OPTIONS.database_password_secret) == []
+    (user,) = [call["argv"] for call in later if call["argv"][:3] == ["sql", "users", "create"]]
+    assert f"--password={password}" in user
+    (url,) = stored(later, ADMIN_OPTIONS.database_url_secret)
+    assert env.database(url, sqlite_path="unused")["PASSWORD"] == password
+
+
+def test_the_printed_plan_run_by_bash_makes_the_calls_execute_makes(cloud: dict[str, str], tmp_path: Path) -> None:
+    """The script and --execute are one plan: bash runs the printed admin plan against the same fakes."""
+    printed = manage("deploy_plan", *ADMIN_FLAGS, env=cloud)
+    assert printed.returncode == 0, printed.stderr
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "manage.py").symlink_to(Path(deployment.DEPLOY_DIRECTORY).parent / "manage.py")
+    python = Path(cloud["PATH"].split(os.pathsep)[0]) / "python"
+    python.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    result = subprocess.run(["bash", "-c", printed.stdout], cwd=work, env=operator_environment(cloud),
+                            capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = fake_gcloud.calls(Path(cloud["FAKE_GCLOUD_LOG"]))
+    password, operator_password, url = database_secrets(calls)
+    assert [call["argv"] for call in calls] == [
+        argv for _, argv in expected_gcloud_calls(ADMIN_OPTIONS, values={"DATABASE_PASSWORD": password})]
+    assert url["PASSWORD"] == password
+    for secret in (password, operator_password, *stored(calls, ADMIN_OPTIONS.django_secret)):
+        assert secret not in printed.stdout + result.stdout + result.stderr
+    (connector,) = [yaml.safe_load(call["file"]) for call in calls if "ui-connector.service.yaml" in call["argv"]]
+    assert env_of(connector)["REDISHOST"] == fake_gcloud.REDIS_HOST
+
+
+def test_the_readme_shows_what_the_command_prints() -> None:
+    """The README's example command, run, prints each block of the README's excerpt of its output."""
+    text = (Path(deployment.DEPLOY_DIRECTORY).parent / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"```sh\n(python manage\.py deploy_plan .*?) > deploy\.sh\n```", text, re.DOTALL)[1]
+    arguments = shlex.split(command.replace("\\\n", " "))[3:]
+    assert "--admin-database" in arguments
+    excerpt = re.search(r"<!-- deploy_plan output: admin .*?-->\n```sh\n(.*?)```", text, re.DOTALL)[1]
+    printed = manage("deploy_plan", *arguments)
+    assert printed.returncode == 0, printed.stderr
+    for block in excerpt.split("\n# ...\n"):
+        assert block.strip("\n") in printed.stdout, block

@@ -35,8 +35,11 @@ class EngineIOSession:
 
     __slots__ = ("sid", "_transport", "_on_message", "_pong", "_heartbeat_task")
 
-    def __init__(self, transport: Transport, *, on_message: Callable[[str], Awaitable[None]]) -> None:
-        self.sid = packets.new_sid()
+    def __init__(
+        self, transport: Transport, *, on_message: Callable[[str], Awaitable[None]], sid: str | None = None
+    ) -> None:
+        """A new session, or (``sid``) one opened over long-polling that this transport continues."""
+        self.sid = sid or packets.new_sid()
         self._transport = transport
         self._on_message = on_message
         # Set while a ping awaits its pong: a future per ping, rather than an Event per session
@@ -54,6 +57,10 @@ class EngineIOSession:
                 max_payload=settings.SOCKETIO_MAX_PAYLOAD,
             )
         )
+        self.start_heartbeat()
+
+    def start_heartbeat(self) -> None:
+        """Ping every ``SOCKETIO_PING_INTERVAL`` seconds (``open`` does it; an upgraded session starts it itself)."""
         self._heartbeat_task = asyncio.create_task(self._heartbeat())
 
     async def receive(self, frame: str | None) -> None:

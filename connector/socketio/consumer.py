@@ -13,6 +13,12 @@ trailing offset; a client that comes back (to any connector) with ``pid`` and
 conversations back and every event after the offset, and the same ``pid``
 (which makes socket.io-client set ``socket.recovered``). Session records are
 ``connector.sessions``.
+
+A WebSocket opened with the ``sid`` of a long-polling session
+(``connector.polling``) upgrades it: ``2probe`` is answered ``3probe`` (and
+the pending poll a noop), and on ``5`` this consumer takes the session over
+from Redis (identity, namespace, conversations and the position each was
+sent up to), so nothing is lost or sent twice across the switch.
 """
 
 from __future__ import annotations
@@ -23,21 +29,24 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 
-from connector import sessions, tokens
+from connector import close_codes, sessions, tokens
 from connector.desktop import DesktopConsumer, EventsUnavailable, MembershipError
+from connector.engineio import packets
 from connector.engineio.session import EngineIOSession
-from connector.socketio import protocol
+from connector.polling import store as polling_store
+from connector.socketio import application
+from connector.socketio.application import (
+    END_STREAM_EVENT,
+    JOIN_EVENT,
+    LEAVE_EVENT,
+    STREAM_EVENTS,
+    STREAM_REQUEST_EVENT,
+    UNAUTHENTICATED_EVENT,
+)
 from connector.socketio.server import ConnectRefused, EventHandler, SocketIOServer
 from events.history import Event, Offset, Replay, get_history
 
 logger = logging.getLogger(__name__)
-
-JOIN_EVENT = "join-conversation"
-LEAVE_EVENT = "leave-conversation"
-UNAUTHENTICATED_EVENT = "unauthenticated"
-STREAM_REQUEST_EVENT, END_STREAM_EVENT = "stream-request", "end-stream"
-# Stream messages (connector.streaming.streams) as the sample emits them; a clean upstream end emits nothing.
-STREAM_EVENTS = {"data": "stream-data", "error": "stream-error"}
 
 
 class SocketIOConsumer(DesktopConsumer):
@@ -52,6 +61,7 @@ class SocketIOConsumer(DesktopConsumer):
         self.session: sessions.Session | None = None  # with recovery on
         self._replay: Replay | None = None  # to send once the CONNECT answer is out
         self._replay_after_ack: Replay | None = None  # a join's, to send once its acknowledgement is out
+        self._upgrading: str | None = None  # the sid of the long-polling session this socket is upgrading
 
     @property
     def frame_kind(self) -> str:  # type: ignore[override]
@@ -61,9 +71,12 @@ class SocketIOConsumer(DesktopConsumer):
 
     async def connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        if query.get("EIO") != ["4"] or query.get("transport") != ["websocket"] or "sid" in query:
-            # Only Engine.IO 4 clients opening the websocket transport directly.
+        if query.get("EIO") != ["4"] or query.get("transport") != ["websocket"]:
+            # Only Engine.IO 4 clients on the websocket transport.
             await self.close()
+            return
+        if "sid" in query:
+            await self._start_upgrade(query["sid"][0])
             return
         await self.accept()
         self.engineio = EngineIOSession(self, on_message=self._on_message)
@@ -80,6 +93,62 @@ class SocketIOConsumer(DesktopConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.engineio is not None:
             await self.engineio.receive(text_data)
+        elif self._upgrading is not None:
+            await self._upgrade_step(text_data)
+
+    # --- upgrading a long-polling session (connector.polling) to this WebSocket -----------
+
+    async def _start_upgrade(self, sid: str) -> None:
+        """Accept the WebSocket of a live long-polling session; nothing is sent before the probe."""
+        try:
+            live = await polling_store.exists(sid)
+        except Exception as error:
+            logger.warning("Could not look up a long-polling session: %s: %s", type(error).__name__, error)
+            live = False
+        if not live:
+            await self.close()
+            return
+        self._upgrading = sid
+        await self.accept()
+
+    async def _upgrade_step(self, frame: str | None) -> None:
+        """``2probe``: answer ``3probe`` and end the pending poll with a noop; ``5``: take the session over."""
+        assert self._upgrading is not None
+        if frame == packets.ping_frame() + packets.PROBE:
+            if await polling_store.start_upgrade(self._upgrading):
+                await self.send(packets.pong_probe_frame())
+                return
+        elif frame == str(packets.UPGRADE):
+            state = await polling_store.adopt(self._upgrading)
+            if state is not None:
+                await self._adopt(state)
+                return
+        else:
+            logger.info("Refusing a WebSocket upgrade: expected the probe or the upgrade packet")
+        await self.close(code=close_codes.PROTOCOL_ERROR)
+
+    async def _adopt(self, state: polling_store.PollingState) -> None:
+        """Continue the long-polling session ``state`` here: its identity, namespace, conversations and
+        positions, so that nothing it was sent over polling is sent again and nothing after is missed."""
+        sid, self._upgrading = self._upgrading, None
+        self.engineio = EngineIOSession(self, on_message=self._on_message, sid=sid)
+        self.socketio = SocketIOServer(self.engineio, self, connected=state.connected)
+        self.engineio.start_heartbeat()
+        for frame in state.pending:
+            await self.send(frame)
+        if state.identity is None:
+            return
+        self.sign_in(state.identity)
+        try:
+            if state.pid is not None:
+                self.session = await sessions.load(state.pid)
+            self.delivered_before(state.epoch, state.joined)
+            replay = await self.restore_conversations(state.joined, since=Offset(state.epoch, 0))
+        except (EventsUnavailable, MembershipError):
+            raise
+        except Exception as error:
+            raise await self.unavailable(error) from None
+        self.send_replay(replay)
 
     async def send_frame(self, frame: str) -> None:
         await self.send(frame)
@@ -106,27 +175,18 @@ class SocketIOConsumer(DesktopConsumer):
         if not settings.SOCKETIO_RECOVERY_SECONDS:
             return {}
         try:
-            if sessions.is_pid(auth.get("pid")) and await self._recover(identity, auth["pid"], auth.get("offset")):
+            recoverable = await application.recoverable(identity, auth)
+            if recoverable is not None and await self._recover(*recoverable):
                 return {"pid": self.session.pid}
-            position = await get_history().position()
-            self.session = sessions.Session(
-                pid=sessions.new_pid(), user=identity.user, project=identity.project,
-                epoch=position.epoch, since=position.seq,
-            )
-            await sessions.save(self.session, ttl=sessions.connected_ttl())
+            self.session = await application.start_session(identity)
         except (EventsUnavailable, MembershipError):
             raise
         except Exception as error:
             raise await self.unavailable(error) from None
         return {"pid": self.session.pid}
 
-    async def _recover(self, identity: tokens.DesktopIdentity, pid: str, offset: Any) -> bool:
-        """Restore session ``pid`` for ``identity``; False (and nothing restored) when it cannot be whole."""
-        session = await sessions.load(pid)
-        if session is None or (session.user, session.project) != (identity.user, identity.project):
-            return False
-        given = Offset.parse(offset)
-        since = given if given is not None else Offset(session.epoch, session.since)
+    async def _recover(self, session: sessions.Session, since: Offset) -> bool:
+        """Restore ``session``; False (and nothing restored) when it cannot be whole."""
         replay = await self.restore_conversations(session.joined, since=since)
         if not replay.complete:
             logger.info("Session could not be recovered: the history no longer reaches back to its offset")
@@ -148,6 +208,11 @@ class SocketIOConsumer(DesktopConsumer):
         await self.release_resources()
 
     async def connection_ended(self) -> None:
+        if self._upgrading is not None:
+            try:
+                await polling_store.abandon_upgrade(self._upgrading)
+            except Exception as error:
+                logger.warning("Could not resume a long-polling session: %s: %s", type(error).__name__, error)
         if self.session is not None:
             try:
                 await sessions.expire(self.session.pid, ttl=settings.SOCKETIO_RECOVERY_SECONDS)
@@ -166,9 +231,7 @@ class SocketIOConsumer(DesktopConsumer):
     async def on_join(self, name: Any = None, options: Any = None, *_: Any) -> list[Any]:
         """``join-conversation`` (options: ``{"history": true}`` or ``{"after": offset}``): acknowledged
         ``[true, normalised name]`` or ``[false, why]``; a replay follows the acknowledgement."""
-        options = options if isinstance(options, dict) else {}
-        after = Offset.parse(options.get("after")) if "after" in options else None
-        history = options.get("history", settings.SOCKETIO_JOIN_HISTORY == "all") is True and after is None
+        after, history = application.join_request(options)
         try:
             joined = await self.join_conversation(name, after=after, history=history)
         except MembershipError as error:
@@ -235,8 +298,7 @@ class SocketIOConsumer(DesktopConsumer):
     # --- conversation events ---------------------------------------------------------------
 
     def frame_event(self, event: Event) -> str:
-        offset = event.offset if settings.SOCKETIO_RECOVERY_SECONDS else None
-        return "4" + protocol.event_with_json_argument(event.kind, event.payload_json, offset)
+        return application.event_frame(event)
 
     async def send_stream(self, kind: str, message: dict[str, Any]) -> None:
         if self.socketio is not None and self.socketio.connected and kind in STREAM_EVENTS:

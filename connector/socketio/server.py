@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from connector.engineio.packets import new_sid
-from connector.engineio.session import EngineIOSession
 from connector.socketio import protocol
 
 #: An event handler: called with the application and the event's arguments; returns the acknowledgement's.
@@ -22,6 +21,16 @@ EventHandler = Callable[..., Awaitable[list[Any]]]
 
 class ConnectRefused(Exception):
     """The application refuses a CONNECT; ``str()`` is the CONNECT_ERROR message the client sees."""
+
+
+class MessageChannel(Protocol):
+    """The Engine.IO session under this layer (``EngineIOSession``, or one long-polling request's)."""
+
+    async def send_message(self, payload: str) -> None:
+        """Send ``payload`` in a MESSAGE packet."""
+
+    async def refuse(self, why: str) -> None:
+        """End the session over a packet that breaks the protocol."""
 
 
 class SocketIOApplication(Protocol):
@@ -49,10 +58,11 @@ class SocketIOServer:
 
     __slots__ = ("_session", "_application", "connected")
 
-    def __init__(self, session: EngineIOSession, application: SocketIOApplication) -> None:
+    def __init__(self, session: MessageChannel, application: SocketIOApplication, *, connected: bool = False) -> None:
+        """``connected``: ``/`` was connected already (a long-polling session's state, or one upgraded)."""
         self._session = session
         self._application = application
-        self.connected = False
+        self.connected = connected
 
     async def receive(self, payload: str) -> None:
         """Handle the payload of one Engine.IO MESSAGE."""

@@ -2,8 +2,10 @@
 //
 // Usage: node desktop.mjs --url http://127.0.0.1:PORT [--token JWT] [--join NAME]...
 //                         [--events N] [--linger MS] [--timeout MS] [--reconnect]
-// The token may also come from DESKTOP_TOKEN. Connects with the websocket
-// transport and auth {token}, joins every --join with an ack, and prints one
+//                         [--transports websocket|polling|polling,websocket]
+// The token may also come from DESKTOP_TOKEN. Connects with the given transports
+// (default: the websocket transport only; "polling,websocket" is socket.io-client's
+// own default, long-polling then the upgrade) and auth {token}, joins every --join with an ack, and prints one
 // JSON line per thing that happens. It exits after N conversation events (plus
 // --linger ms, so duplicates still show), after --timeout ms, on a refused
 // connection, on "exit" or end of standard input. Standard input also takes
@@ -25,6 +27,7 @@ const { values: options } = parseArgs({
     linger: { type: "string", default: "0" },
     timeout: { type: "string", default: "30000" },
     reconnect: { type: "boolean", default: false },
+    transports: { type: "string", default: "websocket" },
   },
 });
 const expectedEvents = options.events === undefined ? Infinity : Number(options.events);
@@ -42,7 +45,7 @@ function finish(reason) {
 }
 
 const socket = io(options.url, {
-  transports: ["websocket"],
+  transports: options.transports.split(","),
   auth: { token },
   // Without --reconnect a dropped connection must show up in the test, not be silently re-made.
   reconnection: options.reconnect,
@@ -60,6 +63,11 @@ socket.io.on("packet", (packet) => {
   }
 });
 
+// Each Engine.IO connection that upgrades from long-polling reports it.
+socket.io.on("open", () => {
+  socket.io.engine.on("upgrade", (transport) => report("upgrade", { transport: transport.name }));
+});
+
 async function changeMembership(event, name) {
   const args = await new Promise((resolve) => socket.emit(event, name, (...ackArgs) => resolve(ackArgs)));
   report("ack", { event, name, args });
@@ -68,7 +76,7 @@ async function changeMembership(event, name) {
 let connections = 0;
 socket.on("connect", async () => {
   connections += 1;
-  report("connected", { recovered: socket.recovered });
+  report("connected", { recovered: socket.recovered, transport: socket.io.engine.transport.name });
   if (connections > 1) return; // a reconnection: a recovered session has its conversations back
   for (const name of options.join) {
     await changeMembership("join-conversation", name);

@@ -28,10 +28,12 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
     help = (
         "Print every command of the deployment, in order, filled in from settings and flags: APIs, the "
-        "administrator's and runtime service accounts' roles, the JWT secret, Redis, the VPC connector, the image, "
-        "both Cloud Run services (from deploy/*.yaml, with /readyz and /healthz probes), the invoker, topics, the "
-        "conversation profile and the push subscriptions. The output is a shell script. With --execute, run the "
-        "steps one by one through gcloud, stopping at the first failure."
+        "administrator's and runtime service accounts' roles, the JWT secret, Django's secret key, Redis, the VPC "
+        "connector, with --admin-database cloudsql the admin's PostgreSQL (Cloud SQL, its secrets, the migrate and "
+        "first-operator jobs), the image, both Cloud Run services (from deploy/*.yaml, with /readyz and /healthz "
+        "probes), the invoker, topics, the conversation profile and the push subscriptions. The output is a shell "
+        "script; it prints no secret. With --execute, run the steps one by one through gcloud, stopping at the first "
+        "failure."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -49,6 +51,18 @@ class Command(BaseCommand):
         parser.add_argument("--vpc-connector", default="aa-vpc", help="Serverless VPC Access connector name")
         parser.add_argument("--vpc-range", default="10.8.0.0/28", help="the connector's unused /28 range")
         parser.add_argument("--jwt-secret", help="Secret Manager secret id (default JWT_SECRET_NAME or aa-jwt-secret)")
+        parser.add_argument("--django-secret", default="aa-django-secret-key",
+                            help="Secret Manager secret for Django's secret key (default aa-django-secret-key)")
+        parser.add_argument("--admin-database", choices=("none", "cloudsql"), default="none",
+                            help="the admin's users and sessions: cloudsql (Cloud SQL for PostgreSQL, shared by every "
+                                 "instance), or none (default: SQLite per instance, no usable admin on Cloud Run)")
+        parser.add_argument("--database-instance", default="aa-admin-db",
+                            help="Cloud SQL instance id (default aa-admin-db)")
+        parser.add_argument("--database-tier", default="db-f1-micro", help="Cloud SQL tier (default db-f1-micro)")
+        parser.add_argument("--database-name", default="aa_admin", help="database name (default aa_admin)")
+        parser.add_argument("--database-user", default="aa_admin", help="database user (default aa_admin)")
+        parser.add_argument("--superuser", default="admin", help="the first operator's username (default admin)")
+        parser.add_argument("--superuser-email", help="the first operator's email (default --admin-account)")
         parser.add_argument("--auth-option", help="identity provider for /register (default AUTH_OPTION)")
         parser.add_argument("--app-auth-option", help="provider for /register-app (default APP_AUTH_OPTION)")
         parser.add_argument("--allowed-origins", help="comma-separated desktop origins (default CORS_ALLOWED_ORIGINS)")
@@ -120,6 +134,15 @@ def _options(options: dict[str, Any]) -> Options:
         vpc_connector=options["vpc_connector"],
         vpc_range=options["vpc_range"],
         jwt_secret=options["jwt_secret"] or settings.JWT_SECRET_NAME or "aa-jwt-secret",
+        django_secret=options["django_secret"],
+        admin_database="" if options["admin_database"] == "none" else options["admin_database"],
+        database_instance=options["database_instance"],
+        database_tier=options["database_tier"],
+        database_name=options["database_name"],
+        database_user=options["database_user"],
+        superuser=options["superuser"],
+        superuser_email=options["superuser_email"] if options["superuser_email"] is not None
+        else options["admin_account"],
         auth_option=auth_option,
         app_auth_option=app_auth_option,
         provider_settings=provider_settings,
@@ -153,14 +176,24 @@ def render_script(steps: list[Step], *, header: str) -> str:
         lines.append(f"\n# {number}. {step.title}" + ("  (may already exist)" if step.exists_ok else ""))
         if step.needs_command:
             lines.append(f"# Needs `manage.py {step.needs_command}`, which a later change adds.")
+        if step.note:
+            continue
         if step.path is not None:
             lines.append(f"cat > {shlex.quote(step.path)} <<EOF\n{step.content}EOF")
             continue
-        command = " ".join(shell_word(argument) for argument in step.argv)
+        command = _command_line(step.argv)
         if step.stdin_from:
-            command = " ".join(shell_word(argument) for argument in step.stdin_from) + " | " + command
+            command = _command_line(step.stdin_from) + " | " + command
+        elif step.stdin_text is not None:
+            command = f"printf %s {shell_word(step.stdin_text)} | {command}"
+        if step.skip_if:
+            command = f"{_command_line(step.skip_if)} >/dev/null 2>&1 || {command}"
         lines.append(f"{step.capture}=$({command})" if step.capture else command)
     return "\n".join(lines) + "\n"
+
+
+def _command_line(argv: tuple[str, ...]) -> str:
+    return " ".join(shell_word(argument) for argument in argv)
 
 
 class Executor:
@@ -183,6 +216,8 @@ class Executor:
         self.command.stdout.write(f"Done: {len(steps)} steps.")
 
     def _run(self, number: int, step: Step) -> None:
+        if step.note:
+            return
         if step.path is not None:
             assert step.content is not None
             (self.work_dir / step.path).write_text(self._fill(step.content, quoted=True), encoding="utf-8")
@@ -191,14 +226,15 @@ class Executor:
             self.command.stdout.write(f"  not run: manage.py {step.needs_command} does not exist yet; run it "
                                       "yourself once it does:\n  " + " ".join(map(shlex.quote, step.argv)))
             return
-        argv = [self._fill(argument, quoted=False) for argument in step.argv]
-        if step.manage:
-            argv = [sys.executable, *argv[1:]]
-        elif argv[0] == "gcloud":
-            argv[0] = self.gcloud
+        if step.skip_if and self._succeeds(step.skip_if):
+            self.command.stdout.write("  has a version already; kept")
+            return
+        argv = self._argv(step.argv)
         # The service files are named relative to the work directory; the build runs in the repository.
         cwd = REPOSITORY if step.manage or "builds" in step.argv else self.work_dir
         stdin = self._read_input(number, step) if step.stdin_from else None
+        if step.stdin_text is not None:
+            stdin = self._fill(step.stdin_text, quoted=False)
         result = subprocess.run(argv, cwd=cwd, input=stdin, capture_output=True, text=True)
         if result.returncode != 0:
             if step.exists_ok and _EXISTS.search(result.stderr):
@@ -213,13 +249,27 @@ class Executor:
         if step.capture:
             value = result.stdout.strip()
             if not value or deployment._UNSAFE.search(value):
-                raise CommandError(f"step {number} ({step.title}) printed {value!r}, not a usable value for "
+                shown = "a value (not shown)" if step.sensitive else repr(value)
+                raise CommandError(f"step {number} ({step.title}) printed {shown}, not a usable value for "
                                    f"{step.capture}; check the resource, then re-run with --from-step {number}")
             self.values[step.capture] = value
 
+    def _argv(self, command: tuple[str, ...]) -> list[str]:
+        """``command`` with captured values filled in, run by this gcloud or this Python."""
+        argv = [self._fill(argument, quoted=False) for argument in command]
+        if argv[0] == "python":
+            argv[0] = sys.executable
+        elif argv[0] == "gcloud":
+            argv[0] = self.gcloud
+        return argv
+
+    def _succeeds(self, command: tuple[str, ...]) -> bool:
+        """Whether the read-only ``command`` exits 0 (its output is not kept: it may describe a secret)."""
+        return subprocess.run(self._argv(command), cwd=self.work_dir, capture_output=True).returncode == 0
+
     def _read_input(self, number: int, step: Step) -> str:
         """The output of ``step.stdin_from`` (a secret value: kept in memory, never printed)."""
-        argv = [self.gcloud, *(self._fill(argument, quoted=False) for argument in step.stdin_from[1:])]
+        argv = self._argv(step.stdin_from)
         result = subprocess.run(argv, cwd=self.work_dir, capture_output=True, text=True)
         if result.returncode != 0 or not result.stdout.strip():
             raise CommandError(

@@ -1,0 +1,122 @@
+"""Push-to-desktop latency of long-polling desktops beside WebSocket desktops, in one run, without stickiness.
+
+Starts a private redis-server (or uses ``AA_TEST_REDIS``), one interceptor
+and two connector processes behind nginx round-robin (``tests.nginx_proxy``:
+each request to the next connector in turn, as a load balancer without
+sticky sessions), connects python-socketio desktops through nginx, every
+other one on ``transports=['polling']`` and the rest on ``['websocket']``,
+two of each kind per conversation, then POSTs Pub/Sub pushes to the
+interceptor (``benchmarks.socketio_delivery``'s push phase) and prints
+delivery counts and push-to-desktop latency per transport.
+
+    .venv/bin/python -m benchmarks.polling [--desktops 40 --conversations 10 --pushes 1000 --concurrency 8]
+
+Everything binds to 127.0.0.1. Exit status 1 when an event was lost,
+duplicated or misdelivered, or a desktop was disconnected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+from benchmarks import mint_tokens, percentile
+from benchmarks.socketio_delivery import (
+    Desktop,
+    connect_all,
+    disconnect_all,
+    expected_deliveries,
+    push_all,
+    suspicious_lines,
+    tally,
+    wait_for_deliveries,
+)
+from tests import processes
+from tests.nginx_proxy import round_robin
+
+TRANSPORTS = ("polling", "websocket")
+
+
+def transport_of(index: int, conversations: int) -> str:
+    """Desktop ``index`` joins conversation ``index % conversations``: alternate the transport per round."""
+    return TRANSPORTS[(index // conversations) % 2]
+
+
+def report(args: argparse.Namespace, desktops: list[Desktop], started: dict[str, float],
+           logs: dict[str, list[str]]) -> bool:
+    wanted = expected_deliveries(desktops, started, args.conversations)
+    counted = tally(desktops, wanted, started)
+    latencies: dict[str, list[float]] = {transport: [] for transport in TRANSPORTS}
+    for desktop, latency, _ in counted.first:
+        latencies[transport_of(desktop.index, args.conversations)].append(latency)
+    missing, duplicates, misdelivered = counted.missing, counted.duplicates, counted.misdelivered
+    disconnects = sum(desktop.disconnects for desktop in desktops)
+    print(f"desktops={args.desktops} (half polling, half websocket) conversations={args.conversations} "
+          f"pushes={args.pushes} concurrency={args.concurrency}, 2 connectors behind nginx round-robin")
+    print(f"delivered / expected   {len(wanted) - len(missing)} / {len(wanted)}")
+    print(f"duplicates             {duplicates}")
+    print(f"misdelivered           {misdelivered}")
+    print(f"unexpected disconnects {disconnects}")
+    for transport, values in latencies.items():
+        print(f"{transport:<10} push-to-desktop ms  p50 {percentile(values, 0.5):.1f}  "
+              f"p90 {percentile(values, 0.9):.1f}  p99 {percentile(values, 0.99):.1f}  "
+              f"max {max(values, default=float('nan')):.1f}  ({len(values)} deliveries)")
+    for role, lines in logs.items():
+        print(f"{role} log: {len(lines)} warning/error lines")
+        for line in lines[:5]:
+            print(f"    {line}")
+    return not missing and not duplicates and not misdelivered and not disconnects
+
+
+async def run(args: argparse.Namespace) -> bool:
+    tokens = mint_tokens([f"bench-agent-{index}" for index in range(args.desktops)])
+    with processes.redis_server() as redis, \
+            processes.daphne_server(role="interceptor", redis=redis) as interceptor, \
+            processes.daphne_server(role="connector", redis=redis) as first, \
+            processes.daphne_server(role="connector", redis=redis) as second, \
+            round_robin([first.port, second.port]) as proxy:
+        desktops = await connect_all(args, proxy.http_url, tokens, lambda index: (transport_of(index, args.conversations),))
+        try:
+            # Let every polling desktop settle into its long-poll before measuring.
+            await asyncio.sleep(1.0)
+            pushes = await push_all(args, interceptor.http_url)
+            wanted = len(expected_deliveries(desktops, pushes.started, args.conversations))
+            await wait_for_deliveries(desktops, wanted, settle=args.settle, deadline=args.deadline)
+        finally:
+            await disconnect_all(desktops, timeout=args.timeout)
+        await asyncio.sleep(0.5)
+        logs = {name: suspicious_lines(server)[1]
+                for name, server in (("interceptor", interceptor), ("connector 1", first), ("connector 2", second))}
+    return report(args, desktops, pushes.started, logs)
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--desktops", type=int, default=40, help="Socket.IO clients, half of them polling (40)")
+    parser.add_argument("--conversations", type=int, default=10,
+                        help="conversations; desktop i joins conversation i mod this (10)")
+    parser.add_argument("--pushes", type=int, default=1000, help="push envelopes to POST (1000)")
+    parser.add_argument("--concurrency", type=int, default=8, help="POSTs in flight at once (8)")
+    parser.add_argument("--timeout", type=float, default=15.0, help="per connect/join/POST timeout, s")
+    parser.add_argument("--settle", type=float, default=5.0, help="stop waiting after this long with no delivery, s")
+    parser.add_argument("--deadline", type=float, default=300.0, help="cap on the push phase and on the wait, s")
+    args = parser.parse_args(argv)
+    args.http_client = "httpx"
+    if min(args.desktops, args.conversations, args.pushes, args.concurrency) < 1:
+        parser.error("counts must be at least 1")
+    if 2 * args.conversations > args.desktops:
+        parser.error("every conversation needs a desktop of each transport: --desktops >= 2 * --conversations")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    ok = asyncio.run(run(parse_arguments(argv)))
+    print(f"wall time              {time.perf_counter() - started:.1f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

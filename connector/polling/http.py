@@ -1,0 +1,327 @@
+"""Engine.IO 4's long-polling transport: ``GET`` / ``POST`` / ``OPTIONS /socket.io/?EIO=4&transport=polling``.
+
+An ASGI handler ahead of Django (as ``interceptor.fast_push`` is), serving
+any number of processes without sticky sessions: whatever a session is
+between requests lives in Redis (``connector.polling.store``).
+
+- ``GET`` without ``sid``: the handshake, an OPEN packet offering the upgrade
+  to ``websocket``.
+- ``GET`` with ``sid``: the long-poll. It answers at once with what is
+  waiting (the session's queued packets, a ping when one is due, its
+  conversations' events after the positions it was sent), else waits, at
+  most until the next ping is due, for an event (the hub) or a POST's
+  packets (the wake channel). One GET per session at a time, across
+  processes; each process holds at most ``SOCKETIO_MAX_WAITING_POLLS``.
+- ``POST`` with ``sid``: the client's packets, at most ``SOCKETIO_MAX_PAYLOAD``
+  bytes, through the same Engine.IO / Socket.IO layers as the websocket
+  transport (``connector.polling.application``); answered ``ok``.
+
+Errors are Engine.IO's: 400 (403 for a refused origin) with
+``{"code": <n>, "message": <its message>}``. Browsers' requests carrying
+``Origin`` must come from ``CORS_ALLOWED_ORIGINS`` (the WebSocket handshake's
+rule, ``connector.origin``) and are answered with CORS headers, credentials
+allowed; the preflight too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Scope
+from django.conf import settings
+
+from common.asgi_body import read_body
+from connector import sessions
+from connector.engineio import packets
+from connector.origin import origin_allowed
+from connector.polling import store
+from connector.polling.application import PollingDesktop, PostOutcome
+from connector.polling.waiting import Poller, get_pollers
+from connector.socketio.application import event_frame
+from events import redis_client
+from events.history import Replay, get_history
+
+logger = logging.getLogger(__name__)
+
+ASGIApp = Callable[[Scope, ASGIReceiveCallable, ASGISendCallable], object]
+PATHS = frozenset({"/socket.io/", "/socket.io"})
+
+# Engine.IO's error codes and messages (the JavaScript server's, which its clients know).
+UNKNOWN_TRANSPORT, UNKNOWN_SID, BAD_HANDSHAKE_METHOD, BAD_REQUEST, FORBIDDEN, UNSUPPORTED_PROTOCOL_VERSION = range(6)
+ERROR_MESSAGES = {
+    UNKNOWN_TRANSPORT: "Transport unknown",
+    UNKNOWN_SID: "Session ID unknown",
+    BAD_HANDSHAKE_METHOD: "Bad handshake method",
+    BAD_REQUEST: "Bad request",
+    FORBIDDEN: "Forbidden",
+    UNSUPPORTED_PROTOCOL_VERSION: "Unsupported protocol version",
+}
+PAYLOAD_CONTENT_TYPE = b"text/plain; charset=UTF-8"
+MAX_SID_LENGTH = 64
+# How long a browser may keep a preflight's answer.
+PREFLIGHT_MAX_AGE = b"86400"
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes = b""
+    content_type: bytes = PAYLOAD_CONTENT_TYPE
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+def error(code: int, *, status: int = 400, message: str | None = None) -> Answer:
+    """Engine.IO's error answer."""
+    body = {"code": code, "message": message or ERROR_MESSAGES[code]}
+    return Answer(status, json.dumps(body).encode(), b"application/json")
+
+
+def payload(frames: list[str]) -> Answer:
+    return Answer(200, packets.encode_payload(frames).encode("utf-8"))
+
+
+class PollingTransport:
+    """ASGI application: ``/socket.io/`` over HTTP, then ``application`` for every other request."""
+
+    def __init__(self, application: ASGIApp) -> None:
+        self.application = application
+
+    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if scope["type"] != "http" or scope["path"] not in PATHS:
+            await self.application(scope, receive, send)
+            return
+        origin = _header(scope, b"origin")
+        if origin is not None and not origin_allowed(origin):
+            logger.warning("Refused a long-polling request from origin %r: not an allowed origin "
+                           "(CORS_ALLOWED_ORIGINS)", origin[:200])
+            await _send(send, error(FORBIDDEN, status=403), origin=None)
+            return
+        try:
+            answer = await _serve(scope, receive)
+        except Exception as failure:
+            logger.warning("Could not serve a long-polling request, Redis failed: %s: %s",
+                           type(failure).__name__, failure)
+            answer = error(BAD_REQUEST, status=503, message="events are unavailable right now; try again")
+            answer.headers.append((b"Retry-After", b"1"))
+        if answer is not None:
+            await _send(send, answer, origin=origin)
+
+
+async def _serve(scope: HTTPScope, receive: ASGIReceiveCallable) -> Answer | None:
+    method = scope["method"]
+    if method == "OPTIONS":
+        requested = _header(scope, b"access-control-request-headers")
+        headers = [(b"Access-Control-Allow-Methods", b"GET, POST, OPTIONS"),
+                   (b"Access-Control-Max-Age", PREFLIGHT_MAX_AGE)]
+        if requested:
+            headers.append((b"Access-Control-Allow-Headers", requested.encode("latin-1")))
+        return Answer(204, headers=headers)
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    transport = query.get("transport", [""])[0]
+    if transport not in ("polling", "websocket") or not redis_client.is_configured():
+        # Without Redis (development mode) sessions could not be shared: the websocket transport only.
+        return error(UNKNOWN_TRANSPORT)
+    if transport == "websocket":
+        return error(BAD_REQUEST)  # a plain HTTP request on the websocket transport
+    sid = query.get("sid", [None])[0]
+    if sid is None:
+        if query.get("EIO") != ["4"]:
+            return error(UNSUPPORTED_PROTOCOL_VERSION)
+        if method != "GET":
+            return error(BAD_HANDSHAKE_METHOD)
+        return await _handshake()
+    if not sid or len(sid) > MAX_SID_LENGTH or not sid.isascii() or not sid.isprintable():
+        return error(UNKNOWN_SID)
+    if method == "GET":
+        return await _long_poll(sid)
+    if method == "POST":
+        return await _post(scope, receive, sid)
+    return error(BAD_REQUEST)
+
+
+async def _handshake() -> Answer:
+    sid = packets.new_sid()
+    await store.create(sid)
+    return payload([packets.open_frame(
+        sid=sid, ping_interval=settings.SOCKETIO_PING_INTERVAL, ping_timeout=settings.SOCKETIO_PING_TIMEOUT,
+        max_payload=settings.SOCKETIO_MAX_PAYLOAD, upgrades=packets.POLLING_UPGRADES,
+    )])
+
+
+# --- GET: the long-poll ------------------------------------------------------------------------
+
+
+async def _long_poll(sid: str) -> Answer:
+    pollers = get_pollers()
+    poller = await pollers.attach(sid)
+    if poller is None:
+        answer = error(BAD_REQUEST, status=503, message="too many long-polls wait on this instance; try again")
+        answer.headers.append((b"Retry-After", b"1"))
+        return answer
+    token = secrets.token_hex(8)
+    try:
+        return await _wait_and_answer(poller, token)
+    except Exception:
+        with contextlib.suppress(Exception):  # let the session's next GET in at once
+            await store.finish(sid, token, seq=0, epoch="", conversations=[], pid=None)
+        raise
+    finally:
+        pollers.detach(poller)
+
+
+async def _wait_and_answer(poller: Poller, token: str) -> Answer:
+    sid = poller.sid
+    turn = await store.poll(sid, token, again=False)
+    if turn.status == "upgrading":
+        return payload([packets.noop_frame()])
+    if turn.status == "overlap":
+        return error(BAD_REQUEST, message="Bad request: another poll of this session is pending")
+    if turn.status != "ok":
+        if turn.status == "timeout":
+            await store.close(sid)
+        return error(UNKNOWN_SID)
+    loop = asyncio.get_running_loop()
+    state = turn.state
+    assert state is not None
+    frames = [*state.pending, *([packets.ping_frame()] if turn.ping else [])]
+    deadline = loop.time() + turn.seconds_to_ping
+    replay: Replay | None = None
+    while True:
+        if _token_expired(state):
+            logger.info("Closing a long-polling session: its token expired")
+            await _end(state)
+            return payload([*frames, packets.close_frame()])
+        await get_pollers().watch(poller, set(state.joined))
+        replay = await get_history().read(state.joined, epoch=state.epoch or None) if state.joined else None
+        if replay is not None and not replay.complete:
+            # It fell behind the kept history: end it, so the client reconnects (recovery tells it the truth).
+            logger.info("Closing a long-polling session: the history no longer reaches back to its position")
+            await _end(state)
+            return payload([*frames, packets.close_frame()])
+        if frames or (replay is not None and replay.events):
+            break
+        await poller.wait(min(deadline, _token_deadline(state, loop)) - loop.time())
+        woken_by_session = poller.woken_by_session
+        poller.rearm()
+        if woken_by_session or loop.time() >= deadline:
+            turn = await store.poll(sid, token, again=True)
+            if turn.status in ("upgrading", "overlap"):
+                # Upgrading, or this GET's lock lapsed and a newer GET serves the session: end this one.
+                return payload([packets.noop_frame()])
+            if turn.status != "ok":
+                if turn.status == "timeout":
+                    await store.close(sid)
+                return payload([packets.close_frame()])
+            state = turn.state
+            assert state is not None
+            frames = [*state.pending, *([packets.ping_frame()] if turn.ping else [])]
+            deadline = loop.time() + turn.seconds_to_ping
+    events = replay.events if replay is not None else []
+    await store.finish(
+        sid, token, seq=replay.position.seq if replay is not None else 0,
+        epoch=replay.position.epoch if replay is not None else "", conversations=list(state.joined), pid=state.pid,
+    )
+    return payload([*frames, *(event_frame(event) for event in events)])
+
+
+def _token_expired(state: store.PollingState) -> bool:
+    return _seconds_to_expiry(state) <= 0
+
+
+def _seconds_to_expiry(state: store.PollingState) -> float:
+    identity = state.identity
+    if identity is None or identity.expires_at is None or not settings.WEBSOCKET_CLOSE_AT_TOKEN_EXPIRY:
+        return float("inf")
+    return identity.expires_at - time.time()
+
+
+def _token_deadline(state: store.PollingState, loop: asyncio.AbstractEventLoop) -> float:
+    return loop.time() + _seconds_to_expiry(state)
+
+
+async def _end(state: store.PollingState) -> None:
+    """End the session for a transport reason; its recovery window starts now."""
+    await store.close(state.sid)
+    if state.pid is not None and settings.SOCKETIO_RECOVERY_SECONDS:
+        await sessions.expire(state.pid, ttl=settings.SOCKETIO_RECOVERY_SECONDS)
+
+
+# --- POST: the client's packets ----------------------------------------------------------------
+
+
+async def _post(scope: HTTPScope, receive: ASGIReceiveCallable, sid: str) -> Answer | None:
+    limit = settings.SOCKETIO_MAX_PAYLOAD
+    declared = _header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return _too_large(limit)
+    body = await read_body(receive, limit + 1)
+    if body is None:
+        return None  # the client went away
+    if len(body) > limit:
+        return _too_large(limit)
+    state = await store.load(sid)
+    if state is None:
+        return error(UNKNOWN_SID)
+    try:
+        received = packets.decode_payload(body.decode("utf-8"))
+    except (UnicodeDecodeError, packets.PacketError) as why:
+        logger.info("Closing a long-polling session: %s", why)
+        await _end(state)
+        return error(BAD_REQUEST)
+    outcome = PostOutcome()
+    desktop = PollingDesktop(state, outcome)
+    for packet in received:
+        if packet.packet_type == packets.PONG:
+            outcome.delete("pong_by")
+        elif packet.packet_type == packets.PING:
+            outcome.packets.append(packets.pong_frame())
+        elif packet.packet_type == packets.CLOSE:
+            outcome.close = True
+        elif packet.packet_type == packets.MESSAGE:
+            await desktop.socketio.receive(packet.data)
+        if outcome.close:
+            break
+    if outcome.close or _token_expired(state):
+        await _end(state)
+        return _ok()
+    if not await store.commit(sid, pid=outcome.sets.get("pid", state.pid), sets=outcome.sets,
+                              deletes=outcome.deletes, packets=outcome.packets):
+        return error(UNKNOWN_SID)
+    return _ok()
+
+
+def _ok() -> Answer:
+    # What the JavaScript server answers a POST.
+    return Answer(200, b"ok", b"text/html")
+
+
+def _too_large(limit: int) -> Answer:
+    return error(BAD_REQUEST, status=413, message=f"Payload too large: more than {limit} bytes (SOCKETIO_MAX_PAYLOAD)")
+
+
+# --- HTTP ----------------------------------------------------------------------------------------
+
+
+def _header(scope: HTTPScope, name: bytes) -> str | None:
+    values = [value.decode("latin-1") for key, value in scope["headers"] if key == name]
+    return ",".join(values) if values else None
+
+
+async def _send(send: ASGISendCallable, answer: Answer, *, origin: str | None) -> None:
+    headers = [(b"Content-Type", answer.content_type), (b"Content-Length", str(len(answer.body)).encode()),
+               (b"Cache-Control", b"no-store"), (b"X-Content-Type-Options", b"nosniff"), *answer.headers]
+    if answer.status == 204:
+        headers = [header for header in headers if header[0] not in (b"Content-Type", b"Content-Length")]
+    if origin is not None:
+        headers += [(b"Access-Control-Allow-Origin", origin.encode("latin-1")),
+                    (b"Access-Control-Allow-Credentials", b"true"), (b"Vary", b"Origin")]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})

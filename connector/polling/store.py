@@ -1,0 +1,334 @@
+"""A long-polling session's state in Redis, so that any connector process can serve its next request.
+
+One hash per Engine.IO session, ``<prefix>eio:<sid>``: when it began, the
+heartbeat (when the next ping is due, by when the pong must come), the lock
+of the one GET that may wait at a time, an upgrade in progress, and, once
+the client connected to ``/``, its identity, recovery ``pid``, epoch and per
+joined conversation (field ``c:<name>``) the sequence number it has been
+sent up to. Beside it, ``<prefix>eio:<sid>:out`` lists the packets waiting
+for the next GET (the CONNECT answer, acknowledgements). A POST that adds
+packets publishes on ``<prefix>eio-wake:<sid>``, so a GET waiting on another
+process answers at once.
+
+Both keys expire: an unauthenticated session after ``WEBSOCKET_AUTH_TIMEOUT``,
+a connected one ``SOCKETIO_PING_INTERVAL + SOCKETIO_PING_TIMEOUT`` after its
+last request, refreshed by each. Every step is one Lua script (one round
+trip, atomic), and times are Redis's own clock (``TIME``), so processes whose
+clocks differ agree on every deadline.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+from django.conf import settings
+from redis.asyncio import Redis
+
+from common.loop_local import LoopLocal
+from connector import sessions, tokens
+from events import redis_client
+from events.history import key_prefix
+
+# Redis's clock in milliseconds.
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS: hash. ARGV: lifetime (ms), ping interval (ms).
+_CREATE = _NOW + """
+redis.call('HSET', KEYS[1], 'created', now, 'ping_due', now + tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+# Start (ARGV[2] 'begin') or continue ('again') the one waiting GET. KEYS: hash, out list. ARGV: lock token,
+# mode, lock lifetime, ping interval, ping timeout, connected lifetime (ms). Returns {status} or
+# {'ok', fields, packets, ping (0/1), ms until the next ping}; the packets are taken off the list.
+_POLL = _NOW + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
+local f = redis.call('HMGET', KEYS[1], 'pong_by', 'poll', 'poll_until', 'upgrading_until', 'ping_due', 'identity')
+local pong_by = tonumber(f[1] or '0')
+if pong_by > 0 and now > pong_by then
+  return {'timeout'}
+end
+if ARGV[2] == 'begin' then
+  if f[2] and tonumber(f[3] or '0') > now then return {'overlap'} end
+elseif f[2] ~= ARGV[1] then
+  return {'overlap'}
+end
+if tonumber(f[4] or '0') > now then
+  if ARGV[2] ~= 'begin' then redis.call('HDEL', KEYS[1], 'poll', 'poll_until') end
+  return {'upgrading'}
+end
+redis.call('HSET', KEYS[1], 'poll', ARGV[1], 'poll_until', now + tonumber(ARGV[3]))
+local ping = 0
+local ping_due = tonumber(f[5])
+if now >= ping_due then
+  ping = 1
+  ping_due = now + tonumber(ARGV[4])
+  redis.call('HSET', KEYS[1], 'ping_due', ping_due)
+  if pong_by == 0 then redis.call('HSET', KEYS[1], 'pong_by', now + tonumber(ARGV[5])) end
+end
+local out = redis.call('LRANGE', KEYS[2], 0, -1)
+redis.call('DEL', KEYS[2])
+if f[6] then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
+return {'ok', redis.call('HGETALL', KEYS[1]), out, ping, ping_due - now}
+"""
+
+# The GET answers: release its lock, advance the conversations it read to the position read, keep the
+# epoch. KEYS: hash, recovery record. ARGV: lock token, sequence number, epoch, connected lifetime,
+# record lifetime (ms), then the conversations read.
+_FINISH = """
+if redis.call('HGET', KEYS[1], 'poll') == ARGV[1] then redis.call('HDEL', KEYS[1], 'poll', 'poll_until') end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local seq = tonumber(ARGV[2])
+for i = 6, #ARGV do
+  local name = 'c:' .. ARGV[i]
+  local at = redis.call('HGET', KEYS[1], name)
+  if at and tonumber(at) < seq then redis.call('HSET', KEYS[1], name, seq) end
+end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'epoch', ARGV[3]) end
+if redis.call('HEXISTS', KEYS[1], 'identity') == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
+return 1
+"""
+
+# A POST's outcome. KEYS: hash, out list, recovery record. ARGV: connected lifetime, record lifetime (ms),
+# wake channel, the number of fields to set, field/value pairs, the number to delete, their names, packets.
+_COMMIT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local i = 4
+local sets = tonumber(ARGV[i])
+for j = 1, sets do
+  redis.call('HSET', KEYS[1], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
+end
+i = i + 2 * sets + 1
+local deletes = tonumber(ARGV[i])
+for j = 1, deletes do redis.call('HDEL', KEYS[1], ARGV[i + j]) end
+i = i + deletes + 1
+local packets = #ARGV - i + 1
+for j = i, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[j]) end
+if redis.call('HEXISTS', KEYS[1], 'identity') == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+end
+if packets > 0 then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+  redis.call('PUBLISH', ARGV[3], '1')
+end
+return 1
+"""
+
+# KEYS: hash, out list. ARGV: wake channel. The session ends; a waiting GET answers CLOSE.
+_CLOSE = """
+local existed = redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('PUBLISH', ARGV[1], '1')
+return existed
+"""
+
+# KEYS: hash. ARGV: how long the upgrade may take (ms), wake channel. The pending GET answers a noop.
+_START_UPGRADE = _NOW + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'upgrading_until', now + tonumber(ARGV[1]))
+redis.call('PUBLISH', ARGV[2], '1')
+return 1
+"""
+
+# KEYS: hash, out list. The WebSocket takes the session over: its state, its waiting packets; both keys go.
+_ADOPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local state = {redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1)}
+redis.call('DEL', KEYS[1], KEYS[2])
+return state
+"""
+
+JOINED_PREFIX = "c:"
+
+
+@dataclass
+class PollingState:
+    """What one request needs of a session: who it is, what it joined, and up to where it was sent."""
+
+    sid: str
+    identity: tokens.DesktopIdentity | None = None
+    connected: bool = False  # to the namespace "/"
+    pid: str | None = None  # its recovery session (connector.sessions)
+    epoch: str = ""
+    joined: dict[str, int] = field(default_factory=dict)  # conversation -> sequence number sent up to
+    pending: list[str] = field(default_factory=list)  # packets taken for this answer
+
+    @classmethod
+    def parse(cls, sid: str, flat: list[bytes], pending: list[bytes] = ()) -> PollingState:
+        fields = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+        identity = None
+        if "identity" in fields:
+            identity = tokens.DesktopIdentity(**json.loads(fields["identity"]))
+        return cls(
+            sid=sid,
+            identity=identity,
+            connected=fields.get("connected") == "1",
+            pid=fields.get("pid") or None,
+            epoch=fields.get("epoch", ""),
+            joined={name[len(JOINED_PREFIX):]: int(value) for name, value in fields.items()
+                    if name.startswith(JOINED_PREFIX)},
+            pending=[_text(packet) for packet in pending],
+        )
+
+
+def identity_field(identity: tokens.DesktopIdentity) -> str:
+    return json.dumps({"project": identity.project, "user": identity.user, "token_id": identity.token_id,
+                       "expires_at": identity.expires_at})
+
+
+@dataclass(frozen=True)
+class Poll:
+    """A GET's turn: ``status`` is ``ok`` (then the rest is set), ``gone``, ``timeout`` (no pong in time),
+    ``overlap`` (another GET holds the session) or ``upgrading``."""
+
+    status: Literal["ok", "gone", "timeout", "overlap", "upgrading"]
+    state: PollingState | None = None
+    ping: bool = False
+    seconds_to_ping: float = 0.0
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _keys(sid: str) -> tuple[str, str]:
+    base = f"{key_prefix()}eio:{sid}"
+    return base, f"{base}:out"
+
+
+def wake_channel(sid: str) -> str:
+    return f"{wake_channel_prefix()}{sid}"
+
+
+def wake_channel_prefix() -> str:
+    return f"{key_prefix()}eio-wake:"
+
+
+def _record_key(pid: str | None) -> str:
+    # No recovery session: a key that never exists, so the scripts' PEXPIRE of it does nothing.
+    return sessions.key(pid) if pid else f"{key_prefix()}eio:no-session"
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def connected_lifetime() -> float:
+    """Seconds a connected session lives after its last request: a live client polls again well within it."""
+    return settings.SOCKETIO_PING_INTERVAL + settings.SOCKETIO_PING_TIMEOUT + 1
+
+
+def record_lifetime() -> float:
+    """Seconds the recovery record outlives the polling session's last request."""
+    return connected_lifetime() + settings.SOCKETIO_RECOVERY_SECONDS
+
+
+class _Scripts:
+    def __init__(self, client: Redis) -> None:
+        self.client = client
+        self.create = client.register_script(_CREATE)
+        self.poll = client.register_script(_POLL)
+        self.finish = client.register_script(_FINISH)
+        self.commit = client.register_script(_COMMIT)
+        self.close = client.register_script(_CLOSE)
+        self.start_upgrade = client.register_script(_START_UPGRADE)
+        self.adopt = client.register_script(_ADOPT)
+
+
+_scripts: LoopLocal[dict[int, _Scripts]] = LoopLocal(dict)
+
+
+def _get() -> _Scripts:
+    client = redis_client.get_redis()
+    cache = _scripts.get()
+    scripts = cache.get(id(client))
+    if scripts is None or scripts.client is not client:
+        scripts = cache[id(client)] = _Scripts(client)
+    return scripts
+
+
+async def create(sid: str) -> None:
+    """A new session, unauthenticated: it expires after ``WEBSOCKET_AUTH_TIMEOUT`` unless it connects."""
+    await _get().create(keys=[_keys(sid)[0]], args=[_ms(settings.WEBSOCKET_AUTH_TIMEOUT),
+                                                    _ms(settings.SOCKETIO_PING_INTERVAL)])
+
+
+async def exists(sid: str) -> bool:
+    if not redis_client.is_configured() or not sid.isascii() or len(sid) > 64:
+        return False
+    return bool(await redis_client.get_redis().exists(_keys(sid)[0]))
+
+
+async def poll(sid: str, token: str, *, again: bool) -> Poll:
+    """Take the session's waiting packets (and a ping when one is due) for a GET holding lock ``token``."""
+    reply = await _get().poll(
+        keys=list(_keys(sid)),
+        args=[token, "again" if again else "begin", _ms(settings.SOCKETIO_PING_INTERVAL + 5),
+              _ms(settings.SOCKETIO_PING_INTERVAL), _ms(settings.SOCKETIO_PING_TIMEOUT), _ms(connected_lifetime())],
+    )
+    status = _text(reply[0])
+    if status != "ok":
+        return Poll(status)  # type: ignore[arg-type]
+    return Poll("ok", PollingState.parse(sid, reply[1], reply[2]), bool(reply[3]), max(0, int(reply[4])) / 1000)
+
+
+async def finish(sid: str, token: str, *, seq: int, epoch: str, conversations: list[str], pid: str | None) -> None:
+    """The GET answers with everything up to ``seq`` of ``conversations``: record it, release the lock."""
+    await _get().finish(
+        keys=[_keys(sid)[0], _record_key(pid)],
+        args=[token, seq, epoch, _ms(connected_lifetime()), _ms(record_lifetime()), *conversations],
+    )
+
+
+async def load(sid: str) -> PollingState | None:
+    """The session's state for a POST, or None when there is no such session."""
+    flat = await redis_client.get_redis().hgetall(_keys(sid)[0])
+    if not flat:
+        return None
+    return PollingState.parse(sid, [item for pair in flat.items() for item in pair])
+
+
+async def commit(sid: str, *, pid: str | None, sets: dict[str, str], deletes: list[str], packets: list[str]) -> bool:
+    """Apply a POST's changes and queue its packets for the next GET (waking one waiting anywhere);
+    False when the session is gone."""
+    pairs = [item for pair in sets.items() for item in pair]
+    return bool(await _get().commit(
+        keys=[*_keys(sid), _record_key(pid)],
+        args=[_ms(connected_lifetime()), _ms(record_lifetime()), wake_channel(sid),
+              len(sets), *pairs, len(deletes), *deletes, *packets],
+    ))
+
+
+async def close(sid: str) -> None:
+    """End the session: its keys go, and a GET waiting on it answers CLOSE."""
+    await _get().close(keys=list(_keys(sid)), args=[wake_channel(sid)])
+
+
+async def start_upgrade(sid: str) -> bool:
+    """A WebSocket probed the session: the pending GET answers a noop, and GETs answer at once until the
+    upgrade completes or is abandoned (or ``SOCKETIO_PING_TIMEOUT`` passes)."""
+    return bool(await _get().start_upgrade(keys=[_keys(sid)[0]],
+                                           args=[_ms(settings.SOCKETIO_PING_TIMEOUT), wake_channel(sid)]))
+
+
+async def abandon_upgrade(sid: str) -> None:
+    """The WebSocket went before the upgrade packet: polling goes on."""
+    await redis_client.get_redis().hdel(_keys(sid)[0], "upgrading_until")
+
+
+async def adopt(sid: str) -> PollingState | None:
+    """Take the session over for a WebSocket (the polling keys are removed); None when it is gone."""
+    reply = await _get().adopt(keys=list(_keys(sid)))
+    if not reply:
+        return None
+    return PollingState.parse(sid, reply[0], reply[1])

@@ -1,0 +1,360 @@
+"""Socket.IO's long-polling transport and the upgrade, on two connector processes behind round-robin nginx.
+
+No sticky sessions: nginx hands each request to the next connector in turn,
+so one session's handshake, polls and posts land on both processes (the test
+checks both served them). The npm socket.io-client (polling only, and its
+default of polling then the upgrade) and python-socketio join a conversation
+and must receive every event pushed through the interceptor exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+
+import aiohttp
+import httpx
+import pytest
+import redis
+
+from tests import clients, processes
+from tests.clients import SocketIODesktop
+from tests.nginx_proxy import round_robin
+from tests.tcp_proxy import tcp_proxy
+from tests.test_recovery import push
+
+PROJECT = processes.TEST_PROJECT
+PING = {"SOCKETIO_PING_INTERVAL": "2", "SOCKETIO_PING_TIMEOUT": "2"}
+ALLOWED_ORIGIN = "https://desktop.example"
+
+
+@pytest.fixture(scope="module")
+def polling_redis() -> Iterator[processes.RedisAddress]:
+    with processes.redis_server(private=True) as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def interceptor(polling_redis) -> Iterator[processes.Server]:
+    with processes.daphne_server(role="interceptor", redis=polling_redis) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def connectors(polling_redis) -> Iterator[tuple[processes.Server, processes.Server]]:
+    extra = {**PING, "CORS_ALLOWED_ORIGINS": ALLOWED_ORIGIN, "SOCKETIO_MAX_PAYLOAD": "4096"}
+    with processes.daphne_server(role="connector", redis=polling_redis, **extra) as first, \
+            processes.daphne_server(role="connector", redis=polling_redis, **extra) as second:
+        yield first, second
+
+
+@pytest.fixture(scope="module")
+def balancer(connectors):
+    with round_robin([server.port for server in connectors]) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def token(settings) -> str:
+    return clients.server_token(settings, user="agent")
+
+
+def conversation() -> str:
+    return f"projects/{PROJECT}/conversations/poll-{uuid.uuid4().hex[:8]}"
+
+
+def message_ids(events: list) -> list[str]:
+    return [payload["message_id"] for _, payload in events if isinstance(payload, dict) and "message_id" in payload]
+
+
+def polling_requests(server: processes.Server) -> int:
+    return server.log().count('/socket.io/"')
+
+
+def eio_keys(address: processes.RedisAddress, sid: str = "") -> list[bytes]:
+    """The long-polling sessions' keys (of ``sid`` only, when given)."""
+    return list(redis.Redis(host=address.host, port=address.port).scan_iter(f"aa:eio:{sid}*"))
+
+
+async def wait_for_no_eio_keys(address: processes.RedisAddress, sids: list[str], *, timeout: float) -> None:
+    await clients.wait_until(lambda: not any(eio_keys(address, sid) for sid in sids), what="the sessions' keys to go",
+                             timeout=timeout)
+
+
+# --- through the round-robin proxy ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transports", ["polling", "polling,websocket"])
+async def test_npm_client_receives_every_event_once_through_round_robin(
+    interceptor, connectors, balancer, token, transports
+) -> None:
+    name = conversation()
+    before = [polling_requests(server) for server in connectors]
+    async with clients.node_desktop(balancer, token=token, join=(name,), transports=transports, timeout=60) as node:
+        await node.wait_for(lambda n: len(n.of_kind("ack")) == 1, what="the join")
+        assert node.of_kind("ack")[0]["args"] == [True, name]
+        expected = [f"m-{number}" for number in range(12)]
+        for message_id in expected:
+            await push(interceptor, name, message_id)
+        await node.wait_for(lambda n: len(message_ids(n.events)) >= len(expected), what="every event")
+        await asyncio.sleep(1.0)  # a duplicate would show up now
+        assert message_ids(node.events) == expected
+        if transports == "polling":
+            assert node.of_kind("upgrade") == []
+            # The session's requests were served by both processes.
+            assert all(polling_requests(server) > count for server, count in zip(connectors, before))
+        else:
+            await node.wait_for(lambda n: n.of_kind("upgrade") != [], what="the upgrade")
+            assert node.of_kind("upgrade") == [{"kind": "upgrade", "transport": "websocket"}]
+        assert node.of_kind("disconnect") == []
+
+
+async def test_no_event_is_lost_or_doubled_across_the_upgrade(interceptor, balancer, token) -> None:
+    """Events pushed all along while the npm client upgrades from long-polling to the WebSocket."""
+    name = conversation()
+    expected = [f"e-{number}" for number in range(40)]
+    async with clients.node_desktop(
+        balancer, token=token, join=(name,), transports="polling,websocket", timeout=60
+    ) as node:
+        await node.wait_for(lambda n: len(n.of_kind("ack")) == 1, what="the join")
+        for message_id in expected:
+            await push(interceptor, name, message_id)
+            await asyncio.sleep(0.02)
+        await node.wait_for(lambda n: len(message_ids(n.events)) >= len(expected), what="every event")
+        await asyncio.sleep(1.0)
+        assert message_ids(node.events) == expected
+        assert node.of_kind("upgrade") == [{"kind": "upgrade", "transport": "websocket"}]
+
+
+@pytest.mark.parametrize("transports", [("polling",), None])
+async def test_python_socketio_through_round_robin(interceptor, balancer, token, transports) -> None:
+    """python-socketio on long-polling only, and with its default (long-polling, then the upgrade)."""
+    name = conversation()
+    desktop = SocketIODesktop()
+    await desktop.connect(balancer, token, transports=transports)
+    try:
+        assert desktop.client.transport() == ("polling" if transports else "websocket")
+        assert list(await desktop.join(name)) == [True, name]
+        expected = [f"p-{number}" for number in range(8)]
+        for message_id in expected:
+            await push(interceptor, name, message_id)
+        await clients.wait_until(lambda: len(message_ids(desktop.events)) >= len(expected), what="every event")
+        await asyncio.sleep(1.0)
+        assert message_ids(desktop.events) == expected
+        assert list(await desktop.leave(name)) == [True, name]
+        await push(interceptor, name, "after-leave")
+        await asyncio.sleep(1.0)
+        assert message_ids(desktop.events) == expected
+    finally:
+        await desktop.disconnect()
+
+
+async def test_a_polling_session_stays_up_across_heartbeats_and_its_keys_go_when_it_ends(
+    interceptor, balancer, polling_redis, token
+) -> None:
+    """Several ping intervals (2 s) pass: the server's pings and the client's pongs keep it alive, on
+    whichever process each request lands; after the disconnect nothing of it is left in Redis."""
+    name = conversation()
+    desktop = SocketIODesktop()
+    await desktop.connect(balancer, token, transports=("polling",))
+    sid = desktop.client.eio.sid
+    try:
+        assert eio_keys(polling_redis, sid)
+        assert list(await desktop.join(name)) == [True, name]
+        await asyncio.sleep(7)
+        assert desktop.client.connected
+        await push(interceptor, name, "late")
+        await clients.wait_until(lambda: message_ids(desktop.events) == ["late"], what="an event after the pings")
+    finally:
+        await desktop.disconnect()
+    await wait_for_no_eio_keys(polling_redis, [sid], timeout=10)
+
+
+async def test_a_polling_session_recovers_after_a_dropped_connection(interceptor, balancer, token) -> None:
+    """The client's requests fail for a while (the proxy in front of nginx points nowhere): socket.io-client
+    reconnects by itself and recovers its conversation and every event it missed, once, in order."""
+    name = conversation()
+    async with tcp_proxy(balancer.port) as cut_off, clients.node_desktop(
+        cut_off, token=token, join=(name,), reconnect=True, transports="polling", timeout=60
+    ) as node:
+        await node.wait_for(lambda n: len(n.of_kind("ack")) == 1, what="the join")
+        await push(interceptor, name, "before")
+        await node.wait_for(lambda n: message_ids(n.events) == ["before"], what="the first event")
+        cut_off.backend_port = processes.free_port()  # nothing there
+        cut_off.cut()
+        await node.wait_for(lambda n: n.of_kind("disconnect") != [], what="the client to notice")
+        missed = [f"missed-{number}" for number in range(5)]
+        for message_id in missed:
+            await push(interceptor, name, message_id)
+        cut_off.backend_port = balancer.port
+        await node.wait_for(lambda n: len(message_ids(n.events)) >= 6, what="the missed events")
+        await asyncio.sleep(1.0)
+        assert message_ids(node.events) == ["before", *missed]
+        assert [line["recovered"] for line in node.of_kind("connected")] == [False, True]
+        await push(interceptor, name, "after")
+        await node.wait_for(lambda n: message_ids(n.events)[-1:] == ["after"], what="a live event after recovery")
+
+
+# --- Engine.IO over HTTP, by hand -------------------------------------------------------------------
+
+
+async def handshake(client: httpx.AsyncClient, url: str) -> str:
+    response = await client.get(f"{url}/socket.io/", params={"EIO": "4", "transport": "polling"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "text/plain; charset=UTF-8"
+    assert response.text.startswith("0{")
+    opened = json.loads(response.text[1:])
+    assert (opened["upgrades"], opened["pingInterval"], opened["pingTimeout"]) == (["websocket"], 2000, 2000)
+    return opened["sid"]
+
+
+def session_url(url: str, sid: str) -> str:
+    return f"{url}/socket.io/?EIO=4&transport=polling&sid={sid}"
+
+
+async def test_engineio_errors_are_answered_with_their_codes(balancer) -> None:
+    unknown = {"code": 1, "message": "Session ID unknown"}
+    async with httpx.AsyncClient(timeout=10) as client:
+        url = balancer.http_url
+        for method in ("GET", "POST"):
+            response = await client.request(method, session_url(url, "no-such-session"), content=b"40")
+            assert (response.status_code, response.json()) == (400, unknown)
+        response = await client.get(f"{url}/socket.io/?EIO=4&transport=carrier-pigeon")
+        assert (response.status_code, response.json()) == (400, {"code": 0, "message": "Transport unknown"})
+        response = await client.get(f"{url}/socket.io/?EIO=3&transport=polling")
+        assert (response.status_code, response.json()["code"]) == (400, 5)
+        response = await client.post(f"{url}/socket.io/?EIO=4&transport=polling", content=b"40")
+        assert (response.status_code, response.json()["code"]) == (400, 2)
+
+
+async def test_a_payload_over_the_limit_is_refused_with_413(balancer) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        opened = await client.get(f"{balancer.http_url}/socket.io/?EIO=4&transport=polling")
+        assert json.loads(opened.text[1:])["maxPayload"] == 4096
+        sid = await handshake(client, balancer.http_url)
+        response = await client.post(session_url(balancer.http_url, sid), content=b"4" + b"x" * 5000)
+        assert response.status_code == 413
+        assert response.json()["code"] == 3 and "SOCKETIO_MAX_PAYLOAD" in response.json()["message"]
+        response = await client.post(session_url(balancer.http_url, sid), content=b"3")
+        assert (response.status_code, response.text, response.headers["content-type"]) == (200, "ok", "text/html")
+
+
+async def test_a_second_concurrent_poll_is_refused_on_either_process(balancer, token) -> None:
+    """The first GET waits on one process; the second, on the other (round robin), is refused."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        url = balancer.http_url
+        sid = await handshake(client, url)
+        response = await client.post(session_url(url, sid), content=f'40{{"token":"{token}"}}'.encode())
+        assert response.status_code == 200
+        response = await client.get(session_url(url, sid))
+        assert response.text.startswith("40{")  # the CONNECT answer
+        waiting = asyncio.create_task(client.get(session_url(url, sid)))
+        await asyncio.sleep(0.5)
+        second = await client.get(session_url(url, sid))
+        assert (second.status_code, second.json()["code"]) == (400, 3)
+        first = await waiting
+        assert (first.status_code, first.text) == (200, "2")  # the ping, when it came due
+
+
+async def test_cors_for_the_allowed_origins_with_credentials(balancer) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        url = balancer.http_url
+        preflight = await client.options(f"{url}/socket.io/?EIO=4&transport=polling", headers={
+            "Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type"})
+        assert preflight.status_code == 204
+        assert preflight.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+        assert preflight.headers["access-control-allow-credentials"] == "true"
+        assert "POST" in preflight.headers["access-control-allow-methods"]
+        assert preflight.headers["access-control-allow-headers"] == "content-type"
+        opened = await client.get(f"{url}/socket.io/?EIO=4&transport=polling", headers={"Origin": ALLOWED_ORIGIN})
+        assert opened.status_code == 200
+        assert opened.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+        assert opened.headers["access-control-allow-credentials"] == "true"
+        refused = await client.get(f"{url}/socket.io/?EIO=4&transport=polling",
+                                   headers={"Origin": "https://evil.example"})
+        assert (refused.status_code, refused.json()) == (403, {"code": 4, "message": "Forbidden"})
+        assert "access-control-allow-origin" not in refused.headers
+
+
+async def test_abandoned_sessions_leave_no_keys(balancer, polling_redis, token) -> None:
+    """One never connects to the namespace (gone after WEBSOCKET_AUTH_TIMEOUT), one connects and then stops
+    polling (gone after the ping interval and timeout): neither leaves a key behind."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        url = balancer.http_url
+        never_connected = await handshake(client, url)
+        sid = await connected_session(client, url, token)
+        assert eio_keys(polling_redis, never_connected) and eio_keys(polling_redis, sid)
+    await wait_for_no_eio_keys(polling_redis, [never_connected, sid], timeout=20)
+
+
+async def test_long_polls_waiting_per_process_are_bounded(polling_redis, token) -> None:
+    with processes.daphne_server(role="connector", redis=polling_redis, SOCKETIO_MAX_WAITING_POLLS="1",
+                                 **PING) as server:
+        async with httpx.AsyncClient(timeout=10) as client:
+            sessions = [await handshake(client, server.http_url) for _ in range(2)]
+            for sid in sessions:
+                await client.post(session_url(server.http_url, sid), content=f'40{{"token":"{token}"}}'.encode())
+                assert (await client.get(session_url(server.http_url, sid))).text.startswith("40{")
+            waiting = asyncio.create_task(client.get(session_url(server.http_url, sessions[0])))
+            await asyncio.sleep(0.5)
+            refused = await client.get(session_url(server.http_url, sessions[1]))
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            assert (await waiting).status_code == 200
+
+
+async def connected_session(client: httpx.AsyncClient, url: str, token: str) -> str:
+    """A polling session connected to ``/``, its CONNECT answer read."""
+    sid = await handshake(client, url)
+    assert (await client.post(session_url(url, sid), content=f'40{{"token":"{token}"}}'.encode())).text == "ok"
+    assert (await client.get(session_url(url, sid))).text.startswith("40{")
+    return sid
+
+
+async def test_the_upgrade_probe_ends_the_pending_poll_and_the_websocket_takes_the_session_over(
+    balancer, polling_redis, token
+) -> None:
+    """By hand, as Engine.IO specifies it: 2probe / 3probe, a noop for the waiting GET, then 5; afterwards the
+    polling session is gone (400 on HTTP, no keys) and the WebSocket carries it (acknowledgements arrive)."""
+    url = balancer.http_url
+    name = conversation()
+    async with httpx.AsyncClient(timeout=10) as client, aiohttp.ClientSession() as http:
+        sid = await connected_session(client, url, token)
+        waiting = asyncio.create_task(client.get(session_url(url, sid)))
+        await asyncio.sleep(0.3)
+        async with http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket&sid={sid}") as socket:
+            await socket.send_str("2probe")
+            assert (await socket.receive(timeout=10)).data == "3probe"
+            assert (await waiting).text == "6"
+            await socket.send_str("5")
+            await socket.send_str(f'421["join-conversation","{name}"]')
+            assert (await socket.receive(timeout=10)).data == f'431[true,"{name}"]'
+            response = await client.get(session_url(url, sid))
+            assert (response.status_code, response.json()["code"]) == (400, 1)
+            assert eio_keys(polling_redis, sid) == []
+
+
+async def test_an_abandoned_upgrade_leaves_polling_working(balancer, token) -> None:
+    url = balancer.http_url
+    async with httpx.AsyncClient(timeout=10) as client, aiohttp.ClientSession() as http:
+        sid = await connected_session(client, url, token)
+        async with http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket&sid={sid}") as socket:
+            await socket.send_str("2probe")
+            assert (await socket.receive(timeout=10)).data == "3probe"
+        await asyncio.sleep(0.5)  # the server notices the close
+        name = conversation()
+        assert (await client.post(session_url(url, sid), content=f'421["join-conversation","{name}"]'.encode())
+                ).status_code == 200
+        assert (await client.get(session_url(url, sid))).text == f'431[true,"{name}"]'
+
+
+async def test_streaming_calls_are_refused_over_long_polling_with_the_reason(balancer, token) -> None:
+    desktop = SocketIODesktop()
+    await desktop.connect(balancer, token, transports=("polling",))
+    try:
+        answer = await desktop.client.call("stream-request", {"streamId": "s-1", "method": "x"}, timeout=10)
+        assert list(answer) == [False, "streaming calls need the websocket transport"]
+    finally:
+        await desktop.disconnect()
