@@ -123,6 +123,32 @@ def header_deadline_protocol() -> type[asyncio.Protocol]:
     return HeaderDeadlineProtocol
 
 
+def websocket_protocol() -> type[asyncio.Protocol]:
+    """uvicorn's websockets protocol, letting several coroutines wait for a full write buffer to drain.
+
+    The legacy websockets protocol under it copied an old asyncio helper that allows one waiter only: while
+    a send waits on a desktop that stopped reading, a second send on the connection (its close, a ping, an
+    acknowledgement, websockets' own keepalive ping) fails an assertion instead of waiting, and a close
+    that fails so never completes. As asyncio's own helper does since Python 3.12, every waiter here waits
+    on one future (each through ``shield``, so one cancelled waiter leaves the others waiting).
+    """
+    from uvicorn.protocols.websockets.websockets_impl import WebSocketProtocol
+
+    class SharedDrainProtocol(WebSocketProtocol):
+        async def _drain_helper(self) -> None:
+            if self.connection_lost_waiter.done():
+                raise ConnectionResetError("Connection lost")
+            if not self._paused:
+                return
+            if self._drain_waiter is None or self._drain_waiter.done():
+                self._drain_waiter = self.loop.create_future()
+                # A lost connection sets an exception on it; retrieved here, in case every waiter was cancelled.
+                self._drain_waiter.add_done_callback(lambda waiter: waiter.cancelled() or waiter.exception())
+            await asyncio.shield(self._drain_waiter)
+
+    return SharedDrainProtocol
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and serve until stopped."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -147,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         loop="uvloop",
         http=header_deadline_protocol(),
-        ws="websockets",
+        ws=websocket_protocol(),  # "websockets", with drains that wait together
         lifespan="off",
         access_log=False,
         proxy_headers=False,

@@ -114,8 +114,10 @@ PRESENCE_KEY_PREFIX = env.text("PRESENCE_KEY_PREFIX", "")
 # How often each connector process rewrites its record of desktops for the operators' live view
 # (connector/instances.py); the record expires after three intervals.
 INSTANCE_REPORT_SECONDS = env.number("INSTANCE_REPORT_SECONDS", 10.0, minimum=0.1, maximum=300)
-# Frames one connection may have waiting to be sent; a desktop further behind is disconnected (it can recover).
+# Live events one connection may have waiting to be sent, in number and in size (characters of their frames);
+# a desktop further behind is disconnected (4429; it can recover). Together they bound its memory.
 WEBSOCKET_SEND_QUEUE_LIMIT = env.integer("WEBSOCKET_SEND_QUEUE_LIMIT", 5000, minimum=10)
+WEBSOCKET_SEND_QUEUE_BYTES = env.integer("WEBSOCKET_SEND_QUEUE_BYTES", 8 * 2**20, minimum=65536)
 # Open WebSockets per process that have not authenticated yet; further handshakes get 403 until
 # some authenticate or close. They hold no Redis resources, only this process's memory.
 WEBSOCKET_MAX_UNAUTHENTICATED = env.integer("WEBSOCKET_MAX_UNAUTHENTICATED", 1000, minimum=1)

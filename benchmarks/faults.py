@@ -1,6 +1,7 @@
 """Fault scenarios against real processes: each prints pushed, acknowledged, delivered, duplicated, lost.
 
-    .venv/bin/python -m benchmarks.faults [--quick] [--scenario redis-outage|connector-killed|churn|redeliveries]
+    .venv/bin/python -m benchmarks.faults [--quick]
+        [--scenario redis-outage|connector-killed|churn|redeliveries|slow-desktop]
 
 Every scenario starts its own private redis-server and daphne processes on
 127.0.0.1 (``tests.processes``), pushes through the interceptor as Pub/Sub
@@ -18,8 +19,16 @@ and counts what the desktops received:
   within the recovery window.
 - ``redeliveries``: Pub/Sub redelivers 10% of the pushes, half of those
   concurrently with the original.
+- ``slow-desktop``: a desktop (``tests.stalled_desktop``: a small receive
+  buffer, then no reading at all) stops reading while 10,000 events go to its
+  conversation, five python-socketio desktops reading in it and another. The
+  connector's VmRSS must stay within a bound made of the send queue limit;
+  the stalled desktop must be closed as too slow (4429), then reconnect with
+  its pid and last offset and recover every event it missed, once, in order.
+  The other desktops' latency is printed for the same pushes before it
+  stalled, while it stalls, and after it left.
 
-Exit status 1 when any event was lost or duplicated, or anything was left behind.
+Exit status 1 when any event was lost or duplicated, or anything was left behind or went wrong.
 ``tests/test_faults.py`` runs each scenario small.
 """
 
@@ -27,9 +36,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import random
 import signal
 import sys
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,8 +50,11 @@ import httpx
 import redis.asyncio as redis
 import socketio
 
-from benchmarks import mint_tokens
+from benchmarks import mint_tokens, percentile
+from events.history import Offset
+from connector import close_codes
 from tests import clients, processes
+from tests.stalled_desktop import Ended, StalledDesktop
 from tests.tcp_proxy import tcp_proxy
 from tests.test_envelope import push_body
 
@@ -59,7 +74,7 @@ class Tally:
     expected: int = 0  # (desktop, message) pairs that should arrive
     delivered: int = 0  # distinct (desktop, message) pairs that arrived
     duplicated: int = 0  # arrivals beyond the first of a pair
-    left_behind: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
     @property
     def lost(self) -> int:
@@ -67,10 +82,10 @@ class Tally:
 
     @property
     def ok(self) -> bool:
-        return self.lost == 0 and self.duplicated == 0 and not self.left_behind and self.acknowledged == self.pushed
+        return self.lost == 0 and self.duplicated == 0 and not self.problems and self.acknowledged == self.pushed
 
     def line(self) -> str:
-        extra = f"  left behind: {', '.join(self.left_behind)}" if self.left_behind else ""
+        extra = f"  problems: {'; '.join(self.problems)}" if self.problems else ""
         return (f"{self.scenario:<18} pushed {self.pushed:>6}  acknowledged {self.acknowledged:>6}  "
                 f"POSTs {self.attempts:>6}  delivered {self.delivered:>6}/{self.expected:<6}  "
                 f"duplicated {self.duplicated:>4}  lost {self.lost:>4}{extra}")
@@ -87,22 +102,26 @@ class PubSub:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def post(self, conversation: str, message_id: str) -> bool:
+    async def post(self, conversation: str, message_id: str, *, padding: int = 0) -> bool:
         self.tally.attempts += 1
-        body = push_body({"conversation": conversation, "text": message_id}, messageId=message_id)
+        # sentAt: this attempt's time on the machine's one monotonic clock, for the desktops' latencies.
+        notification = {"conversation": conversation, "text": message_id, "sentAt": time.monotonic()}
+        if padding:
+            notification["padding"] = "x" * padding
+        body = push_body(notification, messageId=message_id)
         try:
             response = await self.client.post(self.url, content=body, headers={"Content-Type": "application/json"})
         except httpx.HTTPError:
             return False
         return response.status_code in (200, 201, 202, 204)
 
-    async def deliver(self, conversation: str, message_id: str, *, deadline: float = WAIT) -> None:
+    async def deliver(self, conversation: str, message_id: str, *, deadline: float = WAIT, padding: int = 0) -> None:
         """Push until acknowledged (Pub/Sub's retry with backoff), at most ``deadline`` seconds."""
         self.tally.pushed += 1
         loop = asyncio.get_running_loop()
         give_up, delay = loop.time() + deadline, 0.1
         while loop.time() < give_up:
-            if await self.post(conversation, message_id):
+            if await self.post(conversation, message_id, padding=padding):
                 self.tally.acknowledged += 1
                 return
             await asyncio.sleep(delay)
@@ -110,15 +129,18 @@ class PubSub:
 
 
 class Desktop:
-    """A python-socketio desktop that counts the message ids it receives."""
+    """A python-socketio desktop that counts the message ids it receives, and how long each took."""
 
     def __init__(self) -> None:
         self.client = socketio.AsyncClient(reconnection=False)
         self.received: Counter[str] = Counter()
+        self.latencies: list[float] = []  # seconds from each push's POST to its arrival here
 
         @self.client.on(EVENT)
         async def on_event(payload: dict, offset: str | None = None) -> None:
+            arrived = time.monotonic()
             self.received[payload["message_id"]] += 1
+            self.latencies.append(arrived - json.loads(payload["data"])["sentAt"])
 
     async def connect(self, server, token: str, conversation: str) -> None:
         await self.client.connect(server.http_url, transports=["websocket"], auth={"token": token},
@@ -227,7 +249,7 @@ async def connector_killed(*, pushes: int) -> Tally:
                 received = Counter(payload["message_id"] for _, payload in node.events)
                 count(tally, [received], [sent])
                 if [line["recovered"] for line in node.of_kind("connected")] != [False, True]:
-                    tally.left_behind.append("the desktop was not recovered")
+                    tally.problems.append("the desktop was not recovered")
         finally:
             await pubsub.close()
     return tally
@@ -255,16 +277,16 @@ async def churn(*, desktops: int) -> Tally:
                 await asyncio.gather(*(d.client.disconnect() for d in batch))
             await asyncio.sleep(0.5)
             if channels := await inspector.pubsub_channels():
-                tally.left_behind.append(f"{len(channels)} subscriptions")
+                tally.problems.append(f"left behind: {len(channels)} subscriptions")
             if present := [name for name in names if await inspector.exists(name)]:
-                tally.left_behind.append(f"{len(present)} presence keys")
+                tally.problems.append(f"left behind: {len(present)} presence keys")
             sessions = [key async for key in inspector.scan_iter("aa:session:*")]
             long_lived = [key for key in sessions if (await inspector.ttl(key)) > 2]
             if long_lived:
-                tally.left_behind.append(f"{len(long_lived)} session records beyond the recovery window")
+                tally.problems.append(f"left behind: {len(long_lived)} session records beyond the recovery window")
             await asyncio.sleep(2.5)
             if remaining := [key async for key in inspector.scan_iter("aa:session:*")]:
-                tally.left_behind.append(f"{len(remaining)} session records after it")
+                tally.problems.append(f"left behind: {len(remaining)} session records after it")
         finally:
             await pubsub.close()
             await inspector.aclose()
@@ -305,11 +327,210 @@ async def redeliveries(*, pushes: int, rate: float = 0.1) -> Tally:
     return tally
 
 
+@dataclass
+class SlowDesktopTally(Tally):
+    """``slow-desktop``'s tally, with what the stalled desktop saw and the figures about the others."""
+
+    limit: int = 0
+    event_chars: int = 0  # about how long each event's payload JSON is
+    closed: tuple[int | None, str] | None = None  # how the stalled desktop's connection ended: (code, reason)
+    read_before_close: int = 0  # events it had read when the server closed it
+    recovered: bool = False  # its reconnection got its pid back
+    replayed: int = 0  # events the recovery replayed
+    in_order: bool = False  # every event it got, in offset order, none twice
+    baseline_rss: int = 0  # the connector's VmRSS (bytes) before the stall
+    peak_rss: int = 0  # its highest VmRSS while the stalled desktop's events were pushed and it was closed
+    recovery_peak_rss: int = 0  # its highest VmRSS while the recovery replayed them
+    latencies: dict[str, list[float]] = field(default_factory=dict)  # phase -> the others' latencies (s)
+
+    @property
+    def rss_growth(self) -> int:
+        return self.peak_rss - self.baseline_rss
+
+    @property
+    def rss_bound(self) -> int:
+        """What the stall may add to the connector's memory: ``RSS_SLACK``, and the stalled desktop's queue of
+        at most ``limit`` frames twice over (a frame is about as long as its event's payload)."""
+        return RSS_SLACK + 2 * self.limit * self.event_chars
+
+    def line(self) -> str:
+        figures = "  ".join(
+            f"{phase}: p50 {percentile(values, 0.5) * 1000:.1f} p99 {percentile(values, 0.99) * 1000:.1f} ms"
+            for phase, values in self.latencies.items()
+        )
+        mib = 2**20
+        return (f"{super().line()}\n"
+                f"{'':<18} stalled desktop: closed {self.closed} after reading {self.read_before_close} events; "
+                f"recovered {self.recovered}, {self.replayed} replayed, in order {self.in_order}\n"
+                f"{'':<18} connector VmRSS {self.baseline_rss / mib:.1f} MiB, peak {self.peak_rss / mib:.1f} MiB "
+                f"(+{self.rss_growth / mib:.1f}, bound +{self.rss_bound / mib:.1f}; WEBSOCKET_SEND_QUEUE_LIMIT "
+                f"{self.limit}, events of ~{self.event_chars} characters), "
+                f"{self.recovery_peak_rss / mib:.1f} MiB during the recovery\n"
+                f"{'':<18} the other desktops' latency, {figures}")
+
+
+# What a run may add to the connector's resident set besides the stalled desktop's queue (the other desktops'
+# queues when they lag, the allocator's pools); measured: under 1 MiB in all.
+RSS_SLACK = 4 * 2**20
+SLOW_PADDING = 2000  # characters of filler per notification: payloads of about 2.4 KB
+
+
+def resident_bytes(pid: int) -> int:
+    """A process's resident set (VmRSS), in bytes."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise ValueError(f"no VmRSS for process {pid}")
+
+
+class PeakRss:
+    """The highest VmRSS of a process while ``async with`` runs, sampled every 20 ms."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self._sampler: asyncio.Task | None = None
+
+    async def __aenter__(self) -> PeakRss:
+        self._sampler = asyncio.create_task(self._sample())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._sampler is not None
+        self._sampler.cancel()
+        self.peak = max(self.peak, resident_bytes(self.pid))
+
+    async def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, resident_bytes(self.pid))
+            await asyncio.sleep(0.02)
+
+
+async def push_concurrently(pubsub: PubSub, pushes: list[tuple[str, str]], *, concurrency: int, padding: int,
+                            rate: float | None = None) -> None:
+    """Deliver ``(conversation, message id)`` pairs, ``concurrency`` in flight, starting at most ``rate`` a second."""
+    slots = asyncio.Semaphore(concurrency)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def one(number: int, conversation: str, message_id: str) -> None:
+        if rate is not None:
+            await asyncio.sleep(max(0.0, started + number / rate - loop.time()))
+        async with slots:
+            await pubsub.deliver(conversation, message_id, padding=padding)
+
+    await asyncio.gather(*(one(number, *push) for number, push in enumerate(pushes)))
+
+
+async def slow_desktop(*, pushes: int, limit: int, alone: int | None = None, concurrency: int = 8,
+                       rate: float | None = None, padding: int = SLOW_PADDING, **server_env: str) -> SlowDesktopTally:
+    """A desktop stops reading its socket while ``pushes`` events go to its conversation (and a tenth as many to
+    another; ``rate`` a second, else as fast as ``concurrency`` allows), five others reading; before that and
+    after it recovered and left, ``alone`` pushes (as many by default) without it, for comparison.
+    ``server_env`` overrides the connector's settings (``WEBSOCKET_SEND_QUEUE_LIMIT`` is ``limit``)."""
+    tally = SlowDesktopTally("slow-desktop", limit=limit, event_chars=padding + 500)
+    stalled_name, other_name = conversations(2)
+    # Enough history for the stalled desktop to recover all it missed (the interceptor trims it).
+    history = {"EVENT_HISTORY_MAX_EVENTS": str(max(1000, 2 * pushes))}
+    server_env = {"WEBSOCKET_SEND_QUEUE_LIMIT": str(limit), **history, **server_env}
+    with processes.redis_server(private=True) as store, \
+            processes.daphne_server(role="connector", redis=store, **server_env) as connector, \
+            processes.daphne_server(role="interceptor", redis=store, **history) as interceptor:
+        joined = [stalled_name] * 3 + [other_name] * 2
+        desktops = [Desktop() for _ in joined]
+        for desktop, name in zip(desktops, joined):
+            await desktop.connect(connector, token(), name)
+        pubsub = PubSub(interceptor, tally)
+        sent: dict[str, list[str]] = {stalled_name: [], other_name: []}
+
+        async def phase(name: str, count: int) -> None:
+            batch = []
+            for number in range(count):
+                batch.append((stalled_name, f"{name}-{number}"))
+                if number % 10 == 0:
+                    batch.append((other_name, f"{name}-other-{number}"))
+            for desktop in desktops:
+                desktop.latencies.clear()
+            await push_concurrently(pubsub, batch, concurrency=concurrency, padding=padding, rate=rate)
+            for conversation, message_id in batch:
+                sent[conversation].append(message_id)
+            await settle(lambda: all(len(d.received) >= len(sent[c]) for d, c in zip(desktops, joined)))
+            if name != "warm-up":
+                tally.latencies[name] = [latency for desktop in desktops for latency in desktop.latencies]
+
+        stalled = StalledDesktop(connector.port)
+        try:
+            await phase("warm-up", 50)  # connections opened and the script loaded, as they are later
+            await phase("alone", pushes if alone is None else alone)
+            await stalled.connect(token())
+            assert (await stalled.call("join-conversation", stalled_name))[0] is True
+            missed_from = len(sent[stalled_name])
+            tally.baseline_rss = resident_bytes(connector.process.pid)
+            async with PeakRss(connector.process.pid) as stall:
+                await phase("stalled", pushes)  # the stalled desktop reads nothing meanwhile
+                missed = sent[stalled_name][missed_from:]
+                # Now it reads: what the socket buffers held, then the close (or, never closed, everything).
+                with contextlib.suppress(Ended, TimeoutError):
+                    await stalled.read_until(lambda d: len(d.events) >= len(missed), timeout=WAIT)
+            tally.peak_rss = stall.peak
+            tally.closed, tally.read_before_close = stalled.ended, len(stalled.events)
+            stalled.close()
+            async with PeakRss(connector.process.pid) as recovery:
+                await recover(stalled, connector, missed, tally)
+            tally.recovery_peak_rss = recovery.peak
+            await phase("after", pushes if alone is None else alone)  # gone again: a second figure without it
+            count(tally, [d.received for d in desktops], [sent[name] for name in joined])
+        finally:
+            stalled.close()
+            await pubsub.close()
+            for desktop in desktops:
+                await desktop.client.disconnect()
+        log = connector.log()
+        tally.problems += [f"connector logged: {line[:200]}" for line in log.splitlines()
+                           if '"severity": "ERROR"' in line or "Traceback" in line]
+        decided = "Disconnecting a desktop" in log
+    # The close frame waits behind the events the desktop has not read: one that reads again only after the
+    # server's close timeouts finds the connection ended without it (the decision is in the log then).
+    if tally.closed is None or tally.closed[0] not in (close_codes.TOO_SLOW, None) or not decided:
+        tally.problems.append(f"the stalled desktop was not closed as too slow ({close_codes.TOO_SLOW})")
+    if not (tally.recovered and tally.in_order):
+        tally.problems.append("the stalled desktop did not recover everything in order")
+    if tally.rss_growth > tally.rss_bound:
+        tally.problems.append("the connector's memory grew beyond the bound")
+    return tally
+
+
+async def recover(stalled: StalledDesktop, connector: processes.Server, missed: list[str],
+                  tally: SlowDesktopTally) -> None:
+    """Reconnect the stalled desktop with its pid and last offset, reading normally; count what it got in all."""
+    auth = {"pid": stalled.pid}
+    if stalled.events:
+        auth["offset"] = stalled.events[-1].offset
+    again = StalledDesktop(connector.port, receive_buffer=None)
+    try:
+        answer = await again.connect(token(), **auth)
+        tally.recovered = answer.get("pid") == stalled.pid
+        with contextlib.suppress(Ended, TimeoutError):
+            await again.read_until(lambda d: len(stalled.events) + len(d.events) >= len(missed), timeout=WAIT)
+            await again.read_until(lambda _: False, timeout=1.0)  # for duplicates to show
+    finally:
+        again.close()
+    tally.replayed = len(again.events)
+    everything = stalled.events + again.events
+    received = Counter(event.payload["message_id"] for event in everything)
+    count(tally, [received], [missed])
+    seqs = [Offset.parse(event.offset).seq for event in everything]
+    tally.in_order = seqs == sorted(set(seqs))
+
+
 SCENARIOS = {
     "redis-outage": lambda quick: redis_outage(pushes=60 if quick else 600),
     "connector-killed": lambda quick: connector_killed(pushes=40 if quick else 400),
     "churn": lambda quick: churn(desktops=100 if quick else 1000),
     "redeliveries": lambda quick: redeliveries(pushes=200 if quick else 2000),
+    "slow-desktop": lambda quick: slow_desktop(pushes=2000, limit=100, padding=8000) if quick
+    else slow_desktop(pushes=10_000, limit=1000, rate=200),
 }
 
 

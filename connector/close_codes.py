@@ -20,8 +20,10 @@ UNAUTHENTICATED = 4401
 MESSAGE_TOO_BIG = 4413
 #: A binary frame where only text frames are spoken.
 UNSUPPORTED_DATA = 4415
-#: The desktop fell ``WEBSOCKET_SEND_QUEUE_LIMIT`` events behind; it can reconnect and recover them.
+#: The desktop fell ``WEBSOCKET_SEND_QUEUE_LIMIT`` events (or ``WEBSOCKET_SEND_QUEUE_BYTES``) behind; it can
+#: reconnect and recover them.
 TOO_SLOW = 4429
+TOO_SLOW_REASON = "too far behind in reading events; reconnect to recover them"
 #: An operator disconnected this desktop (the admin's live view, ``connector.instances``); it may reconnect.
 OPERATOR_DISCONNECT = 4410
 #: Redis could not be reached to set the connection up (its session or events); reconnect later.

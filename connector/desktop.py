@@ -11,9 +11,13 @@ exactly once; the protocol consumers only translate frames.
   connections open.
 - However the connection ends (a close by either side, an error, a timeout,
   a cancelled task), ``__call__``'s ``finally`` leaves every conversation.
-- Events go out through a bounded queue drained by one task, so a slow
-  desktop never holds up the others; one that falls ``WEBSOCKET_SEND_QUEUE_LIMIT``
-  frames behind is disconnected (4429) and can recover what it missed.
+- Events go out through a queue drained by one task, so a slow desktop never
+  holds up the others (the server's send waits while the desktop's TCP window
+  is full). One whose queue of live events reaches ``WEBSOCKET_SEND_QUEUE_LIMIT``
+  events or ``WEBSOCKET_SEND_QUEUE_BYTES`` (characters of their frames) is
+  disconnected (4429) and can recover what it missed. A replay (a join's
+  history, a recovery) is queued whole, ahead of the live events and outside
+  those limits: the history bounds it.
 - Each event carries its offset; a desktop drops any event of a conversation
   at or below the last one it sent of that conversation, so a replay that
   overlaps live delivery repeats nothing.
@@ -22,6 +26,7 @@ exactly once; the protocol consumers only translate frames.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -113,8 +118,11 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         # The epoch of the events sent, and per conversation the last sequence number sent.
         self._epoch: str | None = None
         self._sent: dict[str, int] = {}
-        self._outbox: deque[str] = deque()
+        self._replaying: deque[Event] = deque()  # a replay's events, framed as sent, before the live ones
+        self._outbox: deque[str] = deque()  # live events' frames (each shared by the process's desktops)
+        self._outbox_size = 0  # their characters
         self._sender: asyncio.Task | None = None
+        self._closing: asyncio.Task | None = None  # the close of a desktop too far behind
         self._held: list[Event] | None = None  # live events kept back while a replay is read
         self.streams: StreamRegistry | None = None  # made by the first stream request
 
@@ -132,8 +140,8 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         self.base_send = send
         try:
             await await_many_dispatch([receive], self.dispatch)
-        except StopConsumer:
-            pass
+        except (StopConsumer, EventsUnavailable):
+            pass  # EventsUnavailable: closed (4503) already; escaping, it would be logged with a traceback
         finally:
             await self._release()
 
@@ -158,8 +166,9 @@ class DesktopConsumer(AsyncWebsocketConsumer):
 
     async def _release(self) -> None:
         self._stop_counting_unauthenticated()
+        self._stop_sending()
         instances.get_registry().disconnected(self)
-        for pending in (self._deadline, self._deadline_task, self._sender, self._expiry):
+        for pending in (self._deadline, self._deadline_task, self._expiry):
             if pending is not None:
                 pending.cancel()
         await self.connection_ended()
@@ -339,11 +348,11 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         already hold); nothing is kept back after this."""
         held, self._held = self._held or [], None
         for event in (replay.events if replay is not None else []):
-            self._queue(event)
+            self._queue(event, replayed=True)
         for event in held:
             self._queue(event)
 
-    def _queue(self, event: Event) -> None:
+    def _queue(self, event: Event, *, replayed: bool = False) -> None:
         if event.epoch != self._epoch:
             # Another epoch (Redis lost its data and numbers from 1 again): nothing of it was sent yet.
             self._epoch = event.epoch
@@ -351,25 +360,64 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         if event.seq <= self._sent.get(event.conversation, 0):
             return
         self._sent[event.conversation] = event.seq
-        frame = event.frames.get(self.frame_kind)
-        if frame is None:
-            frame = event.frames[self.frame_kind] = self.frame_event(event)
-        if len(self._outbox) >= settings.WEBSOCKET_SEND_QUEUE_LIMIT:
-            logger.warning("Disconnecting a desktop %s events behind (WEBSOCKET_SEND_QUEUE_LIMIT)", len(self._outbox))
-            self._outbox.clear()
-            self.identity = None  # take no more events; the close below ends the connection
-            asyncio.ensure_future(self.close(code=close_codes.TOO_SLOW))
+        if replayed:
+            self._replaying.append(event)
+        elif (len(self._outbox) >= settings.WEBSOCKET_SEND_QUEUE_LIMIT
+              or self._outbox_size >= settings.WEBSOCKET_SEND_QUEUE_BYTES):
+            self._too_slow()
             return
-        self._outbox.append(frame)
+        else:
+            frame = event.frames.get(self.frame_kind)
+            if frame is None:
+                frame = event.frames[self.frame_kind] = self.frame_event(event)
+            self._outbox.append(frame)
+            self._outbox_size += len(frame)
         if self._sender is None:
             self._sender = asyncio.ensure_future(self._send_queued())
 
+    def _too_slow(self) -> None:
+        logger.warning("Disconnecting a desktop %s events (%s characters) behind "
+                       "(WEBSOCKET_SEND_QUEUE_LIMIT, WEBSOCKET_SEND_QUEUE_BYTES)", len(self._outbox), self._outbox_size)
+        self.identity = None  # take no more events; the close ends the connection
+        self._stop_sending()
+        self._closing = asyncio.ensure_future(self._close_too_slow())
+
+    async def _close_too_slow(self) -> None:
+        # The close frame waits behind what the desktop has not read yet: it sees it only if it reads again
+        # within the server's close timeouts (about 30 s); after them the server drops the TCP connection.
+        with contextlib.suppress(OSError, RuntimeError):  # the connection ended meanwhile (as in _send_queued)
+            await self.close(code=close_codes.TOO_SLOW, reason=close_codes.TOO_SLOW_REASON)
+
+    async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """Stop sending events (none may follow the close frame), then close."""
+        self._stop_sending()
+        await super().close(code=code, reason=reason)
+
+    def _stop_sending(self) -> None:
+        """Drop the queued events and stop the sender (a frame it was sending is written whole already)."""
+        self._replaying.clear()
+        self._outbox.clear()
+        self._outbox_size = 0
+        if self._sender is not None and self._sender is not asyncio.current_task():
+            self._sender.cancel()
+            self._sender = None
+
     async def _send_queued(self) -> None:
         try:
-            while self._outbox:
-                await self.base_send({"type": "websocket.send", "text": self._outbox.popleft()})
+            while self._replaying or self._outbox:
+                if self._replaying:
+                    frame = self.frame_event(self._replaying.popleft())
+                else:
+                    frame = self._outbox.popleft()
+                    self._outbox_size -= len(frame)
+                await self.base_send({"type": "websocket.send", "text": frame})
+        except (OSError, RuntimeError):
+            # The connection ended (uvicorn: ClientDisconnected, or RuntimeError once the disconnect was
+            # received); its receive side ends the consumer.
+            pass
         finally:
-            self._sender = None
+            if self._sender is asyncio.current_task():
+                self._sender = None
 
     def frame_event(self, event: Event) -> str:
         """The text frame that carries ``event`` in this protocol."""

@@ -260,9 +260,14 @@ class RedisHistory:
         return Replay(events, complete and bool(current_epoch or not events), Offset(current_epoch, current_seq))
 
     async def position(self) -> Offset:
-        """The current end of the sequence (no events yet: seq 0)."""
-        epoch, seq = await self._client.hmget(f"{key_prefix()}sequence", ["epoch", "seq"])
-        return Offset(_text(epoch) if epoch else "", int(seq or 0))
+        """The current end of the sequence (no events yet: seq 0). Before the first event the epoch is made
+        here (as the append script would make it): a position without one could never be resumed from."""
+        key = f"{key_prefix()}sequence"
+        epoch, seq = await self._client.hmget(key, ["epoch", "seq"])
+        if not epoch:
+            await self._client.hsetnx(key, "epoch", secrets.token_hex(4))
+            epoch, seq = await self._client.hmget(key, ["epoch", "seq"])
+        return Offset(_text(epoch), int(seq or 0))
 
 
 class MemoryHistory:

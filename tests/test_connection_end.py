@@ -323,4 +323,6 @@ async def test_redis_unreachable_closes_socketio_with_4503_and_refuses_plain_joi
         client = await open_socketio(http, server)
         await client.ws.send_str("40" + json.dumps({"token": token}))
         assert await client.closed_with() == close_codes.UNAVAILABLE
+        # Once the server is done with the connection (an escaping exception is logged right after this line).
+        await clients.wait_until(lambda: "WSDISCONNECT /socket.io/" in server.log(), what="the server's end")
         assert "Traceback" not in server.log()

@@ -1,16 +1,20 @@
 """The fault scenarios of ``benchmarks/faults.py``, each run small against real processes.
 
 Redis stopped and started again mid-stream, a connector killed with SIGKILL
-under a recovering npm socket.io-client, churn of many desktops, and Pub/Sub
-redeliveries (some concurrent with the original): nothing lost, nothing
-duplicated, nothing left behind in Redis beyond its expiry.
+under a recovering npm socket.io-client, churn of many desktops, Pub/Sub
+redeliveries (some concurrent with the original), and a desktop that stops
+reading its socket: nothing lost, nothing duplicated, nothing left behind in
+Redis beyond its expiry, and the connector's memory bounded.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from benchmarks import faults
+from connector import close_codes
 
 pytestmark = pytest.mark.faults
 
@@ -38,3 +42,39 @@ async def test_redeliveries_never_reach_a_desktop_twice() -> None:
     tally = await faults.redeliveries(pushes=200)
     assert tally.attempts > tally.pushed
     assert_clean(tally)
+
+
+# The stalled desktop's events: payloads of ~8.5 KB, so a few MB of socket buffers fill with a few hundred.
+SLOW_PADDING = 8000
+SLOW_LIMIT = 100
+
+
+def pushes_past_the_socket_buffers() -> int:
+    """Enough events that the stalled desktop's socket buffers (the server's send buffer grows up to
+    ``tcp_wmem``'s maximum) fill and ``SLOW_LIMIT`` more wait in the connector, twice over."""
+    most_buffered = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    return max(2000, 2 * (most_buffered // SLOW_PADDING + SLOW_LIMIT))
+
+
+@pytest.mark.parametrize("limit", [
+    pytest.param({"WEBSOCKET_SEND_QUEUE_LIMIT": str(SLOW_LIMIT)}, id="events"),
+    pytest.param({"WEBSOCKET_SEND_QUEUE_LIMIT": "1000000",
+                  "WEBSOCKET_SEND_QUEUE_BYTES": str(SLOW_LIMIT * (SLOW_PADDING + 500))}, id="bytes"),
+])
+async def test_a_desktop_that_stops_reading_is_closed_with_a_reason_recovers_and_bounds_memory(limit) -> None:
+    tally = await faults.slow_desktop(pushes=pushes_past_the_socket_buffers(), limit=SLOW_LIMIT, alone=100,
+                                      padding=SLOW_PADDING, **limit)
+    assert tally.closed == (close_codes.TOO_SLOW, close_codes.TOO_SLOW_REASON), tally.line()
+    assert tally.recovered and tally.replayed > 0 and tally.in_order, tally.line()
+    assert tally.rss_growth < tally.rss_bound, tally.line()
+    assert_clean(tally)  # every desktop, the stalled one too, got every event once
+
+
+async def test_without_the_limits_the_stalled_desktop_s_events_pile_up_past_the_bound() -> None:
+    """The bound the test above holds the connector to is one that a connector without the limits breaks."""
+    tally = await faults.slow_desktop(pushes=pushes_past_the_socket_buffers(), limit=SLOW_LIMIT, alone=100,
+                                      padding=SLOW_PADDING, WEBSOCKET_SEND_QUEUE_LIMIT="1000000000",
+                                      WEBSOCKET_SEND_QUEUE_BYTES="1000000000000")
+    assert tally.closed is None, tally.line()
+    assert tally.rss_growth > tally.rss_bound, tally.line()
+    assert (tally.lost, tally.duplicated) == (0, 0), tally.line()

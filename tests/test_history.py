@@ -91,6 +91,14 @@ async def test_a_conversation_without_history_reads_empty_and_complete(history) 
     assert (replay.events, replay.complete) == ([], True)
 
 
+async def test_a_position_taken_before_any_event_is_in_the_epoch_of_the_events_after_it(history) -> None:
+    before = await history.position()
+    first = await append(history, A, "1")
+    assert (before.seq, first.offset) == (0, Offset(before.epoch, 1))
+    replay = await history.read({A: before.seq}, epoch=before.epoch)
+    assert (replay.complete, [event.seq for event in replay.events]) == (True, [1])
+
+
 async def test_position_is_the_end_of_the_sequence(history) -> None:
     await append(history, A, "1")
     await append(history, B, "2")
@@ -139,6 +147,20 @@ async def test_every_append_of_a_batch_fails_when_redis_is_unreachable(settings)
     history = RedisHistory(redis_client.get_redis())
     outcomes = await asyncio.gather(*(append(history, A, m) for m in ("1", "2", "3")), return_exceptions=True)
     assert all(isinstance(outcome, RedisConnectionError) for outcome in outcomes), outcomes
+async def test_redis_keeps_the_history_capped_and_refreshes_its_expiry_on_each_write(settings) -> None:
+    """A conversation's stream holds at most EVENT_HISTORY_MAX_EVENTS entries, each id ``0-<seq>``, and its
+    stream and de-duplication record expire EVENT_HISTORY_SECONDS after the conversation's last event."""
+    settings.EVENT_HISTORY_MAX_EVENTS, settings.EVENT_HISTORY_SECONDS = 10, 600
+    history, client = RedisHistory(redis_client.get_redis()), redis_client.get_redis()
+    stream, seen = f"{settings.EVENT_KEY_PREFIX}history:{A}", f"{settings.EVENT_KEY_PREFIX}seen:{A}"
+    appended = [await append(history, A, f"m-{number}") for number in range(15)]
+    entries = await client.xrange(stream)
+    assert [entry_id.decode() for entry_id, _ in entries] == [f"0-{a.offset.seq}" for a in appended[-10:]]
+    assert 590 <= await client.ttl(stream) <= 600 and 590 <= await client.ttl(seen) <= 600
+    await client.expire(stream, 5)
+    await client.expire(seen, 5)
+    await append(history, A, "m-15")
+    assert 590 <= await client.ttl(stream) <= 600 and 590 <= await client.ttl(seen) <= 600
 
 
 @pytest.mark.parametrize("text", ["", "abc", "-5", "e-", "e-x", "é-1", "a b-1", "x" * 70 + "-1", None, 5])

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from channels.testing import HttpCommunicator
+from socketio import packet as sio
 
 from aa_site.asgi import application
 from events.kinds import EventKind
@@ -195,6 +196,38 @@ async def test_socketio_connect_answer_carries_a_private_session_id() -> None:
         packet = await client.connect_namespace(tokens.issue_token(user="alice"))
         assert isinstance(packet.data["pid"], str) and len(packet.data["pid"]) >= 20
         assert packet.data["pid"] != packet.data["sid"]
+
+
+async def test_socketio_recovery_takes_a_valid_token_of_the_session_s_user() -> None:
+    """A pid alone recovers nothing: with another user's token the client gets a session of its own, with an
+    expired token it is refused, and neither touches the session, which its own user then recovers."""
+    from connector import tokens
+    from tests.test_token_expiry import short_lived_token
+
+    async def connect(client: SocketIOTestClient, auth: dict[str, Any]) -> Any:
+        await client.open()
+        await client.send("40" + json.dumps(auth))
+        while (packet := await client.receive_packet()).packet_type == sio.EVENT:
+            pass  # "unauthenticated", before a refusal
+        return packet
+
+    async with client_factory() as make:
+        first = make()
+        pid = (await connect(first, {"token": tokens.issue_token(user="alice")})).data["pid"]
+        assert await first.call("join-conversation", SHORT_NAME) == [True, SHORT_NAME]
+        await first.communicator.disconnect()  # dropped: the session waits to be recovered
+        payload = await publish(SHORT_NAME)
+        stranger = make()
+        answer = await connect(stranger, {"token": tokens.issue_token(user="mallory"), "pid": pid})
+        assert answer.packet_type == sio.CONNECT and answer.data["pid"] != pid
+        assert await stranger.communicator.receive_nothing(QUIET)  # not in alice's conversation
+        stale = make()
+        answer = await connect(stale, {"token": short_lived_token(-60, user="alice"), "pid": pid})
+        assert answer.packet_type == sio.CONNECT_ERROR
+        owner = make()
+        answer = await connect(owner, {"token": tokens.issue_token(user="alice"), "pid": pid})
+        assert (answer.packet_type, answer.data["pid"]) == (sio.CONNECT, pid)
+        assert await owner.receive_event() == [EventKind.NEW_MESSAGE, payload]
 
 
 async def test_socketio_without_recovery_sends_no_pid_and_no_offsets(settings) -> None:
