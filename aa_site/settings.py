@@ -116,7 +116,9 @@ PRESENCE_KEY_PREFIX = env.text("PRESENCE_KEY_PREFIX", "")
 INSTANCE_REPORT_SECONDS = env.number("INSTANCE_REPORT_SECONDS", 10.0, minimum=0.1, maximum=300)
 # Live events one connection may have waiting to be sent, in number and in size (characters of their frames);
 # a desktop further behind is disconnected (4429; it can recover). Together they bound its memory.
-WEBSOCKET_SEND_QUEUE_LIMIT = env.integer("WEBSOCKET_SEND_QUEUE_LIMIT", 5000, minimum=10)
+# No more than the history keeps of one conversation by default: a desktop closed for falling this far behind
+# has missed at most that many events of any conversation, which its reconnection can then recover.
+WEBSOCKET_SEND_QUEUE_LIMIT = env.integer("WEBSOCKET_SEND_QUEUE_LIMIT", 1000, minimum=10)
 WEBSOCKET_SEND_QUEUE_BYTES = env.integer("WEBSOCKET_SEND_QUEUE_BYTES", 8 * 2**20, minimum=65536)
 # Open WebSockets per process that have not authenticated yet; further handshakes get 403 until
 # some authenticate or close. They hold no Redis resources, only this process's memory.
