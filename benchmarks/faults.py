@@ -335,6 +335,7 @@ class SlowDesktopTally(Tally):
     event_chars: int = 0  # about how long each event's payload JSON is
     closed: tuple[int | None, str] | None = None  # how the stalled desktop's connection ended: (code, reason)
     read_before_close: int = 0  # events it had read when the server closed it
+    decided_too_slow: bool = False  # the connector logged its decision to close it as too slow
     recovered: bool = False  # its reconnection got its pid back
     replayed: int = 0  # events the recovery replayed
     in_order: bool = False  # every event it got, in offset order, none twice
@@ -489,7 +490,7 @@ async def slow_desktop(*, pushes: int, limit: int, alone: int | None = None, con
         log = connector.log()
         tally.problems += [f"connector logged: {line[:200]}" for line in log.splitlines()
                            if '"severity": "ERROR"' in line or "Traceback" in line]
-        decided = "Disconnecting a desktop" in log
+        decided = tally.decided_too_slow = "Disconnecting a desktop" in log
     # The close frame waits behind the events the desktop has not read: one that reads again only after the
     # server's close timeouts finds the connection ended without it (the decision is in the log then).
     if tally.closed is None or tally.closed[0] not in (close_codes.TOO_SLOW, None) or not decided:

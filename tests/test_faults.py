@@ -64,7 +64,11 @@ def pushes_past_the_socket_buffers() -> int:
 async def test_a_desktop_that_stops_reading_is_closed_with_a_reason_recovers_and_bounds_memory(limit) -> None:
     tally = await faults.slow_desktop(pushes=pushes_past_the_socket_buffers(), limit=SLOW_LIMIT, alone=100,
                                       padding=SLOW_PADDING, **limit)
-    assert tally.closed == (close_codes.TOO_SLOW, close_codes.TOO_SLOW_REASON), tally.line()
+    # The close frame waits behind what the desktop has not read; on a loaded machine the desktop may read
+    # again only after the server's close timeout, and then sees the connection end without it.
+    seen_in_time = tally.closed == (close_codes.TOO_SLOW, close_codes.TOO_SLOW_REASON)
+    assert seen_in_time or (tally.closed is not None and tally.closed[0] is None), tally.line()
+    assert tally.decided_too_slow, tally.line()
     assert tally.recovered and tally.replayed > 0 and tally.in_order, tally.line()
     assert tally.rss_growth < tally.rss_bound, tally.line()
     assert_clean(tally)  # every desktop, the stalled one too, got every event once
