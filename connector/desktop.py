@@ -119,7 +119,8 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         self._epoch: str | None = None
         self._sent: dict[str, int] = {}
         self._replaying: deque[Event] = deque()  # a replay's events, framed as sent, before the live ones
-        self._outbox: deque[str] = deque()  # live events' frames (each shared by the process's desktops)
+        # Live events and their frames (each frame shared by the process's desktops).
+        self._outbox: deque[tuple[Event, str]] = deque()
         self._outbox_size = 0  # their characters
         self._sender: asyncio.Task | None = None
         self._closing: asyncio.Task | None = None  # the close of a desktop too far behind
@@ -370,7 +371,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
             frame = event.frames.get(self.frame_kind)
             if frame is None:
                 frame = event.frames[self.frame_kind] = self.frame_event(event)
-            self._outbox.append(frame)
+            self._outbox.append((event, frame))
             self._outbox_size += len(frame)
         if self._sender is None:
             self._sender = asyncio.ensure_future(self._send_queued())
@@ -406,10 +407,11 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         try:
             while self._replaying or self._outbox:
                 if self._replaying:
-                    frame = self.frame_event(self._replaying.popleft())
+                    frame = self.replayed_frame(self._replaying.popleft())
                 else:
-                    frame = self._outbox.popleft()
+                    event, frame = self._outbox.popleft()
                     self._outbox_size -= len(frame)
+                    self.live_frame_sent(event)
                 await self.base_send({"type": "websocket.send", "text": frame})
         except (OSError, RuntimeError):
             # The connection ended (uvicorn: ClientDisconnected, or RuntimeError once the disconnect was
@@ -422,6 +424,13 @@ class DesktopConsumer(AsyncWebsocketConsumer):
     def frame_event(self, event: Event) -> str:
         """The text frame that carries ``event`` in this protocol."""
         raise NotImplementedError
+
+    def replayed_frame(self, event: Event) -> str:
+        """The frame of a replayed ``event``, made for this connection as it is sent (never shared)."""
+        return self.frame_event(event)
+
+    def live_frame_sent(self, event: Event) -> None:
+        """A live ``event``'s shared frame is being sent."""
 
     # --- streaming calls (connector.streaming) ---------------------------------------------
 

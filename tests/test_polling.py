@@ -499,3 +499,38 @@ async def test_the_presence_key_follows_a_polling_session_on_any_process(balance
         await desktop.disconnect()
     await clients.wait_until(lambda: client.exists(name) == 0, what="the key to go with the session")
     client.close()
+
+
+def conversation_events(text: str) -> list[list]:
+    """The conversation events (name, payload, offset) among the frames of a GET's payload or a WebSocket frame."""
+    return [json.loads(frame[2:]) for frame in text.split("\x1e") if frame.startswith("42")]
+
+
+async def test_a_history_join_upgraded_before_its_poll_keeps_the_offset_the_polls_reached(
+    interceptor, connectors, token
+) -> None:
+    """A history join POSTed over polling and replayed over the WebSocket that takes the session over: the older
+    events carry the highest offset the polls sent, so that socket.io-client's last offset does not move back
+    (its recovery would send the newer events again)."""
+    url = connectors[0].http_url
+    live, late = conversation(), conversation()
+    await push(interceptor, late, "old")
+    async with httpx.AsyncClient(timeout=10) as client, aiohttp.ClientSession() as http:
+        sid = await connected_session(client, url, token)
+        await client.post(session_url(url, sid), content=f'420["join-conversation","{live}"]'.encode())
+        assert f'430[true,"{live}"]' in (await client.get(session_url(url, sid))).text.split("\x1e")
+        await push(interceptor, live, "live")
+        ((_, payload, live_offset),) = conversation_events((await client.get(session_url(url, sid))).text)
+        assert payload["message_id"] == "live"
+        join = json.dumps(["join-conversation", late, {"history": True}])
+        await client.post(session_url(url, sid), content=f"421{join}".encode())
+        async with http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket&sid={sid}") as socket:
+            await socket.send_str("2probe")
+            assert (await socket.receive(timeout=10)).data == "3probe"
+            await socket.send_str("5")
+            frames = []
+            while not any(conversation_events(frame) for frame in frames):
+                frames.append((await socket.receive(timeout=10)).data)
+            assert f'431[true,"{late}"]' in frames
+            ((_, payload, offset),) = conversation_events(frames[-1])
+            assert (payload["message_id"], offset) == ("old", live_offset)

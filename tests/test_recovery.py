@@ -146,3 +146,34 @@ async def test_an_expired_session_is_not_recovered(settings, interceptor, recove
                 proxy.backend_port = first.port
                 await node.wait_for(lambda n: len(connections(n)) == 2, what="the reconnection")
                 assert connections(node) == [False, False]
+
+
+@pytest.mark.parametrize("transports", ["websocket", "polling"])
+async def test_a_history_join_after_live_events_does_not_move_the_offset_back(
+    settings, interceptor, recovery_redis, transports
+) -> None:
+    """A join's history replays events older than the live ones already sent; the client keeps only the
+    last offset it received, so a recovery after it must not send the live ones again."""
+    live, late = conversation(), conversation()
+    token = clients.server_token(settings, user="agent")
+    with connector(recovery_redis, SOCKETIO_JOIN_HISTORY="all") as first:
+        for message_id in ("old-1", "old-2"):
+            await push(interceptor, late, message_id)
+        async with tcp_proxy(first.port) as proxy, clients.node_desktop(
+            proxy, token=token, join=(live,), reconnect=True, timeout=60, transports=transports
+        ) as node:
+            await node.wait_for(lambda n: len(n.of_kind("ack")) == 1, what="the join")
+            for message_id in ("live-1", "live-2"):
+                await push(interceptor, live, message_id)
+            await node.wait_for(lambda n: message_ids(n) == ["live-1", "live-2"], what="the live events")
+            await node.command(f"join {late}")
+            expected = ["live-1", "live-2", "old-1", "old-2"]
+            await node.wait_for(lambda n: message_ids(n) == expected, what="the late join's history")
+            proxy.backend_port = processes.free_port()  # nothing there: the client stays away meanwhile
+            proxy.cut()
+            await push(interceptor, live, "missed")
+            proxy.backend_port = first.port
+            await node.wait_for(lambda n: len(message_ids(n)) >= len(expected) + 1, what="the missed event")
+            await asyncio.sleep(1.0)  # a duplicate would show up now
+            assert message_ids(node) == [*expected, "missed"]
+            assert connections(node) == [False, True], node.lines

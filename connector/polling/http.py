@@ -51,7 +51,7 @@ from connector.origin import origin_allowed
 from connector.polling import store
 from connector.polling.application import PollingDesktop, PostOutcome
 from connector.polling.waiting import Poller, get_pollers
-from connector.socketio.application import event_frame
+from connector.socketio.application import OffsetSent
 from events import metrics, redis_client
 from events.history import Replay, get_history
 
@@ -224,13 +224,18 @@ async def _wait_and_answer(poller: Poller, token: str) -> Answer:
             frames = [*state.pending, *([packets.ping_frame()] if turn.ping else [])]
             deadline = loop.time() + turn.seconds_to_ping
     events = replay.events if replay is not None else []
+    # Every event here is read from the history, a join's older ones among them: none moves the client's
+    # offset back below what earlier answers carried.
+    offset_sent = OffsetSent(state.epoch, state.offset_sent)
+    event_frames = [offset_sent.replayed_frame(event) for event in events]
     await store.finish(
         sid, token, seq=replay.position.seq if replay is not None else 0,
         epoch=replay.position.epoch if replay is not None else "", conversations=list(state.joined), pid=state.pid,
+        offset_sent=offset_sent.seq if events else 0,
     )
     for event in events:
         metrics.event_sent_in_poll(event.kind)
-    return payload([*frames, *(event_frame(event) for event in events)])
+    return payload([*frames, *event_frames])
 
 
 async def _turn_refused(poller: Poller, turn: store.Poll, *, first: bool) -> Answer:

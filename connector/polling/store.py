@@ -5,7 +5,8 @@ heartbeat (when the next ping is due, by when the pong must come), the lock
 of the one GET that may wait at a time, an upgrade in progress, and, once
 the client connected to ``/``, its identity, recovery ``pid``, epoch and per
 joined conversation (field ``c:<name>``) the sequence number it has been
-sent up to; ``served_by``, the process that took its latest GET (for the
+sent up to, and ``sent``, the highest offset (sequence number) its answers
+carried; ``served_by``, the process that took its latest GET (for the
 operators' live view), and ``closed`` once an operator disconnected it. Beside
 it, ``<prefix>eio:<sid>:out`` lists the packets waiting for the next GET (the
 CONNECT answer, acknowledgements). A POST that adds packets publishes on
@@ -84,18 +85,19 @@ return {'ok', redis.call('HGETALL', KEYS[1]), out, ping, ping_due - now}
 """
 
 # The GET answers: release its lock, advance the conversations it read to the position read, keep the
-# epoch. KEYS: hash, recovery record. ARGV: lock token, sequence number, epoch, connected lifetime,
-# record lifetime (ms), then the conversations read.
+# epoch and the highest offset sent. KEYS: hash, recovery record. ARGV: lock token, sequence number, epoch,
+# connected lifetime, record lifetime (ms), highest offset sent (0: none), then the conversations read.
 _FINISH = """
 if redis.call('HGET', KEYS[1], 'poll') == ARGV[1] then redis.call('HDEL', KEYS[1], 'poll', 'poll_until') end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local seq = tonumber(ARGV[2])
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   local name = 'c:' .. ARGV[i]
   local at = redis.call('HGET', KEYS[1], name)
   if at and tonumber(at) < seq then redis.call('HSET', KEYS[1], name, seq) end
 end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'epoch', ARGV[3]) end
+if ARGV[6] ~= '0' then redis.call('HSET', KEYS[1], 'sent', ARGV[6]) end
 if redis.call('HEXISTS', KEYS[1], 'identity') == 1 then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   redis.call('PEXPIRE', KEYS[2], ARGV[5])
@@ -175,6 +177,7 @@ class PollingState:
     pid: str | None = None  # its recovery session (connector.sessions)
     epoch: str = ""
     joined: dict[str, int] = field(default_factory=dict)  # conversation -> sequence number sent up to
+    offset_sent: int = 0  # the highest offset (sequence number, in ``epoch``) its answers carried
     pending: list[str] = field(default_factory=list)  # packets taken for this answer
 
     @classmethod
@@ -189,6 +192,7 @@ class PollingState:
             connected=fields.get("connected") == "1",
             pid=fields.get("pid") or None,
             epoch=fields.get("epoch", ""),
+            offset_sent=int(fields.get("sent", "0")),
             joined={name[len(JOINED_PREFIX):]: int(value) for name, value in fields.items()
                     if name.startswith(JOINED_PREFIX)},
             pending=[_text(packet) for packet in pending],
@@ -319,11 +323,13 @@ async def poll(sid: str, token: str, *, again: bool) -> Poll:
     return Poll("ok", PollingState.parse(sid, reply[1], reply[2]), bool(reply[3]), max(0, int(reply[4])) / 1000)
 
 
-async def finish(sid: str, token: str, *, seq: int, epoch: str, conversations: list[str], pid: str | None) -> None:
-    """The GET answers with everything up to ``seq`` of ``conversations``: record it, release the lock."""
+async def finish(sid: str, token: str, *, seq: int, epoch: str, conversations: list[str], pid: str | None,
+                 offset_sent: int = 0) -> None:
+    """The GET answers with everything up to ``seq`` of ``conversations``, its highest offset ``offset_sent``
+    (0: it carried no event): record it, release the lock."""
     await _get().finish(
         keys=[_keys(sid)[0], _record_key(pid)],
-        args=[token, seq, epoch, _ms(connected_lifetime()), _ms(record_lifetime()), *conversations],
+        args=[token, seq, epoch, _ms(connected_lifetime()), _ms(record_lifetime()), offset_sent, *conversations],
     )
 
 

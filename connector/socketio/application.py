@@ -9,6 +9,7 @@ frame conversation events with these functions.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -58,7 +59,37 @@ async def recoverable(identity: tokens.DesktopIdentity, auth: dict[str, Any]) ->
     return session, given if given is not None else Offset(session.epoch, session.since)
 
 
-def event_frame(event: Event) -> str:
-    """``event`` as an Engine.IO MESSAGE frame, with its offset as the trailing argument when recovery is on."""
-    offset = event.offset if settings.SOCKETIO_RECOVERY_SECONDS else None
+def event_frame(event: Event, *, offset_at_least: int = 0) -> str:
+    """``event`` as an Engine.IO MESSAGE frame, with its offset (never below ``offset_at_least``) as the
+    trailing argument when recovery is on."""
+    offset = None
+    if settings.SOCKETIO_RECOVERY_SECONDS:
+        offset = event.offset if event.seq >= offset_at_least else str(Offset(event.epoch, offset_at_least))
     return "4" + protocol.event_with_json_argument(event.kind, event.payload_json, offset)
+
+
+@dataclass(slots=True)
+class OffsetSent:
+    """The highest offset one client was sent, in the epoch of the events it was sent.
+
+    socket.io-client keeps only the last offset it received and recovers after it, for every conversation
+    of its session. A replay (a join's history) sends older events after newer ones: each of those carries
+    the highest offset sent instead of its own, so that the client's offset never moves back (a recovery
+    after it would send again the events in between). Such a frame is this client's own, never shared.
+    """
+
+    epoch: str = ""
+    seq: int = 0
+
+    def replayed_frame(self, event: Event) -> str:
+        """``event``'s frame, its offset raised to the highest sent; counted as sent."""
+        floor = self.seq if event.epoch == self.epoch else 0
+        self.sent(event)
+        return event_frame(event, offset_at_least=floor)
+
+    def sent(self, event: Event) -> None:
+        """``event`` went out with its own offset (a live event's shared frame)."""
+        if event.epoch != self.epoch:
+            self.epoch, self.seq = event.epoch, event.seq  # another epoch numbers from 1 again
+        elif event.seq > self.seq:
+            self.seq = event.seq

@@ -12,7 +12,9 @@ trailing offset; a client that comes back (to any connector) with ``pid`` and
 ``offset`` in its CONNECT auth, and a valid token for the same user, gets its
 conversations back and every event after the offset, and the same ``pid``
 (which makes socket.io-client set ``socket.recovered``). Session records are
-``connector.sessions``.
+``connector.sessions``. A replayed event older than one already sent carries
+the highest offset sent instead (``application.OffsetSent``): the client keeps
+only its last offset, which must never move back.
 
 A WebSocket opened with the ``sid`` of a long-polling session
 (``connector.polling``) upgrades it: ``2probe`` is answered ``3probe`` (and
@@ -45,6 +47,7 @@ from connector.socketio.application import (
     STREAM_EVENTS,
     STREAM_REQUEST_EVENT,
     UNAUTHENTICATED_EVENT,
+    OffsetSent,
 )
 from connector.socketio.server import ConnectRefused, EventHandler, SocketIOServer
 from events.history import Event, Offset, Replay, get_history
@@ -65,6 +68,7 @@ class SocketIOConsumer(DesktopConsumer):
         self._replay: Replay | None = None  # to send once the CONNECT answer is out
         self._replay_after_ack: Replay | None = None  # a join's, to send once its acknowledgement is out
         self._upgrading: str | None = None  # the sid of the long-polling session this socket is upgrading
+        self._offset_sent = OffsetSent()  # what the client's recovery offset is
 
     @property
     def frame_kind(self) -> str:  # type: ignore[override]
@@ -148,6 +152,7 @@ class SocketIOConsumer(DesktopConsumer):
             # No epoch yet: the session was sent nothing, and its positions count from the first event.
             epoch = state.epoch or (await get_history().position()).epoch
             self.delivered_before(epoch, state.joined)
+            self._offset_sent = OffsetSent(epoch, state.offset_sent)
             replay = await self.restore_conversations(state.joined, since=Offset(epoch, 0))
         except (EventsUnavailable, MembershipError):
             raise
@@ -312,6 +317,12 @@ class SocketIOConsumer(DesktopConsumer):
 
     def frame_event(self, event: Event) -> str:
         return application.event_frame(event)
+
+    def replayed_frame(self, event: Event) -> str:
+        return self._offset_sent.replayed_frame(event)
+
+    def live_frame_sent(self, event: Event) -> None:
+        self._offset_sent.sent(event)
 
     async def send_stream(self, kind: str, message: dict[str, Any]) -> None:
         if self.socketio is not None and self.socketio.connected and kind in STREAM_EVENTS:
