@@ -26,7 +26,9 @@ and counts what the desktops received:
   the stalled desktop must be closed as too slow (4429), then reconnect with
   its pid and last offset and recover every event it missed, once, in order.
   The other desktops' latency is printed for the same pushes before it
-  stalled, while it stalls, and after it left.
+  stalled, while it stalls, and after it left. Pushes wait while a reading
+  desktop is half a send queue behind, so that the limits close only the
+  stalled one, however loaded the machine.
 
 Exit status 1 when any event was lost or duplicated, or anything was left behind or went wrong.
 ``tests/test_faults.py`` runs each scenario small.
@@ -44,6 +46,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -98,6 +101,7 @@ class PubSub:
         self.url = f"{interceptor.http_url}/{EVENT}"
         self.tally = tally
         self.client = httpx.AsyncClient(timeout=10)
+        self.acknowledged_to: Counter[str] = Counter()  # conversation -> distinct pushes acknowledged
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -123,6 +127,7 @@ class PubSub:
         while loop.time() < give_up:
             if await self.post(conversation, message_id, padding=padding):
                 self.tally.acknowledged += 1
+                self.acknowledged_to[conversation] += 1
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
@@ -135,6 +140,11 @@ class Desktop:
         self.client = socketio.AsyncClient(reconnection=False)
         self.received: Counter[str] = Counter()
         self.latencies: list[float] = []  # seconds from each push's POST to its arrival here
+        self.ended: str | None = None  # why its connection ended, when the test did not end it
+
+        @self.client.on("disconnect")
+        async def on_disconnect(reason: str | None = None) -> None:
+            self.ended = self.ended or str(reason)
 
         @self.client.on(EVENT)
         async def on_event(payload: dict, offset: str | None = None) -> None:
@@ -149,12 +159,20 @@ class Desktop:
         assert ok, "join refused"
 
 
-def count(tally: Tally, received: list[Counter[str]], expected: list[list[str]]) -> None:
-    """Add what each desktop received against what it should have."""
-    for got, wanted in zip(received, expected):
+def count(tally: Tally, received: list[Counter[str]], expected: list[list[str]], *,
+          names: list[str] | None = None) -> None:
+    """Add what each desktop received against what it should have; name each that lost or repeated some."""
+    for number, (got, wanted) in enumerate(zip(received, expected)):
+        delivered = sum(1 for message_id in wanted if got[message_id] > 0)
+        duplicated = sum(max(0, times - 1) for times in got.values())
         tally.expected += len(wanted)
-        tally.delivered += sum(1 for message_id in wanted if got[message_id] > 0)
-        tally.duplicated += sum(max(0, times - 1) for times in got.values())
+        tally.delivered += delivered
+        tally.duplicated += duplicated
+        if delivered < len(wanted) or duplicated:
+            name = names[number] if names else f"desktop {number}"
+            first_lost = next((message_id for message_id in wanted if got[message_id] == 0), None)
+            tally.problems.append(f"{name}: lost {len(wanted) - delivered} of {len(wanted)} (the first {first_lost}), "
+                                  f"duplicated {duplicated}")
 
 
 async def settle(predicate, *, timeout: float = WAIT) -> None:
@@ -336,6 +354,7 @@ class SlowDesktopTally(Tally):
     closed: tuple[int | None, str] | None = None  # how the stalled desktop's connection ended: (code, reason)
     read_before_close: int = 0  # events it had read when the server closed it
     decided_too_slow: bool = False  # the connector logged its decision to close it as too slow
+    closed_as_too_slow: int = 0  # desktops the connector logged it closed as too slow (the stalled one only)
     recovered: bool = False  # its reconnection got its pid back
     replayed: int = 0  # events the recovery replayed
     in_order: bool = False  # every event it got, in offset order, none twice
@@ -362,7 +381,8 @@ class SlowDesktopTally(Tally):
         mib = 2**20
         return (f"{super().line()}\n"
                 f"{'':<18} stalled desktop: closed {self.closed} after reading {self.read_before_close} events; "
-                f"recovered {self.recovered}, {self.replayed} replayed, in order {self.in_order}\n"
+                f"recovered {self.recovered}, {self.replayed} replayed, in order {self.in_order}; "
+                f"desktops closed as too slow: {self.closed_as_too_slow}\n"
                 f"{'':<18} connector VmRSS {self.baseline_rss / mib:.1f} MiB, peak {self.peak_rss / mib:.1f} MiB "
                 f"(+{self.rss_growth / mib:.1f}, bound +{self.rss_bound / mib:.1f}; WEBSOCKET_SEND_QUEUE_LIMIT "
                 f"{self.limit}, events of ~{self.event_chars} characters), "
@@ -409,8 +429,11 @@ class PeakRss:
 
 
 async def push_concurrently(pubsub: PubSub, pushes: list[tuple[str, str]], *, concurrency: int, padding: int,
-                            rate: float | None = None) -> None:
-    """Deliver ``(conversation, message id)`` pairs, ``concurrency`` in flight, starting at most ``rate`` a second."""
+                            rate: float | None = None, behind: Callable[[], int] | None = None,
+                            window: int = 0) -> None:
+    """Deliver ``(conversation, message id)`` pairs, ``concurrency`` in flight, starting at most ``rate`` a second,
+    and none while ``behind()`` (how many acknowledged events some reader has not received yet) exceeds
+    ``window``."""
     slots = asyncio.Semaphore(concurrency)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -419,6 +442,9 @@ async def push_concurrently(pubsub: PubSub, pushes: list[tuple[str, str]], *, co
         if rate is not None:
             await asyncio.sleep(max(0.0, started + number / rate - loop.time()))
         async with slots:
+            give_up = loop.time() + WAIT
+            while behind is not None and behind() > window and loop.time() < give_up:
+                await asyncio.sleep(0.005)
             await pubsub.deliver(conversation, message_id, padding=padding)
 
     await asyncio.gather(*(one(number, *push) for number, push in enumerate(pushes)))
@@ -445,6 +471,12 @@ async def slow_desktop(*, pushes: int, limit: int, alone: int | None = None, con
         pubsub = PubSub(interceptor, tally)
         sent: dict[str, list[str]] = {stalled_name: [], other_name: []}
 
+        def readers_behind() -> int:
+            # The reading desktops share the send limits the stalled one is held to: pushes wait while one of
+            # them is half a queue behind (the load generator in one process, the machine loaded), so that the
+            # connector only ever closes the stalled desktop as too slow, however fast this machine reads.
+            return max(pubsub.acknowledged_to[name] - len(d.received) for d, name in zip(desktops, joined))
+
         async def phase(name: str, count: int) -> None:
             batch = []
             for number in range(count):
@@ -453,7 +485,8 @@ async def slow_desktop(*, pushes: int, limit: int, alone: int | None = None, con
                     batch.append((other_name, f"{name}-other-{number}"))
             for desktop in desktops:
                 desktop.latencies.clear()
-            await push_concurrently(pubsub, batch, concurrency=concurrency, padding=padding, rate=rate)
+            await push_concurrently(pubsub, batch, concurrency=concurrency, padding=padding, rate=rate,
+                                    behind=readers_behind, window=max(1, limit // 2))
             for conversation, message_id in batch:
                 sent[conversation].append(message_id)
             await settle(lambda: all(len(d.received) >= len(sent[c]) for d, c in zip(desktops, joined)))
@@ -481,7 +514,10 @@ async def slow_desktop(*, pushes: int, limit: int, alone: int | None = None, con
                 await recover(stalled, connector, missed, tally)
             tally.recovery_peak_rss = recovery.peak
             await phase("after", pushes if alone is None else alone)  # gone again: a second figure without it
-            count(tally, [d.received for d in desktops], [sent[name] for name in joined])
+            count(tally, [d.received for d in desktops], [sent[name] for name in joined],
+                  names=[f"reading desktop {number} ({'the stalled' if name == stalled_name else 'the other'} "
+                         f"conversation{', its connection ended: ' + d.ended if d.ended else ''})"
+                         for number, (d, name) in enumerate(zip(desktops, joined))])
         finally:
             stalled.close()
             await pubsub.close()
@@ -490,11 +526,15 @@ async def slow_desktop(*, pushes: int, limit: int, alone: int | None = None, con
         log = connector.log()
         tally.problems += [f"connector logged: {line[:200]}" for line in log.splitlines()
                            if '"severity": "ERROR"' in line or "Traceback" in line]
-        decided = tally.decided_too_slow = "Disconnecting a desktop" in log
+        tally.closed_as_too_slow = log.count("Disconnecting a desktop")
+        decided = tally.decided_too_slow = tally.closed_as_too_slow > 0
     # The close frame waits behind the events the desktop has not read: one that reads again only after the
     # server's close timeouts finds the connection ended without it (the decision is in the log then).
     if tally.closed is None or tally.closed[0] not in (close_codes.TOO_SLOW, None) or not decided:
         tally.problems.append(f"the stalled desktop was not closed as too slow ({close_codes.TOO_SLOW})")
+    if tally.closed_as_too_slow > 1:
+        tally.problems.append(f"the connector closed {tally.closed_as_too_slow} desktops as too slow, "
+                              "not just the stalled one")
     if not (tally.recovered and tally.in_order):
         tally.problems.append("the stalled desktop did not recover everything in order")
     if tally.rss_growth > tally.rss_bound:
@@ -520,7 +560,7 @@ async def recover(stalled: StalledDesktop, connector: processes.Server, missed: 
     tally.replayed = len(again.events)
     everything = stalled.events + again.events
     received = Counter(event.payload["message_id"] for event in everything)
-    count(tally, [received], [missed])
+    count(tally, [received], [missed], names=["the stalled desktop"])
     seqs = [Offset.parse(event.offset).seq for event in everything]
     tally.in_order = seqs == sorted(set(seqs))
 
