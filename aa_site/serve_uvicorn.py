@@ -123,8 +123,12 @@ def header_deadline_protocol() -> type[asyncio.Protocol]:
     return HeaderDeadlineProtocol
 
 
+ENGINE_IO_PATHS = frozenset({"/socket.io/", "/socket.io"})
+
+
 def websocket_protocol() -> type[asyncio.Protocol]:
-    """uvicorn's websockets protocol, letting several coroutines wait for a full write buffer to drain.
+    """uvicorn's websockets protocol, letting several coroutines wait for a full write buffer to drain, and
+    without websockets' keepalive pings on Engine.IO's connections.
 
     The legacy websockets protocol under it copied an old asyncio helper that allows one waiter only: while
     a send waits on a desktop that stopped reading, a second send on the connection (its close, a ping, an
@@ -134,7 +138,15 @@ def websocket_protocol() -> type[asyncio.Protocol]:
     """
     from uvicorn.protocols.websockets.websockets_impl import WebSocketProtocol
 
-    class SharedDrainProtocol(WebSocketProtocol):
+    class DesktopWebSocketProtocol(WebSocketProtocol):
+        def connection_open(self) -> None:
+            # Engine.IO's heartbeat (one timer per process) already pings every /socket.io/ connection and
+            # closes one whose pong does not come; websockets' keepalive would ping each again from a task
+            # of its own (500 pings a second at 10,000 idle desktops, most of the idle connector's CPU).
+            if self.scope["path"] in ENGINE_IO_PATHS:
+                self.ping_interval = None
+            super().connection_open()
+
         async def _drain_helper(self) -> None:
             if self.connection_lost_waiter.done():
                 raise ConnectionResetError("Connection lost")
@@ -146,7 +158,7 @@ def websocket_protocol() -> type[asyncio.Protocol]:
                 self._drain_waiter.add_done_callback(lambda waiter: waiter.cancelled() or waiter.exception())
             await asyncio.shield(self._drain_waiter)
 
-    return SharedDrainProtocol
+    return DesktopWebSocketProtocol
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -161,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     from uvicorn.importer import import_from_string
 
     application = PathOnlyAccessLog(import_from_string(args.application))  # sets Django and its logging up
+    from django.conf import settings
     # uvicorn's websockets protocol logs each handshake at INFO with the query string
     # ('"WebSocket /ws/?token=..." [accepted]'), and every connection open and close: warnings only.
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
@@ -174,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
         loop="uvloop",
         http=header_deadline_protocol(),
         ws=websocket_protocol(),  # "websockets", with drains that wait together
+        ws_ping_interval=settings.WEBSOCKET_KEEPALIVE_SECONDS,  # /ws/ only (websocket_protocol)
+        ws_ping_timeout=settings.WEBSOCKET_KEEPALIVE_SECONDS,
         lifespan="off",
         access_log=False,
         proxy_headers=False,

@@ -94,6 +94,9 @@ SIMPLE_JWT = {"ALGORITHM": "HS256", "TOKEN_TYPE_CLAIM": "token_type", "JTI_CLAIM
 SOCKETIO_PING_INTERVAL = env.integer("SOCKETIO_PING_INTERVAL", 25, minimum=1, maximum=3600)
 SOCKETIO_PING_TIMEOUT = env.integer("SOCKETIO_PING_TIMEOUT", 20, minimum=1, maximum=3600)
 SOCKETIO_MAX_PAYLOAD = env.integer("SOCKETIO_MAX_PAYLOAD", 1_000_000, minimum=1024)
+# WebSocket-level pings on /ws/ connections (the image's server): a peer that does not answer one within as
+# long again is closed (1011). /socket.io/ connections have Engine.IO's heartbeat and get none of these.
+WEBSOCKET_KEEPALIVE_SECONDS = env.integer("WEBSOCKET_KEEPALIVE_SECONDS", 20, minimum=1, maximum=3600)
 # A client that opens a connection but never authenticates is closed after this.
 WEBSOCKET_AUTH_TIMEOUT = env.integer("WEBSOCKET_AUTH_TIMEOUT", 10, minimum=1, maximum=600)
 # Socket.IO connection state recovery: how long a disconnected session can be resumed
