@@ -62,21 +62,17 @@ class OperatorAdminSite(admin.AdminSite):
                                 self._context(request, "Live view", state=state, unavailable=unavailable))
 
     def conversation_view(self, request: HttpRequest) -> HttpResponse:
-        try:
-            name = conversations.normalise(request.GET.get("name", ""))
-        except conversations.InvalidConversationName as error:
-            messages.error(request, str(error))
-            return HttpResponseRedirect(reverse("admin:live"))
+        refused, name = _conversation_name(request, request.GET.get("name", ""))
+        if refused is not None:
+            return refused
         unavailable, view = _read(live_state.conversation, name)
         return TemplateResponse(request, "aa_admin/conversation.html",
                                 self._context(request, name, name=name, conversation=view, unavailable=unavailable))
 
     def purge_view(self, request: HttpRequest) -> HttpResponse:
-        try:
-            name = conversations.normalise(request.POST.get("name", ""))
-        except conversations.InvalidConversationName as error:
-            messages.error(request, str(error))
-            return HttpResponseRedirect(reverse("admin:live"))
+        refused, name = _conversation_name(request, request.POST.get("name", ""))
+        if refused is not None:
+            return refused
         unavailable, removed = _read(history.purge, name)
         if unavailable:
             messages.error(request, unavailable)
@@ -125,6 +121,15 @@ def _read(function, *args):
     except (RedisError, OSError, integration_keys.StoreUnavailable) as error:
         logger.warning("The admin could not read Redis: %s: %s", type(error).__name__, error)
         return f"Redis is unavailable right now ({type(error).__name__}); try again.", None
+
+
+def _conversation_name(request: HttpRequest, value: str) -> tuple[HttpResponse | None, str]:
+    """``(None, the normalised name)``, or ``(a redirect to the live view saying why, "")`` for a bad name."""
+    try:
+        return None, conversations.normalise(value)
+    except conversations.InvalidConversationName as error:
+        messages.error(request, str(error))
+        return HttpResponseRedirect(reverse("admin:live")), ""
 
 
 def _is_id(value: str) -> bool:

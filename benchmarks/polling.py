@@ -22,12 +22,13 @@ import asyncio
 import sys
 import time
 
-from benchmarks import mint_tokens, percentile
+from benchmarks import mint_tokens
 from benchmarks.socketio_delivery import (
     Desktop,
     connect_all,
     disconnect_all,
     expected_deliveries,
+    latency_figures,
     push_all,
     suspicious_lines,
     tally,
@@ -46,28 +47,23 @@ def transport_of(index: int, conversations: int) -> str:
 
 def report(args: argparse.Namespace, desktops: list[Desktop], started: dict[str, float],
            logs: dict[str, list[str]]) -> bool:
-    wanted = expected_deliveries(desktops, started, args.conversations)
-    counted = tally(desktops, wanted, started)
+    counted = tally(desktops, started, args.conversations)
     latencies: dict[str, list[float]] = {transport: [] for transport in TRANSPORTS}
     for desktop, latency, _ in counted.first:
         latencies[transport_of(desktop.index, args.conversations)].append(latency)
-    missing, duplicates, misdelivered = counted.missing, counted.duplicates, counted.misdelivered
-    disconnects = sum(desktop.disconnects for desktop in desktops)
     print(f"desktops={args.desktops} (half polling, half websocket) conversations={args.conversations} "
           f"pushes={args.pushes} concurrency={args.concurrency}, 2 connectors behind nginx round-robin")
-    print(f"delivered / expected   {len(wanted) - len(missing)} / {len(wanted)}")
-    print(f"duplicates             {duplicates}")
-    print(f"misdelivered           {misdelivered}")
-    print(f"unexpected disconnects {disconnects}")
+    print(f"delivered / expected   {counted.delivered} / {counted.expected}")
+    print(f"duplicates             {counted.duplicates}")
+    print(f"misdelivered           {counted.misdelivered}")
+    print(f"unexpected disconnects {counted.disconnects}")
     for transport, values in latencies.items():
-        print(f"{transport:<10} push-to-desktop ms  p50 {percentile(values, 0.5):.1f}  "
-              f"p90 {percentile(values, 0.9):.1f}  p99 {percentile(values, 0.99):.1f}  "
-              f"max {max(values, default=float('nan')):.1f}  ({len(values)} deliveries)")
+        print(f"{transport:<10} push-to-desktop ms  {latency_figures(values)}  ({len(values)} deliveries)")
     for role, lines in logs.items():
         print(f"{role} log: {len(lines)} warning/error lines")
         for line in lines[:5]:
             print(f"    {line}")
-    return not missing and not duplicates and not misdelivered and not disconnects
+    return counted.clean
 
 
 async def run(args: argparse.Namespace) -> bool:

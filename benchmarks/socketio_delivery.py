@@ -266,16 +266,31 @@ async def wait_for_deliveries(desktops: list[Desktop], expected: int, *, settle:
 
 @dataclass
 class Tally:
-    """What the desktops received against what they should have: each first receipt as (desktop, push-to-desktop
-    ms, when), and the misdelivered, missing and duplicated."""
+    """What the desktops received against the ``expected`` (desktop, message) pairs: each first receipt as
+    (desktop, push-to-desktop ms, when), the misdelivered, missing and duplicated, and the desktops' unexpected
+    disconnects."""
 
+    expected: int
     first: list[tuple[Desktop, float, float]]
     misdelivered: int
     missing: list[tuple[int, str]]
     duplicates: int
+    disconnects: int
+
+    @property
+    def delivered(self) -> int:
+        return self.expected - len(self.missing)
+
+    @property
+    def clean(self) -> bool:
+        """Every expected event arrived once, at the desktop it was for, and no desktop was disconnected."""
+        return not self.missing and not self.duplicates and not self.misdelivered and not self.disconnects
 
 
-def tally(desktops: list[Desktop], wanted: set[tuple[int, str]], started: dict[str, float]) -> Tally:
+def tally(desktops: list[Desktop], started: dict[str, float], conversations: int) -> Tally:
+    """What the desktops received of the messages POSTed at ``started``, desktop ``i`` in conversation ``i mod
+    conversations``."""
+    wanted = expected_deliveries(desktops, started, conversations)
     seen: collections.Counter = collections.Counter()
     first, misdelivered = [], 0
     for desktop in desktops:
@@ -289,7 +304,14 @@ def tally(desktops: list[Desktop], wanted: set[tuple[int, str]], started: dict[s
                 first.append((desktop, (received_at - started[message_id]) * 1000, received_at))
     missing = sorted(key for key in wanted if not seen[key])
     duplicates = sum(count - 1 for count in seen.values() if count > 1)
-    return Tally(first, misdelivered, missing, duplicates)
+    disconnects = sum(desktop.disconnects for desktop in desktops)
+    return Tally(len(wanted), first, misdelivered, missing, duplicates, disconnects)
+
+
+def latency_figures(values: list[float]) -> str:
+    """The p50, p90, p99 and max of ``values`` (ms), as every report line of latencies shows them."""
+    return "p50 {:.1f}  p90 {:.1f}  p99 {:.1f}  max {:.1f}".format(
+        *(percentile(values, f) for f in (0.5, 0.9, 0.99)), max(values, default=float("nan")))
 
 
 def suspicious_lines(server: processes.Server) -> tuple[list[str], list[str]]:
@@ -302,33 +324,27 @@ def suspicious_lines(server: processes.Server) -> tuple[list[str], list[str]]:
 def report(args: argparse.Namespace, desktops: list[Desktop], pushes: PushResults,
            logs: dict[str, tuple[list[str], list[str]]], wall: float) -> bool:
     """Print the figures; return True when nothing was lost, duplicated, misdelivered or refused."""
-    wanted = expected_deliveries(desktops, pushes.started, args.conversations)
-    counted = tally(desktops, wanted, pushes.started)
+    counted = tally(desktops, pushes.started, args.conversations)
     latencies = [latency for _, latency, _ in counted.first]
     last_receipt = max((received_at for _, _, received_at in counted.first), default=pushes.first_start)
-    misdelivered, missing, duplicates = counted.misdelivered, counted.missing, counted.duplicates
-    delivered = len(wanted) - len(missing)
     non_204 = {str(status): n for status, n in pushes.statuses.items() if status != 204}
     posted = sum(pushes.statuses.values())
     push_seconds = max(pushes.last_end - pushes.first_start, 1e-9)
-    disconnects = sum(desktop.disconnects for desktop in desktops)
 
     print(f"desktops={args.desktops} conversations={args.conversations} pushes={args.pushes} "
           f"concurrency={args.concurrency} http-client={args.http_client}")
-    print(f"delivered / expected   {delivered} / {len(wanted)}"
+    print(f"delivered / expected   {counted.delivered} / {counted.expected}"
           f"  (expected counts every push that was sent, times the desktops in its conversation)")
-    if missing:
-        print(f"  missing, first few (desktop, messageId): {missing[:5]}")
-    print(f"duplicates             {duplicates}")
-    print(f"misdelivered           {misdelivered}")
+    if counted.missing:
+        print(f"  missing, first few (desktop, messageId): {counted.missing[:5]}")
+    print(f"duplicates             {counted.duplicates}")
+    print(f"misdelivered           {counted.misdelivered}")
     print(f"non-204 responses      {sum(non_204.values())} {non_204 or ''}")
     print(f"not sent (deadline)    {pushes.not_sent}")
     print(f"transport errors       {sum(pushes.errors.values())} {dict(pushes.errors) or ''}")
-    print(f"unexpected disconnects {disconnects}")
-    print("push-to-desktop ms     p50 {:.1f}  p90 {:.1f}  p99 {:.1f}  max {:.1f}".format(
-        *(percentile(latencies, f) for f in (0.5, 0.9, 0.99)), max(latencies, default=float("nan"))))
-    print("POST round trip ms     p50 {:.1f}  p90 {:.1f}  p99 {:.1f}  max {:.1f}".format(
-        *(percentile(pushes.round_trips, f) for f in (0.5, 0.9, 0.99)), max(pushes.round_trips, default=float("nan"))))
+    print(f"unexpected disconnects {counted.disconnects}")
+    print(f"push-to-desktop ms     {latency_figures(latencies)}")
+    print(f"POST round trip ms     {latency_figures(pushes.round_trips)}")
     print(f"pushes per second      {posted / push_seconds:.0f}  ({posted} POSTs answered in {push_seconds:.2f} s)")
     print(f"deliveries per second  {len(latencies) / max(last_receipt - pushes.first_start, 1e-9):.0f}"
           f"  (first POST to last delivery)")
@@ -337,8 +353,7 @@ def report(args: argparse.Namespace, desktops: list[Desktop], pushes: PushResult
         print(f"{role} log: {len(lines)} warning/error lines, {len(startup)} start-up check warnings")
         for line in [*startup, *lines][:10]:
             print(f"    {line}")
-    return (not missing and not duplicates and not misdelivered and not non_204
-            and not pushes.errors and not pushes.not_sent and not disconnects
+    return (counted.clean and not non_204 and not pushes.errors and not pushes.not_sent
             and not any(lines for _, lines in logs.values()))
 
 

@@ -323,19 +323,14 @@ def _seq_of(entry_id: bytes | str) -> int:
 
 
 _memory_histories: LoopLocal[MemoryHistory] = LoopLocal(MemoryHistory)
-_redis_histories: LoopLocal[dict[int, RedisHistory]] = LoopLocal(dict)
+_redis_histories: redis_client.PerClient[RedisHistory] = redis_client.PerClient(RedisHistory)
 
 
 def get_history() -> RedisHistory | MemoryHistory:
     """The history for this process: in Redis when REDISHOST is set, else in process (development mode)."""
     if not redis_client.is_configured():
         return memory_history()
-    client = redis_client.get_redis()
-    histories = _redis_histories.get()
-    history = histories.get(id(client))
-    if history is None or history._client is not client:
-        history = histories[id(client)] = RedisHistory(client)
-    return history
+    return _redis_histories.get()
 
 
 def memory_history() -> MemoryHistory:

@@ -9,6 +9,9 @@ of the service is made here, with the address, AUTH and TLS options of
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
 import redis.asyncio as redis
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -84,6 +87,33 @@ def get_redis() -> redis.Redis:
     if not is_configured():
         raise RedisNotConfigured("REDISHOST is not set")
     return _clients.get()
+
+
+T = TypeVar("T")
+
+
+class PerClient(Generic[T]):
+    """An object built around the running loop's client (``get_redis()``), made on first use.
+
+    Kept per loop and keyed by the client, and made anew when the client changed: a
+    setting change makes new clients (``_reset``), and an object holding the old one
+    (registered scripts, say) would talk to a Redis no longer configured. The stored
+    client is compared too, so an entry is never handed out for another client that
+    happens to have the same id.
+    """
+
+    def __init__(self, factory: Callable[[redis.Redis], T]) -> None:
+        self._factory = factory
+        self._made: LoopLocal[dict[int, tuple[redis.Redis, T]]] = LoopLocal(dict)
+
+    def get(self) -> T:
+        """The object for the running loop's client; ``RedisNotConfigured`` without REDISHOST."""
+        client = get_redis()
+        made = self._made.get()
+        entry = made.get(id(client))
+        if entry is None or entry[0] is not client:
+            entry = made[id(client)] = (client, self._factory(client))
+        return entry[1]
 
 
 def get_subscriber() -> redis.Redis:

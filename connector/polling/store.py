@@ -28,7 +28,6 @@ from typing import Literal
 from django.conf import settings
 from redis.asyncio import Redis
 
-from common.loop_local import LoopLocal
 from connector import sessions, tokens
 from connector.presence import PROCESS_ID
 from events import redis_client
@@ -272,7 +271,6 @@ def record_lifetime() -> float:
 
 class _Scripts:
     def __init__(self, client: Redis) -> None:
-        self.client = client
         self.create = client.register_script(_CREATE)
         self.poll = client.register_script(_POLL)
         self.finish = client.register_script(_FINISH)
@@ -283,16 +281,11 @@ class _Scripts:
         self.adopt = client.register_script(_ADOPT)
 
 
-_scripts: LoopLocal[dict[int, _Scripts]] = LoopLocal(dict)
+_scripts: redis_client.PerClient[_Scripts] = redis_client.PerClient(_Scripts)
 
 
 def _get() -> _Scripts:
-    client = redis_client.get_redis()
-    cache = _scripts.get()
-    scripts = cache.get(id(client))
-    if scripts is None or scripts.client is not client:
-        scripts = cache[id(client)] = _Scripts(client)
-    return scripts
+    return _scripts.get()
 
 
 async def create(sid: str) -> None:
