@@ -8,7 +8,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DJANGO_SETTINGS_MODULE=aa_site.settings \
     PORT=8080 \
-    TRUSTED_PROXY_HOPS=1
+    TRUSTED_PROXY_HOPS=1 \
+    ACCESS_LOG=errors
 
 WORKDIR /app
 COPY requirements.txt ./
@@ -29,6 +30,9 @@ RUN mkdir /app/var && chown 10001:10001 /app/var
 USER 10001:10001
 
 EXPOSE 8080
+# ACCESS_LOG=errors (above): Cloud Run's request log already records every request with its status,
+# latency and size; the application's own access line then only adds the refusals and errors (with
+# their path only), and the interceptor writes no log line for an accepted push.
 # Cloud Run sets PORT. aa_site.serve_uvicorn is uvicorn (uvloop, httptools, websockets) with an
 # access log that leaves out query strings (conversation keys, misplaced tokens). uvicorn, not
 # daphne, because it measured better for both roles (README "Performance", benchmarks/scenarios.py):

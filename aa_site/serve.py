@@ -49,6 +49,17 @@ _WEBSOCKET_ACTIONS = {
 }
 
 
+def access_line_wanted(status: Any) -> bool:
+    """Whether ``ACCESS_LOG`` asks for the access line of a request answered ``status`` (``None``: a WebSocket
+    handshake step other than a refusal; ``"-"``: no response)."""
+    from django.conf import settings
+
+    wanted = settings.ACCESS_LOG
+    if wanted == "all":
+        return True
+    return wanted == "errors" and status is not None and not (isinstance(status, int) and status < 400)
+
+
 def path_only(uri: str) -> str:
     """``uri`` without its query string (or fragment): what the access log may show."""
     return uri.split("?", 1)[0].split("#", 1)[0]
@@ -62,6 +73,8 @@ class PathOnlyAccessLog:
         client = details.get("client") or "-"
         path = path_only(str(details.get("path", "")))
         if protocol == "http" and action == "complete":
+            if not access_line_wanted(details.get("status", "-")):
+                return
             logger.info(
                 '%s "%s %s" %s %s %.3fs',
                 client,
@@ -72,6 +85,8 @@ class PathOnlyAccessLog:
                 details.get("time_taken") or 0.0,
             )
         elif protocol == "websocket" and action in _WEBSOCKET_ACTIONS:
+            if not access_line_wanted(403 if action == "rejected" else None):
+                return
             logger.info('%s "%s %s"', client, _WEBSOCKET_ACTIONS[action], path)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from aa_site.serve import HEADER_TIMEOUT_SECONDS, path_only
+from aa_site.serve import HEADER_TIMEOUT_SECONDS, access_line_wanted, path_only
 
 logger = logging.getLogger("aa_site.access")
 
@@ -39,10 +39,13 @@ class PathOnlyAccessLog:
 
     def __init__(self, application: Any) -> None:
         self.application = application
+        from django.conf import settings  # configured by importing the application
+
+        self._off = settings.ACCESS_LOG == "off"
 
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         """Serve the request through the application, logging it without its query string."""
-        if not logger.isEnabledFor(logging.INFO) or scope["type"] not in ("http", "websocket"):
+        if not logger.isEnabledFor(logging.INFO) or scope["type"] not in ("http", "websocket") or self._off:
             await self.application(scope, receive, send)
         elif scope["type"] == "http":
             await self._http(scope, receive, send)
@@ -63,19 +66,22 @@ class PathOnlyAccessLog:
         try:
             await self.application(scope, receive, logged_send)
         finally:
-            logger.info('%s "%s %s" %s %s %.3fs', _client(scope), scope.get("method", "-"), path_only(scope["path"]),
-                        status, size, time.monotonic() - started)
+            if access_line_wanted(status):
+                logger.info('%s "%s %s" %s %s %.3fs', _client(scope), scope.get("method", "-"),
+                            path_only(scope["path"]), status, size, time.monotonic() - started)
 
     async def _websocket(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         client, path = _client(scope), path_only(scope["path"])
-        accepted = False
-        logger.info('%s "WSCONNECTING %s"', client, path)
+        accepted, every_step = False, access_line_wanted(None)
+        if every_step:
+            logger.info('%s "WSCONNECTING %s"', client, path)
 
         async def logged_send(message: dict) -> None:
             nonlocal accepted
             if message["type"] == "websocket.accept" and not accepted:
                 accepted = True
-                logger.info('%s "WSCONNECT %s"', client, path)
+                if every_step:
+                    logger.info('%s "WSCONNECT %s"', client, path)
             elif message["type"] == "websocket.close" and not accepted:
                 logger.info('%s "WSREJECT %s"', client, path)
             await send(message)
@@ -83,7 +89,7 @@ class PathOnlyAccessLog:
         try:
             await self.application(scope, receive, logged_send)
         finally:
-            if accepted:
+            if accepted and every_step:
                 logger.info('%s "WSDISCONNECT %s"', client, path)
 
 

@@ -217,6 +217,10 @@ METRICS_TOKEN = env.text("METRICS_TOKEN")
 # --- Logging -------------------------------------------------------------------
 # Conversation content is logged only at DEBUG; INFO and above carry ids only.
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+# Which requests get an access line (logger aa_site.access, at INFO): "all"; "errors", only those answered
+# 4xx/5xx (or not answered) and refused WebSocket handshakes; "off". Cloud Run's request log records every
+# request already: the image sets "errors" (Dockerfile), one line less per push.
+ACCESS_LOG = env.choice("ACCESS_LOG", "all", ("all", "errors", "off"))
 LOGGING_FILE = env.text("LOGGING_FILE")
 # json: one object per line for Cloud Logging (aa_site/log_format.py); text: plain lines (scripts/run-local.sh).
 LOG_FORMAT = env.choice("LOG_FORMAT", "json", ("json", "text"))

@@ -209,7 +209,8 @@ def start_server(stack: contextlib.ExitStack, role: str, args: argparse.Namespac
     template = getattr(args, f"{role}_command")
     if template:
         return stack.enter_context(command_server(role=role, template=template, redis=redis))
-    extra = dict(item.split("=", 1) for item in args.server_env)
+    extra = dict(processes.IMAGE_ENV if args.server == processes.IMAGE_SERVER else {})
+    extra.update(item.split("=", 1) for item in args.server_env)
     return stack.enter_context(processes.daphne_server(role=role, redis=redis, server=args.server, **extra))
 
 

@@ -32,6 +32,9 @@ SERVE_MODULE = "aa_site.serve"
 SERVE_MODULES = {"daphne": SERVE_MODULE, "uvicorn": "aa_site.serve_uvicorn"}
 SERVERS = tuple(SERVE_MODULES)
 IMAGE_SERVER = "uvicorn"
+# Settings the image's ENV sets that change how its server performs (tests/test_dockerfile.py checks they are
+# there): the benchmarks run the image's server with them; the tests run it with the defaults.
+IMAGE_ENV = {"ACCESS_LOG": "errors"}
 
 
 def server_command(server: str, port: int) -> list[str]:

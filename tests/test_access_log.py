@@ -74,3 +74,37 @@ async def test_websocket_query_values_are_not_in_the_access_log(connector: Serve
     assert "WSCONNECT /ws/" in log
     assert token not in log and token.split(".")[1] not in log
     assert "transport=websocket" not in log
+
+
+@pytest.fixture(scope="module", params=[(server, mode) for server in processes.SERVERS for mode in ("errors", "off")],
+                ids=lambda param: "-".join(param))
+def quieter_connector(request: pytest.FixtureRequest,
+                      redis_server: processes.RedisAddress) -> Iterator[tuple[Server, str]]:
+    """A connector on each server command with ``ACCESS_LOG`` at ``errors`` (the image's) or ``off``."""
+    server, mode = request.param
+    with processes.daphne_server(role="connector", redis=redis_server, server=server, ACCESS_LOG=mode) as running:
+        yield running, mode
+
+
+async def test_access_log_errors_keeps_only_refusals_and_off_keeps_nothing(quieter_connector) -> None:
+    connector, mode = quieter_connector
+    url = connector.http_url
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/status") as answered:
+            assert answered.status == 200
+        async with session.ws_connect(f"{url.replace('http://', 'ws://')}/ws/") as socket:
+            await socket.close()
+        with pytest.raises(aiohttp.WSServerHandshakeError):  # an Origin no setting allows
+            await session.ws_connect(f"{url.replace('http://', 'ws://')}/ws/",
+                                     headers={"Origin": "https://elsewhere.example"})
+        async with session.get(f"{url}/conversation-name") as refused:
+            assert refused.status == 401
+    if mode == "errors":
+        log = wait_for_log(connector, '"GET /conversation-name" 401')
+        assert "WSREJECT /ws/" in log
+    else:
+        time.sleep(1.0)  # long enough for any line of those requests to have been written
+        log = connector.log()
+        assert '"GET /conversation-name"' not in log and "WSREJECT" not in log
+    assert '"GET /status"' not in log
+    assert "WSCONNECTING" not in log and "WSCONNECT /ws/" not in log and "WSDISCONNECT" not in log

@@ -73,6 +73,12 @@ def test_the_image_runs_its_server_on_port_as_a_non_root_user() -> None:
     assert users and not users[-1].startswith(("root", "0:", "0"))
 
 
+def test_the_image_sets_what_the_benchmarks_run_its_server_with() -> None:
+    """``processes.IMAGE_ENV`` (the benchmarks' settings for the image's server) is what the image's ENV sets."""
+    for name, value in processes.IMAGE_ENV.items():
+        assert re.search(rf"^ENV (?:.*\\\n)*?\s*{name}={re.escape(value)}\b", DOCKERFILE, re.MULTILINE), name
+
+
 @pytest.mark.parametrize(("role", "path", "status"), [("connector", "/status", 200), ("interceptor", "/status", 404)])
 def test_each_role_starts_from_the_image_contents(tmp_path: Path, redis_server, role: str, path: str, status: int) -> None:
     """The image's server started from only the copied files serves the role, without importing any test-only package."""
