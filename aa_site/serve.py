@@ -32,6 +32,7 @@ from typing import Any
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import WebRequest
 from daphne.server import Server
+from django.conf import settings
 
 from aa_site import env
 
@@ -52,8 +53,6 @@ _WEBSOCKET_ACTIONS = {
 def access_line_wanted(status: Any) -> bool:
     """Whether ``ACCESS_LOG`` asks for the access line of a request answered ``status`` (``None``: a WebSocket
     handshake step other than a refusal; ``"-"``: no response)."""
-    from django.conf import settings
-
     wanted = settings.ACCESS_LOG
     if wanted == "all":
         return True

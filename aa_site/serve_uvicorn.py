@@ -129,9 +129,6 @@ def header_deadline_protocol() -> type[asyncio.Protocol]:
     return HeaderDeadlineProtocol
 
 
-ENGINE_IO_PATHS = frozenset({"/socket.io/", "/socket.io"})
-
-
 def websocket_protocol() -> type[asyncio.Protocol]:
     """uvicorn's websockets protocol, letting several coroutines wait for a full write buffer to drain, and
     without websockets' keepalive pings on Engine.IO's connections.
@@ -143,6 +140,8 @@ def websocket_protocol() -> type[asyncio.Protocol]:
     on one future (each through ``shield``, so one cancelled waiter leaves the others waiting).
     """
     from uvicorn.protocols.websockets.websockets_impl import WebSocketProtocol
+
+    from connector.polling.http import PATHS as ENGINE_IO_PATHS
 
     class DesktopWebSocketProtocol(WebSocketProtocol):
         def connection_open(self) -> None:

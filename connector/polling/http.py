@@ -58,7 +58,7 @@ from events.history import Replay, get_history
 logger = logging.getLogger(__name__)
 
 ASGIApp = Callable[[Scope, ASGIReceiveCallable, ASGISendCallable], object]
-PATHS = frozenset({"/socket.io/", "/socket.io"})
+PATHS = frozenset({"/socket.io/", "/socket.io"})  # Engine.IO's, both transports (aa_site.serve_uvicorn too)
 
 # Engine.IO's error codes and messages (the JavaScript server's, which its clients know).
 UNKNOWN_TRANSPORT, UNKNOWN_SID, BAD_HANDSHAKE_METHOD, BAD_REQUEST, FORBIDDEN, UNSUPPORTED_PROTOCOL_VERSION = range(6)

@@ -41,12 +41,18 @@ async def noop(payload: str) -> None:
     return None
 
 
-async def test_sessions_share_one_timer_and_each_answered_ping_comes_again(settings) -> None:
-    settings.SOCKETIO_PING_INTERVAL, settings.SOCKETIO_PING_TIMEOUT = 1, 1
-    transports = [RecordingTransport() for _ in range(50)]
+async def open_sessions(*transports: RecordingTransport) -> list[engineio.EngineIOSession]:
+    """An opened session on each of ``transports``, in order."""
     sessions = [engineio.EngineIOSession(transport, on_message=noop) for transport in transports]
     for session in sessions:
         await session.open()
+    return sessions
+
+
+async def test_sessions_share_one_timer_and_each_answered_ping_comes_again(settings) -> None:
+    settings.SOCKETIO_PING_INTERVAL, settings.SOCKETIO_PING_TIMEOUT = 1, 1
+    transports = [RecordingTransport() for _ in range(50)]
+    sessions = await open_sessions(*transports)
     assert engineio.heartbeats().scheduled == 50
     await _until(lambda: all(transport.frames[1:] == ["2"] for transport in transports))
     for session in sessions:
@@ -61,10 +67,7 @@ async def test_sessions_share_one_timer_and_each_answered_ping_comes_again(setti
 async def test_unanswered_ping_closes_only_its_session(settings) -> None:
     settings.SOCKETIO_PING_INTERVAL, settings.SOCKETIO_PING_TIMEOUT = 1, 1
     silent, answering = RecordingTransport(), RecordingTransport()
-    silent_session = engineio.EngineIOSession(silent, on_message=noop)
-    answering_session = engineio.EngineIOSession(answering, on_message=noop)
-    await silent_session.open()
-    await answering_session.open()
+    silent_session, answering_session = await open_sessions(silent, answering)
     await _until(lambda: answering.frames[1:] == ["2"])
     await answering_session.receive("3")
     await _until(lambda: silent.closed is not None)
@@ -77,10 +80,7 @@ async def test_a_client_that_does_not_read_holds_up_no_other_ping(settings) -> N
     """A ping stuck on one connection's full buffer: the other sessions are still pinged on time."""
     settings.SOCKETIO_PING_INTERVAL, settings.SOCKETIO_PING_TIMEOUT = 1, 5
     stuck, fine = RecordingTransport(stuck=True), RecordingTransport()
-    first = engineio.EngineIOSession(stuck, on_message=noop)
-    second = engineio.EngineIOSession(fine, on_message=noop)
-    await first.open()
-    await second.open()
+    first, second = await open_sessions(stuck, fine)
     await _until(lambda: fine.frames[1:] == ["2"])
     assert stuck.frames[1:] == []
     stuck.release.set()
@@ -93,11 +93,9 @@ async def test_a_later_session_is_pinged_before_an_earlier_ones_pong_deadline(se
     """The timer follows the earliest due session, not the deadline the last ping set."""
     settings.SOCKETIO_PING_INTERVAL, settings.SOCKETIO_PING_TIMEOUT = 1, 5
     early, late = RecordingTransport(), RecordingTransport()
-    early_session = engineio.EngineIOSession(early, on_message=noop)
-    late_session = engineio.EngineIOSession(late, on_message=noop)
-    await early_session.open()
+    (early_session,) = await open_sessions(early)
     await asyncio.sleep(0.5)
-    await late_session.open()
+    (late_session,) = await open_sessions(late)
     await _until(lambda: early.frames[1:] == ["2"])
     await _until(lambda: late.frames[1:] == ["2"] or early.closed is not None, timeout=10)
     # early never answers: it is closed at its deadline, 5 s after its ping; late's ping came long before.
