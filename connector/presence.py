@@ -30,6 +30,19 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[2])
 return 1
 """
+# KEYS: presence key and member set of each conversation in turn. ARGV: this process, the expiry.
+_REFRESH = """
+for i = 1, #KEYS, 2 do
+  redis.call('SADD', KEYS[i + 1], ARGV[1])
+  redis.call('EXPIRE', KEYS[i + 1], ARGV[2])
+  redis.call('SET', KEYS[i], '1', 'EX', ARGV[2])
+end
+return #KEYS / 2
+"""
+# Conversations renewed per script call. One pipeline of a script call per conversation held the event loop
+# (building and reading it) for 55-90 ms at 5,000 conversations, and Redis for the whole pipeline; a call per
+# slice of this size holds each for well under a millisecond, and events go out between the slices.
+REFRESH_SLICE = 100
 # The same keys and this process: the key goes with the last member.
 _LEAVE = """
 redis.call('SREM', KEYS[2], ARGV[1])
@@ -69,12 +82,10 @@ async def refresh(conversations: list[str]) -> None:
     """Renew the keys of every conversation this process has desktops in (recreating any that expired)."""
     if not conversations:
         return
-    client = redis_client.get_redis()
-    script = client.register_script(_JOIN)
-    async with client.pipeline(transaction=False) as pipe:
-        for conversation in conversations:
-            await script(keys=_keys(conversation), args=[PROCESS_ID, settings.PRESENCE_KEY_TTL_SECONDS], client=pipe)
-        await pipe.execute()
+    script = redis_client.get_redis().register_script(_REFRESH)
+    for start in range(0, len(conversations), REFRESH_SLICE):
+        keys = [key for conversation in conversations[start:start + REFRESH_SLICE] for key in _keys(conversation)]
+        await script(keys=keys, args=[PROCESS_ID, settings.PRESENCE_KEY_TTL_SECONDS])
 
 
 async def _run(source: str, conversation: str, *args: int) -> None:

@@ -9,6 +9,8 @@ import uuid
 import pytest
 import redis.asyncio as redis
 
+from connector import presence
+from events import redis_client
 from tests import clients, processes
 from tests.clients import SocketIODesktop
 
@@ -18,10 +20,6 @@ def two_connectors(redis_server):
     with processes.daphne_server(role="connector", redis=redis_server, PRESENCE_KEY_TTL_SECONDS="3") as a, \
             processes.daphne_server(role="connector", redis=redis_server, PRESENCE_KEY_TTL_SECONDS="3") as b:
         yield a, b
-
-
-
-
 
 
 async def test_the_key_lives_while_any_process_has_a_desktop_in_the_conversation(
@@ -87,3 +85,27 @@ async def test_presence_keys_can_be_turned_off(redis_server, settings) -> None:
             await desktop.disconnect()
     finally:
         await client.aclose()
+
+
+async def test_a_refresh_renews_every_conversations_keys_over_several_script_calls(settings) -> None:
+    """Cut into slices of ``REFRESH_SLICE`` conversations: every slice renewed, the one that expired recreated."""
+    settings.PRESENCE_KEY_TTL_SECONDS = 60
+    run = uuid.uuid4().hex[:8]
+    names = [f"projects/{processes.TEST_PROJECT}/conversations/refresh-{run}-{i}"
+             for i in range(2 * presence.REFRESH_SLICE + 7)]
+    client = redis_client.get_redis()
+    keys = [key for name in names for key in presence._keys(name)]
+    try:
+        await presence.joined(names[0])
+        await client.expire(presence.key_name(names[0]), 2)  # about to lapse
+        await presence.refresh(names)
+        async with client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.ttl(presence.key_name(name))
+                pipe.smembers(presence._keys(name)[1])
+            answers = await pipe.execute()
+        ttls, members = answers[0::2], answers[1::2]
+        assert min(ttls) > 50
+        assert all(member == {presence.PROCESS_ID.encode()} for member in members)
+    finally:
+        await client.delete(*keys)

@@ -1,0 +1,49 @@
+"""``connector.instances``: the record a connector process reports of its desktops, read back from Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from connector import instances
+from events import redis_client
+
+
+class Desktop:
+    def __init__(self, transport: str, *conversations: str) -> None:
+        self.transport = transport
+        self.joined = set(conversations)
+
+    async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        pass
+
+
+async def test_the_record_counts_desktops_by_transport_as_they_come_and_go_and_lists_a_bounded_few(
+    settings, monkeypatch
+) -> None:
+    monkeypatch.setattr(instances, "MAX_REPORTED_DESKTOPS", 3)
+    settings.INSTANCE_REPORT_SECONDS = 0.1
+    registry = instances.Registry()
+    desktops = [Desktop("socketio", "projects/p/conversations/a") for _ in range(4)] + [Desktop("websocket")]
+    for number, desktop in enumerate(desktops):
+        registry.connected(desktop, f"agent-{number}")
+    registry.connected(desktops[0], "agent-0")  # counted once
+    registry.disconnected(desktops[1])
+    registry.disconnected(desktops[1])  # likewise
+    record = registry.record()
+    assert record["desktops_by_transport"] == {"socketio": 3, "websocket": 1}
+    assert [entry["user"] for entry in record["desktops"]] == ["agent-0", "agent-2", "agent-3"]
+    assert record["desktops"][0]["conversations"] == ["projects/p/conversations/a"]
+    assert record["truncated"] is True
+    await asyncio.sleep(0.3)  # the reporter has written it
+    stored = json.loads(await redis_client.get_redis().get(instances.record_key()))
+    assert stored["desktops_by_transport"] == {"socketio": 3, "websocket": 1}
+    for desktop in desktops:
+        registry.disconnected(desktop)
+    assert registry.record()["desktops_by_transport"] == {}
+    assert registry.record()["truncated"] is False
+    for _ in range(50):  # the reporter removes the record once the last desktop has gone
+        if await redis_client.get_redis().get(instances.record_key()) is None:
+            break
+        await asyncio.sleep(0.05)
+    assert await redis_client.get_redis().get(instances.record_key()) is None
