@@ -106,8 +106,7 @@ class Step:
 
     ``capture`` names the variable the command's stdout becomes; ``exists_ok`` means a failure
     saying the resource already exists counts as done (re-running the plan is safe);
-    ``manage`` marks a ``manage.py`` command rather than gcloud; ``needs_command`` is a
-    ``manage.py`` command that may not exist yet (then the step is left to the operator);
+    ``manage`` marks a ``manage.py`` command rather than gcloud;
     ``stdin_from`` is a command (gcloud, or python generating a value) whose output this command
     reads on stdin (a pipe), so a value such as the Redis AUTH string goes from one command to the
     next without being printed; ``stdin_text`` is text for stdin instead, ``${NAME}`` references
@@ -121,7 +120,6 @@ class Step:
     capture: str | None = None
     exists_ok: bool = False
     manage: bool = False
-    needs_command: str | None = None
     path: str | None = None
     content: str | None = None
     stdin_from: tuple[str, ...] = ()

@@ -8,6 +8,7 @@ and lines written while a request with ``X-Cloud-Trace-Context`` or ``traceparen
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -129,3 +130,32 @@ def test_text_format_for_local_runs(redis_server) -> None:
 def test_a_bad_log_format_stops_start_up() -> None:
     result = processes.daphne_exit(role="interceptor", redis=None, LOG_FORMAT="xml", DEVELOPMENT_MODE="true")
     assert result.returncode == 2 and "LOG_FORMAT must be one of json, text" in result.stderr, result.stderr
+
+
+def test_logs_go_to_stdout_by_default(redis_server, tmp_path) -> None:
+    """Without ``LOGGING_FILE`` or ``LOG_FORMAT``, the image's server writes its JSON lines to stdout (where Cloud
+    Run takes them), not stderr: the start-up line and a request's warning with its trace."""
+    environment = processes.server_environment(role="interceptor", redis=redis_server)
+    for name in ("LOG_FORMAT", "LOGGING_FILE"):  # tests/settings.py sets LOG_FORMAT=text for the other tests
+        environment.pop(name, None)
+    port = processes.free_port()
+    stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        process = subprocess.Popen(processes.server_command(processes.IMAGE_SERVER, port), cwd=processes.REPOSITORY,
+                                   env=environment, stdout=out, stderr=err)
+    try:
+        processes.wait_for_port(port, process=process)
+        message_id = f"stdout-{uuid.uuid4().hex[:8]}"
+        poison = json.dumps({"message": {"messageId": message_id}})
+        httpx.post(f"http://127.0.0.1:{port}/new-message-event", content=poison,
+                   headers={"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}, timeout=10)
+        deadline = time.monotonic() + 10
+        while message_id not in stdout.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        processes.stop(process)
+    records = json_lines(stdout.read_text())
+    assert any(r["message"].startswith("aa-backend role=interceptor") for r in records), records
+    (warning,) = [r for r in records if message_id in r["message"]]
+    assert warning[TRACE_FIELD] == f"projects/{processes.TEST_PROJECT}/traces/{TRACE}"
+    assert stderr.read_text() == ""

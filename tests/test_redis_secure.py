@@ -173,7 +173,7 @@ def test_checks_name_a_ca_file_without_tls(settings, secure_redis) -> None:
 
 
 @contextlib.contextmanager
-def cluster(redis: processes.RedisAddress, **extra: str) -> Iterator[dict[str, processes.Server]]:
+def cluster(redis: processes.RedisAddress | None, **extra: str) -> Iterator[dict[str, processes.Server]]:
     with contextlib.ExitStack() as stack:
         yield {role: stack.enter_context(processes.daphne_server(role=role, redis=redis, **extra))
                for role in ("connector", "interceptor")}
@@ -202,6 +202,33 @@ async def test_a_push_reaches_a_socketio_desktop_over_tls_with_auth(settings, se
         log = server.log()
         assert f"Redis at 127.0.0.1:{secure_redis.port}, TLS (server CA from {secure_redis.tls_ca_file}), AUTH" in log
         assert PASSWORD not in log and "Traceback" not in log
+
+
+async def test_the_deployed_settings_reach_redis_over_tls_with_auth(settings, secure_redis, tmp_path: Path) -> None:
+    """The variables deploy/*.yaml sets: REDISHOST/REDISPORT (no REDIS_URL), the server CA and the AUTH string as
+    mounted files. A connector and an interceptor started with only those are ready and deliver a push."""
+    auth_string = tmp_path / "auth_string"
+    auth_string.write_text(PASSWORD + "\n")  # as Secret Manager's mounted version may end
+    deployed = {"REDISHOST": secure_redis.host, "REDISPORT": str(secure_redis.port),
+                "REDIS_TLS_CA_FILE": str(secure_redis.tls_ca_file), "REDIS_AUTH_STRING_FILE": str(auth_string)}
+    (fixture,) = clients.valid_pushes(conversation_suffix=uuid.uuid4().hex[:8])[:1]
+    with cluster(None, **deployed) as servers:
+        for server in servers.values():
+            ready = httpx.get(f"{server.http_url}/readyz", timeout=clients.CLIENT_TIMEOUT)
+            assert ready.status_code == 200 and ready.json()["checks"]["redis"] == "ok", ready.text
+        desktop = SocketIODesktop()
+        await desktop.connect(servers["connector"], clients.server_token(settings, user="agent"))
+        try:
+            await desktop.join(fixture.published_as)
+            await clients.push_all(servers["interceptor"], [fixture])
+            await clients.wait_until(lambda: len(desktop.events) == 1, what="the event over TLS")
+        finally:
+            await desktop.disconnect()
+        for server in servers.values():
+            log = server.log()
+            assert (f"Redis at {secure_redis.host}:{secure_redis.port}, TLS (server CA from "
+                    f"{secure_redis.tls_ca_file}), AUTH") in log, log
+            assert PASSWORD not in log and "Traceback" not in log
 
 
 @pytest.mark.parametrize("wrong", ["password", "ca"])

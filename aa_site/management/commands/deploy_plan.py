@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management import get_commands
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from aa_site import deployment
@@ -174,8 +173,6 @@ def render_script(steps: list[Step], *, header: str) -> str:
     lines = [header]
     for number, step in enumerate(steps, 1):
         lines.append(f"\n# {number}. {step.title}" + ("  (may already exist)" if step.exists_ok else ""))
-        if step.needs_command:
-            lines.append(f"# Needs `manage.py {step.needs_command}`, which a later change adds.")
         if step.note:
             continue
         if step.path is not None:
@@ -221,10 +218,6 @@ class Executor:
         if step.path is not None:
             assert step.content is not None
             (self.work_dir / step.path).write_text(self._fill(step.content, quoted=True), encoding="utf-8")
-            return
-        if step.needs_command and step.needs_command not in get_commands():
-            self.command.stdout.write(f"  not run: manage.py {step.needs_command} does not exist yet; run it "
-                                      "yourself once it does:\n  " + " ".join(map(shlex.quote, step.argv)))
             return
         if step.skip_if and self._succeeds(step.skip_if):
             self.command.stdout.write("  has a version already; kept")
