@@ -55,6 +55,10 @@ _GENERATE = 'import secrets; print(secrets.token_urlsafe({}), end="")'
 # connector is attached by the deploying account and Cloud Run's service agent).
 CONNECTOR_PROJECT_ROLES = ("roles/dialogflow.agentAssistClient",)  # the Dialogflow proxy's calls
 INTERCEPTOR_PROJECT_ROLES: tuple[str, ...] = ()
+# With --tutorial-runtime-roles, for an operator who must match the sample role for role (an audit
+# checklist): the project roles its deploy.sh and terraform/variables.tf give both runtime accounts
+# beyond ours, in its order. Unused by the services; granted only when asked.
+TUTORIAL_RUNTIME_ROLES = ("roles/redis.editor", "roles/vpcaccess.user", "roles/compute.viewer")
 # Per event kind: (topic, subscription), the names of Google's tutorial plus the recognition results.
 PUBSUB_NAMES = {
     "human-agent-assistant-event": ("aa-new-suggestion-topic", "aa-new-suggestion-sub"),
@@ -172,6 +176,8 @@ class Options:
     connector_service: str = "ui-connector"
     interceptor_service: str = "cloud-pubsub-interceptor"
     invoker_account_name: str = "cloud-run-pubsub-invoker"
+    # Also grant both runtime accounts TUTORIAL_RUNTIME_ROLES (Google's sample), beyond least privilege.
+    tutorial_runtime_roles: bool = False
 
     def account(self, name: str) -> str:
         """The email of service account ``name`` in the project."""
@@ -216,8 +222,11 @@ def build_plan(options: Options) -> list[Step]:
         steps.append(Step(f"Service account {name}", (
             "gcloud", "iam", "service-accounts", "create", name,
             f"--display-name=Agent Assist integration - {description}", *p), exists_ok=True))
-    connector_roles = CONNECTOR_PROJECT_ROLES + (ADMIN_DATABASE_CONNECTOR_ROLES if admin_database else ())
-    for account, roles in ((connector_sa, connector_roles), (interceptor_sa, INTERCEPTOR_PROJECT_ROLES)):
+    tutorial_roles = TUTORIAL_RUNTIME_ROLES if o.tutorial_runtime_roles else ()
+    connector_roles = (tutorial_roles + CONNECTOR_PROJECT_ROLES
+                       + (ADMIN_DATABASE_CONNECTOR_ROLES if admin_database else ()))
+    interceptor_roles = tutorial_roles + INTERCEPTOR_PROJECT_ROLES
+    for account, roles in ((connector_sa, connector_roles), (interceptor_sa, interceptor_roles)):
         for role in roles:
             steps.append(Step(f"{account}: {role}", (
                 "gcloud", "projects", "add-iam-policy-binding", o.project,

@@ -22,8 +22,9 @@ COMMANDS = {
     "deploy_plan": ("aa_site", "Print every command of the deployment", False),
     "ensure_superuser": ("aa_site", "DJANGO_SUPERUSER_PASSWORD", False),
 }
-# deploy_plan changes nothing unless asked: printing is its default, running is --execute.
-OPT_IN = {"deploy_plan": "--execute"}
+# deploy_plan changes nothing unless asked: printing is its default, running is --execute; the tutorial's
+# broader runtime roles are asked for too.
+OPT_IN = {"deploy_plan": ("--execute", "--tutorial-runtime-roles")}
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -36,8 +37,8 @@ def test_help_exits_zero_with_usage_and_description(command: str) -> None:
     assert phrase in " ".join(result.stdout.split()), result.stdout
     if changes_cloud:
         assert "--dry-run" in result.stdout
-    if command in OPT_IN:
-        assert OPT_IN[command] in result.stdout
+    for option in OPT_IN.get(command, ()):
+        assert option in result.stdout
     assert "Traceback" not in result.stderr
 
 

@@ -173,12 +173,25 @@ def test_every_reference_is_captured_by_an_earlier_step(admin_database: str) -> 
             captured.add(step.capture)
 
 
-def test_least_privilege_roles_per_account() -> None:
-    """Project roles: the administrator's list, Dialogflow for the connector, none for the interceptor."""
-    steps = deployment.build_plan(OPTIONS)
+CONNECTOR_MEMBER = f"serviceAccount:ui-connector@{PROJECT}.iam.gserviceaccount.com"
+INTERCEPTOR_MEMBER = f"serviceAccount:cloud-pubsub-interceptor@{PROJECT}.iam.gserviceaccount.com"
+# What Google's sample grants both runtime accounts on the project beyond ours (aa-integration-backend's
+# deploy.sh and terraform/variables.tf), spelled out here rather than read from the constant under test.
+TUTORIAL_EXTRA_ROLES = ["roles/redis.editor", "roles/vpcaccess.user", "roles/compute.viewer"]
+
+
+def project_roles(steps: list[Step]) -> dict[str, list[str]]:
+    """Each member's project roles, in the order the plan grants them."""
     granted: dict[str, list[str]] = {}
     for argv in commands(steps, "gcloud", "projects", "add-iam-policy-binding"):
         granted.setdefault(flag(argv, "member"), []).append(flag(argv, "role"))
+    return granted
+
+
+def test_least_privilege_roles_per_account() -> None:
+    """By default, project roles: the administrator's list, Dialogflow for the connector, none for the interceptor."""
+    steps = deployment.build_plan(OPTIONS)
+    granted = project_roles(steps)
     assert granted == {
         "user:ops@acme.example": list(deployment.ADMINISTRATOR_ROLES),
         f"serviceAccount:ui-connector@{PROJECT}.iam.gserviceaccount.com": ["roles/dialogflow.agentAssistClient"],
@@ -187,6 +200,27 @@ def test_least_privilege_roles_per_account() -> None:
     assert flag(token_creator, "role") == "roles/iam.serviceAccountTokenCreator"
     pubsub_agent = "serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
     assert flag(token_creator, "member") == pubsub_agent
+
+
+@pytest.mark.parametrize("admin_database", ["", "cloudsql"])
+def test_tutorial_runtime_roles_add_the_tutorials_roles_to_both_runtime_accounts_and_nothing_else(
+        admin_database: str) -> None:
+    """The opt-in adds one project binding per extra role of Google's sample to each runtime account; every other
+    step, the administrator's roles and the per-secret grants included, is the least-privilege plan's."""
+    least = deployment.build_plan(dataclasses.replace(OPTIONS, admin_database=admin_database))
+    tutorial = deployment.build_plan(dataclasses.replace(OPTIONS, admin_database=admin_database,
+                                                         tutorial_runtime_roles=True))
+    before, after = project_roles(least), project_roles(tutorial)
+    assert INTERCEPTOR_MEMBER not in before
+    assert after == {**before, CONNECTOR_MEMBER: TUTORIAL_EXTRA_ROLES + before[CONNECTOR_MEMBER],
+                     INTERCEPTOR_MEMBER: TUTORIAL_EXTRA_ROLES}
+    added = [step for step in tutorial if step not in least]
+    assert [step for step in tutorial if step not in added] == least
+    assert [(flag(step.argv, "member"), flag(step.argv, "role")) for step in added] == [
+        (member, role) for member in (CONNECTOR_MEMBER, INTERCEPTOR_MEMBER) for role in TUTORIAL_EXTRA_ROLES]
+    for step in added:  # project-wide and unconditional, as the sample binds them
+        assert step.argv[:4] == ("gcloud", "projects", "add-iam-policy-binding", PROJECT)
+        assert step.argv[-1] == "--condition=None"
 
 
 def test_the_admin_database_is_opt_in() -> None:
@@ -413,6 +447,25 @@ def test_execute_runs_every_step_in_order(cloud: dict[str, str], secret_manager:
     assert fake_gcloud.REDIS_AUTH_STRING not in result.stdout + result.stderr
     build = next(call for call in calls if call["argv"][:2] == ["builds", "submit"])
     assert Path(build["cwd"]) == Path(deployment.DEPLOY_DIRECTORY).parent
+
+
+def test_execute_with_tutorial_runtime_roles_runs_the_bindings_it_prints(cloud: dict[str, str],
+                                                                        tmp_path: Path) -> None:
+    """The flag reaches --execute: the tutorial plan's calls in order, and its project bindings are the printed ones."""
+    options = dataclasses.replace(EXECUTE_OPTIONS, tutorial_runtime_roles=True)
+    printed = manage("deploy_plan", *FLAGS, "--tutorial-runtime-roles")
+    assert printed.returncode == 0, printed.stderr
+    result = manage("deploy_plan", *FLAGS, "--tutorial-runtime-roles", "--execute", "--work-dir",
+                    str(tmp_path / "work"), env=cloud)
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = [call["argv"] for call in fake_gcloud.calls(Path(cloud["FAKE_GCLOUD_LOG"]))]
+    assert calls == [argv for _, argv in expected_gcloud_calls(options)]
+    executed = [argv for argv in calls if argv[:2] == ["projects", "add-iam-policy-binding"]]
+    assert executed == [shlex.split(line)[1:] for line in printed.stdout.splitlines()
+                        if line.startswith("gcloud projects add-iam-policy-binding ")]
+    granted = {(flag(tuple(argv), "member"), flag(tuple(argv), "role")) for argv in executed}
+    assert {(member, role) for member in (CONNECTOR_MEMBER, INTERCEPTOR_MEMBER)
+            for role in TUTORIAL_EXTRA_ROLES} <= granted
 
 
 def test_execute_stops_at_the_first_failure_and_resumes_from_that_step(cloud: dict[str, str],

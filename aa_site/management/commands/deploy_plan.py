@@ -27,7 +27,8 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
     help = (
         "Print every command of the deployment, in order, filled in from settings and flags: APIs, the "
-        "administrator's and runtime service accounts' roles, the JWT secret, Django's secret key, Redis, the VPC "
+        "administrator's and runtime service accounts' roles (least privilege; --tutorial-runtime-roles adds the "
+        "three more Google's tutorial grants them), the JWT secret, Django's secret key, Redis, the VPC "
         "connector, with --admin-database cloudsql the admin's PostgreSQL (Cloud SQL, its secrets, the migrate and "
         "first-operator jobs), the image, both Cloud Run services (from deploy/*.yaml, with /readyz and /healthz "
         "probes), the invoker, topics, the conversation profile and the push subscriptions. The output is a shell "
@@ -69,6 +70,10 @@ class Command(BaseCommand):
                             help="another connector variable (repeatable); never put a secret here")
         parser.add_argument("--conversation-profile", default="", help="the conversation profile id to configure")
         parser.add_argument("--min-instances", type=int, default=1, help="minimum instances per service (default 1)")
+        parser.add_argument("--tutorial-runtime-roles", action="store_true",
+                            help="also grant both runtime accounts the project roles Google's tutorial gives them "
+                                 "beyond least privilege: " + ", ".join(deployment.TUTORIAL_RUNTIME_ROLES)
+                                 + " (neither service uses them; for matching the tutorial, e.g. an audit)")
         parser.add_argument("--execute", action="store_true", help="run the steps (needs gcloud on PATH)")
         parser.add_argument("--from-step", type=int, default=1, metavar="N",
                             help="with --execute, start at step N (earlier read-only look-ups still run)")
@@ -149,6 +154,7 @@ def _options(options: dict[str, Any]) -> Options:
         extra_env=extra,
         conversation_profile=options["conversation_profile"],
         min_instances=options["min_instances"],
+        tutorial_runtime_roles=options["tutorial_runtime_roles"],
     )
 
 
