@@ -87,7 +87,7 @@ async def wait_for_no_eio_keys(address: processes.RedisAddress, sids: list[str],
 # --- through the round-robin proxy ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("transports", ["polling", "polling,websocket"])
+@pytest.mark.parametrize("transports", ["polling", "default"])
 async def test_npm_client_receives_every_event_once_through_round_robin(
     interceptor, connectors, balancer, token, transports
 ) -> None:
@@ -113,12 +113,11 @@ async def test_npm_client_receives_every_event_once_through_round_robin(
 
 
 async def test_no_event_is_lost_or_doubled_across_the_upgrade(interceptor, balancer, token) -> None:
-    """Events pushed all along while the npm client upgrades from long-polling to the WebSocket."""
+    """Events pushed all along while the npm client, with its default transports, upgrades from long-polling to
+    the WebSocket."""
     name = conversation()
     expected = [f"e-{number}" for number in range(40)]
-    async with clients.node_desktop(
-        balancer, token=token, join=(name,), transports="polling,websocket", timeout=60
-    ) as node:
+    async with clients.node_desktop(balancer, token=token, join=(name,), transports="default", timeout=60) as node:
         await node.wait_for(lambda n: len(n.of_kind("ack")) == 1, what="the join")
         for message_id in expected:
             await push(interceptor, name, message_id)
@@ -201,13 +200,14 @@ async def test_a_polling_session_recovers_after_a_dropped_connection(interceptor
 # --- Engine.IO over HTTP, by hand -------------------------------------------------------------------
 
 
-async def handshake(client: httpx.AsyncClient, url: str) -> str:
+async def handshake(client: httpx.AsyncClient, url: str, *, ping_ms: tuple[int, int] = (2000, 2000)) -> str:
+    """A new session's sid; its OPEN packet offers the upgrade and names ``ping_ms`` (interval, timeout)."""
     response = await client.get(f"{url}/socket.io/", params={"EIO": "4", "transport": "polling"})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "text/plain; charset=UTF-8"
     assert response.text.startswith("0{")
     opened = json.loads(response.text[1:])
-    assert (opened["upgrades"], opened["pingInterval"], opened["pingTimeout"]) == (["websocket"], 2000, 2000)
+    assert (opened["upgrades"], opened["pingInterval"], opened["pingTimeout"]) == (["websocket"], *ping_ms)
     return opened["sid"]
 
 
@@ -242,21 +242,75 @@ async def test_a_payload_over_the_limit_is_refused_with_413(balancer) -> None:
         assert (response.status_code, response.text, response.headers["content-type"]) == (200, "ok", "text/html")
 
 
-async def test_a_second_concurrent_poll_is_refused_on_either_process(balancer, token) -> None:
-    """The first GET waits on one process; the second, on the other (round robin), is refused."""
+async def test_a_second_concurrent_poll_is_refused_and_ends_the_session_on_either_process(
+    balancer, polling_redis, token
+) -> None:
+    """The first GET waits on one process; the second, on the other (round robin), is refused, and the session
+    ends, as Engine.IO's servers do (its protocol's test suite: "closes the session upon duplicate poll
+    requests"): the first answers CLOSE, later requests 400 code 1, nothing left in Redis."""
     async with httpx.AsyncClient(timeout=10) as client:
         url = balancer.http_url
-        sid = await handshake(client, url)
-        response = await client.post(session_url(url, sid), content=f'40{{"token":"{token}"}}'.encode())
-        assert response.status_code == 200
-        response = await client.get(session_url(url, sid))
-        assert response.text.startswith("40{")  # the CONNECT answer
+        sid = await connected_session(client, url, token)
         waiting = asyncio.create_task(client.get(session_url(url, sid)))
         await asyncio.sleep(0.5)
         second = await client.get(session_url(url, sid))
         assert (second.status_code, second.json()["code"]) == (400, 3)
         first = await waiting
-        assert (first.status_code, first.text) == (200, "2")  # the ping, when it came due
+        assert (first.status_code, first.text) == (200, "1")
+        for method in ("GET", "POST"):
+            later = await client.request(method, session_url(url, sid), content=b"3")
+            assert (later.status_code, later.json()) == (400, {"code": 1, "message": "Session ID unknown"})
+        assert eio_keys(polling_redis, sid) == []
+
+
+async def test_an_idle_poll_answers_the_ping_within_the_ping_interval(balancer, token) -> None:
+    """A connected session's GET with nothing to send waits, at most until the next ping is due (2 s here)."""
+    loop = asyncio.get_running_loop()
+    async with httpx.AsyncClient(timeout=10) as client:
+        url = balancer.http_url
+        sid = await connected_session(client, url, token)
+        started = loop.time()
+        answer = await client.get(session_url(url, sid))
+        assert (answer.status_code, answer.text) == (200, "2")
+        assert loop.time() - started < 2 + 1.0
+        assert (await client.post(session_url(url, sid), content=b"3")).text == "ok"  # the pong
+        started = loop.time()
+        assert (await client.get(session_url(url, sid))).text == "2"  # the next ping, a whole interval later
+        assert 1.5 < loop.time() - started < 2 + 1.0
+
+
+async def test_several_packets_in_one_body_and_a_broken_one_ending_the_session(balancer, polling_redis, token) -> None:
+    """Packets in one POST are separated by the record separator, and so are those of one answer; a body with a
+    packet that is not Engine.IO's is refused (400) and ends the session."""
+    names = [conversation(), conversation()]
+    async with httpx.AsyncClient(timeout=10) as client:
+        url = balancer.http_url
+        sid = await connected_session(client, url, token)
+        body = "\x1e".join(f'42{number}["join-conversation","{name}"]' for number, name in enumerate(names))
+        assert (await client.post(session_url(url, sid), content=body.encode())).text == "ok"
+        frames = (await client.get(session_url(url, sid))).text.split("\x1e")
+        acknowledgements = [frame for frame in frames if frame != "2"]  # a ping may be due by now
+        assert acknowledgements == [f'43{number}[true,"{name}"]' for number, name in enumerate(names)]
+        broken = await client.post(session_url(url, sid), content=b"3\x1ex-not-a-packet")
+        assert (broken.status_code, broken.json()["code"]) == (400, 3)
+        later = await client.get(session_url(url, sid))
+        assert (later.status_code, later.json()["code"]) == (400, 1)
+        assert eio_keys(polling_redis, sid) == []
+
+
+async def test_a_close_packet_ends_the_session_and_its_pending_poll(balancer, polling_redis, token) -> None:
+    """The client's CLOSE, POSTed while its GET waits (on the other process): the GET answers at once, the
+    session's keys go, and its sid is unknown from then on."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        url = balancer.http_url
+        sid = await connected_session(client, url, token)
+        waiting = asyncio.create_task(client.get(session_url(url, sid)))
+        await asyncio.sleep(0.3)
+        assert (await client.post(session_url(url, sid), content=b"1")).text == "ok"
+        assert (await waiting).status_code == 200
+        assert eio_keys(polling_redis, sid) == []
+        later = await client.get(session_url(url, sid))
+        assert (later.status_code, later.json()) == (400, {"code": 1, "message": "Session ID unknown"})
 
 
 async def test_cors_for_the_allowed_origins_with_credentials(balancer) -> None:
@@ -288,7 +342,11 @@ async def test_abandoned_sessions_leave_no_keys(balancer, polling_redis, token) 
         never_connected = await handshake(client, url)
         sid = await connected_session(client, url, token)
         assert eio_keys(polling_redis, never_connected) and eio_keys(polling_redis, sid)
-    await wait_for_no_eio_keys(polling_redis, [never_connected, sid], timeout=20)
+        await wait_for_no_eio_keys(polling_redis, [never_connected, sid], timeout=20)
+        for expired in (never_connected, sid):  # an expired sid is an unknown one
+            for method in ("GET", "POST"):
+                response = await client.request(method, session_url(url, expired), content=b"3")
+                assert (response.status_code, response.json()) == (400, {"code": 1, "message": "Session ID unknown"})
 
 
 async def test_long_polls_waiting_per_process_are_bounded(polling_redis, token) -> None:
@@ -306,38 +364,34 @@ async def test_long_polls_waiting_per_process_are_bounded(polling_redis, token) 
             assert (await waiting).status_code == 200
 
 
-async def test_a_refused_second_poll_leaves_the_first_waiting_and_the_bound_as_it_was(polling_redis, token) -> None:
-    """Two GETs of one session on one process: the second is refused (400 code 3), and the first still waits
-    for its session's wake (a POST's acknowledgement ends it, long before the 60 s ping); the bound of two
-    waiting polls still admits two."""
+async def test_a_refused_second_poll_on_one_process_ends_the_first_at_once_and_leaves_the_bound(
+    polling_redis, token
+) -> None:
+    """Two GETs of one session on one process: the second is refused (400 code 3) and the first answers CLOSE at
+    once, woken by the session's end long before the 60 s ping; the bound of two waiting polls still admits two."""
     with processes.daphne_server(role="connector", redis=polling_redis, SOCKETIO_MAX_WAITING_POLLS="2",
                                  SOCKETIO_PING_INTERVAL="60") as server:
         url = server.http_url
+        loop = asyncio.get_running_loop()
         async with httpx.AsyncClient(timeout=20) as client:
-            sessions = []
-            for _ in range(2):
-                opened = await client.get(f"{url}/socket.io/", params={"EIO": "4", "transport": "polling"})
-                sid = json.loads(opened.text[1:])["sid"]
-                await client.post(session_url(url, sid), content=f'40{{"token":"{token}"}}'.encode())
-                assert (await client.get(session_url(url, sid))).text.startswith("40{")
-                sessions.append(sid)
+            sessions = [await connected_session(client, url, token, ping_ms=(60000, 20000)) for _ in range(3)]
             first = asyncio.create_task(client.get(session_url(url, sessions[0])))
             await asyncio.sleep(0.5)
+            started = loop.time()
             second = await client.get(session_url(url, sessions[0]))
             assert (second.status_code, second.json()["code"]) == (400, 3)
-            name = conversation()
-            await client.post(session_url(url, sessions[0]), content=f'420["join-conversation","{name}"]'.encode())
-            assert (await first).text == f'430[true,"{name}"]'
-            waiting = [asyncio.create_task(client.get(session_url(url, sid))) for sid in sessions]
+            assert (await first).text == "1"
+            assert loop.time() - started < 5
+            waiting = [asyncio.create_task(client.get(session_url(url, sid))) for sid in sessions[1:]]
             await asyncio.sleep(0.5)
-            for sid in sessions:
+            for sid in sessions[1:]:
                 await client.post(session_url(url, sid), content=b"1")  # close: each waiting GET answers
             assert [(await answer).status_code for answer in waiting] == [200, 200]
 
 
-async def connected_session(client: httpx.AsyncClient, url: str, token: str) -> str:
-    """A polling session connected to ``/``, its CONNECT answer read."""
-    sid = await handshake(client, url)
+async def connected_session(client: httpx.AsyncClient, url: str, token: str, **expected) -> str:
+    """A polling session connected to ``/``, its CONNECT answer read (``expected``: ``handshake``'s)."""
+    sid = await handshake(client, url, **expected)
     assert (await client.post(session_url(url, sid), content=f'40{{"token":"{token}"}}'.encode())).text == "ok"
     assert (await client.get(session_url(url, sid))).text.startswith("40{")
     return sid

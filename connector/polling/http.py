@@ -11,7 +11,9 @@ between requests lives in Redis (``connector.polling.store``).
   conversations' events after the positions it was sent), else waits, at
   most until the next ping is due, for an event (the hub) or a POST's
   packets (the wake channel). One GET per session at a time, across
-  processes; each process holds at most ``SOCKETIO_MAX_WAITING_POLLS``.
+  processes: a second one while the first waits is refused and ends the
+  session (the first answers CLOSE), as Engine.IO's servers do; each process
+  holds at most ``SOCKETIO_MAX_WAITING_POLLS``.
   It answers Engine.IO's CLOSE, ending the session (its recovery window
   begins), at the token's expiry, when the history no longer reaches back to
   the session's positions, and when an operator closed the session
@@ -187,6 +189,10 @@ async def _wait_and_answer(poller: Poller, token: str) -> Answer:
     sid = poller.sid
     turn = await store.poll(sid, token, again=False)
     if turn.status == "overlap":
+        # No Engine.IO client polls twice at once. Its servers (JavaScript and python-engineio) end the session
+        # then, and so does this: the pending GET, on whichever process, is woken and answers CLOSE.
+        logger.info("Closing a long-polling session: a second GET came while one was pending")
+        await _end(sid, turn.pid, poller)
         return error(BAD_REQUEST, message="Bad request: another poll of this session is pending")
     if turn.status != "ok":
         return await _turn_refused(poller, turn, first=True)

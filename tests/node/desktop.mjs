@@ -2,10 +2,11 @@
 //
 // Usage: node desktop.mjs --url http://127.0.0.1:PORT [--token JWT] [--join NAME]...
 //                         [--events N] [--linger MS] [--timeout MS] [--reconnect]
-//                         [--transports websocket|polling|polling,websocket]
+//                         [--transports websocket|polling|polling,websocket|default]
 // The token may also come from DESKTOP_TOKEN. Connects with the given transports
-// (default: the websocket transport only; "polling,websocket" is socket.io-client's
-// own default, long-polling then the upgrade) and auth {token}, joins every --join with an ack, and prints one
+// (default: the websocket transport only; "default" passes no transports option, as
+// io(url, {auth: {token}}) does: socket.io-client's own default, long-polling then the
+// upgrade) and auth {token}, joins every --join with an ack, and prints one
 // JSON line per thing that happens. It exits after N conversation events (plus
 // --linger ms, so duplicates still show), after --timeout ms, on a refused
 // connection, on "exit" or end of standard input. Standard input also takes
@@ -45,7 +46,7 @@ function finish(reason) {
 }
 
 const socket = io(options.url, {
-  transports: options.transports.split(","),
+  ...(options.transports === "default" ? {} : { transports: options.transports.split(",") }),
   auth: { token },
   // Without --reconnect a dropped connection must show up in the test, not be silently re-made.
   reconnection: options.reconnect,
