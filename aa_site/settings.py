@@ -259,6 +259,9 @@ TRUSTED_PROXY_HOPS = env.integer("TRUSTED_PROXY_HOPS", 0, minimum=0, maximum=10)
 # POSTs to /conversation-name per desktop token (its jti), counted in Redis like the above: each
 # entry lives CONVERSATION_NAME_TTL_SECONDS, so this bounds what one token can make the store hold.
 CONVERSATION_NAME_RATE_LIMIT = env.rate("CONVERSATION_NAME_RATE_LIMIT", "60/minute")
+# GETs and DELETEs of /conversation-name per token, likewise: a bound on walking keys (phone numbers) with
+# one token, far above a desktop's or a companion service's lookups (one or a few per call).
+CONVERSATION_NAME_LOOKUP_RATE_LIMIT = env.rate("CONVERSATION_NAME_LOOKUP_RATE_LIMIT", "1200/minute")
 # A browser desktop may read Retry-After on a cross-origin 429.
 CORS_EXPOSE_HEADERS = ["Retry-After"]
 

@@ -304,6 +304,39 @@ async def test_writes_are_rate_limited_per_token(settings: Any, redis_direct: re
                                                             "conversationName": NAME}, token=other))["status"] == 200
 
 
+async def test_lookups_and_removals_are_rate_limited_per_token_apart_from_writes(
+    settings: Any, redis_direct: redis.Redis
+) -> None:
+    """CONVERSATION_NAME_LOOKUP_RATE_LIMIT GETs and DELETEs together per token: the next is 429 {"message"}
+    with Retry-After and removes nothing; another token, and writes with the same one, are unaffected."""
+    settings.CONVERSATION_NAME_LOOKUP_RATE_LIMIT = (3, 60)
+    settings.CONVERSATION_NAME_RATE_LIMIT = (100, 60)
+    token, other = tokens.issue_token(user="agent"), tokens.issue_token(user="agent")
+    kept = new_key()
+    assert (await call("POST", "/conversation-name", body={"conversationIntegrationKey": kept,
+                                                            "conversationName": NAME}, token=token))["status"] == 200
+    answered = [(await call(method, query(new_key()), token=token))["status"] for method in ("GET", "DELETE", "GET")]
+    assert answered == [200, 404, 200]
+    for method in ("GET", "DELETE"):
+        refused = await call(method, query(kept), token=token)
+        assert refused["status"] == 429
+        assert "lookups" in json.loads(refused["body"])["message"]
+        headers = {name.decode().lower(): value.decode() for name, value in refused["headers"]}
+        assert 1 <= int(headers["retry-after"]) <= 60
+    assert (await call("POST", "/conversation-name", body={"conversationIntegrationKey": new_key(),
+                                                            "conversationName": NAME}, token=token))["status"] == 200
+    found = await call("GET", query(kept), token=other)
+    assert (found["status"], json.loads(found["body"])) == (200, {"conversationName": NAME})
+
+
+def test_lookup_rate_default_is_documented() -> None:
+    """The default lookup quota is the README's: 1,200 a minute per token."""
+    assert "CONVERSATION_NAME_LOOKUP_RATE_LIMIT" not in os.environ
+    assert django_settings.CONVERSATION_NAME_LOOKUP_RATE_LIMIT == (1200, 60)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "| `CONVERSATION_NAME_LOOKUP_RATE_LIMIT` | `1200/minute` |" in readme
+
+
 def test_write_rate_default_is_documented() -> None:
     """The default write quota is the README's: 60 a minute per token."""
     assert "CONVERSATION_NAME_RATE_LIMIT" not in os.environ  # the run's settings hold the default

@@ -87,7 +87,7 @@ class ConversationNameWriteThrottle(RedisWindowThrottle):
     """``CONVERSATION_NAME_RATE_LIMIT`` POSTs to /conversation-name per desktop token (its ``jti``).
 
     Per token, not per address: desktops of one contact center share an
-    address. Reading and deleting are not counted.
+    address. Reading and deleting count against ``ConversationNameLookupThrottle`` instead.
     """
 
     rate_setting = "CONVERSATION_NAME_RATE_LIMIT"
@@ -102,3 +102,18 @@ class ConversationNameWriteThrottle(RedisWindowThrottle):
     def loggable(self, who: str) -> str:
         """A token id is not a secret, but a short prefix says enough."""
         return f"token {who[:8]}..."
+
+
+class ConversationNameLookupThrottle(ConversationNameWriteThrottle):
+    """``CONVERSATION_NAME_LOOKUP_RATE_LIMIT`` GETs and DELETEs of /conversation-name per token (its ``jti``; a
+    service caller's account).
+
+    A key is often a customer's phone number, and an answer says whether it is stored: without a bound, one
+    valid token could walk the numbers. The default is far above what a desktop or a companion service
+    looking names up for its calls needs, and far below what guessing takes.
+    """
+
+    rate_setting = "CONVERSATION_NAME_LOOKUP_RATE_LIMIT"
+    bucket = "conversation-name-lookup"
+    methods = frozenset({"GET", "DELETE"})
+    refusal = "Too many conversation-name lookups with this token; retry in {seconds} seconds."
