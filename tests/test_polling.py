@@ -588,3 +588,103 @@ async def test_a_history_join_upgraded_before_its_poll_keeps_the_offset_the_poll
             assert f'431[true,"{late}"]' in frames
             ((_, payload, offset),) = conversation_events(frames[-1])
             assert (payload["message_id"], offset) == ("old", live_offset)
+
+
+# --- recovery across transports, by hand -------------------------------------------------------------
+
+
+class ByHand:
+    """One Engine.IO connection on ``transport`` ("websocket" or "polling") made by hand, so that the test sets
+    the CONNECT auth (``pid``, ``offset``) and reads the CONNECT answer's ``pid``, as socket.io-client does.
+    Pings are answered; ``collect`` gathers every other packet."""
+
+    def __init__(self, transport: str, client: httpx.AsyncClient, http: aiohttp.ClientSession, url: str) -> None:
+        self.transport, self.client, self.http, self.url = transport, client, http, url
+        self.sid = ""
+        self.socket: aiohttp.ClientWebSocketResponse | None = None
+        self.frames: list[str] = []
+
+    async def connect(self, auth: dict) -> dict:
+        if self.transport == "websocket":
+            self.socket = await self.http.ws_connect(f"{self.url}/socket.io/?EIO=4&transport=websocket")
+            assert (await self.socket.receive(timeout=10)).data.startswith("0{")
+        else:
+            self.sid = await handshake(self.client, self.url)
+        await self.send(f"40{json.dumps(auth)}")
+        await self.collect(lambda frames: any(frame.startswith("40") for frame in frames))
+        answer = next(frame for frame in self.frames if frame.startswith("40"))
+        return json.loads(answer[2:])
+
+    async def send(self, frame: str) -> None:
+        if self.socket is not None:
+            await self.socket.send_str(frame)
+        else:
+            assert (await self.client.post(session_url(self.url, self.sid), content=frame.encode())).text == "ok"
+
+    async def collect(self, condition, *, timeout: float = 15) -> None:
+        """Receive until ``condition(self.frames)`` holds."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition(self.frames):
+            remaining = deadline - asyncio.get_running_loop().time()
+            assert remaining > 0, f"timed out; frames so far: {self.frames}"
+            if self.socket is not None:
+                try:
+                    message = await self.socket.receive(timeout=min(remaining, 1.0))
+                except asyncio.TimeoutError:
+                    continue
+                assert message.type == aiohttp.WSMsgType.TEXT, message
+                received = [message.data]
+            else:
+                answer = await self.client.get(session_url(self.url, self.sid))
+                assert answer.status_code == 200, answer.text
+                received = answer.text.split("\x1e")
+            for frame in received:
+                if frame == "2":
+                    await self.send("3")
+                else:
+                    self.frames.append(frame)
+
+    def events(self) -> list[list]:
+        return [json.loads(frame[2:]) for frame in self.frames if frame.startswith("42")]
+
+    async def drop(self) -> None:
+        """End the connection as a transport would (no Socket.IO DISCONNECT): the session stays recoverable."""
+        if self.socket is not None:
+            await self.socket.close()
+        else:
+            await self.send("1")  # Engine.IO's CLOSE: the session's recovery window begins
+
+
+@pytest.mark.parametrize(("first", "second"), [("websocket", "polling"), ("polling", "websocket")])
+async def test_a_session_recovers_on_the_other_transport(interceptor, balancer, token, first, second) -> None:
+    """A session started on one transport, its connection ended, comes back on the other through round-robin
+    nginx with its pid and last offset: the same pid (socket.recovered), its conversation without a join, every
+    missed event once and in order, then live events."""
+    name = conversation()
+    url = balancer.http_url
+    async with httpx.AsyncClient(timeout=10) as client, aiohttp.ClientSession() as http:
+        one = ByHand(first, client, http, url)
+        pid = (await one.connect({"token": token}))["pid"]
+        await one.send(f'420["join-conversation","{name}"]')
+        await one.collect(lambda frames: f'430[true,"{name}"]' in frames)
+        await push(interceptor, name, "before")
+        await one.collect(lambda frames: len(one.events()) == 1)
+        ((event, payload, offset),) = one.events()
+        assert (event, payload["message_id"]) == ("new-message-event", "before")
+        await one.drop()
+        missed = [f"missed-{number}" for number in range(5)]
+        for message_id in missed:
+            await push(interceptor, name, message_id)
+
+        two = ByHand(second, client, http, url)
+        answer = await two.connect({"token": token, "pid": pid, "offset": offset})
+        assert answer["pid"] == pid  # recovered
+        await two.collect(lambda frames: len(two.events()) >= len(missed))
+        await asyncio.sleep(1.0)  # a duplicate would come before the live event
+        await push(interceptor, name, "after")
+        await two.collect(lambda frames: any(event[1]["message_id"] == "after" for event in two.events()))
+        assert [payload["message_id"] for _, payload, _ in two.events()] == [*missed, "after"]
+        offsets = [event[-1] for event in two.events()]
+        assert len(set(offsets)) == len(offsets) and offset not in offsets
+        assert not any(frame.startswith("43") for frame in two.frames)  # no join was needed
+        await two.drop()
