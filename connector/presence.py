@@ -23,15 +23,9 @@ from events.history import key_prefix
 
 logger = logging.getLogger(__name__)
 
-# KEYS: the presence key, the member set. ARGV: this process, the expiry.
+# KEYS: the presence key and the member set of each conversation in turn (one for a join, a slice of them
+# for a refresh). ARGV: this process, the expiry.
 _JOIN = """
-redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[2])
-return 1
-"""
-# KEYS: presence key and member set of each conversation in turn. ARGV: this process, the expiry.
-_REFRESH = """
 for i = 1, #KEYS, 2 do
   redis.call('SADD', KEYS[i + 1], ARGV[1])
   redis.call('EXPIRE', KEYS[i + 1], ARGV[2])
@@ -82,7 +76,7 @@ async def refresh(conversations: list[str]) -> None:
     """Renew the keys of every conversation this process has desktops in (recreating any that expired)."""
     if not conversations:
         return
-    script = redis_client.get_redis().register_script(_REFRESH)
+    script = redis_client.get_redis().register_script(_JOIN)
     for start in range(0, len(conversations), REFRESH_SLICE):
         keys = [key for conversation in conversations[start:start + REFRESH_SLICE] for key in _keys(conversation)]
         await script(keys=keys, args=[PROCESS_ID, settings.PRESENCE_KEY_TTL_SECONDS])

@@ -48,8 +48,8 @@ return 1
 
 # Start (ARGV[2] 'begin') or continue ('again') the one waiting GET. KEYS: hash, out list. ARGV: lock token,
 # mode, lock lifetime, ping interval, ping timeout, connected lifetime (ms), this process. Returns {status},
-# {'closed', pid}, {'overlap', pid} (a new GET while another holds the lock) or {'ok', fields, packets, ping (0/1),
-# ms until the next ping}; the packets are taken off the list.
+# {'closed', pid}, {'overlap', pid} (another GET holds the lock) or {'ok', fields, packets, ping (0/1), ms until
+# the next ping}; the packets are taken off the list.
 _POLL = _NOW + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
 local f = redis.call('HMGET', KEYS[1], 'pong_by', 'poll', 'poll_until', 'upgrading_until', 'ping_due', 'identity',
@@ -62,7 +62,7 @@ end
 if ARGV[2] == 'begin' then
   if f[2] and tonumber(f[3] or '0') > now then return {'overlap', f[8] or ''} end
 elseif f[2] ~= ARGV[1] then
-  return {'overlap'}
+  return {'overlap', f[8] or ''}
 end
 if tonumber(f[4] or '0') > now then
   if ARGV[2] ~= 'begin' then redis.call('HDEL', KEYS[1], 'poll', 'poll_until') end
@@ -206,8 +206,8 @@ def identity_field(identity: tokens.DesktopIdentity) -> str:
 @dataclass(frozen=True)
 class Poll:
     """A GET's turn: ``status`` is ``ok`` (then the rest is set), ``gone``, ``timeout`` (no pong in time),
-    ``overlap`` (another GET holds the session), ``upgrading`` or ``closed`` (by an operator); for ``closed``,
-    and ``overlap`` of a new GET, ``pid`` is its recovery session, if any."""
+    ``overlap`` (another GET holds the session), ``upgrading`` or ``closed`` (by an operator); for ``closed``
+    and ``overlap``, ``pid`` is the session's recovery session, if any."""
 
     status: Literal["ok", "gone", "timeout", "overlap", "upgrading", "closed"]
     state: PollingState | None = None
@@ -310,7 +310,7 @@ async def poll(sid: str, token: str, *, again: bool) -> Poll:
     )
     status = _text(reply[0])
     if status in ("closed", "overlap"):
-        return Poll(status, pid=(_text(reply[1]) or None) if len(reply) > 1 else None)  # type: ignore[arg-type]
+        return Poll(status, pid=_text(reply[1]) or None)  # type: ignore[arg-type]
     if status != "ok":
         return Poll(status)  # type: ignore[arg-type]
     return Poll("ok", PollingState.parse(sid, reply[1], reply[2]), bool(reply[3]), max(0, int(reply[4])) / 1000)
