@@ -24,6 +24,7 @@ from tests.clients import SocketIODesktop
 from tests.nginx_proxy import round_robin
 from tests.tcp_proxy import tcp_proxy
 from tests.test_recovery import push
+from tests.test_token_expiry import short_lived_token
 
 PROJECT = processes.TEST_PROJECT
 PING = {"SOCKETIO_PING_INTERVAL": "2", "SOCKETIO_PING_TIMEOUT": "2"}
@@ -308,6 +309,24 @@ async def test_a_close_packet_ends_the_session_and_its_pending_poll(balancer, po
         await asyncio.sleep(0.3)
         assert (await client.post(session_url(url, sid), content=b"1")).text == "ok"
         assert (await waiting).status_code == 200
+        assert eio_keys(polling_redis, sid) == []
+        later = await client.get(session_url(url, sid))
+        assert (later.status_code, later.json()) == (400, {"code": 1, "message": "Session ID unknown"})
+
+
+async def test_a_post_after_the_token_expired_leaves_the_close_to_the_next_poll(balancer, polling_redis, token) -> None:
+    """The token expires while no GET waits, and the client's next request is a POST (its pong, say): the session
+    ends, but the next GET, on either process, answers CLOSE, which the client takes for the server's close
+    ("transport close"); a 400 would be a transport error to it. The POST's packets are not run."""
+    name = conversation()
+    async with httpx.AsyncClient(timeout=10) as client:
+        url = balancer.http_url
+        sid = await connected_session(client, url, short_lived_token(1.5))
+        await asyncio.sleep(2.0)
+        late = f'3\x1e420["join-conversation","{name}"]'.encode()
+        assert (await client.post(session_url(url, sid), content=late)).text == "ok"
+        answer = await client.get(session_url(url, sid))
+        assert (answer.status_code, answer.text) == (200, "1")
         assert eio_keys(polling_redis, sid) == []
         later = await client.get(session_url(url, sid))
         assert (later.status_code, later.json()) == (400, {"code": 1, "message": "Session ID unknown"})

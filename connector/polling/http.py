@@ -17,9 +17,12 @@ between requests lives in Redis (``connector.polling.store``).
   It answers Engine.IO's CLOSE, ending the session (its recovery window
   begins), at the token's expiry, when the history no longer reaches back to
   the session's positions, and when an operator closed the session
-  (``connector.polling.operators``). The events it answers with count in
-  ``aa_event_deliveries_total``; while it waits for a session connected to
-  ``/`` it counts in ``aa_desktops_connected{transport="polling"}``.
+  (``connector.polling.operators``) or a POST found its token expired: those
+  two mark the session closed rather than delete it, so that its client's
+  next GET answers CLOSE rather than ``Session ID unknown``. The events it
+  answers with count in ``aa_event_deliveries_total``; while it waits for a
+  session connected to ``/`` it counts in
+  ``aa_desktops_connected{transport="polling"}``.
 - ``POST`` with ``sid``: the client's packets, at most ``SOCKETIO_MAX_PAYLOAD``
   bytes, through the same Engine.IO / Socket.IO layers as the websocket
   transport (``connector.polling.application``); answered ``ok``.
@@ -251,7 +254,8 @@ async def _turn_refused(poller: Poller, turn: store.Poll, *, first: bool) -> Ans
         return payload([packets.noop_frame()])
     poller.ended = True
     if turn.status == "closed":
-        logger.info("Closing a long-polling session at an operator's request")
+        if turn.why == "operator":
+            logger.info("Closing a long-polling session at an operator's request")
         await _end(poller.sid, turn.pid)
         return payload([packets.close_frame()])
     if turn.status == "timeout":
@@ -299,6 +303,12 @@ async def _post(scope: HTTPScope, receive: ASGIReceiveCallable, sid: str) -> Ans
     state = await store.load(sid)
     if state is None:
         return error(UNKNOWN_SID)
+    if _token_expired(state):
+        # The session ends, but its client learns it from a poll: the pending GET, or the next, answers CLOSE.
+        # Its packets are not run: they come after the token's expiry.
+        logger.info("Closing a long-polling session: its token expired")
+        await store.mark_closed(sid, "token_expired")
+        return _ok()
     try:
         received = packets.decode_payload(body.decode("utf-8"))
     except (UnicodeDecodeError, packets.PacketError) as why:
@@ -318,7 +328,7 @@ async def _post(scope: HTTPScope, receive: ASGIReceiveCallable, sid: str) -> Ans
             await desktop.socketio.receive(packet.data)
         if outcome.close:
             break
-    if outcome.close or _token_expired(state):
+    if outcome.close:
         await _end(state.sid, state.pid)
         return _ok()
     if not await store.commit(sid, pid=outcome.sets.get("pid", state.pid), sets=outcome.sets,

@@ -7,7 +7,7 @@ user, the conversations it joined, when it began, and the instance that took
 its latest poll. Its connection id is a digest of the sid, never the sid
 itself, which lets whoever knows it post packets as the session.
 
-The operator's disconnect marks the session closed (``store.close_for_operator``):
+The operator's disconnect marks the session closed (``store.mark_closed``):
 its pending or next poll, on whichever instance, answers Engine.IO's CLOSE,
 ends the session and starts its recovery window, as a WebSocket closed with
 4410 does; the client reconnects by itself and recovers.
@@ -87,7 +87,7 @@ async def disconnect(connection: str) -> bool:
     """Close the polling session whose connection id is ``connection``; False when there is none now."""
     async for sid in _sids():
         if connection_id(sid) == connection:
-            return await store.close_for_operator(sid)
+            return await store.mark_closed(sid, "operator")
     return False
 
 

@@ -7,7 +7,8 @@ the client connected to ``/``, its identity, recovery ``pid``, epoch and per
 joined conversation (field ``c:<name>``) the sequence number it has been
 sent up to, and ``sent``, the highest offset (sequence number) its answers
 carried; ``served_by``, the process that took its latest GET (for the
-operators' live view), and ``closed`` once an operator disconnected it. Beside
+operators' live view), and ``closed`` (why: ``operator``, ``token_expired``)
+once the server ended it while no GET of it was there to answer CLOSE. Beside
 it, ``<prefix>eio:<sid>:out`` lists the packets waiting for the next GET (the
 CONNECT answer, acknowledgements). A POST that adds packets publishes on
 ``<prefix>eio-wake:<sid>``, so a GET waiting on another process answers at once.
@@ -48,13 +49,13 @@ return 1
 
 # Start (ARGV[2] 'begin') or continue ('again') the one waiting GET. KEYS: hash, out list. ARGV: lock token,
 # mode, lock lifetime, ping interval, ping timeout, connected lifetime (ms), this process. Returns {status},
-# {'closed', pid}, {'overlap', pid} (another GET holds the lock) or {'ok', fields, packets, ping (0/1), ms until
+# {'closed', pid, why}, {'overlap', pid} (another GET holds the lock) or {'ok', fields, packets, ping (0/1), ms until
 # the next ping}; the packets are taken off the list.
 _POLL = _NOW + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
 local f = redis.call('HMGET', KEYS[1], 'pong_by', 'poll', 'poll_until', 'upgrading_until', 'ping_due', 'identity',
                      'closed', 'pid')
-if f[7] then return {'closed', f[8] or ''} end
+if f[7] then return {'closed', f[8] or '', f[7]} end
 local pong_by = tonumber(f[1] or '0')
 if pong_by > 0 and now > pong_by then
   return {'timeout'}
@@ -146,16 +147,16 @@ redis.call('PUBLISH', ARGV[2], '1')
 return 1
 """
 
-# KEYS: hash. ARGV: wake channel. An operator disconnects the session: its pending or next GET answers CLOSE.
+# KEYS: hash. ARGV: wake channel, why. The server ends the session: its pending or next GET answers CLOSE.
 _MARK_CLOSED = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'closed', '1')
+redis.call('HSET', KEYS[1], 'closed', ARGV[2])
 redis.call('PUBLISH', ARGV[1], '1')
 return 1
 """
 
 # KEYS: hash, out list. The WebSocket takes the session over: its state, its waiting packets; both keys go.
-# Not a session an operator closed: its polls answer CLOSE.
+# Not a session marked closed: its polls answer CLOSE.
 _ADOPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'closed') == 1 then return false end
 local state = {redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1)}
@@ -206,14 +207,15 @@ def identity_field(identity: tokens.DesktopIdentity) -> str:
 @dataclass(frozen=True)
 class Poll:
     """A GET's turn: ``status`` is ``ok`` (then the rest is set), ``gone``, ``timeout`` (no pong in time),
-    ``overlap`` (another GET holds the session), ``upgrading`` or ``closed`` (by an operator); for ``closed``
-    and ``overlap``, ``pid`` is the session's recovery session, if any."""
+    ``overlap`` (another GET holds the session), ``upgrading`` or ``closed`` (``why``: see ``mark_closed``);
+    for ``closed`` and ``overlap``, ``pid`` is the session's recovery session, if any."""
 
     status: Literal["ok", "gone", "timeout", "overlap", "upgrading", "closed"]
     state: PollingState | None = None
     ping: bool = False
     seconds_to_ping: float = 0.0
     pid: str | None = None
+    why: str = ""
 
 
 def _text(value: bytes | str) -> str:
@@ -309,8 +311,10 @@ async def poll(sid: str, token: str, *, again: bool) -> Poll:
               PROCESS_ID],
     )
     status = _text(reply[0])
-    if status in ("closed", "overlap"):
-        return Poll(status, pid=_text(reply[1]) or None)  # type: ignore[arg-type]
+    if status == "closed":
+        return Poll(status, pid=_text(reply[1]) or None, why=_text(reply[2]))
+    if status == "overlap":
+        return Poll(status, pid=_text(reply[1]) or None)
     if status != "ok":
         return Poll(status)  # type: ignore[arg-type]
     return Poll("ok", PollingState.parse(sid, reply[1], reply[2]), bool(reply[3]), max(0, int(reply[4])) / 1000)
@@ -350,10 +354,15 @@ async def close(sid: str) -> None:
     await _get().close(keys=list(_keys(sid)), args=[wake_channel(sid)])
 
 
-async def close_for_operator(sid: str) -> bool:
+CloseReason = Literal["operator", "token_expired"]
+
+
+async def mark_closed(sid: str, why: CloseReason) -> bool:
     """Mark the session closed, so that its pending or next GET, on any process, answers CLOSE (and ends
-    it); False when there is no such session."""
-    return bool(await _get().mark_closed(keys=[_keys(sid)[0]], args=[wake_channel(sid)]))
+    it); False when there is no such session. For a request that ends the session while no GET may be waiting:
+    deleting it then would answer the client's next GET 400 (``Session ID unknown``), which its client takes
+    for a transport error, not the server's close."""
+    return bool(await _get().mark_closed(keys=[_keys(sid)[0]], args=[wake_channel(sid), why]))
 
 
 async def start_upgrade(sid: str) -> bool:
