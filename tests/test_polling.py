@@ -10,6 +10,7 @@ and must receive every event pushed through the interceptor exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -330,6 +331,51 @@ async def test_a_post_after_the_token_expired_leaves_the_close_to_the_next_poll(
         assert eio_keys(polling_redis, sid) == []
         later = await client.get(session_url(url, sid))
         assert (later.status_code, later.json()) == (400, {"code": 1, "message": "Session ID unknown"})
+
+
+@pytest.fixture(scope="module")
+def slow_ping_connector(polling_redis) -> Iterator[processes.Server]:
+    """A connector whose polls wait 20 s for their ping: what ends a session sooner is not the heartbeat."""
+    with processes.daphne_server(role="connector", redis=polling_redis, SOCKETIO_PING_INTERVAL="20",
+                                 SOCKETIO_PING_TIMEOUT="20") as server:
+        yield server
+
+
+async def abandoned_poll(port: int, sid: str) -> None:
+    """A GET of the session whose client closes its connection half a second in, as a closed tab does."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    await writer.drain()
+    await asyncio.sleep(0.5)
+    assert not reader.at_eof()  # still waiting
+    writer.close()
+    await writer.wait_closed()
+
+
+@pytest.mark.parametrize("via", ["direct", "nginx"])
+async def test_a_client_dropping_its_waiting_poll_ends_the_session_and_can_recover(
+    polling_redis, slow_ping_connector, token, via
+) -> None:
+    """The session ends when its client goes, not 20 s later at the ping (and its keys' expiry after that), as
+    the JavaScript server ends it; the client that comes back with its pid and offset recovers its conversation."""
+    name = conversation()
+    with contextlib.ExitStack() as stack:
+        port = (stack.enter_context(round_robin([slow_ping_connector.port])).port if via == "nginx"
+                else slow_ping_connector.port)
+        url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(timeout=10) as client:
+            sid = await handshake(client, url, ping_ms=(20000, 20000))
+            await client.post(session_url(url, sid), content=f'40{{"token":"{token}"}}'.encode())
+            pid = connect_answer((await client.get(session_url(url, sid))).text)["pid"]
+            await client.post(session_url(url, sid), content=f'420["join-conversation","{name}"]'.encode())
+            assert (await client.get(session_url(url, sid))).text == f'430[true,"{name}"]'
+            await abandoned_poll(port, sid)
+            await wait_for_no_eio_keys(polling_redis, [sid], timeout=3)
+            again = await handshake(client, url, ping_ms=(20000, 20000))
+            auth = json.dumps({"token": token, "pid": pid})  # no event yet: no offset, as socket.io-client sends it
+            await client.post(session_url(url, again), content=f"40{auth}".encode())
+            answer = connect_answer((await client.get(session_url(url, again))).text)
+            assert answer["pid"] == pid
 
 
 async def test_cors_for_the_allowed_origins_with_credentials(balancer) -> None:

@@ -22,7 +22,8 @@ between requests lives in Redis (``connector.polling.store``).
   next GET answers CLOSE rather than ``Session ID unknown``. The events it
   answers with count in ``aa_event_deliveries_total``; while it waits for a
   session connected to ``/`` it counts in
-  ``aa_desktops_connected{transport="polling"}``.
+  ``aa_desktops_connected{transport="polling"}``. A client that closes its
+  connection while its GET waits ends the session there and then.
 - ``POST`` with ``sid``: the client's packets, at most ``SOCKETIO_MAX_PAYLOAD``
   bytes, through the same Engine.IO / Socket.IO layers as the websocket
   transport (``connector.polling.application``); answered ``ok``.
@@ -152,7 +153,7 @@ async def _serve(scope: HTTPScope, receive: ASGIReceiveCallable) -> Answer | Non
     if not sid or len(sid) > MAX_SID_LENGTH or not sid.isascii() or not sid.isprintable():
         return error(UNKNOWN_SID)
     if method == "GET":
-        return await _long_poll(sid)
+        return await _long_poll(sid, receive)
     if method == "POST":
         return await _post(scope, receive, sid)
     return error(BAD_REQUEST)
@@ -170,7 +171,26 @@ async def _handshake() -> Answer:
 # --- GET: the long-poll ------------------------------------------------------------------------
 
 
-async def _long_poll(sid: str) -> Answer:
+class ClientWatch:
+    """Whether the client of one GET closed its connection while the GET waits: Engine.IO clients never drop
+    a pending poll but when they go (a closed tab, a lost network), so the session ends then, as the JavaScript
+    server ends it, rather than at the next ping's deadline and its keys' expiry."""
+
+    def __init__(self, receive: ASGIReceiveCallable, poller: Poller) -> None:
+        self.gone = False
+        self._task = asyncio.ensure_future(self._watch(receive, poller))
+
+    async def _watch(self, receive: ASGIReceiveCallable, poller: Poller) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass  # the GET's (empty) body
+        self.gone = True
+        poller.interrupt()
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
+async def _long_poll(sid: str, receive: ASGIReceiveCallable) -> Answer | None:
     pollers = get_pollers()
     poller = await pollers.attach(sid)
     if poller is None:
@@ -178,17 +198,19 @@ async def _long_poll(sid: str) -> Answer:
         answer.headers.append((b"Retry-After", b"1"))
         return answer
     token = secrets.token_hex(8)
+    client = ClientWatch(receive, poller)
     try:
-        return await _wait_and_answer(poller, token)
+        return await _wait_and_answer(poller, token, client)
     except Exception:
         with contextlib.suppress(Exception):  # let the session's next GET in at once
             await store.finish(sid, token, seq=0, epoch="", conversations=[], pid=None)
         raise
     finally:
+        client.stop()
         pollers.detach(poller)
 
 
-async def _wait_and_answer(poller: Poller, token: str) -> Answer:
+async def _wait_and_answer(poller: Poller, token: str, client: ClientWatch) -> Answer | None:
     sid = poller.sid
     turn = await store.poll(sid, token, again=False)
     if turn.status == "overlap":
@@ -207,6 +229,11 @@ async def _wait_and_answer(poller: Poller, token: str) -> Answer:
     deadline = loop.time() + turn.seconds_to_ping
     replay: Replay | None = None
     while True:
+        if client.gone:
+            # Nobody reads this answer: end the session (its recovery window begins) rather than advance it.
+            logger.info("Closing a long-polling session: its client went away during a poll")
+            await _end(state.sid, state.pid, poller)
+            return None
         if _token_expired(state):
             logger.info("Closing a long-polling session: its token expired")
             await _end(state.sid, state.pid, poller)
@@ -279,11 +306,11 @@ def _token_deadline(state: store.PollingState, loop: asyncio.AbstractEventLoop) 
 
 
 async def _end(sid: str, pid: str | None, poller: Poller | None = None) -> None:
-    """End the session for a transport reason; the recovery window of its session ``pid`` starts now."""
+    """End the session for a transport reason; the recovery window of its session ``pid`` starts now, unless
+    the session was gone already: a WebSocket that took it over keeps ``pid`` alive."""
     if poller is not None:
         poller.ended = True
-    await store.close(sid)
-    if pid is not None and settings.SOCKETIO_RECOVERY_SECONDS:
+    if await store.close(sid) and pid is not None and settings.SOCKETIO_RECOVERY_SECONDS:
         await sessions.expire(pid, ttl=settings.SOCKETIO_RECOVERY_SECONDS)
 
 

@@ -349,9 +349,10 @@ async def commit(sid: str, *, pid: str | None, sets: dict[str, str], deletes: li
     ))
 
 
-async def close(sid: str) -> None:
-    """End the session: its keys go, and a GET waiting on it answers CLOSE."""
-    await _get().close(keys=list(_keys(sid)), args=[wake_channel(sid)])
+async def close(sid: str) -> bool:
+    """End the session: its keys go, and a GET waiting on it answers CLOSE. False when it was gone already
+    (ended, expired, or taken over by a WebSocket)."""
+    return bool(await _get().close(keys=list(_keys(sid)), args=[wake_channel(sid)]))
 
 
 CloseReason = Literal["operator", "token_expired"]

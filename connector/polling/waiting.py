@@ -74,6 +74,10 @@ class Poller:
         self.woken_by_session = True
         self._signal.set()
 
+    def interrupt(self) -> None:
+        """End its wait for a reason of the GET's own (its client went away): the GET looks at why."""
+        self._signal.set()
+
     def rearm(self) -> None:
         """Forget what woke it: what follows is read afresh from Redis."""
         self.woken_by_session = False
