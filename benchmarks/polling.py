@@ -23,6 +23,7 @@ import sys
 import time
 
 from benchmarks import mint_tokens
+from benchmarks.servers import process_usage
 from benchmarks.socketio_delivery import (
     Desktop,
     connect_all,
@@ -46,7 +47,7 @@ def transport_of(index: int, conversations: int) -> str:
 
 
 def report(args: argparse.Namespace, desktops: list[Desktop], started: dict[str, float],
-           logs: dict[str, list[str]]) -> bool:
+           logs: dict[str, list[str]], connector_cpu: float) -> bool:
     counted = tally(desktops, started, args.conversations)
     latencies: dict[str, list[float]] = {transport: [] for transport in TRANSPORTS}
     for desktop, latency, _ in counted.first:
@@ -59,6 +60,7 @@ def report(args: argparse.Namespace, desktops: list[Desktop], started: dict[str,
     print(f"unexpected disconnects {counted.disconnects}")
     for transport, values in latencies.items():
         print(f"{transport:<10} push-to-desktop ms  {latency_figures(values)}  ({len(values)} deliveries)")
+    print(f"connectors' CPU        {connector_cpu:.2f} s (both, from the first push to the last delivery)")
     for role, lines in logs.items():
         print(f"{role} log: {len(lines)} warning/error lines")
         for line in lines[:5]:
@@ -77,15 +79,17 @@ async def run(args: argparse.Namespace) -> bool:
         try:
             # Let every polling desktop settle into its long-poll before measuring.
             await asyncio.sleep(1.0)
+            cpu_before = sum(process_usage(server.process.pid)[1] for server in (first, second))
             pushes = await push_all(args, interceptor.http_url)
             wanted = len(expected_deliveries(desktops, pushes.started, args.conversations))
             await wait_for_deliveries(desktops, wanted, settle=args.settle, deadline=args.deadline)
+            connector_cpu = sum(process_usage(server.process.pid)[1] for server in (first, second)) - cpu_before
         finally:
             await disconnect_all(desktops, timeout=args.timeout)
         await asyncio.sleep(0.5)
         logs = {name: suspicious_lines(server)[1]
                 for name, server in (("interceptor", interceptor), ("connector 1", first), ("connector 2", second))}
-    return report(args, desktops, pushes.started, logs)
+    return report(args, desktops, pushes.started, logs, connector_cpu)
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:

@@ -26,3 +26,20 @@ def test_quick_scenarios_deliver_everything_exactly_once() -> None:
     assert [line[0] for line in lines] == ["a", "b", "c", "e"], output
     for name, expected, received, lost, duplicated in lines:
         assert int(expected) > 0 and received == expected and lost == "0" and duplicated == "0", (name, output)
+
+
+def test_a_small_polling_benchmark_delivers_everything_exactly_once_on_both_transports() -> None:
+    """``python -m benchmarks.polling``, small: two connectors behind nginx, half the desktops long-polling."""
+    environment = processes.server_environment(role="all", redis=None)
+    run = subprocess.run([sys.executable, "-m", "benchmarks.polling", "--desktops", "8", "--conversations", "2",
+                          "--pushes", "40"], cwd=processes.REPOSITORY, env=environment, capture_output=True,
+                         text=True, timeout=240)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    delivered, expected = map(int, re.search(r"^delivered / expected +(\d+) / (\d+)$", run.stdout, re.M).groups())
+    assert delivered == expected > 0, output
+    assert re.search(r"^duplicates +0$", run.stdout, re.M) and re.search(r"^misdelivered +0$", run.stdout, re.M), output
+    per_transport = [int(re.search(rf"^{transport} +push-to-desktop ms .*\((\d+) deliveries\)$", run.stdout,
+                                   re.M).group(1)) for transport in ("polling", "websocket")]
+    assert sum(per_transport) == delivered and min(per_transport) > 0, output
+    assert re.search(r"^connectors' CPU +\d+\.\d+ s", run.stdout, re.M), output
