@@ -1,7 +1,7 @@
 """What the admin's live view shows, read from Redis across every instance (never conversation content).
 
-- the connector instances that have WebSocket desktops (``connector.instances`` records), each with
-  its desktops by transport;
+- the connector instances that have WebSocket desktops or long-polling sessions (``connector.instances``
+  records), each with its desktops by transport (the polling ones counted from their sessions);
 - the long-polling desktops, read from their sessions (``connector.polling.operators``), each placed
   on the instance that took its latest poll;
 - the conversations those desktops joined, each with its desktops (instance, transport, user,
@@ -61,6 +61,9 @@ async def snapshot() -> LiveState:
             joined[conversation].append(_placed(desktop, record))
         if desktop["transport"] == polling.TRANSPORT:
             desktops_by_transport[polling.TRANSPORT] += 1
+            # No process counts them in its record: shown on the instance that took their latest poll.
+            shown = record.setdefault("desktops_by_transport", {})
+            shown[polling.TRANSPORT] = shown.get(polling.TRANSPORT, 0) + 1
     names = sorted(joined)
     truncated = len(names) > MAX_CONVERSATIONS
     conversations = []

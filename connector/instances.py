@@ -6,7 +6,10 @@ transport, and up to ``MAX_REPORTED_DESKTOPS`` of them with a connection id,
 the user, the transport, when it authenticated and the conversations it has
 joined (names only). The record is rewritten every ``INSTANCE_REPORT_SECONDS``
 and expires after three of those, so a crashed process drops out of the view
-by itself; the process deletes it when its last desktop leaves.
+by itself; the process deletes it when its last desktop leaves. A process
+that serves long-polls keeps its record too while it holds polling sessions
+(``polling_sessions``), so that the view can list the instance its polling
+desktops are placed on.
 
 The same task listens on ``<prefix>control``: an operator's ``disconnect``
 names an instance and a connection id, and the process holding that desktop
@@ -83,6 +86,7 @@ class Registry:
         self._by_connection: dict[str, Desktop] = {}
         # Kept as desktops come and go: counting 10,000 entries at every report held the loop for milliseconds.
         self._by_transport: Counter[str] = Counter()
+        self._polling_sessions = 0
         self._reporter: asyncio.Task | None = None
 
     def connected(self, desktop: Desktop, user: str) -> None:
@@ -94,9 +98,7 @@ class Registry:
         self._by_connection[entry.connection] = desktop
         self._by_transport[entry.transport] += 1
         metrics.desktop_connected(entry.transport)
-        reporter = self._reporter
-        if redis_client.is_configured() and (reporter is None or reporter.done() or reporter.cancelling()):
-            self._reporter = asyncio.get_running_loop().create_task(self._report())
+        self._keep_reporting()
 
     def disconnected(self, desktop: Desktop) -> None:
         entry = self._entries.pop(desktop, None)
@@ -106,9 +108,25 @@ class Registry:
             if not self._by_transport[entry.transport]:
                 del self._by_transport[entry.transport]
             metrics.desktop_disconnected(entry.transport)
-            if not self._entries and self._reporter is not None:
-                # Unsubscribe and remove the record now, not at the end of the interval.
-                self._reporter.cancel()
+            self._keep_reporting()
+
+    def polling_sessions(self, count: int) -> None:
+        """This process holds ``count`` long-polling sessions now (``connector.polling.waiting``): none of its
+        desktops here, but its record stays while it holds any."""
+        self._polling_sessions = count
+        self._keep_reporting()
+
+    def _holds_anything(self) -> bool:
+        return bool(self._entries or self._polling_sessions)
+
+    def _keep_reporting(self) -> None:
+        reporter = self._reporter
+        if self._holds_anything():
+            if redis_client.is_configured() and (reporter is None or reporter.done() or reporter.cancelling()):
+                self._reporter = asyncio.get_running_loop().create_task(self._report())
+        elif reporter is not None:
+            # Unsubscribe and remove the record now, not at the end of the interval.
+            reporter.cancel()
 
     def record(self) -> dict[str, Any]:
         """What this process writes to Redis."""
@@ -121,6 +139,7 @@ class Registry:
             "started": STARTED,
             "updated": time.time(),
             "desktops_by_transport": dict(self._by_transport),
+            "polling_sessions": self._polling_sessions,
             "desktops": [
                 {"connection": entry.connection, "user": entry.user, "transport": entry.transport,
                  "since": entry.since, "conversations": sorted(desktop.joined)}
@@ -130,10 +149,11 @@ class Registry:
         }
 
     async def _report(self) -> None:
-        """Write the record every interval and act on control messages, until this loop has no desktop left."""
+        """Write the record every interval and act on control messages, until this loop has no desktop (and no
+        polling session) left."""
         pubsub = None
         try:
-            while self._entries:
+            while self._holds_anything():
                 try:
                     if pubsub is None:
                         pubsub = redis_client.get_subscriber().pubsub(ignore_subscribe_messages=True)
@@ -150,7 +170,7 @@ class Registry:
         finally:
             if pubsub is not None:
                 await pubsub.aclose()
-            if not self._entries:  # else a desktop came meanwhile, and a new reporter has it
+            if not self._holds_anything():  # else a desktop came meanwhile, and a new reporter has it
                 try:
                     await redis_client.get_redis().delete(record_key())
                 except (RedisError, OSError):
@@ -162,7 +182,7 @@ class Registry:
 
     async def _listen(self, pubsub, seconds: float) -> None:
         deadline = time.monotonic() + seconds
-        while self._entries and (remaining := deadline - time.monotonic()) > 0:
+        while self._holds_anything() and (remaining := deadline - time.monotonic()) > 0:
             message = await pubsub.get_message(timeout=remaining)
             if message is not None and message.get("type") == "message":
                 await self._obey(message["data"])

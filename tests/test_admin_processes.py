@@ -232,6 +232,10 @@ async def test_a_polling_desktop_on_both_instances_is_shown_and_disconnected(clu
                 row = re.search(r'<td><code>([0-9a-f]{16})</code></td><td>[^<]*</td><td>polling</td>\s*'
                                 r'<td>agent-eve</td><td><code>([0-9a-f]+)</code>', page)
                 assert row is not None, page
+                # Its instance is listed (no WebSocket desktop there: its record stays for its polling sessions).
+                instance = re.search(rf'<tr><td><code>{row.group(1)}</code></td><td>([^<]+)</td><td>\d+</td>'
+                                     rf'<td>connector</td>\s*<td>([^<]*)</td>', page)
+                assert instance is not None and "polling: 1" in instance.group(2), page
                 detail = client.get("/admin/live/conversation/", params={"name": name}).text
                 assert f"<code>{row.group(2)}</code>" in detail
                 answer = client.post("/admin/live/disconnect/", data={

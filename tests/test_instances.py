@@ -47,3 +47,35 @@ async def test_the_record_counts_desktops_by_transport_as_they_come_and_go_and_l
             break
         await asyncio.sleep(0.05)
     assert await redis_client.get_redis().get(instances.record_key()) is None
+
+
+async def test_polling_sessions_keep_the_record_until_the_last_and_a_desktop_leaving_does_not_end_it(
+    settings
+) -> None:
+    settings.INSTANCE_REPORT_SECONDS = 0.1
+    registry = instances.Registry()
+    redis = redis_client.get_redis()
+
+    async def stored() -> dict | None:
+        for _ in range(50):
+            value = await redis.get(instances.record_key())
+            if value is not None:
+                return json.loads(value)
+            await asyncio.sleep(0.05)
+        return None
+
+    registry.polling_sessions(2)
+    record = await stored()
+    assert record is not None and record["polling_sessions"] == 2 and record["desktops_by_transport"] == {}
+    desktop = Desktop("socketio")
+    registry.connected(desktop, "agent")
+    registry.disconnected(desktop)  # the process still holds polling sessions
+    await asyncio.sleep(0.3)
+    again = await stored()
+    assert again is not None and again["polling_sessions"] == 2
+    registry.polling_sessions(0)
+    for _ in range(50):
+        if await redis.get(instances.record_key()) is None:
+            break
+        await asyncio.sleep(0.05)
+    assert await redis.get(instances.record_key()) is None

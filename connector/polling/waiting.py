@@ -16,6 +16,9 @@ session left, or drop everything when the session is gone, so that the
 presence keys (``connector.presence``) follow the session's conversations
 without waiting for the linger to end.
 
+The process's instance record (``connector.instances``) stays while it has
+pollers, so that the operators' view lists the instance.
+
 While a GET of a session connected to ``/`` waits here, it counts in
 ``aa_desktops_connected{transport="polling"}``: a connected polling client
 has a GET outstanding nearly all the time, and only one at a time across
@@ -40,6 +43,7 @@ from redis.exceptions import RedisError
 
 from common.loop_local import LoopLocal
 from connector.fanout import IDLE_CHECK_SECONDS, RECONNECT_DELAYS, get_hub
+from connector.instances import get_registry
 from connector.polling import store
 from events import metrics, redis_client
 from events.history import Event
@@ -131,6 +135,7 @@ class Pollers:
         poller = self._members.get(sid)
         if poller is None:
             poller = self._members[sid] = Poller(sid)
+            get_registry().polling_sessions(len(self._members))
         elif poller._linger is not None:
             poller._linger.cancel()
             poller._linger = None
@@ -204,6 +209,7 @@ class Pollers:
     def _expire(self, poller: Poller) -> None:
         if self._members.get(poller.sid) is poller and not poller.waiting:
             del self._members[poller.sid]
+            get_registry().polling_sessions(len(self._members))
             if poller._linger is not None:
                 poller._linger.cancel()
                 poller._linger = None
