@@ -181,8 +181,12 @@ class ClientWatch:
         self._task = asyncio.ensure_future(self._watch(receive, poller))
 
     async def _watch(self, receive: ASGIReceiveCallable, poller: Poller) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass  # the GET's (empty) body
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                pass  # the GET's (empty) body
+        except Exception as error:  # a server whose receive fails: the GET goes on as if watched by no one
+            logger.debug("Cannot watch a long-poll's connection: %s: %s", type(error).__name__, error)
+            return
         self.gone = True
         poller.interrupt()
 
