@@ -18,6 +18,15 @@ class Desktop:
         pass
 
 
+async def record_removed() -> None:
+    """Wait up to 2.5 s for this process's record to go from Redis; fail if it stays."""
+    for _ in range(50):
+        if await redis_client.get_redis().get(instances.record_key()) is None:
+            break
+        await asyncio.sleep(0.05)
+    assert await redis_client.get_redis().get(instances.record_key()) is None
+
+
 async def test_the_record_counts_desktops_by_transport_as_they_come_and_go_and_lists_a_bounded_few(
     settings, monkeypatch
 ) -> None:
@@ -42,11 +51,7 @@ async def test_the_record_counts_desktops_by_transport_as_they_come_and_go_and_l
         registry.disconnected(desktop)
     assert registry.record()["desktops_by_transport"] == {}
     assert registry.record()["truncated"] is False
-    for _ in range(50):  # the reporter removes the record once the last desktop has gone
-        if await redis_client.get_redis().get(instances.record_key()) is None:
-            break
-        await asyncio.sleep(0.05)
-    assert await redis_client.get_redis().get(instances.record_key()) is None
+    await record_removed()  # by the reporter, once the last desktop has gone
 
 
 async def test_polling_sessions_keep_the_record_until_the_last_and_a_desktop_leaving_does_not_end_it(
@@ -74,8 +79,4 @@ async def test_polling_sessions_keep_the_record_until_the_last_and_a_desktop_lea
     again = await stored()
     assert again is not None and again["polling_sessions"] == 2
     registry.polling_sessions(0)
-    for _ in range(50):
-        if await redis.get(instances.record_key()) is None:
-            break
-        await asyncio.sleep(0.05)
-    assert await redis.get(instances.record_key()) is None
+    await record_removed()
