@@ -35,8 +35,13 @@ from daphne.server import Server
 from django.conf import settings
 
 from aa_site import env
+from common.log_sampling import LogSampler
 
 logger = logging.getLogger("aa_site.access")
+# A 429 or a 503 comes in floods, each answer like the one before (a client over its limit retrying; every
+# push and poll while Redis is out): their lines are sampled (LOG_SAMPLE_SECONDS), the rest written one each.
+SAMPLED_STATUSES = frozenset({429, 503})
+repeated = LogSampler(logger)
 
 #: Seconds a request may take from its request line to the end of its headers; 0 turns the limit off.
 HEADER_TIMEOUT_SECONDS = env.number("HTTP_HEADER_TIMEOUT", 30.0, minimum=0, maximum=3600)
@@ -59,6 +64,15 @@ def access_line_wanted(status: Any) -> bool:
     return wanted == "errors" and status is not None and not (isinstance(status, int) and status < 400)
 
 
+def log_request(client: str, method: str, path: str, status: Any, size: Any, seconds: float) -> None:
+    """Write a finished HTTP request's access line (``path`` already without its query)."""
+    if status in SAMPLED_STATUSES:
+        repeated.log(logging.INFO, (method, path, status), '%s "%s %s" %s %s %.3fs', client, method, path, status,
+                     size, seconds)
+    else:
+        logger.info('%s "%s %s" %s %s %.3fs', client, method, path, status, size, seconds)
+
+
 def path_only(uri: str) -> str:
     """``uri`` without its query string (or fragment): what the access log may show."""
     return uri.split("?", 1)[0].split("#", 1)[0]
@@ -74,15 +88,8 @@ class PathOnlyAccessLog:
         if protocol == "http" and action == "complete":
             if not access_line_wanted(details.get("status", "-")):
                 return
-            logger.info(
-                '%s "%s %s" %s %s %.3fs',
-                client,
-                details.get("method", "-"),
-                path,
-                details.get("status", "-"),
-                details.get("size", "-"),
-                details.get("time_taken") or 0.0,
-            )
+            log_request(client, details.get("method", "-"), path, details.get("status", "-"),
+                        details.get("size", "-"), details.get("time_taken") or 0.0)
         elif protocol == "websocket" and action in _WEBSOCKET_ACTIONS:
             if not access_line_wanted(403 if action == "rejected" else None):
                 return

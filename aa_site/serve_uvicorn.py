@@ -24,7 +24,7 @@ from typing import Any
 
 from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from aa_site.serve import HEADER_TIMEOUT_SECONDS, access_line_wanted, path_only
+from aa_site.serve import HEADER_TIMEOUT_SECONDS, access_line_wanted, log_request, path_only
 
 logger = logging.getLogger("aa_site.access")
 
@@ -67,8 +67,8 @@ class PathOnlyAccessLog:
             await self.application(scope, receive, logged_send)
         finally:
             if access_line_wanted(status):
-                logger.info('%s "%s %s" %s %s %.3fs', _client(scope), scope.get("method", "-"),
-                            path_only(scope["path"]), status, size, time.monotonic() - started)
+                log_request(_client(scope), scope.get("method", "-"), path_only(scope["path"]), status, size,
+                            time.monotonic() - started)
 
     async def _websocket(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         client, path = _client(scope), path_only(scope["path"])

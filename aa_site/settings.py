@@ -224,6 +224,10 @@ ACCESS_LOG = env.choice("ACCESS_LOG", "all", ("all", "errors", "off"))
 LOGGING_FILE = env.text("LOGGING_FILE")
 # json: one object per line for Cloud Logging (aa_site/log_format.py); text: plain lines (scripts/run-local.sh).
 LOG_FORMAT = env.choice("LOG_FORMAT", "json", ("json", "text"))
+# Lines a client or an outage repeats at will (a 503 per push while Redis is down, a refused stream, the access
+# line of a 429 or a 503) are written once, then summed up in one line per this many seconds while they go on
+# (common/log_sampling.py); 0 writes each.
+LOG_SAMPLE_SECONDS = env.number("LOG_SAMPLE_SECONDS", 60.0, minimum=0, maximum=3600)
 LOGGING = log_format.logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL, file=LOGGING_FILE)
 
 # --- The connector's HTTP API on Django REST framework (connector/api/) ----------

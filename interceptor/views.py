@@ -32,6 +32,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from common import google_certs
+from common.log_sampling import LogSampler
 from common.responses import message_response
 from events import metrics
 from events.publish import DeliveryUnavailable, publish
@@ -40,6 +41,9 @@ from interceptor.envelope import PoisonMessage, parse_push
 from interceptor.payload import desktop_payload
 
 logger = logging.getLogger(__name__)
+# Pub/Sub retries every refused push and keeps pushing new ones: while Redis or Google's certificates are
+# out, or while a subscription sends the wrong token, each would write the same line again.
+repeated = LogSampler(logger)
 
 # Pub/Sub redelivers with backoff; this hints the retry delay to other callers.
 RETRY_AFTER_SECONDS = 5
@@ -90,7 +94,8 @@ async def accept_push(
             conversation_name=message.conversation_name, event=event, payload=payload, message_id=message.message_id
         )
     except DeliveryUnavailable as error:
-        logger.error(
+        repeated.error(
+            ("event store unavailable", event),
             "Event store unavailable for %s (messageId=%s): %s; answering 503 so Pub/Sub retries",
             event,
             _loggable(message.message_id),
@@ -142,10 +147,12 @@ async def _refuse_unauthenticated(
             token, certificates, audiences=[audience] if audience else audiences(), service_account=service_account
         )
     except push_auth.PushAuthError as error:
-        logger.warning("Refusing push to /%s with HTTP %s: %s", event, error.status, error.reason)
+        repeated.warning(("refused", event, error.status), "Refusing push to /%s with HTTP %s: %s", event,
+                         error.status, error.reason)
         return _message(error.status, error.reason)
     except google_certs.CertificatesUnavailable as error:
-        logger.error("Cannot check the push token for /%s: %s; answering 503 so Pub/Sub retries", event, error)
+        repeated.error(("certificates unavailable", event),
+                       "Cannot check the push token for /%s: %s; answering 503 so Pub/Sub retries", event, error)
         return _message(503, "Google's certificates are unavailable; retry later.", retry_after=RETRY_AFTER_SECONDS)
     return None
 

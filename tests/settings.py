@@ -19,3 +19,7 @@ os.environ.setdefault("REGISTER_RATE_LIMIT", "off")
 os.environ.setdefault("LOG_FORMAT", "text")
 
 from aa_site.settings import *  # noqa: E402,F403
+
+# Every repeated line written in this process: a test counting lines must not depend on what an earlier test
+# logged within the interval. tests/test_log_sampling.py sets an interval; the server processes keep the default.
+LOG_SAMPLE_SECONDS = 0

@@ -4,14 +4,22 @@ A private redis-server is stopped for 3 s and started again on the same port
 while a desktop is joined through the connector (so its event subscription is
 live) and pushes keep arriving at the interceptor every 0.2 s. Expected: the
 connector says once that its subscription was lost and once that it was
-restored; the interceptor answers 503 during the outage with one ERROR line
-per 503 (no second line from Django); nothing logs a traceback.
+restored; the interceptor answers 503 during the outage, and its ERROR lines
+(the first, then one per ``LOG_SAMPLE_SECONDS`` saying how many more) add up
+to every 503; nothing logs a traceback.
+
+The second test floods both during an outage (the image's ``ACCESS_LOG=errors``):
+hundreds of pushes and long-polls answered 503 leave a few lines, the first of
+each kind and, per ``LOG_SAMPLE_SECONDS``, one saying how many more there were,
+which add up to every 503 (before: an ERROR and an access line per push, a
+WARNING and an access line per poll).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
 import subprocess
 import tempfile
@@ -28,6 +36,10 @@ from tests import processes
 
 OUTAGE_SECONDS = 3.0
 PUSH_INTERVAL = 0.2
+SAMPLE_SECONDS = 1.0
+# One line for the first of a kind, then one per interval of the outage while they repeat, and one after it.
+MOST_LINES_PER_KIND = 1 + int(OUTAGE_SECONDS / SAMPLE_SECONDS) + 2
+SUMMARY = re.compile(r"(\d+) more like this in the last \d+ s; the last: ")
 
 
 @contextlib.contextmanager
@@ -66,9 +78,10 @@ class RedisProcess:
 
 async def test_a_redis_outage_logs_one_line_per_change_and_no_traceback() -> None:
     conversation = f"projects/{processes.TEST_PROJECT}/conversations/OUTAGE-{uuid.uuid4().hex[:8]}"
+    sampling = {"LOG_SAMPLE_SECONDS": str(SAMPLE_SECONDS)}
     with restartable_redis() as (address, redis), processes.daphne_server(
-        role="connector", redis=address
-    ) as connector, processes.daphne_server(role="interceptor", redis=address) as interceptor:
+        role="connector", redis=address, **sampling
+    ) as connector, processes.daphne_server(role="interceptor", redis=address, **sampling) as interceptor:
         statuses: list[int] = []
         async with aiohttp.ClientSession() as session, session.ws_connect(
             f"{connector.http_url}/ws/"
@@ -109,4 +122,62 @@ async def test_a_redis_outage_logs_one_line_per_change_and_no_traceback() -> Non
     assert connector_log.count("Event subscription restored") == 1, connector_log
     assert " ERROR " not in connector_log, connector_log
     errors = [line for line in interceptor_log.splitlines() if " ERROR " in line]
-    assert len(errors) == refused and all("Event store unavailable" in line for line in errors), errors
+    assert errors and all("Event store unavailable" in line for line in errors), errors
+    assert lines_standing_for(errors) == refused, errors
+
+
+
+
+def lines_standing_for(lines: list[str]) -> int:
+    """How many occurrences ``lines`` report: one for a line written as it came, N for a summary of N."""
+    return sum(int(match[1]) if (match := SUMMARY.search(line)) else 1 for line in lines)
+
+
+async def test_a_flood_of_503s_during_an_outage_leaves_a_bounded_number_of_lines() -> None:
+    """Pushes and long-polls as fast as a few clients send them while Redis is down: each kind of refusal is
+    written once, then counted; the counts add up to every 503, and the log stays a few dozen lines."""
+    environment = {"ACCESS_LOG": "errors", "LOG_SAMPLE_SECONDS": str(SAMPLE_SECONDS), "LOG_LEVEL": "INFO"}
+    conversation = f"projects/{processes.TEST_PROJECT}/conversations/FLOOD-{uuid.uuid4().hex[:8]}"
+    with restartable_redis() as (address, redis), processes.daphne_server(
+        role="connector", redis=address, **environment
+    ) as connector, processes.daphne_server(role="interceptor", redis=address, **environment) as interceptor:
+        pushes: list[int] = []
+        polls: list[int] = []
+        async with httpx.AsyncClient(timeout=10) as client:
+            async def push(number: int) -> None:
+                envelope = push_samples.sample_push(push_samples.NEW_MESSAGE_EVENT, conversation,
+                                                    message_id=f"flood-{number}")
+                response = await client.post(f"{interceptor.http_url}/new-message-event",
+                                             content=push_samples.encode(envelope),
+                                             headers={"Content-Type": "application/json"})
+                pushes.append(response.status_code)
+
+            async def poll() -> None:
+                response = await client.get(f"{connector.http_url}/socket.io/?EIO=4&transport=polling")
+                polls.append(response.status_code)
+
+            await push(0)
+            redis.stop()
+            started, number = time.monotonic(), 1
+            while time.monotonic() - started < OUTAGE_SECONDS:
+                await asyncio.gather(*(push(number + n) for n in range(4)), poll(), poll())
+                number += 4
+            redis.start()
+            await asyncio.sleep(3 * SAMPLE_SECONDS)  # the last intervals' summaries
+        connector_log, interceptor_log = connector.log(), interceptor.log()
+
+    assert pushes[0] == 204 and pushes.count(503) >= 100, pushes
+    assert polls.count(503) >= 50, polls
+    for log in (connector_log, interceptor_log):
+        assert "Traceback" not in log, log
+    store_errors = [line for line in interceptor_log.splitlines() if "Event store unavailable" in line]
+    push_lines = [line for line in interceptor_log.splitlines() if '"POST /new-message-event" 503' in line]
+    poll_warnings = [line for line in connector_log.splitlines() if "Could not serve a long-polling request" in line]
+    poll_lines = [line for line in connector_log.splitlines() if '"GET /socket.io/" 503' in line]
+    for lines, refused in ((store_errors, pushes.count(503)), (push_lines, pushes.count(503)),
+                           (poll_warnings, polls.count(503)), (poll_lines, polls.count(503))):
+        assert 1 <= len(lines) <= MOST_LINES_PER_KIND, lines
+        assert lines_standing_for(lines) == refused, lines
+    # Everything else: start-up, the subscription lost and restored, no line per request.
+    assert len(interceptor_log.splitlines()) <= 2 * MOST_LINES_PER_KIND + 10, interceptor_log
+    assert len(connector_log.splitlines()) <= 2 * MOST_LINES_PER_KIND + 15, connector_log

@@ -51,6 +51,7 @@ from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Sco
 from django.conf import settings
 
 from common.asgi_body import read_body
+from common.log_sampling import LogSampler
 from connector import sessions
 from connector.engineio import packets
 from connector.origin import origin_allowed
@@ -62,6 +63,9 @@ from events import metrics, redis_client
 from events.history import Replay, get_history
 
 logger = logging.getLogger(__name__)
+# Every desktop polls again at once after a refusal: while Redis is out, or for a page on a refused origin,
+# each poll would write the same line.
+repeated = LogSampler(logger)
 
 ASGIApp = Callable[[Scope, ASGIReceiveCallable, ASGISendCallable], object]
 PATHS = frozenset({"/socket.io/", "/socket.io"})  # Engine.IO's, both transports (aa_site.serve_uvicorn too)
@@ -112,15 +116,16 @@ class PollingTransport:
             return
         origin = _header(scope, b"origin")
         if origin is not None and not origin_allowed(origin):
-            logger.warning("Refused a long-polling request from origin %r: not an allowed origin "
-                           "(CORS_ALLOWED_ORIGINS)", origin[:200])
+            repeated.warning("refused origin", "Refused a long-polling request from origin %r: not an allowed "
+                             "origin (CORS_ALLOWED_ORIGINS)", origin[:200])
             await _send(send, error(FORBIDDEN, status=403), origin=None)
             return
         try:
             answer = await _serve(scope, receive)
         except Exception as failure:
-            logger.warning("Could not serve a long-polling request, Redis failed: %s: %s",
-                           type(failure).__name__, failure)
+            repeated.warning(("redis failed", type(failure).__name__),
+                             "Could not serve a long-polling request, Redis failed: %s: %s", type(failure).__name__,
+                             failure)
             answer = error(BAD_REQUEST, status=503, message="events are unavailable right now; try again")
             answer.headers.append((b"Retry-After", b"1"))
         if answer is not None:

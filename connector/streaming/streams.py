@@ -26,12 +26,15 @@ import httpx
 from django.conf import settings
 
 from common import http_clients
+from common.log_sampling import LogSampler
 from connector import tokens
 from connector.dialogflow_proxy import credentials
 from connector.dialogflow_proxy.permissions import allowed_projects
 from connector.streaming import methods, webchannel
 
 logger = logging.getLogger(__name__)
+# At the process's bound every further stream-request is refused, and desktops retry: one line, then counts.
+repeated = LogSampler(logger)
 
 #: How a connection sends one stream message in its protocol: (kind, message) with kind data, error or ended.
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -126,7 +129,8 @@ class StreamRegistry:
             raise methods.StreamRefused(
                 f"a connection may have at most {settings.STREAM_MAX_PER_CONNECTION} open streams")
         if PROCESS.count >= settings.STREAM_MAX_PER_PROCESS:
-            logger.warning("Refusing a stream: %s are open in this process (STREAM_MAX_PER_PROCESS)", PROCESS.count)
+            repeated.warning("process bound", "Refusing a stream: %s are open in this process "
+                             "(STREAM_MAX_PER_PROCESS)", PROCESS.count)
             raise methods.StreamRefused("the server has too many open streams; try again later")
 
     def _forget(self, stream: _Stream) -> None:
