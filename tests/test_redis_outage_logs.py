@@ -166,8 +166,9 @@ async def test_a_flood_of_503s_during_an_outage_leaves_a_bounded_number_of_lines
             await asyncio.sleep(3 * SAMPLE_SECONDS)  # the last intervals' summaries
         connector_log, interceptor_log = connector.log(), interceptor.log()
 
-    assert pushes[0] == 204 and pushes.count(503) >= 100, pushes
-    assert polls.count(503) >= 50, polls
+    # Far more refusals than lines may stand for them (a slow machine sends fewer: the bound still shows).
+    assert pushes[0] == 204 and pushes.count(503) >= 5 * MOST_LINES_PER_KIND, pushes
+    assert polls.count(503) >= 3 * MOST_LINES_PER_KIND, polls
     for log in (connector_log, interceptor_log):
         assert "Traceback" not in log, log
     store_errors = [line for line in interceptor_log.splitlines() if "Event store unavailable" in line]
