@@ -64,9 +64,8 @@ _PATH_QUERY = re.compile(r"(/[^\s?\"'<>]*)\?[^\s\"'<>]*")
 # An ASGI scope's repr carries the query without its "?": "'query_string': b'token=...'".
 _SCOPE_QUERY = re.compile(r"""(['"]query_string['"]:\s*b?)(['"]).*?(?<!\\)\2""")
 # What every LogRecord has; anything else on a record came from ``extra=`` (python-json-logger writes each).
-_RECORD_ATTRIBUTES = frozenset(
-    {*logging.LogRecord("", 0, "", 0, "", (), None).__dict__, "message", "asctime", "taskName", TRACE_FIELD}
-)
+_PLAIN_RECORD = logging.LogRecord("", 0, "", 0, "", (), None).__dict__
+_RECORD_ATTRIBUTES = frozenset({*_PLAIN_RECORD, "message", "asctime", "taskName", TRACE_FIELD})
 
 
 def without_query(text: str) -> str:
@@ -121,9 +120,9 @@ class QueryStringFilter(logging.Filter):
                 record.msg, record.args = without_query(message), ()
         elif "?" in message or "query_string" in message:
             record.msg = without_query(message)
-        extras = record.__dict__.keys() - _RECORD_ATTRIBUTES
-        for name in extras:
-            record.__dict__[name] = loggable(record.__dict__[name])
+        if len(record.__dict__) > len(_PLAIN_RECORD):  # else no extra field: the set difference costs more
+            for name in record.__dict__.keys() - _RECORD_ATTRIBUTES:
+                record.__dict__[name] = loggable(record.__dict__[name])
         if record.exc_info:
             text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
             cut = without_query(text)

@@ -8,6 +8,7 @@ service must not log: ``/conversation-name?conversationIntegrationKey=<key>``
 and replaces that log with one line per request through Python logging
 (logger ``aa_site.access``, INFO, so ``LOG_LEVEL`` and ``LOGGING_FILE`` apply),
 with the path only. ``--verbosity 0`` (without ``--access-log``) still turns it off.
+The lines of 429 and 503 answers, which come in floods, are sampled (``LOG_SAMPLE_SECONDS``).
 
 Two more changes to how daphne (Twisted underneath) reads requests, in
 ``PathOnlyLoggingServer.protocol_connected``, which daphne calls for each new request:

@@ -62,7 +62,7 @@ class LogSampler:
         return self._interval if self._interval is not None else settings.LOG_SAMPLE_SECONDS
 
     def log(self, level: int, key: Hashable, msg: str, *args: Any, **kwargs: Any) -> None:
-        """Log ``msg % args`` at ``level`` if it is the first for ``key`` (kwargs as ``Logger.log``'s), else count it."""
+        """Log ``msg % args`` at ``level`` if it is the first for ``key``; else count it (kwargs as Logger.log's)."""
         if not self.logger.isEnabledFor(level):
             return
         interval = self.interval()
