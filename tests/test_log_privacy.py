@@ -127,8 +127,9 @@ async def request_everything(server: processes.Server, desktop_token: str, fake:
                             async with session.ws_connect(full) as socket:
                                 await socket.receive(timeout=2)
                                 await socket.close()
-                        with contextlib.suppress(aiohttp.ClientError):
-                            await session.ws_connect(full, headers={"Origin": "https://elsewhere.example"})
+                        with contextlib.suppress(aiohttp.ClientError):  # refused: WSREJECT
+                            async with session.ws_connect(full, headers={"Origin": "https://elsewhere.example"}):
+                                pass
 
         await http_routes()
         await websockets()
