@@ -30,7 +30,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
 from redis.exceptions import RedisError
 
-from aa_site import live_state
+from aa_site import admin_login, live_state
 from connector import instances, integration_keys
 from connector.polling import operators as polling
 from events import conversations, history, redis_client
@@ -52,6 +52,13 @@ class OperatorAdminSite(admin.AdminSite):
             path("live/disconnect/", self.admin_view(require_POST(self.disconnect_view)), name="live-disconnect"),
             *super().get_urls(),
         ]
+
+    def login(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        """Django's login, with a 503 page for a login refused unchecked (``aa_site.admin_login``)."""
+        try:
+            return super().login(request, extra_context)
+        except admin_login.REFUSALS as refused:
+            return admin_login.refusal_response(request, refused)
 
     def _context(self, request: HttpRequest, title: str, **values) -> dict:
         return {**self.each_context(request), "title": title, **values}
