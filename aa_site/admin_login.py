@@ -5,7 +5,9 @@ so it runs in a worker thread, never on the event loop; but every login POST get
 eight at once took both cores and delayed pushes to desktops. ``AdminLoginBackend`` therefore:
 
 1. asks django-axes whether this user name or address is locked out (``aa_site.admin_lockout``, counted in
-   Redis across instances); if so, it refuses before any hashing (axes answers 429, ``lockout_response``);
+   Redis across instances); if so, it refuses before any hashing (axes answers 429, ``lockout_response``).
+   A POST already locked out is answered before the form is even built (``refuse_if_locked_out``): a storm
+   of them costs a counter read and a small page each;
 2. checks the password (Django's ``ModelBackend``, which also hashes for an unknown user name, so that
    timing tells nothing) holding one of ``ADMIN_LOGIN_CONCURRENCY`` slots per process (1: at most one
    core hashes). A login finding none free waits up to ``ADMIN_LOGIN_WAIT_SECONDS``, behind at most
@@ -22,11 +24,15 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 from axes.backends import AxesStandaloneBackend
+from axes.handlers.proxy import AxesProxyHandler
+from axes.helpers import get_credentials
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.forms import UsernameField
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 
 from aa_site.admin_lockout import Lockout, LoginThrottleUnavailable
 
@@ -97,6 +103,17 @@ def _slots() -> _HashingSlots:
         return _current_slots
 
 
+def refuse_if_locked_out(request: HttpRequest) -> HttpResponse | None:
+    """For a login POST whose user name or address is locked out: the lockout page, before the login form is
+    built or rendered (a client hammering a lockout costs a counter read and a small page, nothing more)."""
+    if request.method != "POST":
+        return None
+    username = UsernameField().to_python(request.POST.get(settings.AXES_USERNAME_FORM_FIELD))  # as the form has it
+    if AxesProxyHandler.is_allowed(request, get_credentials(username)):
+        return None
+    return lockout_response(request)
+
+
 def lockout_response(request: HttpRequest, *args, **kwargs) -> HttpResponse:
     """``AXES_LOCKOUT_CALLABLE``: 429 with ``Retry-After`` and a page saying what is locked and for how long."""
     lockout = getattr(request, "aa_admin_lockout", None) or Lockout(
@@ -126,7 +143,8 @@ REFUSALS = (LoginBusy, LoginThrottleUnavailable)
 
 
 def _refusal(request: HttpRequest, title: str, message: str, *, status: int, retry_after: int) -> HttpResponse:
-    context = {**admin.site.each_context(request), "title": title, "message": message}
+    context = {"site_header": admin.site.site_header, "site_title": admin.site.site_title, "title": title,
+               "message": message, "login_url": reverse("admin:login")}
     response = render(request, REFUSAL_TEMPLATE, context, status=status)
     response["Retry-After"] = str(retry_after)
     return response

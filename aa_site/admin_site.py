@@ -54,9 +54,10 @@ class OperatorAdminSite(admin.AdminSite):
         ]
 
     def login(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
-        """Django's login, with a 503 page for a login refused unchecked (``aa_site.admin_login``)."""
+        """Django's login, answering a locked-out POST at once (429), and a login refused unchecked 503
+        (``aa_site.admin_login``)."""
         try:
-            return super().login(request, extra_context)
+            return admin_login.refuse_if_locked_out(request) or super().login(request, extra_context)
         except admin_login.REFUSALS as refused:
             return admin_login.refusal_response(request, refused)
 
