@@ -1,4 +1,5 @@
-"""Failed admin logins counted in Redis across every instance: django-axes' handler, locking per user name and per address.
+"""Failed admin logins counted in Redis across every instance: django-axes' handler, locking out per user name
+and per address.
 
 django-axes (``AUTHENTICATION_BACKENDS``, ``aa_site.admin_login``) asks this
 handler whether a login may be checked before any password is hashed, and
@@ -52,6 +53,8 @@ from redis.exceptions import RedisError
 from events import metrics, redis_client
 
 logger = logging.getLogger(__name__)
+
+REDIS_DOWN_WARNING_INTERVAL = 60.0
 
 # KEYS: the counters; ARGV[1]: their lifetime in milliseconds. Returns each counter's new count.
 _COUNT_SCRIPT = """
@@ -195,9 +198,21 @@ class _RedisCounters:
             return async_to_sync(function)(*args)
         except (RedisError, OSError) as error:
             metrics.redis_error("admin_login")
-            logger.warning("Admin logins refused: the failed-login counters in Redis at %s:%s are unreachable (%s)",
-                           settings.REDISHOST, settings.REDISPORT, type(error).__name__)
+            _warn_redis_down(error)
             raise LoginThrottleUnavailable(type(error).__name__) from None
+
+
+_last_redis_warning = -math.inf
+
+
+def _warn_redis_down(error: Exception) -> None:
+    """At most one WARNING a minute: a storm of logins during an outage is one line, not one per login."""
+    global _last_redis_warning
+    now = time.monotonic()
+    if now - _last_redis_warning >= REDIS_DOWN_WARNING_INTERVAL:
+        _last_redis_warning = now
+        logger.warning("Admin logins refused: the failed-login counters in Redis at %s:%s are unreachable (%s)",
+                       settings.REDISHOST, settings.REDISPORT, type(error).__name__)
 
 
 async def _eval(script: str, keys: list[str], *arguments) -> list:

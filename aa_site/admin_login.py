@@ -18,8 +18,10 @@ eight at once took both cores and delayed pushes to desktops. ``AdminLoginBacken
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
@@ -36,7 +38,10 @@ from django.urls import reverse
 
 from aa_site.admin_lockout import Lockout, LoginThrottleUnavailable
 
+logger = logging.getLogger(__name__)
+
 REFUSAL_TEMPLATE = "aa_admin/login_refused.html"
+BUSY_WARNING_INTERVAL = 60.0
 # Seconds a client is told to wait when Redis, which counts failed logins, is unreachable.
 THROTTLE_UNAVAILABLE_RETRY_SECONDS = 30
 
@@ -133,6 +138,7 @@ def refusal_response(request: HttpRequest, refused: Exception) -> HttpResponse:
         return _refusal(request, "Logins paused",
                         "Logins are paused: the failed-login counters (Redis) cannot be reached right now. "
                         "Try again in a minute.", status=503, retry_after=THROTTLE_UNAVAILABLE_RETRY_SECONDS)
+    _warn_busy()
     retry = max(1, math.ceil(settings.ADMIN_LOGIN_WAIT_SECONDS))
     return _refusal(request, "Busy", "The admin is busy checking other logins. Your password was not checked; "
                                      "try again in a few seconds.", status=503, retry_after=retry)
@@ -147,4 +153,19 @@ def _refusal(request: HttpRequest, title: str, message: str, *, status: int, ret
                "message": message, "login_url": reverse("admin:login")}
     response = render(request, REFUSAL_TEMPLATE, context, status=status)
     response["Retry-After"] = str(retry_after)
+    # Django would log an ERROR with the request for each 503: a storm's worth. Its access line remains
+    # (ACCESS_LOG), and the causes are logged at most once a minute (_warn_busy, aa_site.admin_lockout).
+    response._has_been_logged = True
     return response
+
+
+_last_busy_warning = -math.inf
+
+
+def _warn_busy() -> None:
+    global _last_busy_warning
+    now = time.monotonic()
+    if now - _last_busy_warning >= BUSY_WARNING_INTERVAL:
+        _last_busy_warning = now
+        logger.warning("Admin logins answered busy: all %s password-check slots taken and %s waiting",
+                       settings.ADMIN_LOGIN_CONCURRENCY, settings.ADMIN_LOGIN_QUEUE)

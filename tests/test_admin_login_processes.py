@@ -74,7 +74,8 @@ async def login_form(client: httpx.AsyncClient) -> str:
 async def log_in(server: Server, username: str, password: str, address: str | None = None) -> httpx.Response:
     async with httpx.AsyncClient(base_url=server.http_url, timeout=clients.CLIENT_TIMEOUT) as client:
         token = await login_form(client)
-        return await client.post("/admin/login/?next=/admin/live/", headers={"X-Forwarded-For": address or new_address()},
+        return await client.post("/admin/login/?next=/admin/live/",
+                                 headers={"X-Forwarded-For": address or new_address()},
                                  data={"username": username, "password": password, "csrfmiddlewaretoken": token})
 
 
@@ -150,4 +151,6 @@ async def test_logins_that_cannot_wait_for_a_password_check_are_told_busy(redis_
         assert max(entry["in_flight"] for entry in recorded) == 1
         # Busy answers counted nothing: the operator still logs in (the addresses were all new anyway).
         assert (await log_in(server, "operator", PASSWORD)).status_code == 302
-        assert "Traceback" not in server.log()
+        log = server.log()
+        assert "Traceback" not in log and " ERROR " not in log
+        assert log.count("Admin logins answered busy") == 1
