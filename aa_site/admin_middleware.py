@@ -1,4 +1,5 @@
-"""Django's session, user, message and framing middleware, run for the admin's paths (``/admin/``) only.
+"""Django's session, user, message and framing middleware, and django-axes' lockout answer, run for the
+admin's paths (``/admin/``) only.
 
 The admin needs a session, ``request.user`` and messages; nothing else the
 service serves does, and under ASGI each of those middlewares costs a thread
@@ -11,6 +12,7 @@ would (``aa_site.apps`` disconnects those signals for every other request).
 from __future__ import annotations
 
 from asgiref.sync import markcoroutinefunction, sync_to_async
+from axes.middleware import AxesMiddleware
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
@@ -19,7 +21,9 @@ from django.http import HttpRequest, HttpResponseBase
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 
 ADMIN_PREFIX = "/admin/"
-ADMIN_MIDDLEWARE = (SessionMiddleware, AuthenticationMiddleware, MessageMiddleware, XFrameOptionsMiddleware)
+# AxesMiddleware last, as django-axes asks: it turns a locked-out login into its 429 page (aa_site.admin_login).
+ADMIN_MIDDLEWARE = (SessionMiddleware, AuthenticationMiddleware, MessageMiddleware, XFrameOptionsMiddleware,
+                    AxesMiddleware)
 
 
 class AdminMiddleware:

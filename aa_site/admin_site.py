@@ -30,7 +30,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
 from redis.exceptions import RedisError
 
-from aa_site import live_state
+from aa_site import admin_login, live_state
 from connector import instances, integration_keys
 from connector.polling import operators as polling
 from events import conversations, history, redis_client
@@ -52,6 +52,14 @@ class OperatorAdminSite(admin.AdminSite):
             path("live/disconnect/", self.admin_view(require_POST(self.disconnect_view)), name="live-disconnect"),
             *super().get_urls(),
         ]
+
+    def login(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        """Django's login, answering a locked-out POST at once (429), and a login refused unchecked 503
+        (``aa_site.admin_login``)."""
+        try:
+            return admin_login.refuse_if_locked_out(request) or super().login(request, extra_context)
+        except admin_login.REFUSALS as refused:
+            return admin_login.refusal_response(request, refused)
 
     def _context(self, request: HttpRequest, title: str, **values) -> dict:
         return {**self.each_context(request), "title": title, **values}

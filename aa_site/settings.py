@@ -147,6 +147,9 @@ INSTALLED_APPS = [
     # The operators' admin (aa_site/admin_site.py), served by the connector and "all" roles under /admin/.
     "aa_site.apps.OperatorAdminConfig",
     "django.contrib.auth",
+    # Failed admin logins counted and locked out (aa_site/admin_lockout.py); its tables are created by migrate
+    # but stay empty: the counts are in Redis.
+    "axes",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
@@ -205,8 +208,37 @@ SESSION_COOKIE_AGE = 8 * 3600
 # Cloud Run's front end terminates TLS and says so in X-Forwarded-Proto (for the admin's secure cookies and CSRF).
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.flag("TRUST_FORWARDED_PROTO", False) else None
 CSRF_TRUSTED_ORIGINS = env.items("CSRF_TRUSTED_ORIGINS")
-# Django's admin asks for its middleware in MIDDLEWARE; here aa_site.admin_middleware runs them, for /admin/ only.
-SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]
+# Django's admin (and django-axes) ask for their middleware in MIDDLEWARE; aa_site.admin_middleware runs them,
+# for /admin/ only.
+SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410", "axes.W002"]
+
+# --- The admin's login (aa_site/admin_login.py, aa_site/admin_lockout.py; django-axes) ---
+# Failed logins per user name (from any address), and per client address (for any names), after which logins for
+# that name, or from that address, are refused (429) for ADMIN_LOGIN_LOCKOUT_SECONDS; counted in Redis across
+# instances. An address gets more: several operators may share one (an office's NAT).
+ADMIN_LOGIN_FAILURES_PER_USER = env.integer("ADMIN_LOGIN_FAILURES_PER_USER", 5, minimum=1, maximum=1000)
+ADMIN_LOGIN_FAILURES_PER_ADDRESS = env.integer("ADMIN_LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1, maximum=100_000)
+ADMIN_LOGIN_LOCKOUT_SECONDS = env.integer("ADMIN_LOGIN_LOCKOUT_SECONDS", 900, minimum=1, maximum=7 * 24 * 3600)
+# Password checks (about 0.36 s of CPU each) one process runs at once; further logins wait up to
+# ADMIN_LOGIN_WAIT_SECONDS, at most ADMIN_LOGIN_QUEUE of them, else get 503 "busy": a login storm takes one core,
+# never the one serving desktops too.
+ADMIN_LOGIN_CONCURRENCY = env.integer("ADMIN_LOGIN_CONCURRENCY", 1, minimum=1, maximum=64)
+ADMIN_LOGIN_QUEUE = env.integer("ADMIN_LOGIN_QUEUE", 8, minimum=0, maximum=1000)
+ADMIN_LOGIN_WAIT_SECONDS = env.number("ADMIN_LOGIN_WAIT_SECONDS", 3.0, minimum=0.0, maximum=60)
+AUTHENTICATION_BACKENDS = ["aa_site.admin_login.AdminLoginBackend"]
+AXES_HANDLER = "aa_site.admin_lockout.RedisLoginHandler"
+# What axes and its checks read; the handler keeps one counter per user name and one per address, each with its
+# own limit above (axes' own handlers compare the larger count with one limit).
+AXES_LOCKOUT_PARAMETERS = [["username"], ["ip_address"]]
+# The address the registration rate limit counts (TRUSTED_PROXY_HOPS, IPv6 as its /64).
+AXES_CLIENT_IP_CALLABLE = "connector.ratelimit.client_address"
+AXES_COOLOFF_TIME = "aa_site.admin_lockout.cool_off"
+AXES_LOCKOUT_CALLABLE = "aa_site.admin_login.lockout_response"
+# An attempt refused while locked out is not counted: hammering does not prolong the lockout.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# No attempts in the database to show, and no start-up banner.
+AXES_ENABLE_ADMIN = False
+AXES_VERBOSE = False
 
 # --- Metrics (events/metrics.py, aa_site/metrics_view.py) ------------------------
 # The bearer token a Prometheus scraper sends to GET /metrics; empty: /metrics answers 404.

@@ -33,7 +33,7 @@ What is counted, and where:
   Redis.
 - ``aa_redis_errors_total{operation}``: Redis failures the service handled
   (``publish``, ``subscription``, ``presence``, ``rate_limit``,
-  ``integration_keys``, ``desktop``, ``instances``).
+  ``integration_keys``, ``desktop``, ``instances``, ``admin_login``).
 
 Several server processes on one machine (``PROMETHEUS_MULTIPROC_DIR`` set to an
 empty directory shared by them, before they start) are summed by
