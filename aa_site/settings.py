@@ -128,6 +128,12 @@ WEBSOCKET_SEND_QUEUE_BYTES = env.integer("WEBSOCKET_SEND_QUEUE_BYTES", 8 * 2**20
 WEBSOCKET_MAX_UNAUTHENTICATED = env.integer("WEBSOCKET_MAX_UNAUTHENTICATED", 1000, minimum=1)
 # Long-polling GETs one process keeps waiting at once (connector/polling); more are answered 503 at once.
 SOCKETIO_MAX_WAITING_POLLS = env.integer("SOCKETIO_MAX_WAITING_POLLS", 10000, minimum=1)
+# Packets, and their bytes, that may wait in Redis for a long-polling session's next GET (acknowledgements,
+# CONNECT answers, pongs: conversation events are read from the history, not queued). A client that polls while
+# it posts holds a few; one that only posts is closed past these (its next GET answers CLOSE; it can recover).
+# The byte budget holds the acknowledgements of every join a connection may make (64) with the longest names.
+SOCKETIO_POLLING_QUEUE_LIMIT = env.integer("SOCKETIO_POLLING_QUEUE_LIMIT", 1000, minimum=10)
+SOCKETIO_POLLING_QUEUE_BYTES = env.integer("SOCKETIO_POLLING_QUEUE_BYTES", 2**20, minimum=65536)
 
 # --- HTTP ----------------------------------------------------------------------
 ALLOWED_HOSTS = env.items("ALLOWED_HOSTS", ["*"])
