@@ -102,6 +102,10 @@ WEBSOCKET_AUTH_TIMEOUT = env.integer("WEBSOCKET_AUTH_TIMEOUT", 10, minimum=1, ma
 # Socket.IO connection state recovery: how long a disconnected session can be resumed
 # (Socket.IO's maxDisconnectionDuration); 0 turns recovery, and the offset argument, off.
 SOCKETIO_RECOVERY_SECONDS = env.integer("SOCKETIO_RECOVERY_SECONDS", 120, minimum=0, maximum=24 * 3600)
+# Recovery session records one token (its jti) keeps at once: a new one evicts the token's ended records, then its
+# oldest. Room for a desktop's tabs sharing a token plus reconnections that could not recover (their old records
+# live out the recovery window); a client reconnecting in a loop holds no more.
+SOCKETIO_SESSIONS_PER_TOKEN = env.integer("SOCKETIO_SESSIONS_PER_TOKEN", 16, minimum=1, maximum=1000)
 # What a join-conversation without options replays: "none" (the sample's behaviour) or "all"
 # (the conversation's stored history). Clients can ask either way per join.
 SOCKETIO_JOIN_HISTORY = env.choice("SOCKETIO_JOIN_HISTORY", "none", ("none", "all"))
