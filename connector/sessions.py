@@ -109,7 +109,7 @@ async def start(session: Session, *, owner_id: str, ttl: int) -> None:
     else:
         evicted = await _start_script.get()(
             keys=[key(session.pid), index_key(owner_id)],
-            args=[json.dumps(asdict(session)), ttl * 1000, limit, key(""), session.pid],
+            args=[_encoded(session), ttl * 1000, limit, key(""), session.pid],
         )
     if evicted:
         logger.info("Evicted %s recovery session(s) of one token: it started more than %s "
@@ -135,7 +135,13 @@ async def save(session: Session, *, ttl: int) -> None:
     if not redis_client.is_configured():
         _memory.get().save(session, ttl)
         return
-    await redis_client.get_redis().set(key(session.pid), json.dumps(asdict(session)), ex=ttl, xx=True)
+    await redis_client.get_redis().set(key(session.pid), _encoded(session), ex=ttl, xx=True)
+
+
+def _encoded(session: Session) -> str:
+    # UTF-8 rather than \u escapes: a conversation name of 512 characters is then at most 2 KiB, not 6 KiB (its
+    # characters were checked to be text, conversations.normalise).
+    return json.dumps(asdict(session), ensure_ascii=False, separators=(",", ":"))
 
 
 async def expire(pid: str, *, ttl: int) -> None:

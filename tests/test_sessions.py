@@ -87,3 +87,21 @@ async def test_without_redis_the_same_bound_holds(settings) -> None:
     started[0].joined["projects/p/conversations/c"] = 1
     await sessions.save(started[0], ttl=60)  # evicted: not written again
     assert await sessions.load(pids[0]) is None
+
+
+async def test_a_record_is_bounded_in_bytes(settings) -> None:
+    """64 conversations (a connection's most) of 512 characters each, every one 4 bytes in UTF-8: the record is
+    at most their UTF-8 bytes plus a little, never their JSON escapes (12 bytes a character)."""
+    token = tokens.issue_token(user="alice")
+    async with client_factory() as make:
+        client = make()
+        await client.open()
+        pid = (await client.connect_namespace(token)).data["pid"]
+        for number in range(64):
+            prefix = f"projects/p/conversations/c{number:02d}-"
+            name = prefix + "\U0001d11e" * (512 - len(prefix))
+            assert await client.call("join-conversation", name) == [True, name]
+        refused, _ = await client.call("join-conversation", "projects/p/conversations/one-more")
+        assert refused is False
+        assert len((await sessions.load(pid)).joined) == 64
+        assert await redis_client.get_redis().strlen(sessions.key(pid)) <= 64 * (4 * 512 + 16) + 256
