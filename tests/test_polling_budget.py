@@ -190,3 +190,19 @@ async def test_an_unknown_event_and_a_huge_ack_id_are_not_echoed(counted, budget
         assert (await client.get(session_url(url, sid))).text == f"437[false,\"unknown event '{'e' * 64}'\"]"
         assert (await client.post(session_url(url, sid), content=f'42{"9" * 99}["x"]'.encode())).text == "ok"
         assert eio_keys(budget_redis, sid) == []  # ended: a protocol error
+
+
+async def test_a_poll_answers_at_most_the_budget_of_a_list_queued_before_it(counted, budget_redis, token) -> None:
+    """A list longer than the budget (queued by a connector without one, before an upgrade of the deployment) is
+    answered a budget at a time: ten packets, then the other five, the byte count following."""
+    url = counted.http_url
+    async with httpx.AsyncClient(timeout=30) as client:
+        sid, _ = await connected(client, url, token)
+        store(budget_redis).rpush(f"aa:eio:{sid}:out", *[f"43{number}[true]" for number in range(15)])
+        store(budget_redis).hset(f"aa:eio:{sid}", "out_bytes", sum(len(f"43{n}[true]") for n in range(15)))
+        first = (await client.get(session_url(url, sid))).text.split("\x1e")
+        assert first == [f"43{number}[true]" for number in range(10)]
+        assert queued(budget_redis, sid) == (5, 5 * len("4310[true]"))
+        assert int(store(budget_redis).hget(f"aa:eio:{sid}", "out_bytes")) == 5 * len("4310[true]")
+        assert (await client.get(session_url(url, sid))).text.split("\x1e") == [f"43{n}[true]" for n in range(10, 15)]
+        assert store(budget_redis).hget(f"aa:eio:{sid}", "out_bytes") is None
