@@ -102,6 +102,10 @@ WEBSOCKET_AUTH_TIMEOUT = env.integer("WEBSOCKET_AUTH_TIMEOUT", 10, minimum=1, ma
 # Socket.IO connection state recovery: how long a disconnected session can be resumed
 # (Socket.IO's maxDisconnectionDuration); 0 turns recovery, and the offset argument, off.
 SOCKETIO_RECOVERY_SECONDS = env.integer("SOCKETIO_RECOVERY_SECONDS", 120, minimum=0, maximum=24 * 3600)
+# Recovery session records one token (its jti) keeps at once: a new one evicts the token's ended records, then its
+# oldest. Room for a desktop's tabs sharing a token plus reconnections that could not recover (their old records
+# live out the recovery window); a client reconnecting in a loop holds no more.
+SOCKETIO_SESSIONS_PER_TOKEN = env.integer("SOCKETIO_SESSIONS_PER_TOKEN", 16, minimum=1, maximum=1000)
 # What a join-conversation without options replays: "none" (the sample's behaviour) or "all"
 # (the conversation's stored history). Clients can ask either way per join.
 SOCKETIO_JOIN_HISTORY = env.choice("SOCKETIO_JOIN_HISTORY", "none", ("none", "all"))
@@ -128,6 +132,12 @@ WEBSOCKET_SEND_QUEUE_BYTES = env.integer("WEBSOCKET_SEND_QUEUE_BYTES", 8 * 2**20
 WEBSOCKET_MAX_UNAUTHENTICATED = env.integer("WEBSOCKET_MAX_UNAUTHENTICATED", 1000, minimum=1)
 # Long-polling GETs one process keeps waiting at once (connector/polling); more are answered 503 at once.
 SOCKETIO_MAX_WAITING_POLLS = env.integer("SOCKETIO_MAX_WAITING_POLLS", 10000, minimum=1)
+# Packets, and their bytes, that may wait in Redis for a long-polling session's next GET (acknowledgements,
+# CONNECT answers, pongs: conversation events are read from the history, not queued). A client that polls while
+# it posts holds a few; one that only posts is closed past these (its next GET answers CLOSE; it can recover).
+# The byte budget holds the acknowledgements of every join a connection may make (64) with the longest names.
+SOCKETIO_POLLING_QUEUE_LIMIT = env.integer("SOCKETIO_POLLING_QUEUE_LIMIT", 1000, minimum=10)
+SOCKETIO_POLLING_QUEUE_BYTES = env.integer("SOCKETIO_POLLING_QUEUE_BYTES", 2**20, minimum=65536)
 
 # --- HTTP ----------------------------------------------------------------------
 ALLOWED_HOSTS = env.items("ALLOWED_HOSTS", ["*"])

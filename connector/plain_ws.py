@@ -23,6 +23,11 @@ from events.history import Event, Offset
 
 CLOSE_UNAUTHENTICATED = close_codes.UNAUTHENTICATED
 MAX_FRAME_CHARS = 64 * 1024
+# Answers repeat at most this much of what a client sent (a request id, an unknown type), so that what the
+# server sends back is never as large as what it was sent.
+MAX_ECHOED_CHARS = 64
+# Request ids: JSON numbers that every JSON parser holds exactly (doubles), or short strings.
+MAX_REQUEST_ID = 2**53
 
 FrameHandler = Callable[["PlainWebSocketConsumer", dict[str, Any], Any], Awaitable[None]]
 
@@ -55,10 +60,15 @@ class PlainWebSocketConsumer(DesktopConsumer, AsyncJsonWebsocketConsumer):
             await self._error("bad_frame", "frame must be a JSON object")
             return
         request_id = content.get("id")
+        if not _echoable(request_id):
+            await self._error("bad_frame", f"id must be a number of at most {MAX_REQUEST_ID} or a string of at most "
+                                           f"{MAX_ECHOED_CHARS} characters")
+            return
         kind = content.get("type")
         handler = self.frame_handlers.get(kind) if isinstance(kind, str) else None
         if handler is None:
-            await self._error("unknown_type", f"unknown frame type {kind!r}", request_id)
+            shown = repr(kind[:MAX_ECHOED_CHARS]) if isinstance(kind, str) else "(not a string)"
+            await self._error("unknown_type", f"unknown frame type {shown}", request_id)
             return
         await handler(self, content, request_id)
 
@@ -177,3 +187,12 @@ class PlainWebSocketConsumer(DesktopConsumer, AsyncJsonWebsocketConsumer):
         delay = settings.WEBSOCKET_AUTH_TIMEOUT
         await self._error("unauthenticated", f"no authenticate frame within {delay} seconds")
         await self.close(code=CLOSE_UNAUTHENTICATED)
+
+
+def _echoable(request_id: Any) -> bool:
+    """A request id the answer may repeat: none, a number within ``MAX_REQUEST_ID``, a short string."""
+    if request_id is None or isinstance(request_id, bool):
+        return True
+    if isinstance(request_id, (int, float)):
+        return abs(request_id) <= MAX_REQUEST_ID
+    return isinstance(request_id, str) and len(request_id) <= MAX_ECHOED_CHARS

@@ -309,6 +309,23 @@ async def test_unknown_type_is_an_error_echoing_the_id(new_client, frame: dict[s
     assert (reply["type"], reply["code"], reply["id"]) == ("error", "unknown_type", 4)
 
 
+async def test_answers_repeat_no_more_than_64_characters_of_what_the_client_sent(new_client) -> None:
+    """An unknown type is named by its first 64 characters; a request id longer than 64 characters, or a number past
+    2^53, is a ``bad_frame`` that does not repeat it; an ``end_stream`` for a stream id no stream could have
+    answers ``streamId: null``. Within those bounds, ids are echoed as ever."""
+    client = await new_client()
+    reply = await client.request({"type": "x" * 64 + "y" * 60_000, "id": 5})
+    assert reply == {"type": "error", "code": "unknown_type", "message": f"unknown frame type {'x' * 64!r}", "id": 5}
+    for request_id in ("i" * 65, 2**53 + 1, {"nested": "object"}):
+        reply = await client.request({"type": "ping", "id": request_id})
+        assert (reply["type"], reply["code"], "id" in reply) == ("error", "bad_frame", False), reply
+        assert len(json.dumps(reply)) < 200
+    assert await client.request({"type": "ping", "id": "i" * 64}) == {"type": "pong", "id": "i" * 64}
+    assert await client.request({"type": "ping", "id": -(2**53)}) == {"type": "pong", "id": -(2**53)}
+    reply = await client.request({"type": "end_stream", "streamId": "s" * 60_000, "id": 6})
+    assert reply == {"type": "stream_ended", "streamId": None, "id": 6}
+
+
 async def test_ping_is_answered_with_pong(new_client) -> None:
     """``ping`` works before authentication too, so clients can probe the connection."""
     client = await new_client()

@@ -49,6 +49,7 @@ class PostOutcome:
         self.sets: dict[str, str] = {}
         self.deletes: list[str] = []
         self.packets: list[str] = []
+        self.size = 0  # the packets' characters (at most their bytes)
         self.close = False  # the session ends (a CLOSE packet, or a packet breaking the protocol)
 
     def set(self, **fields: str) -> None:
@@ -62,8 +63,20 @@ class PostOutcome:
         if name not in self.deletes:
             self.deletes.append(name)
 
+    def queue(self, frame: str) -> None:
+        """``frame`` for the session's next GET."""
+        self.packets.append(frame)
+        self.size += len(frame)
+
+    @property
+    def over_budget(self) -> bool:
+        """This POST's packets alone pass the session's out-queue budget: running the rest of its packets is
+        wasted work (``store.commit`` closes the session whatever they add)."""
+        return (len(self.packets) > settings.SOCKETIO_POLLING_QUEUE_LIMIT
+                or self.size > settings.SOCKETIO_POLLING_QUEUE_BYTES)
+
     async def send_message(self, payload: str) -> None:
-        self.packets.append(packets.message_frame(payload))
+        self.queue(packets.message_frame(payload))
 
     async def refuse(self, why: str) -> None:
         logger.info("Closing a long-polling session: %s", why)

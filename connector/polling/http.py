@@ -17,9 +17,11 @@ between requests lives in Redis (``connector.polling.store``).
   It answers Engine.IO's CLOSE, ending the session (its recovery window
   begins), at the token's expiry, when the history no longer reaches back to
   the session's positions, and when an operator closed the session
-  (``connector.polling.operators``) or a POST found its token expired: those
-  two mark the session closed rather than delete it, so that its client's
-  next GET answers CLOSE rather than ``Session ID unknown``. The events it
+  (``connector.polling.operators``), a POST found its token expired, or a POST
+  would pass the session's out-queue budget (``SOCKETIO_POLLING_QUEUE_LIMIT``,
+  ``SOCKETIO_POLLING_QUEUE_BYTES``): those mark the session closed rather than
+  delete it, so that its client's next GET answers CLOSE rather than
+  ``Session ID unknown``; a POST after that is answered ``ok``, its packets dropped. The events it
   answers with count in ``aa_event_deliveries_total``; while it waits for a
   session connected to ``/`` it counts in
   ``aa_desktops_connected{transport="polling"}``. A client that closes its
@@ -339,6 +341,8 @@ async def _post(scope: HTTPScope, receive: ASGIReceiveCallable, sid: str) -> Ans
     state = await store.load(sid)
     if state is None:
         return error(UNKNOWN_SID)
+    if state.closed:
+        return _ok()  # the server ended it; its packets come after that, its next GET answers CLOSE
     if _token_expired(state):
         # The session ends, but its client learns it from a poll: the pending GET, or the next, answers CLOSE.
         # Its packets are not run: they come after the token's expiry.
@@ -357,19 +361,25 @@ async def _post(scope: HTTPScope, receive: ASGIReceiveCallable, sid: str) -> Ans
         if packet.packet_type == packets.PONG:
             outcome.delete("pong_by")
         elif packet.packet_type == packets.PING:
-            outcome.packets.append(packets.pong_frame())
+            outcome.queue(packets.pong_frame())
         elif packet.packet_type == packets.CLOSE:
             outcome.close = True
         elif packet.packet_type == packets.MESSAGE:
             await desktop.socketio.receive(packet.data)
-        if outcome.close:
+        if outcome.close or outcome.over_budget:
             break
     if outcome.close:
         await _end(state.sid, state.pid)
         return _ok()
-    if not await store.commit(sid, pid=outcome.sets.get("pid", state.pid), sets=outcome.sets,
-                              deletes=outcome.deletes, packets=outcome.packets):
+    committed = await store.commit(sid, pid=outcome.sets.get("pid", state.pid), sets=outcome.sets,
+                                   deletes=outcome.deletes, packets=outcome.packets)
+    if committed.status == "gone":
         return error(UNKNOWN_SID)
+    if committed.status == "over_budget":
+        # As a WebSocket too far behind is closed (4429): the session's next GET answers CLOSE, and its client
+        # reconnects and recovers.
+        logger.info("Closing a long-polling session: its client left %s packets (%s bytes) unread "
+                    "(SOCKETIO_POLLING_QUEUE_LIMIT, SOCKETIO_POLLING_QUEUE_BYTES)", committed.packets, committed.size)
     return _ok()
 
 

@@ -7,10 +7,14 @@ the client connected to ``/``, its identity, recovery ``pid``, epoch and per
 joined conversation (field ``c:<name>``) the sequence number it has been
 sent up to, and ``sent``, the highest offset (sequence number) its answers
 carried; ``served_by``, the process that took its latest GET (for the
-operators' live view), and ``closed`` (why: ``operator``, ``token_expired``)
-once the server ended it while no GET of it was there to answer CLOSE. Beside
-it, ``<prefix>eio:<sid>:out`` lists the packets waiting for the next GET (the
-CONNECT answer, acknowledgements). A POST that adds packets publishes on
+operators' live view), and ``closed`` (why: ``operator``, ``token_expired``,
+``queue_full``) once the server ended it while no GET of it was there to answer
+CLOSE. Beside it, ``<prefix>eio:<sid>:out`` lists the packets waiting for the
+next GET (the CONNECT answer, acknowledgements), at most
+``SOCKETIO_POLLING_QUEUE_LIMIT`` packets and ``SOCKETIO_POLLING_QUEUE_BYTES``
+(their total in the hash's ``out_bytes``): a POST that would queue more ends
+the session instead (``queue_full``), its list dropped at once, as a WebSocket
+too far behind is closed (4429). A POST that adds packets publishes on
 ``<prefix>eio-wake:<sid>``, so a GET waiting on another process answers at once.
 
 Both keys expire: an unauthenticated session after ``WEBSOCKET_AUTH_TIMEOUT``,
@@ -47,11 +51,35 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
+# Take at most ``limit`` packets and ``budget`` bytes (one at least) off the out list, keeping its byte count.
+# The list never holds more (``_COMMIT`` ends a session before), unless it was queued before the budget.
+_TAKE = """
+local function _take(hash, list, limit, budget)
+  local queued = redis.call('LRANGE', list, 0, limit - 1)
+  if #queued == 0 then return queued end
+  local out, size = {}, 0
+  for j = 1, #queued do
+    if j > 1 and size + #queued[j] > budget then break end
+    out[j] = queued[j]
+    size = size + #queued[j]
+  end
+  if #out >= redis.call('LLEN', list) then
+    redis.call('DEL', list)
+    redis.call('HDEL', hash, 'out_bytes')
+  elseif #out > 0 then
+    redis.call('LTRIM', list, #out, -1)
+    redis.call('HINCRBY', hash, 'out_bytes', -size)
+  end
+  return out
+end
+"""
+
 # Start (ARGV[2] 'begin') or continue ('again') the one waiting GET. KEYS: hash, out list. ARGV: lock token,
-# mode, lock lifetime, ping interval, ping timeout, connected lifetime (ms), this process. Returns {status},
+# mode, lock lifetime, ping interval, ping timeout, connected lifetime (ms), this process, the queue's limit in
+# packets and in bytes. Returns {status},
 # {'closed', pid, why}, {'overlap', pid} (another GET holds the lock) or {'ok', fields, packets, ping (0/1), ms until
 # the next ping}; the packets are taken off the list.
-_POLL = _NOW + """
+_POLL = _NOW + _TAKE + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
 local f = redis.call('HMGET', KEYS[1], 'pong_by', 'poll', 'poll_until', 'upgrading_until', 'ping_due', 'identity',
                      'closed', 'pid')
@@ -78,8 +106,7 @@ if now >= ping_due then
   redis.call('HSET', KEYS[1], 'ping_due', ping_due)
   if pong_by == 0 then redis.call('HSET', KEYS[1], 'pong_by', now + tonumber(ARGV[5])) end
 end
-local out = redis.call('LRANGE', KEYS[2], 0, -1)
-redis.call('DEL', KEYS[2])
+local out = _take(KEYS[1], KEYS[2], tonumber(ARGV[8]), tonumber(ARGV[9]))
 if f[6] then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
 return {'ok', redis.call('HGETALL', KEYS[1]), out, ping, ping_due - now}
 """
@@ -106,20 +133,44 @@ return 1
 """
 
 # A POST's outcome. KEYS: hash, out list, recovery record. ARGV: connected lifetime, record lifetime (ms),
-# wake channel, the number of fields to set, field/value pairs, the number to delete, their names, packets.
+# wake channel, the queue's limit in packets and in bytes, the recovery window (ms), the number of fields to set,
+# field/value pairs, the number to delete, their names, packets. Returns 0 (no such session), 1, {2, packets,
+# bytes} (the session was marked closed: it is over its budget), or 3 (it was marked closed before).
 _COMMIT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local i = 4
+if redis.call('HEXISTS', KEYS[1], 'closed') == 1 then return 3 end
+local i = 7
 local sets = tonumber(ARGV[i])
+local first = i + 2 * sets + 2
+local deletes = tonumber(ARGV[first - 1])
+first = first + deletes
+local waiting = redis.call('LLEN', KEYS[2])
+local count = waiting + #ARGV - first + 1
+-- The list may have expired before the hash (a POST without packets renews only the hash): then nothing waits.
+local size = 0
+if waiting > 0 then size = tonumber(redis.call('HGET', KEYS[1], 'out_bytes') or '0') end
+for j = first, #ARGV do size = size + #ARGV[j] end
+if count > tonumber(ARGV[4]) or size > tonumber(ARGV[5]) then
+  -- Over budget: the queued packets go now; a small hash stays so that the next GET answers CLOSE.
+  local pid = redis.call('HGET', KEYS[1], 'pid')
+  for j = 1, sets do
+    if ARGV[i + 2 * j - 1] == 'pid' then pid = ARGV[i + 2 * j] end
+  end
+  local ttl = redis.call('PTTL', KEYS[1])
+  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('HSET', KEYS[1], 'closed', 'queue_full', 'pid', pid or '')
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+  if tonumber(ARGV[6]) > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[6]) end
+  redis.call('PUBLISH', ARGV[3], '1')
+  return {2, count, size}
+end
 for j = 1, sets do
   redis.call('HSET', KEYS[1], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
 end
-i = i + 2 * sets + 1
-local deletes = tonumber(ARGV[i])
-for j = 1, deletes do redis.call('HDEL', KEYS[1], ARGV[i + j]) end
-i = i + deletes + 1
-local packets = #ARGV - i + 1
-for j = i, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[j]) end
+for j = i + 2 * sets + 2, first - 1 do redis.call('HDEL', KEYS[1], ARGV[j]) end
+local packets = #ARGV - first + 1
+for j = first, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[j]) end
+if packets > 0 then redis.call('HSET', KEYS[1], 'out_bytes', size) end
 if redis.call('HEXISTS', KEYS[1], 'identity') == 1 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
   redis.call('PEXPIRE', KEYS[3], ARGV[2])
@@ -179,6 +230,7 @@ class PollingState:
     joined: dict[str, int] = field(default_factory=dict)  # conversation -> sequence number sent up to
     offset_sent: int = 0  # the highest offset (sequence number, in ``epoch``) its answers carried
     pending: list[str] = field(default_factory=list)  # packets taken for this answer
+    closed: str = ""  # why the server ended it (``mark_closed``), while its next GET has not answered CLOSE yet
 
     @classmethod
     def parse(cls, sid: str, flat: list[bytes], pending: list[bytes] = ()) -> PollingState:
@@ -196,6 +248,7 @@ class PollingState:
             joined={name[len(JOINED_PREFIX):]: int(value) for name, value in fields.items()
                     if name.startswith(JOINED_PREFIX)},
             pending=[_text(packet) for packet in pending],
+            closed=fields.get("closed", ""),
         )
 
 
@@ -308,7 +361,7 @@ async def poll(sid: str, token: str, *, again: bool) -> Poll:
         keys=list(_keys(sid)),
         args=[token, "again" if again else "begin", _ms(settings.SOCKETIO_PING_INTERVAL + 5),
               _ms(settings.SOCKETIO_PING_INTERVAL), _ms(settings.SOCKETIO_PING_TIMEOUT), _ms(connected_lifetime()),
-              PROCESS_ID],
+              PROCESS_ID, settings.SOCKETIO_POLLING_QUEUE_LIMIT, settings.SOCKETIO_POLLING_QUEUE_BYTES],
     )
     status = _text(reply[0])
     if status == "closed":
@@ -338,15 +391,33 @@ async def load(sid: str) -> PollingState | None:
     return PollingState.parse(sid, [item for pair in flat.items() for item in pair])
 
 
-async def commit(sid: str, *, pid: str | None, sets: dict[str, str], deletes: list[str], packets: list[str]) -> bool:
-    """Apply a POST's changes and queue its packets for the next GET (waking one waiting anywhere);
-    False when the session is gone."""
+@dataclass(frozen=True)
+class Committed:
+    """A POST's outcome in Redis: ``ok``; ``gone`` (no such session); ``closed`` (marked closed before: its
+    packets were dropped); ``over_budget`` (its out list would pass ``SOCKETIO_POLLING_QUEUE_LIMIT`` packets or
+    ``SOCKETIO_POLLING_QUEUE_BYTES``: the list was dropped and the session marked closed, ``queue_full``, its
+    recovery window begun), with the ``packets`` and ``size`` (bytes) it would have reached."""
+
+    status: Literal["ok", "gone", "closed", "over_budget"]
+    packets: int = 0
+    size: int = 0
+
+
+async def commit(sid: str, *, pid: str | None, sets: dict[str, str], deletes: list[str],
+                 packets: list[str]) -> Committed:
+    """Apply a POST's changes and queue its packets for the next GET (waking one waiting anywhere), within the
+    session's budget: one over it is closed at once, in the same step, and its queued bytes freed."""
     pairs = [item for pair in sets.items() for item in pair]
-    return bool(await _get().commit(
+    reply = await _get().commit(
         keys=[*_keys(sid), _record_key(pid)],
         args=[_ms(connected_lifetime()), _ms(record_lifetime()), wake_channel(sid),
+              settings.SOCKETIO_POLLING_QUEUE_LIMIT, settings.SOCKETIO_POLLING_QUEUE_BYTES,
+              _ms(settings.SOCKETIO_RECOVERY_SECONDS),
               len(sets), *pairs, len(deletes), *deletes, *packets],
-    ))
+    )
+    if isinstance(reply, list):
+        return Committed("over_budget", int(reply[1]), int(reply[2]))
+    return Committed({0: "gone", 1: "ok", 3: "closed"}[int(reply)])  # type: ignore[arg-type]
 
 
 async def close(sid: str) -> bool:
@@ -355,7 +426,7 @@ async def close(sid: str) -> bool:
     return bool(await _get().close(keys=list(_keys(sid)), args=[wake_channel(sid)]))
 
 
-CloseReason = Literal["operator", "token_expired"]
+CloseReason = Literal["operator", "token_expired", "queue_full"]
 
 
 async def mark_closed(sid: str, why: CloseReason) -> bool:

@@ -42,7 +42,7 @@ async def start_session(identity: tokens.DesktopIdentity) -> sessions.Session:
         pid=sessions.new_pid(), user=identity.user, project=identity.project, epoch=position.epoch,
         since=position.seq,
     )
-    await sessions.save(session, ttl=sessions.connected_ttl())
+    await sessions.start(session, owner_id=sessions.owner(identity), ttl=sessions.connected_ttl())
     return session
 
 

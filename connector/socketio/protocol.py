@@ -14,6 +14,11 @@ from socketio import packet as sio
 from connector.engineio import packets as engineio_packets
 
 DEFAULT_NAMESPACE = "/"
+# Longest namespace a CONNECT_ERROR names back: longer is no namespace anyone serves, and its echo would let a
+# client make the server hold (long-polling: queue in Redis) as much as it sends.
+MAX_NAMESPACE_LENGTH = 64
+# Largest acknowledgement id, echoed in the ACK: socket.io-client numbers its acknowledgements from 0, one by one.
+MAX_ACK_ID = 2**31 - 1
 CONNECT, DISCONNECT, EVENT, ACK, CONNECT_ERROR = sio.CONNECT, sio.DISCONNECT, sio.EVENT, sio.ACK, sio.CONNECT_ERROR
 
 # RecursionError: the stdlib JSON decoder raises it for deeply nested arrays
@@ -38,6 +43,10 @@ def decode(payload: str) -> sio.Packet:
         raise ProtocolError(f"unknown Socket.IO packet type {packet.packet_type}")
     if packet.attachment_count or packet.packet_type in (sio.BINARY_EVENT, sio.BINARY_ACK):
         raise ProtocolError("binary attachments are not supported")
+    if packet.namespace is not None and len(packet.namespace) > MAX_NAMESPACE_LENGTH:
+        raise ProtocolError(f"namespace longer than {MAX_NAMESPACE_LENGTH} characters")
+    if packet.id is not None and packet.id > MAX_ACK_ID:
+        raise ProtocolError(f"acknowledgement id above {MAX_ACK_ID}")
     return packet
 
 

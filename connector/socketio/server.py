@@ -17,6 +17,9 @@ from connector.socketio import protocol
 
 #: An event handler: called with the application and the event's arguments; returns the acknowledgement's.
 EventHandler = Callable[..., Awaitable[list[Any]]]
+# How much of an unknown event's name its acknowledgement repeats: enough to recognise a typo, never as much as
+# the client sent (a long-polling answer waits in Redis).
+MAX_ECHOED_NAME = 64
 
 
 class ConnectRefused(Exception):
@@ -106,7 +109,8 @@ class SocketIOServer:
             return
         name, args = data[0], data[1:]
         handler = type(self._application).socketio_handlers.get(name)
-        result = [False, f"unknown event {name!r}"] if handler is None else await handler(self._application, *args)
+        result = ([False, f"unknown event {name[:MAX_ECHOED_NAME]!r}"] if handler is None
+                  else await handler(self._application, *args))
         if ack_id is not None:
             await self._session.send_message(protocol.ack(ack_id, *result))
         await self._application.socketio_event_handled()

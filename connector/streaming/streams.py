@@ -42,6 +42,8 @@ Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 # Requests a stream queues while its upstream post is under way; a desktop that sends faster is told so.
 MAX_QUEUED_REQUESTS = 64
 MAX_STREAM_ID_CHARS = 256
+# Integer stream ids every JSON parser holds exactly; a larger one would be echoed at any length the client sent.
+MAX_STREAM_ID_NUMBER = 2**53
 
 
 class _ConnectionGone(Exception):
@@ -117,7 +119,7 @@ class StreamRegistry:
         stream = self._streams.get(stream_id) if _is_valid_id(stream_id) else None
         if stream is not None:
             await stream.close()
-        return [True, stream_id]
+        return [True, stream_id if _is_valid_id(stream_id) else None]  # never an echo of unbounded input
 
     async def close_all(self) -> None:
         """Close every open stream upstream (the connection ended)."""
@@ -261,13 +263,16 @@ class _Stream:
 def _is_valid_id(stream_id: Any) -> bool:
     if isinstance(stream_id, bool):
         return False
-    return isinstance(stream_id, int) or (isinstance(stream_id, str) and 0 < len(stream_id) <= MAX_STREAM_ID_CHARS)
+    if isinstance(stream_id, int):
+        return abs(stream_id) <= MAX_STREAM_ID_NUMBER
+    return isinstance(stream_id, str) and 0 < len(stream_id) <= MAX_STREAM_ID_CHARS
 
 
 def _checked_id(stream_id: Any) -> str | int:
     if not _is_valid_id(stream_id):
         raise methods.StreamRefused(
-            f"streamId must be an integer or a string of 1 to {MAX_STREAM_ID_CHARS} characters")
+            f"streamId must be an integer of at most {MAX_STREAM_ID_NUMBER} or a string of 1 to {MAX_STREAM_ID_CHARS} "
+            "characters")
     return stream_id
 
 

@@ -153,6 +153,20 @@ async def test_connect_to_another_namespace_is_refused_for_that_namespace(new_cl
     assert (await client.connect_namespace(tokens.issue_token(user="alice"))).packet_type == sio.CONNECT
 
 
+async def test_answers_repeat_no_more_than_64_characters_of_what_the_client_sent(connected) -> None:
+    """An unknown event's acknowledgement names the first 64 characters of it; the largest ack id is answered as
+    any other; a namespace of 64 characters is named back in its CONNECT_ERROR, as the reference server does."""
+    client = await connected()
+    name = "x" * 64 + "y" * 100_000
+    await client.send("42" + str(2**31 - 1) + json.dumps([name]))
+    ack = await client.receive_packet()
+    assert (ack.packet_type, ack.id) == (sio.ACK, 2**31 - 1)
+    assert ack.data == [False, f"unknown event {'x' * 64!r}"]
+    await client.send("40/" + "n" * 63 + ",{}")
+    refusal = await client.receive_packet()
+    assert (refusal.packet_type, refusal.namespace) == (sio.CONNECT_ERROR, "/" + "n" * 63)
+
+
 async def test_events_before_connect_are_ignored(new_client) -> None:
     """A join sent before CONNECT gets no ack and joins nothing."""
     client = new_client()

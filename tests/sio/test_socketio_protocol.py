@@ -169,6 +169,8 @@ def test_decode_namespace_drops_the_query() -> None:
         pytest.param("47", id="unknown Socket.IO type"),
         pytest.param('42["join-conversation"', id="truncated JSON"),
         pytest.param("42" + "1" * 101 + "[]", id="ack id too long"),
+        pytest.param("42" + str(2**31) + '["x"]', id="ack id past 2^31 - 1"),
+        pytest.param("40/" + "n" * 65 + ",{}", id="namespace longer than 64 characters"),
         pytest.param('451-["join-conversation",{"_placeholder":true,"num":0}]', id="binary attachment"),
         pytest.param('450-["join-conversation"]', id="binary event type"),
         pytest.param('461-1[{"_placeholder":true,"num":0}]', id="binary ack"),
@@ -183,3 +185,9 @@ def test_decode_rejects_invalid_frames(frame: str) -> None:
     """Anything that is not a valid text Engine.IO 4 / Socket.IO 5 packet raises ``PacketError`` or ``ProtocolError``, nothing else."""
     with pytest.raises((packets.PacketError, protocol.ProtocolError)):
         decode_frame(frame)
+
+
+def test_decode_takes_the_largest_ack_id_and_namespace() -> None:
+    """The bounds' own values are still packets: an ack id of 2^31 - 1, a namespace of 64 characters."""
+    assert decode_frame("42" + str(2**31 - 1) + '["x"]')[1].id == 2**31 - 1
+    assert protocol.namespace_of(decode_frame("40/" + "n" * 63 + ",{}")[1]) == "/" + "n" * 63

@@ -91,6 +91,8 @@ async def test_connected_socket_outlives_auth_timeout(connected, settings) -> No
         pytest.param('42["join-conversation"', id="truncated JSON"),
         pytest.param('451-["join-conversation",{"_placeholder":true,"num":0}]', id="binary attachment"),
         pytest.param("42" + "[" * 100_000, id="deeply nested JSON"),
+        pytest.param("42" + str(2**31) + '["x"]', id="ack id past 2^31 - 1"),
+        pytest.param("40/" + "n" * 65 + ",{}", id="CONNECT to a namespace longer than 64 characters"),
     ],
 )
 async def test_invalid_packet_closes_with_protocol_error(connected, frame: str) -> None:
