@@ -59,6 +59,12 @@ EVENT_STORE_TIMEOUT = 5.0
 # EVENT_HISTORY_MAX_EVENTS, kept EVENT_HISTORY_SECONDS after the conversation's last event.
 EVENT_HISTORY_SECONDS = env.integer("EVENT_HISTORY_SECONDS", 3600, minimum=60, maximum=7 * 24 * 3600)
 EVENT_HISTORY_MAX_EVENTS = env.integer("EVENT_HISTORY_MAX_EVENTS", 1000, minimum=10, maximum=100_000)
+# And at most this many bytes of events (their payload JSON) per conversation, oldest trimmed first: above
+# the largest single event (a Pub/Sub message carries at most 10 MB), so such a message is kept, but one
+# conversation cannot hold EVENT_HISTORY_MAX_EVENTS of them. The newest event is always kept, even alone
+# over the budget (it is bounded by PUSH_MAX_BODY_BYTES).
+EVENT_HISTORY_MAX_BYTES = env.integer("EVENT_HISTORY_MAX_BYTES", 16 * 1024 * 1024, minimum=64 * 1024,
+                                      maximum=1024 * 1024 * 1024)
 # Prefix of every Redis key and channel of the history (the tests give each test its own).
 EVENT_KEY_PREFIX = env.text("EVENT_KEY_PREFIX", "aa:")
 
