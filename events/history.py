@@ -131,19 +131,27 @@ def _dedup_capacity() -> int:
 # The epoch is also renewed when the Redis server process is not the one that last appended (its run_id,
 # new at every start, and another on a replica promoted by a failover): restored from a snapshot, or a
 # replica that had not received the last writes, the sequence would count again numbers it already gave
-# out, and a desktop holding one of them would be told its replay was whole while it missed events.
+# out, and a desktop holding one of them would be told its replay was whole while it missed events. Only
+# the first append of each pipeline checks (INFO costs about as much as the rest of an append), and it is
+# sent with EVAL, which a flushed script cache cannot refuse: the pipeline's commands reach one server
+# process in order, so none of them appends before the check.
 # KEYS: sequence hash, history stream, seen zset, trimmed mark, history bytes. ARGV: kind, messageId ('' for
 # none), payload JSON, max events, history seconds, dedup capacity, channel, a new epoch (used only if none
-# yet), max bytes.
+# yet, or for a new server process), max bytes, '1' to check the server process.
 _APPEND = """
-local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
-local found = redis.call('HMGET', KEYS[1], 'epoch', 'run')
-local epoch = found[1]
-if not epoch or (found[2] and found[2] ~= run) then
+if ARGV[10] == '1' then
+  local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  local found = redis.call('HMGET', KEYS[1], 'epoch', 'run')
+  if found[1] and found[2] and found[2] ~= run then
+    redis.call('HSET', KEYS[1], 'epoch', ARGV[8], 'run', run)
+  elseif not found[2] then
+    redis.call('HSET', KEYS[1], 'run', run)
+  end
+end
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
   epoch = ARGV[8]
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'run', run)
-elseif not found[2] then
-  redis.call('HSET', KEYS[1], 'run', run)
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
 end
 local member = ARGV[1] .. ' ' .. ARGV[2]
 if ARGV[2] ~= '' then
@@ -245,6 +253,7 @@ class RedisHistory:
             f"{prefix}seen:{conversation}", f"{prefix}trimmed:{conversation}", history_bytes_key(conversation),
             kind, message_id or "", payload_json, settings.EVENT_HISTORY_MAX_EVENTS, settings.EVENT_HISTORY_SECONDS,
             _dedup_capacity(), channel_name(conversation), secrets.token_hex(4), settings.EVENT_HISTORY_MAX_BYTES,
+            "0",
         )
         loop = asyncio.get_running_loop()
         answer = loop.create_future()
@@ -288,8 +297,11 @@ class RedisHistory:
                 answer.set_result(reply)
 
     async def _pipeline(self, commands: list[tuple]) -> list:
+        """Run ``commands`` in one pipeline, the first as EVAL checking the server process; their replies."""
         pipeline = self._client.pipeline(transaction=False)
-        for command in commands:
+        first, *others = commands
+        pipeline.execute_command("EVAL", _APPEND, *first[2:-1], "1")
+        for command in others:
             pipeline.execute_command(*command)
         return await pipeline.execute(raise_on_error=False)
 
