@@ -46,7 +46,7 @@ class StoreUnavailable(Exception):
 
 
 class StoreFull(Exception):
-    """The store holds ``CONVERSATION_NAME_MAX_ENTRIES`` entries: a new key is refused (a stored one may be replaced)."""
+    """The store holds ``CONVERSATION_NAME_MAX_ENTRIES`` entries: a new key is refused (a stored one may change)."""
 
 
 # Time from Redis (one clock for every instance). Expired entries leave the index first; a key already stored

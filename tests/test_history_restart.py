@@ -63,7 +63,8 @@ async def test_after_a_restore_from_a_snapshot_no_offset_of_the_lost_stretch_is_
         with snapshotting_redis(Path(directory), port):
             client = Redis(host="127.0.0.1", port=port)
             history = RedisHistory(client)
-            assert int(await client.hget(f"{settings.EVENT_KEY_PREFIX}sequence", "seq")) == kept[-1].offset.seq  # restored, rewound
+            restored = int(await client.hget(f"{settings.EVENT_KEY_PREFIX}sequence", "seq"))
+            assert restored == kept[-1].offset.seq  # the snapshot's: numbers 3 and 4 would be given out again
             redelivered = await append(history, "m-2")
             assert redelivered.duplicate
             after = await append(history, "m-5")
