@@ -59,6 +59,8 @@ INTERCEPTOR_PROJECT_ROLES: tuple[str, ...] = ()
 # checklist): the project roles its deploy.sh and terraform/variables.tf give both runtime accounts
 # beyond ours, in its order. Unused by the services; granted only when asked.
 TUTORIAL_RUNTIME_ROLES = ("roles/redis.editor", "roles/vpcaccess.user", "roles/compute.viewer")
+# Memorystore's shortest RDB snapshot interval (1h, 6h, 12h or 24h): what a restore from a snapshot can lose.
+REDIS_SNAPSHOT_PERIOD = "1h"
 # Per event kind: (topic, subscription), the names of Google's tutorial plus the recognition results.
 PUBSUB_NAMES = {
     "human-agent-assistant-event": ("aa-new-suggestion-topic", "aa-new-suggestion-sub"),
@@ -245,11 +247,14 @@ def build_plan(options: Options) -> list[Step]:
     steps += _secret_steps(o, o.django_secret, "Django's secret key (signs the admin's sessions)", (connector_sa,),
                            **_generated(o, o.django_secret, 48))
     steps += [
-        # TLS verified against the instance's own CA, and an AUTH string: Memorystore as deployed.
-        Step("Memorystore for Redis (in-transit encryption and AUTH)", (
+        # TLS verified against the instance's own CA, and an AUTH string: Memorystore as deployed. Hourly RDB
+        # snapshots: an instance that restarts empty loses the de-duplication records, so a Pub/Sub redelivery
+        # after it would reach desktops again; restored from a snapshot it loses at most the last hour's.
+        Step("Memorystore for Redis (in-transit encryption, AUTH, hourly RDB snapshots)", (
             "gcloud", "redis", "instances", "create", o.redis_instance, f"--size={o.redis_size_gb}",
             f"--region={o.region}", f"--network={o.network}", "--transit-encryption-mode=SERVER_AUTHENTICATION",
-            "--enable-auth", *p), exists_ok=True),
+            "--enable-auth", "--persistence-mode=rdb", f"--rdb-snapshot-period={REDIS_SNAPSHOT_PERIOD}", *p),
+            exists_ok=True),
         Step("Redis address", ("gcloud", "redis", "instances", "describe", o.redis_instance, f"--region={o.region}",
                                "--format=value(host)", *p), capture="REDIS_HOST"),
         Step("Redis port (6378 with TLS)", ("gcloud", "redis", "instances", "describe", o.redis_instance,

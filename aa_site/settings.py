@@ -59,6 +59,12 @@ EVENT_STORE_TIMEOUT = 5.0
 # EVENT_HISTORY_MAX_EVENTS, kept EVENT_HISTORY_SECONDS after the conversation's last event.
 EVENT_HISTORY_SECONDS = env.integer("EVENT_HISTORY_SECONDS", 3600, minimum=60, maximum=7 * 24 * 3600)
 EVENT_HISTORY_MAX_EVENTS = env.integer("EVENT_HISTORY_MAX_EVENTS", 1000, minimum=10, maximum=100_000)
+# And at most this many bytes of events (their payload JSON) per conversation, oldest trimmed first: above
+# the largest single event (a Pub/Sub message carries at most 10 MB), so such a message is kept, but one
+# conversation cannot hold EVENT_HISTORY_MAX_EVENTS of them. The newest event is always kept, even alone
+# over the budget (it is bounded by PUSH_MAX_BODY_BYTES).
+EVENT_HISTORY_MAX_BYTES = env.integer("EVENT_HISTORY_MAX_BYTES", 16 * 1024 * 1024, minimum=64 * 1024,
+                                      maximum=1024 * 1024 * 1024)
 # Prefix of every Redis key and channel of the history (the tests give each test its own).
 EVENT_KEY_PREFIX = env.text("EVENT_KEY_PREFIX", "aa:")
 
@@ -364,10 +370,23 @@ PUBSUB_API_ENDPOINT = env.text("PUBSUB_API_ENDPOINT").rstrip("/")
 # Open streams one connection, and one process, may hold; a stream-request beyond gets a stream-error.
 STREAM_MAX_PER_CONNECTION = env.integer("STREAM_MAX_PER_CONNECTION", 10, minimum=1, maximum=1000)
 STREAM_MAX_PER_PROCESS = env.integer("STREAM_MAX_PER_PROCESS", 500, minimum=1, maximum=100_000)
+# Bytes (as JSON) of stream requests waiting to be posted upstream: per stream, per connection, per process;
+# a stream-request beyond gets a stream-error and ends its stream. A request is one socket frame
+# (SOCKETIO_MAX_PAYLOAD, 1 MB) at most: two such wait on a stream, four on a connection.
+STREAM_MAX_QUEUED_BYTES_PER_STREAM = env.integer("STREAM_MAX_QUEUED_BYTES_PER_STREAM", 2 * 1024 * 1024,
+                                                 minimum=1024, maximum=1024 * 1024 * 1024)
+STREAM_MAX_QUEUED_BYTES = env.integer("STREAM_MAX_QUEUED_BYTES", 4 * 1024 * 1024, minimum=1024,
+                                      maximum=1024 * 1024 * 1024)
+STREAM_MAX_QUEUED_BYTES_PER_PROCESS = env.integer("STREAM_MAX_QUEUED_BYTES_PER_PROCESS", 128 * 1024 * 1024,
+                                                  minimum=1024, maximum=16 * 1024 * 1024 * 1024)
 # Seconds a stream may go without a request or a response, and stay open in all.
 STREAM_IDLE_TIMEOUT = env.number("STREAM_IDLE_TIMEOUT", 300.0, minimum=0.1, maximum=86400)
 STREAM_MAX_DURATION = env.number("STREAM_MAX_DURATION", 3600.0, minimum=0.1, maximum=86400)
 # How long a /conversation-name entry lives; 0 keeps entries until deleted (the sample's behaviour).
 CONVERSATION_NAME_TTL_SECONDS = env.integer("CONVERSATION_NAME_TTL_SECONDS", 24 * 60 * 60, minimum=0)
+# Entries the /conversation-name store may hold in all (the deployment, across instances); a POST of a new
+# key beyond is answered 507. An entry costs about 200 bytes of Redis: 100,000 of them about 20 MB.
+CONVERSATION_NAME_MAX_ENTRIES = env.integer("CONVERSATION_NAME_MAX_ENTRIES", 100_000, minimum=1,
+                                            maximum=100_000_000)
 
 ENVIRONMENT_PROBLEMS = list(env.PROBLEMS)

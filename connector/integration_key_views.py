@@ -7,7 +7,8 @@
 Plain-text bodies as in the sample. Our own refusals are JSON ``{"message"}``:
 401 (token), 413 (body over ``API_MAX_BODY_BYTES``), 429 (more than
 ``CONVERSATION_NAME_RATE_LIMIT`` POSTs, or ``CONVERSATION_NAME_LOOKUP_RATE_LIMIT``
-GETs and DELETEs, with one token), 503 (Redis unreachable).
+GETs and DELETEs, with one token), 503 (Redis unreachable), 507 (a POST of a
+new key while the store holds ``CONVERSATION_NAME_MAX_ENTRIES``).
 The name must be a conversation name (``events.conversations.normalise``
 accepts it) and is stored as given. Keys and names are never logged: a key
 is often a customer's phone number.
@@ -15,6 +16,7 @@ is often a customer's phone number.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.http import HttpResponse, JsonResponse
@@ -29,9 +31,12 @@ from connector.api.throttling import ConversationNameLookupThrottle, Conversatio
 from connector.api.views import AsyncAPIView
 from events import conversations
 
+logger = logging.getLogger(__name__)
+
 KEY_FIELD = "conversationIntegrationKey"
 NAME_FIELD = "conversationName"
 UNAVAILABLE_MESSAGE = "The conversation name store (Redis) is unavailable."
+FULL_MESSAGE = "The conversation name store is full: delete entries or let them expire."
 
 
 class ConversationNameView(AsyncAPIView):
@@ -58,6 +63,9 @@ class ConversationNameView(AsyncAPIView):
             await integration_keys.put(key, name)
         except integration_keys.StoreUnavailable:
             return message_response(503, UNAVAILABLE_MESSAGE)
+        except integration_keys.StoreFull:
+            logger.warning("Refusing a /conversation-name entry: the store holds CONVERSATION_NAME_MAX_ENTRIES")
+            return message_response(507, FULL_MESSAGE, logged=True)
         return JsonResponse({key: name})
 
     async def get(self, request: Any) -> HttpResponse:

@@ -6,6 +6,15 @@ personal data) is never stored. Entries expire after
 ``CONVERSATION_NAME_TTL_SECONDS`` (0: kept until deleted, as in the sample).
 Without ``REDISHOST`` (development mode only; the system checks require it
 otherwise) an in-process dictionary stands in, so a local run works.
+
+What a client can make the store hold is bounded: a key is stored as its
+hash (64 bytes whatever its length, at most ``MAX_KEY_LENGTH`` characters),
+a name is a conversation name of at most ``MAX_NAME_LENGTH`` characters, and
+the deployment holds at most ``CONVERSATION_NAME_MAX_ENTRIES`` entries: an
+index (``aa:conversation-name-index``, a sorted set of the entries' Redis keys
+by expiry time) is kept with the entries in one script, so the count is exact
+across instances; a new key beyond it raises ``StoreFull``. Per token, the
+write rate limit bounds it (README, "Settings").
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ from django.conf import settings
 from events import conversations, metrics, redis_client
 
 KEY_PREFIX = "aa:conversation-name:"
+# Outside KEY_PREFIX's pattern, so a SCAN of the entries does not count it.
+INDEX_KEY = "aa:conversation-name-index"
 # Bounds on what a client may store: far above any phone number or call id, small enough that nobody
 # uses the store as a blob store. A name must be a conversation name (events.conversations.MAX_LENGTH).
 MAX_KEY_LENGTH = 256
@@ -34,19 +45,58 @@ class StoreUnavailable(Exception):
     """Redis could not be reached or answered with an error."""
 
 
+class StoreFull(Exception):
+    """The store holds ``CONVERSATION_NAME_MAX_ENTRIES`` entries: a new key is refused (a stored one may change)."""
+
+
+# Time from Redis (one clock for every instance). Expired entries leave the index first; a key already stored
+# (indexed, or written before the index existed) may always be replaced. An entry deleted behind the
+# endpoint's back stays counted until its expiry time.
+# KEYS: entry, index. ARGV: name, TTL seconds (0: none), max entries. Returns 1 stored, 0 full.
+_PUT = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms)
+if not redis.call('ZSCORE', KEYS[2], KEYS[1]) and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3])
+    and redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
+  redis.call('ZADD', KEYS[2], now_ms + ttl * 1000, KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('ZADD', KEYS[2], '+inf', KEYS[1])
+end
+return 1
+"""
+
+# KEYS: entry, index. Returns how many entries were removed (0 or 1).
+_DELETE = """
+redis.call('ZREM', KEYS[2], KEYS[1])
+return redis.call('DEL', KEYS[1])
+"""
+
+
 def storage_key(integration_key: str) -> str:
     """The Redis key for ``integration_key``: the prefix and the SHA-256 of its UTF-8 bytes."""
     return KEY_PREFIX + hashlib.sha256(integration_key.encode("utf-8")).hexdigest()
 
 
 async def put(integration_key: str, conversation_name: str) -> None:
-    """Store ``conversation_name`` under ``integration_key``, replacing any previous one."""
+    """Store ``conversation_name`` under ``integration_key``, replacing any previous one; ``StoreFull`` when
+    the key is new and the store holds ``CONVERSATION_NAME_MAX_ENTRIES`` already."""
     key, ttl = storage_key(integration_key), settings.CONVERSATION_NAME_TTL_SECONDS
+    limit = settings.CONVERSATION_NAME_MAX_ENTRIES
     if not redis_client.is_configured():
-        _memory.put(key, conversation_name, ttl)
-        return
-    with _redis_errors():
-        await redis_client.get_redis().set(key, conversation_name.encode("utf-8"), ex=ttl or None)
+        stored = _memory.put(key, conversation_name, ttl, limit)
+    else:
+        with _redis_errors():
+            stored = await redis_client.get_redis().eval(
+                _PUT, 2, key, INDEX_KEY, conversation_name.encode("utf-8"), ttl, limit)
+    if not stored:
+        raise StoreFull()
 
 
 async def get(integration_key: str) -> str | None:
@@ -65,7 +115,7 @@ async def delete(integration_key: str) -> bool:
     if not redis_client.is_configured():
         return _memory.delete(key)
     with _redis_errors():
-        return bool(await redis_client.get_redis().delete(key))
+        return bool(await redis_client.get_redis().eval(_DELETE, 2, key, INDEX_KEY))
 
 
 @contextlib.contextmanager
@@ -84,11 +134,17 @@ class _MemoryStore:
     def __init__(self) -> None:
         self._entries: OrderedDict[str, tuple[str, float | None]] = OrderedDict()
 
-    def put(self, key: str, value: str, ttl: int) -> None:
+    def put(self, key: str, value: str, ttl: int, limit: int) -> bool:
+        if key not in self._entries and len(self._entries) >= limit:
+            for stale in list(self._entries):
+                self.get(stale)  # drops it when expired
+            if len(self._entries) >= limit:
+                return False
         self._entries.pop(key, None)
         self._entries[key] = (value, time.monotonic() + ttl if ttl else None)
         while len(self._entries) > MAX_MEMORY_ENTRIES:
             self._entries.popitem(last=False)
+        return True
 
     def get(self, key: str) -> str | None:
         entry = self._entries.get(key)

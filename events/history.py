@@ -3,16 +3,19 @@
 An event gets the next number of one sequence that all conversations share,
 so offsets are comparable across conversations: a desktop that saw offset
 ``N`` has missed exactly the events numbered above ``N`` in the conversations
-it had joined. The sequence carries an *epoch*, a random tag made with it:
-offsets of another epoch (Redis lost its data) cannot be resumed from.
+it had joined. The sequence carries an *epoch*, a random tag made with it
+and renewed whenever another Redis server process appends (a restart, a
+failover): offsets of another epoch (Redis lost its data, or some of it)
+cannot be resumed from.
 
 Appending an event also de-duplicates it (a Pub/Sub redelivery of a
 ``messageId`` already accepted for that kind in that conversation is not
 stored or sent again) and publishes it to the connectors, in one atomic step
 (``RedisHistory``'s Lua script: one Redis round trip per push, shared by the
 pushes that arrive together: the appends of one turn of the event loop go out
-in one pipeline). Without Redis (development mode) ``MemoryHistory`` keeps the
-same promises in process.
+in one pipeline). Each conversation's history is bounded by count and by
+bytes, trimmed exactly, oldest first. Without Redis (development mode)
+``MemoryHistory`` keeps the same promises in process.
 """
 
 from __future__ import annotations
@@ -97,6 +100,11 @@ def channel_name(conversation: str) -> str:
     return f"{key_prefix()}events:{conversation}"
 
 
+def history_bytes_key(conversation: str) -> str:
+    """The Redis key holding the bytes of payload JSON stored in the conversation's history (its running total)."""
+    return f"{key_prefix()}history-bytes:{conversation}"
+
+
 def decode_published(conversation: str, message: bytes | str) -> Event:
     """The event in a pub/sub message of ``channel_name(conversation)``: ``<offset> <kind> <payload JSON>``,
     as the append script publishes it."""
@@ -113,12 +121,33 @@ def _dedup_capacity() -> int:
     return 10 * settings.EVENT_HISTORY_MAX_EVENTS
 
 
-# Exact MAXLEN, not "~": approximate trimming keeps up to a whole stream node (100 entries) more. Before
-# trimming, the id of the newest entry about to go is kept in the trimmed key: a replay from before it
-# cannot be whole (Redis 7.0's XINFO max-deleted-entry-id counts XDEL only, not trimming).
-# KEYS: sequence hash, history stream, seen zset, trimmed mark. ARGV: kind, messageId ('' for none),
-# payload JSON, max events, history seconds, dedup capacity, channel, a new epoch (used only if none yet).
+# Trimming is exact, by count (EVENT_HISTORY_MAX_EVENTS) and by bytes (EVENT_HISTORY_MAX_BYTES of payload
+# JSON, the running total kept in the history-bytes key beside the stream): the oldest entries go until the
+# new one fits both, but the new one always stays, alone if it is over the byte budget by itself (a
+# reconnecting desktop still recovers it; a push is bounded by PUSH_MAX_BODY_BYTES). Before trimming, the id
+# of the newest entry about to go is kept in the trimmed key: a replay from before it cannot be whole (Redis
+# 7.0's XINFO max-deleted-entry-id counts XDEL only, not trimming). Entries about to go are read in growing
+# chunks: usually one, as many as a large new event pushes out otherwise.
+# The epoch is also renewed when the Redis server process is not the one that last appended (its run_id,
+# new at every start, and another on a replica promoted by a failover): restored from a snapshot, or a
+# replica that had not received the last writes, the sequence would count again numbers it already gave
+# out, and a desktop holding one of them would be told its replay was whole while it missed events. Only
+# the first append of each pipeline checks (INFO costs about as much as the rest of an append), and it is
+# sent with EVAL, which a flushed script cache cannot refuse: the pipeline's commands reach one server
+# process in order, so none of them appends before the check.
+# KEYS: sequence hash, history stream, seen zset, trimmed mark, history bytes. ARGV: kind, messageId ('' for
+# none), payload JSON, max events, history seconds, dedup capacity, channel, a new epoch (used only if none
+# yet, or for a new server process), max bytes, '1' to check the server process.
 _APPEND = """
+if ARGV[10] == '1' then
+  local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  local found = redis.call('HMGET', KEYS[1], 'epoch', 'run')
+  if found[1] and found[2] and found[2] ~= run then
+    redis.call('HSET', KEYS[1], 'epoch', ARGV[8], 'run', run)
+  elseif not found[2] then
+    redis.call('HSET', KEYS[1], 'run', run)
+  end
+end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[8]
@@ -129,14 +158,52 @@ if ARGV[2] ~= '' then
   local seen = redis.call('ZSCORE', KEYS[3], member)
   if seen then return {1, epoch, seen} end
 end
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local excess = redis.call('XLEN', KEYS[2]) + 1 - tonumber(ARGV[4])
-if excess > 0 then
-  local going = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', excess)
-  redis.call('SET', KEYS[4], going[#going][1], 'EX', ARGV[5])
+local function payload_size(entry)
+  local fields = entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'p' then return #fields[i + 1] end
+  end
+  return 0
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], '0-' .. seq, 'k', ARGV[1], 'p', ARGV[3])
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local size = #ARGV[3]
+local count = redis.call('XLEN', KEYS[2])
+local total = 0
+if count > 0 then
+  total = tonumber(redis.call('GET', KEYS[5]) or '-1')
+  if total < 0 then
+    -- No running total beside a stored history (written by an earlier version, or evicted): count it once.
+    total = 0
+    local after = '-'
+    repeat
+      local chunk = redis.call('XRANGE', KEYS[2], after, '+', 'COUNT', 100)
+      for _, entry in ipairs(chunk) do total = total + payload_size(entry) end
+      if #chunk > 0 then after = '(' .. chunk[#chunk][1] end
+    until #chunk < 100
+  end
+end
+local excess = count + 1 - tonumber(ARGV[4])
+local budget = tonumber(ARGV[9])
+local going, last, after, want = 0, nil, '-', math.max(excess, 1)
+while going < count and (going < excess or total + size > budget) do
+  local chunk = redis.call('XRANGE', KEYS[2], after, '+', 'COUNT', want)
+  if #chunk == 0 then break end
+  for _, entry in ipairs(chunk) do
+    if not (going < excess or total + size > budget) then break end
+    going = going + 1
+    total = total - payload_size(entry)
+    last = entry[1]
+  end
+  after = '(' .. chunk[#chunk][1]
+  want = math.min(want * 2, 128)
+end
+if last then
+  redis.call('SET', KEYS[4], last, 'EX', ARGV[5])
+  redis.call('XTRIM', KEYS[2], 'MINID', '0-' .. (tonumber(string.match(last, '%d+$')) + 1))
+end
+redis.call('XADD', KEYS[2], '0-' .. seq, 'k', ARGV[1], 'p', ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('SET', KEYS[5], total + size, 'EX', ARGV[5])
 if ARGV[2] ~= '' then
   redis.call('ZADD', KEYS[3], seq, member)
   if redis.call('ZCARD', KEYS[3]) > tonumber(ARGV[6]) then
@@ -181,11 +248,12 @@ class RedisHistory:
         """
         prefix = key_prefix()
         command = (
-            "EVALSHA", self._append.sha, 4,
+            "EVALSHA", self._append.sha, 5,
             f"{prefix}sequence", f"{prefix}history:{conversation}",
-            f"{prefix}seen:{conversation}", f"{prefix}trimmed:{conversation}",
+            f"{prefix}seen:{conversation}", f"{prefix}trimmed:{conversation}", history_bytes_key(conversation),
             kind, message_id or "", payload_json, settings.EVENT_HISTORY_MAX_EVENTS, settings.EVENT_HISTORY_SECONDS,
-            _dedup_capacity(), channel_name(conversation), secrets.token_hex(4),
+            _dedup_capacity(), channel_name(conversation), secrets.token_hex(4), settings.EVENT_HISTORY_MAX_BYTES,
+            "0",
         )
         loop = asyncio.get_running_loop()
         answer = loop.create_future()
@@ -229,8 +297,11 @@ class RedisHistory:
                 answer.set_result(reply)
 
     async def _pipeline(self, commands: list[tuple]) -> list:
+        """Run ``commands`` in one pipeline, the first as EVAL checking the server process; their replies."""
         pipeline = self._client.pipeline(transaction=False)
-        for command in commands:
+        first, *others = commands
+        pipeline.execute_command("EVAL", _APPEND, *first[2:-1], "1")
+        for command in others:
             pipeline.execute_command(*command)
         return await pipeline.execute(raise_on_error=False)
 
@@ -277,6 +348,7 @@ class MemoryHistory:
         self.epoch = secrets.token_hex(4)
         self.seq = 0
         self._streams: dict[str, deque[Event]] = {}
+        self._bytes: dict[str, int] = {}  # per conversation, of its stored events' payload JSON (UTF-8)
         self._trimmed: dict[str, int] = {}
         self._seen: dict[str, dict[str, int]] = {}
         self.listener: Callable[[Event], None] | None = None
@@ -290,8 +362,14 @@ class MemoryHistory:
         event = Event(self.seq, self.epoch, conversation, kind, payload_json)
         stream = self._streams.setdefault(conversation, deque())
         stream.append(event)
-        while len(stream) > settings.EVENT_HISTORY_MAX_EVENTS:
-            self._trimmed[conversation] = stream.popleft().seq
+        stored = self._bytes.get(conversation, 0) + _size(event)
+        # As the Redis script trims: by count and by bytes, never the event just stored.
+        while len(stream) > settings.EVENT_HISTORY_MAX_EVENTS or (
+                stored > settings.EVENT_HISTORY_MAX_BYTES and len(stream) > 1):
+            gone = stream.popleft()
+            stored -= _size(gone)
+            self._trimmed[conversation] = gone.seq
+        self._bytes[conversation] = stored
         if message_id:
             seen[member] = self.seq
             while len(seen) > _dedup_capacity():
@@ -312,6 +390,10 @@ class MemoryHistory:
 
     async def position(self) -> Offset:
         return Offset(self.epoch, self.seq)
+
+
+def _size(event: Event) -> int:
+    return len(event.payload_json.encode("utf-8"))
 
 
 def _text(value: bytes | str) -> str:
@@ -340,12 +422,13 @@ def memory_history() -> MemoryHistory:
 
 # --- what operators see and do (the admin's live view) -------------------------------------------
 
-# KEYS: sequence hash, history stream, trimmed mark. ARGV: history seconds. Drops the stored events and marks
-# everything up to the current sequence number trimmed, so a replay from before the purge says it is not whole.
+# KEYS: sequence hash, history stream, trimmed mark, history bytes. ARGV: history seconds. Drops the stored
+# events (and their running byte total) and marks everything up to the current sequence number trimmed, so a
+# replay from before the purge says it is not whole.
 # The seen messageIds stay: a redelivery of a purged event is still recognised and not sent again.
 _PURGE = """
 local removed = redis.call('XLEN', KEYS[2])
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[4])
 local seq = redis.call('HGET', KEYS[1], 'seq') or '0'
 redis.call('SET', KEYS[3], '0-' .. seq, 'EX', ARGV[1])
 return removed
@@ -391,7 +474,8 @@ async def purge(conversation: str) -> int:
     """Delete the conversation's stored events (Redis only); how many there were."""
     prefix = key_prefix()
     client = redis_client.get_redis()
-    keys = [f"{prefix}sequence", f"{prefix}history:{conversation}", f"{prefix}trimmed:{conversation}"]
+    keys = [f"{prefix}sequence", f"{prefix}history:{conversation}", f"{prefix}trimmed:{conversation}",
+            history_bytes_key(conversation)]
     return int(await client.eval(_PURGE, len(keys), *keys, settings.EVENT_HISTORY_SECONDS))
 
 

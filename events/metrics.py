@@ -31,6 +31,9 @@ What is counted, and where:
   process, so the sum over processes is the number of polling desktops, short
   by those between two polls at the moment of the scrape. It costs nothing in
   Redis.
+- ``aa_stream_queued_bytes``: bytes of streaming-call requests waiting in
+  the connector to be posted upstream (``connector/streaming``), summed over
+  live processes; bounded by ``STREAM_MAX_QUEUED_BYTES_PER_PROCESS`` each.
 - ``aa_redis_errors_total{operation}``: Redis failures the service handled
   (``publish``, ``subscription``, ``presence``, ``rate_limit``,
   ``integration_keys``, ``desktop``, ``instances``, ``admin_login``).
@@ -72,6 +75,8 @@ LATENCY = Histogram("aa_push_to_desktop_seconds",
                     buckets=LATENCY_BUCKETS)
 DESKTOPS = Gauge("aa_desktops_connected", "Authenticated desktop connections open, by transport.", ["transport"],
                  multiprocess_mode="livesum")
+STREAM_QUEUED_BYTES = Gauge("aa_stream_queued_bytes", "Bytes of streaming-call requests waiting to be posted.",
+                            multiprocess_mode="livesum")
 REDIS_ERRORS = Counter("aa_redis_errors", "Redis failures the service handled, by what it was doing.", ["operation"])
 
 # Children resolved once: a push or an event costs one increment, not a label lookup.
@@ -132,6 +137,11 @@ def desktop_connected(transport: str) -> None:
 
 def desktop_disconnected(transport: str) -> None:
     DESKTOPS.labels(transport).dec()
+
+
+def stream_bytes_queued(change: int) -> None:
+    """Streaming-call requests of ``change`` bytes began (positive) or stopped (negative) waiting."""
+    STREAM_QUEUED_BYTES.inc(change)
 
 
 def redis_error(operation: str) -> None:

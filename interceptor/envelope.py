@@ -54,6 +54,15 @@ class NoConversation(PoisonMessage):
     reason = "notification has no valid conversation"
 
 
+# Pub/Sub's messageIds are decimal strings of under 20 digits. A longer one cannot come from Pub/Sub, and
+# would be kept byte for byte in its conversation's de-duplication record (ten histories' worth of ids).
+MAX_MESSAGE_ID_LENGTH = 256
+
+
+class MessageIdTooLong(PoisonMessage):
+    reason = f"messageId is longer than {MAX_MESSAGE_ID_LENGTH} characters"
+
+
 class TextNotUnicode(PoisonMessage):
     reason = "messageId, publishTime or an attribute is not valid Unicode text"
 
@@ -87,6 +96,8 @@ def parse_push(body: bytes) -> PushMessage:
         raise MessageNotObject()
 
     message_id = _first_text(message, "messageId", "message_id")
+    if message_id is not None and len(message_id) > MAX_MESSAGE_ID_LENGTH:
+        raise MessageIdTooLong(message_id=message_id)
     publish_time = _first_text(message, "publishTime", "publish_time")
     attributes = message.get("attributes") or {}
     if not isinstance(attributes, dict):

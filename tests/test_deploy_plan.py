@@ -116,6 +116,8 @@ def test_service_files_agree_with_the_commands_around_them() -> None:
     # each filled by the plan from the instance and readable by the account that mounts it.
     (created,) = commands(steps, "gcloud", "redis", "instances", "create")
     assert {"--transit-encryption-mode=SERVER_AUTHENTICATION", "--enable-auth"} <= set(created)
+    # De-duplication records survive a restart of the instance only with persistence (README, "Events in Redis").
+    assert {"--persistence-mode=rdb", "--rdb-snapshot-period=1h"} <= set(created)
     filled = {step.argv[4]: step.stdin_from for step in steps if step.stdin_from}
     assert filled[OPTIONS.redis_auth_secret][3] == "get-auth-string"
     assert "--format=value(serverCaCerts[0].cert)" in filled[OPTIONS.redis_ca_secret]

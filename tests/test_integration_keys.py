@@ -21,7 +21,7 @@ from channels.testing import HttpCommunicator
 from django.conf import settings as django_settings
 
 from aa_site.asgi import application
-from connector import tokens
+from connector import integration_keys, tokens
 from tests.processes import RedisAddress, free_port
 
 RESPONSE_TIMEOUT = 20.0
@@ -343,3 +343,80 @@ def test_write_rate_default_is_documented() -> None:
     assert django_settings.CONVERSATION_NAME_RATE_LIMIT == (60, 60)
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert "| `CONVERSATION_NAME_RATE_LIMIT` | `60/minute` |" in readme
+
+
+# --- the deployment-wide bound on entries ---------------------------------------------------
+
+INDEX = "aa:conversation-name-index"
+
+
+async def post(key: str, name: str = NAME) -> dict[str, Any]:
+    return await call("POST", "/conversation-name", body={"conversationIntegrationKey": key, "conversationName": name})
+
+
+async def live_indexed(client: redis.Redis) -> int:
+    """Entries the index counts now (the tests share one Redis: other tests' entries count too)."""
+    seconds, micros = await client.time()
+    await client.zremrangebyscore(INDEX, "-inf", seconds * 1000 + micros // 1000)
+    return await client.zcard(INDEX)
+
+
+async def test_new_keys_beyond_the_deployment_bound_are_507_and_stored_ones_may_change(
+    settings: Any, redis_direct: redis.Redis
+) -> None:
+    """With room for two more entries: two new keys are stored, a third is 507 with a JSON message and stores
+    nothing; replacing a stored key's name still works; a DELETE makes room again."""
+    settings.CONVERSATION_NAME_TTL_SECONDS = 600
+    settings.CONVERSATION_NAME_MAX_ENTRIES = await live_indexed(redis_direct) + 2
+    first, second, third = new_key(), new_key(), new_key()
+    assert (await post(first))["status"] == 200
+    assert (await post(second))["status"] == 200
+    before = await stored_entries(redis_direct)
+    refused = await post(third)
+    assert refused["status"] == 507
+    assert json.loads(refused["body"]) == {"message": "The conversation name store is full: delete entries or "
+                                                      "let them expire."}
+    assert await stored_entries(redis_direct) == before
+    assert json.loads((await call("GET", query(third)))["body"]) == {"conversationName": ""}
+    assert (await post(second, NAME + "-2"))["status"] == 200
+    assert json.loads((await call("GET", query(second)))["body"]) == {"conversationName": NAME + "-2"}
+    assert text(await call("DELETE", query(first))) == "Success"
+    assert (await post(third))["status"] == 200
+    for key in (second, third):
+        await call("DELETE", query(key))
+
+
+async def test_expired_entries_leave_room(settings: Any, redis_direct: redis.Redis) -> None:
+    """An entry past its TTL no longer counts against the bound."""
+    settings.CONVERSATION_NAME_TTL_SECONDS = 1
+    settings.CONVERSATION_NAME_MAX_ENTRIES = await live_indexed(redis_direct) + 1
+    assert (await post(new_key()))["status"] == 200
+    assert (await post(new_key()))["status"] == 507
+    await asyncio.sleep(1.2)  # past the expiry; waiting longer never makes this wrong
+    assert (await post(new_key()))["status"] == 200
+
+
+async def test_the_index_holds_each_entry_once_with_its_expiry(settings: Any, redis_direct: redis.Redis) -> None:
+    """The index names the entry's Redis key (a hash, never the integration key) with its expiry in ms."""
+    settings.CONVERSATION_NAME_TTL_SECONDS = 600
+    key = new_key()
+    await post(key)
+    await post(key, NAME + "-2")
+    entry = PREFIX + hashlib.sha256(key.encode()).hexdigest()
+    seconds, _ = await redis_direct.time()
+    assert 0 < await redis_direct.zscore(INDEX, entry) - seconds * 1000 <= 600_000 + 1000
+    assert [k async for k in redis_direct.zscan_iter(INDEX, match=f"*{key}*")] == []
+    await call("DELETE", query(key))
+    assert await redis_direct.zscore(INDEX, entry) is None
+
+
+async def test_the_in_process_store_has_the_same_bound(settings: Any) -> None:
+    settings.REDISHOST = ""
+    settings.CONVERSATION_NAME_MAX_ENTRIES = 2
+    integration_keys._memory._entries.clear()
+    first, second = new_key(), new_key()
+    assert [(await post(k))["status"] for k in (first, second, new_key())] == [200, 200, 507]
+    assert (await post(first, NAME + "-2"))["status"] == 200
+    assert text(await call("DELETE", query(first))) == "Success"
+    assert (await post(new_key()))["status"] == 200
+    integration_keys._memory._entries.clear()

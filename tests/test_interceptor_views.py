@@ -18,6 +18,7 @@ import pytest
 from channels.testing import HttpCommunicator
 
 from aa_site.asgi import application
+from events import redis_client
 from events.kinds import EventKind
 from tests import processes
 from tests.event_listener import EventListener, listen
@@ -153,6 +154,22 @@ async def test_push_whose_conversation_name_is_not_unicode_text_is_discarded() -
     response = await post("/new-message-event", body)
     assert response["status"] == 200
     assert json.loads(response["body"])["status"] == "discarded"
+
+
+async def test_push_whose_message_id_is_longer_than_pub_sub_s_is_discarded_and_not_recorded(settings) -> None:
+    """A messageId of 257 characters cannot be Pub/Sub's: 200 discarded, and not kept in the de-duplication
+    record; one of 256 is accepted."""
+    conversation = "projects/acme/conversations/long-message-id"
+    body = push_body({"conversation": conversation}, messageId="7" * 257)
+    response = await post("/new-message-event", body)
+    assert response["status"] == 200
+    assert json.loads(response["body"]) == {"status": "discarded", "messageId": "7" * 257,
+                                            "reason": "messageId is longer than 256 characters"}
+    client = redis_client.get_redis()
+    assert not await client.exists(f"{settings.EVENT_KEY_PREFIX}seen:{conversation}")
+    accepted = await post("/new-message-event", push_body({"conversation": conversation}, messageId="7" * 256))
+    assert accepted["status"] == 204
+    assert await client.zcard(f"{settings.EVENT_KEY_PREFIX}seen:{conversation}") == 1
 
 
 async def test_push_with_an_integer_beyond_the_digit_limit_is_discarded() -> None:

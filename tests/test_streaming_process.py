@@ -377,3 +377,82 @@ async def test_plain_websocket_hears_a_clean_upstream_end(connector, fake, token
         await socket.send_json({"type": "stream_request", **opening("w-end")})
         assert (await receive(socket))["type"] == "stream_data"
         assert await receive(socket) == {"type": "stream_ended", "streamId": "w-end"}
+
+
+# Byte bounds of waiting requests, small enough for a test, with every request's bytes known exactly.
+QUEUED_PER_STREAM, QUEUED_PER_CONNECTION, QUEUED_PER_PROCESS = 1_000_000, 2_500_000, 4_000_000
+METRICS_TOKEN = "stream-bytes-metrics-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def byte_bounded(upstream: FakeWebChannel, key_file: Path,
+                 redis_server: processes.RedisAddress) -> Iterator[processes.Server]:
+    """A connector whose waiting stream requests are bounded at 1 MB a stream, 2.5 MB a socket, 4 MB in all."""
+    with processes.daphne_server(
+        role="connector", redis=redis_server, GOOGLE_APPLICATION_CREDENTIALS=str(key_file),
+        DIALOGFLOW_WEBCHANNEL_ROOT=upstream.url, METRICS_TOKEN=METRICS_TOKEN,
+        STREAM_MAX_QUEUED_BYTES_PER_STREAM=str(QUEUED_PER_STREAM),
+        STREAM_MAX_QUEUED_BYTES=str(QUEUED_PER_CONNECTION),
+        STREAM_MAX_QUEUED_BYTES_PER_PROCESS=str(QUEUED_PER_PROCESS),
+    ) as server:
+        yield server
+
+
+def queued_bytes(server: processes.Server) -> float:
+    """What the process reports holding for waiting stream requests (its own accounting, through /metrics)."""
+    answer = httpx.get(f"{server.http_url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+                       timeout=clients.CLIENT_TIMEOUT)
+    assert answer.status_code == 200, answer.text
+    (line,) = [line for line in answer.text.splitlines() if line.startswith("aa_stream_queued_bytes ")]
+    return float(line.split()[1])
+
+
+async def test_waiting_requests_are_bounded_in_bytes_per_stream_socket_and_process(byte_bounded, fake,
+                                                                                     desktops) -> None:
+    """While the handshakes hang, requests of 400 kB wait: the one that would pass a byte bound gets a stream-error
+    saying which and ends its stream (its bytes freed); the process holds exactly the requests it accepted."""
+    fake.handshake_delay = 60.0  # nothing is posted upstream: every request waits in the connector
+    blob = "x" * 400_000
+    held: dict[str, int] = {}  # bytes waiting per stream, as the process should count them
+
+    def size(payload: dict[str, Any]) -> int:
+        return len(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+
+    async def send(desktop: SocketIODesktop, stream_id: str, *, first: bool = False) -> list[Any]:
+        frame = opening(stream_id, blob=blob) if first else {"streamId": stream_id, "payload": {"blob": blob}}
+        ack = await desktop.client.call("stream-request", frame, timeout=clients.CLIENT_TIMEOUT)
+        if ack[0]:
+            held[stream_id] = held.get(stream_id, 0) + size(frame["payload"])
+        else:
+            held.pop(stream_id, None)  # a refused stream ends
+        return list(ack)
+
+    one, two = await desktops(byte_bounded), await desktops(byte_bounded)
+    # One stream: two requests wait (800 kB), a third would make 1.2 MB.
+    assert await send(one, "a", first=True) == [True, "a"]
+    assert await send(one, "a") == [True, "a"]
+    refusal = f"more than {QUEUED_PER_STREAM} bytes of requests would wait on this stream"
+    assert await send(one, "a") == [False, refusal]
+    assert of(one, "stream-error", "a") == [{"error": {"message": refusal, "code": 13}}]
+    assert queued_bytes(byte_bounded) == 0  # the ended stream's requests went with it
+    # One socket: three streams of two requests each (2.4 MB); a fourth stream's first would pass 2.5 MB.
+    for stream_id in ("b", "c", "d"):
+        assert await send(one, stream_id, first=True) == [True, stream_id]
+        assert await send(one, stream_id) == [True, stream_id]
+    refusal = f"more than {QUEUED_PER_CONNECTION} bytes of requests would wait on this connection"
+    assert await send(one, "e", first=True) == [False, refusal]
+    assert of(one, "stream-error", "e") == [{"error": {"message": refusal, "code": 13}}]
+    assert queued_bytes(byte_bounded) == sum(held.values())
+    # The process: another socket's requests take it to 3.6 MB; one more would pass 4 MB.
+    assert await send(two, "f", first=True) == [True, "f"]
+    assert await send(two, "f") == [True, "f"]
+    assert await send(two, "g", first=True) == [True, "g"]
+    refusal = "the server has too many stream requests waiting; try again later"
+    assert await send(two, "g") == [False, refusal]
+    assert of(two, "stream-error", "g") == [{"error": {"message": refusal, "code": 13}}]
+    assert queued_bytes(byte_bounded) == sum(held.values()) <= QUEUED_PER_PROCESS
+    # A socket that goes frees what its streams held.
+    await one.disconnect()
+    await wait_until(lambda: queued_bytes(byte_bounded) == held["f"], what="the first socket's bytes released")
+    await two.client.emit("end-stream", {"streamId": "f"})
+    await wait_until(lambda: queued_bytes(byte_bounded) == 0, what="every byte released")

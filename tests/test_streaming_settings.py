@@ -13,7 +13,8 @@ from django.core.checks import run_checks
 from tests.processes import REPOSITORY
 
 SETTINGS = ("DIALOGFLOW_WEBCHANNEL_ROOT", "STREAM_MAX_PER_CONNECTION", "STREAM_MAX_PER_PROCESS",
-            "STREAM_IDLE_TIMEOUT", "STREAM_MAX_DURATION")
+            "STREAM_IDLE_TIMEOUT", "STREAM_MAX_DURATION", "STREAM_MAX_QUEUED_BYTES_PER_STREAM",
+            "STREAM_MAX_QUEUED_BYTES", "STREAM_MAX_QUEUED_BYTES_PER_PROCESS")
 
 
 def webchannel_check_ids() -> set[str]:
@@ -43,11 +44,15 @@ def read(**variables: str) -> str:
 
 
 def test_defaults_from_an_empty_environment() -> None:
-    """Google's hosts, 10 streams a connection, 500 a process, 300 s idle, 3600 s in all."""
-    assert read() == repr((["", 10, 500, 300.0, 3600.0], []))
+    """Google's hosts, 10 streams a connection, 500 a process, 300 s idle, 3600 s in all; 2 MiB of waiting
+    requests a stream, 4 MiB a connection, 128 MiB a process."""
+    assert read() == repr((["", 10, 500, 300.0, 3600.0, 2 * 2**20, 4 * 2**20, 128 * 2**20], []))
 
 
 def test_values_are_read_and_bad_ones_reported_by_name() -> None:
     assert read(DIALOGFLOW_WEBCHANNEL_ROOT="http://127.0.0.1:9/", STREAM_MAX_PER_CONNECTION="0",
-                STREAM_IDLE_TIMEOUT="2.5", STREAM_MAX_DURATION="soon") == repr(
-        (["http://127.0.0.1:9", 10, 500, 2.5, 3600.0], ["STREAM_MAX_PER_CONNECTION", "STREAM_MAX_DURATION"]))
+                STREAM_IDLE_TIMEOUT="2.5", STREAM_MAX_DURATION="soon", STREAM_MAX_QUEUED_BYTES="65536",
+                STREAM_MAX_QUEUED_BYTES_PER_STREAM="10", STREAM_MAX_QUEUED_BYTES_PER_PROCESS="lots") == repr(
+        (["http://127.0.0.1:9", 10, 500, 2.5, 3600.0, 2 * 2**20, 65536, 128 * 2**20],
+         ["STREAM_MAX_PER_CONNECTION", "STREAM_MAX_QUEUED_BYTES_PER_STREAM", "STREAM_MAX_QUEUED_BYTES_PER_PROCESS",
+          "STREAM_MAX_DURATION"]))

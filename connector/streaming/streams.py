@@ -10,19 +10,27 @@ forgotten after an error or its end; a later request with its id opens a new one
 Bounds, all settings: ``STREAM_MAX_PER_CONNECTION`` and
 ``STREAM_MAX_PER_PROCESS`` open streams (a request beyond gets an error),
 ``STREAM_IDLE_TIMEOUT`` seconds without a request or a response, and
-``STREAM_MAX_DURATION`` seconds in all. ``close_all`` (the connection's
-release) cancels every task, which closes its back channel upstream.
+``STREAM_MAX_DURATION`` seconds in all. Requests waiting to be posted are
+bounded by count (``MAX_QUEUED_REQUESTS`` a stream) and by bytes (their JSON
+encoding): ``STREAM_MAX_QUEUED_BYTES_PER_STREAM``, ``STREAM_MAX_QUEUED_BYTES``
+a connection and ``STREAM_MAX_QUEUED_BYTES_PER_PROCESS``; a request that would
+pass one is refused with a stream error and ends its stream. A request's bytes
+are held from its arrival until its post upstream is answered.
+``close_all`` (the connection's release) cancels every task, which closes its
+back channel upstream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import orjson
 from django.conf import settings
 
 from common import http_clients
@@ -31,6 +39,7 @@ from connector import tokens
 from connector.dialogflow_proxy import credentials
 from connector.dialogflow_proxy.permissions import allowed_projects
 from connector.streaming import methods, webchannel
+from events import metrics
 
 logger = logging.getLogger(__name__)
 # At the process's bound every further stream-request is refused, and desktops retry: one line, then counts.
@@ -51,10 +60,19 @@ class _ConnectionGone(Exception):
 
 
 class _ProcessStreams:
-    """This process's count of open streams (daphne runs one event loop per process)."""
+    """This process's open streams and the bytes of their waiting requests (one event loop per process)."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.queued_bytes = 0
+
+    def hold(self, size: int) -> None:
+        self.queued_bytes += size
+        metrics.stream_bytes_queued(size)
+
+    def release(self, size: int) -> None:
+        self.queued_bytes -= size
+        metrics.stream_bytes_queued(-size)
 
 
 PROCESS = _ProcessStreams()
@@ -73,11 +91,12 @@ def get_client() -> httpx.AsyncClient:
 class StreamRegistry:
     """The open streams of one connection, by the desktop's ``streamId``."""
 
-    __slots__ = ("_emit", "_streams")
+    __slots__ = ("_emit", "_streams", "queued_bytes")
 
     def __init__(self, emit: Emit) -> None:
         self._emit = emit
         self._streams: dict[str | int, _Stream] = {}
+        self.queued_bytes = 0  # of every stream's waiting requests
 
     async def request(self, identity: tokens.DesktopIdentity | None, frame: Any) -> list[Any]:
         """Handle one ``stream-request``; return the acknowledgement (``[True, id]`` or ``[False, why]``).
@@ -91,7 +110,7 @@ class StreamRegistry:
             stream = self._streams.get(stream_id)
             if stream is not None:
                 if payload is not None:
-                    stream.enqueue(payload)
+                    stream.enqueue(payload, _size_of(payload))
                 return [True, stream_id]
             if identity is None:
                 raise methods.StreamRefused("authenticate before opening a stream")
@@ -99,6 +118,8 @@ class StreamRegistry:
             if target.project not in allowed_projects():
                 raise methods.StreamRefused(f"Project {target.project} is not served by this backend.")
             self._check_bounds()
+            size = 0 if payload is None else _size_of(payload)
+            self._check_bytes(0, size)
         except methods.StreamRefused as refusal:
             shown = stream_id if _is_valid_id(stream_id) else None
             open_stream = self._streams.get(shown) if shown is not None else None
@@ -109,7 +130,7 @@ class StreamRegistry:
         stream = self._streams[stream_id] = _Stream(self, stream_id, methods.channel_url(
             target, settings.DIALOGFLOW_WEBCHANNEL_ROOT))
         if payload is not None:
-            stream.enqueue(payload)
+            stream.enqueue(payload, size)
         stream.start()
         return [True, stream_id]
 
@@ -135,6 +156,19 @@ class StreamRegistry:
                              "(STREAM_MAX_PER_PROCESS)", PROCESS.count)
             raise methods.StreamRefused("the server has too many open streams; try again later")
 
+    def _check_bytes(self, stream_bytes: int, size: int) -> None:
+        """Refuse a request of ``size`` bytes that would take a stream holding ``stream_bytes`` past a bound."""
+        if stream_bytes + size > settings.STREAM_MAX_QUEUED_BYTES_PER_STREAM:
+            raise methods.StreamRefused(
+                f"more than {settings.STREAM_MAX_QUEUED_BYTES_PER_STREAM} bytes of requests would wait on this stream")
+        if self.queued_bytes + size > settings.STREAM_MAX_QUEUED_BYTES:
+            raise methods.StreamRefused(
+                f"more than {settings.STREAM_MAX_QUEUED_BYTES} bytes of requests would wait on this connection")
+        if PROCESS.queued_bytes + size > settings.STREAM_MAX_QUEUED_BYTES_PER_PROCESS:
+            logger.warning("Refusing a stream request: %s bytes wait in this process "
+                           "(STREAM_MAX_QUEUED_BYTES_PER_PROCESS)", PROCESS.queued_bytes)
+            raise methods.StreamRefused("the server has too many stream requests waiting; try again later")
+
     def _forget(self, stream: _Stream) -> None:
         if self._streams.get(stream.stream_id) is stream:
             del self._streams[stream.stream_id]
@@ -143,27 +177,40 @@ class StreamRegistry:
 class _Stream:
     """One open stream: its queue of requests and the task that carries the call."""
 
-    __slots__ = ("_registry", "stream_id", "_url", "_queue", "_task", "_counted")
+    __slots__ = ("_registry", "stream_id", "_url", "_queue", "_task", "_counted", "_held")
 
     def __init__(self, registry: StreamRegistry, stream_id: str | int, url: str) -> None:
         self._registry = registry
         self.stream_id = stream_id
         self._url = url
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=MAX_QUEUED_REQUESTS)
+        # Each entry is (payload, its size in bytes).
+        self._queue: asyncio.Queue[tuple[Any, int]] = asyncio.Queue(maxsize=MAX_QUEUED_REQUESTS)
         self._task: asyncio.Task | None = None
         self._counted = False
+        self._held = 0  # bytes of requests queued or being posted, counted in the registry's and PROCESS's
 
     def start(self) -> None:
         PROCESS.count += 1
         self._counted = True
         self._task = asyncio.create_task(self._run())
 
-    def enqueue(self, payload: Any) -> None:
-        """Queue ``payload`` as the stream's next request."""
-        try:
-            self._queue.put_nowait(payload)
-        except asyncio.QueueFull:
-            raise methods.StreamRefused(f"more than {MAX_QUEUED_REQUESTS} requests are waiting on this stream") from None
+    def enqueue(self, payload: Any, size: int) -> None:
+        """Queue ``payload`` (``size`` bytes of JSON) as the stream's next request."""
+        if self._queue.full():
+            raise methods.StreamRefused(f"more than {MAX_QUEUED_REQUESTS} requests are waiting on this stream")
+        self._registry._check_bytes(self._held, size)
+        self._queue.put_nowait((payload, size))
+        self._hold(size)
+
+    def _hold(self, size: int) -> None:
+        self._held += size
+        self._registry.queued_bytes += size
+        PROCESS.hold(size)
+
+    def _release(self, size: int) -> None:
+        self._held -= size
+        self._registry.queued_bytes -= size
+        PROCESS.release(size)
 
     async def close(self) -> None:
         """Cancel the call (closing its back channel) and wait until it is done."""
@@ -173,6 +220,14 @@ class _Stream:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._uncount()  # a task cancelled before its first step never runs its finally
+        self._drop_waiting()
+
+    def _drop_waiting(self) -> None:
+        """Forget the requests that will never be posted, and every byte still held for the stream."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        if self._held:
+            self._release(self._held)
 
     def _uncount(self) -> None:
         if self._counted:
@@ -213,6 +268,7 @@ class _Stream:
             # Also on cancellation (end-stream, disconnect): the back channel's close ends the call upstream.
             self._registry._forget(self)
             self._uncount()
+            self._drop_waiting()
             with contextlib.suppress(Exception):
                 await channel.close()
         if outcome[0] == "error":
@@ -224,7 +280,7 @@ class _Stream:
         """Handshake, the first requests, then requests and responses concurrently until upstream ends."""
         await channel.open()
         active()
-        await channel.send(self._drain())  # as the sample does: the first request before the back channel
+        await self._send(channel, self._drain())  # as the sample does: the first request before the back channel
         reader = asyncio.create_task(self._relay(channel, active))
         writer = asyncio.create_task(self._post(channel, active))
         try:
@@ -250,14 +306,27 @@ class _Stream:
     async def _post(self, channel: webchannel.Channel, active: Callable[[], None]) -> None:
         while True:
             first = await self._queue.get()
-            await channel.send([first, *self._drain()])
+            await self._send(channel, [first, *self._drain()])
             active()
 
-    def _drain(self) -> list[Any]:
+    async def _send(self, channel: webchannel.Channel, requests: list[tuple[Any, int]]) -> None:
+        """Post ``requests``; their bytes stay counted until the post is answered (they are held until then)."""
+        await channel.send([payload for payload, _ in requests])
+        self._release(sum(size for _, size in requests))
+
+    def _drain(self) -> list[tuple[Any, int]]:
         waiting = []
         while not self._queue.empty():
             waiting.append(self._queue.get_nowait())
         return waiting
+
+
+def _size_of(payload: Any) -> int:
+    """The bytes of ``payload`` as JSON, about what the post upstream carries and a fair measure of what it holds."""
+    try:
+        return len(orjson.dumps(payload))
+    except (TypeError, orjson.JSONEncodeError):  # an integer beyond 64 bits: the standard library encodes it
+        return len(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
 
 
 def _is_valid_id(stream_id: Any) -> bool:
