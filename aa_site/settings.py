@@ -133,6 +133,12 @@ INSTANCE_REPORT_SECONDS = env.number("INSTANCE_REPORT_SECONDS", 10.0, minimum=0.
 # has missed at most that many events of any conversation, which its reconnection can then recover.
 WEBSOCKET_SEND_QUEUE_LIMIT = env.integer("WEBSOCKET_SEND_QUEUE_LIMIT", 1000, minimum=10)
 WEBSOCKET_SEND_QUEUE_BYTES = env.integer("WEBSOCKET_SEND_QUEUE_BYTES", 8 * 2**20, minimum=65536)
+# A replay (a join's history, a recovery) is read from Redis and sent a page at a time, the next page read when
+# the last is sent: at most this many events and bytes (of their payloads) in one page, and in one long-poll's
+# answer. 100 events of a typical 2-3 KB keep a recovery to a few Redis round trips; 1 MiB bounds what one
+# desktop holds beyond its live queue, and a poll's answer, whatever the history's size.
+REPLAY_PAGE_EVENTS = env.integer("REPLAY_PAGE_EVENTS", 100, minimum=1, maximum=100_000)
+REPLAY_PAGE_BYTES = env.integer("REPLAY_PAGE_BYTES", 2**20, minimum=4096, maximum=2**30)
 # Open WebSockets per process that have not authenticated yet; further handshakes get 403 until
 # some authenticate or close. They hold no Redis resources, only this process's memory.
 WEBSOCKET_MAX_UNAUTHENTICATED = env.integer("WEBSOCKET_MAX_UNAUTHENTICATED", 1000, minimum=1)

@@ -15,9 +15,16 @@ exactly once; the protocol consumers only translate frames.
   holds up the others (the server's send waits while the desktop's TCP window
   is full). One whose queue of live events reaches ``WEBSOCKET_SEND_QUEUE_LIMIT``
   events or ``WEBSOCKET_SEND_QUEUE_BYTES`` (characters of their frames) is
-  disconnected (4429) and can recover what it missed. A replay (a join's
-  history, a recovery) is queued whole, ahead of the live events and outside
-  those limits: the history bounds it.
+  disconnected (4429) and can recover what it missed.
+- A replay (a join's history, a recovery) is read from Redis a page at a time
+  (``REPLAY_PAGE_EVENTS`` / ``REPLAY_PAGE_BYTES``, and no more than the room
+  the live queue's bounds leave), the next page only once the last is sent:
+  a desktop that stops reading holds one page, whatever the history's size.
+  While it lasts, live events of the replayed conversations are kept back
+  during each page's read and otherwise left to the next page (which reads
+  them from the history); those of other conversations are kept back, in the
+  live queue's bounds (past them: 4429, as live). After the last page they
+  follow, in order.
 - Each event carries its offset; a desktop drops any event of a conversation
   at or below the last one it sent of that conversation, so a replay that
   overlaps live delivery repeats nothing.
@@ -86,6 +93,22 @@ class _Unauthenticated:
 UNAUTHENTICATED = _Unauthenticated()
 
 
+@dataclass(slots=True)
+class _Paging:
+    """A replay that goes on past its sent pages: where each conversation is read up to, in ``epoch``."""
+
+    since: dict[str, int]
+    epoch: str | None
+    reading: bool = False  # a page's read is in flight: live events of these conversations are kept back
+
+
+def page_bounds(events_queued: int, characters_queued: int) -> tuple[int, int]:
+    """A replay page's most events and bytes: ``REPLAY_PAGE_*``, within the room the live queue's bounds leave
+    (at least one event, which a page takes however big)."""
+    return (max(1, min(settings.REPLAY_PAGE_EVENTS, settings.WEBSOCKET_SEND_QUEUE_LIMIT - events_queued)),
+            max(1, min(settings.REPLAY_PAGE_BYTES, settings.WEBSOCKET_SEND_QUEUE_BYTES - characters_queued)))
+
+
 @dataclass(frozen=True, slots=True)
 class Joined:
     """A join's outcome: the normalised name and, when the join asked for one, the replay to send after the answer."""
@@ -117,13 +140,17 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         # The epoch of the events sent, and per conversation the last sequence number sent.
         self._epoch: str | None = None
         self._sent: dict[str, int] = {}
-        self._replaying: deque[Event] = deque()  # a replay's events, framed as sent, before the live ones
+        self._replaying: deque[Event] = deque()  # a replay's page, framed as sent, before the live ones
+        self._replaying_size = 0  # the characters of its kinds and payloads
+        self._paging: _Paging | None = None  # a replay with pages still to read
+        self._starting: tuple[dict[str, int], str | None] | None = None  # a first page's positions, until sent
         # Live events and their frames (each frame shared by the process's desktops).
         self._outbox: deque[tuple[Event, str]] = deque()
         self._outbox_size = 0  # their characters
         self._sender: asyncio.Task | None = None
         self._closing: asyncio.Task | None = None  # the close of a desktop too far behind
-        self._held: list[Event] | None = None  # live events kept back while a replay is read
+        self._held: list[Event] | None = None  # live events kept back while a replay is read and sent
+        self._held_size = 0  # the characters of their payloads
         self.streams: StreamRegistry | None = None  # made by the first stream request
 
     # --- the consumer's life --------------------------------------------------------------
@@ -261,7 +288,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
             replay = None
             if wants_replay:
                 since = 0 if history or after is None else after.seq
-                replay = await get_history().read({normalised: since}, epoch=None if history else after.epoch)
+                replay = await self._first_page({normalised: since}, epoch=None if history else after.epoch)
         except MembershipError:
             self.send_replay(None)
             raise
@@ -278,12 +305,22 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         try:
             for conversation in joined_at:
                 await self._subscribe(conversation)
-            return await get_history().read(
+            return await self._first_page(
                 {conversation: max(since.seq, seq) for conversation, seq in joined_at.items()}, epoch=since.epoch
             )
         except BaseException:
             self.send_replay(None)
             raise
+
+    #: Whether a replay's first page counts the events of the whole replay (``Replay.total``).
+    count_replays = False
+
+    async def _first_page(self, since: dict[str, int], *, epoch: str | None) -> Replay:
+        """A replay's first page; ``send_replay`` queues it and reads the rest as it is sent."""
+        self._starting = (dict(since), epoch)
+        events, characters = page_bounds(len(self._outbox), self._outbox_size)
+        return await get_history().read_page(since, epoch=epoch, max_events=events, max_bytes=characters,
+                                             count=self.count_replays)
 
     async def _subscribe(self, normalised: str) -> None:
         if normalised in self.joined:
@@ -303,6 +340,8 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         if normalised in self.joined:
             self.joined.discard(normalised)
             self._sent.pop(normalised, None)
+            if self._paging is not None:
+                self._paging.since.pop(normalised, None)
             await get_hub().leave(normalised, self)
         return normalised
 
@@ -310,6 +349,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         """Leave every joined conversation; after trying them all, raise the first failure."""
         joined, self.joined = self.joined, set()
         self._sent.clear()
+        self._paging = None
         failures = []
         hub = get_hub()
         for normalised in joined:
@@ -333,10 +373,18 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         """An event of a joined conversation (from the hub): queue it, unless kept back for a replay."""
         if self.identity is None:
             return
-        if self._held is not None:
-            self._held.append(event)
-        else:
+        if self._held is None:
             self._queue(event)
+            return
+        paging = self._paging
+        if paging is not None and not paging.reading and event.conversation in paging.since:
+            return  # stored before the next page's read: that page reads it
+        if (len(self._held) + len(self._outbox) >= settings.WEBSOCKET_SEND_QUEUE_LIMIT
+                or self._held_size + self._outbox_size >= settings.WEBSOCKET_SEND_QUEUE_BYTES):
+            self._too_slow()
+            return
+        self._held.append(event)
+        self._held_size += len(event.payload_json)
 
     def delivered_before(self, epoch: str, seqs: dict[str, int]) -> None:
         """Events up to ``seqs[conversation]`` of ``epoch`` reached the client another way (long-polling,
@@ -345,17 +393,95 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         self._sent.update(seqs)
 
     def _hold(self) -> None:
+        """Keep live events back from now until this replay's ``send_replay``."""
         if self._held is None:
             self._held = []
+        self._starting = ({}, None)
 
     def send_replay(self, replay: Replay | None) -> None:
-        """Queue ``replay``'s events, then the live events kept back meanwhile (those the replay did not
-        already hold); nothing is kept back after this."""
-        held, self._held = self._held or [], None
-        for event in (replay.events if replay is not None else []):
+        """Queue ``replay``'s first page; the sender reads and sends the pages after it. After the last page,
+        the live events kept back meanwhile follow (those the replay did not already hold). A replay that
+        starts while another is still paging joins it: their conversations' next pages are read together."""
+        starting, self._starting = self._starting, None
+        paging = self._paging
+        if replay is None:
+            if paging is None:
+                self._release_held()
+            return
+        for event in replay.events:
             self._queue(event, replayed=True)
+        if not replay.more:
+            if paging is None:
+                self._release_held()
+            return  # else its later events wait, kept back, for the replay going on to end
+        since, epoch = starting if starting is not None else ({}, None)
+        position = replay.position
+        if paging is None:
+            paging = self._paging = _Paging({}, position.epoch)
+        elif paging.epoch != position.epoch:
+            # Redis lost its data between the two: read every conversation from the current epoch's start.
+            paging.since, paging.epoch = dict.fromkeys(paging.since, 0), position.epoch
+        same_epoch = epoch is None or epoch == position.epoch
+        for conversation, after in since.items():
+            paging.since[conversation] = max(after, position.seq) if same_epoch else position.seq
+        self._paging_goes_on(paging)
+
+    def _take_page(self, page: Replay) -> None:
+        """Queue a next ``page``; move the replay on past it, or end it (then release the live events kept back)."""
+        for event in page.events:
+            self._queue(event, replayed=True)
+        paging = self._paging
+        if paging is None:
+            return
+        if not page.more:
+            self._paging = None
+            self._release_held()
+            return
+        if page.position.epoch != paging.epoch:
+            # Read from the current epoch's start (Redis lost the other): its events up to here are all read.
+            paging.since = dict.fromkeys(paging.since, page.position.seq)
+        else:
+            paging.since = {c: max(after, page.position.seq) for c, after in paging.since.items()}
+        paging.epoch = page.position.epoch
+        self._paging_goes_on(paging)
+
+    def _paging_goes_on(self, paging: _Paging) -> None:
+        paging.reading = False
+        # What was kept back of these conversations was stored before the next read: it reads it again.
+        if self._held:
+            kept = [event for event in self._held if event.conversation not in paging.since]
+            self._held, self._held_size = kept, sum(len(event.payload_json) for event in kept)
+        if self._sender is None and self.identity is not None:
+            self._sender = asyncio.ensure_future(self._send_queued())
+
+    def _release_held(self) -> None:
+        if self._starting is not None:
+            return  # another replay is starting: its events must not go out ahead of it
+        held, self._held, self._held_size = self._held or [], None, 0
         for event in held:
             self._queue(event)
+
+    async def _read_next_page(self) -> None:
+        """Read the replay's next page (the sender, once the last is sent) and queue it."""
+        paging = self._paging
+        assert paging is not None
+        paging.reading = True
+        events, characters = page_bounds(len(self._outbox) + len(self._held or ()),
+                                         self._outbox_size + self._held_size)
+        try:
+            page = await get_history().read_page(paging.since, epoch=paging.epoch, max_events=events,
+                                                 max_bytes=characters)
+        except Exception as error:
+            self._paging = None
+            raise await self.unavailable(error) from None
+        if self._paging is not paging:
+            return  # the connection closed meanwhile
+        if not page.complete and page.position.epoch == paging.epoch:
+            # Trimmed past where it is read up to while the desktop read the pages before: too far behind.
+            self._paging = None
+            self._too_slow()
+            return
+        self._take_page(page)
 
     def _queue(self, event: Event, *, replayed: bool = False) -> None:
         if event.epoch != self._epoch:
@@ -367,6 +493,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         self._sent[event.conversation] = event.seq
         if replayed:
             self._replaying.append(event)
+            self._replaying_size += len(event.kind) + len(event.payload_json)
         elif (len(self._outbox) >= settings.WEBSOCKET_SEND_QUEUE_LIMIT
               or self._outbox_size >= settings.WEBSOCKET_SEND_QUEUE_BYTES):
             self._too_slow()
@@ -401,6 +528,9 @@ class DesktopConsumer(AsyncWebsocketConsumer):
     def _stop_sending(self) -> None:
         """Drop the queued events and stop the sender (a frame it was sending is written whole already)."""
         self._replaying.clear()
+        self._replaying_size = 0
+        self._paging = None
+        self._held, self._held_size = None, 0
         self._outbox.clear()
         self._outbox_size = 0
         if self._sender is not None and self._sender is not asyncio.current_task():
@@ -409,14 +539,21 @@ class DesktopConsumer(AsyncWebsocketConsumer):
 
     async def _send_queued(self) -> None:
         try:
-            while self._replaying or self._outbox:
+            while self._replaying or self._paging is not None or self._outbox:
                 if self._replaying:
-                    frame = self.replayed_frame(self._replaying.popleft())
+                    event = self._replaying.popleft()
+                    self._replaying_size -= len(event.kind) + len(event.payload_json)
+                    frame = self.replayed_frame(event)
+                elif self._paging is not None:
+                    await self._read_next_page()
+                    continue
                 else:
                     event, frame = self._outbox.popleft()
                     self._outbox_size -= len(frame)
                     self.live_frame_sent(event)
                 await self.base_send({"type": "websocket.send", "text": frame})
+        except EventsUnavailable:
+            pass  # closed (4503) already
         except (OSError, RuntimeError):
             # The connection ended (uvicorn: ClientDisconnected, or RuntimeError once the disconnect was
             # received); its receive side ends the consumer.
@@ -424,6 +561,12 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         finally:
             if self._sender is asyncio.current_task():
                 self._sender = None
+
+    @property
+    def queued_characters(self) -> int:
+        """What this connection holds to send: its replay page's, its live queue's and its kept-back events'
+        characters (a replay's pages still to read are in Redis)."""
+        return self._replaying_size + self._outbox_size + self._held_size
 
     def frame_event(self, event: Event) -> str:
         """The text frame that carries ``event`` in this protocol."""

@@ -36,6 +36,7 @@ class PlainWebSocketConsumer(DesktopConsumer, AsyncJsonWebsocketConsumer):
     """authenticate -> join/leave -> receive ``event`` frames."""
 
     frame_kind = "plain"
+    count_replays = True  # the join's answer says how many events its replay holds
 
     async def connect(self) -> None:
         await self.accept()
@@ -126,7 +127,7 @@ class PlainWebSocketConsumer(DesktopConsumer, AsyncJsonWebsocketConsumer):
         answer: dict[str, Any] = {"type": "joined", "conversation": joined.conversation}
         replay = joined.replay
         if replay is not None:
-            answer.update(replayed=len(replay.events), complete=replay.complete)
+            answer.update(replayed=replay.total, complete=replay.complete)
         await self._reply(answer, request_id)
         if replay is not None and not replay.complete:
             await self.send_json({

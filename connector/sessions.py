@@ -69,6 +69,9 @@ class Session:
     epoch: str
     since: int  # the sequence number when the session began
     joined: dict[str, int] = field(default_factory=dict)  # conversation -> sequence number at the join
+    # Begun for a client that came back with an offset of an epoch Redis lost: every event of ``epoch`` came
+    # after its last one, so its joins start at the epoch's start (``connector.socketio.application``).
+    fresh_epoch: bool = False
 
 
 def new_pid() -> str:

@@ -89,6 +89,10 @@ class Replay:
     events: list[Event]
     complete: bool
     position: Offset
+    #: ``read_page``: the page stopped at its bounds, and ``position`` is its last event: more follow it.
+    more: bool = False
+    #: ``read_page(count=True)``: how many events the whole replay holds, this page's and the pages after.
+    total: int | None = None
 
 
 def key_prefix() -> str:
@@ -227,6 +231,68 @@ return out
 """
 
 
+# One page of a replay: KEYS: sequence hash, then per conversation its history stream and its trimmed mark.
+# ARGV: the epoch the positions are counted in ('' for the current one), most events, most bytes (at least one
+# event is taken however big), whether to count every event the replay holds ('1'; 16 entries at a time),
+# then per conversation the seq after which to read. Positions of another epoch
+# read from the current epoch's start: each of its events was pushed after Redis lost the older ones.
+# The conversations' streams are merged in sequence order one entry at a time (XRANGE COUNT 1 per head), so
+# Redis holds no more than a head per conversation beyond the page itself.
+# Returns the epoch, the current seq, whether more follow, the trimmed marks, the page's entries as
+# {seq, conversation index, kind, payload}, and the count (0 when not asked).
+_READ_PAGE = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch') or ''
+local current = redis.call('HGET', KEYS[1], 'seq') or '0'
+local stale = ARGV[1] ~= '' and ARGV[1] ~= epoch
+local max_events, max_bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
+local n = (#KEYS - 1) / 2
+local after, heads, done, trimmed, count = {}, {}, {}, {}, 0
+for i = 1, n do
+  after[i] = stale and 0 or tonumber(ARGV[4 + i])
+  trimmed[i] = redis.call('GET', KEYS[2 * i + 1]) or '0-0'
+  if ARGV[4] == '1' then
+    local from = '(0-' .. after[i]
+    while true do
+      local got = redis.call('XRANGE', KEYS[2 * i], from, '+', 'COUNT', 16)
+      count = count + #got
+      if #got < 16 then break end
+      from = '(' .. got[#got][1]
+    end
+  end
+end
+local page, bytes, more = {}, 0, 0
+while true do
+  local best, best_seq = nil, nil
+  for i = 1, n do
+    if not done[i] and not heads[i] then
+      local got = redis.call('XRANGE', KEYS[2 * i], '(0-' .. after[i], '+', 'COUNT', 1)
+      if #got == 0 then done[i] = true else heads[i] = got[1] end
+    end
+    if heads[i] then
+      local seq = tonumber(string.sub(heads[i][1], 3))
+      if not best_seq or seq < best_seq then best, best_seq = i, seq end
+    end
+  end
+  if not best then break end
+  local fields = heads[best][2]
+  local kind, payload = '', ''
+  for j = 1, #fields, 2 do
+    if fields[j] == 'k' then kind = fields[j + 1] elseif fields[j] == 'p' then payload = fields[j + 1] end
+  end
+  local size = #kind + #payload
+  if #page >= max_events or (#page > 0 and bytes + size > max_bytes) then
+    more = 1
+    break
+  end
+  page[#page + 1] = {best_seq, best, kind, payload}
+  bytes = bytes + size
+  after[best] = best_seq
+  heads[best] = nil
+end
+return {epoch, current, more, trimmed, page, count}
+"""
+
+
 class RedisHistory:
     """The history in Redis: a stream per conversation, a sorted set of seen messageIds, one sequence."""
 
@@ -234,6 +300,7 @@ class RedisHistory:
         self._client = client
         self._append = client.register_script(_APPEND)
         self._read = client.register_script(_READ)
+        self._read_page = client.register_script(_READ_PAGE)
         # Appends waiting for this turn of the event loop to end: (EVALSHA arguments, its caller's future).
         self._waiting: list[tuple[tuple, asyncio.Future]] = []
         self._batches: set[asyncio.Task] = set()  # pipelines in flight, held until done
@@ -330,6 +397,36 @@ class RedisHistory:
         events.sort(key=lambda event: event.seq)
         return Replay(events, complete and bool(current_epoch or not events), Offset(current_epoch, current_seq))
 
+    async def read_page(self, since: Mapping[str, int], *, epoch: str | None, max_events: int,
+                        max_bytes: int, count: bool = False) -> Replay:
+        """The first events after ``since[conversation]`` in each conversation, in sequence order, read
+        atomically: at most ``max_events`` of them and ``max_bytes`` (of their kinds and payloads; the first
+        event is taken whatever its size). With ``more``, the page stopped at those bounds and ``position``
+        is its last event: every event of these conversations up to it is in the page (or was before
+        ``since``), so the next page reads after it. Without, the page reaches the history's end, and
+        ``position`` is the sequence's end. Positions of another ``epoch`` than the current one read from the
+        current epoch's start (the page is not ``complete``). With ``count``, ``total`` is the number of
+        events the whole replay holds now (a walk of the streams in Redis: for the plain protocol's answer)."""
+        prefix = key_prefix()
+        conversations = list(since)
+        keys = [f"{prefix}sequence"]
+        for conversation in conversations:
+            keys += [f"{prefix}history:{conversation}", f"{prefix}trimmed:{conversation}"]
+        reply = await self._read_page(
+            keys=keys, args=[epoch or "", max_events, max_bytes, "1" if count else "0",
+                             *(since[c] for c in conversations)]
+        )
+        current_epoch, current_seq, more, trimmed_marks, entries, total = reply
+        current_epoch = _text(current_epoch)
+        complete = epoch is None or epoch == current_epoch
+        if complete and any(_seq_of(mark) > since[c] for c, mark in zip(conversations, trimmed_marks)):
+            complete = False  # events after a position were trimmed away
+        events = [Event(int(seq), current_epoch, conversations[int(index) - 1], _text(kind), _text(payload))
+                  for seq, index, kind, payload in entries]
+        position = Offset(current_epoch, events[-1].seq if more else int(current_seq))
+        return Replay(events, complete and bool(current_epoch or not events), position, more=bool(more),
+                      total=int(total) if count else None)
+
     async def position(self) -> Offset:
         """The current end of the sequence (no events yet: seq 0). Before the first event the epoch is made
         here (as the append script would make it): a position without one could never be resumed from."""
@@ -387,6 +484,23 @@ class MemoryHistory:
             events.extend(event for event in self._streams.get(conversation, ()) if event.seq > after)
         events.sort(key=lambda event: event.seq)
         return Replay(events, complete, Offset(self.epoch, self.seq))
+
+    async def read_page(self, since: Mapping[str, int], *, epoch: str | None, max_events: int,
+                        max_bytes: int, count: bool = False) -> Replay:
+        stale = epoch is not None and epoch != self.epoch
+        replay = await self.read({c: 0 if stale else after for c, after in since.items()}, epoch=None)
+        complete = replay.complete and not stale and all(
+            self._trimmed.get(c, 0) <= after for c, after in since.items())
+        total = len(replay.events) if count else None
+        page: list[Event] = []
+        size = 0
+        for event in replay.events:
+            grown = size + len(event.kind) + len(event.payload_json)
+            if len(page) >= max_events or (page and grown > max_bytes):
+                return Replay(page, complete, Offset(self.epoch, page[-1].seq), more=True, total=total)
+            page.append(event)
+            size = grown
+        return Replay(page, complete, Offset(self.epoch, self.seq), total=total)
 
     async def position(self) -> Offset:
         return Offset(self.epoch, self.seq)

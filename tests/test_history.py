@@ -171,3 +171,61 @@ def test_offsets_that_are_not_ours_do_not_parse(text) -> None:
 def test_offsets_round_trip() -> None:
     assert Offset.parse("1a2b3c4d-42") == Offset("1a2b3c4d", 42)
     assert str(Offset("1a2b3c4d", 42)) == "1a2b3c4d-42"
+
+
+# --- replays read a page at a time ------------------------------------------------------------
+
+
+async def test_a_page_stops_at_its_event_count_and_the_next_goes_on_after_its_last_event(history) -> None:
+    """Two conversations merged in sequence order, three events a page: every event once, in order, and each
+    page's position is its last event while more follow, the sequence's end after the last page."""
+    for number in range(8):
+        await append(history, (A, B)[number % 3 == 0], str(number))
+    since, seen, pages = {A: 0, B: 0}, [], []
+    while True:
+        page = await history.read_page(since, epoch=None, max_events=3, max_bytes=10**6)
+        assert page.complete and len(page.events) <= 3
+        seen += [(event.conversation, event.seq) for event in page.events]
+        pages.append((page.position.seq, page.more))
+        if not page.more:
+            break
+        since = {conversation: max(after, page.position.seq) for conversation, after in since.items()}
+    assert [seq for _, seq in seen] == list(range(1, 9))
+    assert [conversation for conversation, _ in seen] == [(A, B)[number % 3 == 0] for number in range(8)]
+    assert pages == [(3, True), (6, True), (8, False)]
+
+
+async def test_a_page_stops_before_the_event_that_would_pass_its_bytes_but_takes_one_however_big(history) -> None:
+    for number in range(4):
+        await history.append(conversation=A, kind="k", message_id=str(number),
+                             payload_json=json.dumps({"pad": "x" * (1000 if number == 0 else 100)}))
+    first = await history.read_page({A: 0}, epoch=None, max_events=100, max_bytes=500)
+    assert [event.seq for event in first.events] == [1] and first.more and first.position.seq == 1
+    second = await history.read_page({A: 1}, epoch=None, max_events=100, max_bytes=250)
+    assert [event.seq for event in second.events] == [2, 3] and second.more
+    last = await history.read_page({A: 3}, epoch=None, max_events=100, max_bytes=250)
+    assert [event.seq for event in last.events] == [4] and not last.more and last.position.seq == 4
+
+
+async def test_a_page_counts_what_the_whole_replay_holds_when_asked(history) -> None:
+    for number in range(40):
+        await append(history, A, str(number))  # the history keeps the last 10
+    page = await history.read_page({A: 33}, epoch=None, max_events=2, max_bytes=10**6, count=True)
+    assert (page.total, [event.seq for event in page.events]) == (7, [34, 35])
+    assert (await history.read_page({A: 0}, epoch=None, max_events=2, max_bytes=10**6)).total is None
+
+
+async def test_a_page_after_a_trimmed_position_is_incomplete(history) -> None:
+    for number in range(25):
+        await append(history, A, str(number))
+    assert not (await history.read_page({A: 2}, epoch=None, max_events=5, max_bytes=10**6)).complete
+    assert (await history.read_page({A: 15}, epoch=None, max_events=5, max_bytes=10**6)).complete
+
+
+async def test_a_page_after_a_position_of_another_epoch_reads_the_current_epoch_from_its_start(history) -> None:
+    """Every event of the current epoch was pushed after Redis lost the other's: none is older than the
+    position's, whatever their numbers."""
+    for number in range(5):
+        await append(history, A, str(number))
+    page = await history.read_page({A: 3}, epoch="0ther", max_events=100, max_bytes=10**6)
+    assert not page.complete and [event.seq for event in page.events] == [1, 2, 3, 4, 5]

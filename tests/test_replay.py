@@ -136,6 +136,25 @@ async def test_plain_resume_past_the_kept_history_says_so(plain, settings) -> No
     assert [(await again.receive())["type"] for _ in range(10)] == ["event"] * 10
 
 
+async def test_plain_history_in_pages_with_live_events_meanwhile_arrives_once_in_order(plain, settings) -> None:
+    """Three events a page: the answer counts the whole replay; live events of the replayed conversation pushed
+    while it pages follow it, and another conversation's arrive too, each once."""
+    settings.REPLAY_PAGE_EVENTS = 3
+    before = [await publish(SHORT_NAME) for _ in range(10)]
+    client = await plain()
+    await client.request({"type": "join", "conversation": OTHER})
+    joined = await client.request({"type": "join", "conversation": SHORT_NAME, "history": True})
+    assert (joined["replayed"], joined["complete"]) == (10, True)
+    await asyncio.gather(publish(SHORT_NAME), publish(OTHER), publish(SHORT_NAME))
+    offsets: dict[str, list[int]] = {SHORT_NAME: [], OTHER: []}
+    for _ in range(len(before) + 3):
+        frame = await client.receive()
+        offsets[frame["payload"]["conversation_name"]].append(int(client.last_offset.rpartition("-")[2]))
+    await nothing_more(client)
+    assert len(offsets[SHORT_NAME]) == 12 and offsets[SHORT_NAME] == sorted(set(offsets[SHORT_NAME]))
+    assert len(offsets[OTHER]) == 1
+
+
 async def test_plain_resume_with_an_offset_that_is_not_ours_is_refused(plain) -> None:
     client = await plain()
     refusal = await client.request({"type": "join", "conversation": SHORT_NAME, "after": "yesterday", "id": 3})

@@ -118,7 +118,8 @@ class PollingDesktop:
         if recoverable is not None:
             session, since = recoverable
             resume = {conversation: max(since.seq, seq) for conversation, seq in session.joined.items()}
-            if (await get_history().read(resume, epoch=since.epoch)).complete:
+            # Whether the history still reaches back there; one event is enough to tell (the GETs read it).
+            if (await get_history().read_page(resume, epoch=since.epoch, max_events=1, max_bytes=1)).complete:
                 self._record = session
                 self.outcome.set(**{JOINED_PREFIX + name: str(seq) for name, seq in resume.items()})
                 self.outcome.set(pid=session.pid, epoch=position.epoch)
@@ -126,7 +127,7 @@ class PollingDesktop:
                 await sessions.save(session, ttl=sessions.connected_ttl())
                 return {"pid": session.pid}
             logger.info("Session could not be recovered: the history no longer reaches back to its offset")
-        self._record = await application.start_session(identity)
+        self._record = await application.start_session(identity, auth)
         self.outcome.set(pid=self._record.pid)
         return {"pid": self._record.pid}
 
@@ -159,12 +160,15 @@ class PollingDesktop:
         try:
             position = await get_history().position()
             record = await self._session_record()
+            start = application.join_start(record, position) if after is None and not history else None
             if record is not None:
-                record.joined[conversation] = position.seq
+                record.joined[conversation] = start.seq if start is not None else position.seq
                 await sessions.save(record, ttl=sessions.connected_ttl())
         except Exception as error:
             logger.warning("Could not join a conversation: %s: %s", type(error).__name__, error)
             return [False, UNAVAILABLE_MESSAGE]
+        if start is not None:
+            after = start
         since = 0 if history else after.seq if after is not None else position.seq
         self.state.joined[conversation] = since
         self.outcome.set(**{JOINED_PREFIX + conversation: str(since)})

@@ -250,7 +250,11 @@ async def _wait_and_answer(poller: Poller, token: str, client: ClientWatch) -> A
             await _end(state.sid, state.pid, poller)
             return payload([*frames, packets.close_frame()])
         await get_pollers().watch(poller, set(state.joined))
-        replay = await get_history().read(state.joined, epoch=state.epoch or None) if state.joined else None
+        replay = None
+        if state.joined:
+            replay = await get_history().read_page(state.joined, epoch=state.epoch or None,
+                                                   max_events=settings.REPLAY_PAGE_EVENTS,
+                                                   max_bytes=settings.REPLAY_PAGE_BYTES)
         if replay is not None and not replay.complete:
             # It fell behind the kept history: end it, so the client reconnects (recovery tells it the truth).
             logger.info("Closing a long-polling session: the history no longer reaches back to its position")
@@ -270,19 +274,42 @@ async def _wait_and_answer(poller: Poller, token: str, client: ClientWatch) -> A
             poller.count_as_desktop(state.connected and state.identity is not None)
             frames = [*state.pending, *([packets.ping_frame()] if turn.ping else [])]
             deadline = loop.time() + turn.seconds_to_ping
-    events = replay.events if replay is not None else []
     # Every event here is read from the history, a join's older ones among them: none moves the client's
     # offset back below what earlier answers carried.
     offset_sent = OffsetSent(state.epoch, state.offset_sent)
-    event_frames = [offset_sent.replayed_frame(event) for event in events]
+    events, event_frames = _one_page(replay, offset_sent, frames)
+    seq = 0
+    if replay is not None:
+        # Cut short, the answer holds every event of these conversations up to its last one (a page is a
+        # prefix of their events in sequence order): the next GET goes on after it.
+        seq = events[-1].seq if len(events) < len(replay.events) or replay.more else replay.position.seq
     await store.finish(
-        sid, token, seq=replay.position.seq if replay is not None else 0,
-        epoch=replay.position.epoch if replay is not None else "", conversations=list(state.joined), pid=state.pid,
-        offset_sent=offset_sent.seq if events else 0,
+        sid, token, seq=seq, epoch=replay.position.epoch if replay is not None else "",
+        conversations=list(state.joined), pid=state.pid, offset_sent=offset_sent.seq if events else 0,
     )
     for event in events:
         metrics.event_sent_in_poll(event.kind)
     return payload([*frames, *event_frames])
+
+
+def _one_page(replay: Replay | None, offset_sent: OffsetSent, frames: list[str]) -> tuple[list, list[str]]:
+    """The events (and their frames) of one answer: the page read, cut where the answer would pass
+    ``REPLAY_PAGE_BYTES`` with the other frames and the payload's separators (at least one event)."""
+    if replay is None:
+        return [], []
+    room = settings.REPLAY_PAGE_BYTES - sum(len(frame.encode("utf-8")) + 1 for frame in frames)
+    events, event_frames = [], []
+    for event in replay.events:
+        floor = OffsetSent(offset_sent.epoch, offset_sent.seq)
+        frame = floor.replayed_frame(event)
+        size = len(frame.encode("utf-8")) + 1
+        if events and size > room:
+            break
+        offset_sent.sent(event)
+        events.append(event)
+        event_frames.append(frame)
+        room -= size
+    return events, event_frames
 
 
 async def _turn_refused(poller: Poller, turn: store.Poll, *, first: bool) -> Answer:

@@ -35,12 +35,21 @@ def join_request(options: Any) -> tuple[Offset | None, bool]:
     return after, history
 
 
-async def start_session(identity: tokens.DesktopIdentity) -> sessions.Session:
-    """A new recovery session for ``identity``, beginning at the history's current end, saved."""
+async def start_session(identity: tokens.DesktopIdentity, auth: dict[str, Any] | None = None) -> sessions.Session:
+    """A new recovery session for ``identity``, beginning at the history's current end, saved.
+
+    A client that comes back (``auth.pid``) with an offset of an epoch that is no longer the current one
+    had its last event before Redis lost its data: every event of the current epoch was pushed after it.
+    Its session begins at the epoch's start, and its joins too (``join_start``): a conversation it joins
+    again gets what was pushed since Redis came back, rather than only what comes after the join. A client
+    without an offset saw nothing to resume from, and starts at the current end as any new one.
+    """
     position = await get_history().position()
+    given = Offset.parse(auth.get("offset")) if auth is not None and sessions.is_pid(auth.get("pid")) else None
+    fresh_epoch = given is not None and given.epoch != position.epoch
     session = sessions.Session(
         pid=sessions.new_pid(), user=identity.user, project=identity.project, epoch=position.epoch,
-        since=position.seq,
+        since=0 if fresh_epoch else position.seq, fresh_epoch=fresh_epoch,
     )
     await sessions.start(session, owner_id=sessions.owner(identity), ttl=sessions.connected_ttl())
     return session
@@ -57,6 +66,14 @@ async def recoverable(identity: tokens.DesktopIdentity, auth: dict[str, Any]) ->
         return None
     given = Offset.parse(auth.get("offset"))
     return session, given if given is not None else Offset(session.epoch, session.since)
+
+
+def join_start(session: sessions.Session | None, position: Offset) -> Offset | None:
+    """Where a join without options starts in ``session``: None (the current end), or, in a session begun
+    for a client Redis lost the epoch of (``start_session``), the start of that epoch while it is current."""
+    if session is not None and session.fresh_epoch and session.epoch == position.epoch:
+        return Offset(position.epoch, 0)
+    return None
 
 
 def event_frame(event: Event, *, offset_at_least: int = 0) -> str:

@@ -196,7 +196,7 @@ class SocketIOConsumer(DesktopConsumer):
             recoverable = await application.recoverable(identity, auth)
             if recoverable is not None and await self._recover(*recoverable):
                 return {"pid": self.session.pid}
-            self.session = await application.start_session(identity)
+            self.session = await application.start_session(identity, auth)
         except (EventsUnavailable, MembershipError):
             raise
         except Exception as error:
@@ -251,11 +251,13 @@ class SocketIOConsumer(DesktopConsumer):
         ``[true, normalised name]`` or ``[false, why]``; a replay follows the acknowledgement."""
         after, history = application.join_request(options)
         try:
+            if after is None and not history and self.session is not None and self.session.fresh_epoch:
+                after = await self._fresh_epoch_start()
             joined = await self.join_conversation(name, after=after, history=history)
         except MembershipError as error:
             return [False, str(error)]
         try:
-            await self._record_join(joined.conversation)
+            await self._record_join(joined.conversation, at=0 if after is not None and after.seq == 0 else None)
         except MembershipError as error:
             self.send_replay(None)
             return [False, str(error)]
@@ -273,11 +275,19 @@ class SocketIOConsumer(DesktopConsumer):
             await self._save_session()
         return [True, conversation]
 
-    async def _record_join(self, conversation: str) -> None:
+    async def _fresh_epoch_start(self) -> Offset | None:
+        """Where this session's joins start (``application.join_start``)."""
+        try:
+            return application.join_start(self.session, await get_history().position())
+        except Exception as error:
+            logger.warning("Could not join a conversation: %s: %s", type(error).__name__, error)
+            raise MembershipError("conversation events are unavailable right now; try again") from None
+
+    async def _record_join(self, conversation: str, *, at: int | None = None) -> None:
         if self.session is None or conversation in self.session.joined:
             return
         try:
-            self.session.joined[conversation] = (await get_history().position()).seq
+            self.session.joined[conversation] = at if at is not None else (await get_history().position()).seq
             await self._save_session()
         except Exception as error:
             self.session.joined.pop(conversation, None)
