@@ -128,6 +128,13 @@ WEBSOCKET_SEND_QUEUE_BYTES = env.integer("WEBSOCKET_SEND_QUEUE_BYTES", 8 * 2**20
 WEBSOCKET_MAX_UNAUTHENTICATED = env.integer("WEBSOCKET_MAX_UNAUTHENTICATED", 1000, minimum=1)
 # Long-polling GETs one process keeps waiting at once (connector/polling); more are answered 503 at once.
 SOCKETIO_MAX_WAITING_POLLS = env.integer("SOCKETIO_MAX_WAITING_POLLS", 10000, minimum=1)
+# One client address's share, across instances, of the unauthenticated: WebSockets not yet authenticated and
+# waiting long-polls of sessions not yet connected to "/" (connector/preauth.py); more get 403 (WebSocket) or
+# 429 (long-poll). A tenth of the per-process total, so one client cannot take them all.
+WEBSOCKET_MAX_UNAUTHENTICATED_PER_ADDRESS = env.integer("WEBSOCKET_MAX_UNAUTHENTICATED_PER_ADDRESS", 100, minimum=1)
+# New sessions per client address, counted in Redis across instances like REGISTER_RATE_LIMIT: long-polling
+# handshakes (429), /socket.io/ WebSocket handshakes without sid and /ws/ handshakes (403).
+HANDSHAKE_RATE_LIMIT = env.rate("HANDSHAKE_RATE_LIMIT", "600/minute")
 
 # --- HTTP ----------------------------------------------------------------------
 ALLOWED_HOSTS = env.items("ALLOWED_HOSTS", ["*"])
