@@ -269,6 +269,10 @@ CONVERSATION_NAME_RATE_LIMIT = env.rate("CONVERSATION_NAME_RATE_LIMIT", "60/minu
 # GETs and DELETEs of /conversation-name per token, likewise: a bound on walking keys (phone numbers) with
 # one token, far above a desktop's or a companion service's lookups (one or a few per call).
 CONVERSATION_NAME_LOOKUP_RATE_LIMIT = env.rate("CONVERSATION_NAME_LOOKUP_RATE_LIMIT", "1200/minute")
+# The same GETs and DELETEs per user (every token of one user together: registering again gives no new budget)
+# and per client address (every user behind it together: registering other users neither).
+CONVERSATION_NAME_LOOKUP_USER_RATE_LIMIT = env.rate("CONVERSATION_NAME_LOOKUP_USER_RATE_LIMIT", "2400/minute")
+CONVERSATION_NAME_LOOKUP_ADDRESS_RATE_LIMIT = env.rate("CONVERSATION_NAME_LOOKUP_ADDRESS_RATE_LIMIT", "6000/minute")
 # A browser desktop may read Retry-After on a cross-origin 429.
 CORS_EXPOSE_HEADERS = ["Retry-After"]
 

@@ -2,8 +2,9 @@
 
 The DRF throttle classes (``connector.api.throttling``) count into it: per
 client address for the registration endpoints, per token for
-``/conversation-name`` writes; ``connector.preauth`` counts desktops'
-handshakes into it per client address.
+``/conversation-name`` writes, per token, user and client address for its
+lookups; ``connector.preauth`` counts desktops' handshakes into it per
+client address.
 
 Algorithm: a fixed window per key that opens at the key's first request.
 One Lua script increments the key's counter and, when the counter is new,
