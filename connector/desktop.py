@@ -185,15 +185,21 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         await super().websocket_connect(message)
 
     async def _release(self) -> None:
-        self._stop_counting_unauthenticated()
-        self._stop_sending()
-        instances.get_registry().disconnected(self)
-        for pending in (self._deadline, self._deadline_task, self._expiry):
-            if pending is not None:
-                pending.cancel()
-        await self.connection_ended()
-        await self.sign_out()
-        await self.release_resources()
+        # Out of Redis when the connection is gone, not a moment later: the address may connect again at once.
+        hold, self._preauth_hold = self._preauth_hold, None
+        try:
+            self._stop_counting_unauthenticated()
+            self._stop_sending()
+            instances.get_registry().disconnected(self)
+            for pending in (self._deadline, self._deadline_task, self._expiry):
+                if pending is not None:
+                    pending.cancel()
+            await self.connection_ended()
+            await self.sign_out()
+            await self.release_resources()
+        finally:
+            if hold is not None:
+                await preauth.HOLDS.release_now(hold)
 
     async def release_resources(self) -> None:
         """Close what the connection holds besides its conversations: its open streams, upstream too."""

@@ -137,17 +137,26 @@ class Holds:
         return Hold(address, member, in_redis)
 
     def release(self, hold: Hold) -> None:
-        """The connection authenticated or ended, or the GET answered: it no longer counts."""
-        left = self._counts.get(hold.address, 0) - 1
-        if left > 0:
-            self._counts[hold.address] = left
-        else:
-            self._counts.pop(hold.address, None)
+        """The connection authenticated, or the GET answered: it no longer counts (in Redis a moment later)."""
+        self._uncount(hold)
         if hold.in_redis:
             # Not awaited: the caller may be a synchronous step (a sign-in); the entry lapses by itself anyway.
             task = asyncio.ensure_future(self._remove(hold))
             self._removing.add(task)
             task.add_done_callback(self._removing.discard)
+
+    async def release_now(self, hold: Hold) -> None:
+        """``release``, done in Redis too when this returns: for a connection that ended, which waits for nothing."""
+        self._uncount(hold)
+        if hold.in_redis:
+            await self._remove(hold)
+
+    def _uncount(self, hold: Hold) -> None:
+        left = self._counts.get(hold.address, 0) - 1
+        if left > 0:
+            self._counts[hold.address] = left
+        else:
+            self._counts.pop(hold.address, None)
 
     async def _remove(self, hold: Hold) -> None:
         try:

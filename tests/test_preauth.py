@@ -145,9 +145,11 @@ async def test_one_address_holding_its_share_of_unauthenticated_websockets_canno
     assert "WEBSOCKET_MAX_UNAUTHENTICATED_PER_ADDRESS" in connectors[0].log() + connectors[1].log()
 
 
-async def connect_soon(http: aiohttp.ClientSession, url: str, address: str) -> aiohttp.ClientWebSocketResponse:
-    """A WebSocket from ``address`` once its freed slot shows in Redis (the release is not awaited)."""
-    for _ in range(50):
+async def connect_soon(
+    http: aiohttp.ClientSession, url: str, address: str, *, seconds: float = 5.0
+) -> aiohttp.ClientWebSocketResponse:
+    """A WebSocket from ``address`` once its freed slot shows in Redis (a sign-in's release is not awaited)."""
+    for _ in range(int(seconds / 0.1)):
         try:
             return await http.ws_connect(url, headers=by(address))
         except aiohttp.WSServerHandshakeError as error:
@@ -184,3 +186,19 @@ async def test_waiting_polls_of_unauthenticated_sessions_count_against_the_share
         for server, sid in [(connectors[0], others), *zip(connectors * SHARE, sids[:SHARE])]:
             await client.post(poll_url(server, sid), content=b"1", headers=by(address))  # close: the GETs answer
         assert [(await task).status_code for task in (*waiting, admitted)] == [200] * (SHARE + 1)
+
+
+async def test_the_holds_of_a_process_that_died_lapse_after_the_authentication_timeout(redis_server, http) -> None:
+    """A process killed while an address holds its share there leaves the entries in Redis: the other process
+    refuses the address until they lapse (WEBSOCKET_AUTH_TIMEOUT plus the grace), then admits it again."""
+    extra = {"TRUSTED_PROXY_HOPS": "1", "WEBSOCKET_MAX_UNAUTHENTICATED_PER_ADDRESS": str(SHARE),
+             "WEBSOCKET_AUTH_TIMEOUT": "1"}
+    address = new_address()
+    with processes.daphne_server(role="connector", redis=redis_server, **extra) as doomed, \
+            processes.daphne_server(role="connector", redis=redis_server, **extra) as survivor:
+        held = [await http.ws_connect(doomed.http_url + PLAIN, headers=by(address)) for _ in range(SHARE)]
+        doomed.process.kill()
+        assert await refused_with(http, survivor.http_url + PLAIN, address) == 403
+        admitted = await connect_soon(http, survivor.http_url + PLAIN, address, seconds=20)
+        for ws in (*held, admitted):
+            await ws.close()
