@@ -150,6 +150,13 @@ SOCKETIO_MAX_WAITING_POLLS = env.integer("SOCKETIO_MAX_WAITING_POLLS", 10000, mi
 # The byte budget holds the acknowledgements of every join a connection may make (64) with the longest names.
 SOCKETIO_POLLING_QUEUE_LIMIT = env.integer("SOCKETIO_POLLING_QUEUE_LIMIT", 1000, minimum=10)
 SOCKETIO_POLLING_QUEUE_BYTES = env.integer("SOCKETIO_POLLING_QUEUE_BYTES", 2**20, minimum=65536)
+# One client address's share, across instances, of the unauthenticated: WebSockets not yet authenticated and
+# waiting long-polls of sessions not yet connected to "/" (connector/preauth.py); more get 403 (WebSocket) or
+# 429 (long-poll). A tenth of the per-process total, so one client cannot take them all.
+WEBSOCKET_MAX_UNAUTHENTICATED_PER_ADDRESS = env.integer("WEBSOCKET_MAX_UNAUTHENTICATED_PER_ADDRESS", 100, minimum=1)
+# New sessions per client address, counted in Redis across instances like REGISTER_RATE_LIMIT: long-polling
+# handshakes (429), /socket.io/ WebSocket handshakes without sid and /ws/ handshakes (403).
+HANDSHAKE_RATE_LIMIT = env.rate("HANDSHAKE_RATE_LIMIT", "600/minute")
 
 # --- HTTP ----------------------------------------------------------------------
 ALLOWED_HOSTS = env.items("ALLOWED_HOSTS", ["*"])
@@ -320,6 +327,10 @@ CONVERSATION_NAME_RATE_LIMIT = env.rate("CONVERSATION_NAME_RATE_LIMIT", "60/minu
 # GETs and DELETEs of /conversation-name per token, likewise: a bound on walking keys (phone numbers) with
 # one token, far above a desktop's or a companion service's lookups (one or a few per call).
 CONVERSATION_NAME_LOOKUP_RATE_LIMIT = env.rate("CONVERSATION_NAME_LOOKUP_RATE_LIMIT", "1200/minute")
+# The same GETs and DELETEs per user (every token of one user together: registering again gives no new budget)
+# and per client address (every user behind it together: registering other users neither).
+CONVERSATION_NAME_LOOKUP_USER_RATE_LIMIT = env.rate("CONVERSATION_NAME_LOOKUP_USER_RATE_LIMIT", "2400/minute")
+CONVERSATION_NAME_LOOKUP_ADDRESS_RATE_LIMIT = env.rate("CONVERSATION_NAME_LOOKUP_ADDRESS_RATE_LIMIT", "6000/minute")
 # A browser desktop may read Retry-After on a cross-origin 429.
 CORS_EXPOSE_HEADERS = ["Retry-After"]
 

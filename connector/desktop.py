@@ -8,7 +8,9 @@ exactly once; the protocol consumers only translate frames.
 - A connection holds nothing in Redis: the process subscribes once per
   conversation (the hub), whatever the number of its desktops in it. A
   process keeps at most ``WEBSOCKET_MAX_UNAUTHENTICATED`` unauthenticated
-  connections open.
+  connections open, and a client address at most its share of them across
+  instances (``connector.preauth``); its handshakes count against
+  ``HANDSHAKE_RATE_LIMIT``.
 - However the connection ends (a close by either side, an error, a timeout,
   a cancelled task), ``__call__``'s ``finally`` leaves every conversation.
 - Events go out through a queue drained by one task, so a slow desktop never
@@ -45,7 +47,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from connector import close_codes, instances, tokens
+from connector import close_codes, instances, preauth, ratelimit, tokens
 from connector.fanout import get_hub
 from connector.streaming.streams import StreamRegistry
 from events import conversations, metrics
@@ -134,6 +136,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         self.identity: tokens.DesktopIdentity | None = None
         self.joined: set[str] = set()  # normalised conversation names
         self._counted_unauthenticated = False
+        self._preauth_hold: preauth.Hold | None = None  # counted against its address until it authenticates
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_task: asyncio.Task | None = None
         self._expiry: asyncio.TimerHandle | None = None
@@ -186,26 +189,44 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def websocket_connect(self, message: dict) -> None:
-        """Refuse the handshake when this process already holds too many unauthenticated connections."""
+        """Refuse the handshake (before accepting: the server answers 403) when its address is over
+        ``HANDSHAKE_RATE_LIMIT`` or holds its share of unauthenticated connections, or when this process holds
+        too many unauthenticated connections."""
+        address = ratelimit.scope_client_address(self.scope)
+        if self.starts_a_session() and await preauth.handshake_refused(address) is not None:
+            await self.close()
+            return
         if not UNAUTHENTICATED.admit():
-            await self.close()  # before accepting: the server answers 403
+            await self.close()
             return
         self._counted_unauthenticated = True
+        hold = await preauth.HOLDS.take(address, lifetime=settings.WEBSOCKET_AUTH_TIMEOUT)
+        if not isinstance(hold, preauth.Hold):
+            self._stop_counting_unauthenticated()
+            await self.close()
+            return
+        self._preauth_hold = hold
         self._deadline = asyncio.get_running_loop().call_later(
             settings.WEBSOCKET_AUTH_TIMEOUT, self._start_deadline_task
         )
         await super().websocket_connect(message)
 
     async def _release(self) -> None:
-        self._stop_counting_unauthenticated()
-        self._stop_sending()
-        instances.get_registry().disconnected(self)
-        for pending in (self._deadline, self._deadline_task, self._expiry):
-            if pending is not None:
-                pending.cancel()
-        await self.connection_ended()
-        await self.sign_out()
-        await self.release_resources()
+        # Out of Redis when the connection is gone, not a moment later: the address may connect again at once.
+        hold, self._preauth_hold = self._preauth_hold, None
+        try:
+            self._stop_counting_unauthenticated()
+            self._stop_sending()
+            instances.get_registry().disconnected(self)
+            for pending in (self._deadline, self._deadline_task, self._expiry):
+                if pending is not None:
+                    pending.cancel()
+            await self.connection_ended()
+            await self.sign_out()
+            await self.release_resources()
+        finally:
+            if hold is not None:
+                await preauth.HOLDS.release_now(hold)
 
     async def release_resources(self) -> None:
         """Close what the connection holds besides its conversations: its open streams, upstream too."""
@@ -215,10 +236,17 @@ class DesktopConsumer(AsyncWebsocketConsumer):
     async def connection_ended(self) -> None:
         """The connection is over (however it ended), before its conversations are left."""
 
+    def starts_a_session(self) -> bool:
+        """Whether this handshake starts a new session, and so counts against ``HANDSHAKE_RATE_LIMIT``."""
+        return True
+
     def _stop_counting_unauthenticated(self) -> None:
         if self._counted_unauthenticated:
             self._counted_unauthenticated = False
             UNAUTHENTICATED.count -= 1
+        if self._preauth_hold is not None:
+            preauth.HOLDS.release(self._preauth_hold)
+            self._preauth_hold = None
 
     # --- authentication -------------------------------------------------------------------
 

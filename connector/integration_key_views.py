@@ -7,8 +7,11 @@
 Plain-text bodies as in the sample. Our own refusals are JSON ``{"message"}``:
 401 (token), 413 (body over ``API_MAX_BODY_BYTES``), 429 (more than
 ``CONVERSATION_NAME_RATE_LIMIT`` POSTs, or ``CONVERSATION_NAME_LOOKUP_RATE_LIMIT``
-GETs and DELETEs, with one token), 503 (Redis unreachable), 507 (a POST of a
-new key while the store holds ``CONVERSATION_NAME_MAX_ENTRIES``).
+GETs and DELETEs, with one token; or more lookups than
+``CONVERSATION_NAME_LOOKUP_USER_RATE_LIMIT`` for one user, or
+``CONVERSATION_NAME_LOOKUP_ADDRESS_RATE_LIMIT`` from one client address),
+503 (Redis unreachable), 507 (a POST of a new key while the store holds
+``CONVERSATION_NAME_MAX_ENTRIES``).
 The name must be a conversation name (``events.conversations.normalise``
 accepts it) and is stored as given. Keys and names are never logged: a key
 is often a customer's phone number.
@@ -27,7 +30,12 @@ from common.responses import message_response
 from connector import integration_keys
 from connector.api.authentication import DesktopJWTAuthentication, GoogleServiceAccountAuthentication
 from connector.api.parsers import JsonObjectParser
-from connector.api.throttling import ConversationNameLookupThrottle, ConversationNameWriteThrottle
+from connector.api.throttling import (
+    ConversationNameAddressLookupThrottle,
+    ConversationNameLookupThrottle,
+    ConversationNameUserLookupThrottle,
+    ConversationNameWriteThrottle,
+)
 from connector.api.views import AsyncAPIView
 from events import conversations
 
@@ -46,7 +54,8 @@ class ConversationNameView(AsyncAPIView):
     # A service account's Google ID token first (it passes on any other token), then the desktop JWT.
     authentication_classes = [GoogleServiceAccountAuthentication, DesktopJWTAuthentication]
     permission_classes = [IsAuthenticated]
-    throttle_classes = [ConversationNameWriteThrottle, ConversationNameLookupThrottle]
+    throttle_classes = [ConversationNameWriteThrottle, ConversationNameLookupThrottle,
+                        ConversationNameUserLookupThrottle, ConversationNameAddressLookupThrottle]
     parser_classes = [JsonObjectParser]
 
     async def post(self, request: Any) -> HttpResponse:

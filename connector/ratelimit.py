@@ -2,7 +2,9 @@
 
 The DRF throttle classes (``connector.api.throttling``) count into it: per
 client address for the registration endpoints, per token for
-``/conversation-name`` writes.
+``/conversation-name`` writes, per token, user and client address for its
+lookups; ``connector.preauth`` counts desktops' handshakes into it per
+client address.
 
 Algorithm: a fixed window per key that opens at the key's first request.
 One Lua script increments the key's counter and, when the counter is new,
@@ -27,6 +29,8 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -56,9 +60,23 @@ return {count, ttl}
 
 def client_address(request: HttpRequest) -> str:
     """The address a request is counted against (see ``forwarded_client``), IPv6 as its /64."""
-    peer = request.META.get("REMOTE_ADDR") or ""
-    chosen = forwarded_client(request.META.get("HTTP_X_FORWARDED_FOR", ""), settings.TRUSTED_PROXY_HOPS, peer)
-    return _bucket_address(chosen)
+    return _counted_address(request.META.get("HTTP_X_FORWARDED_FOR", ""), request.META.get("REMOTE_ADDR") or "")
+
+
+def scope_client_address(scope: Mapping[str, Any]) -> str:
+    """``client_address`` of an ASGI scope (an HTTP request or a WebSocket handshake ahead of Django).
+
+    Repeated X-Forwarded-For headers are one list, joined with commas as Django joins them into META.
+    """
+    client = scope.get("client")
+    peer = str(client[0]) if client else ""
+    forwarded = ",".join(value.decode("latin-1") for name, value in scope.get("headers", ())
+                         if name == b"x-forwarded-for")
+    return _counted_address(forwarded, peer)
+
+
+def _counted_address(forwarded_for: str, peer: str) -> str:
+    return _bucket_address(forwarded_client(forwarded_for, settings.TRUSTED_PROXY_HOPS, peer))
 
 
 def forwarded_client(forwarded_for: str, hops: int, peer: str) -> str:

@@ -14,6 +14,9 @@ os.environ.setdefault("JWT_SECRET_KEY", "test-jwt-8z4bVNBnYh2NqrUHmWKXJh-uUTmcO1
 # Tests register far more often than 30 times a minute from 127.0.0.1; the daphne processes
 # of tests/processes.py inherit this too. tests/test_ratelimit.py sets its own limits.
 os.environ.setdefault("REGISTER_RATE_LIMIT", "off")
+# Likewise they open far more than 600 sessions a minute from 127.0.0.1 (and in-process, from no address at
+# all); tests/test_preauth.py sets its own limit.
+os.environ.setdefault("HANDSHAKE_RATE_LIMIT", "off")
 # Plain log lines (as scripts/run-local.sh), for this process and the daphne processes that inherit it;
 # tests/test_json_logs.py runs servers with the image's default, json.
 os.environ.setdefault("LOG_FORMAT", "text")

@@ -47,9 +47,13 @@ def new_key() -> str:
     return f"+1-555-0100-{uuid.uuid4().hex}"
 
 
-async def call(method: str, path: str, *, body: Any = None, token: str | None = "valid") -> dict[str, Any]:
+async def call(
+    method: str, path: str, *, body: Any = None, token: str | None = "valid", forwarded_for: str | None = None
+) -> dict[str, Any]:
     """One request to the real application; ``body`` is JSON-encoded unless it is bytes."""
     headers: list[tuple[bytes, bytes]] = []
+    if forwarded_for is not None:
+        headers.append((b"x-forwarded-for", forwarded_for.encode()))
     if token is not None:
         headers.append((b"authorization", (tokens.issue_token(user="agent") if token == "valid" else token).encode()))
     raw = body if isinstance(body, bytes) else (b"" if body is None else json.dumps(body).encode())
@@ -329,12 +333,60 @@ async def test_lookups_and_removals_are_rate_limited_per_token_apart_from_writes
     assert (found["status"], json.loads(found["body"])) == (200, {"conversationName": NAME})
 
 
+async def test_lookups_are_rate_limited_per_user_whatever_the_tokens(settings: Any) -> None:
+    """CONVERSATION_NAME_LOOKUP_USER_RATE_LIMIT GETs and DELETEs per user: five tokens of one user share it
+    (each far below its own limit), and the next lookup with any of them, or a sixth, is 429; another user is
+    unaffected."""
+    settings.CONVERSATION_NAME_LOOKUP_RATE_LIMIT = (100, 60)
+    settings.CONVERSATION_NAME_LOOKUP_USER_RATE_LIMIT = (10, 60)
+    user, other = f"agent-{uuid.uuid4().hex}", f"agent-{uuid.uuid4().hex}"
+    five = [tokens.issue_token(user=user) for _ in range(5)]
+    answered = [(await call(method, query(new_key()), token=token))["status"]
+                for token in five for method in ("GET", "DELETE")]
+    assert answered == [200, 404] * 5
+    for token in (five[0], five[4], tokens.issue_token(user=user)):
+        refused = await call("GET", query(new_key()), token=token)
+        assert refused["status"] == 429
+        assert json.loads(refused["body"])["message"].startswith("Too many conversation-name lookups for this user")
+        headers = {name.decode().lower(): value.decode() for name, value in refused["headers"]}
+        assert 1 <= int(headers["retry-after"]) <= 60
+    assert (await call("GET", query(new_key()), token=tokens.issue_token(user=other)))["status"] == 200
+
+
+async def test_lookups_are_rate_limited_per_client_address_whatever_the_users(settings: Any) -> None:
+    """CONVERSATION_NAME_LOOKUP_ADDRESS_RATE_LIMIT GETs and DELETEs per client address (here X-Forwarded-For,
+    behind one trusted proxy): users of their own each far below their limits share it; another address is
+    unaffected."""
+    settings.TRUSTED_PROXY_HOPS = 1
+    settings.CONVERSATION_NAME_LOOKUP_ADDRESS_RATE_LIMIT = (6, 60)
+    address, other = ("10." + ".".join(str(byte) for byte in os.urandom(3)) for _ in range(2))
+    answered = []
+    for number in range(6):
+        token = tokens.issue_token(user=f"agent-{uuid.uuid4().hex}")
+        answered.append((await call("GET", query(new_key()), token=token, forwarded_for=address))["status"])
+    assert answered == [200] * 6
+    refused = await call("DELETE", query(new_key()), token=tokens.issue_token(user=f"agent-{uuid.uuid4().hex}"),
+                         forwarded_for=address)
+    assert refused["status"] == 429
+    assert "from this address" in json.loads(refused["body"])["message"]
+    assert (await call("GET", query(new_key()), forwarded_for=other))["status"] == 200
+
+
 def test_lookup_rate_default_is_documented() -> None:
     """The default lookup quota is the README's: 1,200 a minute per token."""
     assert "CONVERSATION_NAME_LOOKUP_RATE_LIMIT" not in os.environ
     assert django_settings.CONVERSATION_NAME_LOOKUP_RATE_LIMIT == (1200, 60)
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert "| `CONVERSATION_NAME_LOOKUP_RATE_LIMIT` | `1200/minute` |" in readme
+
+
+def test_lookup_rates_per_user_and_address_defaults_are_documented() -> None:
+    """The defaults are the README's: 2,400 lookups a minute per user, 6,000 per client address."""
+    assert django_settings.CONVERSATION_NAME_LOOKUP_USER_RATE_LIMIT == (2400, 60)
+    assert django_settings.CONVERSATION_NAME_LOOKUP_ADDRESS_RATE_LIMIT == (6000, 60)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "| `CONVERSATION_NAME_LOOKUP_USER_RATE_LIMIT` | `2400/minute` |" in readme
+    assert "| `CONVERSATION_NAME_LOOKUP_ADDRESS_RATE_LIMIT` | `6000/minute` |" in readme
 
 
 def test_write_rate_default_is_documented() -> None:

@@ -33,6 +33,8 @@ BIG_PADDING = 200_000
 PAGE_BYTES = 2**20
 SETTINGS = {
     "EVENT_HISTORY_MAX_EVENTS": "1000",
+    # Room for the whole 40 MB history (the default byte budget would trim it to its last 16 MiB).
+    "EVENT_HISTORY_MAX_BYTES": str(64 * 2**20),
     "REPLAY_PAGE_BYTES": str(PAGE_BYTES),
     "WEBSOCKET_SEND_QUEUE_BYTES": str(PAGE_BYTES),
 }
@@ -55,7 +57,7 @@ def memory(pid: int, field: str) -> int:
 def servers() -> Iterator[tuple[processes.Server, processes.Server]]:
     with processes.redis_server(private=True) as store, \
             processes.daphne_server(role="connector", redis=store, **SETTINGS) as connector, \
-            processes.daphne_server(role="interceptor", redis=store) as interceptor:
+            processes.daphne_server(role="interceptor", redis=store, **SETTINGS) as interceptor:
         yield connector, interceptor
 
 

@@ -10,12 +10,14 @@ registration is a real 200 with a JWT.
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 from collections.abc import Iterator
 
 import httpx
 import pytest
 import redis as redis_sync
+from django.core.handlers.asgi import ASGIRequest
 
 from aa_site import env
 from connector import ratelimit
@@ -326,6 +328,26 @@ def test_forwarded_client_takes_the_entry_the_outermost_trusted_proxy_wrote(
 ) -> None:
     """The client is the hops-th X-Forwarded-For entry from the right; without hops or entries, the peer."""
     assert ratelimit.forwarded_client(forwarded_for, hops, "peer") == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "client", "expected"),
+    [
+        ([], ("198.51.100.7", 5000), "198.51.100.7"),
+        ([(b"x-forwarded-for", b"10.0.0.1, 203.0.113.9")], ("198.51.100.7", 5000), "203.0.113.9"),
+        # Repeated headers are one list, as Django joins them into META.
+        ([(b"x-forwarded-for", b"10.0.0.1"), (b"x-forwarded-for", b"2001:db8:1:2::5")], None, "2001:db8:1:2::/64"),
+        ([], None, "unknown"),
+    ],
+)
+def test_an_asgi_scope_is_counted_against_the_address_its_request_would_be(
+    settings, headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None, expected: str
+) -> None:
+    """``scope_client_address`` (handshakes ahead of Django) agrees with ``client_address`` on the same request."""
+    settings.TRUSTED_PROXY_HOPS = 1
+    scope = {"type": "http", "method": "GET", "path": "/", "query_string": b"", "headers": headers, "client": client}
+    assert ratelimit.scope_client_address(scope) == expected
+    assert ratelimit.client_address(ASGIRequest(scope, io.BytesIO())) == expected
 
 
 # --- without Redis ----------------------------------------------------------------------

@@ -11,6 +11,7 @@ an outage of Redis must not lock every agent out.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from typing import Any
@@ -117,3 +118,41 @@ class ConversationNameLookupThrottle(ConversationNameWriteThrottle):
     bucket = "conversation-name-lookup"
     methods = frozenset({"GET", "DELETE"})
     refusal = "Too many conversation-name lookups with this token; retry in {seconds} seconds."
+
+
+class ConversationNameUserLookupThrottle(ConversationNameLookupThrottle):
+    """``CONVERSATION_NAME_LOOKUP_USER_RATE_LIMIT`` GETs and DELETEs of /conversation-name per user (the
+    token's ``gcp_agent_assist_user``; a service caller's account): a user's every token shares one budget, so
+    registering again for more tokens buys no more lookups."""
+
+    rate_setting = "CONVERSATION_NAME_LOOKUP_USER_RATE_LIMIT"
+    bucket = "conversation-name-lookup-user"
+    refusal = "Too many conversation-name lookups for this user; retry in {seconds} seconds."
+
+    def identity(self, request: Any) -> str:
+        """A digest of the project and user: a user name may be long, or an address, and is no key material."""
+        user = request.user
+        named = f"{getattr(user, 'project', '')}/{getattr(user, 'user', '')}"
+        return hashlib.sha256(named.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+    def loggable(self, who: str) -> str:
+        """The digest's prefix: enough to tell users apart in the log, and names no one."""
+        return f"user {who[:8]}..."
+
+
+class ConversationNameAddressLookupThrottle(ConversationNameLookupThrottle):
+    """``CONVERSATION_NAME_LOOKUP_ADDRESS_RATE_LIMIT`` GETs and DELETEs of /conversation-name per client address
+    (``ratelimit.client_address``), whatever users and tokens: generous, since a contact center's agents share
+    an address, but it bounds what registering many users from one address buys."""
+
+    rate_setting = "CONVERSATION_NAME_LOOKUP_ADDRESS_RATE_LIMIT"
+    bucket = "conversation-name-lookup-address"
+    refusal = "Too many conversation-name lookups from this address; retry in {seconds} seconds."
+
+    def identity(self, request: Any) -> str:
+        """The client address."""
+        return ratelimit.client_address(request)
+
+    def loggable(self, who: str) -> str:
+        """An address, as the registration limit logs it."""
+        return who

@@ -5,7 +5,9 @@ any number of processes without sticky sessions: whatever a session is
 between requests lives in Redis (``connector.polling.store``).
 
 - ``GET`` without ``sid``: the handshake, an OPEN packet offering the upgrade
-  to ``websocket``.
+  to ``websocket``; over ``HANDSHAKE_RATE_LIMIT`` for its client address
+  (``connector.preauth``), 429 ``{"code": 3, "message": ...}`` with
+  ``Retry-After`` instead.
 - ``GET`` with ``sid``: the long-poll. It answers at once with what is
   waiting (the session's queued packets, a ping when one is due, its
   conversations' events after the positions it was sent), else waits, at
@@ -13,7 +15,9 @@ between requests lives in Redis (``connector.polling.store``).
   packets (the wake channel). One GET per session at a time, across
   processes: a second one while the first waits is refused and ends the
   session (the first answers CLOSE), as Engine.IO's servers do; each process
-  holds at most ``SOCKETIO_MAX_WAITING_POLLS``.
+  holds at most ``SOCKETIO_MAX_WAITING_POLLS``, and a GET of a session not
+  connected to ``/`` counts against its client address's share of
+  unauthenticated connections (``connector.preauth``; over it, 429).
   It answers Engine.IO's CLOSE, ending the session (its recovery window
   begins), at the token's expiry, when the history no longer reaches back to
   the session's positions, and when an operator closed the session
@@ -54,7 +58,7 @@ from django.conf import settings
 
 from common.asgi_body import read_body
 from common.log_sampling import LogSampler
-from connector import sessions
+from connector import preauth, ratelimit, sessions
 from connector.engineio import packets
 from connector.origin import origin_allowed
 from connector.polling import store
@@ -156,17 +160,21 @@ async def _serve(scope: HTTPScope, receive: ASGIReceiveCallable) -> Answer | Non
             return error(UNSUPPORTED_PROTOCOL_VERSION)
         if method != "GET":
             return error(BAD_HANDSHAKE_METHOD)
-        return await _handshake()
+        return await _handshake(scope)
     if not sid or len(sid) > MAX_SID_LENGTH or not sid.isascii() or not sid.isprintable():
         return error(UNKNOWN_SID)
     if method == "GET":
-        return await _long_poll(sid, receive)
+        return await _long_poll(scope, sid, receive)
     if method == "POST":
         return await _post(scope, receive, sid)
     return error(BAD_REQUEST)
 
 
-async def _handshake() -> Answer:
+async def _handshake(scope: HTTPScope) -> Answer:
+    wait = await preauth.handshake_refused(ratelimit.scope_client_address(scope))
+    if wait is not None:
+        return _too_many(f"Too many handshakes from this address; retry in {wait} seconds (HANDSHAKE_RATE_LIMIT)",
+                         wait)
     sid = packets.new_sid()
     await store.create(sid)
     return payload([packets.open_frame(
@@ -201,24 +209,38 @@ class ClientWatch:
         self._task.cancel()
 
 
-async def _long_poll(sid: str, receive: ASGIReceiveCallable) -> Answer | None:
+async def _long_poll(scope: HTTPScope, sid: str, receive: ASGIReceiveCallable) -> Answer | None:
     pollers = get_pollers()
-    poller = await pollers.attach(sid)
-    if poller is None:
-        answer = error(BAD_REQUEST, status=503, message="too many long-polls wait on this instance; try again")
-        answer.headers.append((b"Retry-After", b"1"))
-        return answer
-    token = secrets.token_hex(8)
-    client = ClientWatch(receive, poller)
+    hold = None
+    if not pollers.connected(sid):
+        # Unless this process knows the session connected to "/", Redis says whether this GET is an
+        # unauthenticated one, counted against its address's share (with the check, in one round trip).
+        held = await preauth.HOLDS.take(ratelimit.scope_client_address(scope),
+                                        lifetime=settings.SOCKETIO_PING_INTERVAL, session_key=store.session_key(sid))
+        if held is None:
+            return _too_many("Too many unauthenticated long-polls from this address; try again "
+                             "(WEBSOCKET_MAX_UNAUTHENTICATED_PER_ADDRESS)", 1)
+        hold = held if isinstance(held, preauth.Hold) else None
     try:
-        return await _wait_and_answer(poller, token, client)
-    except Exception:
-        with contextlib.suppress(Exception):  # let the session's next GET in at once
-            await store.finish(sid, token, seq=0, epoch="", conversations=[], pid=None)
-        raise
+        poller = await pollers.attach(sid)
+        if poller is None:
+            answer = error(BAD_REQUEST, status=503, message="too many long-polls wait on this instance; try again")
+            answer.headers.append((b"Retry-After", b"1"))
+            return answer
+        token = secrets.token_hex(8)
+        client = ClientWatch(receive, poller)
+        try:
+            return await _wait_and_answer(poller, token, client)
+        except Exception:
+            with contextlib.suppress(Exception):  # let the session's next GET in at once
+                await store.finish(sid, token, seq=0, epoch="", conversations=[], pid=None)
+            raise
+        finally:
+            client.stop()
+            pollers.detach(poller)
     finally:
-        client.stop()
-        pollers.detach(poller)
+        if hold is not None:
+            preauth.HOLDS.release(hold)
 
 
 async def _wait_and_answer(poller: Poller, token: str, client: ClientWatch) -> Answer | None:
@@ -413,6 +435,13 @@ async def _post(scope: HTTPScope, receive: ASGIReceiveCallable, sid: str) -> Ans
 def _ok() -> Answer:
     # What the JavaScript server answers a POST.
     return Answer(200, b"ok", b"text/html")
+
+
+def _too_many(message: str, retry_after: int) -> Answer:
+    # The JavaScript server has no such answer: Engine.IO's "Bad request" code, with HTTP's status for it.
+    answer = error(BAD_REQUEST, status=429, message=message)
+    answer.headers.append((b"Retry-After", str(retry_after).encode()))
+    return answer
 
 
 def _too_large(limit: int) -> Answer:

@@ -59,7 +59,8 @@ TRANSPORT = "polling"
 class Poller:
     """One polling session as this process's hub sees it."""
 
-    __slots__ = ("sid", "conversations", "woken_by_session", "_signal", "_linger", "waiting", "counted", "ended")
+    __slots__ = ("sid", "conversations", "woken_by_session", "_signal", "_linger", "waiting", "counted", "ended",
+                 "was_connected")
 
     def __init__(self, sid: str) -> None:
         self.sid = sid
@@ -70,6 +71,7 @@ class Poller:
         self.waiting = 0  # its GETs waiting here (a second one, refused, is here for a moment too)
         self.counted = False  # in aa_desktops_connected
         self.ended = False  # its GET ended the session: nothing to linger for
+        self.was_connected = False  # a GET here found its session connected to "/" (authenticated)
 
     def event_arrived(self, event: Event) -> None:
         self._signal.set()
@@ -89,6 +91,7 @@ class Poller:
 
     def count_as_desktop(self, connected: bool) -> None:
         """Its session is (still) connected to ``/``, or not: count this waiting GET as a desktop accordingly."""
+        self.was_connected = self.was_connected or connected
         if connected != self.counted:
             self.counted = connected
             (metrics.desktop_connected if connected else metrics.desktop_disconnected)(TRANSPORT)
@@ -149,6 +152,12 @@ class Pollers:
             self.detach(poller)
             raise
         return poller
+
+    def connected(self, sid: str) -> bool:
+        """Whether a GET here found the session connected to ``/``: its next GETs (while its poller lingers) are
+        not counted as unauthenticated (``connector.preauth``) without asking Redis."""
+        poller = self._members.get(sid)
+        return poller is not None and poller.was_connected
 
     def detach(self, poller: Poller) -> None:
         """The GET answered: keep the hub membership ``LINGER_SECONDS`` for the session's next one (none when

@@ -90,6 +90,10 @@ class SocketIOConsumer(DesktopConsumer):
         self.socketio = SocketIOServer(self.engineio, self)
         await self.engineio.open()
 
+    def starts_a_session(self) -> bool:
+        """An upgrade (``sid`` given) continues a long-polling session, whose handshake counted already."""
+        return "sid" not in parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+
     async def __call__(self, scope, receive, send) -> None:
         try:
             await super().__call__(scope, receive, send)
