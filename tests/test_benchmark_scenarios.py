@@ -43,3 +43,25 @@ def test_a_small_polling_benchmark_delivers_everything_exactly_once_on_both_tran
                                    re.M).group(1)) for transport in ("polling", "websocket")]
     assert sum(per_transport) == delivered and min(per_transport) > 0, output
     assert re.search(r"^connectors' CPU +\d+\.\d+ s", run.stdout, re.M), output
+
+
+def test_a_quick_soak_loses_and_doubles_nothing_while_every_bound_is_abused() -> None:
+    """``python -m benchmarks.soak --quick``: a minute of steady pushes, desktops staying, churning, recovering
+    and stalling on both transports, and an abuser at each bound. Memory's flatness is the full run's to judge
+    (a minute has no steady state); what is checked here is that every desktop that stays got everything once,
+    every actor ran, and no server logged an ERROR."""
+    environment = processes.server_environment(role="all", redis=None)
+    run = subprocess.run([sys.executable, "-m", "benchmarks.soak", "--quick"], cwd=processes.REPOSITORY,
+                         env=environment, capture_output=True, text=True, timeout=400)
+    output = run.stdout + run.stderr
+    tally = re.search(r"^soak .* delivered +(\d+)/(\d+) +duplicated +(\d+) +lost +(\d+)", run.stdout, re.M)
+    assert tally is not None, output
+    delivered, expected, duplicated, lost = map(int, tally.groups())
+    assert delivered == expected > 0 and duplicated == 0 and lost == 0, output
+    assert len(re.findall(r"^ +[\d.]+ min  RSS MiB", run.stdout, re.M)) >= 5, output
+    problems = [line for line in run.stdout.splitlines() if line.strip().startswith("problem:")]
+    assert problems == [], output
+    for actor in ("handshakes", "unauthenticated websockets", "polling queue, no token", "polling queue, token",
+                  "waiting polls", "replays", "conversation-name lookup", "register", "admin login", "churn",
+                  "recovering desktop (websocket)", "recovering desktop (polling)"):
+        assert f"  {actor}: " in run.stdout, (actor, output)
