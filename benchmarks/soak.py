@@ -244,7 +244,7 @@ async def churn(run: Run) -> None:
     number = 1000
 
     async def visit(number: int) -> None:
-        desktop = CountingDesktop(rng.choice(("websocket", "polling")), number)
+        desktop = CountingDesktop(rng.choice(("websocket", "polling")), number % 250)
         try:
             await desktop.connect(run.connector(number), rng.choice(run.conversations[1:]))
             run.answered("churn", "joined")
