@@ -19,7 +19,9 @@ import contextlib
 import io
 import json
 import logging
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -237,14 +239,27 @@ def test_text_without_a_path_and_query_is_left_as_it_is() -> None:
     assert log_format.without_query('"GET /a?b=1" 200, then "GET /c?d" 404') == '"GET /a" 200, then "GET /c" 404'
 
 
+# Run in a fresh interpreter with the service's own settings: the test process's loggers carry whatever other
+# tests and libraries added to them, which says nothing of what a server configures.
+_HANDLER_CHECK = """
+import logging, django
+django.setup()
+from aa_site import log_format
+import daphne.server, uvicorn.config, django.core.servers.basehttp, django.core.handlers.exception  # noqa: F401
+loggers = [logging.getLogger(), *(l for l in logging.Logger.manager.loggerDict.values() if isinstance(l, logging.Logger))]
+handlers = [h for l in loggers for h in l.handlers if not isinstance(h, logging.NullHandler)]
+assert handlers, "no handler"
+bare = [repr(h) for h in handlers if not any(isinstance(f, log_format.QueryStringFilter) for f in h.filters)]
+assert not bare, bare
+assert logging.getLogger("django.server").propagate
+print("ok", len(handlers))
+"""
+
+
 def test_every_handler_of_every_logger_carries_the_filter() -> None:
     """Whatever logger writes (Django's runserver log included), its records reach only filtered handlers."""
-    loggers = [logging.getLogger(), *(logger for logger in logging.Logger.manager.loggerDict.values()
-                                      if isinstance(logger, logging.Logger))]
-    handlers = [handler for logger in loggers for handler in logger.handlers
-                if not type(handler).__module__.startswith("_pytest")  # the test run's capture
-                and not isinstance(handler, logging.NullHandler)]  # libraries' (writes nothing)
-    assert handlers
-    for handler in handlers:
-        assert any(isinstance(f, log_format.QueryStringFilter) for f in handler.filters), handler
-    assert logging.getLogger("django.server").propagate
+    for log_file in ("", str(Path(tempfile.mkdtemp(prefix="aa-log-")) / "service.log")):
+        environment = processes.server_environment(role="all", redis=None, LOGGING_FILE=log_file)
+        run = subprocess.run([sys.executable, "-c", _HANDLER_CHECK], cwd=processes.REPOSITORY, env=environment,
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0 and run.stdout.startswith("ok"), run.stdout + run.stderr
