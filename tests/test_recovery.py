@@ -109,12 +109,12 @@ async def test_a_session_that_had_no_event_yet_recovers_too(settings, intercepto
     await drop_and_recover(settings, interceptor, recovery_redis, kill=False, push_before=False)
 
 
-async def test_past_the_kept_history_the_client_is_told_it_was_not_recovered(
-    settings, interceptor, recovery_redis
-) -> None:
+async def assert_not_recovered_past_the_history(settings, recovery_redis, push_missed, **interceptor_env: str) -> None:
+    """A desktop away while ``push_missed(interceptor, name)`` pushes past what an interceptor with
+    ``interceptor_env`` keeps: its reconnection is told it was not recovered, and nothing is replayed."""
     name = conversation()
     token = clients.server_token(settings, user="agent")
-    with processes.daphne_server(role="interceptor", redis=recovery_redis, EVENT_HISTORY_MAX_EVENTS="10") as small, \
+    with processes.daphne_server(role="interceptor", redis=recovery_redis, **interceptor_env) as small, \
             connector(recovery_redis) as first:
         async with tcp_proxy(first.port) as proxy, clients.node_desktop(
             proxy, token=token, join=(name,), reconnect=True, timeout=60
@@ -124,13 +124,22 @@ async def test_past_the_kept_history_the_client_is_told_it_was_not_recovered(
             await node.wait_for(lambda n: message_ids(n) == ["seen"], what="the first event")
             proxy.backend_port = processes.free_port()  # nothing there: the client stays away meanwhile
             proxy.cut()
-            for number in range(15):  # more than the 10 kept: the replay could not be whole
-                await push(small, name, f"lost-{number}")
+            await push_missed(small, name)
             proxy.backend_port = first.port
             await node.wait_for(lambda n: len(connections(n)) == 2, what="the reconnection")
             assert connections(node) == [False, False]
             await asyncio.sleep(0.5)
             assert message_ids(node) == ["seen"]  # nothing passed off as a complete replay
+
+
+async def test_past_the_kept_history_the_client_is_told_it_was_not_recovered(
+    settings, interceptor, recovery_redis
+) -> None:
+    async def fifteen(small, name: str) -> None:
+        for number in range(15):  # more than the 10 kept: the replay could not be whole
+            await push(small, name, f"lost-{number}")
+
+    await assert_not_recovered_past_the_history(settings, recovery_redis, fifteen, EVENT_HISTORY_MAX_EVENTS="10")
 
 
 async def test_past_the_kept_history_s_bytes_the_client_is_told_it_was_not_recovered(
@@ -138,29 +147,16 @@ async def test_past_the_kept_history_s_bytes_the_client_is_told_it_was_not_recov
 ) -> None:
     """Four events of 30 kB under a 64 KiB history: far below the count limit, the first missed one was
     trimmed for bytes, and the replay is not passed off as whole."""
-    name = conversation()
-    token = clients.server_token(settings, user="agent")
-    with processes.daphne_server(role="interceptor", redis=recovery_redis, EVENT_HISTORY_MAX_BYTES="65536") as small, \
-            connector(recovery_redis) as first:
-        async with tcp_proxy(first.port) as proxy, clients.node_desktop(
-            proxy, token=token, join=(name,), reconnect=True, timeout=60
-        ) as node:
-            await node.wait_for(lambda n: len(n.of_kind("ack")) == 1, what="the join")
-            await push(small, name, "seen")
-            await node.wait_for(lambda n: message_ids(n) == ["seen"], what="the first event")
-            proxy.backend_port = processes.free_port()  # nothing there: the client stays away meanwhile
-            proxy.cut()
-            for number in range(4):
-                body = push_body({"conversation": name, "text": "x" * 30_000}, messageId=f"lost-{number}")
-                async with httpx.AsyncClient(timeout=10) as client:
-                    response = await client.post(f"{small.http_url}/new-message-event", content=body,
-                                                 headers={"Content-Type": "application/json"})
-                assert response.status_code == 204, response.text
-            proxy.backend_port = first.port
-            await node.wait_for(lambda n: len(connections(n)) == 2, what="the reconnection")
-            assert connections(node) == [False, False]
-            await asyncio.sleep(0.5)
-            assert message_ids(node) == ["seen"]  # nothing passed off as a complete replay
+
+    async def four_large(small, name: str) -> None:
+        for number in range(4):
+            body = push_body({"conversation": name, "text": "x" * 30_000}, messageId=f"lost-{number}")
+            async with httpx.AsyncClient(timeout=10) as client:
+                response = await client.post(f"{small.http_url}/new-message-event", content=body,
+                                             headers={"Content-Type": "application/json"})
+            assert response.status_code == 204, response.text
+
+    await assert_not_recovered_past_the_history(settings, recovery_redis, four_large, EVENT_HISTORY_MAX_BYTES="65536")
 
 
 async def test_an_expired_session_is_not_recovered(settings, interceptor, recovery_redis) -> None:

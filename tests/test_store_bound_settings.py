@@ -3,22 +3,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 
-from tests.processes import REPOSITORY
+from tests import settings_probe
 
 SETTINGS = ("EVENT_HISTORY_MAX_BYTES", "CONVERSATION_NAME_MAX_ENTRIES")
 
 
 def read(**variables: str) -> str:
-    environment = {key: value for key, value in os.environ.items() if key not in SETTINGS}
-    environment.update(GCP_PROJECT_ID="p-1", **variables)
-    script = ("from aa_site import settings as s; print(repr(([getattr(s, n) for n in " + repr(SETTINGS) + "], "
-              "[name for name, _ in s.ENVIRONMENT_PROBLEMS])))")
-    return subprocess.run([sys.executable, "-c", script], cwd=REPOSITORY, env=environment, capture_output=True,
-                          text=True, timeout=60, check=True).stdout.strip()
+    return settings_probe.read(SETTINGS, **variables)
 
 
 def test_defaults_from_an_empty_environment() -> None:

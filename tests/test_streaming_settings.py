@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 from django.core.checks import run_checks
 
-from tests.processes import REPOSITORY
+from tests import settings_probe
 
 SETTINGS = ("DIALOGFLOW_WEBCHANNEL_ROOT", "STREAM_MAX_PER_CONNECTION", "STREAM_MAX_PER_PROCESS",
             "STREAM_IDLE_TIMEOUT", "STREAM_MAX_DURATION", "STREAM_MAX_QUEUED_BYTES_PER_STREAM",
@@ -35,12 +32,7 @@ def test_malformed_roots_stop_start_up(settings: Any, root: str) -> None:
 
 
 def read(**variables: str) -> str:
-    environment = {key: value for key, value in os.environ.items() if key not in SETTINGS}
-    environment.update(GCP_PROJECT_ID="p-1", **variables)
-    script = ("from aa_site import settings as s; print(repr(([getattr(s, n) for n in " + repr(SETTINGS) + "], "
-              "[name for name, _ in s.ENVIRONMENT_PROBLEMS])))")
-    return subprocess.run([sys.executable, "-c", script], cwd=REPOSITORY, env=environment, capture_output=True,
-                          text=True, timeout=60, check=True).stdout.strip()
+    return settings_probe.read(SETTINGS, **variables)
 
 
 def test_defaults_from_an_empty_environment() -> None:
