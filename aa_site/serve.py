@@ -74,6 +74,15 @@ def log_request(client: str, method: str, path: str, status: Any, size: Any, sec
         logger.info('%s "%s %s" %s %s %.3fs', client, method, path, status, size, seconds)
 
 
+def log_websocket_step(client: str, action: str, path: str) -> None:
+    """Write a WebSocket handshake step's access line; refusals (a client over its handshake or unauthenticated
+    bound retries at will) are sampled like 429s, one line and then a count per path."""
+    if action == "WSREJECT":
+        repeated.log(logging.INFO, (action, path), '%s "%s %s"', client, action, path)
+    else:
+        logger.info('%s "%s %s"', client, action, path)
+
+
 def path_only(uri: str) -> str:
     """``uri`` without its query string (or fragment): what the access log may show."""
     return uri.split("?", 1)[0].split("#", 1)[0]
@@ -94,7 +103,7 @@ class PathOnlyAccessLog:
         elif protocol == "websocket" and action in _WEBSOCKET_ACTIONS:
             if not access_line_wanted(403 if action == "rejected" else None):
                 return
-            logger.info('%s "%s %s"', client, _WEBSOCKET_ACTIONS[action], path)
+            log_websocket_step(client, _WEBSOCKET_ACTIONS[action], path)
 
 
 class PathOnlyLoggingServer(Server):

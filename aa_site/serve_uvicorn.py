@@ -24,7 +24,7 @@ from typing import Any
 
 from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from aa_site.serve import HEADER_TIMEOUT_SECONDS, access_line_wanted, log_request, path_only
+from aa_site.serve import HEADER_TIMEOUT_SECONDS, access_line_wanted, log_request, log_websocket_step, path_only
 
 logger = logging.getLogger("aa_site.access")
 
@@ -83,7 +83,7 @@ class PathOnlyAccessLog:
                 if every_step:
                     logger.info('%s "WSCONNECT %s"', client, path)
             elif message["type"] == "websocket.close" and not accepted:
-                logger.info('%s "WSREJECT %s"', client, path)
+                log_websocket_step(client, "WSREJECT", path)
             await send(message)
 
         try:

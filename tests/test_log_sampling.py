@@ -136,3 +136,21 @@ def test_below_the_logger_s_level_nothing_is_counted(logged) -> None:
     sampler = LogSampler(logger, interval=60)
     sampler.log(logging.DEBUG, "k", "content")
     assert lines.lines == [] and sampler._windows == {}
+
+
+def test_refused_websocket_handshakes_are_sampled_in_the_access_log(settings: Any) -> None:
+    """A client over its handshake or unauthenticated bound retries at will: its refusals (403, WSREJECT) leave
+    one line and then a count, not a line each (the soak's handshake abuser left 244,000 lines in 30 minutes)."""
+    from aa_site import serve
+
+    settings.LOG_SAMPLE_SECONDS = 60
+    lines = Lines()
+    serve.logger.addHandler(lines)
+    try:
+        for _ in range(100):
+            serve.log_websocket_step("203.0.113.4:5000", "WSREJECT", "/socket.io/")
+        serve.log_websocket_step("203.0.113.4:5000", "WSCONNECT", "/socket.io/")
+    finally:
+        serve.logger.removeHandler(lines)
+    assert lines.lines == [("INFO", '203.0.113.4:5000 "WSREJECT /socket.io/"'),
+                           ("INFO", '203.0.113.4:5000 "WSCONNECT /socket.io/"')]
