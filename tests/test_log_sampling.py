@@ -144,13 +144,14 @@ def test_refused_websocket_handshakes_are_sampled_in_the_access_log(settings: An
     from aa_site import serve
 
     settings.LOG_SAMPLE_SECONDS = 60
-    lines = Lines()
+    lines, level, path = Lines(), serve.logger.level, f"/socket.io/{uuid.uuid4().hex}/"  # a key of its own
     serve.logger.addHandler(lines)
+    serve.logger.setLevel(logging.INFO)
     try:
         for _ in range(100):
-            serve.log_websocket_step("203.0.113.4:5000", "WSREJECT", "/socket.io/")
-        serve.log_websocket_step("203.0.113.4:5000", "WSCONNECT", "/socket.io/")
+            serve.log_websocket_step("203.0.113.4:5000", "WSREJECT", path)
+        serve.log_websocket_step("203.0.113.4:5000", "WSCONNECT", path)
     finally:
         serve.logger.removeHandler(lines)
-    assert lines.lines == [("INFO", '203.0.113.4:5000 "WSREJECT /socket.io/"'),
-                           ("INFO", '203.0.113.4:5000 "WSCONNECT /socket.io/"')]
+    assert lines.lines == [("INFO", f'203.0.113.4:5000 "WSREJECT {path}"'),
+                           ("INFO", f'203.0.113.4:5000 "WSCONNECT {path}"')]
