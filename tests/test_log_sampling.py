@@ -153,5 +153,6 @@ def test_refused_websocket_handshakes_are_sampled_in_the_access_log(settings: An
         serve.log_websocket_step("203.0.113.4:5000", "WSCONNECT", path)
     finally:
         serve.logger.removeHandler(lines)
+        serve.logger.setLevel(level)
     assert lines.lines == [("INFO", f'203.0.113.4:5000 "WSREJECT {path}"'),
                            ("INFO", f'203.0.113.4:5000 "WSCONNECT {path}"')]
