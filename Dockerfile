@@ -20,6 +20,8 @@ COPY aa_site ./aa_site
 COPY auth_providers ./auth_providers
 COPY common ./common
 COPY connector ./connector
+# The operators' commands (deploy_plan, configure_conversation_profile, create_push_subscriptions) run in the image.
+COPY deployment ./deployment
 COPY events ./events
 COPY interceptor ./interceptor
 

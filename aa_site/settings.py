@@ -189,6 +189,8 @@ INSTALLED_APPS = [
     "auth_providers",
     "connector",
     "interceptor",
+    # Operator tooling (deploy_plan, configure_conversation_profile, create_push_subscriptions): commands only.
+    "deployment",
 ]
 MIDDLEWARE = [
     "aa_site.middleware.TraceMiddleware",

@@ -17,9 +17,9 @@ COMMANDS = {
     "create_jwt_secret": ("connector", "Secret Manager", True),
     "issue_token": ("connector", "desktop JWT", False),
     "send_test_event": ("interceptor", "Pub/Sub push envelope", False),
-    "configure_conversation_profile": ("aa_site", "conversation profile", True),
-    "create_push_subscriptions": ("aa_site", "push subscription", True),
-    "deploy_plan": ("aa_site", "Print every command of the deployment", False),
+    "configure_conversation_profile": ("deployment", "conversation profile", True),
+    "create_push_subscriptions": ("deployment", "push subscription", True),
+    "deploy_plan": ("deployment", "Print every command of the deployment", False),
     "ensure_superuser": ("aa_site", "DJANGO_SUPERUSER_PASSWORD", False),
 }
 # deploy_plan changes nothing unless asked: printing is its default, running is --execute; the tutorial's

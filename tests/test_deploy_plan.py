@@ -23,8 +23,9 @@ import pytest
 import yaml
 from django.core.management import CommandError, call_command
 
-from aa_site import deployment, env
-from aa_site.deployment import Options, Step
+from aa_site import env
+from deployment import plan
+from deployment.plan import Options, Step
 from interceptor.push_samples import EVENT_KINDS
 from tests import fake_gcloud, fake_operator_apis, fake_secret_manager
 from tests.commands import COMMAND_TIMEOUT, assert_clean_failure, manage, operator_environment
@@ -75,7 +76,7 @@ def secret_env_of(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 def test_service_files_agree_with_the_commands_around_them() -> None:
     """Names, accounts, image, connector, secret and push identity in the YAML are those the plan creates."""
-    steps = deployment.build_plan(OPTIONS)
+    steps = plan.build_plan(OPTIONS)
     files = service_files(steps)
     replaced = [argv[4] for argv in commands(steps, "gcloud", "run", "services", "replace")]
     assert replaced == list(files) == ["ui-connector.service.yaml", "cloud-pubsub-interceptor.service.yaml"]
@@ -151,7 +152,7 @@ def test_service_files_agree_with_the_commands_around_them() -> None:
 
 def test_one_topic_and_one_push_subscription_per_event_kind() -> None:
     """Each of the four endpoints gets a topic, the profile names that topic, and a subscription pushes to it."""
-    steps = deployment.build_plan(OPTIONS)
+    steps = plan.build_plan(OPTIONS)
     topics = [argv[4] for argv in commands(steps, "gcloud", "pubsub", "topics", "create")]
     subscriptions = commands(steps, "gcloud", "pubsub", "subscriptions", "create")
     (profile,) = commands(steps, "python", "manage.py", "configure_conversation_profile")
@@ -167,8 +168,8 @@ def test_one_topic_and_one_push_subscription_per_event_kind() -> None:
 def test_every_reference_is_captured_by_an_earlier_step(admin_database: str) -> None:
     """${NAME} appears only after the step that captures NAME, and the templates leave nothing else unfilled."""
     captured: set[str] = set()
-    for step in deployment.build_plan(dataclasses.replace(OPTIONS, admin_database=admin_database)):
-        used = deployment.references(" ".join([step.content or "", step.stdin_text or "", *step.argv,
+    for step in plan.build_plan(dataclasses.replace(OPTIONS, admin_database=admin_database)):
+        used = plan.references(" ".join([step.content or "", step.stdin_text or "", *step.argv,
                                                *step.stdin_from, *step.skip_if]))
         assert used <= captured, (step.title, used - captured)
         if step.capture:
@@ -192,10 +193,10 @@ def project_roles(steps: list[Step]) -> dict[str, list[str]]:
 
 def test_least_privilege_roles_per_account() -> None:
     """By default, project roles: the administrator's list, Dialogflow for the connector, none for the interceptor."""
-    steps = deployment.build_plan(OPTIONS)
+    steps = plan.build_plan(OPTIONS)
     granted = project_roles(steps)
     assert granted == {
-        "user:ops@acme.example": list(deployment.ADMINISTRATOR_ROLES),
+        "user:ops@acme.example": list(plan.ADMINISTRATOR_ROLES),
         f"serviceAccount:ui-connector@{PROJECT}.iam.gserviceaccount.com": ["roles/dialogflow.agentAssistClient"],
     }
     (token_creator,) = commands(steps, "gcloud", "iam", "service-accounts", "add-iam-policy-binding")
@@ -209,8 +210,8 @@ def test_tutorial_runtime_roles_add_the_tutorials_roles_to_both_runtime_accounts
         admin_database: str) -> None:
     """The opt-in adds one project binding per extra role of Google's sample to each runtime account; every other
     step, the administrator's roles and the per-secret grants included, is the least-privilege plan's."""
-    least = deployment.build_plan(dataclasses.replace(OPTIONS, admin_database=admin_database))
-    tutorial = deployment.build_plan(dataclasses.replace(OPTIONS, admin_database=admin_database,
+    least = plan.build_plan(dataclasses.replace(OPTIONS, admin_database=admin_database))
+    tutorial = plan.build_plan(dataclasses.replace(OPTIONS, admin_database=admin_database,
                                                          tutorial_runtime_roles=True))
     before, after = project_roles(least), project_roles(tutorial)
     assert INTERCEPTOR_MEMBER not in before
@@ -227,7 +228,7 @@ def test_tutorial_runtime_roles_add_the_tutorials_roles_to_both_runtime_accounts
 
 def test_the_admin_database_is_opt_in() -> None:
     """Without --admin-database: no Cloud SQL, no jobs, no DATABASE_URL; Django's key is the one generated secret."""
-    steps = deployment.build_plan(OPTIONS)
+    steps = plan.build_plan(OPTIONS)
     assert not commands(steps, "gcloud", "sql") and not commands(steps, "gcloud", "run", "jobs")
     words = " ".join(argument for step in steps for argument in step.argv)
     assert "sqladmin" not in words and "cloudsql" not in words
@@ -245,7 +246,7 @@ def index_of(steps: list[Step], *prefix: str) -> int:
 def test_admin_database_steps_agree_with_each_other_and_with_the_connector() -> None:
     """One instance, database, user and password throughout; the connector and both jobs have what they need."""
     options = dataclasses.replace(OPTIONS, admin_database="cloudsql", superuser_email="ops@acme.example")
-    steps = deployment.build_plan(options)
+    steps = plan.build_plan(options)
     (enable,) = commands(steps, "gcloud", "services", "enable")
     assert "sqladmin.googleapis.com" in enable
     (instance,) = commands(steps, "gcloud", "sql", "instances", "create")
@@ -405,7 +406,7 @@ def expected_gcloud_calls(options: Options = EXECUTE_OPTIONS, *, values: dict[st
               "PROJECT_NUMBER": fake_gcloud.PROJECT_NUMBER, "INTERCEPTOR_URL": fake_gcloud.INTERCEPTOR_URL,
               **(values or {})}
     calls = []
-    for number, step in enumerate(deployment.build_plan(options), 1):
+    for number, step in enumerate(plan.build_plan(options), 1):
         run = [step.skip_if]
         if not (step.skip_if and step.argv[4] in kept):
             run += [step.stdin_from, step.argv]  # a piped step runs its input's command first
@@ -448,7 +449,7 @@ def test_execute_runs_every_step_in_order(cloud: dict[str, str], secret_manager:
     assert piped == {"aa-redis-auth": fake_gcloud.REDIS_AUTH_STRING + "\n", "aa-redis-ca": fake_gcloud.REDIS_SERVER_CA + "\n"}
     assert fake_gcloud.REDIS_AUTH_STRING not in result.stdout + result.stderr
     build = next(call for call in calls if call["argv"][:2] == ["builds", "submit"])
-    assert Path(build["cwd"]) == Path(deployment.DEPLOY_DIRECTORY).parent
+    assert Path(build["cwd"]) == Path(plan.DEPLOY_DIRECTORY).parent
 
 
 def test_execute_with_tutorial_runtime_roles_runs_the_bindings_it_prints(cloud: dict[str, str],
@@ -484,7 +485,7 @@ def test_execute_stops_at_the_first_failure_and_resumes_from_that_step(cloud: di
     log.unlink()
     resumed = manage("deploy_plan", *FLAGS, "--execute", "--from-step", str(failing_step), env=cloud)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    steps = deployment.build_plan(Options(project=PROJECT, region=REGION))
+    steps = plan.build_plan(Options(project=PROJECT, region=REGION))
     lookups = [argv for number, argv in expected if number < failing_step and steps[number - 1].capture]
     assert [call["argv"] for call in fake_gcloud.calls(log)] == lookups + [
         argv for number, argv in expected if number >= failing_step]
@@ -493,7 +494,7 @@ def test_execute_stops_at_the_first_failure_and_resumes_from_that_step(cloud: di
 def test_execute_continues_past_a_resource_that_already_exists(cloud: dict[str, str]) -> None:
     """A create step whose resource exists is done, not a failure; any other step's refusal still stops."""
     expected = expected_gcloud_calls()
-    steps = deployment.build_plan(Options(project=PROJECT, region=REGION))
+    steps = plan.build_plan(Options(project=PROJECT, region=REGION))
     exists_call = next(index for index, (number, _) in enumerate(expected, 1) if steps[number - 1].exists_ok)
     result = manage("deploy_plan", *FLAGS, "--execute", env={**cloud, "FAKE_GCLOUD_EXISTS_AT": str(exists_call)})
     assert result.returncode == 0, result.stderr
@@ -586,7 +587,7 @@ def test_the_printed_plan_run_by_bash_makes_the_calls_execute_makes(cloud: dict[
     assert printed.returncode == 0, printed.stderr
     work = tmp_path / "work"
     work.mkdir()
-    (work / "manage.py").symlink_to(Path(deployment.DEPLOY_DIRECTORY).parent / "manage.py")
+    (work / "manage.py").symlink_to(Path(plan.DEPLOY_DIRECTORY).parent / "manage.py")
     python = Path(cloud["PATH"].split(os.pathsep)[0]) / "python"
     python.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
     python.chmod(0o755)
@@ -606,7 +607,7 @@ def test_the_printed_plan_run_by_bash_makes_the_calls_execute_makes(cloud: dict[
 
 def test_the_readme_shows_what_the_command_prints() -> None:
     """The README's example command, run, prints each block of the README's excerpt of its output."""
-    text = (Path(deployment.DEPLOY_DIRECTORY).parent / "README.md").read_text(encoding="utf-8")
+    text = (Path(plan.DEPLOY_DIRECTORY).parent / "README.md").read_text(encoding="utf-8")
     command = re.search(r"```sh\n(python manage\.py deploy_plan .*?) > deploy\.sh\n```", text, re.DOTALL)[1]
     arguments = shlex.split(command.replace("\\\n", " "))[3:]
     assert "--admin-database" in arguments

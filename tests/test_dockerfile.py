@@ -10,8 +10,11 @@ forgets to copy, or a runtime import of a test-only package, fails here.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -101,3 +104,15 @@ def test_each_role_starts_from_the_image_contents(tmp_path: Path, redis_server, 
         response = httpx.get(server.http_url + path, timeout=10)
         assert response.status_code == status
         assert "Traceback" not in server.log()
+
+
+def test_the_image_has_the_operators_commands(tmp_path: Path) -> None:
+    """Operators run the deployment tooling in the image: ``manage.py help`` there lists its commands."""
+    tree = image_tree(tmp_path / "app")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "help"], cwd=tree, capture_output=True, text=True, timeout=60,
+        env={"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "aa_site.settings", "PYTHONPATH": str(tree)},
+    )
+    assert result.returncode == 0, result.stderr
+    for command in ("deploy_plan", "configure_conversation_profile", "create_push_subscriptions", "ensure_superuser"):
+        assert f"    {command}\n" in result.stdout, command

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from django.contrib.auth.hashers import check_password
 
-from aa_site import deployment
+from deployment import plan
 from tests.commands import assert_clean_failure, manage
 
 PASSWORD = "first-operator-Zq81LmQp-3c"
@@ -25,9 +25,9 @@ PASSWORD = "first-operator-Zq81LmQp-3c"
 
 def job_arguments(job: str, *, username: str) -> list[str]:
     """The ``manage.py`` arguments of ``job`` in the admin database's plan."""
-    options = deployment.Options(project="acme-cx", region="europe-west1", admin_database="cloudsql",
+    options = plan.Options(project="acme-cx", region="europe-west1", admin_database="cloudsql",
                                  superuser=username, superuser_email="ops@acme.example")
-    (deploy,) = [step.argv for step in deployment.build_plan(options) if step.argv[:5] == (
+    (deploy,) = [step.argv for step in plan.build_plan(options) if step.argv[:5] == (
         "gcloud", "run", "jobs", "deploy", job)]
     (arguments,) = [argument.split("=", 1)[1] for argument in deploy if argument.startswith("--args=")]
     assert arguments.startswith("manage.py,")
@@ -43,7 +43,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def migrated(url: str) -> str:
     """``url``'s database with the admin's tables, made by the migrate job's command."""
-    result = manage(*job_arguments(deployment.Options.migrate_job, username="unused"), env={"DATABASE_URL": url})
+    result = manage(*job_arguments(plan.Options.migrate_job, username="unused"), env={"DATABASE_URL": url})
     assert result.returncode == 0, result.stderr
     return url
 
@@ -60,7 +60,7 @@ def user_row(url: str, username: str) -> tuple | None:
 
 def ensure(url: str, username: str, password: str | None) -> subprocess.CompletedProcess[str]:
     environment = {"DATABASE_URL": url, **({"DJANGO_SUPERUSER_PASSWORD": password} if password is not None else {})}
-    return manage(*job_arguments(deployment.Options.superuser_job, username=username), env=environment)
+    return manage(*job_arguments(plan.Options.superuser_job, username=username), env=environment)
 
 
 def test_the_first_operator_is_created_once_and_kept(database_url: str) -> None:
@@ -95,7 +95,7 @@ def test_an_unmigrated_database_is_a_clean_error(tmp_path: Path) -> None:
 def test_a_malformed_database_url_is_refused_rather_than_replaced_by_sqlite(tmp_path: Path) -> None:
     """The settings fall back to a SQLite file on a bad DATABASE_URL; the user must not land there."""
     sqlite = tmp_path / "fallback.sqlite3"
-    result = manage(*job_arguments(deployment.Options.superuser_job, username="operator"),
+    result = manage(*job_arguments(plan.Options.superuser_job, username="operator"),
                     env={"DATABASE_URL": "postgres://aa:pw@host:notaport/aa", "SQLITE_PATH": str(sqlite),
                          "DJANGO_SUPERUSER_PASSWORD": PASSWORD})
     assert_clean_failure(result, mentions="DATABASE_URL must be")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aa_site.deployment import PUBSUB_NAMES
+from deployment.plan import PUBSUB_NAMES
 from interceptor.push_samples import EVENT_KINDS
 from tests import fake_operator_apis, fake_secret_manager
 from tests.commands import assert_clean_failure, manage

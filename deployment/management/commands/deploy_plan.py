@@ -14,8 +14,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from aa_site import deployment
-from aa_site.deployment import Options, PlanError, Step
+from deployment import plan
+from deployment.plan import Options, PlanError, Step
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -72,7 +72,7 @@ class Command(BaseCommand):
         parser.add_argument("--min-instances", type=int, default=1, help="minimum instances per service (default 1)")
         parser.add_argument("--tutorial-runtime-roles", action="store_true",
                             help="also grant both runtime accounts the project roles Google's tutorial gives them "
-                                 "beyond least privilege: " + ", ".join(deployment.TUTORIAL_RUNTIME_ROLES)
+                                 "beyond least privilege: " + ", ".join(plan.TUTORIAL_RUNTIME_ROLES)
                                  + " (neither service uses them; for matching the tutorial, e.g. an audit)")
         parser.add_argument("--execute", action="store_true", help="run the steps (needs gcloud on PATH)")
         parser.add_argument("--from-step", type=int, default=1, metavar="N",
@@ -82,7 +82,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         """Build the plan; print it, or run it."""
         try:
-            steps = deployment.build_plan(_options(options))
+            steps = plan.build_plan(_options(options))
         except PlanError as error:
             raise CommandError(str(error)) from None
         if not options["execute"]:
@@ -103,8 +103,8 @@ def _options(options: dict[str, Any]) -> Options:
     app_auth_option = options["app_auth_option"] if options["app_auth_option"] is not None \
         else settings.APP_AUTH_OPTION
     provider_settings = {}
-    for name in (*deployment.PROVIDER_SETTINGS.get(auth_option, ()),
-                 *deployment.APP_PROVIDER_SETTINGS.get(app_auth_option, ())):
+    for name in (*plan.PROVIDER_SETTINGS.get(auth_option, ()),
+                 *plan.APP_PROVIDER_SETTINGS.get(app_auth_option, ())):
         if getattr(settings, name):
             provider_settings[name] = str(getattr(settings, name))
     origins = options["allowed_origins"]
@@ -115,11 +115,11 @@ def _options(options: dict[str, Any]) -> Options:
         name, separator, value = item.partition("=")
         if not separator or not _ENV_NAME.match(name):
             raise CommandError(f"--env {item!r} is not NAME=VALUE with an upper-case NAME")
-        if name in deployment.TEMPLATE_VARIABLES:
+        if name in plan.TEMPLATE_VARIABLES:
             raise CommandError(f"--env {name} is set by the service templates (deploy/*.yaml) already")
         extra[name] = value
-    for setting in (deployment.REQUIRED_PROVIDER_SETTINGS.get(auth_option, ())
-                    + deployment.REQUIRED_APP_PROVIDER_SETTINGS.get(app_auth_option, ())):
+    for setting in (plan.REQUIRED_PROVIDER_SETTINGS.get(auth_option, ())
+                    + plan.REQUIRED_APP_PROVIDER_SETTINGS.get(app_auth_option, ())):
         if setting not in provider_settings and setting not in extra:
             raise CommandError(f"{setting} is required by the identity provider chosen: set it or pass "
                                f"--env {setting}=...")
@@ -169,7 +169,7 @@ def _header(options: dict[str, Any]) -> str:
 
 def shell_word(argument: str) -> str:
     """``argument`` quoted for the shell; captured ``${NAME}`` references stay expandable."""
-    if deployment.references(argument):
+    if plan.references(argument):
         return f'"{argument}"'  # build_plan refused '"', '$', '`' and '\\' in every value
     return shlex.quote(argument)
 
@@ -247,7 +247,7 @@ class Executor:
             )
         if step.capture:
             value = result.stdout.strip()
-            if not value or deployment._UNSAFE.search(value):
+            if not value or plan._UNSAFE.search(value):
                 shown = "a value (not shown)" if step.sensitive else repr(value)
                 raise CommandError(f"step {number} ({step.title}) printed {shown}, not a usable value for "
                                    f"{step.capture}; check the resource, then re-run with --from-step {number}")
@@ -282,7 +282,7 @@ class Executor:
 
     def _fill(self, text: str, *, quoted: bool) -> str:
         """``text`` with each ``${NAME}`` replaced by its captured value (inside a quoted YAML string or bare)."""
-        for name in deployment.references(text):
+        for name in plan.references(text):
             if name not in self.values:
                 raise CommandError(f"{name} was not captured before it was needed")
             text = text.replace(f"${{{name}}}", self.values[name])

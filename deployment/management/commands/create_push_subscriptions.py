@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from aa_site.deployment import PUBSUB_NAMES
-from aa_site.google_apis import client_options, google_errors
-from interceptor.push_samples import EVENT_KINDS
+from deployment.google_apis import client_options, google_errors
+from deployment.plan import PUBSUB_NAMES
+from events.kinds import EventKind
 
 DEFAULT_INVOKER = "cloud-run-pubsub-invoker"
 _ACCOUNT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9.-]+\.iam\.gserviceaccount\.com$")
@@ -54,7 +54,7 @@ class Command(BaseCommand):
         if not _ACCOUNT.match(invoker):
             raise CommandError(f"--invoker-account {invoker!r} is not a service account email")
         plan = [(f"projects/{project}/topics/{PUBSUB_NAMES[kind][0]}",
-                 f"projects/{project}/subscriptions/{PUBSUB_NAMES[kind][1]}", f"{base}/{kind}") for kind in EVENT_KINDS]
+                 f"projects/{project}/subscriptions/{PUBSUB_NAMES[kind][1]}", f"{base}/{kind}") for kind in EventKind]
         if options["dry_run"]:
             for topic, subscription, endpoint in plan:
                 self.stdout.write(f"Would ensure {topic} and {subscription} pushing to {endpoint} as {invoker}")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from interceptor.push_samples import EVENT_KINDS
+from events.kinds import EventKind
 
 DEPLOY_DIRECTORY = Path(__file__).resolve().parent.parent / "deploy"
 CONNECTOR_TEMPLATE = DEPLOY_DIRECTORY / "ui-connector.yaml"
@@ -306,18 +306,18 @@ def build_plan(options: Options) -> list[Step]:
             "--member=serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com",
             "--role=roles/iam.serviceAccountTokenCreator", *p)),
     ]
-    for kind in EVENT_KINDS:
+    for kind in EventKind:
         steps.append(Step(f"Topic for {kind}", ("gcloud", "pubsub", "topics", "create", PUBSUB_NAMES[kind][0], *p),
                           exists_ok=True))
     steps.append(Step("Conversation profile: publish the four notifications to the topics, in JSON", (
         "python", "manage.py", CONVERSATION_PROFILE_COMMAND,
         f"--conversation-profile={o.conversation_profile or 'PROFILE_ID'}", f"--project={o.project}",
-        *(f"--{kind}-topic=projects/{o.project}/topics/{PUBSUB_NAMES[kind][0]}" for kind in EVENT_KINDS),
+        *(f"--{kind}-topic=projects/{o.project}/topics/{PUBSUB_NAMES[kind][0]}" for kind in EventKind),
         "--message-format=JSON"), manage=True))
     steps.append(Step("Interceptor URL", (
         "gcloud", "run", "services", "describe", o.interceptor_service, f"--region={o.region}",
         "--format=value(status.url)", *p), capture="INTERCEPTOR_URL"))
-    for kind in EVENT_KINDS:
+    for kind in EventKind:
         topic, subscription = PUBSUB_NAMES[kind]
         steps.append(Step(f"Push subscription for {kind}", (
             "gcloud", "pubsub", "subscriptions", "create", subscription, f"--topic={topic}",

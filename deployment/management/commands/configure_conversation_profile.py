@@ -8,9 +8,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from aa_site.deployment import PUBSUB_NAMES
-from aa_site.google_apis import client_options, google_errors
-from interceptor.push_samples import EVENT_KINDS
+from deployment.google_apis import client_options, google_errors
+from deployment.plan import PUBSUB_NAMES
+from events.kinds import EventKind
 
 # Which notification config of a ConversationProfile (Dialogflow v2) publishes each event kind.
 PROFILE_FIELDS = {
@@ -40,7 +40,7 @@ class Command(BaseCommand):
                             help="profile id, or projects/P[/locations/L]/conversationProfiles/ID")
         parser.add_argument("--project", help="project of a bare profile id (default GCP_PROJECT_ID)")
         parser.add_argument("--location", default="global", help="location of a bare profile id (default global)")
-        for kind in EVENT_KINDS:
+        for kind in EventKind:
             parser.add_argument(f"--{kind}-topic", dest=_dest(kind),
                                 help=f"topic for {kind} (default projects/P/topics/{PUBSUB_NAMES[kind][0]})")
         parser.add_argument("--message-format", default="JSON", help="must be JSON (the default)")
@@ -55,7 +55,7 @@ class Command(BaseCommand):
                                "notifications only; use JSON")
         name, project, location = _profile_name(options)
         topics = {}
-        for kind in EVENT_KINDS:
+        for kind in EventKind:
             topic = options[_dest(kind)] or f"projects/{project}/topics/{PUBSUB_NAMES[kind][0]}"
             if not _TOPIC.match(topic):
                 raise CommandError(f"--{kind}-topic {topic!r} is not projects/PROJECT/topics/TOPIC")
@@ -84,7 +84,7 @@ class Command(BaseCommand):
             if options["dry_run"]:
                 self.stdout.write(f"Would update {name}:\n" + "\n".join(changes))
                 return
-            mask = field_mask_pb2.FieldMask(paths=[PROFILE_FIELDS[kind] for kind in EVENT_KINDS])
+            mask = field_mask_pb2.FieldMask(paths=[PROFILE_FIELDS[kind] for kind in EventKind])
             client.update_conversation_profile(conversation_profile=profile, update_mask=mask, timeout=30)
         self.stdout.write(f"Updated {name}:\n" + "\n".join(changes))
 
