@@ -4,7 +4,7 @@ A Django view costs a push more CPU than the push's own work (request and
 response objects, URL resolution, middleware, signals: py-spy figures in the
 README's "Performance" section). This handler answers a ``POST`` to one of
 the four paths itself, with the same judgement as the Django views
-(``interceptor.views.accept_push``: authentication, size limit, parsing,
+(``interceptor.push.accept_push``: authentication, size limit, parsing,
 publishing, log lines) and the same answer and headers Django's stack would
 give. Everything else goes to Django unchanged, including whatever takes
 Django's machinery to answer the same way: other methods (405 with ``Allow``),
@@ -29,7 +29,7 @@ from common.asgi_body import read_body
 from events import metrics
 from events.kinds import EventKind
 from interceptor import push_auth
-from interceptor.views import Answer, accept_push
+from interceptor.push import Answer, accept_push
 
 ASGIApp = Callable[[Scope, ASGIReceiveCallable, ASGISendCallable], object]
 PATHS = {f"/{kind}": str(kind) for kind in EventKind}
