@@ -36,9 +36,9 @@ from django.conf import settings
 
 from connector import close_codes, sessions, tokens
 from connector.desktop import DesktopConsumer, EventsUnavailable
-from connector.membership import UNAVAILABLE_MESSAGE, MembershipError
 from connector.engineio import packets
 from connector.engineio.session import EngineIOSession
+from connector.membership import UNAVAILABLE_MESSAGE, MembershipError
 from connector.polling import store as polling_store
 from connector.socketio import application
 from connector.socketio.application import (
