@@ -311,7 +311,7 @@ REST_FRAMEWORK = {
 # Largest JSON body of /register, /register-app and /conversation-name (else 413 {"message"}): a
 # registration or a key/name pair is well under 4 KiB; 256 KiB leaves room for any provider's credentials.
 API_MAX_BODY_BYTES = env.integer("API_MAX_BODY_BYTES", 256 * 1024, minimum=1024, maximum=10 * 1024 * 1024)
-# Largest Pub/Sub push body the interceptor reads (interceptor/views.py): a message carries up to
+# Largest Pub/Sub push body the interceptor reads (interceptor/push.py): a message carries up to
 # 10 MiB of data, base64'd into the envelope (4/3 of it: 13.4 MiB) plus attributes and the envelope's
 # fields. Larger bodies cannot come from Pub/Sub and are acknowledged as poison.
 PUSH_MAX_BODY_BYTES = env.integer("PUSH_MAX_BODY_BYTES", 14 * 1024 * 1024, minimum=1024)

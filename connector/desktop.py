@@ -2,8 +2,9 @@
 
 ``DesktopConsumer`` owns the desktop's identity, the authentication deadline,
 joining and leaving conversations (through this process's ``connector.fanout``
-hub), replaying history, and relaying conversation events in order, each
-exactly once; the protocol consumers only translate frames.
+hub, by the rules of ``connector.membership``), replaying history, and
+relaying conversation events in order, each exactly once; the protocol
+consumers only translate frames.
 
 - A connection holds nothing in Redis: the process subscribes once per
   conversation (the hub), whatever the number of its desktops in it. A
@@ -47,22 +48,17 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from connector import close_codes, instances, preauth, ratelimit, tokens
+from connector import close_codes, instances, membership, preauth, ratelimit, tokens
 from connector.fanout import get_hub
+from connector.membership import MembershipError
 from connector.streaming.streams import StreamRegistry
-from events import conversations, metrics
+from events import metrics
 from events.history import Event, Offset, Replay, get_history
 
 logger = logging.getLogger(__name__)
 
-# Bounds what one connection can make this process subscribe to.
-MAX_CONVERSATIONS_PER_CONNECTION = 64
 # At most one warning per this many seconds while handshakes are refused for the bound.
 REFUSAL_LOG_INTERVAL_SECONDS = 60.0
-
-
-class MembershipError(ValueError):
-    """A join or leave that cannot be done; ``str()`` is safe to show the client."""
 
 
 class EventsUnavailable(Exception):
@@ -307,7 +303,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
     async def join_conversation(self, name: object, *, after: Offset | None = None, history: bool = False) -> Joined:
         """Join ``name`` (either accepted form). With ``history``, the join's replay is every stored event of
         the conversation; with ``after``, every one after that offset. Send the answer, then ``send_replay``."""
-        normalised = self.normalise(name)
+        normalised = membership.normalise(name)
         wants_replay = history or after is not None
         if wants_replay:
             self._hold()
@@ -323,7 +319,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         except Exception as error:
             self.send_replay(None)
             logger.warning("Could not join a conversation: %s: %s", type(error).__name__, error)
-            raise MembershipError("conversation events are unavailable right now; try again") from None
+            raise MembershipError(membership.UNAVAILABLE_MESSAGE) from None
         return Joined(normalised, replay)
 
     async def restore_conversations(self, joined_at: dict[str, int], *, since: Offset) -> Replay:
@@ -353,8 +349,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
     async def _subscribe(self, normalised: str) -> None:
         if normalised in self.joined:
             return
-        if len(self.joined) >= MAX_CONVERSATIONS_PER_CONNECTION:
-            raise MembershipError(f"a connection may join at most {MAX_CONVERSATIONS_PER_CONNECTION} conversations")
+        membership.check_room(self.joined)
         self.joined.add(normalised)  # before the await: a close meanwhile must still leave it
         try:
             await get_hub().join(normalised, self)
@@ -364,7 +359,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
 
     async def leave_conversation(self, name: object) -> str:
         """Leave ``name``; leaving a conversation not joined is not an error."""
-        normalised = self.normalise(name)
+        normalised = membership.normalise(name)
         if normalised in self.joined:
             self.joined.discard(normalised)
             self._sent.pop(normalised, None)
@@ -387,13 +382,6 @@ class DesktopConsumer(AsyncWebsocketConsumer):
                 failures.append(error)
         if failures:
             raise failures[0]
-
-    @staticmethod
-    def normalise(name: object) -> str:
-        try:
-            return conversations.normalise(name)
-        except conversations.InvalidConversationName as error:
-            raise MembershipError(str(error)) from None
 
     # --- events ---------------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ from django.conf import settings
 
 from common import untrusted
 from connector import close_codes, tokens
-from connector.desktop import DesktopConsumer, MembershipError
+from connector.desktop import DesktopConsumer
+from connector.membership import MembershipError
 from events.history import Event, Offset
 
 CLOSE_UNAUTHENTICATED = close_codes.UNAUTHENTICATED

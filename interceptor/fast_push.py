@@ -4,7 +4,7 @@ A Django view costs a push more CPU than the push's own work (request and
 response objects, URL resolution, middleware, signals: py-spy figures in the
 README's "Performance" section). This handler answers a ``POST`` to one of
 the four paths itself, with the same judgement as the Django views
-(``interceptor.views.accept_push``: authentication, size limit, parsing,
+(``interceptor.push.accept_push``: authentication, size limit, parsing,
 publishing, log lines) and the same answer and headers Django's stack would
 give. Everything else goes to Django unchanged, including whatever takes
 Django's machinery to answer the same way: other methods (405 with ``Allow``),
@@ -26,10 +26,11 @@ from django.core.handlers.asgi import ASGIRequest
 from django.utils import timezone
 
 from common.asgi_body import read_body
+from common.asgi_responses import header, send_response
 from events import metrics
 from events.kinds import EventKind
 from interceptor import push_auth
-from interceptor.views import Answer, accept_push
+from interceptor.push import Answer, accept_push
 
 ASGIApp = Callable[[Scope, ASGIReceiveCallable, ASGISendCallable], object]
 PATHS = {f"/{kind}": str(kind) for kind in EventKind}
@@ -59,7 +60,7 @@ class FastPush:
             answer = await accept_push(
                 event,
                 body,
-                authorization=_header(scope, b"authorization"),
+                authorization=header(scope, b"authorization"),
                 audiences=lambda: push_auth.request_audiences(_django_request(scope)),
                 received_at=received_at,
             )
@@ -94,12 +95,6 @@ def _served_here(scope: HTTPScope) -> bool:
     return True
 
 
-def _header(scope: HTTPScope, name: bytes) -> str | None:
-    """Header ``name`` as Django reads it: latin-1, repeated headers joined with commas."""
-    values = [value.decode("latin-1") for key, value in scope["headers"] if key == name]
-    return ",".join(values) if values else None
-
-
 def _django_request(scope: HTTPScope) -> ASGIRequest:
     """A Django request for ``scope`` without its body, for the helpers that read host, scheme and path."""
     return ASGIRequest(scope, io.BytesIO())
@@ -125,8 +120,7 @@ async def _send(send: ASGISendCallable, answer: Answer) -> None:
         content, content_type = b"", b"text/html; charset=utf-8"
     else:
         content, content_type = json.dumps(answer.body).encode(), b"application/json"
-    headers = [(b"Content-Type", content_type), (b"Content-Length", str(len(content)).encode()), *_security_headers()]
+    headers = _security_headers()
     if answer.retry_after is not None:
         headers.append((b"Retry-After", str(answer.retry_after).encode()))
-    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-    await send({"type": "http.response.body", "body": content})
+    await send_response(send, answer.status, content, content_type=content_type, headers=headers)

@@ -17,7 +17,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from aa_site.asgi import application
-from connector import desktop, plain_ws, tokens
+from connector import membership, plain_ws, tokens
 from events.history import Offset
 from events.kinds import EventKind
 from events.publish import publish as publish_event
@@ -210,7 +210,7 @@ async def test_invalid_conversation_is_an_error_echoing_the_id(authenticated, co
 async def test_join_beyond_the_limit_is_an_invalid_conversation(authenticated) -> None:
     """More than MAX_CONVERSATIONS_PER_CONNECTION joins -> ``invalid_conversation`` naming the limit."""
     client = await authenticated()
-    limit = desktop.MAX_CONVERSATIONS_PER_CONNECTION
+    limit = membership.MAX_CONVERSATIONS_PER_CONNECTION
     for index in range(limit):
         reply = await client.request({"type": "join", "conversation": f"projects/p/conversations/n{index}"})
         assert reply["type"] == "joined"

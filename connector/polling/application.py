@@ -21,9 +21,9 @@ from typing import Any
 
 from django.conf import settings
 
-from connector import sessions, tokens
-from connector.desktop import MAX_CONVERSATIONS_PER_CONNECTION, DesktopConsumer, MembershipError
+from connector import membership, sessions, tokens
 from connector.engineio import packets
+from connector.membership import UNAVAILABLE_MESSAGE, MembershipError
 from connector.polling.store import JOINED_PREFIX, PollingState, identity_field
 from connector.socketio import application
 from connector.socketio.application import (
@@ -38,7 +38,6 @@ from events.history import get_history
 
 logger = logging.getLogger(__name__)
 
-UNAVAILABLE_MESSAGE = "conversation events are unavailable right now; try again"
 STREAMS_NEED_WEBSOCKET = "streaming calls need the websocket transport"
 
 
@@ -150,13 +149,12 @@ class PollingDesktop:
     async def on_join(self, name: Any = None, options: Any = None, *_: Any) -> list[Any]:
         after, history = application.join_request(options)
         try:
-            conversation = DesktopConsumer.normalise(name)
+            conversation = membership.normalise(name)
+            if conversation in self.state.joined:
+                return [True, conversation]
+            membership.check_room(self.state.joined)
         except MembershipError as error:
             return [False, str(error)]
-        if conversation in self.state.joined:
-            return [True, conversation]
-        if len(self.state.joined) >= MAX_CONVERSATIONS_PER_CONNECTION:
-            return [False, f"a connection may join at most {MAX_CONVERSATIONS_PER_CONNECTION} conversations"]
         try:
             position = await get_history().position()
             record = await self._session_record()
@@ -176,7 +174,7 @@ class PollingDesktop:
 
     async def on_leave(self, name: Any = None, *_: Any) -> list[Any]:
         try:
-            conversation = DesktopConsumer.normalise(name)
+            conversation = membership.normalise(name)
         except MembershipError as error:
             return [False, str(error)]
         if self.state.joined.pop(conversation, None) is not None:

@@ -57,6 +57,7 @@ from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Sco
 from django.conf import settings
 
 from common.asgi_body import read_body
+from common.asgi_responses import header, send_response
 from common.log_sampling import LogSampler
 from connector import preauth, ratelimit, sessions
 from connector.engineio import packets
@@ -120,7 +121,7 @@ class PollingTransport:
         if scope["type"] != "http" or scope["path"] not in PATHS:
             await self.application(scope, receive, send)
             return
-        origin = _header(scope, b"origin")
+        origin = header(scope, b"origin")
         if origin is not None and not origin_allowed(origin):
             repeated.warning("refused origin", "Refused a long-polling request from origin %r: not an allowed "
                              "origin (CORS_ALLOWED_ORIGINS)", origin[:200])
@@ -141,7 +142,7 @@ class PollingTransport:
 async def _serve(scope: HTTPScope, receive: ASGIReceiveCallable) -> Answer | None:
     method = scope["method"]
     if method == "OPTIONS":
-        requested = _header(scope, b"access-control-request-headers")
+        requested = header(scope, b"access-control-request-headers")
         headers = [(b"Access-Control-Allow-Methods", b"GET, POST, OPTIONS"),
                    (b"Access-Control-Max-Age", PREFLIGHT_MAX_AGE)]
         if requested:
@@ -379,7 +380,7 @@ async def _end(sid: str, pid: str | None, poller: Poller | None = None) -> None:
 
 async def _post(scope: HTTPScope, receive: ASGIReceiveCallable, sid: str) -> Answer | None:
     limit = settings.SOCKETIO_MAX_PAYLOAD
-    declared = _header(scope, b"content-length")
+    declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         return _too_large(limit)
     body = await read_body(receive, limit + 1)
@@ -451,18 +452,10 @@ def _too_large(limit: int) -> Answer:
 # --- HTTP ----------------------------------------------------------------------------------------
 
 
-def _header(scope: HTTPScope, name: bytes) -> str | None:
-    values = [value.decode("latin-1") for key, value in scope["headers"] if key == name]
-    return ",".join(values) if values else None
-
-
 async def _send(send: ASGISendCallable, answer: Answer, *, origin: str | None) -> None:
-    headers = [(b"Content-Type", answer.content_type), (b"Content-Length", str(len(answer.body)).encode()),
-               (b"Cache-Control", b"no-store"), (b"X-Content-Type-Options", b"nosniff"), *answer.headers]
-    if answer.status == 204:
-        headers = [header for header in headers if header[0] not in (b"Content-Type", b"Content-Length")]
+    headers = [(b"Cache-Control", b"no-store"), (b"X-Content-Type-Options", b"nosniff"), *answer.headers]
     if origin is not None:
         headers += [(b"Access-Control-Allow-Origin", origin.encode("latin-1")),
                     (b"Access-Control-Allow-Credentials", b"true"), (b"Vary", b"Origin")]
-    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-    await send({"type": "http.response.body", "body": answer.body})
+    await send_response(send, answer.status, answer.body,
+                        content_type=None if answer.status == 204 else answer.content_type, headers=headers)

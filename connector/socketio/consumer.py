@@ -35,9 +35,10 @@ from urllib.parse import parse_qs
 from django.conf import settings
 
 from connector import close_codes, sessions, tokens
-from connector.desktop import DesktopConsumer, EventsUnavailable, MembershipError
+from connector.desktop import DesktopConsumer, EventsUnavailable
 from connector.engineio import packets
 from connector.engineio.session import EngineIOSession
+from connector.membership import UNAVAILABLE_MESSAGE, MembershipError
 from connector.polling import store as polling_store
 from connector.socketio import application
 from connector.socketio.application import (
@@ -285,7 +286,7 @@ class SocketIOConsumer(DesktopConsumer):
             return application.join_start(self.session, await get_history().position())
         except Exception as error:
             logger.warning("Could not join a conversation: %s: %s", type(error).__name__, error)
-            raise MembershipError("conversation events are unavailable right now; try again") from None
+            raise MembershipError(UNAVAILABLE_MESSAGE) from None
 
     async def _record_join(self, conversation: str, *, at: int | None = None) -> None:
         if self.session is None or conversation in self.session.joined:
@@ -297,7 +298,7 @@ class SocketIOConsumer(DesktopConsumer):
             self.session.joined.pop(conversation, None)
             await self.leave_conversation(conversation)
             logger.warning("Could not record a join in the session: %s: %s", type(error).__name__, error)
-            raise MembershipError("conversation events are unavailable right now; try again") from None
+            raise MembershipError(UNAVAILABLE_MESSAGE) from None
 
     async def _save_session(self) -> None:
         assert self.session is not None

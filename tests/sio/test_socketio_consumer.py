@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from rest_framework_simplejwt.utils import aware_utcnow
 from socketio import packet as sio
 
-from connector import desktop, tokens
+from connector import membership, tokens
 from events.history import channel_name
 from events.kinds import EventKind
 from events.publish import publish as publish_event
@@ -222,7 +222,7 @@ async def test_unknown_event_with_ack_is_refused(connected) -> None:
 async def test_join_limit_per_connection(connected) -> None:
     """A connection joins at most MAX_CONVERSATIONS_PER_CONNECTION; rejoining or after a leave still works."""
     client = await connected()
-    limit = desktop.MAX_CONVERSATIONS_PER_CONNECTION
+    limit = membership.MAX_CONVERSATIONS_PER_CONNECTION
     names = [f"projects/p/conversations/limit{index}" for index in range(limit)]
     for name in names:
         assert await client.call("join-conversation", name) == [True, name]
