@@ -68,21 +68,18 @@ class Hub:
             try:
                 await self._subscription.confirmed(channel_name(conversation))
             except BaseException:
-                self._discard(conversation, member)  # the first join's SUBSCRIBE failed: so does this one
+                self._abandon(conversation, member)  # the first join's SUBSCRIBE failed: so does this one
                 raise
             return
         self._members[conversation] = {member}
         if not redis_client.is_configured():
             return
-        channel = channel_name(conversation)
-        self._by_channel[channel] = conversation
+        self._by_channel[channel_name(conversation)] = conversation
         try:
             # Subscribed once Redis says so: only then is no later event missed.
-            await self._subscription.subscribe(channel)
+            await self._subscription.subscribe(channel_name(conversation))
         except BaseException:
-            if self._discard(conversation, member):
-                self._by_channel.pop(channel, None)  # a late SUBSCRIBE is dropped as stale
-                self._subscription.discard(channel)
+            self._abandon(conversation, member)
             raise
         if presence.enabled():
             await self._presence(presence.joined, conversation)
@@ -92,9 +89,7 @@ class Hub:
     async def leave(self, conversation: str, member: Member) -> None:
         """Remove ``member``; the process unsubscribes when its last member in the conversation leaves."""
         if self._discard(conversation, member) and self._subscription.started:
-            channel = channel_name(conversation)
-            self._by_channel.pop(channel, None)
-            self._subscription.discard(channel)
+            channel = self._forget(conversation)
             if presence.enabled():
                 await self._presence(presence.left, conversation)
             # No UNSUBSCRIBE when joined again while this leave waited: the new member needs the subscription.
@@ -128,6 +123,19 @@ class Hub:
                 await self._presence(lambda _: presence.refresh(list(self._members)), "")
         finally:
             self._refresher = None
+
+    def _abandon(self, conversation: str, member: Member) -> None:
+        """Remove ``member`` whose join failed; when it was the last, a late SUBSCRIBE is dropped as stale."""
+        if self._discard(conversation, member):
+            self._forget(conversation)
+
+    def _forget(self, conversation: str) -> str:
+        """Stop wanting the channel of a conversation left by its last member (its events are dropped from now
+        on); the channel's name."""
+        channel = channel_name(conversation)
+        self._by_channel.pop(channel, None)
+        self._subscription.discard(channel)
+        return channel
 
     def _discard(self, conversation: str, member: Member) -> bool:
         """Remove ``member``; True when that emptied the conversation."""
