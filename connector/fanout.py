@@ -5,9 +5,10 @@ Each connector process subscribes once to a conversation's channel
 joined it, receives each event once, and hands it to each of those desktops
 (``Member.event_arrived``), which frame it once per protocol for all of them.
 Redis delivers the events of all channels on one connection in the order the
-history numbered them; when that connection drops, the hub reconnects by
-itself and catches up from the history, so an outage loses nothing (desktops
-drop what they already had by its offset). Without Redis (development mode)
+history numbered them; when that connection drops, the hub's subscription
+(``connector.subscriptions``) reconnects by itself and the hub catches up from
+the history, so an outage loses nothing (desktops drop what they already had
+by its offset). Without Redis (development mode)
 the in-process history hands events straight to the hub.
 """
 
@@ -18,19 +19,15 @@ import logging
 from typing import Protocol
 
 from django.conf import settings
-from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from common.loop_local import LoopLocal
 from connector import presence
+from connector.subscriptions import Subscription
 from events import metrics, redis_client
 from events.history import Event, channel_name, decode_published, get_history, memory_history
 
 logger = logging.getLogger(__name__)
-
-RECONNECT_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)
-# An idle subscription is checked with a PING this often, so a dead connection is noticed.
-IDLE_CHECK_SECONDS = 15.0
 
 
 class Member(Protocol):
@@ -49,19 +46,12 @@ class Hub:
     def __init__(self) -> None:
         self._members: dict[str, set[Member]] = {}
         self._by_channel: dict[str, str] = {}  # channel -> conversation
-        self._pubsub: PubSub | None = None
-        self._reader: asyncio.Task | None = None
-        self._confirmations: dict[str, asyncio.Future[None]] = {}
-        # One SUBSCRIBE or UNSUBSCRIBE at a time: redis-py's PubSub connects on its first command,
-        # and two concurrent first commands would each open a connection of their own.
-        self._commands = asyncio.Lock()
+        self._subscription = Subscription("Event subscription", logger, received=self._received,
+                                          restored=self._catch_up)
         self._refresher: asyncio.Task | None = None
         # The last event received (its epoch and number), for catching up after a reconnect.
         self._last_epoch: str | None = None
         self._last_seq = 0
-        # Set when redis-py made the subscription's connection again by itself (its retry re-subscribes
-        # without an error reaching the reader): what was published meanwhile must be caught up.
-        self._remade = False
         if not redis_client.is_configured():
             memory_history().listener = self.deliver
 
@@ -75,22 +65,21 @@ class Hub:
         members = self._members.get(conversation)
         if members is not None:
             members.add(member)
-            confirmation = self._confirmations.get(channel_name(conversation))
-            if confirmation is not None:
-                try:
-                    await asyncio.shield(confirmation)
-                except BaseException:
-                    self._discard(conversation, member)  # the first join's SUBSCRIBE failed: so does this one
-                    raise
+            try:
+                await self._subscription.confirmed(channel_name(conversation))
+            except BaseException:
+                self._abandon(conversation, member)  # the first join's SUBSCRIBE failed: so does this one
+                raise
             return
         self._members[conversation] = {member}
         if not redis_client.is_configured():
             return
+        self._by_channel[channel_name(conversation)] = conversation
         try:
-            await self._subscribe(conversation)
+            # Subscribed once Redis says so: only then is no later event missed.
+            await self._subscription.subscribe(channel_name(conversation))
         except BaseException:
-            if self._discard(conversation, member):
-                self._by_channel.pop(channel_name(conversation), None)  # a late SUBSCRIBE is dropped as stale
+            self._abandon(conversation, member)
             raise
         if presence.enabled():
             await self._presence(presence.joined, conversation)
@@ -99,15 +88,12 @@ class Hub:
 
     async def leave(self, conversation: str, member: Member) -> None:
         """Remove ``member``; the process unsubscribes when its last member in the conversation leaves."""
-        if self._discard(conversation, member) and self._pubsub is not None:
-            channel = channel_name(conversation)
-            self._by_channel.pop(channel, None)
+        if self._discard(conversation, member) and self._subscription.started:
+            channel = self._forget(conversation)
             if presence.enabled():
                 await self._presence(presence.left, conversation)
-            async with self._commands:
-                if conversation in self._members:
-                    return  # joined again while this leave waited: the new member needs the subscription
-                await self._pubsub.unsubscribe(channel)
+            # No UNSUBSCRIBE when joined again while this leave waited: the new member needs the subscription.
+            await self._subscription.unsubscribe(channel)
 
     def deliver(self, event: Event) -> None:
         """Hand ``event`` to each member in its conversation."""
@@ -138,6 +124,19 @@ class Hub:
         finally:
             self._refresher = None
 
+    def _abandon(self, conversation: str, member: Member) -> None:
+        """Remove ``member`` whose join failed; when it was the last, a late SUBSCRIBE is dropped as stale."""
+        if self._discard(conversation, member):
+            self._forget(conversation)
+
+    def _forget(self, conversation: str) -> str:
+        """Stop wanting the channel of a conversation left by its last member (its events are dropped from now
+        on); the channel's name."""
+        channel = channel_name(conversation)
+        self._by_channel.pop(channel, None)
+        self._subscription.discard(channel)
+        return channel
+
     def _discard(self, conversation: str, member: Member) -> bool:
         """Remove ``member``; True when that emptied the conversation."""
         members = self._members.get(conversation)
@@ -149,106 +148,16 @@ class Hub:
         del self._members[conversation]
         return True
 
-    async def _subscribe(self, conversation: str) -> None:
-        channel = channel_name(conversation)
-        self._by_channel[channel] = conversation
-        if self._pubsub is None:
-            self._pubsub = redis_client.get_subscriber().pubsub()
-        confirmation = self._confirmations[channel] = asyncio.get_running_loop().create_future()
-        try:
-            async with self._commands:
-                await self._pubsub.subscribe(channel)
-            self._pubsub.connection.register_connect_callback(self._connection_remade)  # once; weakly held
-            if self._reader is None or self._reader.done():
-                self._reader = asyncio.create_task(self._read())
-            # Subscribed once Redis says so: only then is no later event missed.
-            await asyncio.wait_for(asyncio.shield(confirmation), settings.EVENT_STORE_TIMEOUT)
-        finally:
-            if self._confirmations.get(channel) is confirmation:
-                del self._confirmations[channel]
-            if not confirmation.done():
-                # Members that joined meanwhile wait on it: they fail with this join rather than wait for ever.
-                confirmation.set_exception(TimeoutError("the subscription was not confirmed"))
-                confirmation.exception()  # retrieved: no "never retrieved" warning when nobody waited
-
-    async def _read(self) -> None:
-        """Receive every subscribed channel's events; reconnect and catch up after a lost connection."""
-        failures = 0
-        while self._pubsub is not None:
-            try:
-                if failures:
-                    await self._pubsub.connect()  # re-subscribes every channel it had; sets _remade
-                    logger.warning("Event subscription restored after %s failed attempt(s)", failures)
-                    failures = 0
-                await self._after_remade_connection()
-                if not self._pubsub.subscribed:
-                    if not self._members:
-                        self._reader = None  # nothing to read; the next join starts a reader
-                        return
-                    await asyncio.sleep(0.05)  # a SUBSCRIBE is on its way
-                    continue
-                message = await self._pubsub.get_message(timeout=IDLE_CHECK_SECONDS)
-                # Before this message: if the read remade the connection, older events come first.
-                await self._after_remade_connection()
-                if message is None:
-                    await self._pubsub.ping()
-                else:
-                    self._handle(message)
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as error:
-                metrics.redis_error("subscription")
-                if not failures:
-                    logger.warning("Event subscription lost (%s: %s); reconnecting", type(error).__name__, error)
-                delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
-                failures += 1
-                await asyncio.sleep(delay)
-
-    def _connection_remade(self, connection: object) -> None:
-        """redis-py's connect callback, after its own re-subscription."""
-        self._remade = True
-
-    async def _after_remade_connection(self) -> None:
-        """After the subscription's connection was made again: drop stale channels, then deliver what was
-        published while it was down (in the reader, so no later live event overtakes it)."""
-        if not self._remade:
-            return
-        self._remade = False
-        try:
-            await self._drop_stale_channels()
-            await self._catch_up()
-        except BaseException:
-            self._remade = True  # the next attempt catches up instead
-            raise
-
-    def _handle(self, message: dict) -> None:
-        channel = message["channel"].decode("utf-8") if isinstance(message["channel"], bytes) else message["channel"]
-        kind = message["type"]
-        if kind == "subscribe":
-            confirmation = self._confirmations.get(channel)
-            if confirmation is not None and not confirmation.done():
-                confirmation.set_result(None)
-            return
-        if kind != "message":
-            return
+    def _received(self, channel: str, data: bytes) -> None:
         conversation = self._by_channel.get(channel)
         if conversation is None:
             return
         try:
-            event = decode_published(conversation, message["data"])
+            event = decode_published(conversation, data)
         except (ValueError, UnicodeDecodeError) as error:
             logger.error("Ignoring an undecodable event on %s: %s", channel, error)
             return
         self.deliver(event)
-
-    async def _drop_stale_channels(self) -> None:
-        """Unsubscribe channels whose last member left while Redis was unreachable (their UNSUBSCRIBE failed)."""
-        assert self._pubsub is not None
-        stale = [channel for channel in self._pubsub.channels
-                 if (channel.decode("utf-8") if isinstance(channel, bytes) else channel) not in self._by_channel]
-        if stale:
-            async with self._commands:
-                await self._pubsub.unsubscribe(*stale)
 
     async def _catch_up(self) -> None:
         """Deliver what was published while the subscription was down (members drop what they had)."""
@@ -264,12 +173,9 @@ class Hub:
 
 
 async def _close(hub: Hub) -> None:
-    for task in (hub._reader, hub._refresher):
-        if task is not None:
-            task.cancel()
-    pubsub, hub._pubsub = hub._pubsub, None
-    if pubsub is not None:
-        await pubsub.aclose()
+    if hub._refresher is not None:
+        hub._refresher.cancel()
+    await hub._subscription.close()
 
 
 _hubs: LoopLocal[Hub] = LoopLocal(Hub, close=_close)

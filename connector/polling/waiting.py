@@ -25,8 +25,9 @@ has a GET outstanding nearly all the time, and only one at a time across
 processes, so the sum over processes is the number of polling desktops.
 
 POSTs that queue packets publish on the session's wake channel; the process
-reads every session's wake through one pattern subscription of its own,
-made on first use, so a waiting poll costs no Redis connection or command.
+reads every session's wake through one pattern subscription of its own
+(``connector.subscriptions``), made on first use, so a waiting poll costs no
+Redis connection or command.
 After that subscription is lost and restored, every waiting poll is woken,
 since a wake may have been missed meanwhile.
 """
@@ -38,14 +39,14 @@ import logging
 import time
 
 from django.conf import settings
-from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from common.loop_local import LoopLocal
-from connector.fanout import IDLE_CHECK_SECONDS, RECONNECT_DELAYS, get_hub
+from connector.fanout import get_hub
 from connector.instances import get_registry
 from connector.polling import store
-from events import metrics, redis_client
+from connector.subscriptions import PATTERN, Subscription
+from events import metrics
 from events.history import Event
 
 logger = logging.getLogger(__name__)
@@ -120,10 +121,9 @@ class Pollers:
         self._watchers: dict[str, set[Poller]] = {}  # conversation -> the pollers watching it
         self.waiting = 0
         self._last_refusal_logged = -REFUSAL_LOG_INTERVAL_SECONDS
-        self._pubsub: PubSub | None = None
-        self._reader: asyncio.Task | None = None
-        self._prefix: str | None = None
-        self._subscribed: asyncio.Future[None] | None = None
+        self._wakes = Subscription("Long-polling wake subscription", logger, received=self._wake_received,
+                                   restored=self._wakes_restored, log_attempts=False)
+        self._prefix: str | None = None  # of the wake channels subscribed to (it changes with the key prefix)
         self._refreshing: set[asyncio.Task] = set()
 
     async def attach(self, sid: str) -> Poller | None:
@@ -260,77 +260,42 @@ class Pollers:
 
     async def _subscribe_wakes(self) -> None:
         prefix = store.wake_channel_prefix()
-        if self._prefix == prefix and self._subscribed is not None:
-            await asyncio.wait_for(asyncio.shield(self._subscribed), settings.EVENT_STORE_TIMEOUT)
+        if self._prefix == prefix:
+            await self._wakes.confirmed(_wake_pattern(prefix), PATTERN)
             return
-        if self._pubsub is None:
-            self._pubsub = redis_client.get_subscriber().pubsub()
         if self._prefix is not None:
-            await self._pubsub.punsubscribe(_glob_escape(self._prefix) + "*")
+            self._wakes.discard(_wake_pattern(self._prefix), PATTERN)
+            await self._wakes.unsubscribe(_wake_pattern(self._prefix), PATTERN)
         self._prefix = prefix
-        subscribed = self._subscribed = asyncio.get_running_loop().create_future()
         try:
-            await self._pubsub.psubscribe(_glob_escape(prefix) + "*")
-            # redis-py makes a lost connection again by itself when it can (and re-subscribes): be told.
-            self._pubsub.connection.register_connect_callback(self._reconnected)
-            if self._reader is None or self._reader.done():
-                self._reader = asyncio.create_task(self._read())
-            await asyncio.wait_for(asyncio.shield(subscribed), settings.EVENT_STORE_TIMEOUT)
+            await self._wakes.subscribe(_wake_pattern(prefix), PATTERN)
         except BaseException:
-            if self._subscribed is subscribed:
-                self._prefix = self._subscribed = None
+            if self._prefix == prefix:
+                self._prefix = None
+                self._wakes.discard(_wake_pattern(prefix), PATTERN)
             raise
 
-    async def _read(self) -> None:
-        failures = 0
-        while self._pubsub is not None:
-            try:
-                if failures:
-                    await self._pubsub.connect()  # re-subscribes the pattern; _reconnected wakes the polls
-                    failures = 0
-                message = await self._pubsub.get_message(timeout=IDLE_CHECK_SECONDS)
-                if message is None:
-                    await self._pubsub.ping()
-                else:
-                    self._handle(message)
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as error:
-                metrics.redis_error("subscription")
-                if not failures:
-                    logger.warning("Long-polling wake subscription lost (%s: %s); reconnecting",
-                                   type(error).__name__, error)
-                await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
-                failures += 1
-
-    def _reconnected(self, connection: object) -> None:
+    async def _wakes_restored(self) -> None:
         """The subscription's connection was made again, the pattern subscribed again: wakes may have been
         missed meanwhile, and sessions may be gone (a restarted Redis), so every poller looks again."""
         logger.warning("Long-polling wake subscription restored after its connection was lost")
         for poller in list(self._members.values()):
             self._woken(poller)
 
-    def _handle(self, message: dict) -> None:
-        kind = message["type"]
-        if kind == "psubscribe":
-            if self._subscribed is not None and not self._subscribed.done():
-                self._subscribed.set_result(None)
+    def _wake_received(self, channel: str, data: bytes) -> None:
+        if self._prefix is None:
             return
-        if kind != "pmessage" or self._prefix is None:
-            return
-        channel = message["channel"]
-        channel = channel.decode("utf-8") if isinstance(channel, bytes) else channel
         poller = self._members.get(channel[len(self._prefix):])
         if poller is not None:
             self._woken(poller)
 
 
+def _wake_pattern(prefix: str) -> str:
+    return _glob_escape(prefix) + "*"
+
+
 async def _close(pollers: Pollers) -> None:
-    if pollers._reader is not None:
-        pollers._reader.cancel()
-    pubsub, pollers._pubsub = pollers._pubsub, None
-    if pubsub is not None:
-        await pubsub.aclose()
+    await pollers._wakes.close()
 
 
 _pollers: LoopLocal[Pollers] = LoopLocal(Pollers, close=_close)

@@ -1,0 +1,209 @@
+"""One Redis pub/sub connection that stays subscribed: the reader behind the hub and the long-poll wakes.
+
+A ``Subscription`` owns a redis-py ``PubSub`` and its connection, made on the
+first subscribe. It sends one SUBSCRIBE or UNSUBSCRIBE at a time, and a
+subscribe returns once Redis has confirmed it, so that no later message is
+missed. Its reader task hands each published message to the user's
+``received`` callback. When the connection is lost, the reader makes it again
+with a back-off (``RECONNECT_DELAYS``); redis-py then subscribes again to all
+it had, sometimes by itself without an error reaching the reader. Either way,
+what was published meanwhile never arrived, so once the connection is back the
+reader drops what is no longer wanted and calls the user's ``restored``
+callback (the hub catches up from the history; the long-polling pollers wake
+every waiting poll) before it reads any later message. An idle connection is
+checked with a PING every ``IDLE_CHECK_SECONDS``, so a dead one is noticed.
+
+The kinds of subscription (``CHANNEL``, ``PATTERN``) differ only in their
+command and message names, so a sharded kind for Redis Cluster can be one
+more ``Kind``, read by a ``Subscription`` per shard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from events import metrics, redis_client
+
+RECONNECT_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)
+# An idle subscription is checked with a PING this often, so a dead connection is noticed.
+IDLE_CHECK_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What is subscribed to: redis-py's method and attribute names, and Redis's message types, for it."""
+
+    subscribe: str  # the PubSub method; also the type of the message confirming it
+    unsubscribe: str  # the PubSub method
+    published: str  # the type of a message published to it
+    held: str  # the PubSub attribute holding what it is subscribed to
+
+
+CHANNEL = Kind(subscribe="subscribe", unsubscribe="unsubscribe", published="message", held="channels")
+PATTERN = Kind(subscribe="psubscribe", unsubscribe="punsubscribe", published="pmessage", held="patterns")
+_KINDS = (CHANNEL, PATTERN)
+
+
+def _text(name: bytes | str) -> str:
+    return name.decode("utf-8") if isinstance(name, bytes) else name
+
+
+class Subscription:
+    """Channels and patterns held on one Redis connection, read by one task, restored after a lost connection."""
+
+    def __init__(self, name: str, logger: logging.Logger, *,
+                 received: Callable[[str, bytes], None], restored: Callable[[], Awaitable[None]],
+                 log_attempts: bool = True) -> None:
+        """``name`` begins its log lines, written to the user's ``logger``; ``received(channel, data)`` takes
+        each published message; ``restored()`` runs in the reader once a lost connection is back (when it
+        fails, the next attempt runs it again). ``log_attempts``: say, after failed attempts, that the
+        subscription is back."""
+        self._logger = logger
+        self._lost_line = f"{name} lost (%s: %s); reconnecting"
+        self._restored_line = f"{name} restored after %s failed attempt(s)" if log_attempts else None
+        self._received = received
+        self._restored = restored
+        self._wanted: dict[Kind, set[str]] = {kind: set() for kind in _KINDS}
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task | None = None
+        self._confirmations: dict[tuple[Kind, str], asyncio.Future[None]] = {}
+        # One SUBSCRIBE or UNSUBSCRIBE at a time: redis-py's PubSub connects on its first command,
+        # and two concurrent first commands would each open a connection of their own.
+        self._commands = asyncio.Lock()
+        # Set when redis-py made the connection again by itself (its retry re-subscribes without an
+        # error reaching the reader): what was published meanwhile must be made up for.
+        self._remade = False
+
+    @property
+    def started(self) -> bool:
+        """Whether a subscribe has made its connection (and it was not closed since)."""
+        return self._pubsub is not None
+
+    async def subscribe(self, name: str, kind: Kind = CHANNEL) -> None:
+        """Want ``name``, subscribe to it, and return once Redis has confirmed it (or raise, ``TimeoutError``
+        after ``EVENT_STORE_TIMEOUT``). It stays wanted when this fails: the caller ``discard``s it."""
+        self._wanted[kind].add(name)
+        if self._pubsub is None:
+            self._pubsub = redis_client.get_subscriber().pubsub()
+        key = (kind, name)
+        confirmation = self._confirmations[key] = asyncio.get_running_loop().create_future()
+        try:
+            async with self._commands:
+                await getattr(self._pubsub, kind.subscribe)(name)
+            self._pubsub.connection.register_connect_callback(self._connection_remade)  # once; weakly held
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.create_task(self._read())
+            await asyncio.wait_for(asyncio.shield(confirmation), settings.EVENT_STORE_TIMEOUT)
+        finally:
+            if self._confirmations.get(key) is confirmation:
+                del self._confirmations[key]
+            if not confirmation.done():
+                # Those waiting in ``confirmed`` fail with this subscribe rather than wait for ever.
+                confirmation.set_exception(TimeoutError("the subscription was not confirmed"))
+                confirmation.exception()  # retrieved: no "never retrieved" warning when nobody waited
+
+    async def confirmed(self, name: str, kind: Kind = CHANNEL) -> None:
+        """Wait for the subscribe of ``name`` under way, if any; raise what it raises."""
+        confirmation = self._confirmations.get((kind, name))
+        if confirmation is not None:
+            await asyncio.shield(confirmation)
+
+    def discard(self, name: str, kind: Kind = CHANNEL) -> None:
+        """Stop wanting ``name`` now; Redis hears of it at ``unsubscribe``, or at the next restored connection."""
+        self._wanted[kind].discard(name)
+
+    async def unsubscribe(self, name: str, kind: Kind = CHANNEL) -> None:
+        """Unsubscribe from a discarded ``name``, unless it is wanted again by the time its command's turn comes."""
+        if self._pubsub is None:
+            return
+        async with self._commands:
+            if name in self._wanted[kind]:
+                return
+            await getattr(self._pubsub, kind.unsubscribe)(name)
+
+    async def close(self) -> None:
+        """Stop reading and close the connection."""
+        if self._reader is not None:
+            self._reader.cancel()
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            await pubsub.aclose()
+
+    async def _read(self) -> None:
+        """Receive every message; reconnect and restore after a lost connection."""
+        failures = 0
+        while self._pubsub is not None:
+            try:
+                if failures:
+                    await self._pubsub.connect()  # re-subscribes all it had; sets _remade
+                    if self._restored_line is not None:
+                        self._logger.warning(self._restored_line, failures)
+                    failures = 0
+                await self._after_remade_connection()
+                if not self._pubsub.subscribed:
+                    if not any(self._wanted.values()):
+                        self._reader = None  # nothing to read; the next subscribe starts a reader
+                        return
+                    await asyncio.sleep(0.05)  # a SUBSCRIBE is on its way
+                    continue
+                message = await self._pubsub.get_message(timeout=IDLE_CHECK_SECONDS)
+                # Before this message: if the read remade the connection, older events come first.
+                await self._after_remade_connection()
+                if message is None:
+                    await self._pubsub.ping()
+                else:
+                    self._handle(message)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as error:
+                metrics.redis_error("subscription")
+                if not failures:
+                    self._logger.warning(self._lost_line, type(error).__name__, error)
+                delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
+                failures += 1
+                await asyncio.sleep(delay)
+
+    def _connection_remade(self, connection: object) -> None:
+        """redis-py's connect callback, after its own re-subscription."""
+        self._remade = True
+
+    async def _after_remade_connection(self) -> None:
+        """After the connection was made again: drop what is no longer wanted, then let the user make up
+        for what was published while it was down (in the reader, so no later message overtakes it)."""
+        if not self._remade:
+            return
+        self._remade = False
+        try:
+            await self._drop_stale()
+            await self._restored()
+        except BaseException:
+            self._remade = True  # the next attempt restores instead
+            raise
+
+    def _handle(self, message: dict) -> None:
+        channel = _text(message["channel"])
+        for kind in _KINDS:
+            if message["type"] == kind.subscribe:
+                confirmation = self._confirmations.get((kind, channel))
+                if confirmation is not None and not confirmation.done():
+                    confirmation.set_result(None)
+                return
+            if message["type"] == kind.published:
+                self._received(channel, message["data"])
+                return
+
+    async def _drop_stale(self) -> None:
+        """Unsubscribe what was discarded while Redis was unreachable (its UNSUBSCRIBE failed)."""
+        assert self._pubsub is not None
+        for kind in _KINDS:
+            stale = [name for name in getattr(self._pubsub, kind.held) if _text(name) not in self._wanted[kind]]
+            if stale:
+                async with self._commands:
+                    await getattr(self._pubsub, kind.unsubscribe)(*stale)
