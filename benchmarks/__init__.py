@@ -20,8 +20,8 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def mint_tokens(users: list[str]) -> list[str]:
-    """Desktop JWTs for ``users``, signed in-process with the secret and project of ``tests.processes``' servers."""
-    from tests import processes
+    """Desktop JWTs for ``users``, signed in-process with the secret and project of ``testing.processes``' servers."""
+    from testing import processes
 
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     # tests.settings only sets these when absent; the servers use exactly these values.

@@ -37,7 +37,7 @@ import httpx
 
 from benchmarks import mint_tokens
 from benchmarks.socketio_delivery import connect_desktop, disconnect_all, latency_figures, push_envelope
-from tests import processes
+from testing import processes
 
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 UNBOUNDED = {"ADMIN_LOGIN_CONCURRENCY": "64", "ADMIN_LOGIN_FAILURES_PER_USER": "1000",

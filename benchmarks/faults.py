@@ -4,7 +4,7 @@
         [--scenario redis-outage|connector-killed|churn|redeliveries|slow-desktop]
 
 Every scenario starts its own private redis-server and daphne processes on
-127.0.0.1 (``tests.processes``), pushes through the interceptor as Pub/Sub
+127.0.0.1 (``testing.processes``), pushes through the interceptor as Pub/Sub
 would (a push that is not acknowledged is retried with backoff until it is),
 and counts what the desktops received:
 
@@ -19,7 +19,7 @@ and counts what the desktops received:
   within the recovery window.
 - ``redeliveries``: Pub/Sub redelivers 10% of the pushes, half of those
   concurrently with the original.
-- ``slow-desktop``: a desktop (``tests.stalled_desktop``: a small receive
+- ``slow-desktop``: a desktop (``testing.stalled_desktop``: a small receive
   buffer, then no reading at all) stops reading while 10,000 events go to its
   conversation, five python-socketio desktops reading in it and another. The
   connector's VmRSS must stay within a bound made of the send queue limit;
@@ -56,9 +56,9 @@ import socketio
 from benchmarks import mint_tokens, percentile
 from events.history import Offset
 from connector import close_codes
-from tests import clients, processes
-from tests.stalled_desktop import Ended, StalledDesktop
-from tests.tcp_proxy import tcp_proxy
+from testing import clients, processes
+from testing.stalled_desktop import Ended, StalledDesktop
+from testing.tcp_proxy import tcp_proxy
 from tests.test_envelope import push_body
 
 PROJECT = processes.TEST_PROJECT
@@ -185,7 +185,7 @@ async def settle(predicate, *, timeout: float = WAIT) -> None:
 
 
 def token() -> str:
-    """A desktop JWT the servers of ``tests.processes`` accept."""
+    """A desktop JWT the servers of ``testing.processes`` accept."""
     (minted,) = mint_tokens(["agent"])
     return minted
 

@@ -2,7 +2,7 @@
 
 For each scenario, from fresh processes and an empty private redis-server:
 one connector and one interceptor process started with the image's server
-command (``tests.processes``), N python-socketio desktops (websocket
+command (``testing.processes``), N python-socketio desktops (websocket
 transport) in ``--workers`` separate load-generator processes
 (``benchmarks.desktop_fleet``), each joined to one conversation, then M push
 envelopes spread round-robin over the four endpoints and the conversations,
@@ -44,7 +44,7 @@ from benchmarks.servers import command_server, process_usage
 from benchmarks.socketio_delivery import suspicious_lines
 from events.kinds import EventKind
 from interceptor import push_samples
-from tests import processes
+from testing import processes
 
 PROJECT = processes.TEST_PROJECT
 KINDS = [str(kind) for kind in EventKind]

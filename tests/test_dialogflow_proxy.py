@@ -22,10 +22,10 @@ from channels.testing import HttpCommunicator
 
 from aa_site.asgi import application
 from connector import tokens
-from tests import fake_dialogflow
-from tests.clients import wait_until
-from tests.fake_dialogflow import JSON_CONTENT_TYPE, Canned, FakeDialogflow
-from tests.fake_providers import refused_url
+from testing import fake_dialogflow
+from testing.clients import wait_until
+from testing.fake_dialogflow import JSON_CONTENT_TYPE, Canned, FakeDialogflow
+from testing.fake_providers import refused_url
 
 RESPONSE_TIMEOUT = 30.0
 PREFIX = "/v2/projects/test-project/locations/global"

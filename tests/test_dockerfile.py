@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests import processes
+from testing import processes
 
 REPOSITORY = processes.REPOSITORY
 DOCKERFILE = (REPOSITORY / "Dockerfile").read_text()

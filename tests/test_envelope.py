@@ -1,7 +1,7 @@
 """``interceptor.envelope`` as pure parsing: push body bytes in, ``PushMessage`` or a precise ``PoisonMessage`` out.
 
 Like python-socketio's ``tests/common/test_packet.py``: no server, no channel
-layer. The Pub/Sub fixtures (found by ``tests.clients.fixture_directory``) are the
+layer. The Pub/Sub fixtures (found by ``testing.clients.fixture_directory``) are the
 contract's examples; this module also exports their classification for ``test_interceptor_views``.
 """
 
@@ -15,8 +15,8 @@ import pytest
 
 from interceptor import envelope, push_samples
 from interceptor.envelope import PushMessage, parse_push
-from tests import clients
-from tests.clients import fixture_directory
+from testing import clients
+from testing.clients import fixture_directory
 
 #: valid fixture -> (endpoint/event it belongs to, normalised conversation name)
 VALID_FIXTURES: dict[str, tuple[str, str]] = {

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.processes import REPOSITORY
+from testing.processes import REPOSITORY
 
 PACKAGES = ("aa_site", "auth_providers", "common", "connector", "events", "interceptor")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")

@@ -20,10 +20,10 @@ import httpx
 import pytest
 import redis
 
-from tests import clients, processes
-from tests.clients import SocketIODesktop
-from tests.nginx_proxy import round_robin
-from tests.tcp_proxy import tcp_proxy
+from testing import clients, processes
+from testing.clients import SocketIODesktop
+from testing.nginx_proxy import round_robin
+from testing.tcp_proxy import tcp_proxy
 from tests.test_recovery import push
 from tests.test_token_expiry import short_lived_token
 

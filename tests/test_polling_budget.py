@@ -17,7 +17,7 @@ import httpx
 import pytest
 import redis
 
-from tests import clients, processes
+from testing import clients, processes
 from tests.test_polling import connect_answer, eio_keys, handshake, session_url
 
 LIMIT, BUDGET = 10, 65536

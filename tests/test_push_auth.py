@@ -1,7 +1,7 @@
 """Authenticated push: the OIDC token Pub/Sub attaches, checked against a local fake of Google's certificates.
 
 Tokens are signed with a locally generated RSA key whose certificate the fake
-endpoint (``tests/fake_google_certs.py``) publishes in Google's shape. Pushes
+endpoint (``testing/fake_google_certs.py``) publishes in Google's shape. Pushes
 go through the real ASGI application and the real Redis channel layer, as in
 ``test_interceptor_views.py``; ``test_push_auth_process.py`` runs a real daphne interceptor.
 """
@@ -22,9 +22,9 @@ from channels.testing import HttpCommunicator
 
 from aa_site.asgi import application
 from interceptor import push_samples
-from tests import clients, fake_google_certs, processes
-from tests.event_listener import EventListener, listen
-from tests.fake_google_certs import SERVICE_ACCOUNT, FakeGoogleCerts, pubsub_claims, signing_key, unsigned_token
+from testing import clients, fake_google_certs, processes
+from testing.event_listener import EventListener, listen
+from testing.fake_google_certs import SERVICE_ACCOUNT, FakeGoogleCerts, pubsub_claims, signing_key, unsigned_token
 from tests.test_envelope import BAD_FIXTURES, fixture_bytes
 
 RESPONSE_TIMEOUT = 20.0

@@ -2,7 +2,7 @@
 
 The in-process tests of the same rules are in ``test_push_auth.py``, whose
 helpers this module reuses; certificates come from the local fake of
-Google's endpoint (``tests/fake_google_certs.py``).
+Google's endpoint (``testing/fake_google_certs.py``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import httpx
 import pytest
 from django.core import checks
 
-from tests import fake_google_certs, processes
-from tests.fake_google_certs import SERVICE_ACCOUNT, FakeGoogleCerts, pubsub_claims
+from testing import fake_google_certs, processes
+from testing.fake_google_certs import SERVICE_ACCOUNT, FakeGoogleCerts, pubsub_claims
 from tests.test_push_auth import (
     ATTACKER_KEY,
     EVENT,

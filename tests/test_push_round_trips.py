@@ -13,7 +13,7 @@ from collections import Counter
 import httpx
 import redis.asyncio as redis
 
-from tests import processes
+from testing import processes
 from tests.test_envelope import push_body
 
 PUSHES = 50

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests import clients, processes
-from tests.clients import NodeDesktop
-from tests.tcp_proxy import tcp_proxy
+from testing import clients, processes
+from testing.clients import NodeDesktop
+from testing.tcp_proxy import tcp_proxy
 from tests.test_envelope import push_body
 
 PROJECT = processes.TEST_PROJECT

@@ -19,8 +19,8 @@ from socketio import packet as sio
 
 from aa_site.asgi import application
 from events.kinds import EventKind
-from tests.event_listener import listen
-from tests.sio.raw_socketio import SHORT_NAME, SocketIOTestClient, client_factory, open_connected
+from testing.event_listener import listen
+from testing.raw_socketio import SHORT_NAME, SocketIOTestClient, client_factory, open_connected
 from tests.test_envelope import push_body
 from tests.test_plain_ws_consumer import PlainTestClient, publish
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests import processes
-from tests.clients import SocketIODesktop, wait_until
+from testing import processes
+from testing.clients import SocketIODesktop, wait_until
 from tests.test_envelope import push_body
 
 SCRIPT = processes.REPOSITORY / "scripts" / "run-local.sh"

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from benchmarks import faults
 from events.history import Offset
-from tests import processes
-from tests.stalled_desktop import Ended, StalledDesktop
+from testing import processes
+from testing.stalled_desktop import Ended, StalledDesktop
 from tests.test_faults import SLOW_PADDING, pushes_past_the_socket_buffers
 
 NO_LIMIT = {"WEBSOCKET_SEND_QUEUE_LIMIT": "1000000000", "WEBSOCKET_SEND_QUEUE_BYTES": "1000000000000"}

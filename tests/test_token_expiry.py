@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from connector import close_codes, tokens
-from tests import clients, processes
+from testing import clients, processes
 from tests.test_envelope import push_body
 from tests.test_plain_ws_consumer import PlainTestClient
 
