@@ -22,7 +22,6 @@ import asyncio
 import sys
 import time
 
-from benchmarks import mint_tokens
 from benchmarks.servers import process_usage
 from benchmarks.socketio_delivery import (
     Desktop,
@@ -37,6 +36,7 @@ from benchmarks.socketio_delivery import (
 )
 from testing import processes
 from testing.nginx_proxy import round_robin
+from testing.tokens import mint_tokens
 
 TRANSPORTS = ("polling", "websocket")
 

@@ -33,8 +33,8 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from benchmarks import mint_tokens
 from testing import fake_dialogflow, processes
+from testing.tokens import mint_tokens
 
 PATH = "/v2/projects/test-project/locations/global/conversations/BENCH-{index}"
 SUSPICIOUS = ("ERROR", "CRITICAL", "Traceback")

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks import percentile
 from testing import processes
+from testing.percentiles import percentile
 
 SUSPICIOUS = ("ERROR", "CRITICAL", "Traceback")
 # Far above what one process can answer in a minute: the limiter runs but never refuses.

@@ -38,13 +38,14 @@ import aiohttp
 import orjson
 import uvloop
 
-from benchmarks import mint_tokens, percentile
 from benchmarks.desktop_fleet import STAMP_FIELD, Fleet, FleetSpec, raise_file_limit
 from benchmarks.servers import command_server, process_usage
 from benchmarks.socketio_delivery import suspicious_lines
 from events.kinds import EventKind
 from interceptor import push_samples
 from testing import processes
+from testing.percentiles import percentile
+from testing.tokens import mint_tokens
 
 PROJECT = processes.TEST_PROJECT
 KINDS = [str(kind) for kind in EventKind]

@@ -57,11 +57,11 @@ import httpx
 import redis.asyncio as redis
 import socketio
 
-from benchmarks import mint_tokens
-from benchmarks.faults import EVENT, PubSub, Tally, resident_bytes
 from testing import clients, processes
+from testing.fault_scenarios import EVENT, PubSub, Tally, resident_bytes
 from testing.stalled_desktop import Ended, StalledDesktop
 from testing.tcp_proxy import tcp_proxy
+from testing.tokens import mint_tokens
 
 PROJECT = processes.TEST_PROJECT
 MIB = 2**20

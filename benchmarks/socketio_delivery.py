@@ -35,8 +35,9 @@ import aiohttp
 import httpx
 import socketio
 
-from benchmarks import mint_tokens, percentile
 from testing import processes
+from testing.percentiles import percentile
+from testing.tokens import mint_tokens
 
 EVENT = "new-message-event"
 PROJECT = "bench-cx"

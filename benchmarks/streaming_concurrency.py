@@ -34,8 +34,8 @@ from typing import Any
 
 import socketio
 
-from benchmarks import mint_tokens
 from testing import fake_dialogflow, fake_webchannel, processes
+from testing.tokens import mint_tokens
 
 METHOD = "streaming_reactive_companion_suggestions"
 PARTICIPANT = "projects/test-project/locations/us-central1/conversations/BENCH-{index}/participants/P-1"

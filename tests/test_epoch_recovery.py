@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from benchmarks import faults
 from events.history import Offset
+from testing import fault_scenarios as faults
 from testing import clients, processes
 from testing.stalled_desktop import StalledDesktop
 

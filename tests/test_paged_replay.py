@@ -21,11 +21,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from benchmarks import faults
 from events.history import Offset
+from testing import fault_scenarios as faults
 from testing import clients, processes
 from testing.stalled_desktop import StalledDesktop
-from tests.test_polling import connected_session, conversation_events, session_url
+from testing.engineio_polling import connected_session, conversation_events, session_url
 
 HISTORY_EVENTS = 200
 LIVE = [f"live-{number}" for number in range(5)]

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from testing import clients, processes
-from tests.test_polling import connect_answer, eio_keys, handshake, session_url
+from testing.engineio_polling import connect_answer, eio_keys, handshake, session_url
 
 LIMIT, BUDGET = 10, 65536
 PROJECT = processes.TEST_PROJECT

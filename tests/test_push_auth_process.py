@@ -1,7 +1,7 @@
 """Authenticated push in a real daphne interceptor, and the start-up checks of its settings.
 
 The in-process tests of the same rules are in ``test_push_auth.py``, whose
-helpers this module reuses; certificates come from the local fake of
+helpers (``testing.signed_pushes``) this module shares; certificates come from the local fake of
 Google's endpoint (``testing/fake_google_certs.py``).
 """
 
@@ -17,7 +17,7 @@ from django.core import checks
 
 from testing import fake_google_certs, processes
 from testing.fake_google_certs import SERVICE_ACCOUNT, FakeGoogleCerts, pubsub_claims
-from tests.test_push_auth import (
+from testing.signed_pushes import (
     ATTACKER_KEY,
     EVENT,
     EVENT_TIMEOUT,

@@ -14,7 +14,7 @@ import httpx
 import redis.asyncio as redis
 
 from testing import processes
-from tests.test_envelope import push_body
+from testing.push_bodies import push_body
 
 PUSHES = 50
 

@@ -22,7 +22,7 @@ import pytest
 
 from testing import processes
 from testing.clients import SocketIODesktop, wait_until
-from tests.test_envelope import push_body
+from testing.push_bodies import push_body
 
 SCRIPT = processes.REPOSITORY / "scripts" / "run-local.sh"
 STARTED = re.compile(r"a private redis-server on 127\.0\.0\.1:(\d+)")

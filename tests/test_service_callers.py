@@ -3,7 +3,7 @@
 Tokens are signed with a locally generated RSA key whose certificate the fake
 of Google's certificates endpoint (``testing/fake_google_certs.py``) publishes.
 Requests go through the real ASGI application (Redis, the fake Dialogflow of
-``test_dialogflow_proxy.py``); the last test runs a real daphne connector.
+``testing.dialogflow_fixtures``); the last test runs a real daphne connector.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from connector import service_callers, tokens
 from testing import fake_google_certs, processes
 from testing.fake_dialogflow import FakeDialogflow
 from testing.fake_google_certs import FakeGoogleCerts, pubsub_claims, signing_key, unsigned_token
-from tests.test_dialogflow_proxy import dialogflow, fake_server  # noqa: F401 - fixtures
+from testing.dialogflow_fixtures import dialogflow, fake_server  # noqa: F401 - fixtures
 
 RESPONSE_TIMEOUT = 20.0
 AUDIENCE = "https://ui-connector-abc123-uc.a.run.app"

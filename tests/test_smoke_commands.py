@@ -20,7 +20,7 @@ from testing import fake_google_certs, processes
 from testing.clients import SocketIODesktop, wait_until
 from testing.commands import assert_clean_failure, manage
 from testing.fake_google_certs import SERVICE_ACCOUNT, FakeGoogleCerts, pubsub_claims
-from tests.test_push_auth import GOOGLE_KEY
+from testing.signed_pushes import GOOGLE_KEY
 
 TOKEN_ENVIRONMENT = {"GCP_PROJECT_ID": processes.TEST_PROJECT, "JWT_SECRET_KEY": processes.TEST_JWT_SECRET}
 
