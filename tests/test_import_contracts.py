@@ -1,7 +1,9 @@
 """The import rules of ``pyproject.toml`` (``[tool.importlinter]``), checked by import-linter on every run.
 
 The roles depend on the shared event core and helpers, never on each other;
-a violation fails the suite, and so CI, instead of waiting for a reviewer.
+the tests and the benchmarks share a harness that imports neither, and the
+service imports none of them. A violation fails the suite, and so CI,
+instead of waiting for a reviewer.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from testing.processes import REPOSITORY
 
-PACKAGES = ("aa_site", "auth_providers", "common", "connector", "events", "interceptor")
+PACKAGES = ("aa_site", "auth_providers", "benchmarks", "common", "connector", "events", "interceptor", "testing", "tests")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
@@ -27,16 +29,32 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
 def test_the_repository_keeps_every_import_contract() -> None:
     result = lint_imports(REPOSITORY)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 kept, 0 broken" in result.stdout, result.stdout
+    assert "8 kept, 0 broken" in result.stdout, result.stdout
+
+
+def copy_of_the_tree(root: Path) -> None:
+    """The packages import-linter checks, and its configuration, under ``root``."""
+    for package in PACKAGES:
+        shutil.copytree(REPOSITORY / package, root / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
+    shutil.copy(REPOSITORY / "pyproject.toml", root / "pyproject.toml")
 
 
 def test_an_interceptor_module_importing_the_connector_breaks_a_contract(tmp_path: Path) -> None:
     """The contracts are not vacuous: one forbidden import in a copy of the tree fails the check, naming it."""
-    for package in PACKAGES:
-        shutil.copytree(REPOSITORY / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPOSITORY / "pyproject.toml", tmp_path / "pyproject.toml")
+    copy_of_the_tree(tmp_path)
     (tmp_path / "interceptor" / "shortcut.py").write_text("from connector import tokens  # noqa: F401\n")
     result = lint_imports(tmp_path)
     assert result.returncode != 0
     assert "The connector and the interceptor do not import each other BROKEN" in result.stdout, result.stdout
     assert "interceptor.shortcut -> connector.tokens" in result.stdout, result.stdout
+
+
+def test_a_harness_module_importing_a_benchmark_breaks_a_contract(tmp_path: Path) -> None:
+    """What tests and benchmarks share stays below both of them."""
+    copy_of_the_tree(tmp_path)
+    (tmp_path / "testing" / "shortcut.py").write_text("from benchmarks import faults  # noqa: F401\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "The shared test harness imports neither tests nor benchmarks BROKEN" in result.stdout, result.stdout
+    assert "testing.shortcut -> benchmarks.faults" in result.stdout, result.stdout
