@@ -15,7 +15,8 @@ from pathlib import Path
 
 from testing.processes import REPOSITORY
 
-PACKAGES = ("aa_site", "auth_providers", "benchmarks", "common", "connector", "events", "interceptor", "testing", "tests")
+PACKAGES = ("aa_site", "auth_providers", "benchmarks", "common", "connector", "events", "interceptor", "testing",
+            "tests")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
@@ -32,29 +33,28 @@ def test_the_repository_keeps_every_import_contract() -> None:
     assert "8 kept, 0 broken" in result.stdout, result.stdout
 
 
-def copy_of_the_tree(root: Path) -> None:
-    """The packages import-linter checks, and its configuration, under ``root``."""
-    for package in PACKAGES:
-        shutil.copytree(REPOSITORY / package, root / package,
+def assert_breaks(root: Path, package: str, imported: str, contract: str) -> None:
+    """In a copy of the tree under ``root``, a module ``shortcut`` of ``package`` importing module ``imported``
+    fails the check, which names ``contract`` and the import."""
+    for copied in PACKAGES:
+        shutil.copytree(REPOSITORY / copied, root / copied,
                         ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
     shutil.copy(REPOSITORY / "pyproject.toml", root / "pyproject.toml")
+    parent, name = imported.rsplit(".", 1)
+    (root / package / "shortcut.py").write_text(f"from {parent} import {name}  # noqa: F401\n")
+    result = lint_imports(root)
+    assert result.returncode != 0
+    assert f"{contract} BROKEN" in result.stdout, result.stdout
+    assert f"{package}.shortcut -> {imported}" in result.stdout, result.stdout
 
 
 def test_an_interceptor_module_importing_the_connector_breaks_a_contract(tmp_path: Path) -> None:
     """The contracts are not vacuous: one forbidden import in a copy of the tree fails the check, naming it."""
-    copy_of_the_tree(tmp_path)
-    (tmp_path / "interceptor" / "shortcut.py").write_text("from connector import tokens  # noqa: F401\n")
-    result = lint_imports(tmp_path)
-    assert result.returncode != 0
-    assert "The connector and the interceptor do not import each other BROKEN" in result.stdout, result.stdout
-    assert "interceptor.shortcut -> connector.tokens" in result.stdout, result.stdout
+    assert_breaks(tmp_path, "interceptor", "connector.tokens",
+                  "The connector and the interceptor do not import each other")
 
 
 def test_a_harness_module_importing_a_benchmark_breaks_a_contract(tmp_path: Path) -> None:
     """What tests and benchmarks share stays below both of them."""
-    copy_of_the_tree(tmp_path)
-    (tmp_path / "testing" / "shortcut.py").write_text("from benchmarks import faults  # noqa: F401\n")
-    result = lint_imports(tmp_path)
-    assert result.returncode != 0
-    assert "The shared test harness imports neither tests nor benchmarks BROKEN" in result.stdout, result.stdout
-    assert "testing.shortcut -> benchmarks.faults" in result.stdout, result.stdout
+    assert_breaks(tmp_path, "testing", "benchmarks.faults",
+                  "The shared test harness imports neither tests nor benchmarks")
