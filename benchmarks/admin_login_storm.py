@@ -35,9 +35,9 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks import mint_tokens
 from benchmarks.socketio_delivery import connect_desktop, disconnect_all, latency_figures, push_envelope
-from tests import processes
+from testing import processes
+from testing.tokens import mint_tokens
 
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 UNBOUNDED = {"ADMIN_LOGIN_CONCURRENCY": "64", "ADMIN_LOGIN_FAILURES_PER_USER": "1000",

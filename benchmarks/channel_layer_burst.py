@@ -33,7 +33,7 @@ from typing import Any
 from channels_redis.core import RedisChannelLayer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
-from tests import processes
+from testing import processes
 
 GROUP = "conversation.burst"
 # How long the receiver may take to show it is subscribed, and the cap on one variant's run.

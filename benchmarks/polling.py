@@ -1,7 +1,7 @@
 """Push-to-desktop latency of long-polling desktops beside WebSocket desktops, in one run, without stickiness.
 
 Starts a private redis-server (or uses ``AA_TEST_REDIS``), one interceptor
-and two connector processes behind nginx round-robin (``tests.nginx_proxy``:
+and two connector processes behind nginx round-robin (``testing.nginx_proxy``:
 each request to the next connector in turn, as a load balancer without
 sticky sessions), connects python-socketio desktops through nginx, every
 other one on ``transports=['polling']`` and the rest on ``['websocket']``,
@@ -22,7 +22,6 @@ import asyncio
 import sys
 import time
 
-from benchmarks import mint_tokens
 from benchmarks.servers import process_usage
 from benchmarks.socketio_delivery import (
     Desktop,
@@ -35,8 +34,9 @@ from benchmarks.socketio_delivery import (
     tally,
     wait_for_deliveries,
 )
-from tests import processes
-from tests.nginx_proxy import round_robin
+from testing import processes
+from testing.nginx_proxy import round_robin
+from testing.tokens import mint_tokens
 
 TRANSPORTS = ("polling", "websocket")
 

@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    from tests import processes
+    from testing import processes
 
     with processes.redis_server(private=True) as redis:
         os.environ.update(DJANGO_SETTINGS_MODULE="aa_site.settings", DEVELOPMENT_MODE="true",

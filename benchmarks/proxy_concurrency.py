@@ -1,6 +1,6 @@
 """Concurrent Dialogflow proxy calls through one real connector process.
 
-Starts the fake Dialogflow and token endpoint of ``tests/fake_dialogflow.py``
+Starts the fake Dialogflow and token endpoint of ``testing/fake_dialogflow.py``
 (each Dialogflow call answered after ``--delay`` seconds), a private
 redis-server (or ``AA_TEST_REDIS``) and one connector daphne process with a
 production-like environment whose Application Default Credentials are a
@@ -33,8 +33,8 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from benchmarks import mint_tokens
-from tests import fake_dialogflow, processes
+from testing import fake_dialogflow, processes
+from testing.tokens import mint_tokens
 
 PATH = "/v2/projects/test-project/locations/global/conversations/BENCH-{index}"
 SUSPICIOUS = ("ERROR", "CRITICAL", "Traceback")

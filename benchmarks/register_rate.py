@@ -1,7 +1,7 @@
 """``POST /register`` throughput of one real connector process against the Skip provider.
 
 Starts a private redis-server (or ``AA_TEST_REDIS``) and one connector daphne
-process (``tests/processes.py``) in development mode with ``AUTH_OPTION=Skip``
+process (``testing/processes.py``) in development mode with ``AUTH_OPTION=Skip``
 (which judges no token, so the figure is the service's own cost: routing,
 authentication, the Redis rate-limit window, the body, signing the JWT) and a
 rate limit far above the load, so every request still runs the limiter's Lua
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks import percentile
-from tests import processes
+from testing import processes
+from testing.percentiles import percentile
 
 SUSPICIOUS = ("ERROR", "CRITICAL", "Traceback")
 # Far above what one process can answer in a minute: the limiter runs but never refuses.

@@ -2,7 +2,7 @@
 
 For each scenario, from fresh processes and an empty private redis-server:
 one connector and one interceptor process started with the image's server
-command (``tests.processes``), N python-socketio desktops (websocket
+command (``testing.processes``), N python-socketio desktops (websocket
 transport) in ``--workers`` separate load-generator processes
 (``benchmarks.desktop_fleet``), each joined to one conversation, then M push
 envelopes spread round-robin over the four endpoints and the conversations,
@@ -38,13 +38,14 @@ import aiohttp
 import orjson
 import uvloop
 
-from benchmarks import mint_tokens, percentile
 from benchmarks.desktop_fleet import STAMP_FIELD, Fleet, FleetSpec, raise_file_limit
 from benchmarks.servers import command_server, process_usage
 from benchmarks.socketio_delivery import suspicious_lines
 from events.kinds import EventKind
 from interceptor import push_samples
-from tests import processes
+from testing import processes
+from testing.percentiles import percentile
+from testing.tokens import mint_tokens
 
 PROJECT = processes.TEST_PROJECT
 KINDS = [str(kind) for kind in EventKind]

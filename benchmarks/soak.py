@@ -15,7 +15,7 @@ interceptor and two connector processes (the image's server command and ENV, pro
   recovers what it missed (connection state recovery): every push exactly once;
 - **churn**: python-socketio desktops that connect, join, stay a few seconds and leave, on both
   transports, all run long; none may get an event twice;
-- **a slow desktop** that joins the busiest conversation and stops reading (``tests.stalled_desktop``),
+- **a slow desktop** that joins the busiest conversation and stops reading (``testing.stalled_desktop``),
   closed as too slow and replaced, all run long;
 - **an abuser of each bound**, each from its own client address (``X-Forwarded-For``, the connectors
   trusting one proxy hop as on Cloud Run): long-polling POSTs never polled, without a token and with one;
@@ -57,11 +57,11 @@ import httpx
 import redis.asyncio as redis
 import socketio
 
-from benchmarks import mint_tokens
-from benchmarks.faults import EVENT, PubSub, Tally, resident_bytes
-from tests import clients, processes
-from tests.stalled_desktop import Ended, StalledDesktop
-from tests.tcp_proxy import tcp_proxy
+from testing import clients, processes
+from testing.fault_scenarios import EVENT, PubSub, Tally, resident_bytes
+from testing.stalled_desktop import Ended, StalledDesktop
+from testing.tcp_proxy import tcp_proxy
+from testing.tokens import mint_tokens
 
 PROJECT = processes.TEST_PROJECT
 MIB = 2**20

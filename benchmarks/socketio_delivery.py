@@ -2,7 +2,7 @@
 
 Starts a private redis-server (or uses ``AA_TEST_REDIS``), one connector and
 one interceptor daphne process (production-like environment, from
-``tests.processes``), connects python-socketio desktops over the websocket
+``testing.processes``), connects python-socketio desktops over the websocket
 transport, has each join one conversation, then POSTs Pub/Sub push envelopes
 to the interceptor at bounded concurrency. For every message it records when
 its POST started and when each desktop received it, on this process's
@@ -35,8 +35,9 @@ import aiohttp
 import httpx
 import socketio
 
-from benchmarks import mint_tokens, percentile
-from tests import processes
+from testing import processes
+from testing.percentiles import percentile
+from testing.tokens import mint_tokens
 
 EVENT = "new-message-event"
 PROJECT = "bench-cx"

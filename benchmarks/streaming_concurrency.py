@@ -1,7 +1,7 @@
 """Concurrent streaming calls (``stream-request``) through one real connector process, against the fake WebChannel.
 
-Starts the fake token endpoint of ``tests/fake_dialogflow.py``, the fake
-WebChannel server of ``tests/fake_webchannel.py`` (each request answered by
+Starts the fake token endpoint of ``testing/fake_dialogflow.py``, the fake
+WebChannel server of ``testing/fake_webchannel.py`` (each request answered by
 ``--frames`` response messages, ``--cadence`` seconds apart, then a clean end
 of the back channel), a private redis-server (or ``AA_TEST_REDIS``) and one
 connector daphne process with a production-like environment. It connects
@@ -34,8 +34,8 @@ from typing import Any
 
 import socketio
 
-from benchmarks import mint_tokens
-from tests import fake_dialogflow, fake_webchannel, processes
+from testing import fake_dialogflow, fake_webchannel, processes
+from testing.tokens import mint_tokens
 
 METHOD = "streaming_reactive_companion_suggestions"
 PARTICIPANT = "projects/test-project/locations/us-central1/conversations/BENCH-{index}/participants/P-1"

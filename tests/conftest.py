@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests import processes
+from testing import processes
 
 _prefixes = itertools.count()
 

@@ -12,7 +12,7 @@ os.environ.setdefault("GCP_PROJECT_ID", "test-project")
 os.environ.setdefault("AUTH_OPTION", "Skip")
 os.environ.setdefault("JWT_SECRET_KEY", "test-jwt-8z4bVNBnYh2NqrUHmWKXJh-uUTmcO1Qbzoa_WeAmpS1m")
 # Tests register far more often than 30 times a minute from 127.0.0.1; the daphne processes
-# of tests/processes.py inherit this too. tests/test_ratelimit.py sets its own limits.
+# of testing/processes.py inherit this too. tests/test_ratelimit.py sets its own limits.
 os.environ.setdefault("REGISTER_RATE_LIMIT", "off")
 # Likewise they open far more than 600 sessions a minute from 127.0.0.1 (and in-process, from no address at
 # all); tests/test_preauth.py sets its own limit.

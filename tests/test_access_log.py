@@ -2,7 +2,7 @@
 
 Query strings carry what must not be logged: ``/conversation-name?conversationIntegrationKey=<key>``
 (often a customer's phone number) and a token a client wrongly put in a URL (refused, but still valid).
-The server runs the command of ``tests.processes`` (the Dockerfile's ``CMD``, see tests/test_dockerfile.py);
+The server runs the command of ``testing.processes`` (the Dockerfile's ``CMD``, see tests/test_dockerfile.py);
 each request must still leave an access line with its method, path and status, so the log is on and
 only the query is missing.
 """
@@ -17,8 +17,8 @@ import aiohttp
 import httpx
 import pytest
 
-from tests import clients, processes
-from tests.processes import Server
+from testing import clients, processes
+from testing.processes import Server
 
 PHONE_NUMBER = "15551234"
 

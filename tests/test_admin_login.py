@@ -1,7 +1,7 @@
 """The admin's login throttle in process (Django's test client, the test's real Redis): lockout per user name and
 per address, its page and status, its expiry, no password check while locked out, and Redis being unreachable.
 
-Passwords are hashed by ``tests.recording_hasher`` (``PASSWORD_HASHERS``), which counts the hashes, so a test
+Passwords are hashed by ``testing.recording_hasher`` (``PASSWORD_HASHERS``), which counts the hashes, so a test
 can tell whether a refused login cost a password check. ``tests/test_admin_login_processes.py`` covers what
 needs real processes: counts shared by two instances, and how many passwords are checked at once.
 """
@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.db import close_old_connections
 from django.test import Client
 
-from tests import processes, recording_hasher
+from testing import processes, recording_hasher
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "operator-password-0123456789"
@@ -28,7 +28,7 @@ _addresses = itertools.count(1)
 @pytest.fixture(autouse=True)
 def throttle(settings):
     """Small limits, the recording hasher, one trusted proxy (so a test picks each request's address)."""
-    settings.PASSWORD_HASHERS = ["tests.recording_hasher.RecordingHasher"]
+    settings.PASSWORD_HASHERS = ["testing.recording_hasher.RecordingHasher"]
     settings.ADMIN_LOGIN_FAILURES_PER_USER = 3
     settings.ADMIN_LOGIN_FAILURES_PER_ADDRESS = 5
     settings.ADMIN_LOGIN_LOCKOUT_SECONDS = 900

@@ -3,7 +3,7 @@
 Failed logins are counted across instances: two processes, each with its own SQLite file (as Cloud Run
 instances without ``DATABASE_URL``), or sharing a real PostgreSQL, lock a user name out together. Password
 checks run one at a time per process, off the event loop, and a login that cannot wait for its turn is told
-the admin is busy. The servers hash with ``tests.recording_hasher`` (``tests.settings_recording_hasher``),
+the admin is busy. The servers hash with ``testing.recording_hasher`` (``tests.settings_recording_hasher``),
 which appends a line per hash to a file: how many hashes were running, and whether on an event loop's thread.
 """
 
@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests import clients, processes
-from tests.processes import Server
+from testing import clients, processes
+from testing.processes import Server
 
 PASSWORD = "operator-password-Qw81LmZp"
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')

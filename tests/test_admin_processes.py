@@ -26,11 +26,11 @@ import pytest
 from playwright.async_api import expect
 
 from interceptor import push_samples
-from tests import clients, processes
-from tests.browser import chromium_page
-from tests.clients import PlainDesktop, SocketIODesktop
-from tests.nginx_proxy import round_robin
-from tests.processes import Server
+from testing import clients, processes
+from testing.browser import chromium_page
+from testing.clients import PlainDesktop, SocketIODesktop
+from testing.nginx_proxy import round_robin
+from testing.processes import Server
 
 PASSWORD = "operator-password-Zx81LmQp"
 SCREENSHOT = Path("/tmp/aa-admin-live-view.png")

@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 
-from tests import processes
+from testing import processes
 
 LINE = re.compile(r"^(a|b|c|e) .*\| expected (\d+) received (\d+) lost (\d+) dup (\d+) \|", re.MULTILINE)
 

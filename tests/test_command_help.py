@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tests.commands import manage
+from testing.commands import manage
 
 # command -> (its app in `manage.py help`, a phrase of its description, whether it changes cloud state)
 COMMANDS = {

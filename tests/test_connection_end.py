@@ -22,8 +22,8 @@ import pytest
 import redis.asyncio as redis
 
 from connector import close_codes
-from tests import clients, processes
-from tests.processes import Server
+from testing import clients, processes
+from testing.processes import Server
 
 SOCKETIO = "/socket.io/?EIO=4&transport=websocket"
 PLAIN = "/ws/"

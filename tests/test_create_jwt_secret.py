@@ -11,9 +11,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from connector import jwt_secret
-from tests import fake_secret_manager
-from tests.commands import assert_clean_failure, manage
-from tests.fake_secret_manager import FakeSecretManager
+from testing import fake_secret_manager
+from testing.commands import assert_clean_failure, manage
+from testing.fake_secret_manager import FakeSecretManager
 
 PROJECT = "test-project"
 SECRET_ID = "aa-jwt-secret"

@@ -3,7 +3,7 @@
 The browser tests drive Debian's chromium through Playwright against real
 daphne processes (``SERVICE_ROLE=all``) on the test Redis: the page registers,
 connects to ``/ws/``, joins, and must show events pushed by the test and by
-its own development-mode button. ``tests/browser.py`` fails (never skips)
+its own development-mode button. ``testing/browser.py`` fails (never skips)
 when chromium is missing.
 """
 
@@ -22,10 +22,10 @@ from playwright.async_api import Page, expect
 from aa_site.asgi import application
 from connector import demo
 from interceptor import push_samples
-from tests import clients, processes
-from tests.browser import WAIT_MS, BrowserPage, chromium_page
-from tests.clients import Push
-from tests.processes import Server
+from testing import clients, processes
+from testing.browser import WAIT_MS, BrowserPage, chromium_page
+from testing.clients import Push
+from testing.processes import Server
 
 SCREENSHOT = "/tmp/aa-demo-screenshot.png"
 RESPONSE_TIMEOUT = 10.0

@@ -1,6 +1,6 @@
 """``manage.py deploy_plan``: the plan agrees with ``deploy/*.yaml``, prints as valid bash, and runs through gcloud.
 
-``--execute`` runs against ``tests/fake_gcloud.py`` placed first on ``PATH`` (it
+``--execute`` runs against ``testing/fake_gcloud.py`` placed first on ``PATH`` (it
 records every call) and the local fake Secret Manager for the
 ``create_jwt_secret`` step: nothing reaches the cloud.
 """
@@ -27,10 +27,10 @@ from aa_site import env
 from deployment import plan
 from deployment.plan import Options, Step
 from interceptor.push_samples import EVENT_KINDS
-from tests import fake_gcloud, fake_operator_apis, fake_secret_manager
-from tests.commands import COMMAND_TIMEOUT, assert_clean_failure, manage, operator_environment
-from tests.fake_operator_apis import FakeOperatorApis
-from tests.fake_secret_manager import FakeSecretManager
+from testing import fake_gcloud, fake_operator_apis, fake_secret_manager
+from testing.commands import COMMAND_TIMEOUT, assert_clean_failure, manage, operator_environment
+from testing.fake_operator_apis import FakeOperatorApis
+from testing.fake_secret_manager import FakeSecretManager
 
 PROJECT = "acme-cx"
 REGION = "europe-west1"

@@ -13,7 +13,6 @@ import gzip
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,15 @@ from channels.testing import HttpCommunicator
 
 from aa_site.asgi import application
 from connector import tokens
-from tests import fake_dialogflow
-from tests.clients import wait_until
-from tests.fake_dialogflow import JSON_CONTENT_TYPE, Canned, FakeDialogflow
-from tests.fake_providers import refused_url
+from testing import fake_dialogflow
+from testing.clients import wait_until
+from testing.dialogflow_fixtures import DESKTOP_ORIGIN, dialogflow, fake_server  # noqa: F401 - fixtures
+from testing.fake_dialogflow import JSON_CONTENT_TYPE, Canned, FakeDialogflow
+from testing.fake_providers import refused_url
 
 RESPONSE_TIMEOUT = 30.0
 PREFIX = "/v2/projects/test-project/locations/global"
 ANALYZE_CONTENT = f"{PREFIX}/conversations/c-1/participants/p-1:analyzeContent"
-DESKTOP_ORIGIN = "https://desktop.example.com"
 DIALOGFLOW_SCOPE = "https://www.googleapis.com/auth/dialogflow"
 
 # (method, path, body): every route family of CONTRACT.md, in both API versions.
@@ -52,25 +51,6 @@ FORWARDED_CALLS = [
     ("PATCH", "/conversations/c-1/participants/p-1", b'{"role": "END_USER"}'),
     ("PATCH", "/answerRecords/record-1", b'{"answerFeedback": {"clicked": true}}'),
 ]
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeDialogflow]:
-    """One fake Dialogflow (and token endpoint) for the module."""
-    with fake_dialogflow.serve() as fake:
-        yield fake
-
-
-@pytest.fixture
-def dialogflow(fake_server: FakeDialogflow, settings: Any, monkeypatch: pytest.MonkeyPatch,
-               tmp_path: Path) -> FakeDialogflow:
-    """The fake, reset, as every location's endpoint, with a key file for it as the service's ADC."""
-    fake_server.reset()
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(fake_server.write_key_file(tmp_path / "key.json")))
-    settings.DIALOGFLOW_API_ROOT = fake_server.url
-    settings.DIALOGFLOW_ALLOWED_PROJECTS = []
-    settings.CORS_ALLOWED_ORIGINS = [DESKTOP_ORIGIN]
-    return fake_server
 
 
 def desktop_token() -> str:

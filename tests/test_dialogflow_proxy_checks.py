@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.core.checks import run_checks
 
-from tests.processes import REPOSITORY
+from testing.processes import REPOSITORY
 
 
 def dialogflow_check_ids() -> set[str]:

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests import clients, fake_dialogflow, processes
-from tests.fake_dialogflow import FakeDialogflow
+from testing import clients, fake_dialogflow, processes
+from testing.fake_dialogflow import FakeDialogflow
 
 PREFIX = "/v2beta1/projects/test-project/locations/global"
 DESKTOP_ORIGIN = "https://desktop.example.com"

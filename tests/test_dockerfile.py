@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests import processes
+from testing import processes
 
 REPOSITORY = processes.REPOSITORY
 DOCKERFILE = (REPOSITORY / "Dockerfile").read_text()
@@ -86,7 +86,7 @@ def test_the_image_sets_what_the_benchmarks_run_its_server_with() -> None:
 def test_each_role_starts_from_the_image_contents(tmp_path: Path, redis_server, role: str, path: str, status: int) -> None:
     """The image's server started from only the copied files serves the role, without importing any test-only package."""
     tree = image_tree(tmp_path / "app")
-    assert not (tree / "tests").exists() and not (tree / "benchmarks").exists()
+    assert not any((tree / package).exists() for package in ("tests", "testing", "benchmarks"))
     guard = tmp_path / "guard"
     guard.mkdir()
     # Any import of a test-only package from the image's code fails loudly.

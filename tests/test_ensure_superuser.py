@@ -18,7 +18,7 @@ import pytest
 from django.contrib.auth.hashers import check_password
 
 from deployment import plan
-from tests.commands import assert_clean_failure, manage
+from testing.commands import assert_clean_failure, manage
 
 PASSWORD = "first-operator-Zq81LmQp-3c"
 

@@ -1,8 +1,8 @@
 """``interceptor.envelope`` as pure parsing: push body bytes in, ``PushMessage`` or a precise ``PoisonMessage`` out.
 
 Like python-socketio's ``tests/common/test_packet.py``: no server, no channel
-layer. The Pub/Sub fixtures (found by ``tests.clients.fixture_directory``) are the
-contract's examples; this module also exports their classification for ``test_interceptor_views``.
+layer. The Pub/Sub fixtures (found by ``testing.clients.fixture_directory``) are the
+contract's examples, classified in ``testing.pubsub_fixtures``.
 """
 
 from __future__ import annotations
@@ -13,65 +13,12 @@ from typing import Any
 
 import pytest
 
-from interceptor import envelope, push_samples
+from interceptor import envelope
 from interceptor.envelope import PushMessage, parse_push
-from tests import clients
-from tests.clients import fixture_directory
-
-#: valid fixture -> (endpoint/event it belongs to, normalised conversation name)
-VALID_FIXTURES: dict[str, tuple[str, str]] = {
-    "conversation-lifecycle-event.finished.json": (
-        "conversation-lifecycle-event",
-        "projects/acme-cx/conversations/CONV-7f3a",
-    ),
-    "conversation-lifecycle-event.started.json": (
-        "conversation-lifecycle-event",
-        "projects/acme-cx/conversations/CONV-7f3a",
-    ),
-    "human-agent-assistant-event.json": ("human-agent-assistant-event", "projects/acme-cx/conversations/CONV-7f3a"),
-    "new-message-event.json": ("new-message-event", "projects/acme-cx/conversations/CONV-7f3a"),
-    "new-recognition-result-notification-event.json": (
-        "new-recognition-result-notification-event",
-        "projects/acme-cx/conversations/CONV-91bd",
-    ),
-}
-
-#: poison fixture -> (exact PoisonMessage subclass, messageId the envelope carried)
-BAD_FIXTURES: dict[str, tuple[type[envelope.PoisonMessage], str | None]] = {
-    "bad.data-not-base64.json": (envelope.DataNotBase64, "1"),
-    "bad.data-not-json.json": (envelope.DataNotJson, "2"),
-    "bad.empty-body.txt": (envelope.EmptyBody, None),
-    "bad.message-not-object.json": (envelope.MessageNotObject, None),
-    "bad.no-conversation.json": (envelope.NoConversation, "3"),
-    "bad.no-message.json": (envelope.NoMessage, None),
-    "bad.not-json.txt": (envelope.BodyNotJson, None),
-}
-
-
-def fixture_bytes(name: str) -> bytes:
-    """The raw push body stored in fixture ``name``."""
-    return (fixture_directory() / name).read_bytes()
-
-
-def decoded_data(name: str) -> str:
-    """The notification text a valid fixture carries, decoded independently of the code under test."""
-    return base64.b64decode(json.loads(fixture_bytes(name))["message"]["data"]).decode("utf-8")
-
-
-def push_body(
-    notification: Any = None,
-    *,
-    data: Any = None,
-    attributes: Any = ...,
-    **message_fields: Any,
-) -> bytes:
-    """A push envelope (``interceptor.push_samples.push_envelope``): ``notification`` is JSON-encoded and
-    base64'd into ``data`` unless ``data`` is given; ``message_fields`` go into ``message`` as given."""
-    if attributes is not ...:
-        message_fields["attributes"] = attributes
-    envelope = push_samples.push_envelope(notification, data=data, subscription="projects/p/subscriptions/s",
-                                          **message_fields)
-    return push_samples.encode(envelope)
+from testing import clients
+from testing.clients import fixture_directory
+from testing.pubsub_fixtures import BAD_FIXTURES, VALID_FIXTURES, decoded_data, fixture_bytes
+from testing.push_bodies import push_body
 
 
 def test_every_fixture_is_classified() -> None:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from benchmarks import faults
 from events.history import Offset
-from tests import clients, processes
-from tests.stalled_desktop import StalledDesktop
+from testing import fault_scenarios as faults
+from testing import clients, processes
+from testing.stalled_desktop import StalledDesktop
 
 PING = {"SOCKETIO_PING_INTERVAL": "2", "SOCKETIO_PING_TIMEOUT": "2"}
 

@@ -7,7 +7,7 @@ import asyncio
 from connector.fanout import get_hub
 from events.history import channel_name
 from events.publish import publish
-from tests.event_listener import EventListener
+from testing.event_listener import EventListener
 
 PAYLOAD = {"message_id": "m"}
 
@@ -52,7 +52,7 @@ async def test_a_conversation_left_during_an_outage_is_unsubscribed_once_redis_i
     process must not stay subscribed to it, nor stop delivering the conversations still joined."""
     import redis.asyncio as redis
 
-    from tests import clients, processes
+    from testing import clients, processes
 
     with processes.restartable_redis() as store:
         settings.REDISHOST, settings.REDISPORT = store.address.host, store.address.port
@@ -100,8 +100,8 @@ async def test_events_published_while_redis_py_silently_remakes_the_subscription
     import redis.asyncio as redis
 
     from events.history import RedisHistory
-    from tests import clients
-    from tests.tcp_proxy import tcp_proxy
+    from testing import clients
+    from testing.tcp_proxy import tcp_proxy
 
     name = "projects/p/conversations/silent-reconnect"
     direct = redis.Redis(host=redis_events.host, port=redis_events.port)
@@ -147,7 +147,7 @@ async def test_members_waiting_on_a_subscription_that_is_never_confirmed_fail_wi
     """When Redis does not confirm a conversation's SUBSCRIBE in time, the first join fails, and so must the
     joins that came meanwhile and wait on the same confirmation (rather than wait for ever); once Redis
     answers again, a new join of that conversation gets its events."""
-    from tests.tcp_proxy import tcp_proxy
+    from testing.tcp_proxy import tcp_proxy
 
     first_name, stalled_name = "projects/p/conversations/first", "projects/p/conversations/stalled"
     async with tcp_proxy(redis_events.port) as proxy:

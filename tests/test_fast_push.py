@@ -20,7 +20,7 @@ from connector.socketio import protocol
 from events.publish import encode_payload
 from interceptor import push_samples
 from interceptor.fast_push import FastPush
-from tests.event_listener import listen
+from testing.event_listener import listen
 
 CONVERSATION = "projects/fast-cx/conversations/FAST-1"
 # Quotes, backslashes, non-ASCII, the JavaScript line separators and an emoji: what escaping could get wrong.

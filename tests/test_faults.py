@@ -9,12 +9,11 @@ Redis beyond its expiry, and the connector's memory bounded.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from benchmarks import faults
 from connector import close_codes
+from testing import fault_scenarios as faults
+from testing.socket_buffers import SLOW_LIMIT, SLOW_PADDING, pushes_past_the_socket_buffers
 
 pytestmark = pytest.mark.faults
 
@@ -42,18 +41,6 @@ async def test_redeliveries_never_reach_a_desktop_twice() -> None:
     tally = await faults.redeliveries(pushes=200)
     assert tally.attempts > tally.pushed
     assert_clean(tally)
-
-
-# The stalled desktop's events: payloads of ~8.5 KB, so a few MB of socket buffers fill with a few hundred.
-SLOW_PADDING = 8000
-SLOW_LIMIT = 100
-
-
-def pushes_past_the_socket_buffers() -> int:
-    """Enough events that the stalled desktop's socket buffers (the server's send buffer grows up to
-    ``tcp_wmem``'s maximum) fill and ``SLOW_LIMIT`` more wait in the connector, twice over."""
-    most_buffered = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
-    return max(2000, 2 * (most_buffered // SLOW_PADDING + SLOW_LIMIT))
 
 
 @pytest.mark.parametrize("limit", [

@@ -12,7 +12,7 @@ import redis as redis_lib
 from channels.testing import HttpCommunicator
 
 from aa_site.asgi import application
-from tests import processes
+from testing import processes
 
 RESPONSE_TIMEOUT = 10.0
 

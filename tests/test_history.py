@@ -14,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from events import redis_client
 from events.history import MemoryHistory, Offset, RedisHistory, channel_name, decode_published
-from tests import processes
+from testing import processes
 
 A = "projects/p/conversations/a"
 B = "projects/p/conversations/b"

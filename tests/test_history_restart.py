@@ -21,7 +21,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from events.history import RedisHistory
-from tests import processes
+from testing import processes
 
 A = "projects/p/conversations/restart"
 

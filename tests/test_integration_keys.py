@@ -22,7 +22,7 @@ from django.conf import settings as django_settings
 
 from aa_site.asgi import application
 from connector import integration_keys, tokens
-from tests.processes import RedisAddress, free_port
+from testing.processes import RedisAddress, free_port
 
 RESPONSE_TIMEOUT = 20.0
 NAME = "projects/test-project/locations/global/conversations/CONV-1"

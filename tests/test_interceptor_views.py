@@ -20,9 +20,10 @@ from channels.testing import HttpCommunicator
 from aa_site.asgi import application
 from events import redis_client
 from events.kinds import EventKind
-from tests import processes
-from tests.event_listener import EventListener, listen
-from tests.test_envelope import BAD_FIXTURES, VALID_FIXTURES, decoded_data, fixture_bytes, push_body
+from testing import processes
+from testing.event_listener import EventListener, listen
+from testing.pubsub_fixtures import BAD_FIXTURES, VALID_FIXTURES, decoded_data, fixture_bytes
+from testing.push_bodies import push_body
 
 RESPONSE_TIMEOUT = 10.0
 EVENT_TIMEOUT = 5.0

@@ -10,8 +10,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from connector import tokens
-from tests.commands import assert_clean_failure, manage
-from tests.processes import TEST_JWT_SECRET, TEST_PROJECT
+from testing.commands import assert_clean_failure, manage
+from testing.processes import TEST_JWT_SECRET, TEST_PROJECT
 
 
 def issue(capsys: pytest.CaptureFixture[str], *arguments: str) -> tuple[str, str]:

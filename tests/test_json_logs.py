@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from aa_site import log_format
-from tests import clients, processes
+from testing import clients, processes
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACE_FIELD = "logging.googleapis.com/trace"

@@ -380,8 +380,8 @@ def test_generated_secrets_are_accepted(production_settings: Any, secret_file: P
 
 
 def test_the_suites_own_secrets_pass_the_rule() -> None:
-    """The secret the test servers run with in production mode (tests/processes.py), and this module's, pass."""
-    from tests import processes
+    """The secret the test servers run with in production mode (testing/processes.py), and this module's, pass."""
+    from testing import processes
 
     for value in (processes.TEST_JWT_SECRET, STRONG, OTHER_STRONG):
         assert jwt_secret.estimated_entropy_bits(value) >= jwt_secret.MINIMUM_ENTROPY_BITS, value

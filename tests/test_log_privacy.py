@@ -37,7 +37,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from aa_site import log_format
 from interceptor import push_samples
-from tests import clients, fake_dialogflow, processes
+from testing import clients, fake_dialogflow, processes
 
 PHONE = "+15551234567"
 JWT_SHAPED = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJsZWFrLXRlc3QifQ." + uuid.uuid4().hex

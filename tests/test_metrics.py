@@ -24,10 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from aa_site.asgi import application
 from events import metrics
 from interceptor import push_samples
-from tests import clients, processes
-from tests.clients import PlainDesktop, SocketIODesktop
-from tests.nginx_proxy import Proxy, round_robin
-from tests.processes import Server
+from testing import clients, processes
+from testing.clients import PlainDesktop, SocketIODesktop
+from testing.nginx_proxy import Proxy, round_robin
+from testing.processes import Server
 
 TOKEN = "metrics-token-Wq3v9kT2xLr8bYp4Zs6mNc1dHf5gJa7e"
 KIND = "new-message-event"

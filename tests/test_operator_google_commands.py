@@ -1,5 +1,5 @@
 """``manage.py configure_conversation_profile`` and ``create_push_subscriptions`` through the real client
-libraries (REST transport), against ``tests/fake_operator_apis.py`` on loopback."""
+libraries (REST transport), against ``testing/fake_operator_apis.py`` on loopback."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 
 from deployment.plan import PUBSUB_NAMES
 from interceptor.push_samples import EVENT_KINDS
-from tests import fake_operator_apis, fake_secret_manager
-from tests.commands import assert_clean_failure, manage
-from tests.fake_operator_apis import FakeOperatorApis
+from testing import fake_operator_apis, fake_secret_manager
+from testing.commands import assert_clean_failure, manage
+from testing.fake_operator_apis import FakeOperatorApis
 
 PROJECT = "acme-cx"
 PROFILE = f"projects/{PROJECT}/locations/global/conversationProfiles/CP-1"

@@ -2,7 +2,7 @@
 
 A history of 200 events of 200 KB (40 MB) is replayed to a Socket.IO desktop
 that reads through a small socket buffer and stops reading for a while
-(``tests.stalled_desktop``): the connector's peak resident memory (the kernel's
+(``testing.stalled_desktop``): the connector's peak resident memory (the kernel's
 ``VmHWM``) grows by far less than the history, and the desktop gets every
 event once, in order. A long-polling session's history join is answered over
 several GETs, none longer than ``REPLAY_PAGE_BYTES``, every event once, in
@@ -21,11 +21,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from benchmarks import faults
 from events.history import Offset
-from tests import clients, processes
-from tests.stalled_desktop import StalledDesktop
-from tests.test_polling import connected_session, conversation_events, session_url
+from testing import fault_scenarios as faults
+from testing import clients, processes
+from testing.stalled_desktop import StalledDesktop
+from testing.engineio_polling import connected_session, conversation_events, session_url
 
 HISTORY_EVENTS = 200
 LIVE = [f"live-{number}" for number in range(5)]

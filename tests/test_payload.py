@@ -10,7 +10,7 @@ import pytest
 from events.kinds import EventKind
 from interceptor.envelope import PushMessage, parse_push
 from interceptor.payload import desktop_payload
-from tests.test_envelope import VALID_FIXTURES, decoded_data, fixture_bytes
+from testing.pubsub_fixtures import VALID_FIXTURES, decoded_data, fixture_bytes
 
 COMMON_KEYS = {"conversation_name", "data", "data_type", "ack_time", "publish_time", "message_id"}
 RECOGNITION_KEYS = COMMON_KEYS | {"participant_role", "new_recognition_result_message_id"}

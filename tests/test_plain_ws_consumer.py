@@ -14,58 +14,15 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from channels.testing import WebsocketCommunicator
 
-from aa_site.asgi import application
 from connector import membership, plain_ws, tokens
-from events.history import Offset
 from events.kinds import EventKind
-from events.publish import publish as publish_event
+from testing.plain_ws_client import WAIT, PlainTestClient
+from testing.sample_events import publish
 
-PATH = "/ws/"
 LONG_NAME = "projects/p/locations/global/conversations/c1"
 SHORT_NAME = "projects/p/conversations/c1"
 OTHER = "projects/p/conversations/c2"
-# Generous waits for frames that must come; never an assertion on speed.
-WAIT = 5.0
-
-
-class PlainTestClient:
-    """One plain-protocol client driving the real application."""
-
-    def __init__(self) -> None:
-        self.communicator = WebsocketCommunicator(application, PATH)
-        self.last_offset: str | None = None
-
-    async def open(self) -> None:
-        """Open the WebSocket; the server must accept before any frame."""
-        accepted, _ = await self.communicator.connect()
-        assert accepted
-
-    async def send(self, frame: dict[str, Any]) -> None:
-        """Send one JSON text frame."""
-        await self.communicator.send_json_to(frame)
-
-    async def receive(self) -> dict[str, Any]:
-        """The next frame from the server, decoded from JSON; an event frame's offset is checked and left
-        out (``last_offset`` keeps it)."""
-        frame = await self.communicator.receive_json_from(WAIT)
-        if frame.get("type") == "event":
-            offset = frame.pop("offset", None)
-            assert Offset.parse(offset) is not None, frame
-            self.last_offset = offset
-        return frame
-
-    async def request(self, frame: dict[str, Any]) -> dict[str, Any]:
-        """Send ``frame``; return the next frame."""
-        await self.send(frame)
-        return await self.receive()
-
-    async def close_code(self) -> int:
-        """Wait for the server to close the connection; its close code."""
-        output = await self.communicator.receive_output(WAIT)
-        assert output["type"] == "websocket.close", output
-        return output.get("code", 1000)
 
 
 @pytest.fixture
@@ -94,20 +51,6 @@ def authenticated(new_client) -> Callable[..., Any]:
         return client
 
     return open_authenticated
-
-
-async def publish(conversation: str, event: str = EventKind.NEW_MESSAGE) -> dict[str, Any]:
-    """Publish through the real delivery path, as the interceptor does; return the payload sent."""
-    payload = {
-        "conversation_name": conversation,
-        "data": json.dumps({"conversation": conversation, "text": "Grüß dich, 你好"}),
-        "data_type": event,
-        "ack_time": "2026-11-20T14:03:07Z",
-        "publish_time": "2026-11-20T14:03:06.123Z",
-        "message_id": "17",
-    }
-    await publish_event(conversation_name=conversation, event=event, payload=payload)
-    return payload
 
 
 def event_frame(event: str, payload: dict[str, Any]) -> dict[str, Any]:

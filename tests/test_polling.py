@@ -20,12 +20,20 @@ import httpx
 import pytest
 import redis
 
-from tests import clients, processes
-from tests.clients import SocketIODesktop
-from tests.nginx_proxy import round_robin
-from tests.tcp_proxy import tcp_proxy
-from tests.test_recovery import push
-from tests.test_token_expiry import short_lived_token
+from testing import clients, processes
+from testing.clients import SocketIODesktop
+from testing.nginx_proxy import round_robin
+from testing.tcp_proxy import tcp_proxy
+from testing.engineio_polling import (
+    connect_answer,
+    connected_session,
+    conversation_events,
+    eio_keys,
+    handshake,
+    session_url,
+)
+from testing.push_bodies import push
+from testing.tokens import short_lived_token
 
 PROJECT = processes.TEST_PROJECT
 PING = {"SOCKETIO_PING_INTERVAL": "2", "SOCKETIO_PING_TIMEOUT": "2"}
@@ -74,11 +82,6 @@ def message_ids(events: list) -> list[str]:
 
 def polling_requests(server: processes.Server) -> int:
     return server.log().count('/socket.io/"')
-
-
-def eio_keys(address: processes.RedisAddress, sid: str = "") -> list[bytes]:
-    """The long-polling sessions' keys (of ``sid`` only, when given)."""
-    return list(redis.Redis(host=address.host, port=address.port).scan_iter(f"aa:eio:{sid}*"))
 
 
 async def wait_for_no_eio_keys(address: processes.RedisAddress, sids: list[str], *, timeout: float) -> None:
@@ -200,21 +203,6 @@ async def test_a_polling_session_recovers_after_a_dropped_connection(interceptor
 
 
 # --- Engine.IO over HTTP, by hand -------------------------------------------------------------------
-
-
-async def handshake(client: httpx.AsyncClient, url: str, *, ping_ms: tuple[int, int] = (2000, 2000)) -> str:
-    """A new session's sid; its OPEN packet offers the upgrade and names ``ping_ms`` (interval, timeout)."""
-    response = await client.get(f"{url}/socket.io/", params={"EIO": "4", "transport": "polling"})
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == "text/plain; charset=UTF-8"
-    assert response.text.startswith("0{")
-    opened = json.loads(response.text[1:])
-    assert (opened["upgrades"], opened["pingInterval"], opened["pingTimeout"]) == (["websocket"], *ping_ms)
-    return opened["sid"]
-
-
-def session_url(url: str, sid: str) -> str:
-    return f"{url}/socket.io/?EIO=4&transport=polling&sid={sid}"
 
 
 async def test_engineio_errors_are_answered_with_their_codes(balancer) -> None:
@@ -454,14 +442,6 @@ async def test_a_refused_second_poll_on_one_process_ends_the_first_at_once_and_l
             assert [(await answer).status_code for answer in waiting] == [200, 200]
 
 
-async def connected_session(client: httpx.AsyncClient, url: str, token: str, **expected) -> str:
-    """A polling session connected to ``/``, its CONNECT answer read (``expected``: ``handshake``'s)."""
-    sid = await handshake(client, url, **expected)
-    assert (await client.post(session_url(url, sid), content=f'40{{"token":"{token}"}}'.encode())).text == "ok"
-    assert (await client.get(session_url(url, sid))).text.startswith("40{")
-    return sid
-
-
 async def test_the_upgrade_probe_ends_the_pending_poll_and_the_websocket_takes_the_session_over(
     balancer, polling_redis, token
 ) -> None:
@@ -510,12 +490,6 @@ async def test_streaming_calls_are_refused_over_long_polling_with_the_reason(bal
 
 
 # --- the history no longer reaching back, Redis restarted, presence keys -----------------------------
-
-
-def connect_answer(text: str) -> dict:
-    """The CONNECT answer's data, from a GET's payload that starts with it."""
-    assert text.startswith("40{"), text
-    return json.loads(text[2:].split("\x1e")[0])
 
 
 @pytest.mark.parametrize("then", ["poll", "upgrade"])
@@ -618,11 +592,6 @@ async def test_the_presence_key_follows_a_polling_session_on_any_process(balance
         await desktop.disconnect()
     await clients.wait_until(lambda: client.exists(name) == 0, what="the key to go with the session")
     client.close()
-
-
-def conversation_events(text: str) -> list[list]:
-    """The conversation events (name, payload, offset) among the frames of a GET's payload or a WebSocket frame."""
-    return [json.loads(frame[2:]) for frame in text.split("\x1e") if frame.startswith("42")]
 
 
 async def test_a_history_join_upgraded_before_its_poll_keeps_the_offset_the_polls_reached(

@@ -17,8 +17,8 @@ import httpx
 import pytest
 import redis
 
-from tests import clients, processes
-from tests.test_polling import connect_answer, eio_keys, handshake, session_url
+from testing import clients, processes
+from testing.engineio_polling import connect_answer, eio_keys, handshake, session_url
 
 LIMIT, BUDGET = 10, 65536
 PROJECT = processes.TEST_PROJECT

@@ -17,7 +17,7 @@ import aiohttp
 import httpx
 import pytest
 
-from tests import clients, processes
+from testing import clients, processes
 
 HANDSHAKES = 20  # per address and minute
 SHARE = 3  # unauthenticated connections per address

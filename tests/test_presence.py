@@ -11,8 +11,8 @@ import redis.asyncio as redis
 
 from connector import presence
 from events import redis_client
-from tests import clients, processes
-from tests.clients import SocketIODesktop
+from testing import clients, processes
+from testing.clients import SocketIODesktop
 
 
 @pytest.fixture(scope="module")

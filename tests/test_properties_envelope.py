@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from events.kinds import EventKind
 from interceptor.envelope import PoisonMessage, PushMessage, parse_push
 from interceptor.payload import desktop_payload
-from tests.strategies import CONVERSATION_NAMES, PROPERTY_SETTINGS, any_text, base64_text, json_text, json_values
+from testing.strategies import CONVERSATION_NAMES, PROPERTY_SETTINGS, any_text, base64_text, json_text, json_values
 
 RECEIVED_AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

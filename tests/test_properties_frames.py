@@ -23,7 +23,7 @@ from aa_site.asgi import application
 from connector import close_codes, plain_ws, tokens
 from connector.engineio import packets as engineio_packets
 from connector.socketio import protocol
-from tests.strategies import CONVERSATION_NAMES, PROPERTY_SETTINGS, any_text, json_text, json_values
+from testing.strategies import CONVERSATION_NAMES, PROPERTY_SETTINGS, any_text, json_text, json_values
 
 WAIT = 10.0
 # Each /ws example opens a connection through the whole application: fewer of them, still a few seconds.

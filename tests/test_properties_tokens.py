@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connector import jwt_secret, tokens
-from tests.strategies import PROPERTY_SETTINGS, any_text, edge_numbers, json_values
+from testing.strategies import PROPERTY_SETTINGS, any_text, edge_numbers, json_values
 
 PROJECT = "test-project"
 

@@ -17,8 +17,8 @@ from auth_providers.salesforce import SalesforceProvider
 from auth_providers.salesforce_lwc import SalesforceLWCProvider
 from auth_providers.skip import SkipProvider
 from auth_providers.twilio import TwilioAppProvider, TwilioProvider
-from tests import processes
-from tests.fake_providers import ACCOUNT_SID, ORGANIZATION_ID
+from testing import processes
+from testing.fake_providers import ACCOUNT_SID, ORGANIZATION_ID
 
 # --- Names -------------------------------------------------------------------------------
 

@@ -22,8 +22,8 @@ from auth_providers.genesys_cloud import GenesysCloudProvider
 from auth_providers.salesforce import SalesforceProvider
 from auth_providers.salesforce_lwc import SalesforceLWCProvider, same_organization
 from auth_providers.twilio import TwilioAppProvider, TwilioProvider
-from tests import fake_providers
-from tests.fake_providers import (
+from testing import fake_providers
+from testing.fake_providers import (
     ACCESS_TOKEN,
     ACCOUNT_PATH,
     ACCOUNT_SID,

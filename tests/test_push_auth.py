@@ -1,7 +1,7 @@
 """Authenticated push: the OIDC token Pub/Sub attaches, checked against a local fake of Google's certificates.
 
 Tokens are signed with a locally generated RSA key whose certificate the fake
-endpoint (``tests/fake_google_certs.py``) publishes in Google's shape. Pushes
+endpoint (``testing/fake_google_certs.py``) publishes in Google's shape. Pushes
 go through the real ASGI application and the real Redis channel layer, as in
 ``test_interceptor_views.py``; ``test_push_auth_process.py`` runs a real daphne interceptor.
 """
@@ -13,7 +13,6 @@ import base64
 import json
 import logging
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,20 +20,24 @@ import pytest
 from channels.testing import HttpCommunicator
 
 from aa_site.asgi import application
-from interceptor import push_samples
-from tests import clients, fake_google_certs, processes
-from tests.event_listener import EventListener, listen
-from tests.fake_google_certs import SERVICE_ACCOUNT, FakeGoogleCerts, pubsub_claims, signing_key, unsigned_token
-from tests.test_envelope import BAD_FIXTURES, fixture_bytes
+from testing import clients, fake_google_certs, processes
+from testing.fake_google_certs import SERVICE_ACCOUNT, FakeGoogleCerts, pubsub_claims, signing_key, unsigned_token
+from testing.pubsub_fixtures import BAD_FIXTURES, fixture_bytes
+from testing.signed_pushes import (
+    ATTACKER_KEY,
+    EVENT,
+    EVENT_TIMEOUT,
+    GOOGLE_KEY,
+    RESPONSE_TIMEOUT,
+    bearer,
+    message_body,
+    new_conversation,
+    subscribe,
+)
 
-RESPONSE_TIMEOUT = 20.0
-EVENT_TIMEOUT = 10.0
 HOST = "interceptor-abc123-ew.a.run.app"
-EVENT = "new-message-event"
 # What Pub/Sub signs for by default: the push endpoint as configured, https behind Cloud Run.
 ENDPOINT_URL = f"https://{HOST}/{EVENT}"
-GOOGLE_KEY = signing_key("google-key-1")
-ATTACKER_KEY = signing_key("attacker-key")
 
 
 @pytest.fixture
@@ -51,17 +54,6 @@ def push_auth_on(settings: Any, google: FakeGoogleCerts) -> FakeGoogleCerts:
     settings.PUSH_AUTH_AUDIENCE = ""
     settings.PUSH_AUTH_CERTS_URL = google.url
     return google
-
-
-def new_conversation() -> str:
-    """A conversation name no other test uses."""
-    return f"projects/acme/conversations/AUTH-{uuid.uuid4().hex[:10]}"
-
-
-def message_body(conversation: str, message_id: str = "auth-1") -> bytes:
-    """A valid push envelope for ``conversation``."""
-    envelope = push_samples.sample_push(push_samples.NEW_MESSAGE_EVENT, conversation, message_id=message_id)
-    return push_samples.encode(envelope)
 
 
 def valid_token(**changes: Any) -> str:
@@ -90,15 +82,6 @@ async def post(
         headers.append((b"authorization", authorization.encode()))
     communicator = HttpCommunicator(application, "POST", path, body=body, headers=headers)
     return await communicator.get_response(timeout=RESPONSE_TIMEOUT)
-
-
-def bearer(token: str) -> str:
-    return f"Bearer {token}"
-
-
-async def subscribe(layer: Any, conversation: str) -> EventListener:
-    """A listener in ``conversation`` (either name form), like a desktop that joined it."""
-    return await listen(conversation)
 
 
 def interceptor_lines(caplog: pytest.LogCaptureFixture, level: int = logging.WARNING) -> list[str]:

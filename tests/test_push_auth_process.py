@@ -1,8 +1,8 @@
 """Authenticated push in a real daphne interceptor, and the start-up checks of its settings.
 
 The in-process tests of the same rules are in ``test_push_auth.py``, whose
-helpers this module reuses; certificates come from the local fake of
-Google's endpoint (``tests/fake_google_certs.py``).
+helpers (``testing.signed_pushes``) this module shares; certificates come from the local fake of
+Google's endpoint (``testing/fake_google_certs.py``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import httpx
 import pytest
 from django.core import checks
 
-from tests import fake_google_certs, processes
-from tests.fake_google_certs import SERVICE_ACCOUNT, FakeGoogleCerts, pubsub_claims
-from tests.test_push_auth import (
+from testing import fake_google_certs, processes
+from testing.fake_google_certs import SERVICE_ACCOUNT, FakeGoogleCerts, pubsub_claims
+from testing.signed_pushes import (
     ATTACKER_KEY,
     EVENT,
     EVENT_TIMEOUT,

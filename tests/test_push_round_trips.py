@@ -13,8 +13,8 @@ from collections import Counter
 import httpx
 import redis.asyncio as redis
 
-from tests import processes
-from tests.test_envelope import push_body
+from testing import processes
+from testing.push_bodies import push_body
 
 PUSHES = 50
 

@@ -21,7 +21,7 @@ from django.core.handlers.asgi import ASGIRequest
 
 from aa_site import env
 from connector import ratelimit
-from tests import clients, processes
+from testing import clients, processes
 
 FIVE9_SECRET = "five9-trust-token-for-rate-limit-tests"
 DESKTOP = {"Authorization": f"Bearer {FIVE9_SECRET}"}

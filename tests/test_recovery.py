@@ -18,10 +18,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests import clients, processes
-from tests.clients import NodeDesktop
-from tests.tcp_proxy import tcp_proxy
-from tests.test_envelope import push_body
+from testing import clients, processes
+from testing.clients import NodeDesktop
+from testing.push_bodies import push, push_body
+from testing.tcp_proxy import tcp_proxy
 
 PROJECT = processes.TEST_PROJECT
 
@@ -45,14 +45,6 @@ def interceptor(recovery_redis) -> Iterator[processes.Server]:
 
 def conversation() -> str:
     return f"projects/{PROJECT}/conversations/recover-{uuid.uuid4().hex[:8]}"
-
-
-async def push(interceptor: processes.Server, name: str, message_id: str) -> None:
-    body = push_body({"conversation": name, "text": message_id}, messageId=message_id)
-    async with httpx.AsyncClient(timeout=10) as client:
-        response = await client.post(f"{interceptor.http_url}/new-message-event", content=body,
-                                     headers={"Content-Type": "application/json"})
-    assert response.status_code == 204, response.text
 
 
 def message_ids(node: NodeDesktop) -> list[str]:

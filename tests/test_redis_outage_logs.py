@@ -32,7 +32,7 @@ import httpx
 
 from connector import tokens
 from interceptor import push_samples
-from tests import processes
+from testing import processes
 
 OUTAGE_SECONDS = 3.0
 PUSH_INTERVAL = 0.2

@@ -22,10 +22,10 @@ from django.core.checks import run_checks
 from connector.fanout import get_hub
 from events import conversations, redis_client
 from events.publish import DeliveryUnavailable, publish
-from tests import clients, processes
-from tests.clients import SocketIODesktop
-from tests.event_listener import listen
-from tests.tls_files import TlsFiles, make_tls_files
+from testing import clients, processes
+from testing.clients import SocketIODesktop
+from testing.event_listener import listen
+from testing.tls_files import TlsFiles, make_tls_files
 
 PASSWORD = "auth-" + uuid.uuid4().hex
 PAYLOAD = {"conversation_name": "projects/p/conversations/c", "data": "{}"}

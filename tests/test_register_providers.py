@@ -18,8 +18,8 @@ import pytest
 from django.test import AsyncClient
 
 from connector import tokens
-from tests import clients, fake_providers, processes
-from tests.fake_providers import (
+from testing import clients, fake_providers, processes
+from testing.fake_providers import (
     ACCESS_TOKEN,
     ACCOUNT_SID,
     AUTH_TOKEN,

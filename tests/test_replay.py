@@ -19,10 +19,11 @@ from socketio import packet as sio
 
 from aa_site.asgi import application
 from events.kinds import EventKind
-from tests.event_listener import listen
-from tests.sio.raw_socketio import SHORT_NAME, SocketIOTestClient, client_factory, open_connected
-from tests.test_envelope import push_body
-from tests.test_plain_ws_consumer import PlainTestClient, publish
+from testing.event_listener import listen
+from testing.raw_socketio import SHORT_NAME, SocketIOTestClient, client_factory, open_connected
+from testing.push_bodies import push_body
+from testing.plain_ws_client import PlainTestClient
+from testing.sample_events import publish
 
 OTHER = "projects/p/conversations/replay-other"
 QUIET = 0.3  # how long to listen for something that must not come
@@ -221,7 +222,7 @@ async def test_socketio_recovery_takes_a_valid_token_of_the_session_s_user() -> 
     """A pid alone recovers nothing: with another user's token the client gets a session of its own, with an
     expired token it is refused, and neither touches the session, which its own user then recovers."""
     from connector import tokens
-    from tests.test_token_expiry import short_lived_token
+    from testing.tokens import short_lived_token
 
     async def connect(client: SocketIOTestClient, auth: dict[str, Any]) -> Any:
         await client.open()

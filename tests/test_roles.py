@@ -16,9 +16,9 @@ import pytest
 
 from connector import jwt_secret
 from events.kinds import EventKind
-from tests import clients, processes
-from tests.clients import SocketIODesktop
-from tests.processes import Server
+from testing import clients, processes
+from testing.clients import SocketIODesktop
+from testing.processes import Server
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests import processes
-from tests.clients import SocketIODesktop, wait_until
-from tests.test_envelope import push_body
+from testing import processes
+from testing.clients import SocketIODesktop, wait_until
+from testing.push_bodies import push_body
 
 SCRIPT = processes.REPOSITORY / "scripts" / "run-local.sh"
 STARTED = re.compile(r"a private redis-server on 127\.0\.0\.1:(\d+)")

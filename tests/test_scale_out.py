@@ -17,9 +17,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests import clients, processes
-from tests.clients import NodeDesktop, Push, SocketIODesktop
-from tests.processes import Server
+from testing import clients, processes
+from testing.clients import NodeDesktop, Push, SocketIODesktop
+from testing.processes import Server
 
 # After the last expected event, how long to keep listening for a duplicate.
 QUIET_PERIOD = 1.0

@@ -2,7 +2,7 @@
 
 Everything runs the real ``google-cloud-secret-manager`` client (REST
 transport) and real Application Default Credentials against
-``tests.fake_secret_manager`` on 127.0.0.1: ``SECRET_MANAGER_API_ENDPOINT``
+``testing.fake_secret_manager`` on 127.0.0.1: ``SECRET_MANAGER_API_ENDPOINT``
 points the client there and ``GOOGLE_APPLICATION_CREDENTIALS`` names a
 credentials file whose access token the fake checks. The last tests start
 real daphne processes the same way.
@@ -21,8 +21,8 @@ from django.core.checks import run_checks
 
 from connector import jwt_secret, tokens
 from connector.jwt_secret import SecretUnavailable
-from tests import clients, fake_secret_manager, processes
-from tests.fake_secret_manager import ACCESS_TOKEN, FakeSecretManager
+from testing import clients, fake_secret_manager, processes
+from testing.fake_secret_manager import ACCESS_TOKEN, FakeSecretManager
 
 PROJECT = "test-project"
 SECRET_ID = "aa-jwt-secret"

@@ -17,8 +17,8 @@ import aiohttp
 import httpx
 import pytest
 
-from tests import processes
-from tests.processes import Server
+from testing import processes
+from testing.processes import Server
 
 HEADER_TIMEOUT = 2
 # Far longer than the timeout: a connection still open by then was never going to be closed.

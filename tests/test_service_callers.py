@@ -1,9 +1,9 @@
 """Service-to-service callers: a service account's Google ID token on /register, /conversation-name and the proxy.
 
 Tokens are signed with a locally generated RSA key whose certificate the fake
-of Google's certificates endpoint (``tests/fake_google_certs.py``) publishes.
+of Google's certificates endpoint (``testing/fake_google_certs.py``) publishes.
 Requests go through the real ASGI application (Redis, the fake Dialogflow of
-``test_dialogflow_proxy.py``); the last test runs a real daphne connector.
+``testing.dialogflow_fixtures``); the last test runs a real daphne connector.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from django.core import checks
 
 from aa_site.asgi import application
 from connector import service_callers, tokens
-from tests import fake_google_certs, processes
-from tests.fake_dialogflow import FakeDialogflow
-from tests.fake_google_certs import FakeGoogleCerts, pubsub_claims, signing_key, unsigned_token
-from tests.test_dialogflow_proxy import dialogflow, fake_server  # noqa: F401 - fixtures
+from testing import fake_google_certs, processes
+from testing.fake_dialogflow import FakeDialogflow
+from testing.fake_google_certs import FakeGoogleCerts, pubsub_claims, signing_key, unsigned_token
+from testing.dialogflow_fixtures import dialogflow, fake_server  # noqa: F401 - fixtures
 
 RESPONSE_TIMEOUT = 20.0
 AUDIENCE = "https://ui-connector-abc123-uc.a.run.app"

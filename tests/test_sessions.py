@@ -14,7 +14,7 @@ from socketio import packet as sio
 from connector import sessions, tokens
 from connector.socketio.application import start_session
 from events import redis_client
-from tests.sio.raw_socketio import SHORT_NAME, SocketIOTestClient, client_factory
+from testing.raw_socketio import SHORT_NAME, SocketIOTestClient, client_factory
 
 LIMIT = 3
 

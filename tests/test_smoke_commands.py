@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from interceptor import push_samples
-from tests import fake_google_certs, processes
-from tests.clients import SocketIODesktop, wait_until
-from tests.commands import assert_clean_failure, manage
-from tests.fake_google_certs import SERVICE_ACCOUNT, FakeGoogleCerts, pubsub_claims
-from tests.test_push_auth import GOOGLE_KEY
+from testing import fake_google_certs, processes
+from testing.clients import SocketIODesktop, wait_until
+from testing.commands import assert_clean_failure, manage
+from testing.fake_google_certs import SERVICE_ACCOUNT, FakeGoogleCerts, pubsub_claims
+from testing.signed_pushes import GOOGLE_KEY
 
 TOKEN_ENVIRONMENT = {"GCP_PROJECT_ID": processes.TEST_PROJECT, "JWT_SECRET_KEY": processes.TEST_JWT_SECRET}
 
@@ -38,7 +38,7 @@ def connector(redis_server: processes.RedisAddress) -> Iterator[processes.Server
 
 
 async def run_manage(*arguments: str, env: dict[str, str] | None = None):
-    """``tests.commands.manage`` off the event loop, so the desktop keeps receiving meanwhile."""
+    """``testing.commands.manage`` off the event loop, so the desktop keeps receiving meanwhile."""
     return await asyncio.to_thread(manage, *arguments, env=env)
 
 

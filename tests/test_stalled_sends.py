@@ -17,11 +17,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import faults
 from events.history import Offset
-from tests import processes
-from tests.stalled_desktop import Ended, StalledDesktop
-from tests.test_faults import SLOW_PADDING, pushes_past_the_socket_buffers
+from testing import fault_scenarios as faults
+from testing import processes
+from testing.stalled_desktop import Ended, StalledDesktop
+from testing.socket_buffers import SLOW_PADDING, pushes_past_the_socket_buffers
 
 NO_LIMIT = {"WEBSOCKET_SEND_QUEUE_LIMIT": "1000000000", "WEBSOCKET_SEND_QUEUE_BYTES": "1000000000000"}
 BIG_PADDING = 200_000  # a few events of 200 KB fill the socket buffers before the first ping is due

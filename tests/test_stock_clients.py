@@ -21,9 +21,9 @@ import socketio
 
 from connector import tokens
 from events.history import Offset
-from tests import clients, processes
-from tests.clients import Push, SocketIODesktop
-from tests.processes import Server
+from testing import clients, processes
+from testing.clients import Push, SocketIODesktop
+from testing.processes import Server
 
 # After the last expected event, how long to keep listening for one that should not come.
 QUIET_PERIOD = 1.0

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 
-from tests import settings_probe
+from testing import settings_probe
 
 SETTINGS = ("EVENT_HISTORY_MAX_BYTES", "CONVERSATION_NAME_MAX_ENTRIES")
 

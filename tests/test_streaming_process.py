@@ -2,7 +2,7 @@
 
 The connector (daphne, production-like settings) finds its Google credentials
 through ``GOOGLE_APPLICATION_CREDENTIALS`` (a key file for the fake token
-endpoint of ``tests/fake_dialogflow.py``) and opens each stream against the
+endpoint of ``testing/fake_dialogflow.py``) and opens each stream against the
 fake WebChannel server (``DIALOGFLOW_WEBCHANNEL_ROOT``), which accepts only
 the tokens that endpoint issued. Desktops are python-socketio's
 ``AsyncClient``, the npm ``socket.io-client`` under node, and aiohttp's
@@ -22,10 +22,10 @@ import aiohttp
 import httpx
 import pytest
 
-from tests import clients, fake_dialogflow, fake_webchannel, processes
-from tests.clients import SocketIODesktop, wait_until
-from tests.fake_dialogflow import FakeDialogflow
-from tests.fake_webchannel import FakeWebChannel, Session
+from testing import clients, fake_dialogflow, fake_webchannel, processes
+from testing.clients import SocketIODesktop, wait_until
+from testing.fake_dialogflow import FakeDialogflow
+from testing.fake_webchannel import FakeWebChannel, Session
 
 METHOD = "streaming_reactive_companion_suggestions"
 PER_CONNECTION = 5

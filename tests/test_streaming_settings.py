@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.core.checks import run_checks
 
-from tests import settings_probe
+from testing import settings_probe
 
 SETTINGS = ("DIALOGFLOW_WEBCHANNEL_ROOT", "STREAM_MAX_PER_CONNECTION", "STREAM_MAX_PER_PROCESS",
             "STREAM_IDLE_TIMEOUT", "STREAM_MAX_DURATION", "STREAM_MAX_QUEUED_BYTES_PER_STREAM",

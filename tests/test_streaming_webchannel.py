@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from connector.streaming import webchannel
-from tests import fake_webchannel
-from tests.fake_webchannel import FakeWebChannel
+from testing import fake_webchannel
+from testing.fake_webchannel import FakeWebChannel
 
 TOKEN = "ya29.webchannel-test"
 PATH = "google.cloud.dialogflow.v2beta1.Participants/StreamingReactiveCompanionSuggestions/channel"

@@ -5,26 +5,17 @@ event in between (``WEBSOCKET_CLOSE_AT_TOKEN_EXPIRY``)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 import httpx
 import pytest
 
-from connector import close_codes, tokens
-from tests import clients, processes
-from tests.test_envelope import push_body
-from tests.test_plain_ws_consumer import PlainTestClient
+from connector import close_codes
+from testing import clients, processes
+from testing.push_bodies import push_body
+from testing.tokens import short_lived_token
+from testing.plain_ws_client import PlainTestClient
 
 SHORT_NAME = "projects/p/conversations/expiring"
-
-
-def short_lived_token(seconds: float, *, user: str = "agent") -> str:
-    """A token signed with the configured secret that expires ``seconds`` from now."""
-    token = tokens.AgentAssistToken()
-    token.set_exp(lifetime=timedelta(seconds=seconds))
-    token[tokens.PROJECT_CLAIM] = tokens.settings.GCP_PROJECT_ID
-    token[tokens.USER_CLAIM] = user
-    return str(token)
 
 
 async def test_plain_socket_is_told_and_closed_when_its_token_expires() -> None:

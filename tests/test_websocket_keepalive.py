@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from tests import processes
-from tests.processes import Server
+from testing import processes
+from testing.processes import Server
 
 KEEPALIVE = 1  # seconds
 WATCH = 4 * KEEPALIVE

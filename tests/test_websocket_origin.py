@@ -21,7 +21,7 @@ import socketio
 from channels.testing import WebsocketCommunicator
 
 from aa_site.asgi import application
-from tests import clients, processes
+from testing import clients, processes
 
 DESK_ORIGIN = "https://desk.example"
 LOCAL_ORIGIN = "http://localhost:3000"

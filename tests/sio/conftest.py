@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from tests.sio.raw_socketio import SocketIOTestClient, client_factory, open_connected
+from testing.raw_socketio import SocketIOTestClient, client_factory, open_connected
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from connector import membership, tokens
 from events.history import channel_name
 from events.kinds import EventKind
 from events.publish import publish as publish_event
-from tests.sio.raw_socketio import (
+from testing.raw_socketio import (
     LONG_NAME,
     OTHER,
     SHORT_NAME,

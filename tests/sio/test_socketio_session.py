@@ -1,7 +1,7 @@
 """The Socket.IO consumer's session: heartbeat, timeouts, malformed input, and the end of a connection.
 
 Same setting as ``test_socketio_consumer.py``: raw frames through
-``WebsocketCommunicator`` (``tests/sio/raw_socketio.py``) to the real ASGI
+``WebsocketCommunicator`` (``testing/raw_socketio.py``) to the real ASGI
 application on the real Redis pub/sub layer.
 """
 
@@ -15,8 +15,8 @@ from socketio import packet as sio
 
 from connector.close_codes import MESSAGE_TOO_BIG, PROTOCOL_ERROR, UNAUTHENTICATED, UNSUPPORTED_DATA
 from connector.engineio import session
-from tests import clients, processes
-from tests.sio.raw_socketio import PATH, SHORT_NAME, WAIT, SocketIOTestClient, open_connected
+from testing import clients, processes
+from testing.raw_socketio import PATH, SHORT_NAME, WAIT, SocketIOTestClient, open_connected
 
 # --- heartbeat and timeouts ------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from tests.processes import REPOSITORY
+from testing.processes import REPOSITORY
 
 
 def read(names: tuple[str, ...], **variables: str) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.processes import free_port, stop, wait_for_port
+from testing.processes import free_port, stop, wait_for_port
 
 CONFIG = """
 {user}

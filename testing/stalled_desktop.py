@@ -6,8 +6,8 @@ when told to. Its receive buffer is made small (``SO_RCVBUF``, before
 connecting, so the window it advertises stays small) and TCP backpressure
 reaches the server after a few frames. WebSocket framing is websockets'
 sans-I/O ``ClientProtocol``, Engine.IO and Socket.IO packets are
-python-engineio's and python-socketio's classes. Used by ``benchmarks/faults.py``
-(``slow-desktop``) and ``tests/test_faults.py``.
+python-engineio's and python-socketio's classes. Used by ``testing/fault_scenarios.py``
+(``slow-desktop``, which ``benchmarks/faults.py`` and ``tests/test_faults.py`` run).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from tests.processes import REPOSITORY
+from testing.processes import REPOSITORY
 
 COMMAND_TIMEOUT = 60.0
 # What tests/settings.py and pytest put in the environment: a command starts from production defaults.

@@ -1,4 +1,4 @@
-"""Real clients for the real servers of ``tests/processes.py``, and what they push and expect.
+"""Real clients for the real servers of ``testing/processes.py``, and what they push and expect.
 
 The Pub/Sub fixtures pushed to an interceptor, the contract's payload checks,
 and desktops: python-socketio's ``AsyncClient`` and the npm ``socket.io-client``
@@ -27,7 +27,7 @@ import socketio
 
 from events.history import Offset
 from events.kinds import EventKind
-from tests.processes import REPOSITORY, TEST_JWT_SECRET, TEST_PROJECT, Server
+from testing.processes import REPOSITORY, TEST_JWT_SECRET, TEST_PROJECT, Server
 
 # --- Pub/Sub fixtures ----------------------------------------------------------------
 
@@ -361,7 +361,7 @@ async def node_desktop(
 
 
 def server_token(settings: Any, *, user: str) -> str:
-    """A desktop JWT the daphne processes of ``tests.processes`` accept (their secret and project, production mode).
+    """A desktop JWT the daphne processes of ``testing.processes`` accept (their secret and project, production mode).
 
     ``settings`` is pytest-django's fixture; the changes end with the test.
     """

@@ -2,7 +2,7 @@
 
 Every server binds to 127.0.0.1 only and is stopped by the caller (the
 context managers below). Used by ``tests/conftest.py`` and ``benchmarks/``; the clients that talk to
-these servers are in ``tests/clients.py``.
+these servers are in ``testing/clients.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.tls_files import TlsFiles
+from testing.tls_files import TlsFiles
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 # Random (secrets.token_urlsafe): the servers run in production mode, which refuses predictable secrets.

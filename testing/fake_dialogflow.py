@@ -9,7 +9,7 @@ answers with a JSON echo of what it received, or with ``canned`` when a test
 sets one. Everything received is recorded, so tests check what the proxy
 really sent.
 
-It runs on a thread of its own (``tests/fake_server.py``), so in-process
+It runs on a thread of its own (``testing/fake_server.py``), so in-process
 tests, daphne processes and benchmarks can all call it, and a deliberately
 slow answer never blocks the caller's loop.
 """
@@ -33,7 +33,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.fake_server import serve_app, trickle
+from testing.fake_server import serve_app, trickle
 
 TOKEN_PATH = "/token"
 CLIENT_EMAIL = "aa-backend-test@test-project.iam.gserviceaccount.com"

@@ -7,7 +7,7 @@ and for the Accounts API only ``ACCOUNT_SID``/``AUTH_TOKEN``, are valid), and
 records every request so tests can check what the provider actually sent.
 ``behaviour`` makes it misbehave: garbage, slowness, any status, redirects.
 
-It runs on a thread of its own (``tests/fake_server.py``), so async tests,
+It runs on a thread of its own (``testing/fake_server.py``), so async tests,
 sync tests and daphne processes can all call it, and a deliberately slow
 answer never blocks the test's own loop.
 """
@@ -26,8 +26,8 @@ from urllib.parse import quote, quote_plus
 
 from aiohttp import web
 
-from tests.fake_server import serve_handler, trickle
-from tests.processes import free_port
+from testing.fake_server import serve_handler, trickle
+from testing.processes import free_port
 
 ORGANIZATION_ID = "00D5g000004ABCDEA2"  # 18-character form, as userinfo returns it
 OTHER_ORGANIZATION_ID = "00D5g000009WXYZEA1"

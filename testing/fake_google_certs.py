@@ -10,7 +10,7 @@ garbage, and can hold its answers until released (to catch concurrent fetches).
 ``SigningKey.sign`` makes an RS256 JWT with ``google.auth.crypt.RSASigner`` and
 ``google.auth.jwt.encode``, and ``pubsub_claims`` the claims Pub/Sub puts in it.
 
-Like the other fakes, it runs on a thread of its own (``tests/fake_server.py``),
+Like the other fakes, it runs on a thread of its own (``testing/fake_server.py``),
 so in-process tests and daphne processes can both fetch from it.
 """
 
@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
-from tests.fake_server import serve_handler
+from testing.fake_server import serve_handler
 
 CERTS_PATH = "/oauth2/v1/certs"
 SERVICE_ACCOUNT = "pubsub-push@test-project.iam.gserviceaccount.com"

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from tests.fake_server import serve_app
+from testing.fake_server import serve_app
 
 
 def frame(entries: list[Any]) -> str:

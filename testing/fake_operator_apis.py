@@ -5,7 +5,7 @@ google-cloud-pubsub's REST transports make (paths and bodies as in their ``trans
 ``GET``/``PATCH /v2/projects/P/locations/L/conversationProfiles/ID`` (``updateMask`` honoured),
 ``PUT /v1/projects/P/topics/T``, ``PUT``/``GET /v1/projects/P/subscriptions/S`` and
 ``POST .../subscriptions/S:modifyPushConfig``. It checks the access token of
-``tests.fake_secret_manager.write_credentials`` and records every request.
+``testing.fake_secret_manager.write_credentials`` and records every request.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fake_secret_manager import ACCESS_TOKEN, _error
-from tests.fake_server import serve_handler
+from testing.fake_secret_manager import ACCESS_TOKEN, _error
+from testing.fake_server import serve_handler
 
 PROFILE_PATH = re.compile(r"^/v2/(?P<name>projects/[^/]+/(?:locations/[^/]+/)?conversationProfiles/[^/:]+)$")
 TOPIC_PATH = re.compile(r"^/v1/(?P<name>projects/[^/]+/topics/[^/:]+)$")

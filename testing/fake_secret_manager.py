@@ -16,7 +16,7 @@ Answers have the shapes of the real API (see the library's
 ``transports/rest.py``, which parses ``AccessSecretVersionResponse`` from
 JSON): ``{"name", "payload": {"data": <base64>}}``, and errors as
 ``{"error": {"code", "message", "status"}}``. Every request is recorded.
-Runs on a thread of its own (``tests/fake_server.py``), so sync tests and
+Runs on a thread of its own (``testing/fake_server.py``), so sync tests and
 daphne processes can call it alike.
 """
 
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tests.fake_server import serve_handler
+from testing.fake_server import serve_handler
 
 ACCESS_TOKEN = "ya29.fake-secret-manager-access-token"
 PROJECT_NUMBER = "123456789012"
