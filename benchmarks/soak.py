@@ -58,7 +58,7 @@ import redis.asyncio as redis
 import socketio
 
 from testing import clients, processes
-from testing.fault_scenarios import EVENT, PubSub, Tally, resident_bytes
+from testing.fault_scenarios import PubSub, Tally, resident_bytes
 from testing.stalled_desktop import Ended, StalledDesktop
 from testing.tcp_proxy import tcp_proxy
 from testing.tokens import mint_tokens

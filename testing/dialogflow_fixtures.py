@@ -1,6 +1,6 @@
 """Pytest fixtures for in-process tests of the Dialogflow proxy: the fake Dialogflow (and token endpoint) of
 ``testing.fake_dialogflow`` as every location's endpoint, with a service-account key file for it as the
-service's Application Default Credentials. A test module imports the fixtures it uses."""
+service's Application Default Credentials. ``tests/conftest.py`` registers them (``pytest_plugins``)."""
 
 from __future__ import annotations
 

@@ -9,6 +9,9 @@ import pytest
 
 from testing import processes
 
+# Fixtures of the shared harness that several test modules use by name.
+pytest_plugins = ("testing.dialogflow_fixtures",)
+
 _prefixes = itertools.count()
 
 

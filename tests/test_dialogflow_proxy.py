@@ -23,7 +23,7 @@ from aa_site.asgi import application
 from connector import tokens
 from testing import fake_dialogflow
 from testing.clients import wait_until
-from testing.dialogflow_fixtures import DESKTOP_ORIGIN, dialogflow, fake_server  # noqa: F401 - fixtures
+from testing.dialogflow_fixtures import DESKTOP_ORIGIN
 from testing.fake_dialogflow import JSON_CONTENT_TYPE, Canned, FakeDialogflow
 from testing.fake_providers import refused_url
 

@@ -24,7 +24,6 @@ from connector import service_callers, tokens
 from testing import fake_google_certs, processes
 from testing.fake_dialogflow import FakeDialogflow
 from testing.fake_google_certs import FakeGoogleCerts, pubsub_claims, signing_key, unsigned_token
-from testing.dialogflow_fixtures import dialogflow, fake_server  # noqa: F401 - fixtures
 
 RESPONSE_TIMEOUT = 20.0
 AUDIENCE = "https://ui-connector-abc123-uc.a.run.app"
