@@ -13,8 +13,8 @@ Pages (staff only):
 - ``live/conversation/?name=...``: one conversation, its desktops and its newest 50 events;
 - ``live/purge/`` (POST): delete a conversation's stored events (``events.history.purge``);
 - ``live/disconnect/`` (POST): close one desktop's WebSocket on whichever instance holds it
-  (``connector.instances``; close code 4410), or a long-polling desktop's session in Redis, which
-  its next poll, on any instance, answers with Engine.IO's CLOSE (``connector.polling.operators``).
+  (``connector.desktops.instances``; close code 4410), or a long-polling desktop's session in Redis, which
+  its next poll, on any instance, answers with Engine.IO's CLOSE (``connector.desktops.polling.operators``).
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from django.views.decorators.http import require_GET, require_POST
 from redis.exceptions import RedisError
 
 from aa_site import admin_login, live_state
-from connector import instances, integration_keys
-from connector.polling import operators as polling
+from connector.desktops import instances
+from connector.desktops.polling import operators as polling
+from connector.http import integration_keys
 from events import conversations, history, redis_client
 
 logger = logging.getLogger(__name__)

@@ -38,9 +38,9 @@ def build_application() -> ProtocolTypeRouter:
     """The router for ``SERVICE_ROLE``."""
     routes = {"http": django_application, "websocket": refuse_websocket}
     if settings.SERVICE_ROLE in ("connector", "all"):
-        from connector.origin import BrowserOriginCheck
-        from connector.polling.http import PollingTransport
-        from connector.routing import websocket_urlpatterns
+        from connector.desktops.origin import BrowserOriginCheck
+        from connector.desktops.polling.http import PollingTransport
+        from connector.desktops.routing import websocket_urlpatterns
 
         # Socket.IO's long-polling transport, ahead of Django like the push endpoints.
         routes["http"] = PollingTransport(routes["http"])

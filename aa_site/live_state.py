@@ -1,8 +1,8 @@
 """What the admin's live view shows, read from Redis across every instance (never conversation content).
 
-- the connector instances that have WebSocket desktops or long-polling sessions (``connector.instances``
+- the connector instances that have WebSocket desktops or long-polling sessions (``connector.desktops.instances``
   records), each with its desktops by transport (the polling ones counted from their sessions);
-- the long-polling desktops, read from their sessions (``connector.polling.operators``), each placed
+- the long-polling desktops, read from their sessions (``connector.desktops.polling.operators``), each placed
   on the instance that took its latest poll;
 - the conversations those desktops joined, each with its desktops (instance, transport, user,
   connection id) and its newest stored events (offset, kind, messageId, times);
@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
-from connector import instances, integration_keys
-from connector.polling import operators as polling
+from connector.desktops import instances
+from connector.desktops.polling import operators as polling
+from connector.http import integration_keys
 from events import history
 
 # Bounds on one page: the view is for looking, not an export.

@@ -141,7 +141,7 @@ def websocket_protocol() -> type[asyncio.Protocol]:
     """
     from uvicorn.protocols.websockets.websockets_impl import WebSocketProtocol
 
-    from connector.polling.http import PATHS as ENGINE_IO_PATHS
+    from connector.desktops.polling.http import PATHS as ENGINE_IO_PATHS
 
     class DesktopWebSocketProtocol(WebSocketProtocol):
         def connection_open(self) -> None:

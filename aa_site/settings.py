@@ -28,7 +28,7 @@ SERVICE_REGION = env.text("SERVICE_REGION")
 PORT = env.integer("PORT", 8080, minimum=1, maximum=65535)
 
 # --- Redis: events (history and fan-out), sessions, rate limits, integration keys ---
-# Events reach desktops through events/history.py and connector/fanout.py, not a Channels
+# Events reach desktops through events/history.py and connector/desktops/fanout.py, not a Channels
 # channel layer: see "Events in Redis" in the README for why and the measurements.
 # REDIS_URL (redis:// or rediss:// for TLS, optionally with [user]:password@) or REDISHOST/REDISPORT.
 # Memorystore's AUTH string comes from REDIS_AUTH_STRING or, as Cloud Run mounts it from Secret
@@ -125,7 +125,7 @@ PRESENCE_KEY_TTL_SECONDS = env.integer("PRESENCE_KEY_TTL_SECONDS", 60, minimum=3
 # Put before presence key names; empty as the companion services expect (the tests set one per test).
 PRESENCE_KEY_PREFIX = env.text("PRESENCE_KEY_PREFIX", "")
 # How often each connector process rewrites its record of desktops for the operators' live view
-# (connector/instances.py); the record expires after three intervals.
+# (connector/desktops/instances.py); the record expires after three intervals.
 INSTANCE_REPORT_SECONDS = env.number("INSTANCE_REPORT_SECONDS", 10.0, minimum=0.1, maximum=300)
 # Live events one connection may have waiting to be sent, in number and in size (characters of their frames);
 # a desktop further behind is disconnected (4429; it can recover). Together they bound its memory.
@@ -142,7 +142,7 @@ REPLAY_PAGE_BYTES = env.integer("REPLAY_PAGE_BYTES", 2**20, minimum=4096, maximu
 # Open WebSockets per process that have not authenticated yet; further handshakes get 403 until
 # some authenticate or close. They hold no Redis resources, only this process's memory.
 WEBSOCKET_MAX_UNAUTHENTICATED = env.integer("WEBSOCKET_MAX_UNAUTHENTICATED", 1000, minimum=1)
-# Long-polling GETs one process keeps waiting at once (connector/polling); more are answered 503 at once.
+# Long-polling GETs one process keeps waiting at once (connector/desktops/polling); more are answered 503 at once.
 SOCKETIO_MAX_WAITING_POLLS = env.integer("SOCKETIO_MAX_WAITING_POLLS", 10000, minimum=1)
 # Packets, and their bytes, that may wait in Redis for a long-polling session's next GET (acknowledgements,
 # CONNECT answers, pongs: conversation events are read from the history, not queued). A client that polls while
@@ -151,7 +151,7 @@ SOCKETIO_MAX_WAITING_POLLS = env.integer("SOCKETIO_MAX_WAITING_POLLS", 10000, mi
 SOCKETIO_POLLING_QUEUE_LIMIT = env.integer("SOCKETIO_POLLING_QUEUE_LIMIT", 1000, minimum=10)
 SOCKETIO_POLLING_QUEUE_BYTES = env.integer("SOCKETIO_POLLING_QUEUE_BYTES", 2**20, minimum=65536)
 # One client address's share, across instances, of the unauthenticated: WebSockets not yet authenticated and
-# waiting long-polls of sessions not yet connected to "/" (connector/preauth.py); more get 403 (WebSocket) or
+# waiting long-polls of sessions not yet connected to "/" (connector/desktops/preauth.py); more get 403 (WebSocket) or
 # 429 (long-poll). A tenth of the per-process total, so one client cannot take them all.
 WEBSOCKET_MAX_UNAUTHENTICATED_PER_ADDRESS = env.integer("WEBSOCKET_MAX_UNAUTHENTICATED_PER_ADDRESS", 100, minimum=1)
 # New sessions per client address, counted in Redis across instances like REGISTER_RATE_LIMIT: long-polling
@@ -293,7 +293,7 @@ LOG_FORMAT = env.choice("LOG_FORMAT", "json", ("json", "text"))
 LOG_SAMPLE_SECONDS = env.number("LOG_SAMPLE_SECONDS", 60.0, minimum=0, maximum=3600)
 LOGGING = log_format.logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL, file=LOGGING_FILE)
 
-# --- The connector's HTTP API on Django REST framework (connector/api/) ----------
+# --- The connector's HTTP API on Django REST framework (connector/http/api/) ----------
 # Each view declares its own authentication, permission, throttle and parser
 # classes; these defaults only make sure nothing is implied (no session
 # authentication, no browsable API, no AnonymousUser).
@@ -301,10 +301,10 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "DEFAULT_THROTTLE_CLASSES": [],
-    "DEFAULT_PARSER_CLASSES": ["connector.api.parsers.JsonObjectParser"],
+    "DEFAULT_PARSER_CLASSES": ["connector.http.api.parsers.JsonObjectParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "connector.api.negotiation.FixedNegotiation",
-    "EXCEPTION_HANDLER": "connector.api.exceptions.exception_handler",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "connector.http.api.negotiation.FixedNegotiation",
+    "EXCEPTION_HANDLER": "connector.http.api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "UNAUTHENTICATED_TOKEN": None,
 }
@@ -346,7 +346,7 @@ PUSH_AUTH_AUDIENCE = env.text("PUSH_AUTH_AUDIENCE")
 # Google's signing certificates (v1 form: key id -> PEM); change only for a test double.
 PUSH_AUTH_CERTS_URL = env.text("PUSH_AUTH_CERTS_URL", "https://www.googleapis.com/oauth2/v1/certs")
 
-# --- Service-to-service callers (connector/service_callers.py) ------------------
+# --- Service-to-service callers (connector/http/service_callers.py) ------------------
 # Service accounts whose Google-signed ID token the connector accepts instead of a desktop JWT
 # (/register, /conversation-name, the Dialogflow proxy): exact emails, or
 # *@PROJECT.iam.gserviceaccount.com for every user-managed account of one project. Empty: off.
@@ -380,7 +380,7 @@ DIALOGFLOW_CONNECT_TIMEOUT = env.number("DIALOGFLOW_CONNECT_TIMEOUT", 5.0, minim
 DIALOGFLOW_TIMEOUT = env.number("DIALOGFLOW_TIMEOUT", 60.0, minimum=0.01, maximum=600)
 # Largest request body forwarded (analyzeContent with base64 audio exceeds Django's 2.5 MB default).
 DIALOGFLOW_MAX_REQUEST_BYTES = env.integer("DIALOGFLOW_MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024)
-# Streaming calls over the desktop socket (connector/streaming): Google's WebChannel host per location
+# Streaming calls over the desktop socket (connector/desktops/streaming): Google's WebChannel host per location
 # (https://<location>-dialogflow-webchannel.googleapis.com) unless this names one root for all.
 DIALOGFLOW_WEBCHANNEL_ROOT = env.text("DIALOGFLOW_WEBCHANNEL_ROOT").rstrip("/")
 # Where manage.py create_push_subscriptions calls Pub/Sub's REST API: empty means Google's (a proxy or test double).

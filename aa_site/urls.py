@@ -7,9 +7,9 @@ from django.urls import include, path
 from aa_site import admin_static, health, metrics_view
 
 ROLE_URLCONFS = {
-    "connector": ["connector.urls"],
+    "connector": ["connector.http.urls"],
     "interceptor": ["interceptor.urls"],
-    "all": ["connector.urls", "interceptor.urls"],
+    "all": ["connector.http.urls", "interceptor.urls"],
 }
 
 # Every role answers the probes of deploy/*.yaml.

@@ -1,7 +1,7 @@
 """How long a connector's presence-key refresh holds its event loop, with thousands of conversations joined.
 
 Every third of ``PRESENCE_KEY_TTL_SECONDS`` the hub renews the presence keys of
-every conversation its desktops are in (``connector.presence.refresh``): at
+every conversation its desktops are in (``connector.desktops.presence.refresh``): at
 10,000 desktops in 5,000 conversations, 5,000 of them. Events the process
 should be sending meanwhile wait for the loop, so the figure that matters is
 the loop's lag, not the refresh's duration: a probe task sleeps 1 ms over
@@ -27,7 +27,7 @@ def _lag_line(lags: list[float]) -> str:
 
 
 async def _measure(conversations: int, rounds: int) -> None:
-    from connector import presence
+    from connector.desktops import presence
     from events import redis_client
 
     names = [f"projects/bench/conversations/presence-{number}" for number in range(conversations)]

@@ -1,6 +1,6 @@
 """Reading a request's headers and writing a response over raw ASGI, for the handlers that answer ahead of Django.
 
-Both handlers (``interceptor.fast_push``, ``connector.polling.http``) read
+Both handlers (``interceptor.fast_push``, ``connector.desktops.polling.http``) read
 headers as Django does and write a response as one start message (status and
 headers, in the order given) and one body message.
 """

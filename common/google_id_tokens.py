@@ -5,7 +5,7 @@ fetches them); its claims name the audience it was requested for (``aud``), its
 issuer (``iss``), the account (``email``) and whether Google verified that
 address (``email_verified``). This module judges such a token against
 certificates it is given; which accounts may call is the caller's business
-(``interceptor.push_auth``: the one push service account; ``connector.service_callers``:
+(``interceptor.push_auth``: the one push service account; ``connector.http.service_callers``:
 an allow-list).
 
 Outcomes: the claims, or ``Unauthenticated`` (401: no token, not a Google

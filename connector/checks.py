@@ -10,7 +10,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
-from connector import jwt_secret, service_callers
+from connector import jwt_secret
+from connector.http import service_callers
 
 
 @register()
@@ -55,7 +56,7 @@ def check_dialogflow_proxy(app_configs=None, **kwargs) -> list:
 
 @register()
 def check_service_callers(app_configs=None, **kwargs) -> list:
-    """Service callers (connector/service_callers.py): an allow-list needs an audience and well-formed entries."""
+    """Service callers (connector/http/service_callers.py): an allow-list needs an audience and well-formed entries."""
     allowed = settings.SERVICE_AUTH_ALLOWED_CALLERS
     if not allowed:
         return []

@@ -1,9 +1,9 @@
 """The rate-limit window shared by all instances through Redis, and the client address a request comes from.
 
-The DRF throttle classes (``connector.api.throttling``) count into it: per
+The DRF throttle classes (``connector.http.api.throttling``) count into it: per
 client address for the registration endpoints, per token for
 ``/conversation-name`` writes, per token, user and client address for its
-lookups; ``connector.preauth`` counts desktops' handshakes into it per
+lookups; ``connector.desktops.preauth`` counts desktops' handshakes into it per
 client address.
 
 Algorithm: a fixed window per key that opens at the key's first request.

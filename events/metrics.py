@@ -32,7 +32,7 @@ What is counted, and where:
   by those between two polls at the moment of the scrape. It costs nothing in
   Redis.
 - ``aa_stream_queued_bytes``: bytes of streaming-call requests waiting in
-  the connector to be posted upstream (``connector/streaming``), summed over
+  the connector to be posted upstream (``connector/desktops/streaming``), summed over
   live processes; bounded by ``STREAM_MAX_QUEUED_BYTES_PER_PROCESS`` each.
 - ``aa_redis_errors_total{operation}``: Redis failures the service handled
   (``publish``, ``subscription``, ``presence``, ``rate_limit``,
@@ -55,8 +55,8 @@ import os
 import time
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: F401  (what /metrics answers with)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from events.kinds import EventKind
 

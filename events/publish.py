@@ -1,7 +1,7 @@
 """Accepts one conversation event: stored in the history, de-duplicated, and published to every connector.
 
 The interceptor calls ``publish`` for each valid push; each connector process
-receives the event once (``connector.fanout``) and relays it to its desktops
+receives the event once (``connector.desktops.fanout``) and relays it to its desktops
 in that conversation. One Redis round trip per call (``events.history``).
 """
 

@@ -39,9 +39,7 @@ from interceptor import push_auth
 from interceptor.envelope import PoisonMessage, parse_push
 from interceptor.payload import desktop_payload
 
-# The push lines keep the logger name they had when the Django views held this logic: the tests, and any
-# log filter an operator wrote, select them by it.
-logger = logging.getLogger("interceptor.views")
+logger = logging.getLogger(__name__)
 # Pub/Sub retries every refused push and keeps pushing new ones: while Redis or Google's certificates are
 # out, or while a subscription sends the wrong token, each would write the same line again.
 repeated = LogSampler(logger)

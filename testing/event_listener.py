@@ -7,7 +7,7 @@ import asyncio
 import json
 from typing import Any
 
-from connector.fanout import get_hub
+from connector.desktops.fanout import get_hub
 from events import conversations
 from events.history import Event
 

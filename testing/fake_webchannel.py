@@ -1,6 +1,6 @@
 """A fake of Google's WebChannel (BrowserChannel ``VER=8``) endpoint for streaming calls: a real server on 127.0.0.1.
 
-It speaks the protocol as ``connector.streaming.webchannel`` documents it and
+It speaks the protocol as ``connector.desktops.streaming.webchannel`` documents it and
 checks what it is sent: the handshake (``MODE=init``, body ``count=0``),
 request posts (the session's ``SID`` and ``gsessionid``, ``RID`` rising,
 ``ofs`` continuing from the last post, ``count`` matching the

@@ -22,7 +22,7 @@ import httpx
 import redis.asyncio as redis
 import socketio
 
-from connector import close_codes
+from connector.desktops import close_codes
 from events.history import Offset
 from testing import clients, processes
 from testing.percentiles import percentile

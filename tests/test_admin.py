@@ -17,7 +17,8 @@ from django.core import signals
 from django.db import close_old_connections
 from django.test import Client
 
-from connector import instances, integration_keys
+from connector.desktops import instances
+from connector.http import integration_keys
 from events import history, redis_client
 from events.publish import publish
 
@@ -97,7 +98,7 @@ def test_live_view_shows_counters_and_stored_events_but_no_content(operator: Cli
 
 
 def test_live_view_lists_the_desktops_each_instance_reports(operator: Client, settings) -> None:
-    """A record as a connector process writes it (``connector.instances``), grouped by conversation."""
+    """A record as a connector process writes it (``connector.desktops.instances``), grouped by conversation."""
     name = conversation()
     record = {"instance": "abc123", "host": "host-1", "pid": 7, "role": "connector", "started": 0, "updated": 0,
               "desktops_by_transport": {"socketio": 1, "websocket": 1}, "truncated": False,

@@ -1,4 +1,4 @@
-"""The DRF base of the connector's endpoints (connector/api/): the contract's answers whatever the request.
+"""The DRF base of the connector's endpoints (connector/http/api/): the contract's answers whatever the request.
 
 Through the real ASGI application: every refusal of ours is JSON
 ``{"message"}`` (never an HTML page), a 401 carries ``WWW-Authenticate:

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 import redis.asyncio as redis
 
-from connector import close_codes
+from connector.desktops import close_codes
 from testing import clients, processes
 from testing.processes import Server
 

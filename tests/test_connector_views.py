@@ -181,7 +181,7 @@ async def test_register_with_unavailable_provider_is_503_and_logs_without_the_to
     response = await request("POST", "/register", headers={"Authorization": f"Bearer {PROVIDER_TOKEN}"})
     assert response["status"] == 503
     assert "Unavailable" in json_body(response)["message"]
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "connector.views"]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "connector.http.views"]
     assert len(warnings) == 1
     assert "Unavailable" in warnings[0].getMessage()
     assert all(PROVIDER_TOKEN not in record.getMessage() for record in caplog.records)

@@ -20,7 +20,7 @@ from channels.testing import HttpCommunicator
 from playwright.async_api import Page, expect
 
 from aa_site.asgi import application
-from connector import demo
+from connector.http import demo
 from interceptor import push_samples
 from testing import clients, processes
 from testing.browser import WAIT_MS, BrowserPage, chromium_page

@@ -1,10 +1,10 @@
-"""``connector.fanout``: one subscription per conversation per process, shared by its members."""
+"""``connector.desktops.fanout``: one subscription per conversation per process, shared by its members."""
 
 from __future__ import annotations
 
 import asyncio
 
-from connector.fanout import get_hub
+from connector.desktops.fanout import get_hub
 from events.history import channel_name
 from events.publish import publish
 from testing.event_listener import EventListener
@@ -62,7 +62,7 @@ async def test_a_conversation_left_during_an_outage_is_unsubscribed_once_redis_i
         await hub.join(gone, leaving)
         await hub.join(kept, staying)
         store.stop()
-        await clients.wait_until(lambda: any(r.name == "connector.fanout" for r in caplog.records),
+        await clients.wait_until(lambda: any(r.name == "connector.desktops.fanout" for r in caplog.records),
                                  what="the hub to notice")
         try:
             await hub.leave(gone, leaving)

@@ -16,7 +16,7 @@ import socketio
 from channels.testing import HttpCommunicator
 
 from aa_site.asgi import application
-from connector.socketio import protocol
+from connector.desktops.socketio import protocol
 from events.publish import encode_payload
 from interceptor import push_samples
 from interceptor.fast_push import FastPush

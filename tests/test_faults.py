@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from connector import close_codes
+from connector.desktops import close_codes
 from testing import fault_scenarios as faults
 from testing.socket_buffers import SLOW_LIMIT, SLOW_PADDING, pushes_past_the_socket_buffers
 

@@ -1,11 +1,11 @@
-"""``connector.instances``: the record a connector process reports of its desktops, read back from Redis."""
+"""``connector.desktops.instances``: the record a connector process reports of its desktops, read back from Redis."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
-from connector import instances
+from connector.desktops import instances
 from events import redis_client
 
 

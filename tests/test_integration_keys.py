@@ -21,7 +21,8 @@ from channels.testing import HttpCommunicator
 from django.conf import settings as django_settings
 
 from aa_site.asgi import application
-from connector import integration_keys, tokens
+from connector import tokens
+from connector.http import integration_keys
 from testing.processes import RedisAddress, free_port
 
 RESPONSE_TIMEOUT = 20.0

@@ -249,7 +249,7 @@ async def test_unreachable_redis_answers_503_with_retry_after(
     retry_after = header(response, "Retry-After")
     assert retry_after is not None and retry_after.isdigit() and int(retry_after) > 0
     # The failure is reported by messageId, never with the transcript or suggestion it carried.
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name == "interceptor.views"]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name == "interceptor.push"]
     assert len(errors) == 1
     assert json.loads(fixture_bytes(name))["message"]["messageId"] in errors[0]
     assert decoded_data(name) not in errors[0]

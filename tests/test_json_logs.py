@@ -65,7 +65,7 @@ def test_a_request_s_warning_is_json_with_severity_and_trace(interceptor, header
                           headers={**headers, "Authorization": SECRET_TOKEN}, timeout=10)
     assert response.status_code == 200, response.text
     record = wait_for_record(interceptor, lambda r: message_id in r["message"], f"naming {message_id}")
-    assert record["severity"] == "WARNING" and record["logger"] == "interceptor.views"
+    assert record["severity"] == "WARNING" and record["logger"] == "interceptor.push"
     assert record[TRACE_FIELD] == f"projects/{processes.TEST_PROJECT}/traces/{TRACE}"
     log = interceptor.log()
     assert SECRET_TOKEN.split()[1] not in log and "conversation text" not in log

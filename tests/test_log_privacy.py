@@ -46,7 +46,7 @@ SECRETS = (PHONE, JWT_SHAPED, GOOGLE_SHAPED)
 FIVE9_SECRET = "five9-trust-token-for-log-privacy-tests"
 METRICS_TOKEN = "metrics-token-for-log-privacy-tests-0123456789"
 PROXY_PREFIXES = ("/v2/projects/test-project/locations/global", "/v2beta1/projects/test-project/locations/global")
-# Names a route refuses in a query (connector.api.authentication), and names it ignores.
+# Names a route refuses in a query (connector.http.api.authentication), and names it ignores.
 REFUSED_QUERY = f"?token={JWT_SHAPED}&access_token={GOOGLE_SHAPED}&conversationIntegrationKey={quote(PHONE, safe='')}"
 IGNORED_QUERY = f"?conversationIntegrationKey={quote(PHONE, safe='')}&state={JWT_SHAPED}&pageToken={GOOGLE_SHAPED}"
 QUERIES = (REFUSED_QUERY, IGNORED_QUERY)

@@ -1,4 +1,4 @@
-"""Request bodies of the connector's DRF endpoints (connector/api/parsers.py): size limits and JSON objects.
+"""Request bodies of the connector's DRF endpoints (connector/http/api/parsers.py): size limits and JSON objects.
 
 Through the real ASGI application: a body over ``API_MAX_BODY_BYTES`` on ``/register``, ``/register-app``
 or ``/conversation-name`` is a JSON 413, never Django's HTML 400 page or an ERROR traceback.

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from connector import membership, plain_ws, tokens
+from connector import tokens
+from connector.desktops import membership, plain_ws
 from events.kinds import EventKind
 from testing.plain_ws_client import WAIT, PlainTestClient
 from testing.sample_events import publish

@@ -1,4 +1,4 @@
-"""Pre-authentication limits per client address (connector/preauth.py) on two connector processes, one Redis.
+"""Pre-authentication limits per client address (connector/desktops/preauth.py) on two connector processes, one Redis.
 
 Each test's client addresses are its own (random ones under 10.0.0.0/8), given
 in X-Forwarded-For to servers that trust one proxy (``TRUSTED_PROXY_HOPS=1``),

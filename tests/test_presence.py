@@ -9,7 +9,7 @@ import uuid
 import pytest
 import redis.asyncio as redis
 
-from connector import presence
+from connector.desktops import presence
 from events import redis_client
 from testing import clients, processes
 from testing.clients import SocketIODesktop

@@ -1,9 +1,9 @@
 """Properties of frame handling: whatever a client sends, the documented answer or the documented error.
 
-- Engine.IO text frames (``connector.engineio.packets.decode``): a ``Packet`` or ``PacketError``;
-  the payload of a MESSAGE (``connector.socketio.protocol.decode``): a Socket.IO packet or
+- Engine.IO text frames (``connector.desktops.engineio.packets.decode``): a ``Packet`` or ``PacketError``;
+  the payload of a MESSAGE (``connector.desktops.socketio.protocol.decode``): a Socket.IO packet or
   ``ProtocolError``. Nothing else may escape into the consumer.
-- ``/ws/`` (``connector.plain_ws``), driven in-process with channels' ``WebsocketCommunicator`` on
+- ``/ws/`` (``connector.desktops.plain_ws``), driven in-process with channels' ``WebsocketCommunicator`` on
   the real application and Redis: any text frame gets one answer frame of the README's table, as
   strict JSON, echoing the request's ``id``; the connection stays open unless the answer is an
   ``unauthenticated`` error for a refused token (close 4401).
@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 from socketio import packet as sio
 
 from aa_site.asgi import application
-from connector import close_codes, plain_ws, tokens
-from connector.engineio import packets as engineio_packets
-from connector.socketio import protocol
+from connector import tokens
+from connector.desktops import close_codes, plain_ws
+from connector.desktops.engineio import packets as engineio_packets
+from connector.desktops.socketio import protocol
 from testing.strategies import CONVERSATION_NAMES, PROPERTY_SETTINGS, any_text, json_text, json_values
 
 WAIT = 10.0

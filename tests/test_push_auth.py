@@ -86,7 +86,7 @@ async def post(
 
 def interceptor_lines(caplog: pytest.LogCaptureFixture, level: int = logging.WARNING) -> list[str]:
     """What the interceptor logged at ``level`` (Django's own ``django.request`` line for any 4xx/5xx aside)."""
-    return [r.getMessage() for r in caplog.records if r.name == "interceptor.views" and r.levelno == level]
+    return [r.getMessage() for r in caplog.records if r.name == "interceptor.push" and r.levelno == level]
 
 
 def header(response: dict[str, Any], name: str) -> str | None:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from django.core.checks import run_checks
 
-from connector.fanout import get_hub
+from connector.desktops.fanout import get_hub
 from events import conversations, redis_client
 from events.publish import DeliveryUnavailable, publish
 from testing import clients, processes

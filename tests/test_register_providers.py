@@ -189,7 +189,7 @@ async def test_register_while_the_provider_cannot_answer_is_503(fake, settings, 
     assert response.status_code == 503
     assert response["Content-Type"] == "application/json"
     assert option in response.json()["message"]
-    warnings = [r for r in caplog.records if r.name == "connector.views" and r.levelno == logging.WARNING]
+    warnings = [r for r in caplog.records if r.name == "connector.http.views" and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and option in warnings[0].getMessage()
     assert_no_secret_in(caplog.text)
 

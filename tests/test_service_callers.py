@@ -20,7 +20,8 @@ from channels.testing import HttpCommunicator
 from django.core import checks
 
 from aa_site.asgi import application
-from connector import service_callers, tokens
+from connector import tokens
+from connector.http import service_callers
 from testing import fake_google_certs, processes
 from testing.fake_dialogflow import FakeDialogflow
 from testing.fake_google_certs import FakeGoogleCerts, pubsub_claims, signing_key, unsigned_token
@@ -92,7 +93,7 @@ def refusal_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         record.getMessage()
         for record in caplog.records
-        if record.name == "connector.api.authentication" and record.levelno == logging.WARNING
+        if record.name == "connector.http.api.authentication" and record.levelno == logging.WARNING
     ]
 
 

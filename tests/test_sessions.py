@@ -1,4 +1,4 @@
-"""Recovery session records (``connector.sessions``): one token keeps at most ``SOCKETIO_SESSIONS_PER_TOKEN``.
+"""Recovery session records (``connector.desktops.sessions``): one token keeps at most ``SOCKETIO_SESSIONS_PER_TOKEN``.
 
 A client that connects over and over with one token makes a record each time; the token's index evicts the
 ended records, then the oldest, so the records it holds stay bounded. Driven through the real application
@@ -11,8 +11,9 @@ import json
 
 from socketio import packet as sio
 
-from connector import sessions, tokens
-from connector.socketio.application import start_session
+from connector import tokens
+from connector.desktops import sessions
+from connector.desktops.socketio.application import start_session
 from events import redis_client
 from testing.raw_socketio import SHORT_NAME, SocketIOTestClient, client_factory
 

@@ -1,10 +1,10 @@
-"""The streaming method table and stream-request checks (``connector.streaming.methods``), pure."""
+"""The streaming method table and stream-request checks (``connector.desktops.streaming.methods``), pure."""
 
 from __future__ import annotations
 
 import pytest
 
-from connector.streaming import methods
+from connector.desktops.streaming import methods
 
 METHOD = methods.METHODS["streaming_reactive_companion_suggestions"]
 PARTICIPANT = "projects/acme-cx/locations/us-central1/conversations/C-1/participants/P-1"

@@ -1,4 +1,4 @@
-"""The WebChannel client (``connector.streaming.webchannel``) against the fake WebChannel server, and its framing."""
+"""The WebChannel client (``connector.desktops.streaming.webchannel``) against the fake WebChannel server, and its framing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from connector.streaming import webchannel
+from connector.desktops.streaming import webchannel
 from testing import fake_webchannel
 from testing.fake_webchannel import FakeWebChannel
 

@@ -33,9 +33,10 @@ from django.test import AsyncRequestFactory
 from rest_framework.permissions import IsAuthenticated
 
 from aa_site.asgi import application
-from connector import jwt_secret, plain_ws, tokens
-from connector.api.authentication import URL_TOKEN_MESSAGE, DesktopJWTAuthentication
-from connector.api.views import AsyncAPIView
+from connector import jwt_secret, tokens
+from connector.desktops import plain_ws
+from connector.http.api.authentication import URL_TOKEN_MESSAGE, DesktopJWTAuthentication
+from connector.http.api.views import AsyncAPIView
 
 PROJECT = "test-project"
 CURRENT_SECRET = "current-signing-secret-0123456789-abcdefghijklmnop"

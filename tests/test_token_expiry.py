@@ -9,11 +9,11 @@ import asyncio
 import httpx
 import pytest
 
-from connector import close_codes
+from connector.desktops import close_codes
 from testing import clients, processes
+from testing.plain_ws_client import PlainTestClient
 from testing.push_bodies import push_body
 from testing.tokens import short_lived_token
-from testing.plain_ws_client import PlainTestClient
 
 SHORT_NAME = "projects/p/conversations/expiring"
 

@@ -1,4 +1,4 @@
-"""The WebSocket Origin check (connector/origin.py) against a real daphne connector.
+"""The WebSocket Origin check (connector/desktops/origin.py) against a real daphne connector.
 
 Clients: python-socketio's ``AsyncClient`` (the Socket.IO desktop) and
 aiohttp's WebSocket client for the plain ``/ws/`` protocol and for reading
@@ -139,7 +139,7 @@ async def test_other_origin_is_refused_with_403_and_one_log_line(connector: proc
     lines = await wait_for_refusal_lines(connector, origin, 1)
     await asyncio.sleep(0.2)  # any second line would have been written with the first
     assert len(refusal_lines(connector, origin)) == 1, lines
-    assert " WARNING connector.origin " in lines[0]
+    assert " WARNING connector.desktops.origin " in lines[0]
 
 
 async def test_socketio_desktop_from_another_origin_cannot_connect(connector: processes.Server, token: str):
@@ -198,7 +198,7 @@ async def test_application_refuses_malformed_or_repeated_origin_itself(
     communicator = WebsocketCommunicator(application, "/ws/", headers=[(b"origin", value) for value in origins])
     connected, _ = await communicator.connect(timeout=clients.CLIENT_TIMEOUT)
     assert not connected
-    refusals = [record for record in caplog.records if record.name == "connector.origin"]
+    refusals = [record for record in caplog.records if record.name == "connector.desktops.origin"]
     assert len(refusals) == 1 and refusals[0].levelno == logging.WARNING
 
 

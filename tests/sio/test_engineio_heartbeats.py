@@ -1,4 +1,4 @@
-"""The shared heartbeat timer of ``connector.engineio.session``: many sessions, one timer, none holding up another.
+"""The shared heartbeat timer of ``connector.desktops.engineio.session``: many sessions, one timer, none holding up another.
 
 The sessions here run on a transport that records frames in memory (the
 WebSocket consumer's tests, ``test_socketio_session.py``, drive the same
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
-from connector import close_codes
-from connector.engineio import session as engineio
+from connector.desktops import close_codes
+from connector.desktops.engineio import session as engineio
 
 
 class RecordingTransport:

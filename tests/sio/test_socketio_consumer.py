@@ -19,7 +19,8 @@ from redis.asyncio import Redis
 from rest_framework_simplejwt.utils import aware_utcnow
 from socketio import packet as sio
 
-from connector import membership, tokens
+from connector import tokens
+from connector.desktops import membership
 from events.history import channel_name
 from events.kinds import EventKind
 from events.publish import publish as publish_event

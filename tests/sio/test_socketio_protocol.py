@@ -1,4 +1,4 @@
-"""The codecs ``connector.engineio.packets`` and ``connector.socketio.protocol``: no server, no channel layer.
+"""The codecs ``connector.desktops.engineio.packets`` and ``connector.desktops.socketio.protocol``: no server, no channel layer.
 
 Frames the server sends are decoded here exactly as python-socketio's client
 decodes them (Engine.IO packet first, then the Socket.IO packet in its data),
@@ -17,8 +17,8 @@ import pytest
 from engineio import packet as eio
 from socketio import packet as sio
 
-from connector.engineio import packets
-from connector.socketio import protocol
+from connector.desktops.engineio import packets
+from connector.desktops.socketio import protocol
 
 CONVERSATION = "projects/p/conversations/c"
 

@@ -13,8 +13,8 @@ import logging
 import pytest
 from socketio import packet as sio
 
-from connector.close_codes import MESSAGE_TOO_BIG, PROTOCOL_ERROR, UNAUTHENTICATED, UNSUPPORTED_DATA
-from connector.engineio import session
+from connector.desktops.close_codes import MESSAGE_TOO_BIG, PROTOCOL_ERROR, UNAUTHENTICATED, UNSUPPORTED_DATA
+from connector.desktops.engineio import session
 from testing import clients, processes
 from testing.raw_socketio import PATH, SHORT_NAME, WAIT, SocketIOTestClient, open_connected
 
@@ -140,10 +140,10 @@ async def test_heartbeat_stops_when_a_socket_closes_while_redis_is_gone(settings
         assert heartbeats() == 1
     # Once the hub has seen its subscription drop, leaving the conversation on disconnect fails.
     await clients.wait_until(
-        lambda: any(r.name == "connector.fanout" for r in caplog.records), what="the hub to lose Redis"
+        lambda: any(r.name == "connector.desktops.fanout" for r in caplog.records), what="the hub to lose Redis"
     )
     await client.communicator.disconnect(timeout=WAIT)
     await asyncio.sleep(0)  # let the consumer's ending run
     assert heartbeats() == 0
-    failures = [r for r in caplog.records if r.name == "connector.desktop" and r.levelno == logging.ERROR]
+    failures = [r for r in caplog.records if r.name == "connector.desktops.consumer" and r.levelno == logging.ERROR]
     assert len(failures) == 1, [r.getMessage() for r in caplog.records]

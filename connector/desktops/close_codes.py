@@ -1,0 +1,30 @@
+"""The WebSocket close codes the connector sends, on ``/socket.io/`` and ``/ws/`` alike.
+
+RFC 6455 reserves 1001-2999 for the protocol itself, and the WebSocket library
+under daphne (autobahn) refuses any of them from an application: a consumer
+that closes with 1008 gets an exception instead of a close, daphne then ends
+the connection with 1011 and logs a traceback, and the consumer never runs its
+clean-up. So the connector closes with 1000 or a code from the application
+range 4000-4999, numbered after the HTTP status that means the same thing.
+The README lists them for client authors.
+"""
+
+from __future__ import annotations
+
+NORMAL = 1000
+#: A frame that is not valid Engine.IO 4 / Socket.IO 5 text (or, on ``/ws/``, never sent).
+PROTOCOL_ERROR = 4400
+#: No valid authentication within ``WEBSOCKET_AUTH_TIMEOUT`` seconds, or a refused token on ``/ws/``.
+UNAUTHENTICATED = 4401
+#: A frame longer than ``SOCKETIO_MAX_PAYLOAD``.
+MESSAGE_TOO_BIG = 4413
+#: A binary frame where only text frames are spoken.
+UNSUPPORTED_DATA = 4415
+#: The desktop fell ``WEBSOCKET_SEND_QUEUE_LIMIT`` events (or ``WEBSOCKET_SEND_QUEUE_BYTES``) behind; it can
+#: reconnect and recover them.
+TOO_SLOW = 4429
+TOO_SLOW_REASON = "too far behind in reading events; reconnect to recover them"
+#: An operator disconnected this desktop (the admin's live view, ``connector.desktops.instances``); it may reconnect.
+OPERATOR_DISCONNECT = 4410
+#: Redis could not be reached to set the connection up (its session or events); reconnect later.
+UNAVAILABLE = 4503

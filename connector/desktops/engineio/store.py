@@ -1,0 +1,458 @@
+"""A long-polling session's state in Redis, so that any connector process can serve its next request.
+
+One hash per Engine.IO session, ``<prefix>eio:<sid>``: when it began, the
+heartbeat (when the next ping is due, by when the pong must come), the lock
+of the one GET that may wait at a time, an upgrade in progress, and, once
+the client connected to ``/``, its identity, recovery ``pid``, epoch and per
+joined conversation (field ``c:<name>``) the sequence number it has been
+sent up to, and ``sent``, the highest offset (sequence number) its answers
+carried; ``served_by``, the process that took its latest GET (for the
+operators' live view), and ``closed`` (why: ``operator``, ``token_expired``,
+``queue_full``) once the server ended it while no GET of it was there to answer
+CLOSE. Beside it, ``<prefix>eio:<sid>:out`` lists the packets waiting for the
+next GET (the CONNECT answer, acknowledgements), at most
+``SOCKETIO_POLLING_QUEUE_LIMIT`` packets and ``SOCKETIO_POLLING_QUEUE_BYTES``
+(their total in the hash's ``out_bytes``): a POST that would queue more ends
+the session instead (``queue_full``), its list dropped at once, as a WebSocket
+too far behind is closed (4429). A POST that adds packets publishes on
+``<prefix>eio-wake:<sid>``, so a GET waiting on another process answers at once.
+
+Both keys expire: an unauthenticated session after ``WEBSOCKET_AUTH_TIMEOUT``,
+a connected one ``SOCKETIO_PING_INTERVAL + SOCKETIO_PING_TIMEOUT`` after its
+last request, refreshed by each. Every step is one Lua script (one round
+trip, atomic), and times are Redis's own clock (``TIME``), so processes whose
+clocks differ agree on every deadline.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+from django.conf import settings
+from redis.asyncio import Redis
+
+from connector import tokens
+from connector.desktops import sessions
+from connector.desktops.presence import PROCESS_ID
+from events import redis_client
+from events.history import key_prefix
+
+# Redis's clock in milliseconds.
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS: hash. ARGV: lifetime (ms), ping interval (ms).
+_CREATE = _NOW + """
+redis.call('HSET', KEYS[1], 'created', now, 'ping_due', now + tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+# Take at most ``limit`` packets and ``budget`` bytes (one at least) off the out list, keeping its byte count.
+# The list never holds more (``_COMMIT`` ends a session before), unless it was queued before the budget.
+_TAKE = """
+local function _take(hash, list, limit, budget)
+  local queued = redis.call('LRANGE', list, 0, limit - 1)
+  if #queued == 0 then return queued end
+  local out, size = {}, 0
+  for j = 1, #queued do
+    if j > 1 and size + #queued[j] > budget then break end
+    out[j] = queued[j]
+    size = size + #queued[j]
+  end
+  if #out >= redis.call('LLEN', list) then
+    redis.call('DEL', list)
+    redis.call('HDEL', hash, 'out_bytes')
+  elseif #out > 0 then
+    redis.call('LTRIM', list, #out, -1)
+    redis.call('HINCRBY', hash, 'out_bytes', -size)
+  end
+  return out
+end
+"""
+
+# Start (ARGV[2] 'begin') or continue ('again') the one waiting GET. KEYS: hash, out list. ARGV: lock token,
+# mode, lock lifetime, ping interval, ping timeout, connected lifetime (ms), this process, the queue's limit in
+# packets and in bytes. Returns {status},
+# {'closed', pid, why}, {'overlap', pid} (another GET holds the lock) or {'ok', fields, packets, ping (0/1), ms until
+# the next ping}; the packets are taken off the list.
+_POLL = _NOW + _TAKE + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
+local f = redis.call('HMGET', KEYS[1], 'pong_by', 'poll', 'poll_until', 'upgrading_until', 'ping_due', 'identity',
+                     'closed', 'pid')
+if f[7] then return {'closed', f[8] or '', f[7]} end
+local pong_by = tonumber(f[1] or '0')
+if pong_by > 0 and now > pong_by then
+  return {'timeout'}
+end
+if ARGV[2] == 'begin' then
+  if f[2] and tonumber(f[3] or '0') > now then return {'overlap', f[8] or ''} end
+elseif f[2] ~= ARGV[1] then
+  return {'overlap', f[8] or ''}
+end
+if tonumber(f[4] or '0') > now then
+  if ARGV[2] ~= 'begin' then redis.call('HDEL', KEYS[1], 'poll', 'poll_until') end
+  return {'upgrading'}
+end
+redis.call('HSET', KEYS[1], 'poll', ARGV[1], 'poll_until', now + tonumber(ARGV[3]), 'served_by', ARGV[7])
+local ping = 0
+local ping_due = tonumber(f[5])
+if now >= ping_due then
+  ping = 1
+  ping_due = now + tonumber(ARGV[4])
+  redis.call('HSET', KEYS[1], 'ping_due', ping_due)
+  if pong_by == 0 then redis.call('HSET', KEYS[1], 'pong_by', now + tonumber(ARGV[5])) end
+end
+local out = _take(KEYS[1], KEYS[2], tonumber(ARGV[8]), tonumber(ARGV[9]))
+if f[6] then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
+return {'ok', redis.call('HGETALL', KEYS[1]), out, ping, ping_due - now}
+"""
+
+# The GET answers: release its lock, advance the conversations it read to the position read, keep the
+# epoch and the highest offset sent. KEYS: hash, recovery record. ARGV: lock token, sequence number, epoch,
+# connected lifetime, record lifetime (ms), highest offset sent (0: none), then the conversations read.
+_FINISH = """
+if redis.call('HGET', KEYS[1], 'poll') == ARGV[1] then redis.call('HDEL', KEYS[1], 'poll', 'poll_until') end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local seq = tonumber(ARGV[2])
+for i = 7, #ARGV do
+  local name = 'c:' .. ARGV[i]
+  local at = redis.call('HGET', KEYS[1], name)
+  if at and tonumber(at) < seq then redis.call('HSET', KEYS[1], name, seq) end
+end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'epoch', ARGV[3]) end
+if ARGV[6] ~= '0' then redis.call('HSET', KEYS[1], 'sent', ARGV[6]) end
+if redis.call('HEXISTS', KEYS[1], 'identity') == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
+return 1
+"""
+
+# A POST's outcome. KEYS: hash, out list, recovery record. ARGV: connected lifetime, record lifetime (ms),
+# wake channel, the queue's limit in packets and in bytes, the recovery window (ms), the number of fields to set,
+# field/value pairs, the number to delete, their names, packets. Returns 0 (no such session), 1, {2, packets,
+# bytes} (the session was marked closed: it is over its budget), or 3 (it was marked closed before).
+_COMMIT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'closed') == 1 then return 3 end
+local i = 7
+local sets = tonumber(ARGV[i])
+local first = i + 2 * sets + 2
+local deletes = tonumber(ARGV[first - 1])
+first = first + deletes
+local waiting = redis.call('LLEN', KEYS[2])
+local count = waiting + #ARGV - first + 1
+-- The list may have expired before the hash (a POST without packets renews only the hash): then nothing waits.
+local size = 0
+if waiting > 0 then size = tonumber(redis.call('HGET', KEYS[1], 'out_bytes') or '0') end
+for j = first, #ARGV do size = size + #ARGV[j] end
+if count > tonumber(ARGV[4]) or size > tonumber(ARGV[5]) then
+  -- Over budget: the queued packets go now; a small hash stays so that the next GET answers CLOSE.
+  local pid = redis.call('HGET', KEYS[1], 'pid')
+  for j = 1, sets do
+    if ARGV[i + 2 * j - 1] == 'pid' then pid = ARGV[i + 2 * j] end
+  end
+  local ttl = redis.call('PTTL', KEYS[1])
+  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('HSET', KEYS[1], 'closed', 'queue_full', 'pid', pid or '')
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+  if tonumber(ARGV[6]) > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[6]) end
+  redis.call('PUBLISH', ARGV[3], '1')
+  return {2, count, size}
+end
+for j = 1, sets do
+  redis.call('HSET', KEYS[1], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
+end
+for j = i + 2 * sets + 2, first - 1 do redis.call('HDEL', KEYS[1], ARGV[j]) end
+local packets = #ARGV - first + 1
+for j = first, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[j]) end
+if packets > 0 then redis.call('HSET', KEYS[1], 'out_bytes', size) end
+if redis.call('HEXISTS', KEYS[1], 'identity') == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+end
+if packets > 0 then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+  redis.call('PUBLISH', ARGV[3], '1')
+end
+return 1
+"""
+
+# KEYS: hash, out list. ARGV: wake channel. The session ends; a waiting GET answers CLOSE.
+_CLOSE = """
+local existed = redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('PUBLISH', ARGV[1], '1')
+return existed
+"""
+
+# KEYS: hash. ARGV: how long the upgrade may take (ms), wake channel. The pending GET answers a noop.
+_START_UPGRADE = _NOW + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'upgrading_until', now + tonumber(ARGV[1]))
+redis.call('PUBLISH', ARGV[2], '1')
+return 1
+"""
+
+# KEYS: hash. ARGV: wake channel, why. The server ends the session: its pending or next GET answers CLOSE.
+_MARK_CLOSED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'closed', ARGV[2])
+redis.call('PUBLISH', ARGV[1], '1')
+return 1
+"""
+
+# KEYS: hash, out list. The WebSocket takes the session over: its state, its waiting packets; both keys go.
+# Not a session marked closed: its polls answer CLOSE.
+_ADOPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'closed') == 1 then return false end
+local state = {redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1)}
+redis.call('DEL', KEYS[1], KEYS[2])
+return state
+"""
+
+JOINED_PREFIX = "c:"
+
+
+@dataclass
+class PollingState:
+    """What one request needs of a session: who it is, what it joined, and up to where it was sent."""
+
+    sid: str
+    identity: tokens.DesktopIdentity | None = None
+    connected: bool = False  # to the namespace "/"
+    pid: str | None = None  # its recovery session (connector.desktops.sessions)
+    epoch: str = ""
+    joined: dict[str, int] = field(default_factory=dict)  # conversation -> sequence number sent up to
+    offset_sent: int = 0  # the highest offset (sequence number, in ``epoch``) its answers carried
+    pending: list[str] = field(default_factory=list)  # packets taken for this answer
+    closed: str = ""  # why the server ended it (``mark_closed``), while its next GET has not answered CLOSE yet
+
+    @classmethod
+    def parse(cls, sid: str, flat: list[bytes], pending: list[bytes] = ()) -> PollingState:
+        fields = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+        identity = None
+        if "identity" in fields:
+            identity = tokens.DesktopIdentity(**json.loads(fields["identity"]))
+        return cls(
+            sid=sid,
+            identity=identity,
+            connected=fields.get("connected") == "1",
+            pid=fields.get("pid") or None,
+            epoch=fields.get("epoch", ""),
+            offset_sent=int(fields.get("sent", "0")),
+            joined={name[len(JOINED_PREFIX):]: int(value) for name, value in fields.items()
+                    if name.startswith(JOINED_PREFIX)},
+            pending=[_text(packet) for packet in pending],
+            closed=fields.get("closed", ""),
+        )
+
+
+def identity_field(identity: tokens.DesktopIdentity) -> str:
+    return json.dumps({"project": identity.project, "user": identity.user, "token_id": identity.token_id,
+                       "expires_at": identity.expires_at})
+
+
+@dataclass(frozen=True)
+class Poll:
+    """A GET's turn: ``status`` is ``ok`` (then the rest is set), ``gone``, ``timeout`` (no pong in time),
+    ``overlap`` (another GET holds the session), ``upgrading`` or ``closed`` (``why``: see ``mark_closed``);
+    for ``closed`` and ``overlap``, ``pid`` is the session's recovery session, if any."""
+
+    status: Literal["ok", "gone", "timeout", "overlap", "upgrading", "closed"]
+    state: PollingState | None = None
+    ping: bool = False
+    seconds_to_ping: float = 0.0
+    pid: str | None = None
+    why: str = ""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _keys(sid: str) -> tuple[str, str]:
+    base = f"{key_prefix()}eio:{sid}"
+    return base, f"{base}:out"
+
+
+def session_key(sid: str) -> str:
+    """The Redis key of the session's hash."""
+    return _keys(sid)[0]
+
+
+def session_keys_pattern() -> str:
+    """A ``SCAN`` pattern matching every session's keys (its hash and its packet list)."""
+    return f"{key_prefix()}eio:*"
+
+
+def sid_of(key: bytes | str) -> str | None:
+    """The sid whose hash ``key`` is (a key ``session_keys_pattern`` matched); None for a packet list."""
+    key = _text(key)
+    sid = key[len(f"{key_prefix()}eio:"):]
+    return None if ":" in sid else sid
+
+
+def wake_channel(sid: str) -> str:
+    return f"{wake_channel_prefix()}{sid}"
+
+
+def wake_channel_prefix() -> str:
+    return f"{key_prefix()}eio-wake:"
+
+
+def _record_key(pid: str | None) -> str:
+    # No recovery session: a key that never exists, so the scripts' PEXPIRE of it does nothing.
+    return sessions.key(pid) if pid else f"{key_prefix()}eio:no-session"
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def connected_lifetime() -> float:
+    """Seconds a connected session lives after its last request: a live client polls again well within it."""
+    return settings.SOCKETIO_PING_INTERVAL + settings.SOCKETIO_PING_TIMEOUT + 1
+
+
+def record_lifetime() -> float:
+    """Seconds the recovery record outlives the polling session's last request."""
+    return connected_lifetime() + settings.SOCKETIO_RECOVERY_SECONDS
+
+
+class _Scripts:
+    def __init__(self, client: Redis) -> None:
+        self.create = client.register_script(_CREATE)
+        self.poll = client.register_script(_POLL)
+        self.finish = client.register_script(_FINISH)
+        self.commit = client.register_script(_COMMIT)
+        self.close = client.register_script(_CLOSE)
+        self.start_upgrade = client.register_script(_START_UPGRADE)
+        self.mark_closed = client.register_script(_MARK_CLOSED)
+        self.adopt = client.register_script(_ADOPT)
+
+
+_scripts: redis_client.PerClient[_Scripts] = redis_client.PerClient(_Scripts)
+
+
+def _get() -> _Scripts:
+    return _scripts.get()
+
+
+async def create(sid: str) -> None:
+    """A new session, unauthenticated: it expires after ``WEBSOCKET_AUTH_TIMEOUT`` unless it connects."""
+    await _get().create(keys=[_keys(sid)[0]], args=[_ms(settings.WEBSOCKET_AUTH_TIMEOUT),
+                                                    _ms(settings.SOCKETIO_PING_INTERVAL)])
+
+
+async def exists(sid: str) -> bool:
+    if not redis_client.is_configured() or not sid.isascii() or len(sid) > 64:
+        return False
+    return bool(await redis_client.get_redis().exists(_keys(sid)[0]))
+
+
+async def poll(sid: str, token: str, *, again: bool) -> Poll:
+    """Take the session's waiting packets (and a ping when one is due) for a GET holding lock ``token``."""
+    reply = await _get().poll(
+        keys=list(_keys(sid)),
+        args=[token, "again" if again else "begin", _ms(settings.SOCKETIO_PING_INTERVAL + 5),
+              _ms(settings.SOCKETIO_PING_INTERVAL), _ms(settings.SOCKETIO_PING_TIMEOUT), _ms(connected_lifetime()),
+              PROCESS_ID, settings.SOCKETIO_POLLING_QUEUE_LIMIT, settings.SOCKETIO_POLLING_QUEUE_BYTES],
+    )
+    status = _text(reply[0])
+    if status == "closed":
+        return Poll(status, pid=_text(reply[1]) or None, why=_text(reply[2]))
+    if status == "overlap":
+        return Poll(status, pid=_text(reply[1]) or None)
+    if status != "ok":
+        return Poll(status)  # type: ignore[arg-type]
+    return Poll("ok", PollingState.parse(sid, reply[1], reply[2]), bool(reply[3]), max(0, int(reply[4])) / 1000)
+
+
+async def finish(sid: str, token: str, *, seq: int, epoch: str, conversations: list[str], pid: str | None,
+                 offset_sent: int = 0) -> None:
+    """The GET answers with everything up to ``seq`` of ``conversations``, its highest offset ``offset_sent``
+    (0: it carried no event): record it, release the lock."""
+    await _get().finish(
+        keys=[_keys(sid)[0], _record_key(pid)],
+        args=[token, seq, epoch, _ms(connected_lifetime()), _ms(record_lifetime()), offset_sent, *conversations],
+    )
+
+
+async def load(sid: str) -> PollingState | None:
+    """The session's state for a POST, or None when there is no such session."""
+    flat = await redis_client.get_redis().hgetall(_keys(sid)[0])
+    if not flat:
+        return None
+    return PollingState.parse(sid, [item for pair in flat.items() for item in pair])
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A POST's outcome in Redis: ``ok``; ``gone`` (no such session); ``closed`` (marked closed before: its
+    packets were dropped); ``over_budget`` (its out list would pass ``SOCKETIO_POLLING_QUEUE_LIMIT`` packets or
+    ``SOCKETIO_POLLING_QUEUE_BYTES``: the list was dropped and the session marked closed, ``queue_full``, its
+    recovery window begun), with the ``packets`` and ``size`` (bytes) it would have reached."""
+
+    status: Literal["ok", "gone", "closed", "over_budget"]
+    packets: int = 0
+    size: int = 0
+
+
+async def commit(sid: str, *, pid: str | None, sets: dict[str, str], deletes: list[str],
+                 packets: list[str]) -> Committed:
+    """Apply a POST's changes and queue its packets for the next GET (waking one waiting anywhere), within the
+    session's budget: one over it is closed at once, in the same step, and its queued bytes freed."""
+    pairs = [item for pair in sets.items() for item in pair]
+    reply = await _get().commit(
+        keys=[*_keys(sid), _record_key(pid)],
+        args=[_ms(connected_lifetime()), _ms(record_lifetime()), wake_channel(sid),
+              settings.SOCKETIO_POLLING_QUEUE_LIMIT, settings.SOCKETIO_POLLING_QUEUE_BYTES,
+              _ms(settings.SOCKETIO_RECOVERY_SECONDS),
+              len(sets), *pairs, len(deletes), *deletes, *packets],
+    )
+    if isinstance(reply, list):
+        return Committed("over_budget", int(reply[1]), int(reply[2]))
+    return Committed({0: "gone", 1: "ok", 3: "closed"}[int(reply)])  # type: ignore[arg-type]
+
+
+async def close(sid: str) -> bool:
+    """End the session: its keys go, and a GET waiting on it answers CLOSE. False when it was gone already
+    (ended, expired, or taken over by a WebSocket)."""
+    return bool(await _get().close(keys=list(_keys(sid)), args=[wake_channel(sid)]))
+
+
+CloseReason = Literal["operator", "token_expired", "queue_full"]
+
+
+async def mark_closed(sid: str, why: CloseReason) -> bool:
+    """Mark the session closed, so that its pending or next GET, on any process, answers CLOSE (and ends
+    it); False when there is no such session. For a request that ends the session while no GET may be waiting:
+    deleting it then would answer the client's next GET 400 (``Session ID unknown``), which its client takes
+    for a transport error, not the server's close."""
+    return bool(await _get().mark_closed(keys=[_keys(sid)[0]], args=[wake_channel(sid), why]))
+
+
+async def start_upgrade(sid: str) -> bool:
+    """A WebSocket probed the session: the pending GET answers a noop, and GETs answer at once until the
+    upgrade completes or is abandoned (or ``SOCKETIO_PING_TIMEOUT`` passes)."""
+    return bool(await _get().start_upgrade(keys=[_keys(sid)[0]],
+                                           args=[_ms(settings.SOCKETIO_PING_TIMEOUT), wake_channel(sid)]))
+
+
+async def abandon_upgrade(sid: str) -> None:
+    """The WebSocket went before the upgrade packet: polling goes on."""
+    await redis_client.get_redis().hdel(_keys(sid)[0], "upgrading_until")
+
+
+async def adopt(sid: str) -> PollingState | None:
+    """Take the session over for a WebSocket (the polling keys are removed); None when it is gone."""
+    reply = await _get().adopt(keys=list(_keys(sid)))
+    if not reply:
+        return None
+    return PollingState.parse(sid, reply[0], reply[1])
