@@ -263,7 +263,7 @@ async def test_each_503_logs_one_error_line(settings: Any, caplog: pytest.LogCap
     response = await post("/new-message-event", fixture_bytes(next(iter(VALID_FIXTURES))))
     assert response["status"] == 503
     errors = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1 and errors[0].startswith("interceptor.views: "), errors
+    assert len(errors) == 1 and errors[0].startswith("interceptor.push: "), errors
 
 
 def notification_of_size(conversation: str, size: int) -> dict[str, Any]:
