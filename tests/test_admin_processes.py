@@ -138,6 +138,12 @@ async def test_live_view_disconnect_and_purge_across_instances(cluster: Cluster,
         assert pushed.status_code == 204
         assert (await plain.next_frame())["type"] == "event"
         page = await wait_for_page(client, "/admin/live/", name, "socketio: 1", "websocket: 1", message_id)
+        # The conversation lists a desktop once its instance's record, rewritten every INSTANCE_REPORT_SECONDS,
+        # carries the join: the counts by transport can show before both rows do.
+        await clients.wait_until(
+            lambda: len(re.findall(r'data-connection="[0-9a-f]+"', client.get("/admin/live/").text)) == 2,
+            what="both desktops under the conversation")
+        page = client.get("/admin/live/").text
         assert "Test message." not in page  # the notification's content never reaches the admin
         assert "agent-ana" in page
         connections = re.findall(r'data-connection="([0-9a-f]+)"', page)
