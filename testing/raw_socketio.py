@@ -2,7 +2,7 @@
 
 Each client drives the real ASGI application through ``WebsocketCommunicator``;
 server frames are decoded with python-socketio's own packet classes. Used by
-``test_socketio_consumer.py`` and ``test_socketio_session.py``.
+``tests/sio/`` and ``test_properties_frames.py``.
 """
 
 from __future__ import annotations
@@ -88,9 +88,13 @@ class SocketIOTestClient:
 
     async def close_code(self) -> int:
         """Wait for the server to close the connection; its close code (1000 when none is given)."""
+        return (await self.closed())[0]
+
+    async def closed(self) -> tuple[int, str]:
+        """Wait for the server to close the connection; its close code (1000 when none is given) and reason."""
         output = await self.communicator.receive_output(WAIT)
         assert output["type"] == "websocket.close", output
-        return output.get("code", 1000)
+        return output.get("code", 1000), output.get("reason") or ""
 
 
 @contextlib.asynccontextmanager

@@ -3,6 +3,9 @@
 - Engine.IO text frames (``connector.desktops.engineio.packets.decode``): a ``Packet`` or ``PacketError``;
   the payload of a MESSAGE (``connector.desktops.socketio.protocol.decode``): a Socket.IO packet or
   ``ProtocolError``. Nothing else may escape into the consumer.
+- ``/socket.io/`` over a WebSocket, connected to ``/``: any Socket.IO payload is either refused (the
+  connection closes with 4400 and the decoder's reason) or answered as the README says (an acknowledgement for
+  an event with an id, CONNECT_ERROR for another namespace, nothing otherwise), and the connection goes on.
 - ``/ws/`` (``connector.desktops.plain_ws``), driven in-process with channels' ``WebsocketCommunicator`` on
   the real application and Redis: any text frame gets one answer frame of the README's table, as
   strict JSON, echoing the request's ``id``; the connection stays open unless the answer is an
@@ -24,6 +27,7 @@ from connector import tokens
 from connector.desktops import close_codes, plain_ws
 from connector.desktops.engineio import packets as engineio_packets
 from connector.desktops.socketio import protocol
+from testing.raw_socketio import client_factory, open_connected
 from testing.strategies import CONVERSATION_NAMES, PROPERTY_SETTINGS, any_text, json_text, json_values
 
 WAIT = 10.0
@@ -72,6 +76,40 @@ def test_any_socketio_payload_decodes_or_is_a_protocol_error(payload: str) -> No
         return
     assert packet.packet_type in (sio.CONNECT, sio.DISCONNECT, sio.EVENT, sio.ACK, sio.CONNECT_ERROR)
     assert isinstance(protocol.namespace_of(packet), str)
+
+
+@CONNECTION_SETTINGS
+@given(socketio_payloads)
+async def test_any_socketio_payload_is_refused_with_its_reason_or_answered_as_documented(payload: str) -> None:
+    try:
+        expected = protocol.decode(payload)
+    except protocol.ProtocolError as error:
+        expected, refusal = None, str(error)
+    async with client_factory() as make:
+        client = await open_connected(make)
+        await client.send("4" + payload)
+        if expected is None:
+            assert await client.closed() == (close_codes.PROTOCOL_ERROR, close_codes.reason(refusal))
+            return
+        # A client's PING is answered PONG in order: whatever the payload made the server send comes before it.
+        await client.send("2")
+        answers = []
+        while (frame := await client.receive()) != "3":
+            answers.append(sio.Packet(encoded_packet=frame[1:]))
+    namespace = protocol.namespace_of(expected)
+    if namespace != protocol.DEFAULT_NAMESPACE:
+        answer_types = [sio.CONNECT_ERROR] if expected.packet_type == sio.CONNECT else []
+    elif expected.packet_type == sio.EVENT and expected.data is not None and expected.id is not None:
+        answer_types = [sio.ACK]
+    else:
+        answer_types = []
+    assert [answer.packet_type for answer in answers] == answer_types, (payload, answers)
+    for answer in answers:
+        assert protocol.namespace_of(answer) == namespace
+        if answer.packet_type == sio.ACK:
+            assert answer.id == expected.id and answer.data[0] is False
+        else:
+            assert answer.data == {"message": "Invalid namespace"}
 
 
 # --- the /ws consumer ---------------------------------------------------------------------------

@@ -28,3 +28,12 @@ TOO_SLOW_REASON = "too far behind in reading events; reconnect to recover them"
 OPERATOR_DISCONNECT = 4410
 #: Redis could not be reached to set the connection up (its session or events); reconnect later.
 UNAVAILABLE = 4503
+
+#: The longest close reason a close frame carries: its payload is at most 125 bytes, two of them the code.
+MAX_REASON_BYTES = 123
+
+
+def reason(text: str) -> str:
+    """``text`` as a close frame's reason: cut to ``MAX_REASON_BYTES`` of UTF-8, never inside a character (a
+    lone surrogate, which UTF-8 cannot carry, becomes ``?``)."""
+    return text.encode("utf-8", "replace")[:MAX_REASON_BYTES].decode("utf-8", "ignore")

@@ -11,8 +11,12 @@
 // --linger ms, so duplicates still show), after --timeout ms, on a refused
 // connection, on "exit" or end of standard input. Standard input also takes
 // "join NAME" and "leave NAME" lines, so a test can change membership later, and
-// "emit EVENT JSON" lines, which emit EVENT with the JSON value as its argument, and
+// "emit EVENT JSON" lines, which emit EVENT with the JSON value as its argument,
+// "call NAME JSON" lines, which emit with an acknowledgement (reported as "ack") an
+// event whose name is the JSON value NAME (a number is a name socket.io-parser accepts),
+// "emit-binary EVENT" lines, which emit EVENT with a Buffer (a binary event), and
 // "token JWT" lines, which replace the token the next (re)connection presents.
+// A "disconnect" line names the WebSocket's close code and reason when it had them.
 // With --reconnect the client reconnects by itself (socket.io-client's default, with
 // a short fixed delay), and "connected" reports whether the session was recovered.
 import { createInterface } from "node:readline";
@@ -89,7 +93,13 @@ socket.on("connect_error", (error) => {
   if (!options.reconnect || socket.active === false) finish("connect_error");
 });
 
-socket.on("disconnect", (reason) => report("disconnect", { reason }));
+socket.on("disconnect", (reason, details) => {
+  // For the websocket transport, the WebSocket's close event; for long-polling, whatever failed (not reported).
+  const closed = details?.context ?? {};
+  const code = typeof closed.code === "number" ? closed.code : undefined;
+  const closeReason = typeof closed.reason === "string" ? closed.reason : undefined;
+  report("disconnect", { reason, code, closeReason });
+});
 
 let received = 0;
 socket.onAny((event, ...args) => {
@@ -111,5 +121,9 @@ createInterface({ input: process.stdin }).on("line", (line) => {
   else if (command === "emit") {
     const [, event, ...json] = line.trim().split(" ");
     socket.emit(event, JSON.parse(json.join(" ")));
-  }
+  } else if (command === "call") {
+    const [, event, ...json] = line.trim().split(" ");
+    const name = JSON.parse(event);
+    socket.emit(name, JSON.parse(json.join(" ")), (...args) => report("ack", { event: name, args }));
+  } else if (command === "emit-binary") socket.emit(name, Buffer.from("binary"));
 }).on("close", () => finish("stdin closed"));

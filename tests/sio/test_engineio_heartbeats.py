@@ -27,7 +27,7 @@ class RecordingTransport:
             await self.release.wait()
         self.frames.append(frame)
 
-    async def close_transport(self, code: int) -> None:
+    async def close_transport(self, code: int, reason: str | None = None) -> None:
         self.closed = code
 
 

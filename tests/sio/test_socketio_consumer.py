@@ -151,6 +151,7 @@ async def test_connect_to_another_namespace_is_refused_for_that_namespace(new_cl
     await client.send("40/admin," + json.dumps({"token": tokens.issue_token(user="alice")}))
     refusal = await client.receive_packet()
     assert (refusal.packet_type, refusal.namespace) == (sio.CONNECT_ERROR, "/admin")
+    assert refusal.data == {"message": "Invalid namespace"}  # the JavaScript server's words (client.ts)
     assert (await client.connect_namespace(tokens.issue_token(user="alice"))).packet_type == sio.CONNECT
 
 
@@ -218,6 +219,47 @@ async def test_unknown_event_with_ack_is_refused(connected) -> None:
     client = await connected()
     ok, reason = await client.call("subscribe", SHORT_NAME)
     assert ok is False and "subscribe" in reason
+
+
+@pytest.mark.parametrize(
+    ("name", "echoed"),
+    [
+        pytest.param("42", "42", id="integer"),
+        pytest.param("-1.5", "-1.5", id="float"),
+        # The most digits python-engineio's JSON decoder reads in an integer.
+        pytest.param("9" * 100, "9" * 64, id="integer of 100 digits"),
+        pytest.param('"disconnect"', "'disconnect'", id="a name the JavaScript server reserves"),
+    ],
+)
+async def test_an_event_named_by_a_number_or_a_reserved_name_is_an_unknown_event(connected, name, echoed) -> None:
+    """socket.io-parser takes a number as an event's name, so a stock client may send one: like any unknown
+    event, its acknowledgement is ``[false, "unknown event <at most 64 characters of it>"]``. So are the names
+    the JavaScript server reserves (it closes the connection over them; they mean nothing here)."""
+    client = await connected()
+    await client.send(f"427[{name},{json.dumps(SHORT_NAME)}]")
+    ack = await client.receive_packet()
+    assert (ack.packet_type, ack.id, ack.data) == (sio.ACK, 7, [False, f"unknown event {echoed}"])
+    assert await client.call("join-conversation", SHORT_NAME) == [True, SHORT_NAME]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param('43["x"]', id="an ACK without an id"),
+        pytest.param('431["x"]', id="an ACK for an id never sent"),
+        pytest.param("43" + str(2**31 - 1) + "[]", id="an ACK for the largest id"),
+        pytest.param("435", id="an ACK without a payload"),
+        pytest.param("42", id="an EVENT without a payload"),
+        pytest.param("429", id="an EVENT without a payload, with an ack id"),
+    ],
+)
+async def test_packets_that_name_nothing_to_do_are_ignored(connected, frame: str) -> None:
+    """The server asks for no acknowledgement, so a client's ACK names an id it never sent: ignored, as the
+    JavaScript server ignores one (socket.ts, "bad ack"); so is an EVENT without a payload, which it emits as
+    nothing. Neither is answered, and the connection goes on: the next frame is the join's acknowledgement."""
+    client = await connected()
+    await client.send(frame)
+    assert await client.call("join-conversation", SHORT_NAME) == [True, SHORT_NAME]
 
 
 async def test_join_limit_per_connection(connected) -> None:

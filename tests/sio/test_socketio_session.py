@@ -82,24 +82,43 @@ async def test_connected_socket_outlives_auth_timeout(connected, settings) -> No
 
 
 @pytest.mark.parametrize(
-    "frame",
+    ("frame", "reason"),
     [
-        pytest.param("x", id="non-numeric type"),
-        pytest.param("9", id="unknown Engine.IO type"),
-        pytest.param("4", id="empty Socket.IO packet"),
-        pytest.param("47", id="unknown Socket.IO type"),
-        pytest.param('42["join-conversation"', id="truncated JSON"),
-        pytest.param('451-["join-conversation",{"_placeholder":true,"num":0}]', id="binary attachment"),
-        pytest.param("42" + "[" * 100_000, id="deeply nested JSON"),
-        pytest.param("42" + str(2**31) + '["x"]', id="ack id past 2^31 - 1"),
-        pytest.param("40/" + "n" * 65 + ",{}", id="CONNECT to a namespace longer than 64 characters"),
+        pytest.param("x", "invalid Engine.IO packet", id="non-numeric type"),
+        pytest.param("9", "unknown Engine.IO packet type 9", id="unknown Engine.IO type"),
+        pytest.param("4", "empty Socket.IO packet", id="empty Socket.IO packet"),
+        pytest.param("47", "unknown Socket.IO packet type 7", id="unknown Socket.IO type"),
+        pytest.param('42["join-conversation"', "invalid Socket.IO packet", id="truncated JSON"),
+        pytest.param('451-["join-conversation",{"_placeholder":true,"num":0}]', "binary attachments are not supported",
+                     id="binary attachment"),
+        pytest.param('450-["join-conversation"]', "binary attachments are not supported",
+                     id="binary event without attachments"),
+        pytest.param('461-1[{"_placeholder":true,"num":0}]', "binary attachments are not supported", id="binary ack"),
+        pytest.param("42" + "[" * 100_000, "invalid Socket.IO packet", id="deeply nested JSON"),
+        pytest.param("42" + str(2**31) + '["x"]', "acknowledgement id above 2147483647", id="ack id past 2^31 - 1"),
+        pytest.param("43" + str(2**31) + "[]", "acknowledgement id above 2147483647", id="ACK id past 2^31 - 1"),
+        pytest.param("40/" + "n" * 65 + ",{}", "namespace longer than 64 characters",
+                     id="CONNECT to a namespace longer than 64 characters"),
+        pytest.param("42[]", "EVENT payload has no event name", id="empty event array"),
+        pytest.param("421[]", "EVENT payload has no event name", id="empty event array with an ack id"),
+        pytest.param('42{"name":"join-conversation"}', "EVENT payload is not an array", id="event object"),
+        pytest.param('42"join-conversation"', "EVENT payload is not an array", id="event string"),
+        pytest.param("421[null]", "event name is neither a string nor a number", id="event name null"),
+        pytest.param("42[true]", "event name is neither a string nor a number", id="event name true"),
+        pytest.param('42[{"a":1},"x"]', "event name is neither a string nor a number", id="event name object"),
+        pytest.param('42[["join-conversation"]]', "event name is neither a string nor a number", id="event name array"),
+        pytest.param('431{"a":1}', "ACK payload is not an array", id="ack object"),
     ],
 )
-async def test_invalid_packet_closes_with_protocol_error(connected, frame: str) -> None:
-    """A frame that is not a valid text packet closes the connection with 4400, without a server error."""
+async def test_invalid_packet_closes_with_protocol_error_and_the_reason(connected, frame: str, reason: str) -> None:
+    """A frame that is not a valid text packet closes the connection with 4400, its close frame saying why
+    (bounded: it repeats nothing of what the client sent), without a server error. The Socket.IO payload rules
+    are socket.io-parser's (``isPayloadValid``), whose decoder error makes the JavaScript server close too."""
     client = await connected()
     await client.send(frame)
-    assert await client.close_code() == PROTOCOL_ERROR
+    code, why = await client.closed()
+    assert code == PROTOCOL_ERROR
+    assert why.startswith(reason) and len(why.encode()) <= 123, why
 
 
 async def test_binary_frame_closes_with_unsupported_data(connected) -> None:

@@ -38,8 +38,8 @@ class Transport(Protocol):
     async def send_frame(self, frame: str) -> None:
         """Send one text frame."""
 
-    async def close_transport(self, code: int) -> None:
-        """End the connection with ``code`` (``connector.desktops.close_codes``)."""
+    async def close_transport(self, code: int, reason: str | None = None) -> None:
+        """End the connection with ``code`` (``connector.desktops.close_codes``) and ``reason``, when given."""
 
 
 class Heartbeats:
@@ -198,14 +198,15 @@ class EngineIOSession:
         await self._transport.send_frame(packets.message_frame(payload))
 
     async def refuse(self, why: str) -> None:
-        """End the session over a frame that breaks the protocol (4400)."""
+        """End the session over a frame that breaks the protocol (4400, ``why`` as the close reason: the one
+        thing a client's close handler can show, as no Socket.IO packet carries an error once connected)."""
         logger.info("Closing Engine.IO session %s: %s", self.sid, why)
-        await self.close(close_codes.PROTOCOL_ERROR)
+        await self.close(close_codes.PROTOCOL_ERROR, reason=close_codes.reason(why))
 
-    async def close(self, code: int = close_codes.NORMAL) -> None:
-        """Stop the heartbeat and end the transport with ``code``."""
+    async def close(self, code: int = close_codes.NORMAL, *, reason: str | None = None) -> None:
+        """Stop the heartbeat and end the transport with ``code`` (and ``reason``)."""
         self.stop()
-        await self._transport.close_transport(code)
+        await self._transport.close_transport(code, reason)
 
     def stop(self) -> None:
         """Stop the heartbeat (the connection ended, whichever way): left running, it would ping for ever."""

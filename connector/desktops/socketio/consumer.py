@@ -177,8 +177,8 @@ class SocketIOConsumer(DesktopConsumer):
     async def send_frame(self, frame: str) -> None:
         await self.send(frame)
 
-    async def close_transport(self, code: int) -> None:
-        await self.close(code=code)
+    async def close_transport(self, code: int, reason: str | None = None) -> None:
+        await self.close(code=code, reason=reason)
 
     async def _on_message(self, payload: str) -> None:
         assert self.socketio is not None

@@ -42,12 +42,43 @@ def decode(payload: str) -> sio.Packet:
     if packet.packet_type not in range(len(sio.packet_names)):
         raise ProtocolError(f"unknown Socket.IO packet type {packet.packet_type}")
     if packet.attachment_count or packet.packet_type in (sio.BINARY_EVENT, sio.BINARY_ACK):
+        # Desktops and the UI modules send JSON only. The attachments would follow as binary frames (or base64
+        # packets over long-polling), which the text-only Engine.IO layer refuses anyway: ending the session at
+        # this packet names the reason the client broke it.
         raise ProtocolError("binary attachments are not supported")
     if packet.namespace is not None and len(packet.namespace) > MAX_NAMESPACE_LENGTH:
         raise ProtocolError(f"namespace longer than {MAX_NAMESPACE_LENGTH} characters")
     if packet.id is not None and packet.id > MAX_ACK_ID:
         raise ProtocolError(f"acknowledgement id above {MAX_ACK_ID}")
+    _check_payload(packet)
     return packet
+
+
+def _check_payload(packet: sio.Packet) -> None:
+    """The payload rules of socket.io-parser's ``isPayloadValid`` for what the server reads: an EVENT's is an
+    array that starts with its name (a string or a number), an ACK's an array. A packet without a payload
+    passes, as there (the JavaScript server ignores such an EVENT or ACK, and so does ``SocketIOServer``).
+
+    Unlike there, the names the JavaScript server reserves (``connect``, ``disconnect``, ...) pass: they are
+    unknown events here, answered like any other, and nothing gives them a meaning.
+    """
+    data = packet.data
+    if data is None:
+        return
+    if packet.packet_type == sio.EVENT:
+        if not isinstance(data, list):
+            raise ProtocolError("EVENT payload is not an array")
+        if not data:
+            raise ProtocolError("EVENT payload has no event name")
+        if not _is_event_name(data[0]):
+            raise ProtocolError("event name is neither a string nor a number")
+    elif packet.packet_type == sio.ACK and not isinstance(data, list):
+        raise ProtocolError("ACK payload is not an array")
+
+
+def _is_event_name(value: Any) -> bool:
+    """A string, or a number as socket.io-parser accepts one (JSON's true and false are not numbers)."""
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
 
 
 def namespace_of(packet: sio.Packet) -> str:

@@ -86,6 +86,8 @@ class SocketIOServer:
             await self._application.socketio_disconnect()
         elif packet.packet_type == protocol.EVENT and self.connected:
             await self._event(packet.data, packet.id)
+        # An ACK is left alone: this server asks for no acknowledgement, so its id is one never sent, which the
+        # JavaScript server ignores too (socket.ts, onack: "bad ack").
 
     async def emit(self, event: str, *args: Any) -> None:
         """Send ``event`` with ``args`` to the client."""
@@ -104,13 +106,21 @@ class SocketIOServer:
             await self._session.send_message(protocol.connected(sid=new_sid(), **extra))
             await self._application.socketio_connected()
 
-    async def _event(self, data: Any, ack_id: int | None) -> None:
-        if not isinstance(data, list) or not data or not isinstance(data[0], str):
-            return
-        name, args = data[0], data[1:]
-        handler = type(self._application).socketio_handlers.get(name)
-        result = ([False, f"unknown event {name[:MAX_ECHOED_NAME]!r}"] if handler is None
+    async def _event(self, data: list[Any] | None, ack_id: int | None) -> None:
+        if data is None:
+            return  # an EVENT without a payload: the JavaScript server emits nothing for it either
+        name, args = data[0], data[1:]  # a string or a number (protocol.decode)
+        handler = type(self._application).socketio_handlers.get(name) if isinstance(name, str) else None
+        result = ([False, f"unknown event {_echoed(name)}"] if handler is None
                   else await handler(self._application, *args))
         if ack_id is not None:
             await self._session.send_message(protocol.ack(ack_id, *result))
         await self._application.socketio_event_handled()
+
+
+def _echoed(name: str | int | float) -> str:
+    """An unknown event's name as its acknowledgement repeats it: at most ``MAX_ECHOED_NAME`` characters of it
+    (a number's too: an integer may have 100 digits)."""
+    if isinstance(name, str):
+        return repr(name[:MAX_ECHOED_NAME])
+    return str(name)[:MAX_ECHOED_NAME]
