@@ -410,7 +410,7 @@ def test_a_genesys_region_under_either_name_reaches_the_connector_as_genesys_clo
     ((*FLAGS, "--connector-service", "UI-Connector"), "not a connector service name"),
     ((*FLAGS, "--interceptor-service", "interceptor-of-the-agent-assist-backend"), "not an interceptor service name"),
     ((*FLAGS, "--interceptor-service", "ui-connector"), "two service names"),
-    ((*FLAGS, "--subscription-prefix", "-new"), "not a subscription prefix"),
+    ((*FLAGS, "--subscription-prefix", "aa_backend_"), "not a subscription prefix"),
 ])
 def test_bad_flags_are_command_errors(settings: Any, arguments: tuple[str, ...], reason: str) -> None:
     settings.GCP_PROJECT_ID = ""
