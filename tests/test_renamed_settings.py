@@ -156,19 +156,16 @@ def genesys_tls(tmp_path_factory) -> TlsFiles:
 
 
 @pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeProvider]:
-    with fake_providers.serve() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server: FakeProvider) -> FakeProvider:
-    fake_server.reset()
-    return fake_server
+def fake() -> Iterator[FakeProvider]:
+    """The fake Genesys Cloud (with the other providers), for the module; the proxy fixture resets it."""
+    with fake_providers.serve() as running:
+        yield running
 
 
 @pytest.fixture
 def proxy(fake: FakeProvider, genesys_tls: TlsFiles) -> Iterator[InterceptingProxy]:
+    """A fresh proxy in front of the fake, which forgets earlier tests' requests."""
+    fake.reset()
     with intercepting_proxy.serve(fake.port, genesys_tls) as running:
         yield running
 
