@@ -10,7 +10,7 @@ the interceptor's in ``interceptor.checks``, the identity providers' in
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Warning, register
 
 from events import redis_config
 
@@ -20,11 +20,17 @@ MIN_METRICS_TOKEN_LENGTH = 32
 
 @register()
 def check_environment(app_configs=None, **kwargs) -> list:
-    """Report values that could not be parsed from the environment."""
-    return [
+    """Report values that could not be parsed from the environment, and settings given under two names."""
+    problems: list = [
         Error(f"{name} {message}.", hint=f"Fix the environment variable {name}.", id="aa_site.E001")
         for name, message in settings.ENVIRONMENT_PROBLEMS
     ]
+    # A setting given under both of its names: it works, but the operator should keep only one.
+    problems += [
+        Warning(f"{message}.", hint="Keep only one of the two names.", id="aa_site.W002")
+        for message in settings.ENVIRONMENT_NOTICES
+    ]
+    return problems
 
 
 @register()

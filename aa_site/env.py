@@ -15,6 +15,9 @@ from urllib.parse import unquote, urlsplit
 
 # (setting name, message) pairs; copied into settings.ENVIRONMENT_PROBLEMS.
 PROBLEMS: list[tuple[str, str]] = []
+# Messages about settings that work but may not do what was meant; copied into settings.ENVIRONMENT_NOTICES,
+# which start-up logs as warnings.
+NOTICES: list[str] = []
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -24,6 +27,21 @@ def text(name: str, default: str = "") -> str:
     """Return the variable stripped of surrounding whitespace, or ``default``."""
     value = os.environ.get(name)
     return default if value is None else value.strip()
+
+
+def renamed(name: str, old_name: str, default: str = "") -> str:
+    """Return ``name``, also read under ``old_name`` (its name in Google's sample, or an earlier one), or
+    ``default``.
+
+    An empty value counts as unset, so a deploy script that passes an unset shell variable under one name
+    does not hide the other. Set to different values, ``name`` wins and a notice names both: a deployment
+    copied from the sample may carry the old name beside the new one, and must learn which value it runs on.
+    """
+    value, old_value = text(name), text(old_name)
+    if value and old_value and value != old_value:
+        NOTICES.append(f"{name} and {old_name} are both set, to different values: using {name}={value!r}, "
+                       f"ignoring {old_name}={old_value!r}")
+    return value or old_value or default
 
 
 def flag(name: str, default: bool = False) -> bool:

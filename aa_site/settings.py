@@ -73,14 +73,16 @@ AUTH_OPTION = env.text("AUTH_OPTION")
 APP_AUTH_OPTION = env.text("APP_AUTH_OPTION")
 SALESFORCE_DOMAIN = env.text("SALESFORCE_DOMAIN", "login.salesforce.com")
 SALESFORCE_ORGANIZATION_ID = env.text("SALESFORCE_ORGANIZATION_ID")
-GENESYS_CLOUD_ENVIRONMENT = env.text("GENESYS_CLOUD_ENVIRONMENT", "mypurecloud.com")
+# Genesys Cloud's region domain (mypurecloud.com, usw2.pure.cloud, ...). GENESYS_CLOUD_ENVIRONMENT is the
+# sample's name for it; GENESYS_CLOUD_REGION wins when both are set.
+GENESYS_CLOUD_REGION = env.renamed("GENESYS_CLOUD_REGION", "GENESYS_CLOUD_ENVIRONMENT", "mypurecloud.com")
 TWILIO_FLEX_ENVIRONMENT = env.text("TWILIO_FLEX_ENVIRONMENT")
 TWILIO_ACCOUNT_SID = env.text("TWILIO_ACCOUNT_SID")
 FIVE9_TRUST_TOKEN = env.text("FIVE9_TRUST_TOKEN")
 # Where the providers are called (auth_providers/): derived from the sample's
 # settings above; set explicitly only to point at a proxy or a test double.
 SALESFORCE_URL = env.text("SALESFORCE_URL", f"https://{SALESFORCE_DOMAIN}")
-GENESYS_CLOUD_API_URL = env.text("GENESYS_CLOUD_API_URL", f"https://api.{GENESYS_CLOUD_ENVIRONMENT}")
+GENESYS_CLOUD_API_URL = env.text("GENESYS_CLOUD_API_URL", f"https://api.{GENESYS_CLOUD_REGION}")
 TWILIO_FLEX_URL = env.text("TWILIO_FLEX_URL", f"https://{TWILIO_FLEX_ENVIRONMENT}" if TWILIO_FLEX_ENVIRONMENT else "")
 TWILIO_API_URL = env.text("TWILIO_API_URL", "https://api.twilio.com")
 # Seconds; a provider slower than this answers 503 instead of holding /register open.
@@ -88,7 +90,9 @@ IDENTITY_PROVIDER_CONNECT_TIMEOUT = env.number("IDENTITY_PROVIDER_CONNECT_TIMEOU
 IDENTITY_PROVIDER_READ_TIMEOUT = env.number("IDENTITY_PROVIDER_READ_TIMEOUT", 5.0, minimum=0.01, maximum=120)
 
 JWT_SECRET_NAME = env.text("JWT_SECRET_NAME")
-JWT_SECRET_KEY_FILE = env.text("JWT_SECRET_KEY_FILE", "/secret/jwt_secret_key")
+# Where Cloud Run mounts the signing secret (the sample's path). JWT_SECRET_KEY_FILE is this setting's earlier
+# name; JWT_SECRET_KEY_PATH wins when both are set.
+JWT_SECRET_KEY_PATH = env.renamed("JWT_SECRET_KEY_PATH", "JWT_SECRET_KEY_FILE", "/secret/jwt_secret_key")
 JWT_SECRET_KEY = env.text("JWT_SECRET_KEY")
 JWT_LIFETIME_MINUTES = env.integer("JWT_LIFETIME_MINUTES", 60, minimum=1, maximum=24 * 60)
 
@@ -409,3 +413,4 @@ CONVERSATION_NAME_MAX_ENTRIES = env.integer("CONVERSATION_NAME_MAX_ENTRIES", 100
                                             maximum=100_000_000)
 
 ENVIRONMENT_PROBLEMS = list(env.PROBLEMS)
+ENVIRONMENT_NOTICES = list(env.NOTICES)

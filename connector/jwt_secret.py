@@ -11,10 +11,11 @@ Current secret, the first source that is configured wins:
 1. ``JWT_SECRET_KEY``: the value itself (development, or platforms without
    Secret Manager). Setting it together with ``JWT_SECRET_NAME`` is refused
    as ambiguous.
-2. The file at ``JWT_SECRET_KEY_FILE`` (default ``/secret/jwt_secret_key``),
-   when it exists: Cloud Run mounts a Secret Manager secret there with
-   ``--update-secrets``. It beats ``JWT_SECRET_NAME`` because the sample's
-   deployment sets both, for the same secret, and the file needs no API call.
+2. The file at ``JWT_SECRET_KEY_PATH`` (default ``/secret/jwt_secret_key``;
+   also read as ``JWT_SECRET_KEY_FILE``, its earlier name), when it exists:
+   Cloud Run mounts a Secret Manager secret there with ``--update-secrets``.
+   It beats ``JWT_SECRET_NAME`` because the sample's deployment sets both,
+   for the same secret, and the file needs no API call.
 3. ``JWT_SECRET_NAME``: read from Secret Manager with the service's
    Application Default Credentials. A bare secret id means
    ``projects/{GCP_PROJECT_ID}/secrets/{id}/versions/latest``; a full
@@ -61,7 +62,7 @@ DEVELOPMENT_SOURCE = "development default"
 DEVELOPMENT_SECRET = "aa-backend-development-only-secret-do-not-deploy"
 GENERATE = "python -c 'import secrets; print(secrets.token_urlsafe(48))' (or: openssl rand -base64 48)"
 HINT = (
-    "Mount the secret at JWT_SECRET_KEY_FILE (default /secret/jwt_secret_key), set JWT_SECRET_NAME to a "
+    "Mount the secret at JWT_SECRET_KEY_PATH (default /secret/jwt_secret_key), set JWT_SECRET_NAME to a "
     "Secret Manager secret the service account may access, set JWT_SECRET_KEY, or run with DEVELOPMENT_MODE=true. "
     f"It must be random: at least {MINIMUM_LENGTH} characters and about {MINIMUM_ENTROPY_BITS} bits; "
     f"generate one with {GENERATE}."
@@ -81,7 +82,7 @@ class _Sources:
     name: str
 
 
-CURRENT = _Sources("JWT_SECRET_KEY", "JWT_SECRET_KEY_FILE", "JWT_SECRET_NAME")
+CURRENT = _Sources("JWT_SECRET_KEY", "JWT_SECRET_KEY_PATH", "JWT_SECRET_NAME")
 PREVIOUS = _Sources("JWT_PREVIOUS_SECRET_KEY", "JWT_PREVIOUS_SECRET_KEY_FILE", "JWT_PREVIOUS_SECRET_NAME")
 
 
@@ -131,7 +132,7 @@ def _read_all() -> Secrets:
     current = _read(CURRENT)
     if current is None:
         if not settings.DEVELOPMENT_MODE:
-            path = settings.JWT_SECRET_KEY_FILE
+            path = settings.JWT_SECRET_KEY_PATH
             raise SecretUnavailable(
                 f"No JWT signing secret: JWT_SECRET_KEY and JWT_SECRET_NAME are empty and {path} does not exist."
             )

@@ -72,7 +72,7 @@ PUBSUB_NAMES = {
 PROVIDER_SETTINGS = {
     "Salesforce": ("SALESFORCE_DOMAIN", "SALESFORCE_ORGANIZATION_ID"),
     "SalesforceLWC": ("SALESFORCE_DOMAIN", "SALESFORCE_ORGANIZATION_ID"),
-    "GenesysCloud": ("GENESYS_CLOUD_ENVIRONMENT",),
+    "GenesysCloud": ("GENESYS_CLOUD_REGION",),
     "Twilio": ("TWILIO_FLEX_ENVIRONMENT",),
     "Five9": (),
 }
@@ -85,6 +85,23 @@ REQUIRED_PROVIDER_SETTINGS = {
 }
 REQUIRED_APP_PROVIDER_SETTINGS = {"Twilio": ("TWILIO_ACCOUNT_SID",)}
 CONVERSATION_PROFILE_COMMAND = "configure_conversation_profile"
+# Where the connector's template mounts the signing secret: the sample's path, JWT_SECRET_KEY_PATH's default.
+JWT_SECRET_MOUNT = "/secret/jwt_secret_key"
+# For an integrator moving from Google's sample: printed at the head of the plan (docs/migration.md says more).
+MIGRATION_NOTES = (
+    "Moving from Google's sample (docs/migration.md):",
+    "- Desktops and UI modules need no change: the same paths, Socket.IO events and payloads. They register",
+    "  again at the new connector (tokens signed by the sample are not accepted).",
+    "- The sample's settings keep their names. GENESYS_CLOUD_REGION is read as GENESYS_CLOUD_ENVIRONMENT is,",
+    f"  and JWT_SECRET_KEY_PATH (earlier JWT_SECRET_KEY_FILE) names the secret's file, {JWT_SECRET_MOUNT},",
+    "  where this plan mounts it; when both names of one setting are set, the new one wins and start-up warns.",
+    "- The services come from deploy/*.yaml (gcloud run services replace), not gcloud run deploy flags.",
+    "- The services, their accounts, the invoker and three of the push subscriptions have the sample's default",
+    "  names: in the sample's project this plan replaces its services in place and keeps those subscriptions",
+    "  (pushing to the same interceptor URL). To run beside the sample instead, give --connector-service,",
+    "  --interceptor-service and --subscription-prefix, and run with --execute (it goes on past what exists).",
+    "- Redis is a new instance: nothing is copied from the sample's.",
+)
 # A value goes into a shell script and a YAML file: refuse what either would reinterpret.
 _UNSAFE = re.compile(r"[\"$`\\\n\r]")
 _REFERENCE = re.compile(r"\$\{([A-Z_]+)\}")
@@ -96,6 +113,9 @@ _SQL_INSTANCE = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$")
 _SQL_TIER = re.compile(r"^db-[a-z0-9-]+$")
 _SQL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _USERNAME = re.compile(r"^[\w.@+-]{1,150}$", re.ASCII)
+# A Cloud Run service name that is also a service account id (the plan names each runtime account after its service).
+_SERVICE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_SUBSCRIPTION_PREFIX = re.compile(r"^([a-z][a-z0-9-]{0,39})?$")
 _EMAIL = re.compile(r"^([^@\s,]+@[^@\s,]+)?$")
 # Set by the templates themselves; --env may not override them.
 TEMPLATE_VARIABLES = frozenset({"SERVICE_ROLE", "GCP_PROJECT_ID", "SERVICE_REGION", "REDISHOST", "REDISPORT",
@@ -175,8 +195,12 @@ class Options:
     extra_env: dict[str, str] = field(default_factory=dict)
     conversation_profile: str = ""
     min_instances: int = 1
+    # The sample's default names: in its project the plan replaces its services (other names run beside them).
     connector_service: str = "ui-connector"
     interceptor_service: str = "cloud-pubsub-interceptor"
+    # Put before each push subscription's name, so that the plan's subscriptions can sit beside the sample's
+    # (three of which have the same names) on the same topics.
+    subscription_prefix: str = ""
     invoker_account_name: str = "cloud-run-pubsub-invoker"
     # Also grant both runtime accounts TUTORIAL_RUNTIME_ROLES (Google's sample), beyond least privilege.
     tutorial_runtime_roles: bool = False
@@ -320,7 +344,7 @@ def build_plan(options: Options) -> list[Step]:
     for kind in EventKind:
         topic, subscription = PUBSUB_NAMES[kind]
         steps.append(Step(f"Push subscription for {kind}", (
-            "gcloud", "pubsub", "subscriptions", "create", subscription, f"--topic={topic}",
+            "gcloud", "pubsub", "subscriptions", "create", o.subscription_prefix + subscription, f"--topic={topic}",
             f"--push-endpoint=${{INTERCEPTOR_URL}}/{kind}", f"--push-auth-service-account={invoker_sa}",
             "--expiration-period=never", *p), exists_ok=True))
     if admin_database:
@@ -484,6 +508,16 @@ def _validate(options: Options) -> None:
         raise PlanError(f"unknown admin database {options.admin_database!r}: 'cloudsql', or none")
     if options.admin_database:
         _validate_admin_database(options)
+    for value, what in ((options.connector_service, "a connector service"),
+                        (options.interceptor_service, "an interceptor service")):
+        if not _SERVICE.match(value):
+            raise PlanError(f"{value!r} is not {what} name: it also names its runtime account, so 6 to 30 "
+                            "lower-case letters, digits and '-', starting with a letter")
+    if options.connector_service == options.interceptor_service:
+        raise PlanError("the connector and the interceptor need two service names")
+    if not _SUBSCRIPTION_PREFIX.match(options.subscription_prefix):
+        raise PlanError(f"{options.subscription_prefix!r} is not a subscription prefix: lower-case letters, digits "
+                        "and '-', starting with a letter, at most 40")
     texts = [value for value in vars(options).values() if isinstance(value, str)]
     texts += list(options.allowed_origins) + [f"{k}={v}" for k, v in {**options.provider_settings,
                                                                       **options.extra_env}.items()]

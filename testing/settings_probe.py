@@ -9,10 +9,11 @@ import sys
 from testing.processes import REPOSITORY
 
 
-def read(names: tuple[str, ...], **variables: str) -> str:
+def read(names: tuple[str, ...], *, unset: tuple[str, ...] = (), **variables: str) -> str:
     """``repr(([values of names], [variables aa_site.settings reports as bad]))`` with only ``variables`` of
-    ``names`` set (and a project id)."""
-    environment = {key: value for key, value in os.environ.items() if key not in names}
+    ``names`` and ``unset`` (variables that are no setting's attribute, such as a setting's other name) set
+    (and a project id)."""
+    environment = {key: value for key, value in os.environ.items() if key not in names and key not in unset}
     environment.update(GCP_PROJECT_ID="p-1", **variables)
     script = ("from aa_site import settings as s; print(repr(([getattr(s, n) for n in " + repr(names) + "], "
               "[name for name, _ in s.ENVIRONMENT_PROBLEMS])))")

@@ -1,4 +1,5 @@
-"""Throwaway TLS material for tests: a CA and a server certificate for 127.0.0.1, made with ``cryptography``."""
+"""Throwaway TLS material for tests: a CA and a server certificate for 127.0.0.1 (and host names), made with
+``cryptography``."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def make_tls_files(directory: Path, *, label: str = "test") -> TlsFiles:
-    """A new CA and a server certificate for 127.0.0.1 and localhost, valid for a day, written to ``directory``."""
+def make_tls_files(directory: Path, *, label: str = "test", dns_names: tuple[str, ...] = ("localhost",)) -> TlsFiles:
+    """A new CA and a server certificate for 127.0.0.1 and ``dns_names``, valid for a day, written to ``directory``."""
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name(f"aa-backend {label} CA")
@@ -48,7 +49,7 @@ def make_tls_files(directory: Path, *, label: str = "test") -> TlsFiles:
         .public_key(server_key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                    x509.DNSName("localhost")]), critical=False)
+                                                    *(x509.DNSName(name) for name in dns_names)]), critical=False)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())

@@ -52,10 +52,10 @@ def healthy_production(production_settings: Any, tmp_path: Path) -> Any:
     production_settings.SERVICE_ROLE = "all"
     production_settings.GCP_PROJECT_ID = "test-project"
     production_settings.CORS_ALLOW_ALL_ORIGINS = False
-    production_settings.ENVIRONMENT_PROBLEMS = []
+    production_settings.ENVIRONMENT_PROBLEMS = production_settings.ENVIRONMENT_NOTICES = []
     production_settings.JWT_SECRET_NAME = ""
     production_settings.JWT_SECRET_KEY = "healthy-X0kOkHlr8VSb9Nl3TlbRZSSKmIgsBhTrvsPx5lnmaosC"
-    production_settings.JWT_SECRET_KEY_FILE = str(tmp_path / "absent")
+    production_settings.JWT_SECRET_KEY_PATH = str(tmp_path / "absent")
     production_settings.AUTH_OPTION = f"{__name__}.ProductionProvider"
     production_settings.APP_AUTH_OPTION = ""
     # REDISHOST is already set by the autouse redis_events fixture.
@@ -147,7 +147,7 @@ def test_development_secret_is_warning_w001(settings: Any, tmp_path: Path) -> No
     settings.DEVELOPMENT_MODE = True
     settings.JWT_SECRET_KEY = ""
     settings.JWT_SECRET_NAME = ""
-    settings.JWT_SECRET_KEY_FILE = str(tmp_path / "absent")
+    settings.JWT_SECRET_KEY_PATH = str(tmp_path / "absent")
     message = only("aa_site.W001")
     assert not message.is_serious()
     assert "aa_site.E005" not in ids()

@@ -84,7 +84,7 @@ def test_the_secret_written_is_the_one_the_connector_then_reads(configured: Any,
     call_command("create_jwt_secret", "--secret", "round-trip")
     configured.DEVELOPMENT_MODE = False
     configured.JWT_SECRET_KEY = ""
-    configured.JWT_SECRET_KEY_FILE = "/nonexistent/aa-test-secret"
+    configured.JWT_SECRET_KEY_PATH = "/nonexistent/aa-test-secret"
     configured.JWT_SECRET_NAME = "round-trip"
     assert jwt_secret.verification_secrets()[0] == fake.secrets[(PROJECT, "round-trip")][-1]
 

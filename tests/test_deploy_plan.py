@@ -7,6 +7,7 @@ records every call) and the local fake Secret Manager for the
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import os
@@ -27,7 +28,7 @@ from aa_site import env
 from deployment import plan
 from deployment.plan import Options, Step
 from interceptor.push_samples import EVENT_KINDS
-from testing import fake_gcloud, fake_operator_apis, fake_secret_manager
+from testing import fake_gcloud, fake_operator_apis, fake_secret_manager, settings_probe
 from testing.commands import COMMAND_TIMEOUT, assert_clean_failure, manage, operator_environment
 from testing.fake_operator_apis import FakeOperatorApis
 from testing.fake_secret_manager import FakeSecretManager
@@ -100,7 +101,7 @@ def test_service_files_agree_with_the_commands_around_them() -> None:
         assert environment["SERVICE_ROLE"] == role
         assert (environment["GCP_PROJECT_ID"], environment["SERVICE_REGION"]) == (PROJECT, REGION)
         assert (environment["REDISHOST"], environment["REDISPORT"]) == ("${REDIS_HOST}", "${REDIS_PORT}")
-    # The connector: public, long requests, the secret mounted where JWT_SECRET_KEY_FILE looks.
+    # The connector: public, long requests, the secret mounted where JWT_SECRET_KEY_PATH looks.
     assert connector["metadata"]["annotations"]["run.googleapis.com/ingress"] == "all"
     assert connector["spec"]["template"]["spec"]["timeoutSeconds"] == 3600
     (jwt_volume, *redis_volumes) = connector["spec"]["template"]["spec"]["volumes"]
@@ -326,6 +327,71 @@ def test_printed_plan_is_a_bash_script_that_parses(capsys: pytest.CaptureFixture
     assert "user:" not in script
 
 
+def test_the_printed_plan_opens_with_notes_for_integrators_moving_from_the_sample(capsys) -> None:
+    """Comments before the first step, naming both names of each renamed setting, the guide they come from (which
+    exists), and the secret's path: where the connector's service file mounts it and the connector looks by
+    default."""
+    call_command("deploy_plan", *FLAGS)
+    head = capsys.readouterr().out.split("\n# 1. ")[0]
+    notes = head.split("set -euo pipefail\n")[1]
+    assert all(line.startswith("#") for line in notes.splitlines() if line)
+    assert "# Moving from Google's sample (docs/migration.md):" in notes
+    assert (Path(plan.DEPLOY_DIRECTORY).parent / "docs" / "migration.md").is_file()
+    for name in ("GENESYS_CLOUD_REGION", "GENESYS_CLOUD_ENVIRONMENT", "JWT_SECRET_KEY_PATH", "JWT_SECRET_KEY_FILE",
+                 "deploy/*.yaml"):
+        assert name in notes, name
+    connector = service_files(plan.build_plan(OPTIONS))["ui-connector.service.yaml"]["spec"]["template"]["spec"]
+    (mount,) = [m["mountPath"] for m in connector["containers"][0]["volumeMounts"] if m["name"] == "jwt-secret"]
+    (volume,) = [v["secret"] for v in connector["volumes"] if v["name"] == "jwt-secret"]
+    assert f"{mount}/{volume['items'][0]['path']}" == plan.JWT_SECRET_MOUNT
+    assert f" {plan.JWT_SECRET_MOUNT}," in notes
+    values, _ = ast.literal_eval(settings_probe.read(("JWT_SECRET_KEY_PATH",), unset=("JWT_SECRET_KEY_FILE",)))
+    assert values == [plan.JWT_SECRET_MOUNT]
+    # The plan keeps the sample's default names, as the notes say.
+    assert (OPTIONS.connector_service, OPTIONS.interceptor_service, OPTIONS.invoker_account_name) == (
+        "ui-connector", "cloud-pubsub-interceptor", "cloud-run-pubsub-invoker")
+
+
+def test_beside_the_sample_the_services_accounts_and_subscriptions_take_other_names(capsys) -> None:
+    """With the three flags, the plan shares with the sample's default deployment only the topics (so both get
+    every notification) and the invoker account; its push subscriptions go to its own interceptor."""
+    call_command("deploy_plan", *FLAGS, "--connector-service", "aa-connector", "--interceptor-service",
+                 "aa-interceptor", "--subscription-prefix", "aa-backend-")
+    script = capsys.readouterr().out
+    options = dataclasses.replace(OPTIONS, connector_service="aa-connector", interceptor_service="aa-interceptor",
+                                  subscription_prefix="aa-backend-")
+    steps = plan.build_plan(options)
+    for _, subscription in plan.PUBSUB_NAMES.values():
+        assert f"gcloud pubsub subscriptions create aa-backend-{subscription} " in script
+    assert "cat > aa-connector.service.yaml <<EOF" in script
+    files = service_files(steps)
+    assert [service["metadata"]["name"] for service in files.values()] == ["aa-connector", "aa-interceptor"]
+    accounts = {argv[4] for argv in commands(steps, "gcloud", "iam", "service-accounts", "create")}
+    assert accounts == {"aa-connector", "aa-interceptor", "cloud-run-pubsub-invoker"}
+    subscriptions = {argv[4]: (flag(argv, "topic"), flag(argv, "push-endpoint"))
+                     for argv in commands(steps, "gcloud", "pubsub", "subscriptions", "create")}
+    assert subscriptions == {f"aa-backend-{subscription}": (topic, f"${{INTERCEPTOR_URL}}/{kind}")
+                             for kind, (topic, subscription) in plan.PUBSUB_NAMES.items()}
+    (described,) = [step.argv for step in steps if step.capture == "INTERCEPTOR_URL"]
+    assert described[4] == "aa-interceptor"
+    sample_names = {"ui-connector", "cloud-pubsub-interceptor", *(sub for _, sub in plan.PUBSUB_NAMES.values())}
+    arguments = {argument.split("=")[-1].split("@")[0] for step in steps for argument in step.argv}
+    assert arguments & sample_names == set()
+
+
+@pytest.mark.parametrize("name", ["GENESYS_CLOUD_REGION", "GENESYS_CLOUD_ENVIRONMENT"])
+def test_a_genesys_region_under_either_name_reaches_the_connector_as_genesys_cloud_region(name: str) -> None:
+    """An operator with the sample's environment (GENESYS_CLOUD_ENVIRONMENT) gets the region into the service
+    file under the name the connector reads first."""
+    printed = manage("deploy_plan", "--project", PROJECT, "--region", REGION, "--auth-option", "GenesysCloud",
+                     "--allowed-origins", "https://apps.usw2.pure.cloud", env={name: "usw2.pure.cloud"})
+    assert printed.returncode == 0, printed.stderr
+    service = re.search(r"cat > ui-connector\.service\.yaml <<EOF\n(.*?)EOF", printed.stdout, re.DOTALL)[1]
+    environment = env_of(yaml.safe_load(service))
+    assert environment["GENESYS_CLOUD_REGION"] == "usw2.pure.cloud"
+    assert "GENESYS_CLOUD_ENVIRONMENT" not in environment
+
+
 @pytest.mark.parametrize("arguments, reason", [
     (("--project", PROJECT), "no region"),
     (("--region", REGION, "--project", ""), "no project"),
@@ -341,6 +407,10 @@ def test_printed_plan_is_a_bash_script_that_parses(capsys: pytest.CaptureFixture
     ((*ADMIN_FLAGS, "--superuser-email", "a@example.com,b@example.com"), "not an email address"),
     ((*FLAGS, "--admin-database", "mysql"), "invalid choice"),
     (("--project", PROJECT, "--region", REGION, "--auth-option", "Salesforce"), "SALESFORCE_ORGANIZATION_ID"),
+    ((*FLAGS, "--connector-service", "UI-Connector"), "not a connector service name"),
+    ((*FLAGS, "--interceptor-service", "interceptor-of-the-agent-assist-backend"), "not an interceptor service name"),
+    ((*FLAGS, "--interceptor-service", "ui-connector"), "two service names"),
+    ((*FLAGS, "--subscription-prefix", "aa_backend_"), "not a subscription prefix"),
 ])
 def test_bad_flags_are_command_errors(settings: Any, arguments: tuple[str, ...], reason: str) -> None:
     settings.GCP_PROJECT_ID = ""

@@ -54,7 +54,7 @@ async def test_signing_secret_missing_makes_a_connector_unready(production_setti
     """No secret in production: 503, the secret check and the start-up check id named, no values shown."""
     production_settings.JWT_SECRET_KEY = ""
     production_settings.JWT_SECRET_NAME = ""
-    production_settings.JWT_SECRET_KEY_FILE = str(tmp_path / "absent")
+    production_settings.JWT_SECRET_KEY_PATH = str(tmp_path / "absent")
     response = await get("/readyz")
     assert response["status"] == 503
     checks = json.loads(response["body"])["checks"]

@@ -43,12 +43,12 @@ def test_minutes_sets_the_lifetime(production_settings: Any, capsys: pytest.Capt
 
 
 def test_secret_from_the_mounted_file(production_settings: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    """With only JWT_SECRET_KEY_FILE, that file's secret signs (the way start-up loads it)."""
+    """With only JWT_SECRET_KEY_PATH, that file's secret signs (the way start-up loads it)."""
     path = tmp_path / "jwt_secret_key"
     path.write_text("file-secret-xPmGDafS19CTBWC-9puJy_NOSCI-RXUfPPAXTO9CotWgC00K\n")
     production_settings.JWT_SECRET_KEY = ""
     production_settings.JWT_SECRET_NAME = ""
-    production_settings.JWT_SECRET_KEY_FILE = str(path)
+    production_settings.JWT_SECRET_KEY_PATH = str(path)
     token, _ = issue(capsys, "--user", "a")
     claims = jwt.decode(token, "file-secret-xPmGDafS19CTBWC-9puJy_NOSCI-RXUfPPAXTO9CotWgC00K", algorithms=["HS256"])
     assert claims["gcp_agent_assist_user"] == "a"
@@ -69,7 +69,7 @@ def test_no_secret_in_production_is_a_command_error(production_settings: Any, tm
     """Production mode without any secret source: refused with start-up's reason, no development fallback."""
     production_settings.JWT_SECRET_KEY = ""
     production_settings.JWT_SECRET_NAME = ""
-    production_settings.JWT_SECRET_KEY_FILE = str(tmp_path / "absent")
+    production_settings.JWT_SECRET_KEY_PATH = str(tmp_path / "absent")
     with pytest.raises(CommandError, match="no signing secret"):
         call_command("issue_token", "--user", "a")
 

@@ -1,6 +1,6 @@
 """``connector.jwt_secret``: where the signing secret comes from, and every unusable secret refused.
 
-Each test points ``JWT_SECRET_KEY_FILE`` into its own ``tmp_path`` so the
+Each test points ``JWT_SECRET_KEY_PATH`` into its own ``tmp_path`` so the
 host's ``/secret/jwt_secret_key`` (if any) never leaks in; changing settings
 through the ``settings`` fixture also exercises the cache reset.
 """
@@ -35,14 +35,14 @@ PREDICTABLE = {
 
 @pytest.fixture
 def secret_file(settings: Any, tmp_path: Path) -> Path:
-    """``JWT_SECRET_KEY_FILE`` pointed at a not-yet-existing file; every other secret setting empty.
+    """``JWT_SECRET_KEY_PATH`` pointed at a not-yet-existing file; every other secret setting empty.
 
     The previous-secret file is pointed into ``tmp_path`` too (see ``previous_file``), never created here.
     """
     path = tmp_path / "jwt_secret_key"
     settings.JWT_SECRET_KEY = ""
     settings.JWT_SECRET_NAME = ""
-    settings.JWT_SECRET_KEY_FILE = str(path)
+    settings.JWT_SECRET_KEY_PATH = str(path)
     settings.JWT_PREVIOUS_SECRET_KEY = ""
     settings.JWT_PREVIOUS_SECRET_NAME = ""
     settings.JWT_PREVIOUS_SECRET_KEY_FILE = str(tmp_path / "jwt_previous_secret_key")
@@ -316,7 +316,7 @@ def test_development_secret_in_the_file_refused(production_settings: Any, secret
     secret_file.write_text(jwt_secret.DEVELOPMENT_SECRET + "\n")
     with pytest.raises(SecretUnavailable, match="development secret") as caught:
         describe_source()
-    assert_refused_with_advice(caught, "JWT_SECRET_KEY_FILE", jwt_secret.DEVELOPMENT_SECRET)
+    assert_refused_with_advice(caught, "JWT_SECRET_KEY_PATH", jwt_secret.DEVELOPMENT_SECRET)
 
 
 def test_development_secret_as_previous_secret_refused(production_settings: Any, secret_file: Path) -> None:
@@ -344,7 +344,7 @@ def test_predictable_file_refused(production_settings: Any, secret_file: Path) -
     secret_file.write_text("a" * 64)
     with pytest.raises(SecretUnavailable, match="too predictable") as caught:
         describe_source()
-    assert_refused_with_advice(caught, "JWT_SECRET_KEY_FILE", "a" * 64)
+    assert_refused_with_advice(caught, "JWT_SECRET_KEY_PATH", "a" * 64)
 
 
 @pytest.mark.parametrize("source", ["JWT_PREVIOUS_SECRET_KEY", "JWT_PREVIOUS_SECRET_KEY_FILE"])

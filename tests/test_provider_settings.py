@@ -91,7 +91,7 @@ def test_a_fully_configured_provider_passes_the_checks(configured, setting, valu
     [
         ("AUTH_OPTION", "Salesforce", "SALESFORCE_ORGANIZATION_ID", "SALESFORCE_ORGANIZATION_ID"),
         ("AUTH_OPTION", "SalesforceLWC", "SALESFORCE_ORGANIZATION_ID", "SALESFORCE_ORGANIZATION_ID"),
-        ("AUTH_OPTION", "GenesysCloud", "GENESYS_CLOUD_API_URL", "GENESYS_CLOUD_ENVIRONMENT"),
+        ("AUTH_OPTION", "GenesysCloud", "GENESYS_CLOUD_API_URL", "GENESYS_CLOUD_REGION"),
         ("AUTH_OPTION", "Twilio", "TWILIO_FLEX_URL", "TWILIO_FLEX_ENVIRONMENT"),
         ("AUTH_OPTION", "Five9", "FIVE9_TRUST_TOKEN", "FIVE9_TRUST_TOKEN"),
         ("APP_AUTH_OPTION", "Twilio", "TWILIO_ACCOUNT_SID", "TWILIO_ACCOUNT_SID"),

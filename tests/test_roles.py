@@ -148,7 +148,7 @@ async def test_connector_has_no_push_endpoints(connector, pushes):
 BAD_SETTINGS = {
     "REDISPORT": ({"REDISPORT": "abc"}, ()),
     "GCP_PROJECT_ID": ({}, ("GCP_PROJECT_ID",)),
-    "JWT_SECRET_KEY": ({"JWT_SECRET_KEY_FILE": "/nonexistent/aa-backend/jwt_secret_key"}, ("JWT_SECRET_KEY",)),
+    "JWT_SECRET_KEY": ({"JWT_SECRET_KEY_PATH": "/nonexistent/aa-backend/jwt_secret_key"}, ("JWT_SECRET_KEY",)),
     "AUTH_OPTION": ({"AUTH_OPTION": "Skip"}, ()),
 }
 

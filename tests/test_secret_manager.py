@@ -58,7 +58,7 @@ def configured(production_settings: Any, fake: FakeSecretManager, credentials: P
     """Production mode with only JWT_SECRET_NAME set, the client pointed at the fake; no files can interfere."""
     production_settings.GCP_PROJECT_ID = PROJECT
     production_settings.JWT_SECRET_KEY = ""
-    production_settings.JWT_SECRET_KEY_FILE = str(tmp_path / "absent-current")
+    production_settings.JWT_SECRET_KEY_PATH = str(tmp_path / "absent-current")
     production_settings.JWT_PREVIOUS_SECRET_KEY = ""
     production_settings.JWT_PREVIOUS_SECRET_NAME = ""
     production_settings.JWT_PREVIOUS_SECRET_KEY_FILE = str(tmp_path / "absent-previous")
@@ -157,7 +157,7 @@ def test_mounted_file_wins_without_asking_secret_manager(
     """The sample's deployment mounts the secret JWT_SECRET_NAME names: the file is used and no API call is made."""
     mounted = tmp_path / "mounted"
     mounted.write_text(NEWER_VALUE)
-    configured.JWT_SECRET_KEY_FILE = str(mounted)
+    configured.JWT_SECRET_KEY_PATH = str(mounted)
     fake.add(PROJECT, SECRET_ID, SECRET_VALUE)
     assert jwt_secret.verification_secrets()[0] == NEWER_VALUE
     assert fake.received == []
@@ -247,7 +247,7 @@ def daphne_settings(fake: FakeSecretManager, credentials: Path, tmp_path: Path, 
     """Environment for a production connector that may only get its secret from the fake Secret Manager."""
     return {
         "JWT_SECRET_KEY": "",
-        "JWT_SECRET_KEY_FILE": str(tmp_path / "absent-current"),
+        "JWT_SECRET_KEY_PATH": str(tmp_path / "absent-current"),
         "JWT_PREVIOUS_SECRET_KEY_FILE": str(tmp_path / "absent-previous"),
         "JWT_SECRET_NAME": SECRET_ID,
         "SECRET_MANAGER_API_ENDPOINT": fake.url,

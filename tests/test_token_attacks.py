@@ -55,7 +55,7 @@ def production(production_settings: Any, tmp_path: Path) -> Any:
     production_settings.GCP_PROJECT_ID = PROJECT
     production_settings.JWT_SECRET_KEY = CURRENT_SECRET
     production_settings.JWT_SECRET_NAME = ""
-    production_settings.JWT_SECRET_KEY_FILE = str(tmp_path / "absent-current")
+    production_settings.JWT_SECRET_KEY_PATH = str(tmp_path / "absent-current")
     production_settings.JWT_PREVIOUS_SECRET_KEY = ""
     production_settings.JWT_PREVIOUS_SECRET_NAME = ""
     production_settings.JWT_PREVIOUS_SECRET_KEY_FILE = str(tmp_path / "absent-previous")

@@ -19,7 +19,7 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
     help = (
         "Print a desktop JWT for --user, signed with the secret start-up would use (JWT_SECRET_KEY, "
-        "JWT_SECRET_KEY_FILE or JWT_SECRET_NAME) for GCP_PROJECT_ID. Only the token goes to stdout, "
+        "JWT_SECRET_KEY_PATH or JWT_SECRET_NAME) for GCP_PROJECT_ID. Only the token goes to stdout, "
         "so TOKEN=$(python manage.py issue_token --user alice) works; details go to stderr."
     )
 
