@@ -2,15 +2,16 @@
 
 One hash per Engine.IO session, ``<prefix>eio:<sid>``: when it began, the
 heartbeat (when the next ping is due, by when the pong must come), the lock
-of the one GET that may wait at a time, an upgrade in progress, and, once
-the client connected to ``/``, its identity, recovery ``pid``, epoch and per
-joined conversation (field ``c:<name>``) the sequence number it has been
-sent up to, and ``sent``, the highest offset (sequence number) its answers
-carried; ``served_by``, the process that took its latest GET (for the
-operators' live view), and ``closed`` (why: ``operator``, ``token_expired``,
-``queue_full``) once the server ended it while no GET of it was there to answer
-CLOSE. Beside it, ``<prefix>eio:<sid>:out`` lists the packets waiting for the
-next GET (the CONNECT answer, acknowledgements), at most
+of the one GET that may wait at a time, the one WebSocket that may upgrade it
+(and until when), and, once the client connected to ``/``, its identity,
+recovery ``pid``, epoch and per joined conversation (field ``c:<name>``) the
+sequence number it has been sent up to, and ``sent``, the highest offset
+(sequence number) its answers carried; ``served_by``, the process that took
+its latest GET (for the operators' live view), and ``closed`` (why:
+``operator``, ``token_expired``, ``queue_full``) once the server ended it
+while no GET of it was there to answer CLOSE. Beside it,
+``<prefix>eio:<sid>:out`` lists the packets waiting for the next GET (the
+CONNECT answer, acknowledgements), at most
 ``SOCKETIO_POLLING_QUEUE_LIMIT`` packets and ``SOCKETIO_POLLING_QUEUE_BYTES``
 (their total in the hash's ``out_bytes``): a POST that would queue more ends
 the session instead (``queue_full``), its list dropped at once, as a WebSocket
@@ -191,11 +192,40 @@ redis.call('PUBLISH', ARGV[1], '1')
 return existed
 """
 
-# KEYS: hash. ARGV: how long the upgrade may take (ms), wake channel. The pending GET answers a noop.
-_START_UPGRADE = _NOW + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'upgrading_until', now + tonumber(ARGV[1]))
+# One WebSocket at a time may upgrade a session, as the JavaScript server has it (lib/server.ts, onWebSocket:
+# "transport has already been trying to upgrade"). KEYS: hash. ARGV: the WebSocket's token, how long the upgrade
+# may take (ms). 1: the upgrade is this WebSocket's until then; 0: no such session, closed, or another's.
+_CLAIM_UPGRADE = _NOW + """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'closed') == 1 then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'upgrade_until') or '0') > now then return 0 end
+redis.call('HSET', KEYS[1], 'upgrader', ARGV[1], 'upgrade_until', now + tonumber(ARGV[2]))
+return 1
+"""
+
+# Whether the session's upgrade is the WebSocket ``token``'s, and still in time (a Lua expression over KEYS[1],
+# ``now`` and the token).
+_UPGRADER = """
+local function _upgrader(token)
+  local f = redis.call('HMGET', KEYS[1], 'upgrader', 'upgrade_until')
+  return f[1] == token and tonumber(f[2] or '0') > now
+end
+"""
+
+# KEYS: hash. ARGV: the WebSocket's token, wake channel. The probe: the pending GET answers a noop, and GETs
+# answer at once until the upgrade ends.
+_START_UPGRADE = _NOW + _UPGRADER + """
+if not _upgrader(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'upgrading_until', redis.call('HGET', KEYS[1], 'upgrade_until'))
 redis.call('PUBLISH', ARGV[2], '1')
+return 1
+"""
+
+# KEYS: hash. ARGV: the WebSocket's token. It went before the upgrade packet: polling goes on, and another
+# WebSocket may upgrade the session.
+_ABANDON_UPGRADE = """
+if redis.call('HGET', KEYS[1], 'upgrader') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'upgrader', 'upgrade_until', 'upgrading_until')
+end
 return 1
 """
 
@@ -207,10 +237,10 @@ redis.call('PUBLISH', ARGV[1], '1')
 return 1
 """
 
-# KEYS: hash, out list. The WebSocket takes the session over: its state, its waiting packets; both keys go.
-# Not a session marked closed: its polls answer CLOSE.
-_ADOPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'closed') == 1 then return false end
+# KEYS: hash, out list. ARGV: the WebSocket's token. The WebSocket whose upgrade it is takes the session over:
+# its state, its waiting packets; both keys go. Not a session marked closed: its polls answer CLOSE.
+_ADOPT = _NOW + _UPGRADER + """
+if redis.call('HEXISTS', KEYS[1], 'closed') == 1 or not _upgrader(ARGV[1]) then return false end
 local state = {redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1)}
 redis.call('DEL', KEYS[1], KEYS[2])
 return state
@@ -332,7 +362,9 @@ class _Scripts:
         self.finish = client.register_script(_FINISH)
         self.commit = client.register_script(_COMMIT)
         self.close = client.register_script(_CLOSE)
+        self.claim_upgrade = client.register_script(_CLAIM_UPGRADE)
         self.start_upgrade = client.register_script(_START_UPGRADE)
+        self.abandon_upgrade = client.register_script(_ABANDON_UPGRADE)
         self.mark_closed = client.register_script(_MARK_CLOSED)
         self.adopt = client.register_script(_ADOPT)
 
@@ -348,12 +380,6 @@ async def create(sid: str) -> None:
     """A new session, unauthenticated: it expires after ``WEBSOCKET_AUTH_TIMEOUT`` unless it connects."""
     await _get().create(keys=[_keys(sid)[0]], args=[_ms(settings.WEBSOCKET_AUTH_TIMEOUT),
                                                     _ms(settings.SOCKETIO_PING_INTERVAL)])
-
-
-async def exists(sid: str) -> bool:
-    if not redis_client.is_configured() or not sid.isascii() or len(sid) > 64:
-        return False
-    return bool(await redis_client.get_redis().exists(_keys(sid)[0]))
 
 
 async def poll(sid: str, token: str, *, again: bool) -> Poll:
@@ -438,21 +464,34 @@ async def mark_closed(sid: str, why: CloseReason) -> bool:
     return bool(await _get().mark_closed(keys=[_keys(sid)[0]], args=[wake_channel(sid), why]))
 
 
-async def start_upgrade(sid: str) -> bool:
-    """A WebSocket probed the session: the pending GET answers a noop, and GETs answer at once until the
-    upgrade completes or is abandoned (or ``SOCKETIO_PING_TIMEOUT`` passes)."""
-    return bool(await _get().start_upgrade(keys=[_keys(sid)[0]],
-                                           args=[_ms(settings.SOCKETIO_PING_TIMEOUT), wake_channel(sid)]))
+def upgrade_lifetime() -> float:
+    """Seconds a WebSocket has, from its opening, to complete the upgrade of a session."""
+    return settings.SOCKETIO_PING_TIMEOUT
 
 
-async def abandon_upgrade(sid: str) -> None:
-    """The WebSocket went before the upgrade packet: polling goes on."""
-    await redis_client.get_redis().hdel(_keys(sid)[0], "upgrading_until")
+async def claim_upgrade(sid: str, token: str) -> bool:
+    """Make the session's upgrade the WebSocket ``token``'s for ``upgrade_lifetime()``; False when there is no
+    such session (gone, upgraded already, closed) or another WebSocket's upgrade of it is under way."""
+    if not redis_client.is_configured() or not sid.isascii() or len(sid) > 64:
+        return False
+    return bool(await _get().claim_upgrade(keys=[_keys(sid)[0]], args=[token, _ms(upgrade_lifetime())]))
 
 
-async def adopt(sid: str) -> PollingState | None:
-    """Take the session over for a WebSocket (the polling keys are removed); None when it is gone."""
-    reply = await _get().adopt(keys=list(_keys(sid)))
+async def start_upgrade(sid: str, token: str) -> bool:
+    """The WebSocket ``token`` probed the session: the pending GET answers a noop, and GETs answer at once until
+    the upgrade completes or is abandoned, or its time is up. False when the upgrade is not (or no longer) its."""
+    return bool(await _get().start_upgrade(keys=[_keys(sid)[0]], args=[token, wake_channel(sid)]))
+
+
+async def abandon_upgrade(sid: str, token: str) -> None:
+    """The WebSocket ``token`` went before the upgrade packet: polling goes on, and another may upgrade."""
+    await _get().abandon_upgrade(keys=[_keys(sid)[0]], args=[token])
+
+
+async def adopt(sid: str, token: str) -> PollingState | None:
+    """Take the session over for the WebSocket ``token`` whose upgrade it is (the polling keys are removed);
+    None when it is gone, closed, or its upgrade is not (or no longer) this WebSocket's."""
+    reply = await _get().adopt(keys=list(_keys(sid)), args=[token])
     if not reply:
         return None
     return PollingState.parse(sid, reply[0], reply[1])
