@@ -1,13 +1,16 @@
 """Engine.IO 4 long-polling where the JavaScript reference server (engine.io: lib/server.ts, lib/socket.ts,
-lib/transports/polling.ts) decides what a client sees: a WebSocket opened for a session that another one is
-upgrading or has upgraded.
+lib/transports/polling.ts) decides what a client sees: the pong deadline, and a WebSocket opened for a
+session that another one is upgrading or has upgraded.
 
-Two connector processes behind round-robin nginx: consecutive requests of one session land on both.
+Two connector processes behind round-robin nginx: consecutive requests of one session land on both. The ping
+interval (5 s) is longer than the ping timeout (2 s), as with the defaults (25 s and 20 s), so that a session
+missing its pong deadline is seen to end at the deadline rather than at the next ping.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -20,6 +23,7 @@ from testing.engineio_polling import connected_session, eio_keys, session_url
 from testing.nginx_proxy import round_robin
 
 PING_MS = (5000, 2000)
+UNKNOWN = {"code": 1, "message": "Session ID unknown"}
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +52,47 @@ def conversation() -> str:
 
 def websocket_url(url: str, sid: str) -> str:
     return f"{url.replace('http://', 'ws://')}/socket.io/?EIO=4&transport=websocket&sid={sid}"
+
+
+async def assert_unknown_everywhere(client: httpx.AsyncClient, url: str, sid: str) -> None:
+    """POSTs and GETs of ``sid``, two of each so that both processes answer: 400 Session ID unknown."""
+    for method in ("POST", "GET", "POST", "GET"):
+        response = await client.request(method, session_url(url, sid), content=b"3")
+        assert (response.status_code, response.text) == (400, json.dumps(UNKNOWN)), method
+
+
+# --- the pong deadline -------------------------------------------------------------------------------
+
+
+async def test_a_poll_waiting_when_the_pong_deadline_passes_answers_close_then(balancer, conformance_redis,
+                                                                               token) -> None:
+    """The client takes the ping and polls again without answering it: the waiting GET answers CLOSE at the pong
+    deadline (2 s), as the JavaScript server closes the session ("ping timeout") and its pending poll with it,
+    not at the next ping (5 s); from then on its sid is unknown on every process."""
+    loop = asyncio.get_running_loop()
+    async with httpx.AsyncClient(timeout=15) as client:
+        url = balancer.http_url
+        sid = await connected_session(client, url, token, ping_ms=PING_MS)
+        assert (await client.get(session_url(url, sid))).text == "2"
+        started = loop.time()
+        answer = await client.get(session_url(url, sid))
+        assert (answer.status_code, answer.text) == (200, "1")
+        assert 1.5 < loop.time() - started < 3.5
+        await assert_unknown_everywhere(client, url, sid)
+        assert eio_keys(conformance_redis, sid) == []
+
+
+async def test_a_request_after_the_pong_deadline_finds_the_session_gone(balancer, conformance_redis, token) -> None:
+    """No request of the session is there when its pong deadline passes: its late pong (a POST) and every later
+    request are answered 400 Session ID unknown, as the JavaScript server answers once it dropped the session,
+    although its keys would otherwise live on for the ping interval."""
+    async with httpx.AsyncClient(timeout=15) as client:
+        url = balancer.http_url
+        sid = await connected_session(client, url, token, ping_ms=PING_MS)
+        assert (await client.get(session_url(url, sid))).text == "2"
+        await asyncio.sleep(2.5)
+        await assert_unknown_everywhere(client, url, sid)
+        assert eio_keys(conformance_redis, sid) == []
 
 
 # --- one WebSocket upgrades a session ----------------------------------------------------------------

@@ -1,8 +1,9 @@
 """A long-polling session's state in Redis, so that any connector process can serve its next request.
 
 One hash per Engine.IO session, ``<prefix>eio:<sid>``: when it began, the
-heartbeat (when the next ping is due, by when the pong must come), the lock
-of the one GET that may wait at a time, the one WebSocket that may upgrade it
+heartbeat (when the next ping is due, by when the pong must come: past that
+deadline the session is over for whichever request comes next), the lock of
+the one GET that may wait at a time, the one WebSocket that may upgrade it
 (and until when), and, once the client connected to ``/``, its identity,
 recovery ``pid``, epoch and per joined conversation (field ``c:<name>``) the
 sequence number it has been sent up to, and ``sent``, the highest offset
@@ -80,14 +81,14 @@ end
 # mode, lock lifetime, ping interval, ping timeout, connected lifetime (ms), this process, the queue's limit in
 # packets and in bytes. Returns {status},
 # {'closed', pid, why}, {'overlap', pid} (another GET holds the lock) or {'ok', fields, packets, ping (0/1), ms until
-# the next ping}; the packets are taken off the list.
+# the next ping is due or the pong deadline passes, whichever comes first}; the packets are taken off the list.
 _POLL = _NOW + _TAKE + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
 local f = redis.call('HMGET', KEYS[1], 'pong_by', 'poll', 'poll_until', 'upgrading_until', 'ping_due', 'identity',
                      'closed', 'pid')
 if f[7] then return {'closed', f[8] or '', f[7]} end
 local pong_by = tonumber(f[1] or '0')
-if pong_by > 0 and now > pong_by then
+if pong_by > 0 and now >= pong_by then
   return {'timeout'}
 end
 if ARGV[2] == 'begin' then
@@ -106,11 +107,30 @@ if now >= ping_due then
   ping = 1
   ping_due = now + tonumber(ARGV[4])
   redis.call('HSET', KEYS[1], 'ping_due', ping_due)
-  if pong_by == 0 then redis.call('HSET', KEYS[1], 'pong_by', now + tonumber(ARGV[5])) end
+  if pong_by == 0 then
+    pong_by = now + tonumber(ARGV[5])
+    redis.call('HSET', KEYS[1], 'pong_by', pong_by)
+  end
 end
+local deadline = ping_due
+if pong_by > 0 and pong_by < deadline then deadline = pong_by end
 local out = _take(KEYS[1], KEYS[2], tonumber(ARGV[8]), tonumber(ARGV[9]))
 if f[6] then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
-return {'ok', redis.call('HGETALL', KEYS[1]), out, ping, ping_due - now}
+return {'ok', redis.call('HGETALL', KEYS[1]), out, ping, deadline - now}
+"""
+
+# A POST's view of the session. KEYS: hash, out list. ARGV: wake channel. Its fields, or none when there is no
+# such session or its pong deadline passed: then it ends here (its keys go; a GET waiting anywhere answers CLOSE).
+_LOAD = _NOW + """
+local f = redis.call('HGETALL', KEYS[1])
+if #f == 0 or redis.call('HEXISTS', KEYS[1], 'closed') == 1 then return f end
+local pong_by = tonumber(redis.call('HGET', KEYS[1], 'pong_by') or '0')
+if pong_by > 0 and now >= pong_by then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('PUBLISH', ARGV[1], '1')
+  return {}
+end
+return f
 """
 
 # The GET answers: release its lock, advance the conversations it read to the position read, keep the
@@ -292,12 +312,13 @@ def identity_field(identity: tokens.DesktopIdentity) -> str:
 class Poll:
     """A GET's turn: ``status`` is ``ok`` (then the rest is set), ``gone``, ``timeout`` (no pong in time),
     ``overlap`` (another GET holds the session), ``upgrading`` or ``closed`` (``why``: see ``mark_closed``);
-    for ``closed`` and ``overlap``, ``pid`` is the session's recovery session, if any."""
+    for ``closed`` and ``overlap``, ``pid`` is the session's recovery session, if any. ``seconds_to_deadline``:
+    until the next ping is due or the pong deadline passes, whichever comes first."""
 
     status: Literal["ok", "gone", "timeout", "overlap", "upgrading", "closed"]
     state: PollingState | None = None
     ping: bool = False
-    seconds_to_ping: float = 0.0
+    seconds_to_deadline: float = 0.0
     pid: str | None = None
     why: str = ""
 
@@ -361,6 +382,7 @@ class _Scripts:
         self.poll = client.register_script(_POLL)
         self.finish = client.register_script(_FINISH)
         self.commit = client.register_script(_COMMIT)
+        self.load = client.register_script(_LOAD)
         self.close = client.register_script(_CLOSE)
         self.claim_upgrade = client.register_script(_CLAIM_UPGRADE)
         self.start_upgrade = client.register_script(_START_UPGRADE)
@@ -411,11 +433,13 @@ async def finish(sid: str, token: str, *, seq: int, epoch: str, conversations: l
 
 
 async def load(sid: str) -> PollingState | None:
-    """The session's state for a POST, or None when there is no such session."""
-    flat = await redis_client.get_redis().hgetall(_keys(sid)[0])
+    """The session's state for a POST, or None when there is no such session, or none any more: its pong
+    deadline passed, which ends it there and then, as the JavaScript server ends a session at the deadline
+    whether or not a request comes (lib/socket.ts, "ping timeout")."""
+    flat = await _get().load(keys=list(_keys(sid)), args=[wake_channel(sid)])
     if not flat:
         return None
-    return PollingState.parse(sid, [item for pair in flat.items() for item in pair])
+    return PollingState.parse(sid, flat)
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,14 @@ between requests lives in Redis (``connector.desktops.engineio.store``).
   ``Retry-After`` instead.
 - ``GET`` with ``sid``: the long-poll. It answers at once with what is
   waiting (the session's queued packets, a ping when one is due, its
-  conversations' events after the positions it was sent), else waits, at
-  most until the next ping is due, for an event (the hub) or a POST's
-  packets (the wake channel). One GET per session at a time, across
-  processes: a second one while the first waits is refused and ends the
-  session (the first answers CLOSE), as Engine.IO's servers do; each process
+  conversations' events after the positions it was sent), else waits for an
+  event (the hub) or a POST's packets (the wake channel), at most until the
+  next ping is due, or until the pong deadline while a ping is unanswered:
+  then the session ends and the GET answers CLOSE, as the JavaScript
+  server's "ping timeout" closes it, and any later request of it finds it
+  gone (400 code 1). One GET per session at a time, across processes: a
+  second one while the first waits is refused and ends the session (the
+  first answers CLOSE), as Engine.IO's servers do; each process
   holds at most ``SOCKETIO_MAX_WAITING_POLLS``, and a GET of a session not
   connected to ``/`` counts against its client address's share of
   unauthenticated connections (``connector.desktops.preauth``; over it, 429).
@@ -260,7 +263,7 @@ async def _wait_and_answer(poller: Poller, token: str, client: ClientWatch) -> A
     assert state is not None
     poller.count_as_desktop(state.connected and state.identity is not None)
     frames = [*state.pending, *([packets.ping_frame()] if turn.ping else [])]
-    deadline = loop.time() + turn.seconds_to_ping
+    deadline = loop.time() + turn.seconds_to_deadline
     replay: Replay | None = None
     while True:
         if client.gone:
@@ -296,7 +299,7 @@ async def _wait_and_answer(poller: Poller, token: str, client: ClientWatch) -> A
             assert state is not None
             poller.count_as_desktop(state.connected and state.identity is not None)
             frames = [*state.pending, *([packets.ping_frame()] if turn.ping else [])]
-            deadline = loop.time() + turn.seconds_to_ping
+            deadline = loop.time() + turn.seconds_to_deadline
     # Every event here is read from the history, a join's older ones among them: none moves the client's
     # offset back below what earlier answers carried.
     offset_sent = OffsetSent(state.epoch, state.offset_sent)
