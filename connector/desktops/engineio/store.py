@@ -205,10 +205,11 @@ end
 return 1
 """
 
-# KEYS: hash, out list. ARGV: wake channel. The session ends; a waiting GET answers CLOSE.
+# KEYS: hash, out list. ARGV: wake channel, wake message. The session ends; a waiting GET answers CLOSE, or a
+# noop when the message says the client closed it.
 _CLOSE = """
 local existed = redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('PUBLISH', ARGV[1], '1')
+redis.call('PUBLISH', ARGV[1], ARGV[2])
 return existed
 """
 
@@ -471,10 +472,15 @@ async def commit(sid: str, *, pid: str | None, sets: dict[str, str], deletes: li
     return Committed({0: "gone", 1: "ok", 3: "closed"}[int(reply)])  # type: ignore[arg-type]
 
 
-async def close(sid: str) -> bool:
-    """End the session: its keys go, and a GET waiting on it answers CLOSE. False when it was gone already
-    (ended, expired, or taken over by a WebSocket)."""
-    return bool(await _get().close(keys=list(_keys(sid)), args=[wake_channel(sid)]))
+#: The wake message of a session its client closed (a CLOSE packet): its waiting GET answers a noop, not CLOSE.
+CLIENT_CLOSED = "client"
+
+
+async def close(sid: str, *, by_client: bool = False) -> bool:
+    """End the session: its keys go, and a GET waiting on it answers CLOSE (a noop when ``by_client``). False
+    when it was gone already (ended, expired, or taken over by a WebSocket)."""
+    message = CLIENT_CLOSED if by_client else "1"
+    return bool(await _get().close(keys=list(_keys(sid)), args=[wake_channel(sid), message]))
 
 
 CloseReason = Literal["operator", "token_expired", "queue_full"]
