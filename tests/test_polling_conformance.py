@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Iterator
 
 import aiohttp
@@ -44,10 +43,6 @@ def balancer(conformance_redis):
 @pytest.fixture
 def token(settings) -> str:
     return clients.server_token(settings, user="agent")
-
-
-def conversation() -> str:
-    return f"projects/{processes.TEST_PROJECT}/conversations/eio-{uuid.uuid4().hex[:8]}"
 
 
 def websocket_url(url: str, sid: str) -> str:
@@ -104,7 +99,7 @@ async def test_a_second_websocket_is_refused_while_one_upgrades_and_after(balanc
     with its sid is refused (403), as the JavaScript server closes it ("transport has already been trying to
     upgrade", "transport had already been upgraded"); the first one's upgrade goes on."""
     url = balancer.http_url
-    name = conversation()
+    name = clients.new_conversation("eio")
     async with httpx.AsyncClient(timeout=10) as client, aiohttp.ClientSession() as http:
         sid = await connected_session(client, url, token, ping_ms=PING_MS)
         async with http.ws_connect(websocket_url(url, sid)) as socket:
@@ -131,7 +126,7 @@ async def test_an_upgrade_not_completed_in_time_is_closed_and_polling_goes_on(ba
     upgrade's time (the ping timeout, 2 s here) is up, as the JavaScript server closes it ("client did not
     complete upgrade"); the session goes on polling, and a later WebSocket may upgrade it."""
     url = balancer.http_url
-    name = conversation()
+    name = clients.new_conversation("eio")
     async with httpx.AsyncClient(timeout=10) as client, aiohttp.ClientSession() as http:
         sid = await connected_session(client, url, token, ping_ms=PING_MS)
         async with http.ws_connect(websocket_url(url, sid)) as idle:
