@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -371,6 +372,11 @@ def server_token(settings: Any, *, user: str) -> str:
     settings.GCP_PROJECT_ID = TEST_PROJECT
     settings.JWT_SECRET_KEY = TEST_JWT_SECRET
     return tokens.issue_token(user=user)
+
+
+def new_conversation(label: str) -> str:
+    """A conversation of the test project that no other test uses (``label`` shows which test made it)."""
+    return f"projects/{TEST_PROJECT}/conversations/{label}-{uuid.uuid4().hex[:8]}"
 
 
 

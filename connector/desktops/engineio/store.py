@@ -1,16 +1,18 @@
 """A long-polling session's state in Redis, so that any connector process can serve its next request.
 
 One hash per Engine.IO session, ``<prefix>eio:<sid>``: when it began, the
-heartbeat (when the next ping is due, by when the pong must come), the lock
-of the one GET that may wait at a time, an upgrade in progress, and, once
-the client connected to ``/``, its identity, recovery ``pid``, epoch and per
-joined conversation (field ``c:<name>``) the sequence number it has been
-sent up to, and ``sent``, the highest offset (sequence number) its answers
-carried; ``served_by``, the process that took its latest GET (for the
-operators' live view), and ``closed`` (why: ``operator``, ``token_expired``,
-``queue_full``) once the server ended it while no GET of it was there to answer
-CLOSE. Beside it, ``<prefix>eio:<sid>:out`` lists the packets waiting for the
-next GET (the CONNECT answer, acknowledgements), at most
+heartbeat (when the next ping is due, by when the pong must come: past that
+deadline the session is over for whichever request comes next), the lock of
+the one GET that may wait at a time, the one WebSocket that may upgrade it
+(and until when), and, once the client connected to ``/``, its identity,
+recovery ``pid``, epoch and per joined conversation (field ``c:<name>``) the
+sequence number it has been sent up to, and ``sent``, the highest offset
+(sequence number) its answers carried; ``served_by``, the process that took
+its latest GET (for the operators' live view), and ``closed`` (why:
+``operator``, ``token_expired``, ``queue_full``) once the server ended it
+while no GET of it was there to answer CLOSE. Beside it,
+``<prefix>eio:<sid>:out`` lists the packets waiting for the next GET (the
+CONNECT answer, acknowledgements), at most
 ``SOCKETIO_POLLING_QUEUE_LIMIT`` packets and ``SOCKETIO_POLLING_QUEUE_BYTES``
 (their total in the hash's ``out_bytes``): a POST that would queue more ends
 the session instead (``queue_full``), its list dropped at once, as a WebSocket
@@ -79,14 +81,14 @@ end
 # mode, lock lifetime, ping interval, ping timeout, connected lifetime (ms), this process, the queue's limit in
 # packets and in bytes. Returns {status},
 # {'closed', pid, why}, {'overlap', pid} (another GET holds the lock) or {'ok', fields, packets, ping (0/1), ms until
-# the next ping}; the packets are taken off the list.
+# the next ping is due or the pong deadline passes, whichever comes first}; the packets are taken off the list.
 _POLL = _NOW + _TAKE + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
 local f = redis.call('HMGET', KEYS[1], 'pong_by', 'poll', 'poll_until', 'upgrading_until', 'ping_due', 'identity',
                      'closed', 'pid')
 if f[7] then return {'closed', f[8] or '', f[7]} end
 local pong_by = tonumber(f[1] or '0')
-if pong_by > 0 and now > pong_by then
+if pong_by > 0 and now >= pong_by then
   return {'timeout'}
 end
 if ARGV[2] == 'begin' then
@@ -105,11 +107,30 @@ if now >= ping_due then
   ping = 1
   ping_due = now + tonumber(ARGV[4])
   redis.call('HSET', KEYS[1], 'ping_due', ping_due)
-  if pong_by == 0 then redis.call('HSET', KEYS[1], 'pong_by', now + tonumber(ARGV[5])) end
+  if pong_by == 0 then
+    pong_by = now + tonumber(ARGV[5])
+    redis.call('HSET', KEYS[1], 'pong_by', pong_by)
+  end
 end
+local deadline = ping_due
+if pong_by > 0 and pong_by < deadline then deadline = pong_by end
 local out = _take(KEYS[1], KEYS[2], tonumber(ARGV[8]), tonumber(ARGV[9]))
 if f[6] then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
-return {'ok', redis.call('HGETALL', KEYS[1]), out, ping, ping_due - now}
+return {'ok', redis.call('HGETALL', KEYS[1]), out, ping, deadline - now}
+"""
+
+# A POST's view of the session. KEYS: hash, out list. ARGV: wake channel. Its fields, or none when there is no
+# such session or its pong deadline passed: then it ends here (its keys go; a GET waiting anywhere answers CLOSE).
+_LOAD = _NOW + """
+local f = redis.call('HGETALL', KEYS[1])
+if #f == 0 or redis.call('HEXISTS', KEYS[1], 'closed') == 1 then return f end
+local pong_by = tonumber(redis.call('HGET', KEYS[1], 'pong_by') or '0')
+if pong_by > 0 and now >= pong_by then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('PUBLISH', ARGV[1], '1')
+  return {}
+end
+return f
 """
 
 # The GET answers: release its lock, advance the conversations it read to the position read, keep the
@@ -184,18 +205,48 @@ end
 return 1
 """
 
-# KEYS: hash, out list. ARGV: wake channel. The session ends; a waiting GET answers CLOSE.
+# KEYS: hash, out list. ARGV: wake channel, wake message. The session ends; a waiting GET answers CLOSE, or a
+# noop when the message says the client closed it.
 _CLOSE = """
 local existed = redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('PUBLISH', ARGV[1], '1')
+redis.call('PUBLISH', ARGV[1], ARGV[2])
 return existed
 """
 
-# KEYS: hash. ARGV: how long the upgrade may take (ms), wake channel. The pending GET answers a noop.
-_START_UPGRADE = _NOW + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'upgrading_until', now + tonumber(ARGV[1]))
+# One WebSocket at a time may upgrade a session, as the JavaScript server has it (lib/server.ts, onWebSocket:
+# "transport has already been trying to upgrade"). KEYS: hash. ARGV: the WebSocket's token, how long the upgrade
+# may take (ms). 1: the upgrade is this WebSocket's until then; 0: no such session, closed, or another's.
+_CLAIM_UPGRADE = _NOW + """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'closed') == 1 then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'upgrade_until') or '0') > now then return 0 end
+redis.call('HSET', KEYS[1], 'upgrader', ARGV[1], 'upgrade_until', now + tonumber(ARGV[2]))
+return 1
+"""
+
+# Whether the session's upgrade is the WebSocket ``token``'s, and still in time (a Lua expression over KEYS[1],
+# ``now`` and the token).
+_UPGRADER = """
+local function _upgrader(token)
+  local f = redis.call('HMGET', KEYS[1], 'upgrader', 'upgrade_until')
+  return f[1] == token and tonumber(f[2] or '0') > now
+end
+"""
+
+# KEYS: hash. ARGV: the WebSocket's token, wake channel. The probe: the pending GET answers a noop, and GETs
+# answer at once until the upgrade ends.
+_START_UPGRADE = _NOW + _UPGRADER + """
+if not _upgrader(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'upgrading_until', redis.call('HGET', KEYS[1], 'upgrade_until'))
 redis.call('PUBLISH', ARGV[2], '1')
+return 1
+"""
+
+# KEYS: hash. ARGV: the WebSocket's token. It went before the upgrade packet: polling goes on, and another
+# WebSocket may upgrade the session.
+_ABANDON_UPGRADE = """
+if redis.call('HGET', KEYS[1], 'upgrader') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'upgrader', 'upgrade_until', 'upgrading_until')
+end
 return 1
 """
 
@@ -207,10 +258,10 @@ redis.call('PUBLISH', ARGV[1], '1')
 return 1
 """
 
-# KEYS: hash, out list. The WebSocket takes the session over: its state, its waiting packets; both keys go.
-# Not a session marked closed: its polls answer CLOSE.
-_ADOPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'closed') == 1 then return false end
+# KEYS: hash, out list. ARGV: the WebSocket's token. The WebSocket whose upgrade it is takes the session over:
+# its state, its waiting packets; both keys go. Not a session marked closed: its polls answer CLOSE.
+_ADOPT = _NOW + _UPGRADER + """
+if redis.call('HEXISTS', KEYS[1], 'closed') == 1 or not _upgrader(ARGV[1]) then return false end
 local state = {redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1)}
 redis.call('DEL', KEYS[1], KEYS[2])
 return state
@@ -262,12 +313,13 @@ def identity_field(identity: tokens.DesktopIdentity) -> str:
 class Poll:
     """A GET's turn: ``status`` is ``ok`` (then the rest is set), ``gone``, ``timeout`` (no pong in time),
     ``overlap`` (another GET holds the session), ``upgrading`` or ``closed`` (``why``: see ``mark_closed``);
-    for ``closed`` and ``overlap``, ``pid`` is the session's recovery session, if any."""
+    for ``closed`` and ``overlap``, ``pid`` is the session's recovery session, if any. ``seconds_to_deadline``:
+    until the next ping is due or the pong deadline passes, whichever comes first."""
 
     status: Literal["ok", "gone", "timeout", "overlap", "upgrading", "closed"]
     state: PollingState | None = None
     ping: bool = False
-    seconds_to_ping: float = 0.0
+    seconds_to_deadline: float = 0.0
     pid: str | None = None
     why: str = ""
 
@@ -331,8 +383,11 @@ class _Scripts:
         self.poll = client.register_script(_POLL)
         self.finish = client.register_script(_FINISH)
         self.commit = client.register_script(_COMMIT)
+        self.load = client.register_script(_LOAD)
         self.close = client.register_script(_CLOSE)
+        self.claim_upgrade = client.register_script(_CLAIM_UPGRADE)
         self.start_upgrade = client.register_script(_START_UPGRADE)
+        self.abandon_upgrade = client.register_script(_ABANDON_UPGRADE)
         self.mark_closed = client.register_script(_MARK_CLOSED)
         self.adopt = client.register_script(_ADOPT)
 
@@ -348,12 +403,6 @@ async def create(sid: str) -> None:
     """A new session, unauthenticated: it expires after ``WEBSOCKET_AUTH_TIMEOUT`` unless it connects."""
     await _get().create(keys=[_keys(sid)[0]], args=[_ms(settings.WEBSOCKET_AUTH_TIMEOUT),
                                                     _ms(settings.SOCKETIO_PING_INTERVAL)])
-
-
-async def exists(sid: str) -> bool:
-    if not redis_client.is_configured() or not sid.isascii() or len(sid) > 64:
-        return False
-    return bool(await redis_client.get_redis().exists(_keys(sid)[0]))
 
 
 async def poll(sid: str, token: str, *, again: bool) -> Poll:
@@ -385,11 +434,13 @@ async def finish(sid: str, token: str, *, seq: int, epoch: str, conversations: l
 
 
 async def load(sid: str) -> PollingState | None:
-    """The session's state for a POST, or None when there is no such session."""
-    flat = await redis_client.get_redis().hgetall(_keys(sid)[0])
+    """The session's state for a POST, or None when there is no such session, or none any more: its pong
+    deadline passed, which ends it there and then, as the JavaScript server ends a session at the deadline
+    whether or not a request comes (lib/socket.ts, "ping timeout")."""
+    flat = await _get().load(keys=list(_keys(sid)), args=[wake_channel(sid)])
     if not flat:
         return None
-    return PollingState.parse(sid, [item for pair in flat.items() for item in pair])
+    return PollingState.parse(sid, flat)
 
 
 @dataclass(frozen=True)
@@ -421,10 +472,15 @@ async def commit(sid: str, *, pid: str | None, sets: dict[str, str], deletes: li
     return Committed({0: "gone", 1: "ok", 3: "closed"}[int(reply)])  # type: ignore[arg-type]
 
 
-async def close(sid: str) -> bool:
-    """End the session: its keys go, and a GET waiting on it answers CLOSE. False when it was gone already
-    (ended, expired, or taken over by a WebSocket)."""
-    return bool(await _get().close(keys=list(_keys(sid)), args=[wake_channel(sid)]))
+#: The wake message of a session its client closed (a CLOSE packet): its waiting GET answers a noop, not CLOSE.
+CLIENT_CLOSED = "client"
+
+
+async def close(sid: str, *, by_client: bool = False) -> bool:
+    """End the session: its keys go, and a GET waiting on it answers CLOSE (a noop when ``by_client``). False
+    when it was gone already (ended, expired, or taken over by a WebSocket)."""
+    message = CLIENT_CLOSED if by_client else "1"
+    return bool(await _get().close(keys=list(_keys(sid)), args=[wake_channel(sid), message]))
 
 
 CloseReason = Literal["operator", "token_expired", "queue_full"]
@@ -438,21 +494,34 @@ async def mark_closed(sid: str, why: CloseReason) -> bool:
     return bool(await _get().mark_closed(keys=[_keys(sid)[0]], args=[wake_channel(sid), why]))
 
 
-async def start_upgrade(sid: str) -> bool:
-    """A WebSocket probed the session: the pending GET answers a noop, and GETs answer at once until the
-    upgrade completes or is abandoned (or ``SOCKETIO_PING_TIMEOUT`` passes)."""
-    return bool(await _get().start_upgrade(keys=[_keys(sid)[0]],
-                                           args=[_ms(settings.SOCKETIO_PING_TIMEOUT), wake_channel(sid)]))
+def upgrade_lifetime() -> float:
+    """Seconds a WebSocket has, from its opening, to complete the upgrade of a session."""
+    return settings.SOCKETIO_PING_TIMEOUT
 
 
-async def abandon_upgrade(sid: str) -> None:
-    """The WebSocket went before the upgrade packet: polling goes on."""
-    await redis_client.get_redis().hdel(_keys(sid)[0], "upgrading_until")
+async def claim_upgrade(sid: str, token: str) -> bool:
+    """Make the session's upgrade the WebSocket ``token``'s for ``upgrade_lifetime()``; False when there is no
+    such session (gone, upgraded already, closed) or another WebSocket's upgrade of it is under way."""
+    if not redis_client.is_configured() or not sid.isascii() or len(sid) > 64:
+        return False
+    return bool(await _get().claim_upgrade(keys=[_keys(sid)[0]], args=[token, _ms(upgrade_lifetime())]))
 
 
-async def adopt(sid: str) -> PollingState | None:
-    """Take the session over for a WebSocket (the polling keys are removed); None when it is gone."""
-    reply = await _get().adopt(keys=list(_keys(sid)))
+async def start_upgrade(sid: str, token: str) -> bool:
+    """The WebSocket ``token`` probed the session: the pending GET answers a noop, and GETs answer at once until
+    the upgrade completes or is abandoned, or its time is up. False when the upgrade is not (or no longer) its."""
+    return bool(await _get().start_upgrade(keys=[_keys(sid)[0]], args=[token, wake_channel(sid)]))
+
+
+async def abandon_upgrade(sid: str, token: str) -> None:
+    """The WebSocket ``token`` went before the upgrade packet: polling goes on, and another may upgrade."""
+    await _get().abandon_upgrade(keys=[_keys(sid)[0]], args=[token])
+
+
+async def adopt(sid: str, token: str) -> PollingState | None:
+    """Take the session over for the WebSocket ``token`` whose upgrade it is (the polling keys are removed);
+    None when it is gone, closed, or its upgrade is not (or no longer) this WebSocket's."""
+    reply = await _get().adopt(keys=list(_keys(sid)), args=[token])
     if not reply:
         return None
     return PollingState.parse(sid, reply[0], reply[1])

@@ -10,10 +10,13 @@ between requests lives in Redis (``connector.desktops.engineio.store``).
   ``Retry-After`` instead.
 - ``GET`` with ``sid``: the long-poll. It answers at once with what is
   waiting (the session's queued packets, a ping when one is due, its
-  conversations' events after the positions it was sent), else waits, at
-  most until the next ping is due, for an event (the hub) or a POST's
-  packets (the wake channel). One GET per session at a time, across
-  processes: a second one while the first waits is refused and ends the
+  conversations' events after the positions it was sent), else waits for an
+  event (the hub) or a POST's packets (the wake channel), at most until the
+  next ping is due, or until the pong deadline while a ping is unanswered:
+  then the session ends and the GET answers CLOSE, as the JavaScript
+  server's "ping timeout" closes it, and any later request of it finds it
+  gone (400 code 1). One GET per session at a time, across processes: a
+  second one while the first waits is refused (400, no body) and ends the
   session (the first answers CLOSE), as Engine.IO's servers do; each process
   holds at most ``SOCKETIO_MAX_WAITING_POLLS``, and a GET of a session not
   connected to ``/`` counts against its client address's share of
@@ -31,14 +34,17 @@ between requests lives in Redis (``connector.desktops.engineio.store``).
   ``aa_desktops_connected{transport="polling"}``. A client that closes its
   connection while its GET waits ends the session there and then.
 - ``POST`` with ``sid``: the client's packets, at most ``SOCKETIO_MAX_PAYLOAD``
-  bytes, through the same Engine.IO / Socket.IO layers as the websocket
-  transport (``connector.desktops.polling.application``); answered ``ok``.
+  bytes (else 413, no body, and the session goes on), through the same
+  Engine.IO / Socket.IO layers as the websocket transport
+  (``connector.desktops.polling.application``); answered ``ok``. A CLOSE packet
+  ends the session, and its waiting GET answers a noop.
 
 Errors are Engine.IO's: 400 (403 for a refused origin) with
-``{"code": <n>, "message": <its message>}``. Browsers' requests carrying
-``Origin`` must come from ``CORS_ALLOWED_ORIGINS`` (the WebSocket handshake's
-rule, ``connector.desktops.origin``) and are answered with CORS headers, credentials
-allowed; the preflight too.
+``{"code": <n>, "message": <its message>}``, but for the two the JavaScript
+server answers without a body (the overlapping GET's 400, the 413).
+Browsers' requests carrying ``Origin`` must come from ``CORS_ALLOWED_ORIGINS``
+(the WebSocket handshake's rule, ``connector.desktops.origin``) and are
+answered with CORS headers, credentials allowed; the preflight too.
 """
 
 from __future__ import annotations
@@ -249,10 +255,11 @@ async def _wait_and_answer(poller: Poller, token: str, client: ClientWatch) -> A
     turn = await store.poll(sid, token, again=False)
     if turn.status == "overlap":
         # No Engine.IO client polls twice at once. Its servers (JavaScript and python-engineio) end the session
-        # then, and so does this: the pending GET, on whichever process, is woken and answers CLOSE.
+        # then, and so does this: the pending GET, on whichever process, is woken and answers CLOSE. This one
+        # gets the JavaScript server's answer (lib/transports/polling.ts, "overlap from client"): 400, no body.
         logger.info("Closing a long-polling session: a second GET came while one was pending")
         await _end(sid, turn.pid, poller)
-        return error(BAD_REQUEST, message="Bad request: another poll of this session is pending")
+        return Answer(400)
     if turn.status != "ok":
         return await _turn_refused(poller, turn, first=True)
     loop = asyncio.get_running_loop()
@@ -260,7 +267,7 @@ async def _wait_and_answer(poller: Poller, token: str, client: ClientWatch) -> A
     assert state is not None
     poller.count_as_desktop(state.connected and state.identity is not None)
     frames = [*state.pending, *([packets.ping_frame()] if turn.ping else [])]
-    deadline = loop.time() + turn.seconds_to_ping
+    deadline = loop.time() + turn.seconds_to_deadline
     replay: Replay | None = None
     while True:
         if client.gone:
@@ -296,7 +303,7 @@ async def _wait_and_answer(poller: Poller, token: str, client: ClientWatch) -> A
             assert state is not None
             poller.count_as_desktop(state.connected and state.identity is not None)
             frames = [*state.pending, *([packets.ping_frame()] if turn.ping else [])]
-            deadline = loop.time() + turn.seconds_to_ping
+            deadline = loop.time() + turn.seconds_to_deadline
     # Every event here is read from the history, a join's older ones among them: none moves the client's
     # offset back below what earlier answers carried.
     offset_sent = OffsetSent(state.epoch, state.offset_sent)
@@ -341,6 +348,10 @@ async def _turn_refused(poller: Poller, turn: store.Poll, *, first: bool) -> Ans
         # Upgrading, or (after its wait) this GET's lock lapsed and a newer GET serves the session: end this one.
         return payload([packets.noop_frame()])
     poller.ended = True
+    if turn.status == "gone" and not first and poller.closed_by_client:
+        # The client POSTed CLOSE: as the JavaScript server, end its pending poll with a noop (lib/transports/
+        # polling.ts, onClose); a CLOSE would be the server closing.
+        return payload([packets.noop_frame()])
     if turn.status == "closed":
         if turn.why == "operator":
             logger.info("Closing a long-polling session at an operator's request")
@@ -366,12 +377,13 @@ def _token_deadline(state: store.PollingState, loop: asyncio.AbstractEventLoop) 
     return loop.time() + _seconds_to_expiry(state)
 
 
-async def _end(sid: str, pid: str | None, poller: Poller | None = None) -> None:
-    """End the session for a transport reason; the recovery window of its session ``pid`` starts now, unless
-    the session was gone already: a WebSocket that took it over keeps ``pid`` alive."""
+async def _end(sid: str, pid: str | None, poller: Poller | None = None, *, by_client: bool = False) -> None:
+    """End the session for a transport reason (``by_client``: its client's CLOSE packet); the recovery window
+    of its session ``pid`` starts now, unless the session was gone already: a WebSocket that took it over keeps
+    ``pid`` alive."""
     if poller is not None:
         poller.ended = True
-    if await store.close(sid) and pid is not None and settings.SOCKETIO_RECOVERY_SECONDS:
+    if await store.close(sid, by_client=by_client) and pid is not None and settings.SOCKETIO_RECOVERY_SECONDS:
         await sessions.expire(pid, ttl=settings.SOCKETIO_RECOVERY_SECONDS)
 
 
@@ -407,19 +419,20 @@ async def _post(scope: HTTPScope, receive: ASGIReceiveCallable, sid: str) -> Ans
         return error(BAD_REQUEST)
     outcome = PostOutcome()
     desktop = PollingDesktop(state, outcome)
+    closed_by_client = False
     for packet in received:
         if packet.packet_type == packets.PONG:
             outcome.delete("pong_by")
         elif packet.packet_type == packets.PING:
             outcome.queue(packets.pong_frame())
         elif packet.packet_type == packets.CLOSE:
-            outcome.close = True
+            outcome.close = closed_by_client = True
         elif packet.packet_type == packets.MESSAGE:
             await desktop.socketio.receive(packet.data)
         if outcome.close or outcome.over_budget:
             break
     if outcome.close:
-        await _end(state.sid, state.pid)
+        await _end(state.sid, state.pid, by_client=closed_by_client)
         return _ok()
     committed = await store.commit(sid, pid=outcome.sets.get("pid", state.pid), sets=outcome.sets,
                                    deletes=outcome.deletes, packets=outcome.packets)
@@ -446,7 +459,11 @@ def _too_many(message: str, retry_after: int) -> Answer:
 
 
 def _too_large(limit: int) -> Answer:
-    return error(BAD_REQUEST, status=413, message=f"Payload too large: more than {limit} bytes (SOCKETIO_MAX_PAYLOAD)")
+    # The JavaScript server's answer (lib/transports/polling.ts, past maxHttpBufferSize): 413, no body; the
+    # session goes on. The log says which limit it passed.
+    repeated.log(logging.INFO, "too large", "Refused a long-polling POST of more than %s bytes (SOCKETIO_MAX_PAYLOAD)",
+                 limit)
+    return Answer(413)
 
 
 # --- HTTP ----------------------------------------------------------------------------------------

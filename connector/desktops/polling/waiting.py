@@ -27,7 +27,8 @@ processes, so the sum over processes is the number of polling desktops.
 POSTs that queue packets publish on the session's wake channel; the process
 reads every session's wake through one pattern subscription of its own
 (``connector.desktops.subscriptions``), made on first use, so a waiting poll costs no
-Redis connection or command.
+Redis connection or command. The wake of a session its client closed says so
+(``store.CLIENT_CLOSED``): its waiting poll answers a noop rather than CLOSE.
 After that subscription is lost and restored, every waiting poll is woken,
 since a wake may have been missed meanwhile.
 """
@@ -61,7 +62,7 @@ class Poller:
     """One polling session as this process's hub sees it."""
 
     __slots__ = ("sid", "conversations", "woken_by_session", "_signal", "_linger", "waiting", "counted", "ended",
-                 "was_connected")
+                 "was_connected", "closed_by_client")
 
     def __init__(self, sid: str) -> None:
         self.sid = sid
@@ -73,12 +74,14 @@ class Poller:
         self.counted = False  # in aa_desktops_connected
         self.ended = False  # its GET ended the session: nothing to linger for
         self.was_connected = False  # a GET here found its session connected to "/" (authenticated)
+        self.closed_by_client = False  # its client ended the session (a CLOSE packet): its waiting GET answers a noop
 
     def event_arrived(self, event: Event) -> None:
         self._signal.set()
 
-    def wake(self) -> None:
+    def wake(self, *, closed_by_client: bool = False) -> None:
         self.woken_by_session = True
+        self.closed_by_client = self.closed_by_client or closed_by_client
         self._signal.set()
 
     def interrupt(self) -> None:
@@ -232,8 +235,8 @@ class Pollers:
             except Exception as error:
                 logger.warning("Could not leave a conversation: %s: %s", type(error).__name__, error)
 
-    def _woken(self, poller: Poller) -> None:
-        poller.wake()
+    def _woken(self, poller: Poller, *, closed_by_client: bool = False) -> None:
+        poller.wake(closed_by_client=closed_by_client)
         if not poller.waiting:
             self._run(self._refresh(poller))
 
@@ -287,7 +290,7 @@ class Pollers:
             return
         poller = self._members.get(channel[len(self._prefix):])
         if poller is not None:
-            self._woken(poller)
+            self._woken(poller, closed_by_client=data in (store.CLIENT_CLOSED, store.CLIENT_CLOSED.encode()))
 
 
 def _wake_pattern(prefix: str) -> str:

@@ -23,12 +23,18 @@ from Redis (identity, namespace, conversations and the position each was
 sent up to), so nothing is lost or sent twice across the switch. When the
 history no longer reaches back to those positions, the WebSocket is closed
 instead, as the session's next poll would have been: the client reconnects,
-and its recovery tells it what was lost (a new ``pid``).
+and its recovery tells it what was lost (a new ``pid``). One WebSocket at a
+time may upgrade a session, and must complete the upgrade within
+``SOCKETIO_PING_TIMEOUT`` of its opening (else it is closed, 1000, and
+polling goes on); another one opened meanwhile, or after the upgrade, is
+refused, as the JavaScript server has it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import secrets
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -70,6 +76,9 @@ class SocketIOConsumer(DesktopConsumer):
         self._replay: Replay | None = None  # to send once the CONNECT answer is out
         self._replay_after_ack: Replay | None = None  # a join's, to send once its acknowledgement is out
         self._upgrading: str | None = None  # the sid of the long-polling session this socket is upgrading
+        self._upgrade_token = secrets.token_hex(8)  # names this socket as the session's upgrader in Redis
+        self._upgrade_timer: asyncio.TimerHandle | None = None
+        self._upgrade_timeout: asyncio.Task | None = None
         self._offset_sent = OffsetSent()  # what the client's recovery offset is
 
     @property
@@ -112,27 +121,38 @@ class SocketIOConsumer(DesktopConsumer):
     # --- upgrading a long-polling session (connector.desktops.polling) to this WebSocket -----------
 
     async def _start_upgrade(self, sid: str) -> None:
-        """Accept the WebSocket of a live long-polling session; nothing is sent before the probe."""
+        """Accept the WebSocket of a live long-polling session that no other WebSocket is upgrading; it has
+        ``polling_store.upgrade_lifetime()`` to complete the upgrade. Nothing is sent before the probe. Refused
+        (403) otherwise: the session is gone, upgraded already or being upgraded, as the JavaScript server
+        closes such a WebSocket (lib/server.ts, onWebSocket)."""
         try:
-            live = await polling_store.exists(sid)
+            claimed = await polling_store.claim_upgrade(sid, self._upgrade_token)
         except Exception as error:
             logger.warning("Could not look up a long-polling session: %s: %s", type(error).__name__, error)
-            live = False
-        if not live:
+            claimed = False
+        if not claimed:
             await self.close()
             return
         self._upgrading = sid
         await self.accept()
+        self._upgrade_timer = asyncio.get_running_loop().call_later(
+            polling_store.upgrade_lifetime(), self._upgrade_time_up)
+
+    def _upgrade_time_up(self) -> None:
+        if self._upgrading is not None:
+            # As the JavaScript server's upgradeTimeout (lib/socket.ts, "client did not complete upgrade").
+            logger.info("Closing a WebSocket that did not complete its upgrade in time")
+            self._upgrade_timeout = asyncio.ensure_future(self.close(code=close_codes.NORMAL))
 
     async def _upgrade_step(self, frame: str | None) -> None:
         """``2probe``: answer ``3probe`` and end the pending poll with a noop; ``5``: take the session over."""
         assert self._upgrading is not None
         if frame == packets.ping_frame() + packets.PROBE:
-            if await polling_store.start_upgrade(self._upgrading):
+            if await polling_store.start_upgrade(self._upgrading, self._upgrade_token):
                 await self.send(packets.pong_probe_frame())
                 return
         elif frame == str(packets.UPGRADE):
-            state = await polling_store.adopt(self._upgrading)
+            state = await polling_store.adopt(self._upgrading, self._upgrade_token)
             if state is not None:
                 await self._adopt(state)
                 return
@@ -144,6 +164,7 @@ class SocketIOConsumer(DesktopConsumer):
         """Continue the long-polling session ``state`` here: its identity, namespace, conversations and
         positions, so that nothing it was sent over polling is sent again and nothing after is missed."""
         sid, self._upgrading = self._upgrading, None
+        self._stop_upgrade_timer()
         self.engineio = EngineIOSession(self, on_message=self._on_message, sid=sid)
         self.socketio = SocketIOServer(self.engineio, self, connected=state.connected)
         self.engineio.start_heartbeat()
@@ -231,10 +252,16 @@ class SocketIOConsumer(DesktopConsumer):
         await self.sign_out()
         await self.release_resources()
 
+    def _stop_upgrade_timer(self) -> None:
+        if self._upgrade_timer is not None:
+            self._upgrade_timer.cancel()
+            self._upgrade_timer = None
+
     async def connection_ended(self) -> None:
+        self._stop_upgrade_timer()
         if self._upgrading is not None:
             try:
-                await polling_store.abandon_upgrade(self._upgrading)
+                await polling_store.abandon_upgrade(self._upgrading, self._upgrade_token)
             except Exception as error:
                 logger.warning("Could not resume a long-polling session: %s: %s", type(error).__name__, error)
         if self.session is not None:
