@@ -9,10 +9,8 @@ forgets to copy, or a runtime import of a test-only package, fails here.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,41 +19,11 @@ import httpx
 import pytest
 
 from testing import processes
+from testing.image import image_tree
 
 REPOSITORY = processes.REPOSITORY
 DOCKERFILE = (REPOSITORY / "Dockerfile").read_text()
 TEST_ONLY_PACKAGES = ("pytest", "pytest_django", "pytest_asyncio", "aiohttp", "playwright")
-
-
-def _ignored(relative: str, patterns: list[str]) -> bool:
-    parts = Path(relative).parts
-    for pattern in patterns:
-        pattern = pattern.removeprefix("**/")
-        if fnmatch.fnmatch(relative, pattern) or any(fnmatch.fnmatch(part, pattern) for part in parts):
-            return True
-    return False
-
-
-def image_tree(destination: Path) -> Path:
-    """Copy what the Dockerfile's ``COPY`` lines copy (minus .dockerignore) into ``destination``."""
-    ignore = [
-        line.strip()
-        for line in (REPOSITORY / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    for source, target in re.findall(r"^COPY\s+(\S+)\s+(\S+)\s*$", DOCKERFILE, flags=re.MULTILINE):
-        origin = REPOSITORY / source
-        if origin.is_dir():
-            for path in origin.rglob("*"):
-                relative = path.relative_to(REPOSITORY).as_posix()
-                if path.is_file() and not _ignored(relative, ignore):
-                    copy = destination / target.removeprefix("./") / path.relative_to(origin)
-                    copy.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(path, copy)
-        else:
-            (destination / origin.name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(origin, destination / origin.name)
-    return destination
 
 
 def test_the_image_installs_runtime_requirements_only() -> None:
