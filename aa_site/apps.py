@@ -1,4 +1,5 @@
-"""App configs: the project package's (registers the start-up checks, trims per-request work), and the admin's.
+"""App configs: the project package's (registers the start-up checks, trims per-request work), the admin's and
+daphne's.
 
 Nothing here imports the project's modules at load time: ``INSTALLED_APPS`` loads this module before the
 app registry is ready, and the admin site (``aa_site.admin_site``) reads the models of the apps.
@@ -31,6 +32,18 @@ class AaSiteConfig(AppConfig):
         signals.request_finished.disconnect(close_caches)
         # Undoes a per-request urlconf (request.urlconf), which no middleware here sets.
         signals.request_finished.disconnect(reset_urlconf)
+
+
+class DaphneRunserverConfig(AppConfig):
+    """daphne as an app for its ASGI ``manage.py runserver`` only, without daphne's own config.
+
+    Its config imports daphne's server, and with it Twisted, at set-up: a quarter of a second of every
+    start of the image, whose server is uvicorn. The command imports that server itself when it runs, and
+    ``python -m aa_site.serve`` imports it before Django is set up, so the reactor is still installed first.
+    """
+
+    name = "daphne"
+    default = False
 
 
 class OperatorAdminConfig(admin_apps.AdminConfig):

@@ -24,7 +24,7 @@ from typing import Any
 
 from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from aa_site.serve import HEADER_TIMEOUT_SECONDS, access_line_wanted, log_request, log_websocket_step, path_only
+from aa_site.access_log import HEADER_TIMEOUT_SECONDS, access_line_wanted, log_request, log_websocket_step, path_only
 
 logger = logging.getLogger("aa_site.access")
 
