@@ -8,7 +8,9 @@ Dockerfile compiles it), and every run starts the image's server command
 there (``testing.processes``) with the image's ``ENV`` and a production-like
 environment against a private redis-server, then asks ``GET /readyz`` every
 5 ms (a fresh connection each time) until one answers 200. The clock starts
-just before the process is spawned.
+just before the process is spawned; beside each time, the CPU the process used
+until then (from /proc, in clock ticks of 10 ms), which the machine's other
+load disturbs less than the time.
 
 ``--baseline PATH`` measures another checkout too (say, a worktree of the code
 before a change), run by run interleaved with this one, so both see the same
@@ -28,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.servers import process_usage
 from testing import image, processes
 
 POLL_SECONDS = 0.005
@@ -47,9 +50,11 @@ def _status(port: int) -> int | None:
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
 
 
-def time_to_ready(tree: Path, image_env: dict[str, str], role: str, redis: processes.RedisAddress) -> float:
+def time_to_ready(tree: Path, image_env: dict[str, str], role: str,
+                  redis: processes.RedisAddress) -> tuple[float, float]:
     """Seconds from spawning the image's server command in ``tree`` (with the image's ``ENV``, ``image_env``) to
-    its first 200 on ``/readyz``."""
+    its first 200 on ``/readyz``, and the CPU seconds the process used meanwhile (less at the mercy of the
+    machine's other load than the first)."""
     port = processes.free_port()
     settings = {**image_env, "PORT": str(port), "PYTHONPATH": str(tree)}
     environment = processes.server_environment(role=role, redis=redis, **settings)
@@ -60,7 +65,7 @@ def time_to_ready(tree: Path, image_env: dict[str, str], role: str, redis: proce
         try:
             while time.monotonic() - started < GIVE_UP_SECONDS:
                 if _status(port) == 200:
-                    return time.monotonic() - started
+                    return time.monotonic() - started, process_usage(process.pid)[1]
                 if process.poll() is not None:
                     break
                 time.sleep(POLL_SECONDS)
@@ -95,16 +100,20 @@ def main() -> None:
                  for label, checkout in checkouts.items()}
         print(f"load average before: {_load()}", flush=True)
         figures: dict[tuple[str, str], list[float]] = {(label, role): [] for label in trees for role in roles}
+        cpu: dict[tuple[str, str], list[float]] = {key: [] for key in figures}
         for run in range(1, runs + 1):
             for role in roles:
                 for label, (tree, image_env) in trees.items():
-                    took = time_to_ready(tree, image_env, role, redis) * 1000
-                    figures[label, role].append(took)
-                    print(f"run {run} {role:<11} {label:<8} exec to /readyz 200: {took:7.1f} ms", flush=True)
+                    took, used = time_to_ready(tree, image_env, role, redis)
+                    figures[label, role].append(took * 1000)
+                    cpu[label, role].append(used * 1000)
+                    print(f"run {run} {role:<11} {label:<8} exec to /readyz 200: {took * 1000:7.1f} ms  "
+                          f"CPU {used * 1000:5.0f} ms", flush=True)
         print(f"load average after: {_load()}", flush=True)
         for (label, role), values in figures.items():
             print(f"{role:<11} {label:<8} median {statistics.median(values):7.1f} ms  min {min(values):7.1f}  "
-                  f"max {max(values):7.1f}  ({len(values)} runs: {' '.join(f'{v:.0f}' for v in values)})")
+                  f"max {max(values):7.1f}  CPU median {statistics.median(cpu[label, role]):5.0f} ms  "
+                  f"({len(values)} runs: {' '.join(f'{v:.0f}' for v in values)})")
 
 
 if __name__ == "__main__":
