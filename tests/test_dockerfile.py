@@ -9,6 +9,7 @@ forgets to copy, or a runtime import of a test-only package, fails here.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -84,3 +85,14 @@ def test_the_image_has_the_operators_commands(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     for command in ("deploy_plan", "configure_conversation_profile", "create_push_subscriptions", "ensure_superuser"):
         assert f"    {command}\n" in result.stdout, command
+
+
+def test_the_image_holds_the_bytecode_of_every_module_it_copies(tmp_path: Path) -> None:
+    """The image runs with PYTHONDONTWRITEBYTECODE and copies no __pycache__: without bytecode compiled when it is
+    built, every start would compile the service's modules from source again (cold starts on Cloud Run)."""
+    tree = image_tree(tmp_path / "app")
+    modules = [path for path in tree.rglob("*.py") if path.parent != tree]
+    assert modules
+    missing = [str(path.relative_to(tree)) for path in modules
+               if not Path(importlib.util.cache_from_source(str(path))).is_file()]
+    assert missing == []
