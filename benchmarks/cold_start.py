@@ -5,7 +5,8 @@ agents logging in meets processes still starting. The image's contents are
 rebuilt once per checkout measured (``testing.image``: its
 ``COPY`` lines minus ``.dockerignore``, so no ``__pycache__`` unless the
 Dockerfile compiles it), and every run starts the image's server command
-there (``testing.processes``) with the image's ``ENV`` and a production-like
+there (``testing.processes``) with the image's ``ENV``, without the packages
+only the tests install (the image has none of them), and a production-like
 environment against a private redis-server, then asks ``GET /readyz`` every
 5 ms (a fresh connection each time) until one answers 200. The clock starts
 just before the process is spawned; beside each time, the CPU the process used
@@ -50,13 +51,13 @@ def _status(port: int) -> int | None:
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
 
 
-def time_to_ready(tree: Path, image_env: dict[str, str], role: str,
-                  redis: processes.RedisAddress) -> tuple[float, float]:
+def time_to_ready(tree: Path, image_env: dict[str, str], role: str, redis: processes.RedisAddress,
+                  guard: Path) -> tuple[float, float]:
     """Seconds from spawning the image's server command in ``tree`` (with the image's ``ENV``, ``image_env``) to
-    its first 200 on ``/readyz``, and the CPU seconds the process used meanwhile (less at the mercy of the
+    its first 200 on ``/readyz`` (``guard``: ``image.refuse_test_only_packages``), and the CPU seconds the process used meanwhile (less at the mercy of the
     machine's other load than the first)."""
     port = processes.free_port()
-    settings = {**image_env, "PORT": str(port), "PYTHONPATH": str(tree)}
+    settings = {**image_env, "PORT": str(port), "PYTHONPATH": f"{guard}:{tree}"}
     environment = processes.server_environment(role=role, redis=redis, **settings)
     with tempfile.TemporaryFile() as log:
         started = time.monotonic()
@@ -96,6 +97,7 @@ def main() -> None:
         checkouts = {"this": processes.REPOSITORY}
         if args.baseline is not None:
             checkouts = {"baseline": args.baseline.resolve(), **checkouts}
+        guard = image.refuse_test_only_packages(Path(directory) / "guard")
         trees = {label: (image.image_tree(Path(directory) / label, checkout), image.image_environment(checkout))
                  for label, checkout in checkouts.items()}
         print(f"load average before: {_load()}", flush=True)
@@ -104,7 +106,7 @@ def main() -> None:
         for run in range(1, runs + 1):
             for role in roles:
                 for label, (tree, image_env) in trees.items():
-                    took, used = time_to_ready(tree, image_env, role, redis)
+                    took, used = time_to_ready(tree, image_env, role, redis, guard)
                     figures[label, role].append(took * 1000)
                     cpu[label, role].append(used * 1000)
                     print(f"run {run} {role:<11} {label:<8} exec to /readyz 200: {took * 1000:7.1f} ms  "

@@ -2,7 +2,8 @@
 
 ``image_tree`` copies what the Dockerfile's ``COPY`` lines copy (honouring
 ``.dockerignore``, so no ``__pycache__``) and runs its ``RUN python -m compileall``
-lines there; ``image_environment`` is its ``ENV``. Used by
+lines there; ``image_environment`` is its ``ENV``; ``refuse_test_only_packages``
+leaves out what only the tests install. Used by
 ``tests/test_dockerfile.py`` (the image's contents serve both roles) and
 ``benchmarks/cold_start.py`` (a process started as the image starts it).
 """
@@ -18,6 +19,9 @@ import sys
 from pathlib import Path
 
 from testing.processes import REPOSITORY
+
+# Installed here (requirements-dev.txt), not in the image (requirements.txt).
+TEST_ONLY_PACKAGES = ("pytest", "pytest_django", "pytest_asyncio", "aiohttp", "playwright")
 
 
 def dockerfile(repository: Path = REPOSITORY) -> str:
@@ -68,3 +72,18 @@ def image_environment(repository: Path = REPOSITORY) -> dict[str, str]:
             name, _, value = word.partition("=")
             environment[name] = value
     return environment
+
+
+def refuse_test_only_packages(directory: Path) -> Path:
+    """A directory to put first on ``PYTHONPATH``: its ``sitecustomize`` makes every import of a test-only package
+    fail (ImportError), as it would in the image, where none is installed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Refuse:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {TEST_ONLY_PACKAGES!r}:\n"
+        "            raise ImportError('test-only package imported by the image: ' + name)\n"
+        "sys.meta_path.insert(0, _Refuse())\n"
+    )
+    return directory

@@ -20,11 +20,10 @@ import httpx
 import pytest
 
 from testing import processes
-from testing.image import image_tree
+from testing.image import TEST_ONLY_PACKAGES, image_tree, refuse_test_only_packages
 
 REPOSITORY = processes.REPOSITORY
 DOCKERFILE = (REPOSITORY / "Dockerfile").read_text()
-TEST_ONLY_PACKAGES = ("pytest", "pytest_django", "pytest_asyncio", "aiohttp", "playwright")
 
 
 def test_the_image_installs_runtime_requirements_only() -> None:
@@ -56,17 +55,7 @@ def test_each_role_starts_from_the_image_contents(tmp_path: Path, redis_server, 
     """The image's server started from only the copied files serves the role, without importing any test-only package."""
     tree = image_tree(tmp_path / "app")
     assert not any((tree / package).exists() for package in ("tests", "testing", "benchmarks"))
-    guard = tmp_path / "guard"
-    guard.mkdir()
-    # Any import of a test-only package from the image's code fails loudly.
-    (guard / "sitecustomize.py").write_text(
-        "import sys\n"
-        "class _Refuse:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        f"        if name.split('.')[0] in {TEST_ONLY_PACKAGES!r}:\n"
-        "            raise ImportError('test-only package imported by the image: ' + name)\n"
-        "sys.meta_path.insert(0, _Refuse())\n"
-    )
+    guard = refuse_test_only_packages(tmp_path / "guard")
     with processes.daphne_server(
         role=role, redis=redis_server, cwd=tree, PYTHONPATH=f"{guard}:{tree}"
     ) as server:
