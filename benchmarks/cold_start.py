@@ -54,7 +54,7 @@ def _status(port: int) -> int | None:
 def time_to_ready(tree: Path, image_env: dict[str, str], role: str, redis: processes.RedisAddress,
                   guard: Path) -> tuple[float, float]:
     """Seconds from spawning the image's server command in ``tree`` (with the image's ``ENV``, ``image_env``) to
-    its first 200 on ``/readyz`` (``guard``: ``image.refuse_test_only_packages``), and the CPU seconds the process used meanwhile (less at the mercy of the
+    its first 200 on ``/readyz`` (``guard``: ``image.refuse_test_only_packages``, the image's packages only), and the CPU seconds the process used meanwhile (less at the mercy of the
     machine's other load than the first)."""
     port = processes.free_port()
     settings = {**image_env, "PORT": str(port), "PYTHONPATH": f"{guard}:{tree}"}
@@ -97,7 +97,7 @@ def main() -> None:
         checkouts = {"this": processes.REPOSITORY}
         if args.baseline is not None:
             checkouts = {"baseline": args.baseline.resolve(), **checkouts}
-        guard = image.refuse_test_only_packages(Path(directory) / "guard")
+        guard = image.refuse_test_only_packages(Path(directory) / "guard", image.development_only_modules())
         trees = {label: (image.image_tree(Path(directory) / label, checkout), image.image_environment(checkout))
                  for label, checkout in checkouts.items()}
         print(f"load average before: {_load()}", flush=True)

@@ -11,6 +11,7 @@ leaves out what only the tests install. Used by
 from __future__ import annotations
 
 import fnmatch
+import importlib.metadata
 import re
 import shlex
 import shutil
@@ -74,15 +75,34 @@ def image_environment(repository: Path = REPOSITORY) -> dict[str, str]:
     return environment
 
 
-def refuse_test_only_packages(directory: Path) -> Path:
-    """A directory to put first on ``PYTHONPATH``: its ``sitecustomize`` makes every import of a test-only package
-    fail (ImportError), as it would in the image, where none is installed."""
+def _requirement_names(path: Path) -> set[str]:
+    names = set()
+    for line in path.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", line.strip())
+        if match:
+            names.add(re.sub(r"[-_.]+", "-", match.group(1)).lower())
+    return names
+
+
+def development_only_modules(repository: Path = REPOSITORY) -> tuple[str, ...]:
+    """The top-level modules of the packages ``requirements-dev.txt`` installs beyond ``requirements.txt`` (the
+    image's): libraries look for some of them (httpx for rich, engineio for aiohttp) and load them when found."""
+    extra = _requirement_names(repository / "requirements-dev.txt") - _requirement_names(repository / "requirements.txt")
+    return tuple(sorted(
+        module for module, distributions in importlib.metadata.packages_distributions().items()
+        if all(re.sub(r"[-_.]+", "-", name).lower() in extra for name in distributions)
+    ))
+
+
+def refuse_test_only_packages(directory: Path, packages: tuple[str, ...] = TEST_ONLY_PACKAGES) -> Path:
+    """A directory to put first on ``PYTHONPATH``: its ``sitecustomize`` makes every import of one of ``packages``
+    (top-level names) fail (ImportError), as it would in the image, where none is installed."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "sitecustomize.py").write_text(
         "import sys\n"
         "class _Refuse:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        f"        if name.split('.')[0] in {TEST_ONLY_PACKAGES!r}:\n"
+        f"        if name.split('.')[0] in {packages!r}:\n"
         "            raise ImportError('test-only package imported by the image: ' + name)\n"
         "sys.meta_path.insert(0, _Refuse())\n"
     )
