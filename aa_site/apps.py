@@ -50,4 +50,14 @@ class OperatorAdminConfig(admin_apps.AdminConfig):
     """Django's admin with the operators' site (``aa_site.admin_site``), loaded once the apps are ready."""
 
     default = False  # named in INSTALLED_APPS; ``aa_site``'s own config is AaSiteConfig
-    default_site = "aa_site.admin_site.OperatorAdminSite"
+
+    @property
+    def default_site(self) -> str:
+        """The operators' site, except on the interceptor: it serves no admin (``aa_site.urls``), and the
+        operators' site loads the connector's modules for its live view, which an interceptor's cold start
+        need not pay for. Django's own site holds the same registrations, so the same checks run."""
+        from django.conf import settings
+
+        if settings.SERVICE_ROLE == "interceptor":
+            return "django.contrib.admin.sites.AdminSite"
+        return "aa_site.admin_site.OperatorAdminSite"

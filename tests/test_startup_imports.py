@@ -51,3 +51,19 @@ def test_start_up_imports_no_grpc_client(redis_server, role: str) -> None:
 @pytest.mark.parametrize("role", ["connector", "interceptor"])
 def test_the_images_server_imports_no_daphne_or_twisted(redis_server, role: str) -> None:
     assert _under(started_modules(role, redis_server), DAPHNE) == []
+
+
+# What each role loads of the other's package: the app (installed for every role) and its system checks; the
+# interceptor also the JWT secret's module, which its /readyz names (and skips), and the client address
+# function django-axes' settings name (AXES_CLIENT_IP_CALLABLE), light modules both.
+OTHER_ROLE = {
+    "connector": ("interceptor", {"interceptor", "interceptor.apps", "interceptor.checks"}),
+    "interceptor": ("connector", {"connector", "connector.apps", "connector.checks", "connector.jwt_secret",
+                                  "connector.ratelimit"}),
+}
+
+
+@pytest.mark.parametrize("role", ["connector", "interceptor"])
+def test_a_role_imports_no_more_of_the_other_role_than_its_app_and_checks(redis_server, role: str) -> None:
+    package, allowed = OTHER_ROLE[role]
+    assert set(_under(started_modules(role, redis_server), (package,))) - allowed == set()
