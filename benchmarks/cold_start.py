@@ -14,8 +14,9 @@ until then (from /proc, in clock ticks of 10 ms), which the machine's other
 load disturbs less than the time.
 
 ``--baseline PATH`` measures another checkout too (say, a worktree of the code
-before a change), run by run interleaved with this one, so both see the same
-load; the load average is printed before and after.
+before a change; named by its directory), run by run interleaved with this
+one, so both see the same load; give it several times for several checkouts
+(the steps of a change). The load average is printed before and after.
 
     .venv/bin/python -m benchmarks.cold_start [--runs 5] [--role connector|interceptor|all] [--baseline PATH]
     .venv/bin/python -m benchmarks.cold_start --quick      # one run per role (tests/test_benchmark_scenarios.py)
@@ -86,7 +87,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--role", choices=("connector", "interceptor", "all"), default="all",
                         help="a role, or all: both roles (SERVICE_ROLE=all is not what the image deploys)")
-    parser.add_argument("--baseline", type=Path, help="another checkout, measured interleaved with this one")
+    parser.add_argument("--baseline", type=Path, action="append", default=[],
+                        help="another checkout, measured interleaved with this one (named by its directory); "
+                        "give it again for more")
     parser.add_argument("--quick", action="store_true", help="one run per role")
     args = parser.parse_args()
     runs = 1 if args.quick else args.runs
@@ -94,9 +97,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="aa-cold-start-") as directory, \
             processes.redis_server(private=True) as redis:
-        checkouts = {"this": processes.REPOSITORY}
-        if args.baseline is not None:
-            checkouts = {"baseline": args.baseline.resolve(), **checkouts}
+        checkouts = {**{path.resolve().name: path.resolve() for path in args.baseline}, "this": processes.REPOSITORY}
         guard = image.refuse_test_only_packages(Path(directory) / "guard", image.development_only_modules())
         trees = {label: (image.image_tree(Path(directory) / label, checkout), image.image_environment(checkout))
                  for label, checkout in checkouts.items()}
@@ -109,11 +110,11 @@ def main() -> None:
                     took, used = time_to_ready(tree, image_env, role, redis, guard)
                     figures[label, role].append(took * 1000)
                     cpu[label, role].append(used * 1000)
-                    print(f"run {run} {role:<11} {label:<8} exec to /readyz 200: {took * 1000:7.1f} ms  "
+                    print(f"run {run} {role:<11} {label:<10} exec to /readyz 200: {took * 1000:7.1f} ms  "
                           f"CPU {used * 1000:5.0f} ms", flush=True)
         print(f"load average after: {_load()}", flush=True)
         for (label, role), values in figures.items():
-            print(f"{role:<11} {label:<8} median {statistics.median(values):7.1f} ms  min {min(values):7.1f}  "
+            print(f"{role:<11} {label:<10} median {statistics.median(values):7.1f} ms  min {min(values):7.1f}  "
                   f"max {max(values):7.1f}  CPU median {statistics.median(cpu[label, role]):5.0f} ms  "
                   f"({len(values)} runs: {' '.join(f'{v:.0f}' for v in values)})")
 

@@ -76,6 +76,6 @@ def test_a_quick_cold_start_prints_each_roles_time_to_ready() -> None:
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
     for role in ("connector", "interceptor"):
-        assert re.search(rf"^run 1 {role} +this +exec to /readyz 200: +\d+\.\d ms$", run.stdout, re.M), output
+        assert re.search(rf"^run 1 {role} +this +exec to /readyz 200: +\d+\.\d ms +CPU +\d+ ms$", run.stdout, re.M), output
         assert re.search(rf"^{role} +this +median +\d+\.\d ms +min +\d+\.\d +max +\d+\.\d ", run.stdout, re.M), output
     assert re.search(r"^load average before: [\d.]+ [\d.]+ [\d.]+$", run.stdout, re.M), output
