@@ -24,6 +24,9 @@ COPY connector ./connector
 COPY deployment ./deployment
 COPY events ./events
 COPY interceptor ./interceptor
+# Bytecode now: PYTHONDONTWRITEBYTECODE (above) and .dockerignore leave none, so every start of a container
+# (Cloud Run's cold starts) would otherwise compile every module from source again.
+RUN python -m compileall -q aa_site auth_providers common connector deployment events interceptor
 
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent aa
 # The admin's SQLite file (SQLITE_PATH) when DATABASE_URL is not set: per instance, lost with it (production

@@ -1,4 +1,5 @@
-"""App configs: the project package's (registers the start-up checks, trims per-request work), and the admin's.
+"""App configs: the project package's (registers the start-up checks, trims per-request work), the admin's and
+daphne's.
 
 Nothing here imports the project's modules at load time: ``INSTALLED_APPS`` loads this module before the
 app registry is ready, and the admin site (``aa_site.admin_site``) reads the models of the apps.
@@ -33,8 +34,30 @@ class AaSiteConfig(AppConfig):
         signals.request_finished.disconnect(reset_urlconf)
 
 
+class DaphneRunserverConfig(AppConfig):
+    """daphne as an app for its ASGI ``manage.py runserver`` only, without daphne's own config.
+
+    Its config imports daphne's server, and with it Twisted, at set-up: a quarter of a second of every
+    start of the image, whose server is uvicorn. The command imports that server itself when it runs, and
+    ``python -m aa_site.serve`` imports it before Django is set up, so the reactor is still installed first.
+    """
+
+    name = "daphne"
+    default = False
+
+
 class OperatorAdminConfig(admin_apps.AdminConfig):
     """Django's admin with the operators' site (``aa_site.admin_site``), loaded once the apps are ready."""
 
     default = False  # named in INSTALLED_APPS; ``aa_site``'s own config is AaSiteConfig
-    default_site = "aa_site.admin_site.OperatorAdminSite"
+
+    @property
+    def default_site(self) -> str:
+        """The operators' site, except on the interceptor: it serves no admin (``aa_site.urls``), and the
+        operators' site loads the connector's modules for its live view, which an interceptor's cold start
+        need not pay for. Django's own site holds the same registrations, so the same checks run."""
+        from django.conf import settings
+
+        if settings.SERVICE_ROLE == "interceptor":
+            return "django.contrib.admin.sites.AdminSite"
+        return "aa_site.admin_site.OperatorAdminSite"

@@ -24,7 +24,8 @@ from typing import Any
 
 from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from aa_site.serve import HEADER_TIMEOUT_SECONDS, access_line_wanted, log_request, log_websocket_step, path_only
+from aa_site import gc_tuning
+from aa_site.access_log import HEADER_TIMEOUT_SECONDS, access_line_wanted, log_request, log_websocket_step, path_only
 
 logger = logging.getLogger("aa_site.access")
 
@@ -166,6 +167,15 @@ def websocket_protocol() -> type[asyncio.Protocol]:
     return DesktopWebSocketProtocol
 
 
+def load_application(name: str) -> Any:
+    """The ASGI application ``name`` (``module:attribute``), imported with the collector paused until its start-up
+    is over (``aa_site.gc_tuning``; ``aa_site.asgi`` ends it)."""
+    gc_tuning.pause_during_start_up()
+    from uvicorn.importer import import_from_string  # uvicorn's package: a start-up import like the others
+
+    return import_from_string(name)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and serve until stopped."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -175,9 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import uvicorn
-    from uvicorn.importer import import_from_string
 
-    application = PathOnlyAccessLog(import_from_string(args.application))  # sets Django and its logging up
+    application = PathOnlyAccessLog(load_application(args.application))  # sets Django and its logging up
     from django.conf import settings
     # uvicorn's websockets protocol logs each handshake at INFO with the query string
     # ('"WebSocket /ws/?token=..." [accepted]'), and every connection open and close: warnings only.

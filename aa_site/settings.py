@@ -176,7 +176,8 @@ CORS_URLS_REGEX = r"^/(?!socket\.io/|ws/).*$"
 SECRET_KEY = env.text("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50)
 DEBUG = False
 INSTALLED_APPS = [
-    "daphne",
+    # daphne's runserver, ahead of staticfiles' (aa_site/apps.py: without daphne's server at set-up).
+    "aa_site.apps.DaphneRunserverConfig",
     # The operators' admin (aa_site/admin_site.py), served by the connector and "all" roles under /admin/.
     "aa_site.apps.OperatorAdminConfig",
     "django.contrib.auth",

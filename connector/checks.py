@@ -11,7 +11,6 @@ from django.conf import settings
 from django.core.checks import Error, Warning, register
 
 from connector import jwt_secret
-from connector.http import service_callers
 
 
 @register()
@@ -60,6 +59,10 @@ def check_service_callers(app_configs=None, **kwargs) -> list:
     allowed = settings.SERVICE_AUTH_ALLOWED_CALLERS
     if not allowed:
         return []
+    # Here, not at the top: every role runs these checks, and the module loads Google's token verification
+    # (httpx, google-auth), which only a connector with an allow-list needs; a cold start pays for each import.
+    from connector.http import service_callers
+
     problems = []
     if not settings.SERVICE_AUTH_AUDIENCE:
         problems.append(

@@ -9,10 +9,9 @@ forgets to copy, or a runtime import of a test-only package, fails here.
 
 from __future__ import annotations
 
-import fnmatch
+import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,41 +20,10 @@ import httpx
 import pytest
 
 from testing import processes
+from testing.image import TEST_ONLY_PACKAGES, image_tree, refuse_test_only_packages
 
 REPOSITORY = processes.REPOSITORY
 DOCKERFILE = (REPOSITORY / "Dockerfile").read_text()
-TEST_ONLY_PACKAGES = ("pytest", "pytest_django", "pytest_asyncio", "aiohttp", "playwright")
-
-
-def _ignored(relative: str, patterns: list[str]) -> bool:
-    parts = Path(relative).parts
-    for pattern in patterns:
-        pattern = pattern.removeprefix("**/")
-        if fnmatch.fnmatch(relative, pattern) or any(fnmatch.fnmatch(part, pattern) for part in parts):
-            return True
-    return False
-
-
-def image_tree(destination: Path) -> Path:
-    """Copy what the Dockerfile's ``COPY`` lines copy (minus .dockerignore) into ``destination``."""
-    ignore = [
-        line.strip()
-        for line in (REPOSITORY / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    for source, target in re.findall(r"^COPY\s+(\S+)\s+(\S+)\s*$", DOCKERFILE, flags=re.MULTILINE):
-        origin = REPOSITORY / source
-        if origin.is_dir():
-            for path in origin.rglob("*"):
-                relative = path.relative_to(REPOSITORY).as_posix()
-                if path.is_file() and not _ignored(relative, ignore):
-                    copy = destination / target.removeprefix("./") / path.relative_to(origin)
-                    copy.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(path, copy)
-        else:
-            (destination / origin.name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(origin, destination / origin.name)
-    return destination
 
 
 def test_the_image_installs_runtime_requirements_only() -> None:
@@ -87,17 +55,7 @@ def test_each_role_starts_from_the_image_contents(tmp_path: Path, redis_server, 
     """The image's server started from only the copied files serves the role, without importing any test-only package."""
     tree = image_tree(tmp_path / "app")
     assert not any((tree / package).exists() for package in ("tests", "testing", "benchmarks"))
-    guard = tmp_path / "guard"
-    guard.mkdir()
-    # Any import of a test-only package from the image's code fails loudly.
-    (guard / "sitecustomize.py").write_text(
-        "import sys\n"
-        "class _Refuse:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        f"        if name.split('.')[0] in {TEST_ONLY_PACKAGES!r}:\n"
-        "            raise ImportError('test-only package imported by the image: ' + name)\n"
-        "sys.meta_path.insert(0, _Refuse())\n"
-    )
+    guard = refuse_test_only_packages(tmp_path / "guard")
     with processes.daphne_server(
         role=role, redis=redis_server, cwd=tree, PYTHONPATH=f"{guard}:{tree}"
     ) as server:
@@ -116,3 +74,14 @@ def test_the_image_has_the_operators_commands(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     for command in ("deploy_plan", "configure_conversation_profile", "create_push_subscriptions", "ensure_superuser"):
         assert f"    {command}\n" in result.stdout, command
+
+
+def test_the_image_holds_the_bytecode_of_every_module_it_copies(tmp_path: Path) -> None:
+    """The image runs with PYTHONDONTWRITEBYTECODE and copies no __pycache__: without bytecode compiled when it is
+    built, every start would compile the service's modules from source again (cold starts on Cloud Run)."""
+    tree = image_tree(tmp_path / "app")
+    modules = [path for path in tree.rglob("*.py") if path.parent != tree]
+    assert modules
+    missing = [str(path.relative_to(tree)) for path in modules
+               if not Path(importlib.util.cache_from_source(str(path))).is_file()]
+    assert missing == []

@@ -141,18 +141,18 @@ def test_below_the_logger_s_level_nothing_is_counted(logged) -> None:
 def test_refused_websocket_handshakes_are_sampled_in_the_access_log(settings: Any) -> None:
     """A client over its handshake or unauthenticated bound retries at will: its refusals (403, WSREJECT) leave
     one line and then a count, not a line each (the soak's handshake abuser left 244,000 lines in 30 minutes)."""
-    from aa_site import serve
+    from aa_site import access_log
 
     settings.LOG_SAMPLE_SECONDS = 60
-    lines, level, path = Lines(), serve.logger.level, f"/socket.io/{uuid.uuid4().hex}/"  # a key of its own
-    serve.logger.addHandler(lines)
-    serve.logger.setLevel(logging.INFO)
+    lines, level, path = Lines(), access_log.logger.level, f"/socket.io/{uuid.uuid4().hex}/"  # a key of its own
+    access_log.logger.addHandler(lines)
+    access_log.logger.setLevel(logging.INFO)
     try:
         for _ in range(100):
-            serve.log_websocket_step("203.0.113.4:5000", "WSREJECT", path)
-        serve.log_websocket_step("203.0.113.4:5000", "WSCONNECT", path)
+            access_log.log_websocket_step("203.0.113.4:5000", "WSREJECT", path)
+        access_log.log_websocket_step("203.0.113.4:5000", "WSCONNECT", path)
     finally:
-        serve.logger.removeHandler(lines)
-        serve.logger.setLevel(level)
+        access_log.logger.removeHandler(lines)
+        access_log.logger.setLevel(level)
     assert lines.lines == [("INFO", f'203.0.113.4:5000 "WSREJECT {path}"'),
                            ("INFO", f'203.0.113.4:5000 "WSCONNECT {path}"')]
