@@ -154,7 +154,7 @@ def test_development_secret_is_warning_w001(settings: Any, tmp_path: Path) -> No
     # It says why the development secret is in use and what production needs, never to set what is already set.
     assert "DEVELOPMENT_MODE=true" in message.msg
     assert "run with DEVELOPMENT_MODE=true" not in message.hint
-    assert "JWT_SECRET_NAME" in message.hint and "secrets.token_urlsafe(48)" in message.hint
+    assert "JWT_SECRET_NAME" in message.hint and "JWT_SECRET_KEY_PATH" in message.hint
 
 
 def test_e005_outside_development_offers_development_mode(healthy_production: Any) -> None:
