@@ -25,8 +25,9 @@ def check_jwt_secret(app_configs=None, **kwargs) -> list:
     if source == jwt_secret.DEVELOPMENT_SOURCE:
         return [
             Warning(
-                "JWT signing uses the built-in development secret: anyone can forge tokens.",
-                hint=jwt_secret.HINT,
+                "JWT signing uses the built-in development secret (DEVELOPMENT_MODE=true and no secret is "
+                "configured): anyone can forge tokens.",
+                hint=jwt_secret.DEVELOPMENT_HINT,
                 id="aa_site.W001",
             )
         ]

@@ -61,11 +61,18 @@ DEVELOPMENT_SOURCE = "development default"
 # Deliberately public: only ever used with DEVELOPMENT_MODE=true.
 DEVELOPMENT_SECRET = "aa-backend-development-only-secret-do-not-deploy"
 GENERATE = "python -c 'import secrets; print(secrets.token_urlsafe(48))' (or: openssl rand -base64 48)"
+# Outside development mode (the refusal's hint): a secret, or development mode for a local run.
 HINT = (
     "Mount the secret at JWT_SECRET_KEY_PATH (default /secret/jwt_secret_key), set JWT_SECRET_NAME to a "
     "Secret Manager secret the service account may access, set JWT_SECRET_KEY, or run with DEVELOPMENT_MODE=true. "
     f"It must be random: at least {MINIMUM_LENGTH} characters and about {MINIMUM_ENTROPY_BITS} bits; "
     f"generate one with {GENERATE}."
+)
+# In development mode (the warning's hint, on every local command): it is already on, so, briefly, what
+# production needs; outside development mode the refusal's hint says how to make a secret.
+DEVELOPMENT_HINT = (
+    "Nothing to do for a local run. In production leave DEVELOPMENT_MODE unset and give the connector a random "
+    "secret through JWT_SECRET_NAME (Secret Manager), a file at JWT_SECRET_KEY_PATH or JWT_SECRET_KEY."
 )
 
 # Secret ids Secret Manager allows; a full name is projects/P/secrets/S[/versions/V].

@@ -8,13 +8,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh" requirements.txt
 cd "$ROOT"
-export DEVELOPMENT_MODE="${DEVELOPMENT_MODE:-true}"
-export AUTH_OPTION="${AUTH_OPTION-Skip}"
-export CORS_ALLOWED_ORIGINS="${CORS_ALLOWED_ORIGINS:-*}"
-# Plain log lines for a terminal; the image's default is one JSON object per line (Cloud Logging).
-export LOG_FORMAT="${LOG_FORMAT:-text}"
-# The admin's users: SQLite under var/ unless DATABASE_URL (PostgreSQL) or SQLITE_PATH says otherwise.
-if [ -z "${DATABASE_URL:-}" ]; then mkdir -p "$(dirname "${SQLITE_PATH:-$ROOT/var/admin.sqlite3}")"; fi
+source "$ROOT/scripts/local-env.sh"
 "$VENV/bin/python" manage.py migrate --noinput
 
 start_private_redis() {

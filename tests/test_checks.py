@@ -151,6 +151,16 @@ def test_development_secret_is_warning_w001(settings: Any, tmp_path: Path) -> No
     message = only("aa_site.W001")
     assert not message.is_serious()
     assert "aa_site.E005" not in ids()
+    # It says why the development secret is in use and what production needs, never to set what is already set.
+    assert "DEVELOPMENT_MODE=true" in message.msg
+    assert "run with DEVELOPMENT_MODE=true" not in message.hint
+    assert "JWT_SECRET_NAME" in message.hint and "JWT_SECRET_KEY_PATH" in message.hint
+
+
+def test_e005_outside_development_offers_development_mode(healthy_production: Any) -> None:
+    """Outside development mode, E005's hint still offers DEVELOPMENT_MODE=true for a local run."""
+    healthy_production.JWT_SECRET_KEY = ""
+    assert "DEVELOPMENT_MODE=true" in only("aa_site.E005").hint
 
 
 def test_environment_problems_are_e001_each(healthy_production: Any) -> None:
