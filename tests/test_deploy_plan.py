@@ -466,18 +466,19 @@ GENERATED_SECRETS = (ADMIN_OPTIONS.django_secret, ADMIN_OPTIONS.database_passwor
 
 
 def expected_gcloud_calls(options: Options = EXECUTE_OPTIONS, *, values: dict[str, str] | None = None,
-                          kept: tuple[str, ...] = ()) -> list[tuple[int, list[str]]]:
+                          kept: tuple[str, ...] = (), script: bool = False) -> list[tuple[int, list[str]]]:
     """(step number, argv after "gcloud") of every gcloud call of ``options``' plan, captures filled in.
 
     A generating step first asks whether its secret has a version; only for a secret not in ``kept`` does the
-    add follow (its value comes from python, not gcloud).
+    add follow (its value comes from python, not gcloud). The printed ``script`` asks before each create whether
+    its resource exists (none does yet).
     """
     values = {"REDIS_HOST": fake_gcloud.REDIS_HOST, "REDIS_PORT": fake_gcloud.REDIS_PORT,
               "PROJECT_NUMBER": fake_gcloud.PROJECT_NUMBER, "INTERCEPTOR_URL": fake_gcloud.INTERCEPTOR_URL,
               **(values or {})}
     calls = []
     for number, step in enumerate(plan.build_plan(options), 1):
-        run = [step.skip_if]
+        run = [step.skip_if, step.exists_if if script else ()]
         if not (step.skip_if and step.argv[4] in kept):
             run += [step.stdin_from, step.argv]  # a piped step runs its input's command first
         for command in run:
@@ -666,8 +667,8 @@ def test_the_printed_plan_run_by_bash_makes_the_calls_execute_makes(cloud: dict[
     assert result.returncode == 0, result.stdout + result.stderr
     calls = fake_gcloud.calls(Path(cloud["FAKE_GCLOUD_LOG"]))
     password, operator_password, url = database_secrets(calls)
-    assert [call["argv"] for call in calls] == [
-        argv for _, argv in expected_gcloud_calls(ADMIN_OPTIONS, values={"DATABASE_PASSWORD": password})]
+    assert [call["argv"] for call in calls] == [argv for _, argv in expected_gcloud_calls(
+        ADMIN_OPTIONS, values={"DATABASE_PASSWORD": password}, script=True)]
     assert url["PASSWORD"] == password
     for secret in (password, operator_password, *stored(calls, ADMIN_OPTIONS.django_secret)):
         assert secret not in printed.stdout + result.stdout + result.stderr
@@ -683,6 +684,107 @@ def test_the_readme_shows_what_the_command_prints() -> None:
     assert "--admin-database" in arguments
     excerpt = re.search(r"<!-- deploy_plan output: admin .*?-->\n```sh\n(.*?)```", text, re.DOTALL)[1]
     printed = manage("deploy_plan", *arguments)
-    assert printed.returncode == 0, printed.stderr
+    assert printed.returncode == 0 and printed.stderr == "", printed.stderr  # the example is a plan that can work
     for block in excerpt.split("\n# ...\n"):
         assert block.strip("\n") in printed.stdout, block
+
+
+# --- plans that cannot work, and re-running the printed script -----------------------------------
+
+
+# Only what every plan needs: no identity provider, no allowed origins, no conversation profile.
+BARE_FLAGS = ("--project", PROJECT, "--region", REGION)
+# Each problem of the bare plan, and the flag that fixes it.
+BARE_PROBLEMS = (("no identity provider", "--auth-option"), ("no allowed browser origins", "--allowed-origins"),
+                 ("no conversation profile", "--conversation-profile"))
+
+
+@pytest.mark.parametrize("fixes", [(), ("--auth-option", "Five9", "--allowed-origins", "https://app.five9.com")])
+def test_execute_refuses_a_plan_that_cannot_work_before_the_first_step(cloud: dict[str, str],
+                                                                      fixes: tuple[str, ...]) -> None:
+    """Every problem listed with the flag that fixes it, and not one gcloud call made."""
+    result = manage("deploy_plan", *BARE_FLAGS, *fixes, "--execute", env={**cloud, "AUTH_OPTION": "",
+                                                                          "CORS_ALLOWED_ORIGINS": ""})
+    assert_clean_failure(result, mentions="cannot work")
+    for problem, fix in BARE_PROBLEMS:
+        assert (problem in result.stderr and fix in result.stderr) == (fix not in fixes), (problem, result.stderr)
+    assert fake_gcloud.calls(Path(cloud["FAKE_GCLOUD_LOG"])) == []
+
+
+def test_execute_refuses_the_placeholder_profile_id(cloud: dict[str, str]) -> None:
+    """PROFILE_ID, as the README's example once had it, is not a profile."""
+    flags = [*FLAGS[:-1], plan.PROFILE_PLACEHOLDER]
+    result = manage("deploy_plan", *flags, "--execute", env=cloud)
+    assert_clean_failure(result, mentions="no conversation profile")
+    assert "no identity provider" not in result.stderr
+    assert fake_gcloud.calls(Path(cloud["FAKE_GCLOUD_LOG"])) == []
+
+
+def test_a_printed_plan_that_cannot_work_warns_and_refuses_to_run(cloud: dict[str, str], tmp_path: Path) -> None:
+    """The plan is printed (exit 0), the problems on stderr and in comments at its top; bash stops before gcloud."""
+    printed = manage("deploy_plan", *BARE_FLAGS, env={**cloud, "AUTH_OPTION": "", "CORS_ALLOWED_ORIGINS": ""})
+    assert printed.returncode == 0, printed.stderr
+    head = printed.stdout.split("set -euo pipefail\n")[0]
+    for problem, fix in BARE_PROBLEMS:
+        assert problem in printed.stderr and fix in printed.stderr
+        assert re.search(rf"^# - {problem}.*{fix}", head, re.MULTILINE), head
+    assert "# 1. Enable the APIs" in printed.stdout
+    result = subprocess.run(["bash", "-c", printed.stdout], cwd=tmp_path, env=operator_environment(cloud),
+                            capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    assert result.returncode != 0
+    assert all(problem in result.stderr for problem, _ in BARE_PROBLEMS), result.stderr
+    assert fake_gcloud.calls(Path(cloud["FAKE_GCLOUD_LOG"])) == []
+
+
+def test_a_plan_that_can_work_prints_no_warning() -> None:
+    printed = manage("deploy_plan", *FLAGS)
+    assert printed.returncode == 0 and printed.stderr == "", printed.stderr
+    assert "cannot work" not in printed.stdout and "NOT_READY" not in printed.stdout
+
+
+def test_every_create_the_executor_may_find_done_has_the_scripts_describe() -> None:
+    """The script's guards cover the steps --execute treats as "already exists", each a describe of the same
+    command group naming the created resource."""
+    steps = plan.build_plan(ADMIN_OPTIONS)
+    assert [step.title for step in steps if step.exists_ok] == [step.title for step in steps if step.exists_if]
+    for step in steps:
+        if step.exists_ok:
+            at = step.argv.index("create")
+            assert step.exists_if[:at + 1] == (*step.argv[:at], "describe")
+            assert step.exists_if[at + 1].split("@")[0] == step.argv[at + 1]
+            assert step.exists_if[-2:] == ("--project", PROJECT)
+
+
+def run_printed(script: str, cloud: dict[str, str], work: Path) -> subprocess.CompletedProcess[str]:
+    """``script`` run by bash in ``work`` (where manage.py is found), its ``python`` this interpreter."""
+    if not (work / "manage.py").exists():
+        work.mkdir(exist_ok=True)
+        (work / "manage.py").symlink_to(Path(plan.DEPLOY_DIRECTORY).parent / "manage.py")
+        python = Path(cloud["PATH"].split(os.pathsep)[0]) / "python"
+        python.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
+        python.chmod(0o755)
+    return subprocess.run(["bash", "-c", script], cwd=work, env=operator_environment(cloud),
+                          capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+
+
+def test_the_printed_script_run_again_creates_nothing(cloud: dict[str, str], tmp_path: Path) -> None:
+    """Run twice (bash, set -e) against a gcloud that says ALREADY_EXISTS to a second create: the first run creates
+    what --execute may find done, the second run none of it, and succeeds."""
+    printed = manage("deploy_plan", *ADMIN_FLAGS, env=cloud)
+    assert printed.returncode == 0, printed.stderr
+    log = Path(cloud["FAKE_GCLOUD_LOG"])
+    first = run_printed(printed.stdout, cloud, tmp_path / "work")
+    assert first.returncode == 0, first.stdout + first.stderr
+    creates = [call["argv"] for call in fake_gcloud.calls(log) if "create" in call["argv"]]
+    password = next(call["stdin"] for call in fake_gcloud.calls(log)
+                    if call["argv"][:4] == ["secrets", "versions", "add", ADMIN_OPTIONS.database_password_secret])
+    steps = plan.build_plan(ADMIN_OPTIONS)
+    expected = [argv for number, argv in expected_gcloud_calls(ADMIN_OPTIONS, values={"DATABASE_PASSWORD": password})
+                if steps[number - 1].exists_ok]
+    assert creates == expected
+    calls_before = len(fake_gcloud.calls(log))
+    second = run_printed(printed.stdout, cloud, tmp_path / "work")
+    assert second.returncode == 0, second.stdout + second.stderr
+    again = fake_gcloud.calls(log)[calls_before:]
+    assert [call["argv"] for call in again if "create" in call["argv"]] == []
+    assert not [call for call in again if call["failed"]]
