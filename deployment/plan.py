@@ -263,9 +263,10 @@ def build_plan(options: Options) -> list[Step]:
                 "gcloud", "projects", "add-iam-policy-binding", o.project,
                 f"--member=serviceAccount:{account}", f"--role={role}", "--condition=None")))
     steps += [
-        Step("JWT signing secret (generated, never printed)", (
+        # Unless it has a version: a new one would end every desktop's token at the services' next revision.
+        Step("JWT signing secret (generated unless it has a version, never printed)", (
             "python", "manage.py", "create_jwt_secret", f"--secret={o.jwt_secret}", f"--project={o.project}",
-            f"--region={o.region}"), manage=True),
+            f"--region={o.region}"), manage=True, skip_if=_has_version(o, o.jwt_secret)),
         # Cloud Run checks at deploy time that the runtime account may read a mounted secret.
         Step(f"{connector_sa} may read the secret", (
             "gcloud", "secrets", "add-iam-policy-binding", o.jwt_secret,
@@ -391,9 +392,12 @@ def _secret_steps(o: Options, secret: str, what: str, readers: tuple[str, ...], 
 
 def _generated(o: Options, secret: str, random_bytes: int) -> dict[str, tuple[str, ...]]:
     """A new random value for ``secret``, unless it has a version: a re-run keeps keys and passwords in use."""
-    return {"stdin_from": ("python", "-c", _GENERATE.format(random_bytes)),
-            "skip_if": ("gcloud", "secrets", "versions", "describe", "latest", f"--secret={secret}",
-                        "--project", o.project)}
+    return {"stdin_from": ("python", "-c", _GENERATE.format(random_bytes)), "skip_if": _has_version(o, secret)}
+
+
+def _has_version(o: Options, secret: str) -> tuple[str, ...]:
+    """Succeeds when ``secret`` has a version (a step generating it is done)."""
+    return "gcloud", "secrets", "versions", "describe", "latest", f"--secret={secret}", "--project", o.project
 
 
 def _admin_database_steps(o: Options) -> list[Step]:

@@ -228,12 +228,14 @@ def test_tutorial_runtime_roles_add_the_tutorials_roles_to_both_runtime_accounts
 
 
 def test_the_admin_database_is_opt_in() -> None:
-    """Without --admin-database: no Cloud SQL, no jobs, no DATABASE_URL; Django's key is the one generated secret."""
+    """Without --admin-database: no Cloud SQL, no jobs, no DATABASE_URL; the signing secret and Django's key are
+    the generated secrets."""
     steps = plan.build_plan(OPTIONS)
     assert not commands(steps, "gcloud", "sql") and not commands(steps, "gcloud", "run", "jobs")
     words = " ".join(argument for step in steps for argument in step.argv)
     assert "sqladmin" not in words and "cloudsql" not in words
-    assert [step.argv[4] for step in steps if step.skip_if] == [OPTIONS.django_secret]
+    assert [flag(step.skip_if, "secret") for step in steps if step.skip_if] == [OPTIONS.jwt_secret,
+                                                                               OPTIONS.django_secret]
     connector = service_files(steps)["ui-connector.service.yaml"]
     assert "run.googleapis.com/cloudsql-instances" not in connector["spec"]["template"]["metadata"]["annotations"]
     assert "DATABASE_URL" not in secret_env_of(connector) | env_of(connector)
@@ -260,7 +262,7 @@ def test_admin_database_steps_agree_with_each_other_and_with_the_connector() -> 
     # The user's password is read back from the secret it was generated into; the URL carries the same value.
     (password,) = [step for step in steps if step.capture == "DATABASE_PASSWORD"]
     assert password.sensitive and password.argv[:5] == ("gcloud", "secrets", "versions", "access", "latest")
-    generated = {step.argv[4]: step for step in steps if step.skip_if}
+    generated = {step.argv[4]: step for step in steps if step.skip_if and not step.manage}
     assert set(generated) == set(GENERATED_SECRETS) and flag(password.argv, "secret") in generated
     for secret, step in generated.items():
         assert step.skip_if == ("gcloud", "secrets", "versions", "describe", "latest", f"--secret={secret}",
@@ -460,7 +462,7 @@ EXECUTE_OPTIONS = Options(project=PROJECT, region=REGION, auth_option="Salesforc
                           extra_env={"SALESFORCE_ORGANIZATION_ID": "00D000000000001EAA"},
                           allowed_origins=("https://acme.lightning.force.com",), conversation_profile="CP-1")
 ADMIN_OPTIONS = dataclasses.replace(EXECUTE_OPTIONS, admin_database="cloudsql")
-# Secrets the plan generates (the steps with skip_if).
+# Secrets the plan generates through gcloud (the gcloud steps with skip_if).
 GENERATED_SECRETS = (ADMIN_OPTIONS.django_secret, ADMIN_OPTIONS.database_password_secret,
                      ADMIN_OPTIONS.superuser_password_secret)
 
@@ -628,6 +630,17 @@ def test_a_rerun_keeps_the_generated_secrets(cloud: dict[str, str]) -> None:
     (url,) = stored(calls, ADMIN_OPTIONS.database_url_secret)
     assert env.database(url, sqlite_path="unused")["PASSWORD"] == password
     assert not [value for value in kept.values() if value in result.stdout + result.stderr]
+
+
+def test_a_rerun_keeps_the_jwt_signing_secret(cloud: dict[str, str], secret_manager: FakeSecretManager) -> None:
+    """The signing secret has a version: no new one, which would end every desktop's token at the next revision."""
+    value = "kept-signing-secret-0123456789-0123456789-0123456789-0123456789"
+    secret_manager.add(PROJECT, EXECUTE_OPTIONS.jwt_secret, value)
+    result = manage("deploy_plan", *FLAGS, "--execute",
+                    env={**cloud, "FAKE_GCLOUD_SECRETS": json.dumps({EXECUTE_OPTIONS.jwt_secret: value})})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert secret_manager.secrets[(PROJECT, EXECUTE_OPTIONS.jwt_secret)] == [value]
+    assert value not in result.stdout + result.stderr
 
 
 def test_resuming_after_the_database_user_failed_uses_the_stored_password(cloud: dict[str, str]) -> None:
