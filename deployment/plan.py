@@ -77,6 +77,8 @@ PROVIDER_SETTINGS = {
     "Five9": (),
 }
 APP_PROVIDER_SETTINGS = {"Twilio": ("TWILIO_ACCOUNT_SID",)}
+# The connector's built-in provider names (auth_providers.registry), which it matches in any case.
+BUILT_IN_PROVIDERS = (*PROVIDER_SETTINGS, "Skip")
 # Without these the connector refuses to start (auth_providers' settings checks).
 REQUIRED_PROVIDER_SETTINGS = {
     "Salesforce": ("SALESFORCE_ORGANIZATION_ID",),
@@ -506,6 +508,11 @@ def render_service(template: Path, options: Options) -> str:
         return string.Template(text).substitute(quoted)
     except (KeyError, ValueError) as error:
         raise PlanError(f"{template.name} has a placeholder the plan does not fill: {error}") from None
+
+
+def provider_name(value: str) -> str:
+    """A built-in provider's name as the plan's tables spell it, whatever its case; any other value as it is."""
+    return next((name for name in BUILT_IN_PROVIDERS if name.lower() == value.lower()), value)
 
 
 def references(text: str) -> set[str]:

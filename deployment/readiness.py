@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deployment.plan import PROFILE_PLACEHOLDER, Options
+from deployment.plan import BUILT_IN_PROVIDERS, PROFILE_PLACEHOLDER, Options
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,14 @@ def problems(options: Options) -> list[Problem]:
             "no identity provider: the connector would refuse every /register and /register-app",
             "pass --auth-option (the desktops' provider, e.g. Salesforce) or --app-auth-option, or set AUTH_OPTION "
             "or APP_AUTH_OPTION"))
+    for value, flag, setting in ((options.auth_option, "--auth-option", "AUTH_OPTION"),
+                                 (options.app_auth_option, "--app-auth-option", "APP_AUTH_OPTION")):
+        # A dotted path names a provider class of the operator's own, which only the connector can load.
+        if value and value not in BUILT_IN_PROVIDERS and "." not in value:
+            found.append(Problem(
+                f"{setting}={value} is not an identity provider: the connector would not start",
+                f"pass {flag} with one of {', '.join(name for name in BUILT_IN_PROVIDERS if name != 'Skip')}, or "
+                f"the dotted path of a provider class"))
     if not options.allowed_origins:
         found.append(Problem(
             "no allowed browser origins: the connector would refuse every desktop running in a browser",

@@ -409,6 +409,9 @@ def test_a_genesys_region_under_either_name_reaches_the_connector_as_genesys_clo
     ((*ADMIN_FLAGS, "--superuser-email", "a@example.com,b@example.com"), "not an email address"),
     ((*FLAGS, "--admin-database", "mysql"), "invalid choice"),
     (("--project", PROJECT, "--region", REGION, "--auth-option", "Salesforce"), "SALESFORCE_ORGANIZATION_ID"),
+    # The connector reads provider names in any case: so does the plan.
+    (("--project", PROJECT, "--region", REGION, "--auth-option", "salesforce"), "SALESFORCE_ORGANIZATION_ID"),
+    ((*FLAGS, "--auth-option", "skip"), "development only"),
     ((*FLAGS, "--connector-service", "UI-Connector"), "not a connector service name"),
     ((*FLAGS, "--interceptor-service", "interceptor-of-the-agent-assist-backend"), "not an interceptor service name"),
     ((*FLAGS, "--interceptor-service", "ui-connector"), "two service names"),
@@ -712,7 +715,8 @@ BARE_PROBLEMS = (("no identity provider", "--auth-option"), ("no allowed browser
                  ("no conversation profile", "--conversation-profile"))
 
 
-@pytest.mark.parametrize("fixes", [(), ("--auth-option", "Five9", "--allowed-origins", "https://app.five9.com")])
+@pytest.mark.parametrize("fixes", [(), ("--auth-option", "GenesysCloud", "--allowed-origins",
+                                         "https://apps.usw2.pure.cloud")])
 def test_execute_refuses_a_plan_that_cannot_work_before_the_first_step(cloud: dict[str, str],
                                                                       fixes: tuple[str, ...]) -> None:
     """Every problem listed with the flag that fixes it, and not one gcloud call made."""
@@ -722,6 +726,18 @@ def test_execute_refuses_a_plan_that_cannot_work_before_the_first_step(cloud: di
     for problem, fix in BARE_PROBLEMS:
         assert (problem in result.stderr and fix in result.stderr) == (fix not in fixes), (problem, result.stderr)
     assert fake_gcloud.calls(Path(cloud["FAKE_GCLOUD_LOG"])) == []
+
+
+@pytest.mark.parametrize("flag_name", ["--auth-option", "--app-auth-option"])
+def test_execute_refuses_a_provider_the_connector_does_not_know(cloud: dict[str, str], flag_name: str) -> None:
+    """A misspelt provider is refused, where the connector would not start; a dotted path (a class of one's own)
+    is the operator's to vouch for."""
+    result = manage("deploy_plan", *FLAGS, flag_name, "Salesfroce", "--execute", env=cloud)
+    assert_clean_failure(result, mentions="Salesfroce")
+    assert "is not an identity provider" in result.stderr and flag_name in result.stderr
+    assert fake_gcloud.calls(Path(cloud["FAKE_GCLOUD_LOG"])) == []
+    printed = manage("deploy_plan", *FLAGS, flag_name, "acme.providers.SsoProvider", env=cloud)
+    assert printed.returncode == 0 and printed.stderr == "", printed.stderr
 
 
 def test_execute_refuses_the_placeholder_profile_id(cloud: dict[str, str]) -> None:

@@ -117,9 +117,10 @@ class Command(BaseCommand):
 
 def _options(options: dict[str, Any]) -> Options:
     """The plan's inputs: flags first, then settings."""
-    auth_option = options["auth_option"] if options["auth_option"] is not None else settings.AUTH_OPTION
-    app_auth_option = options["app_auth_option"] if options["app_auth_option"] is not None \
-        else settings.APP_AUTH_OPTION
+    auth_option = plan.provider_name(
+        options["auth_option"] if options["auth_option"] is not None else settings.AUTH_OPTION)
+    app_auth_option = plan.provider_name(
+        options["app_auth_option"] if options["app_auth_option"] is not None else settings.APP_AUTH_OPTION)
     provider_settings = {}
     for name in (*plan.PROVIDER_SETTINGS.get(auth_option, ()),
                  *plan.APP_PROVIDER_SETTINGS.get(app_auth_option, ())):
