@@ -695,7 +695,9 @@ def test_the_printed_plan_run_by_bash_makes_the_calls_execute_makes(cloud: dict[
 def test_the_readme_shows_what_the_command_prints() -> None:
     """The README's example command, run, prints each block of the README's excerpt of its output."""
     text = (Path(plan.DEPLOY_DIRECTORY).parent / "README.md").read_text(encoding="utf-8")
-    command = re.search(r"```sh\n(python manage\.py deploy_plan .*?) > deploy\.sh\n```", text, re.DOTALL)[1]
+    # The README runs manage.py with the repository's virtualenv (.venv/bin/python) or the image's python.
+    command = re.search(r"```sh\n(?:\.venv/bin/)?(python manage\.py deploy_plan .*?) > deploy\.sh\n```", text,
+                        re.DOTALL)[1]
     arguments = shlex.split(command.replace("\\\n", " "))[3:]
     assert "--admin-database" in arguments
     excerpt = re.search(r"<!-- deploy_plan output: admin .*?-->\n```sh\n(.*?)```", text, re.DOTALL)[1]
