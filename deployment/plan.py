@@ -77,6 +77,8 @@ PROVIDER_SETTINGS = {
     "Five9": (),
 }
 APP_PROVIDER_SETTINGS = {"Twilio": ("TWILIO_ACCOUNT_SID",)}
+# The connector's built-in provider names (auth_providers.registry), which it matches in any case.
+BUILT_IN_PROVIDERS = (*PROVIDER_SETTINGS, "Skip")
 # Without these the connector refuses to start (auth_providers' settings checks).
 REQUIRED_PROVIDER_SETTINGS = {
     "Salesforce": ("SALESFORCE_ORGANIZATION_ID",),
@@ -85,6 +87,8 @@ REQUIRED_PROVIDER_SETTINGS = {
 }
 REQUIRED_APP_PROVIDER_SETTINGS = {"Twilio": ("TWILIO_ACCOUNT_SID",)}
 CONVERSATION_PROFILE_COMMAND = "configure_conversation_profile"
+# Printed in the plan when no conversation profile was given: a plan holding it is not ready to run.
+PROFILE_PLACEHOLDER = "PROFILE_ID"
 # Where the connector's template mounts the signing secret: the sample's path, JWT_SECRET_KEY_PATH's default.
 JWT_SECRET_MOUNT = "/secret/jwt_secret_key"
 # For an integrator moving from Google's sample: printed at the head of the plan (docs/migration.md says more).
@@ -137,7 +141,9 @@ class Step:
     reads on stdin (a pipe), so a value such as the Redis AUTH string goes from one command to the
     next without being printed; ``stdin_text`` is text for stdin instead, ``${NAME}`` references
     filled in; ``skip_if`` is a read-only gcloud command whose success means the step is done
-    already (a secret that has a version keeps it); ``sensitive`` marks a capture whose value is a
+    already (a secret that has a version keeps it); ``exists_if`` is the ``describe`` of what an
+    ``exists_ok`` step creates: the printed script runs the create only when it fails (``--execute``
+    reads gcloud's "already exists" instead, as before); ``sensitive`` marks a capture whose value is a
     secret, never shown; a step without a command or file is a ``note`` for the operator.
     """
 
@@ -151,6 +157,7 @@ class Step:
     stdin_from: tuple[str, ...] = ()
     stdin_text: str | None = None
     skip_if: tuple[str, ...] = ()
+    exists_if: tuple[str, ...] = ()
     sensitive: bool = False
     note: bool = False
 
@@ -245,9 +252,9 @@ def build_plan(options: Options) -> list[Step]:
     for name, description in ((o.connector_service, "UI connector runtime"),
                               (o.interceptor_service, "Pub/Sub interceptor runtime"),
                               (o.invoker_account_name, "Pub/Sub push identity (invokes the interceptor)")):
-        steps.append(Step(f"Service account {name}", (
+        steps.append(_create(f"Service account {name}", (
             "gcloud", "iam", "service-accounts", "create", name,
-            f"--display-name=Agent Assist integration - {description}", *p), exists_ok=True))
+            f"--display-name=Agent Assist integration - {description}", *p), name=o.account(name)))
     tutorial_roles = TUTORIAL_RUNTIME_ROLES if o.tutorial_runtime_roles else ()
     connector_roles = (tutorial_roles + CONNECTOR_PROJECT_ROLES
                        + (ADMIN_DATABASE_CONNECTOR_ROLES if admin_database else ()))
@@ -258,9 +265,10 @@ def build_plan(options: Options) -> list[Step]:
                 "gcloud", "projects", "add-iam-policy-binding", o.project,
                 f"--member=serviceAccount:{account}", f"--role={role}", "--condition=None")))
     steps += [
-        Step("JWT signing secret (generated, never printed)", (
+        # Unless it has a version: a new one would end every desktop's token at the services' next revision.
+        Step("JWT signing secret (generated unless it has a version, never printed)", (
             "python", "manage.py", "create_jwt_secret", f"--secret={o.jwt_secret}", f"--project={o.project}",
-            f"--region={o.region}"), manage=True),
+            f"--region={o.region}"), manage=True, skip_if=_has_version(o, o.jwt_secret)),
         # Cloud Run checks at deploy time that the runtime account may read a mounted secret.
         Step(f"{connector_sa} may read the secret", (
             "gcloud", "secrets", "add-iam-policy-binding", o.jwt_secret,
@@ -274,11 +282,11 @@ def build_plan(options: Options) -> list[Step]:
         # TLS verified against the instance's own CA, and an AUTH string: Memorystore as deployed. Hourly RDB
         # snapshots: an instance that restarts empty loses the de-duplication records, so a Pub/Sub redelivery
         # after it would reach desktops again; restored from a snapshot it loses at most the last hour's.
-        Step("Memorystore for Redis (in-transit encryption, AUTH, hourly RDB snapshots)", (
+        _create("Memorystore for Redis (in-transit encryption, AUTH, hourly RDB snapshots)", (
             "gcloud", "redis", "instances", "create", o.redis_instance, f"--size={o.redis_size_gb}",
             f"--region={o.region}", f"--network={o.network}", "--transit-encryption-mode=SERVER_AUTHENTICATION",
             "--enable-auth", "--persistence-mode=rdb", f"--rdb-snapshot-period={REDIS_SNAPSHOT_PERIOD}", *p),
-            exists_ok=True),
+            f"--region={o.region}"),
         Step("Redis address", ("gcloud", "redis", "instances", "describe", o.redis_instance, f"--region={o.region}",
                                "--format=value(host)", *p), capture="REDIS_HOST"),
         Step("Redis port (6378 with TLS)", ("gcloud", "redis", "instances", "describe", o.redis_instance,
@@ -295,16 +303,16 @@ def build_plan(options: Options) -> list[Step]:
         steps += _secret_steps(o, secret, f"the {what}", (connector_sa, interceptor_sa),
                                stdin_from=("gcloud", "redis", "instances", *read))
     steps += [
-        Step("Serverless VPC Access connector", (
+        _create("Serverless VPC Access connector", (
             "gcloud", "compute", "networks", "vpc-access", "connectors", "create", o.vpc_connector,
-            f"--network={o.network}", f"--region={o.region}", f"--range={o.vpc_range}", *p), exists_ok=True),
+            f"--network={o.network}", f"--region={o.region}", f"--range={o.vpc_range}", *p), f"--region={o.region}"),
     ]
     if admin_database:
         steps += _admin_database_steps(o)
     if not o.image:
-        steps.append(Step("Artifact Registry repository", (
+        steps.append(_create("Artifact Registry repository", (
             "gcloud", "artifacts", "repositories", "create", o.artifact_repository, "--repository-format=docker",
-            f"--location={o.region}", *p), exists_ok=True))
+            f"--location={o.region}", *p), f"--location={o.region}"))
     steps.append(Step("Build the image (from the repository root)", (
         "gcloud", "builds", "submit", f"--tag={o.image_name}", *p, ".")))
     if admin_database:
@@ -331,11 +339,11 @@ def build_plan(options: Options) -> list[Step]:
             "--role=roles/iam.serviceAccountTokenCreator", *p)),
     ]
     for kind in EventKind:
-        steps.append(Step(f"Topic for {kind}", ("gcloud", "pubsub", "topics", "create", PUBSUB_NAMES[kind][0], *p),
-                          exists_ok=True))
+        steps.append(_create(f"Topic for {kind}", ("gcloud", "pubsub", "topics", "create", PUBSUB_NAMES[kind][0],
+                                                   *p)))
     steps.append(Step("Conversation profile: publish the four notifications to the topics, in JSON", (
         "python", "manage.py", CONVERSATION_PROFILE_COMMAND,
-        f"--conversation-profile={o.conversation_profile or 'PROFILE_ID'}", f"--project={o.project}",
+        f"--conversation-profile={o.conversation_profile or PROFILE_PLACEHOLDER}", f"--project={o.project}",
         *(f"--{kind}-topic=projects/{o.project}/topics/{PUBSUB_NAMES[kind][0]}" for kind in EventKind),
         "--message-format=JSON"), manage=True))
     steps.append(Step("Interceptor URL", (
@@ -343,16 +351,25 @@ def build_plan(options: Options) -> list[Step]:
         "--format=value(status.url)", *p), capture="INTERCEPTOR_URL"))
     for kind in EventKind:
         topic, subscription = PUBSUB_NAMES[kind]
-        steps.append(Step(f"Push subscription for {kind}", (
+        steps.append(_create(f"Push subscription for {kind}", (
             "gcloud", "pubsub", "subscriptions", "create", o.subscription_prefix + subscription, f"--topic={topic}",
             f"--push-endpoint=${{INTERCEPTOR_URL}}/{kind}", f"--push-auth-service-account={invoker_sa}",
-            "--expiration-period=never", *p), exists_ok=True))
+            "--expiration-period=never", *p)))
     if admin_database:
         steps.append(Step(
             f"The admin: log in at the connector's URL + /admin/ as {o.superuser}, with the password `gcloud secrets "
             f"versions access latest --secret={o.superuser_password_secret} --project={o.project}` shows; change "
             "it there after the first login", note=True))
     return steps
+
+
+def _create(title: str, argv: tuple[str, ...], *scope: str, name: str = "") -> Step:
+    """A step creating what may exist already: its ``describe`` is the same command group's, for ``name`` (default
+    the created name) in ``scope`` (a region, an instance) and the project."""
+    at = argv.index("create")
+    project = argv.index("--project")
+    return Step(title, argv, exists_ok=True,
+                exists_if=(*argv[:at], "describe", name or argv[at + 1], *scope, *argv[project:project + 2]))
 
 
 def _secret_steps(o: Options, secret: str, what: str, readers: tuple[str, ...], **fill: Any) -> list[Step]:
@@ -362,9 +379,9 @@ def _secret_steps(o: Options, secret: str, what: str, readers: tuple[str, ...], 
     p = ("--project", o.project)
     how = "generated unless it has a version, never printed" if "skip_if" in fill else "piped, never printed"
     steps = [
-        Step(f"Secret {secret} for {what}", (
+        _create(f"Secret {secret} for {what}", (
             "gcloud", "secrets", "create", secret, "--replication-policy=user-managed", f"--locations={o.region}",
-            *p), exists_ok=True),
+            *p)),
         Step(f"{what[0].upper()}{what[1:]} into {secret} ({how})", (
             "gcloud", "secrets", "versions", "add", secret, "--data-file=-", *p), **fill),
     ]
@@ -377,9 +394,12 @@ def _secret_steps(o: Options, secret: str, what: str, readers: tuple[str, ...], 
 
 def _generated(o: Options, secret: str, random_bytes: int) -> dict[str, tuple[str, ...]]:
     """A new random value for ``secret``, unless it has a version: a re-run keeps keys and passwords in use."""
-    return {"stdin_from": ("python", "-c", _GENERATE.format(random_bytes)),
-            "skip_if": ("gcloud", "secrets", "versions", "describe", "latest", f"--secret={secret}",
-                        "--project", o.project)}
+    return {"stdin_from": ("python", "-c", _GENERATE.format(random_bytes)), "skip_if": _has_version(o, secret)}
+
+
+def _has_version(o: Options, secret: str) -> tuple[str, ...]:
+    """Succeeds when ``secret`` has a version (a step generating it is done)."""
+    return "gcloud", "secrets", "versions", "describe", "latest", f"--secret={secret}", "--project", o.project
 
 
 def _admin_database_steps(o: Options) -> list[Step]:
@@ -391,20 +411,20 @@ def _admin_database_steps(o: Options) -> list[Step]:
         # A public IP without authorised networks: nothing reaches it but Cloud SQL's Auth Proxy (Cloud Run's
         # Cloud SQL connection), which encrypts and checks roles/cloudsql.client. Private IP would need a VPC
         # peering range for Google's services as well; the admin's few queries do not need it.
-        Step(f"Cloud SQL for PostgreSQL {o.database_instance}, the admin's users and sessions (takes minutes)", (
+        _create(f"Cloud SQL for PostgreSQL {o.database_instance}, the admin's users and sessions (takes minutes)", (
             "gcloud", "sql", "instances", "create", o.database_instance, f"--database-version={POSTGRES_VERSION}",
             "--edition=ENTERPRISE", f"--tier={o.database_tier}", f"--region={o.region}", "--deletion-protection",
-            *p), exists_ok=True),
-        Step(f"Database {o.database_name}", (
-            "gcloud", "sql", "databases", "create", o.database_name, instance, *p), exists_ok=True),
+            *p)),
+        _create(f"Database {o.database_name}", (
+            "gcloud", "sql", "databases", "create", o.database_name, instance, *p), instance),
         *_secret_steps(o, o.database_password_secret, f"the password of database user {o.database_user}", (),
                        **_generated(o, o.database_password_secret, 32)),
         Step("The database password, read back (never printed)", (
             "gcloud", "secrets", "versions", "access", "latest", f"--secret={o.database_password_secret}", *p),
             capture="DATABASE_PASSWORD", sensitive=True),
-        Step(f"Database user {o.database_user}", (
+        _create(f"Database user {o.database_user}", (
             "gcloud", "sql", "users", "create", o.database_user, instance, "--password=${DATABASE_PASSWORD}", *p),
-            exists_ok=True),
+            instance),
         *_secret_steps(o, o.database_url_secret, "the connector's DATABASE_URL", (connector_sa,),
                        stdin_text=o.database_url),
         *_secret_steps(o, o.superuser_password_secret, f"the first operator's password ({o.superuser})",
@@ -488,6 +508,11 @@ def render_service(template: Path, options: Options) -> str:
         return string.Template(text).substitute(quoted)
     except (KeyError, ValueError) as error:
         raise PlanError(f"{template.name} has a placeholder the plan does not fill: {error}") from None
+
+
+def provider_name(value: str) -> str:
+    """A built-in provider's name as the plan's tables spell it, whatever its case; any other value as it is."""
+    return next((name for name in BUILT_IN_PROVIDERS if name.lower() == value.lower()), value)
 
 
 def references(text: str) -> set[str]:

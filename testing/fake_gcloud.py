@@ -7,7 +7,11 @@ directory first on ``PATH``. Each call appends one JSON line to
 values below. Secret Manager keeps state in the log: ``secrets versions describe latest
 --secret=S`` succeeds and ``secrets versions access latest --secret=S`` prints the value once a
 ``secrets versions add S`` was logged, or when ``$FAKE_GCLOUD_SECRETS`` (JSON, secret to value)
-names S; otherwise both fail with NOT_FOUND. ``FAKE_GCLOUD_FAIL_AT=N`` makes the Nth call fail (exit 1);
+names S; otherwise both fail with NOT_FOUND. Other resources keep state the same way: a ``create`` of a
+resource a successful ``create`` made already fails with ALREADY_EXISTS, and a ``describe`` other than the
+look-ups above (the printed script's guard before a create) succeeds once the resource was created, else fails
+with NOT_FOUND; a resource is its command group and name (a service account's email counts as its name).
+Each logged call says whether it ``failed``. ``FAKE_GCLOUD_FAIL_AT=N`` makes the Nth call fail (exit 1);
 ``FAKE_GCLOUD_EXISTS_AT=N`` makes it fail the way gcloud reports an existing resource.
 """
 
@@ -35,13 +39,26 @@ if arguments[:3] == ["run", "services", "replace"]:
     call["file"] = (Path(os.getcwd()) / arguments[3]).read_text()
 if "--data-file=-" in arguments:
     call["stdin"] = sys.stdin.read()
+previous = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+number = len(previous) + 1
+
+
+def resource(argv, verb):
+    at = argv.index(verb)
+    return argv[:at] + [argv[at + 1].split("@")[0]] if at + 1 < len(argv) else None
+
+
+created = [resource(p["argv"], "create") for p in previous if "create" in p["argv"] and not p["failed"]]
+refused = os.environ.get("FAKE_GCLOUD_FAIL_AT") == str(number)
+exists = (os.environ.get("FAKE_GCLOUD_EXISTS_AT") == str(number)
+          or ("create" in arguments and resource(arguments, "create") in created))
+call["failed"] = refused or exists
 with log.open("a") as stream:
     stream.write(json.dumps(call) + "\\n")
-number = len(log.read_text().splitlines())
-if os.environ.get("FAKE_GCLOUD_FAIL_AT") == str(number):
+if refused:
     sys.stderr.write("ERROR: (gcloud.fake) PERMISSION_DENIED: the fake refuses call %d\\n" % number)
     sys.exit(1)
-if os.environ.get("FAKE_GCLOUD_EXISTS_AT") == str(number):
+if exists:
     sys.stderr.write("ERROR: (gcloud.fake) Resource in projects [p] is the subject of a conflict: already exists\\n")
     sys.exit(1)
 if arguments[:4] in (["secrets", "versions", "describe", "latest"], ["secrets", "versions", "access", "latest"]):
@@ -60,9 +77,12 @@ if arguments[:4] in (["secrets", "versions", "describe", "latest"], ["secrets", 
 answers = {{"--format=value(host)": {host!r}, "--format=value(port)": {port!r},
            "--format=value(projectNumber)": {number!r}, "--format=value(status.url)": {url!r},
            "--format=value(authString)": {auth!r}, "--format=value(serverCaCerts[0].cert)": {ca!r}}}
-for argument in arguments:
-    if argument in answers:
-        print(answers[argument])
+looked_up = [answers[argument] for argument in arguments if argument in answers]
+if "describe" in arguments and not looked_up and resource(arguments, "describe") not in created:
+    sys.stderr.write("ERROR: (gcloud.fake) NOT_FOUND: %s\\n" % " ".join(arguments))
+    sys.exit(1)
+for answer in looked_up:
+    print(answer)
 '''
 
 

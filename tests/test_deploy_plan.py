@@ -228,12 +228,14 @@ def test_tutorial_runtime_roles_add_the_tutorials_roles_to_both_runtime_accounts
 
 
 def test_the_admin_database_is_opt_in() -> None:
-    """Without --admin-database: no Cloud SQL, no jobs, no DATABASE_URL; Django's key is the one generated secret."""
+    """Without --admin-database: no Cloud SQL, no jobs, no DATABASE_URL; the signing secret and Django's key are
+    the generated secrets."""
     steps = plan.build_plan(OPTIONS)
     assert not commands(steps, "gcloud", "sql") and not commands(steps, "gcloud", "run", "jobs")
     words = " ".join(argument for step in steps for argument in step.argv)
     assert "sqladmin" not in words and "cloudsql" not in words
-    assert [step.argv[4] for step in steps if step.skip_if] == [OPTIONS.django_secret]
+    assert [flag(step.skip_if, "secret") for step in steps if step.skip_if] == [OPTIONS.jwt_secret,
+                                                                               OPTIONS.django_secret]
     connector = service_files(steps)["ui-connector.service.yaml"]
     assert "run.googleapis.com/cloudsql-instances" not in connector["spec"]["template"]["metadata"]["annotations"]
     assert "DATABASE_URL" not in secret_env_of(connector) | env_of(connector)
@@ -260,7 +262,7 @@ def test_admin_database_steps_agree_with_each_other_and_with_the_connector() -> 
     # The user's password is read back from the secret it was generated into; the URL carries the same value.
     (password,) = [step for step in steps if step.capture == "DATABASE_PASSWORD"]
     assert password.sensitive and password.argv[:5] == ("gcloud", "secrets", "versions", "access", "latest")
-    generated = {step.argv[4]: step for step in steps if step.skip_if}
+    generated = {step.argv[4]: step for step in steps if step.skip_if and not step.manage}
     assert set(generated) == set(GENERATED_SECRETS) and flag(password.argv, "secret") in generated
     for secret, step in generated.items():
         assert step.skip_if == ("gcloud", "secrets", "versions", "describe", "latest", f"--secret={secret}",
@@ -407,6 +409,9 @@ def test_a_genesys_region_under_either_name_reaches_the_connector_as_genesys_clo
     ((*ADMIN_FLAGS, "--superuser-email", "a@example.com,b@example.com"), "not an email address"),
     ((*FLAGS, "--admin-database", "mysql"), "invalid choice"),
     (("--project", PROJECT, "--region", REGION, "--auth-option", "Salesforce"), "SALESFORCE_ORGANIZATION_ID"),
+    # The connector reads provider names in any case: so does the plan.
+    (("--project", PROJECT, "--region", REGION, "--auth-option", "salesforce"), "SALESFORCE_ORGANIZATION_ID"),
+    ((*FLAGS, "--auth-option", "skip"), "development only"),
     ((*FLAGS, "--connector-service", "UI-Connector"), "not a connector service name"),
     ((*FLAGS, "--interceptor-service", "interceptor-of-the-agent-assist-backend"), "not an interceptor service name"),
     ((*FLAGS, "--interceptor-service", "ui-connector"), "two service names"),
@@ -460,24 +465,25 @@ EXECUTE_OPTIONS = Options(project=PROJECT, region=REGION, auth_option="Salesforc
                           extra_env={"SALESFORCE_ORGANIZATION_ID": "00D000000000001EAA"},
                           allowed_origins=("https://acme.lightning.force.com",), conversation_profile="CP-1")
 ADMIN_OPTIONS = dataclasses.replace(EXECUTE_OPTIONS, admin_database="cloudsql")
-# Secrets the plan generates (the steps with skip_if).
+# Secrets the plan generates through gcloud (the gcloud steps with skip_if).
 GENERATED_SECRETS = (ADMIN_OPTIONS.django_secret, ADMIN_OPTIONS.database_password_secret,
                      ADMIN_OPTIONS.superuser_password_secret)
 
 
 def expected_gcloud_calls(options: Options = EXECUTE_OPTIONS, *, values: dict[str, str] | None = None,
-                          kept: tuple[str, ...] = ()) -> list[tuple[int, list[str]]]:
+                          kept: tuple[str, ...] = (), script: bool = False) -> list[tuple[int, list[str]]]:
     """(step number, argv after "gcloud") of every gcloud call of ``options``' plan, captures filled in.
 
     A generating step first asks whether its secret has a version; only for a secret not in ``kept`` does the
-    add follow (its value comes from python, not gcloud).
+    add follow (its value comes from python, not gcloud). The printed ``script`` asks before each create whether
+    its resource exists (none does yet).
     """
     values = {"REDIS_HOST": fake_gcloud.REDIS_HOST, "REDIS_PORT": fake_gcloud.REDIS_PORT,
               "PROJECT_NUMBER": fake_gcloud.PROJECT_NUMBER, "INTERCEPTOR_URL": fake_gcloud.INTERCEPTOR_URL,
               **(values or {})}
     calls = []
     for number, step in enumerate(plan.build_plan(options), 1):
-        run = [step.skip_if]
+        run = [step.skip_if, step.exists_if if script else ()]
         if not (step.skip_if and step.argv[4] in kept):
             run += [step.stdin_from, step.argv]  # a piped step runs its input's command first
         for command in run:
@@ -629,6 +635,17 @@ def test_a_rerun_keeps_the_generated_secrets(cloud: dict[str, str]) -> None:
     assert not [value for value in kept.values() if value in result.stdout + result.stderr]
 
 
+def test_a_rerun_keeps_the_jwt_signing_secret(cloud: dict[str, str], secret_manager: FakeSecretManager) -> None:
+    """The signing secret has a version: no new one, which would end every desktop's token at the next revision."""
+    value = "kept-signing-secret-0123456789-0123456789-0123456789-0123456789"
+    secret_manager.add(PROJECT, EXECUTE_OPTIONS.jwt_secret, value)
+    result = manage("deploy_plan", *FLAGS, "--execute",
+                    env={**cloud, "FAKE_GCLOUD_SECRETS": json.dumps({EXECUTE_OPTIONS.jwt_secret: value})})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert secret_manager.secrets[(PROJECT, EXECUTE_OPTIONS.jwt_secret)] == [value]
+    assert value not in result.stdout + result.stderr
+
+
 def test_resuming_after_the_database_user_failed_uses_the_stored_password(cloud: dict[str, str]) -> None:
     """The password is read back from Secret Manager on resume, not generated again: user and URL still agree."""
     expected = expected_gcloud_calls(ADMIN_OPTIONS)
@@ -666,8 +683,8 @@ def test_the_printed_plan_run_by_bash_makes_the_calls_execute_makes(cloud: dict[
     assert result.returncode == 0, result.stdout + result.stderr
     calls = fake_gcloud.calls(Path(cloud["FAKE_GCLOUD_LOG"]))
     password, operator_password, url = database_secrets(calls)
-    assert [call["argv"] for call in calls] == [
-        argv for _, argv in expected_gcloud_calls(ADMIN_OPTIONS, values={"DATABASE_PASSWORD": password})]
+    assert [call["argv"] for call in calls] == [argv for _, argv in expected_gcloud_calls(
+        ADMIN_OPTIONS, values={"DATABASE_PASSWORD": password}, script=True)]
     assert url["PASSWORD"] == password
     for secret in (password, operator_password, *stored(calls, ADMIN_OPTIONS.django_secret)):
         assert secret not in printed.stdout + result.stdout + result.stderr
@@ -678,11 +695,127 @@ def test_the_printed_plan_run_by_bash_makes_the_calls_execute_makes(cloud: dict[
 def test_the_readme_shows_what_the_command_prints() -> None:
     """The README's example command, run, prints each block of the README's excerpt of its output."""
     text = (Path(plan.DEPLOY_DIRECTORY).parent / "README.md").read_text(encoding="utf-8")
-    command = re.search(r"```sh\n(python manage\.py deploy_plan .*?) > deploy\.sh\n```", text, re.DOTALL)[1]
+    # The README runs manage.py with the repository's virtualenv (.venv/bin/python) or the image's python.
+    command = re.search(r"```sh\n(?:\.venv/bin/)?(python manage\.py deploy_plan .*?) > deploy\.sh\n```", text,
+                        re.DOTALL)[1]
     arguments = shlex.split(command.replace("\\\n", " "))[3:]
     assert "--admin-database" in arguments
     excerpt = re.search(r"<!-- deploy_plan output: admin .*?-->\n```sh\n(.*?)```", text, re.DOTALL)[1]
     printed = manage("deploy_plan", *arguments)
-    assert printed.returncode == 0, printed.stderr
+    assert printed.returncode == 0 and printed.stderr == "", printed.stderr  # the example is a plan that can work
     for block in excerpt.split("\n# ...\n"):
         assert block.strip("\n") in printed.stdout, block
+
+
+# --- plans that cannot work, and re-running the printed script -----------------------------------
+
+
+# Only what every plan needs: no identity provider, no allowed origins, no conversation profile.
+BARE_FLAGS = ("--project", PROJECT, "--region", REGION)
+# Each problem of the bare plan, and the flag that fixes it.
+BARE_PROBLEMS = (("no identity provider", "--auth-option"), ("no allowed browser origins", "--allowed-origins"),
+                 ("no conversation profile", "--conversation-profile"))
+
+
+@pytest.mark.parametrize("fixes", [(), ("--auth-option", "GenesysCloud", "--allowed-origins",
+                                         "https://apps.usw2.pure.cloud")])
+def test_execute_refuses_a_plan_that_cannot_work_before_the_first_step(cloud: dict[str, str],
+                                                                      fixes: tuple[str, ...]) -> None:
+    """Every problem listed with the flag that fixes it, and not one gcloud call made."""
+    result = manage("deploy_plan", *BARE_FLAGS, *fixes, "--execute", env={**cloud, "AUTH_OPTION": "",
+                                                                          "CORS_ALLOWED_ORIGINS": ""})
+    assert_clean_failure(result, mentions="cannot work")
+    for problem, fix in BARE_PROBLEMS:
+        assert (problem in result.stderr and fix in result.stderr) == (fix not in fixes), (problem, result.stderr)
+    assert fake_gcloud.calls(Path(cloud["FAKE_GCLOUD_LOG"])) == []
+
+
+@pytest.mark.parametrize("flag_name", ["--auth-option", "--app-auth-option"])
+def test_execute_refuses_a_provider_the_connector_does_not_know(cloud: dict[str, str], flag_name: str) -> None:
+    """A misspelt provider is refused, where the connector would not start; a dotted path (a class of one's own)
+    is the operator's to vouch for."""
+    result = manage("deploy_plan", *FLAGS, flag_name, "Salesfroce", "--execute", env=cloud)
+    assert_clean_failure(result, mentions="Salesfroce")
+    assert "is not an identity provider" in result.stderr and flag_name in result.stderr
+    assert fake_gcloud.calls(Path(cloud["FAKE_GCLOUD_LOG"])) == []
+    printed = manage("deploy_plan", *FLAGS, flag_name, "acme.providers.SsoProvider", env=cloud)
+    assert printed.returncode == 0 and printed.stderr == "", printed.stderr
+
+
+def test_execute_refuses_the_placeholder_profile_id(cloud: dict[str, str]) -> None:
+    """PROFILE_ID, as the README's example once had it, is not a profile."""
+    flags = [*FLAGS[:-1], plan.PROFILE_PLACEHOLDER]
+    result = manage("deploy_plan", *flags, "--execute", env=cloud)
+    assert_clean_failure(result, mentions="no conversation profile")
+    assert "no identity provider" not in result.stderr
+    assert fake_gcloud.calls(Path(cloud["FAKE_GCLOUD_LOG"])) == []
+
+
+def test_a_printed_plan_that_cannot_work_warns_and_refuses_to_run(cloud: dict[str, str], tmp_path: Path) -> None:
+    """The plan is printed (exit 0), the problems on stderr and in comments at its top; bash stops before gcloud."""
+    printed = manage("deploy_plan", *BARE_FLAGS, env={**cloud, "AUTH_OPTION": "", "CORS_ALLOWED_ORIGINS": ""})
+    assert printed.returncode == 0, printed.stderr
+    head = printed.stdout.split("set -euo pipefail\n")[0]
+    for problem, fix in BARE_PROBLEMS:
+        assert problem in printed.stderr and fix in printed.stderr
+        assert re.search(rf"^# - {problem}.*{fix}", head, re.MULTILINE), head
+    assert "# 1. Enable the APIs" in printed.stdout
+    result = subprocess.run(["bash", "-c", printed.stdout], cwd=tmp_path, env=operator_environment(cloud),
+                            capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    assert result.returncode != 0
+    assert all(problem in result.stderr for problem, _ in BARE_PROBLEMS), result.stderr
+    assert fake_gcloud.calls(Path(cloud["FAKE_GCLOUD_LOG"])) == []
+
+
+def test_a_plan_that_can_work_prints_no_warning() -> None:
+    printed = manage("deploy_plan", *FLAGS)
+    assert printed.returncode == 0 and printed.stderr == "", printed.stderr
+    assert "cannot work" not in printed.stdout and "NOT_READY" not in printed.stdout
+
+
+def test_every_create_the_executor_may_find_done_has_the_scripts_describe() -> None:
+    """The script's guards cover the steps --execute treats as "already exists", each a describe of the same
+    command group naming the created resource."""
+    steps = plan.build_plan(ADMIN_OPTIONS)
+    assert [step.title for step in steps if step.exists_ok] == [step.title for step in steps if step.exists_if]
+    for step in steps:
+        if step.exists_ok:
+            at = step.argv.index("create")
+            assert step.exists_if[:at + 1] == (*step.argv[:at], "describe")
+            assert step.exists_if[at + 1].split("@")[0] == step.argv[at + 1]
+            assert step.exists_if[-2:] == ("--project", PROJECT)
+
+
+def run_printed(script: str, cloud: dict[str, str], work: Path) -> subprocess.CompletedProcess[str]:
+    """``script`` run by bash in ``work`` (where manage.py is found), its ``python`` this interpreter."""
+    if not (work / "manage.py").exists():
+        work.mkdir(exist_ok=True)
+        (work / "manage.py").symlink_to(Path(plan.DEPLOY_DIRECTORY).parent / "manage.py")
+        python = Path(cloud["PATH"].split(os.pathsep)[0]) / "python"
+        python.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
+        python.chmod(0o755)
+    return subprocess.run(["bash", "-c", script], cwd=work, env=operator_environment(cloud),
+                          capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+
+
+def test_the_printed_script_run_again_creates_nothing(cloud: dict[str, str], tmp_path: Path) -> None:
+    """Run twice (bash, set -e) against a gcloud that says ALREADY_EXISTS to a second create: the first run creates
+    what --execute may find done, the second run none of it, and succeeds."""
+    printed = manage("deploy_plan", *ADMIN_FLAGS, env=cloud)
+    assert printed.returncode == 0, printed.stderr
+    log = Path(cloud["FAKE_GCLOUD_LOG"])
+    first = run_printed(printed.stdout, cloud, tmp_path / "work")
+    assert first.returncode == 0, first.stdout + first.stderr
+    creates = [call["argv"] for call in fake_gcloud.calls(log) if "create" in call["argv"]]
+    password = next(call["stdin"] for call in fake_gcloud.calls(log)
+                    if call["argv"][:4] == ["secrets", "versions", "add", ADMIN_OPTIONS.database_password_secret])
+    steps = plan.build_plan(ADMIN_OPTIONS)
+    expected = [argv for number, argv in expected_gcloud_calls(ADMIN_OPTIONS, values={"DATABASE_PASSWORD": password})
+                if steps[number - 1].exists_ok]
+    assert creates == expected
+    calls_before = len(fake_gcloud.calls(log))
+    second = run_printed(printed.stdout, cloud, tmp_path / "work")
+    assert second.returncode == 0, second.stdout + second.stderr
+    again = fake_gcloud.calls(log)[calls_before:]
+    assert [call["argv"] for call in again if "create" in call["argv"]] == []
+    assert not [call for call in again if call["failed"]]

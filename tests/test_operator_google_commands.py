@@ -3,6 +3,7 @@ libraries (REST transport), against ``testing/fake_operator_apis.py`` on loopbac
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,13 +69,6 @@ def test_profile_gets_the_four_topics_in_json_and_keeps_the_rest(fake, env) -> N
     assert "old PROTO -> " in result.stdout
     again = manage("configure_conversation_profile", "--conversation-profile", PROFILE, env=env)
     assert again.returncode == 0 and "already publishes" in again.stdout, again.stderr
-
-
-def test_profile_dry_run_changes_nothing(fake, env) -> None:
-    result = manage("configure_conversation_profile", "--conversation-profile=CP-1", "--dry-run", env=env)
-    assert result.returncode == 0, result.stderr
-    assert "Would update" in result.stdout and "new-message-event: (none) " in result.stdout
-    assert [method for method, _ in fake.received] == ["GET"]
 
 
 @pytest.mark.parametrize("arguments, reason", [
@@ -143,3 +137,25 @@ def test_subscriptions_refused_are_clean(fake, env) -> None:
 def test_help(command) -> None:
     result = manage(command, "--help")
     assert result.returncode == 0 and "--dry-run" in result.stdout, result.stderr
+
+
+def test_profile_dry_run_prints_the_request_without_credentials_or_calls(fake, tmp_path: Path) -> None:
+    """No credentials anywhere (no key file, an empty HOME for gcloud's): the PATCH it would send, nothing sent."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"GOOGLE_APPLICATION_CREDENTIALS": "", "HOME": str(home), "CLOUDSDK_CONFIG": str(home / "gcloud"),
+           "DIALOGFLOW_API_ROOT": fake.url, "GCP_PROJECT_ID": PROJECT}
+    result = manage("configure_conversation_profile", "--conversation-profile=CP-1", "--dry-run", env=env)
+    assert result.returncode == 0, result.stderr
+    assert fake.received == []
+    request_line, body = result.stdout.split("\n", 2)[1:]
+    masks = ("human_agent_assistant_config.notification_config,new_message_event_notification_config,"
+             "notification_config,new_recognition_result_notification_config")
+    assert request_line == f"PATCH {fake.url}/v2/{PROFILE}?updateMask={masks}"
+    json_format = {kind: {"topic": topic(kind), "messageFormat": "JSON"} for kind in EVENT_KINDS}
+    assert json.loads(body) == {
+        "humanAgentAssistantConfig": {"notificationConfig": json_format["human-agent-assistant-event"]},
+        "newMessageEventNotificationConfig": json_format["new-message-event"],
+        "notificationConfig": json_format["conversation-lifecycle-event"],
+        "newRecognitionResultNotificationConfig": json_format["new-recognition-result-notification-event"],
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -46,10 +47,12 @@ class Command(BaseCommand):
         parser.add_argument("--message-format", default="JSON", help="must be JSON (the default)")
         parser.add_argument("--api-endpoint", default=None, help="Dialogflow REST endpoint (default DIALOGFLOW_API_ROOT, "
                             "else Google's for the location)")
-        parser.add_argument("--dry-run", action="store_true", help="say what would change; update nothing")
+        parser.add_argument("--dry-run", action="store_true",
+                            help="print the update request it would send; read and update nothing (needs no "
+                                 "credentials)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        """Read the profile, then update its four notification configs (or say what would change)."""
+        """Read the profile, then update its four notification configs (with --dry-run: print the update)."""
         if options["message_format"].upper() != "JSON":
             raise CommandError(f"--message-format {options['message_format']!r}: the interceptor reads JSON "
                                "notifications only; use JSON")
@@ -60,12 +63,16 @@ class Command(BaseCommand):
             if not _TOPIC.match(topic):
                 raise CommandError(f"--{kind}-topic {topic!r} is not projects/PROJECT/topics/TOPIC")
             topics[kind] = topic
-        from google.cloud import dialogflow_v2 as dialogflow
-        from google.protobuf import field_mask_pb2
-
         endpoint = options["api_endpoint"] if options["api_endpoint"] is not None else settings.DIALOGFLOW_API_ROOT
         if not endpoint and location != "global":
             endpoint = f"https://{location}-dialogflow.googleapis.com"
+        if options["dry_run"]:
+            # Before any client exists: the client asks for credentials as it is made.
+            self.stdout.write(_update_request(name, topics, endpoint or "https://dialogflow.googleapis.com"))
+            return
+        from google.cloud import dialogflow_v2 as dialogflow
+        from google.protobuf import field_mask_pb2
+
         with google_errors("Dialogflow"), dialogflow.ConversationProfilesClient(
             transport="rest", client_options=client_options(endpoint)
         ) as client:
@@ -81,12 +88,29 @@ class Command(BaseCommand):
             if not changes:
                 self.stdout.write(f"{name} already publishes the four notifications to those topics in JSON.")
                 return
-            if options["dry_run"]:
-                self.stdout.write(f"Would update {name}:\n" + "\n".join(changes))
-                return
             mask = field_mask_pb2.FieldMask(paths=[PROFILE_FIELDS[kind] for kind in EventKind])
             client.update_conversation_profile(conversation_profile=profile, update_mask=mask, timeout=30)
         self.stdout.write(f"Updated {name}:\n" + "\n".join(changes))
+
+
+def _update_request(name: str, topics: dict[str, str], endpoint: str) -> str:
+    """The REST request an update sends (``projects.conversationProfiles.patch``), whatever the profile has now:
+    the four notification configs, the mask naming only them."""
+    body: dict[str, Any] = {}
+    for kind in EventKind:
+        *parents, last = [_camel(part) for part in PROFILE_FIELDS[kind].split(".")]
+        node = body
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[last] = {"topic": topics[kind], "messageFormat": "JSON"}
+    mask = ",".join(PROFILE_FIELDS[kind] for kind in EventKind)
+    return (f"Dry run, nothing read or sent: the update of {name} would be\n"
+            f"PATCH {endpoint.rstrip('/')}/v2/{name}?updateMask={mask}\n{json.dumps(body, indent=2)}")
+
+
+def _camel(field: str) -> str:
+    first, *rest = field.split("_")
+    return first + "".join(word.title() for word in rest)
 
 
 def _dest(kind: str) -> str:
