@@ -1,6 +1,6 @@
 """The service's own HTTP error answers: one JSON shape, ``{"message": <why>}``, for every 4xx and 5xx it writes.
 
-CONTRACT.md gives this shape for 401; every other refusal the service writes
+Google's sample answers 401 with this shape; every other refusal the service writes
 itself (429, 503, ...) uses it too, so a client needs one way to read them.
 Answers relayed from elsewhere (Dialogflow's) are passed on as they came.
 """

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 
 class EventKind(StrEnum):
-    """An event's name towards desktops, which is also its push endpoint's path (CONTRACT.md)."""
+    """An event's name towards desktops, which is also its push endpoint's path (as in Google's sample)."""
 
     HUMAN_AGENT_ASSISTANT = "human-agent-assistant-event"
     NEW_MESSAGE = "new-message-event"

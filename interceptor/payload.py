@@ -1,4 +1,4 @@
-"""The payload desktops receive for each event, exactly as CONTRACT.md gives it."""
+"""The payload desktops receive for each event, exactly as Google's sample sends it."""
 
 from __future__ import annotations
 

@@ -61,7 +61,7 @@ class Push:
     body: bytes
 
     def expected_payload(self, ack_time: str) -> dict[str, Any]:
-        """The argument CONTRACT.md says desktops receive; ``ack_time`` is the server's to choose."""
+        """The argument desktops receive (as from Google's sample); ``ack_time`` is the server's to choose."""
         payload: dict[str, Any] = {
             "conversation_name": self.conversation,
             "data": self.data,

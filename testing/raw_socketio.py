@@ -121,7 +121,7 @@ async def open_connected(make: Callable[..., SocketIOTestClient], user: str = "a
 
 
 def desktop_payload(event: str, conversation: str = SHORT_NAME) -> dict[str, Any]:
-    """A payload shaped like the interceptor's (CONTRACT.md), with text that must survive unchanged."""
+    """A payload shaped like the interceptor's, with text that must survive unchanged."""
     notification = {"conversation": conversation, "text": 'Grüß dich, 你好 "quoted"\n'}
     return {
         "conversation_name": conversation,

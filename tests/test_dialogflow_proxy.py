@@ -32,7 +32,7 @@ PREFIX = "/v2/projects/test-project/locations/global"
 ANALYZE_CONTENT = f"{PREFIX}/conversations/c-1/participants/p-1:analyzeContent"
 DIALOGFLOW_SCOPE = "https://www.googleapis.com/auth/dialogflow"
 
-# (method, path, body): every route family of CONTRACT.md, in both API versions.
+# (method, path, body): every route family the proxy exposes, in both API versions.
 FORWARDED_CALLS = [
     ("GET", "/conversations/c-1", b""),
     ("GET", "/conversations/c-1/messages", b""),

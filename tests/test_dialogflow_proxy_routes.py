@@ -22,7 +22,7 @@ PREFIX = "/v2/projects/p-1/locations/global"
 )
 @pytest.mark.parametrize("version", ["v2", "v2beta1"])
 def test_table_rows_are_forwarded(version: str, method: str, tail: str) -> None:
-    """Every row of CONTRACT.md's table, in both versions, is a Forward carrying project, location and path."""
+    """Every row of the route table (docs/dialogflow-proxy.md), in both versions, is a Forward carrying project, location and path."""
     path = f"/{version}/projects/p-1/locations/us-central1{tail}"
     assert routes.match(method, path) == routes.Forward(version=version, project="p-1", location="us-central1",
                                                        path=path)
@@ -76,7 +76,7 @@ def test_known_path_with_another_method_is_method_not_allowed(method: str, tail:
 
 @pytest.mark.parametrize("tail", ["/conversations", "/answerRecords"])
 def test_list_calls_are_not_found(tail: str) -> None:
-    """conversations.list and answerRecords.list are deliberately not exposed: 404 as CONTRACT.md says, not 405."""
+    """conversations.list and answerRecords.list are deliberately not exposed: 404 as in Google's sample, not 405."""
     assert routes.match("GET", PREFIX + tail) == routes.NotFound()
 
 

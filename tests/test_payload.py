@@ -1,4 +1,4 @@
-"""``interceptor.payload``: the one argument desktops receive, key for key as CONTRACT.md gives it."""
+"""``interceptor.payload``: the one argument desktops receive, key for key as Google's sample sends it."""
 
 from __future__ import annotations
 

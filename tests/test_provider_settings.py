@@ -30,7 +30,7 @@ from testing.fake_providers import ACCOUNT_SID, ORGANIZATION_ID
      ("salesforcelwc", SalesforceLWCProvider), ("FIVE9", Five9Provider)],
 )
 def test_auth_option_names_the_built_in_providers(value, provider_class):
-    """Every name CONTRACT.md lists for AUTH_OPTION loads its provider (names compared ignoring case)."""
+    """Every name Google's sample accepts for AUTH_OPTION loads its provider (names compared ignoring case)."""
     assert type(registry.load_provider("AUTH_OPTION", value)) is provider_class
 
 

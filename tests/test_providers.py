@@ -264,7 +264,7 @@ async def test_salesforce_names_the_user_by_id_when_the_answer_has_no_username(f
 
 
 async def test_salesforce_compares_the_organisation_exactly(fake, settings):
-    """CONTRACT.md: Salesforce's ``organization_id`` must equal the setting (no prefix matching)."""
+    """As in Google's sample: Salesforce's ``organization_id`` must equal the setting (no prefix matching)."""
     settings.SALESFORCE_ORGANIZATION_ID = ORGANIZATION_ID[:15] + "XYZ"
     with pytest.raises(TokenRejected):
         await CALLS["Salesforce"].run()

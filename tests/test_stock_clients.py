@@ -3,7 +3,7 @@
 python-socketio's ``AsyncClient``, the npm ``socket.io-client`` (run by node,
 ``tests/node/desktop.mjs``) and aiohttp's WebSocket client connect the way
 agent desktops do; the Pub/Sub fixtures are POSTed to the same process, and
-each client must receive exactly the payload CONTRACT.md describes.
+each client must receive exactly the payload Google's sample sends.
 """
 
 from __future__ import annotations

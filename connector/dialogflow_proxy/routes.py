@@ -1,6 +1,6 @@
 """The Dialogflow proxy's route table, as a pure function of (method, path).
 
-CONTRACT.md exposes, under ``/<v>/projects/<p>/locations/<l>`` with ``<v>`` in
+The proxy exposes, as Google's sample does (``docs/dialogflow-proxy.md``), under ``/<v>/projects/<p>/locations/<l>`` with ``<v>`` in
 ``v2``/``v2beta1``, exactly these calls (``/**`` = one or more further segments):
 
     GET    /conversations/**  /conversationProfiles/**  /conversationModels/**  /generators/**
@@ -9,7 +9,7 @@ CONTRACT.md exposes, under ``/<v>/projects/<p>/locations/<l>`` with ``<v>`` in
 
 A path in the table with another method is ``MethodNotAllowed``; anything else
 is ``NotFound``. The two list calls, ``GET .../conversations`` and
-``GET .../answerRecords``, are 404 as CONTRACT.md says: they are deliberately
+``GET .../answerRecords``, are 404 as in the sample: they are deliberately
 not exposed (they would let any desktop enumerate every conversation), not a
 method the path lacks.
 
@@ -65,7 +65,7 @@ ROUTES: tuple[Route, ...] = (
     Route("PATCH", "conversations", Tail.SOME),
     Route("PATCH", "answerRecords", Tail.SOME),
 )
-# List calls CONTRACT.md names as deliberately not exposed: 404, not 405.
+# List calls deliberately not exposed (as in the sample): 404, not 405.
 NOT_EXPOSED = frozenset({("GET", "conversations", Tail.NONE), ("GET", "answerRecords", Tail.NONE)})
 
 

@@ -341,7 +341,7 @@
     }
   }
 
-  /* `data` is the notification as a JSON string (CONTRACT.md): show it parsed and indented. */
+  /* `data` is the notification as a JSON string, as Google's sample sends it: show it parsed and indented. */
   function prettyData(data) {
     if (typeof data !== "string") {
       return JSON.stringify(data, null, 2) ?? "(no data)";

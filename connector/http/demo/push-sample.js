@@ -1,6 +1,6 @@
 /* Development mode only (connector/http/demo.py adds it with SERVICE_ROLE=all): push a sample
  * new-message-event for the conversation joined last, shaped like
- * shared/fixtures/pubsub/new-message-event.json, with a fresh messageId each time.
+ * tests/fixtures/pubsub/new-message-event.json, with a fresh messageId each time.
  */
 (function () {
   "use strict";
