@@ -79,8 +79,8 @@ async def phase(args: argparse.Namespace, token: str, *, logins: int, settings: 
                                  capture_output=True, text=True, timeout=180)
         if migrate.returncode:
             raise RuntimeError(migrate.stderr)
-        with processes.daphne_server(role="interceptor", redis=redis, **prefix) as interceptor, \
-                processes.daphne_server(role="connector", redis=redis, **extra) as connector:
+        with processes.service_server(role="interceptor", redis=redis, **prefix) as interceptor, \
+                processes.service_server(role="connector", redis=redis, **extra) as connector:
             desktops = [await connect_desktop(index, url=connector.http_url, token=token, conversation=0,
                                               timeout=args.timeout) for index in range(args.desktops)]
             stop = asyncio.Event()

@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.faults [--quick]
         [--scenario redis-outage|connector-killed|churn|redeliveries|slow-desktop]
 
-Every scenario starts its own private redis-server and daphne processes on
+Every scenario starts its own private redis-server and server processes on
 127.0.0.1 (``testing.processes``), pushes through the interceptor as Pub/Sub
 would (a push that is not acknowledged is retried with backoff until it is),
 and counts what the desktops received:

@@ -71,9 +71,9 @@ def report(args: argparse.Namespace, desktops: list[Desktop], started: dict[str,
 async def run(args: argparse.Namespace) -> bool:
     tokens = mint_tokens([f"bench-agent-{index}" for index in range(args.desktops)])
     with processes.redis_server() as redis, \
-            processes.daphne_server(role="interceptor", redis=redis) as interceptor, \
-            processes.daphne_server(role="connector", redis=redis) as first, \
-            processes.daphne_server(role="connector", redis=redis) as second, \
+            processes.service_server(role="interceptor", redis=redis) as interceptor, \
+            processes.service_server(role="connector", redis=redis) as first, \
+            processes.service_server(role="connector", redis=redis) as second, \
             round_robin([first.port, second.port]) as proxy:
         desktops = await connect_all(args, proxy.http_url, tokens, lambda index: (transport_of(index, args.conversations),))
         try:

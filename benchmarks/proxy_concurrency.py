@@ -2,7 +2,7 @@
 
 Starts the fake Dialogflow and token endpoint of ``testing/fake_dialogflow.py``
 (each Dialogflow call answered after ``--delay`` seconds), a private
-redis-server (or ``AA_TEST_REDIS``) and one connector daphne process with a
+redis-server (or ``AA_TEST_REDIS``) and one connector server process with a
 production-like environment whose Application Default Credentials are a
 service-account key file for the fake token endpoint. After one warm-up call
 (which fetches the Google token), it fires ``--calls`` proxied GETs at once,
@@ -116,7 +116,7 @@ def main() -> int:
     with fake_dialogflow.serve() as fake, tempfile.TemporaryDirectory(prefix="aa-bench-adc-") as directory:
         fake.delay_seconds = args.delay
         key = fake.write_key_file(Path(directory) / "key.json")
-        with processes.redis_server() as redis, processes.daphne_server(
+        with processes.redis_server() as redis, processes.service_server(
             role="connector", redis=redis, GOOGLE_APPLICATION_CREDENTIALS=str(key), DIALOGFLOW_API_ROOT=fake.url,
         ) as server:
             ok = asyncio.run(run(server, fake, args))

@@ -1,6 +1,6 @@
 """``POST /register`` throughput of one real connector process against the Skip provider.
 
-Starts a private redis-server (or ``AA_TEST_REDIS``) and one connector daphne
+Starts a private redis-server (or ``AA_TEST_REDIS``) and one connector server
 process (``testing/processes.py``) in development mode with ``AUTH_OPTION=Skip``
 (which judges no token, so the figure is the service's own cost: routing,
 authentication, the Redis rate-limit window, the body, signing the JWT) and a
@@ -104,7 +104,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
     parser.add_argument("--warm-up", type=int, default=200, help="registrations before measuring")
     args = parser.parse_args()
-    with processes.redis_server() as redis, processes.daphne_server(
+    with processes.redis_server() as redis, processes.service_server(
         role="connector", redis=redis, DEVELOPMENT_MODE="true", AUTH_OPTION="Skip", REGISTER_RATE_LIMIT=RATE_LIMIT,
     ) as server:
         ok = asyncio.run(run(server, args))

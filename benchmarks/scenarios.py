@@ -212,7 +212,7 @@ def start_server(stack: contextlib.ExitStack, role: str, args: argparse.Namespac
         return stack.enter_context(command_server(role=role, template=template, redis=redis))
     extra = dict(processes.IMAGE_ENV if args.server == processes.IMAGE_SERVER else {})
     extra.update(item.split("=", 1) for item in args.server_env)
-    return stack.enter_context(processes.daphne_server(role=role, redis=redis, server=args.server, **extra))
+    return stack.enter_context(processes.service_server(role=role, redis=redis, server=args.server, **extra))
 
 
 async def run_scenario(scenario: Scenario, args: argparse.Namespace, tokens: list[str]) -> bool:

@@ -1,6 +1,6 @@
 """The two servers of a ``benchmarks.scenarios`` run: the repository's, or ones an outside command starts.
 
-The repository's are ``testing.processes.daphne_server`` (the image's server
+The repository's are ``testing.processes.service_server`` (the image's server
 command). ``command_server`` runs a shell command template instead, with
 ``{port}``, ``{redis_host}`` and ``{redis_port}`` filled in, so the same
 scenarios can measure another implementation of the two roles (say, Google's

@@ -534,9 +534,9 @@ async def soak(*, minutes: float, rate: float, sample: float, warm_up: float, st
         sqlite_path = Path(directory) / "admin.sqlite3"
         prepare_admin(sqlite_path, store)
         env = {**SERVER_ENV, "SQLITE_PATH": str(sqlite_path)}
-        with processes.daphne_server(role="interceptor", redis=store, **env) as interceptor, \
-                processes.daphne_server(role="connector", redis=store, **env) as first, \
-                processes.daphne_server(role="connector", redis=store, **env) as second:
+        with processes.service_server(role="interceptor", redis=store, **env) as interceptor, \
+                processes.service_server(role="connector", redis=store, **env) as first, \
+                processes.service_server(role="connector", redis=store, **env) as second:
             loop = asyncio.get_running_loop()
             pubsub = PubSub(interceptor, tally)
             run = Run(interceptor, [first, second], store, names, loop.time() + minutes * 60, pubsub, tally)

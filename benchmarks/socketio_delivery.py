@@ -1,7 +1,7 @@
 """Push-to-desktop delivery through real processes: Pub/Sub push -> interceptor -> Redis -> connector -> Socket.IO.
 
 Starts a private redis-server (or uses ``AA_TEST_REDIS``), one connector and
-one interceptor daphne process (production-like environment, from
+one interceptor server process (production-like environment, from
 ``testing.processes``), connects python-socketio desktops over the websocket
 transport, has each join one conversation, then POSTs Pub/Sub push envelopes
 to the interceptor at bounded concurrency. For every message it records when
@@ -363,8 +363,8 @@ async def run(args: argparse.Namespace) -> bool:
     tokens = mint_tokens([f"bench-agent-{index}" for index in range(args.desktops)])
     started = time.perf_counter()
     with processes.redis_server() as redis, \
-            processes.daphne_server(role="connector", redis=redis) as connector, \
-            processes.daphne_server(role="interceptor", redis=redis) as interceptor:
+            processes.service_server(role="connector", redis=redis) as connector, \
+            processes.service_server(role="interceptor", redis=redis) as interceptor:
         desktops = await connect_all(args, connector.http_url, tokens)
         try:
             pushes = await push_all(args, interceptor.http_url)

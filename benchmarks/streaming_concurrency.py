@@ -4,7 +4,7 @@ Starts the fake token endpoint of ``testing/fake_dialogflow.py``, the fake
 WebChannel server of ``testing/fake_webchannel.py`` (each request answered by
 ``--frames`` response messages, ``--cadence`` seconds apart, then a clean end
 of the back channel), a private redis-server (or ``AA_TEST_REDIS``) and one
-connector daphne process with a production-like environment. It connects
+connector server process with a production-like environment. It connects
 ``--streams / --per-socket`` python-socketio desktops, opens ``--per-socket``
 streams on each at once, and counts every ``stream-data`` that arrives.
 
@@ -146,7 +146,7 @@ def main() -> int:
         upstream.replies_per_request = upstream.end_after = args.frames
         upstream.cadence_seconds = args.cadence
         key = tokens.write_key_file(Path(directory) / "key.json")
-        with processes.redis_server() as redis, processes.daphne_server(
+        with processes.redis_server() as redis, processes.service_server(
             role="connector", redis=redis, GOOGLE_APPLICATION_CREDENTIALS=str(key),
             DIALOGFLOW_WEBCHANNEL_ROOT=upstream.url, STREAM_MAX_PER_CONNECTION=str(args.per_socket),
         ) as server:

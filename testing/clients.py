@@ -362,7 +362,7 @@ async def node_desktop(
 
 
 def server_token(settings: Any, *, user: str) -> str:
-    """A desktop JWT the daphne processes of ``testing.processes`` accept (their secret and project, production mode).
+    """A desktop JWT the server processes of ``testing.processes`` accept (their secret and project, production mode).
 
     ``settings`` is pytest-django's fixture; the changes end with the test.
     """

@@ -10,7 +10,7 @@ sets one. Everything received is recorded, so tests check what the proxy
 really sent.
 
 It runs on a thread of its own (``testing/fake_server.py``), so in-process
-tests, daphne processes and benchmarks can all call it, and a deliberately
+tests, server processes and benchmarks can all call it, and a deliberately
 slow answer never blocks the caller's loop.
 """
 

@@ -11,7 +11,7 @@ garbage, and can hold its answers until released (to catch concurrent fetches).
 ``google.auth.jwt.encode``, and ``pubsub_claims`` the claims Pub/Sub puts in it.
 
 Like the other fakes, it runs on a thread of its own (``testing/fake_server.py``),
-so in-process tests and daphne processes can both fetch from it.
+so in-process tests and server processes can both fetch from it.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ records every request so tests can check what the provider actually sent.
 ``behaviour`` makes it misbehave: garbage, slowness, any status, redirects.
 
 It runs on a thread of its own (``testing/fake_server.py``), so async tests,
-sync tests and daphne processes can all call it, and a deliberately slow
+sync tests and server processes can all call it, and a deliberately slow
 answer never blocks the test's own loop.
 """
 

@@ -17,7 +17,7 @@ Answers have the shapes of the real API (see the library's
 JSON): ``{"name", "payload": {"data": <base64>}}``, and errors as
 ``{"error": {"code", "message", "status"}}``. Every request is recorded.
 Runs on a thread of its own (``testing/fake_server.py``), so sync tests and
-daphne processes can call it alike.
+server processes can call it alike.
 """
 
 from __future__ import annotations

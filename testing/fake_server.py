@@ -1,7 +1,7 @@
 """What the local fakes (``tests/fake_*.py``) share: an aiohttp app served from a thread of its own.
 
 Each fake runs its aiohttp application on an event loop in its own thread, so
-async tests, sync tests, daphne processes and benchmarks can all call it, and a
+async tests, sync tests, server processes and benchmarks can all call it, and a
 deliberately slow answer never blocks the caller's loop. Every fake binds to
 127.0.0.1 only.
 """

@@ -169,8 +169,8 @@ async def redis_outage(*, pushes: int, outage: float = 3.0) -> Tally:
     tally = Tally("redis-outage")
     names = conversations(2)
     with processes.restartable_redis() as store, \
-            processes.daphne_server(role="connector", redis=store.address) as connector, \
-            processes.daphne_server(role="interceptor", redis=store.address) as interceptor:
+            processes.service_server(role="connector", redis=store.address) as connector, \
+            processes.service_server(role="interceptor", redis=store.address) as interceptor:
         desktops = [Desktop() for _ in range(4)]
         for number, desktop in enumerate(desktops):
             await desktop.connect(connector, token(), names[number % 2])
@@ -213,9 +213,9 @@ async def connector_killed(*, pushes: int) -> Tally:
     tally = Tally("connector-killed")
     (name,) = conversations(1)
     with processes.redis_server(private=True) as store, \
-            processes.daphne_server(role="interceptor", redis=store) as interceptor, \
-            processes.daphne_server(role="connector", redis=store) as first, \
-            processes.daphne_server(role="connector", redis=store) as second:
+            processes.service_server(role="interceptor", redis=store) as interceptor, \
+            processes.service_server(role="connector", redis=store) as first, \
+            processes.service_server(role="connector", redis=store) as second:
         pubsub = PubSub(interceptor, tally)
         sent = []
         try:
@@ -247,8 +247,8 @@ async def churn(*, desktops: int) -> Tally:
     tally = Tally("churn")
     names = conversations(max(1, desktops // 10))
     with processes.redis_server(private=True) as store, \
-            processes.daphne_server(role="connector", redis=store, SOCKETIO_RECOVERY_SECONDS="2") as connector, \
-            processes.daphne_server(role="interceptor", redis=store) as interceptor:
+            processes.service_server(role="connector", redis=store, SOCKETIO_RECOVERY_SECONDS="2") as connector, \
+            processes.service_server(role="interceptor", redis=store) as interceptor:
         pubsub = PubSub(interceptor, tally)
         inspector = redis.Redis(host=store.host, port=store.port, decode_responses=True)
         try:
@@ -286,8 +286,8 @@ async def redeliveries(*, pushes: int, rate: float = 0.1) -> Tally:
     names = conversations(4)
     rng = random.Random(7)
     with processes.redis_server(private=True) as store, \
-            processes.daphne_server(role="connector", redis=store) as connector, \
-            processes.daphne_server(role="interceptor", redis=store) as interceptor:
+            processes.service_server(role="connector", redis=store) as connector, \
+            processes.service_server(role="interceptor", redis=store) as interceptor:
         desktops = [Desktop() for _ in names]
         for desktop, name in zip(desktops, names):
             await desktop.connect(connector, token(), name)
@@ -432,8 +432,8 @@ async def slow_desktop(*, pushes: int, limit: int, alone: int | None = None, con
     history = {"EVENT_HISTORY_MAX_EVENTS": str(max(1000, 2 * pushes))}
     server_env = {"WEBSOCKET_SEND_QUEUE_LIMIT": str(limit), **history, **server_env}
     with processes.redis_server(private=True) as store, \
-            processes.daphne_server(role="connector", redis=store, **server_env) as connector, \
-            processes.daphne_server(role="interceptor", redis=store, **history) as interceptor:
+            processes.service_server(role="connector", redis=store, **server_env) as connector, \
+            processes.service_server(role="interceptor", redis=store, **history) as interceptor:
         joined = [stalled_name] * 3 + [other_name] * 2
         desktops = [Desktop() for _ in joined]
         for desktop, name in zip(desktops, joined):

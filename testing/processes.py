@@ -27,7 +27,7 @@ TEST_JWT_SECRET = "test-jwt-8z4bVNBnYh2NqrUHmWKXJh-uUTmcO1Qbzoa_WeAmpS1m"
 TEST_PROJECT = "test-project"
 # The module scripts/run-local.sh runs (daphne's CLI, path-only access log).
 SERVE_MODULE = "aa_site.serve"
-#: Server commands ``daphne_server`` can run, by the module each runs; ``IMAGE_SERVER`` is the one the
+#: Server commands ``service_server`` can run, by the module each runs; ``IMAGE_SERVER`` is the one the
 #: Dockerfile's CMD runs, and the one every test server runs unless a test asks for another.
 SERVE_MODULES = {"daphne": SERVE_MODULE, "uvicorn": "aa_site.serve_uvicorn"}
 SERVERS = tuple(SERVE_MODULES)
@@ -263,11 +263,11 @@ def server_environment(*, role: str, redis: RedisAddress | None, **extra: str) -
 
 
 @contextlib.contextmanager
-def daphne_server(
+def service_server(
     *, role: str, redis: RedisAddress | None, cwd: Path = REPOSITORY, server: str = IMAGE_SERVER, **extra: str
 ) -> Iterator[Server]:
-    """Run ``python -m aa_site.serve aa_site.asgi:application`` (the image's command, from ``cwd``; or another of
-    ``SERVERS``) on a free loopback port until the block ends."""
+    """Run the image's server command (``python -m aa_site.serve_uvicorn aa_site.asgi:application``, from ``cwd``;
+    or another of ``SERVERS``, such as daphne's for local runs) on a free loopback port until the block ends."""
     port = free_port()
     with tempfile.NamedTemporaryFile(prefix=f"aa-{role}-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
@@ -301,10 +301,10 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def daphne_exit(
+def service_exit(
     *, role: str, redis: RedisAddress | None, without: tuple[str, ...] = (), timeout: float = 60.0, **extra: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run the server (as ``daphne_server`` does), expected to refuse to start; return its exit code and output.
+    """Run the server (as ``service_server`` does), expected to refuse to start; return its exit code and output.
 
     ``without`` names variables removed from the environment ``server_environment`` builds.
     """

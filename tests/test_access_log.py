@@ -26,7 +26,7 @@ PHONE_NUMBER = "15551234"
 @pytest.fixture(scope="module", params=processes.SERVERS)
 def connector(request: pytest.FixtureRequest, redis_server: processes.RedisAddress) -> Iterator[Server]:
     """A connector on each server command: the image's (uvicorn) and daphne's (local runs)."""
-    with processes.daphne_server(role="connector", redis=redis_server, server=request.param) as running:
+    with processes.service_server(role="connector", redis=redis_server, server=request.param) as running:
         yield running
 
 
@@ -82,7 +82,7 @@ def quieter_connector(request: pytest.FixtureRequest,
                       redis_server: processes.RedisAddress) -> Iterator[tuple[Server, str]]:
     """A connector on each server command with ``ACCESS_LOG`` at ``errors`` (the image's) or ``off``."""
     server, mode = request.param
-    with processes.daphne_server(role="connector", redis=redis_server, server=server, ACCESS_LOG=mode) as running:
+    with processes.service_server(role="connector", redis=redis_server, server=server, ACCESS_LOG=mode) as running:
         yield running, mode
 
 

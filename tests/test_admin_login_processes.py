@@ -54,7 +54,7 @@ def admin_servers(count: int, *, redis: processes.RedisAddress, databases: list[
         manage({**environment, "DJANGO_SUPERUSER_PASSWORD": PASSWORD}, "createsuperuser", "--noinput",
                "--username", username, "--email", "operator@example.com")
     with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(processes.daphne_server(role="connector", redis=redis, RECORDING_HASHER_LOG=str(
+        yield [stack.enter_context(processes.service_server(role="connector", redis=redis, RECORDING_HASHER_LOG=str(
             hash_log), **common, **databases[number % len(databases)])) for number in range(count)]
 
 

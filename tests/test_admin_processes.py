@@ -68,9 +68,9 @@ def cluster(request, redis_server, tmp_path_factory) -> Iterator[Cluster]:
     assert PASSWORD not in created.stdout + created.stderr
     with contextlib.ExitStack() as stack:
         yield Cluster(
-            admin=stack.enter_context(processes.daphne_server(role="connector", redis=redis_server, **settings)),
-            desktops=stack.enter_context(processes.daphne_server(role="connector", redis=redis_server, **settings)),
-            interceptor=stack.enter_context(processes.daphne_server(role="interceptor", redis=redis_server,
+            admin=stack.enter_context(processes.service_server(role="connector", redis=redis_server, **settings)),
+            desktops=stack.enter_context(processes.service_server(role="connector", redis=redis_server, **settings)),
+            interceptor=stack.enter_context(processes.service_server(role="interceptor", redis=redis_server,
                                                                     **settings)),
             username=username,
         )

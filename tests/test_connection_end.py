@@ -1,9 +1,9 @@
-"""Every way a desktop connection ends, against a real daphne connector on a private Redis.
+"""Every way a desktop connection ends, against a real connector process on a private Redis.
 
 For each close path (the client closes, the server refuses a frame, the
 authentication deadline, a ping timeout, a Socket.IO DISCONNECT, a dropped
 TCP connection) the test asserts the close code the client sees (one the
-WebSocket library under daphne accepts from an application) and that Redis's
+WebSocket library under the server accepts from an application) and that Redis's
 subscriptions (``PUBSUB CHANNELS``) return to what they were before the
 connection opened. A connection that has not authenticated holds no Redis
 subscription at all, and a process keeps only ``WEBSOCKET_MAX_UNAUTHENTICATED``
@@ -41,7 +41,7 @@ def private_redis() -> Iterator[processes.RedisAddress]:
 
 @pytest.fixture(scope="module")
 def connector(private_redis) -> Iterator[Server]:
-    with processes.daphne_server(
+    with processes.service_server(
         role="connector",
         redis=private_redis,
         WEBSOCKET_AUTH_TIMEOUT="1",
@@ -311,7 +311,7 @@ async def test_redis_unreachable_closes_socketio_with_4503_and_refuses_plain_joi
     """Redis gone: a Socket.IO CONNECT cannot record its session, so the desktop is told (4503) to come back
     later; on /ws/ (which keeps no session) authentication works and a join is refused with a reason."""
     nothing_there = processes.RedisAddress("127.0.0.1", processes.free_port())
-    with processes.daphne_server(role="connector", redis=nothing_there) as server:
+    with processes.service_server(role="connector", redis=nothing_there) as server:
         ws = await http.ws_connect(server.http_url + PLAIN)
         await ws.send_json({"type": "authenticate", "token": token})
         assert (await ws.receive_json(timeout=WAIT))["type"] == "authenticated"

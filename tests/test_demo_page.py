@@ -1,7 +1,7 @@
 """The demo page at ``GET /``: its HTTP response, and the page itself in a real headless Chromium.
 
 The browser tests drive Debian's chromium through Playwright against real
-daphne processes (``SERVICE_ROLE=all``) on the test Redis: the page registers,
+server processes (``SERVICE_ROLE=all``) on the test Redis: the page registers,
 connects to ``/ws/``, joins, and must show events pushed by the test and by
 its own development-mode button. ``testing/browser.py`` fails (never skips)
 when chromium is missing.
@@ -142,7 +142,7 @@ async def test_page_files_are_read_once_per_process():
 @pytest.fixture(scope="module")
 def development_server(redis_server: processes.RedisAddress) -> Iterator[Server]:
     """Both roles, development mode: anyone may register, the sample push button is on."""
-    with processes.daphne_server(
+    with processes.service_server(
         role="all", redis=redis_server, DEVELOPMENT_MODE="true", AUTH_OPTION="Skip", CORS_ALLOWED_ORIGINS="*"
     ) as running:
         yield running
@@ -151,7 +151,7 @@ def development_server(redis_server: processes.RedisAddress) -> Iterator[Server]
 @pytest.fixture(scope="module")
 def production_server(redis_server: processes.RedisAddress) -> Iterator[Server]:
     """Both roles, production mode, no identity provider configured."""
-    with processes.daphne_server(role="all", redis=redis_server) as running:
+    with processes.service_server(role="all", redis=redis_server) as running:
         yield running
 
 
@@ -349,7 +349,7 @@ async def test_production_page_in_chromium_has_no_push_button_and_shows_registra
 @pytest.fixture(scope="module")
 def server_for_other_origins(redis_server: processes.RedisAddress) -> Iterator[Server]:
     """Development mode, but WebSockets allowed only from a desktop origin that is not this page's."""
-    with processes.daphne_server(
+    with processes.service_server(
         role="all", redis=redis_server, DEVELOPMENT_MODE="true", AUTH_OPTION="Skip",
         CORS_ALLOWED_ORIGINS="https://desktop.invalid",
     ) as running:
@@ -371,5 +371,5 @@ async def test_demo_page_explains_a_refused_websocket_handshake(server_for_other
         )
         await expect(page.locator("#status")).to_have_text("Registered as (no user name). Not connected.")
         await expect(page.locator("#connect")).to_be_enabled()
-        # Chromium's own console line for the refused handshake (daphne answers 403); nothing else.
+        # Chromium's own console line for the refused handshake (the server answers 403); nothing else.
         assert len(recorded.problems()) == 1 and "403" in recorded.problems()[0], recorded.problems()

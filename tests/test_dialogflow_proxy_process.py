@@ -1,4 +1,4 @@
-"""The Dialogflow proxy in a real connector process (daphne, production-like settings) with a real HTTP client.
+"""The Dialogflow proxy in a real connector process (the image's server, production-like settings) with a real HTTP client.
 
 The process finds its Google credentials the production way, through
 ``GOOGLE_APPLICATION_CREDENTIALS`` in its environment (a key file for the fake
@@ -35,7 +35,7 @@ def connector(fake: FakeDialogflow, redis_server: processes.RedisAddress,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[processes.Server]:
     """One connector process whose ADC is a key file for the fake, calling the fake as Dialogflow."""
     key = fake.write_key_file(Path(tmp_path_factory.mktemp("adc")) / "key.json")
-    with processes.daphne_server(
+    with processes.service_server(
         role="connector", redis=redis_server, GOOGLE_APPLICATION_CREDENTIALS=str(key),
         DIALOGFLOW_API_ROOT=fake.url, CORS_ALLOWED_ORIGINS=DESKTOP_ORIGIN,
     ) as server:
@@ -54,7 +54,7 @@ def dialogflow(fake: FakeDialogflow) -> FakeDialogflow:
 async def test_process_proxies_with_application_default_credentials(
     connector: processes.Server, dialogflow: FakeDialogflow, settings: Any
 ) -> None:
-    """A real client's call goes through daphne to Dialogflow with the service's token; gzip arrives intact."""
+    """A real client's call goes through the connector to Dialogflow with the service's token; gzip arrives intact."""
     dialogflow.gzip_answers = True
     token = clients.server_token(settings, user="agent@example.com")
     body = b'{"textInput": {"text": "where is my parcel?"}}'

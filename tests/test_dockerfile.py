@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from testing import processes
-from testing.image import TEST_ONLY_PACKAGES, image_tree, refuse_test_only_packages
+from testing.image import image_tree, refuse_test_only_packages
 
 REPOSITORY = processes.REPOSITORY
 DOCKERFILE = (REPOSITORY / "Dockerfile").read_text()
@@ -56,7 +56,7 @@ def test_each_role_starts_from_the_image_contents(tmp_path: Path, redis_server, 
     tree = image_tree(tmp_path / "app")
     assert not any((tree / package).exists() for package in ("tests", "testing", "benchmarks"))
     guard = refuse_test_only_packages(tmp_path / "guard")
-    with processes.daphne_server(
+    with processes.service_server(
         role=role, redis=redis_server, cwd=tree, PYTHONPATH=f"{guard}:{tree}"
     ) as server:
         response = httpx.get(server.http_url + path, timeout=10)

@@ -43,8 +43,8 @@ async def test_a_polling_desktop_rejoining_after_redis_restarted_empty_gets_what
     (conversation,) = faults.conversations(1)
     before, window, gap, live = ([f"{stage}-{n}" for n in range(3)] for stage in ("before", "window", "gap", "live"))
     with processes.restartable_redis() as store, \
-            processes.daphne_server(role="connector", redis=store.address, **PING) as connector, \
-            processes.daphne_server(role="interceptor", redis=store.address) as interceptor:
+            processes.service_server(role="connector", redis=store.address, **PING) as connector, \
+            processes.service_server(role="interceptor", redis=store.address) as interceptor:
         async with clients.node_desktop(connector, token=faults.token(), join=(conversation,), reconnect=True,
                                         transports="polling", timeout=120) as node:
             await node.wait_for(lambda n: len(n.of_kind("ack")) == 1, what="the join")
@@ -75,8 +75,8 @@ async def test_a_websocket_desktop_back_with_a_lost_epoch_s_offset_gets_it_and_a
     its catch-up done before the pushes): what the desktops get of the pushes before their joins is the joins'."""
     conversation, elsewhere = faults.conversations(2)
     with processes.restartable_redis() as store, \
-            processes.daphne_server(role="connector", redis=store.address) as connector, \
-            processes.daphne_server(role="interceptor", redis=store.address) as interceptor:
+            processes.service_server(role="connector", redis=store.address) as connector, \
+            processes.service_server(role="interceptor", redis=store.address) as interceptor:
         first, anchor = StalledDesktop(connector.port, receive_buffer=None), StalledDesktop(connector.port)
         back, fresh = StalledDesktop(connector.port, receive_buffer=None), StalledDesktop(connector.port)
         try:

@@ -1,4 +1,4 @@
-"""``/healthz`` and ``/readyz`` on every role: real daphne processes, a private Redis that the test stops."""
+"""``/healthz`` and ``/readyz`` on every role: real server processes, a private Redis that the test stops."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ async def get(path: str, *, method: str = "GET") -> dict[str, Any]:
 @pytest.mark.parametrize("role", ["connector", "interceptor"])
 def test_ready_then_unavailable_when_redis_stops_while_alive_stays_ok(role: str) -> None:
     """Ready with Redis up; 503 naming the redis check within the short timeout once it stops; /healthz stays 200."""
-    with processes.redis_server(private=True) as redis, processes.daphne_server(role=role, redis=redis) as server:
+    with processes.redis_server(private=True) as redis, processes.service_server(role=role, redis=redis) as server:
         with httpx.Client(base_url=server.http_url, timeout=RESPONSE_TIMEOUT) as client:
             alive = client.get("/healthz")
             assert (alive.status_code, alive.text) == (200, "ok")

@@ -1,6 +1,6 @@
 """Logs as the image writes them (``LOG_FORMAT=json``): one JSON object per line that Cloud Logging reads.
 
-Real daphne processes; each line of their output must parse as JSON with ``severity`` and ``message``,
+Real server processes; each line of their output must parse as JSON with ``severity`` and ``message``,
 and lines written while a request with ``X-Cloud-Trace-Context`` or ``traceparent`` is handled carry
 ``logging.googleapis.com/trace``. Tokens and conversation content never appear.
 """
@@ -48,7 +48,7 @@ def wait_for_record(server: processes.Server, predicate, what: str, timeout: flo
 @pytest.fixture(scope="module")
 def interceptor(redis_server, tmp_path_factory) -> Iterator[processes.Server]:
     log_file = tmp_path_factory.mktemp("logs") / "aa.log"
-    with processes.daphne_server(role="interceptor", redis=redis_server, LOG_FORMAT="json",
+    with processes.service_server(role="interceptor", redis=redis_server, LOG_FORMAT="json",
                                  LOGGING_FILE=str(log_file)) as server:
         server.log_file = log_file  # type: ignore[attr-defined]
         yield server
@@ -87,7 +87,7 @@ def test_start_up_and_untraced_lines_are_json_without_a_trace(interceptor) -> No
 async def test_a_push_delivered_logs_json_only(redis_server, settings) -> None:
     """A connector and an interceptor in JSON mode through a whole delivery: every line of both is JSON."""
     (fixture,) = clients.valid_pushes(conversation_suffix=uuid.uuid4().hex[:8])[:1]
-    with processes.daphne_server(role="all", redis=redis_server, LOG_FORMAT="json") as server:
+    with processes.service_server(role="all", redis=redis_server, LOG_FORMAT="json") as server:
         desktop = clients.SocketIODesktop()
         await desktop.connect(server, clients.server_token(settings, user="agent"))
         try:
@@ -117,7 +117,7 @@ def test_trace_ids_are_taken_only_in_their_documented_shapes(cloud, parent, expe
 
 
 def test_text_format_for_local_runs(redis_server) -> None:
-    with processes.daphne_server(role="interceptor", redis=redis_server, LOG_FORMAT="text") as server:
+    with processes.service_server(role="interceptor", redis=redis_server, LOG_FORMAT="text") as server:
         httpx.get(f"{server.http_url}/healthz", timeout=10)
         deadline = time.monotonic() + 10
         while "aa_site.access" not in server.log() and time.monotonic() < deadline:
@@ -128,7 +128,7 @@ def test_text_format_for_local_runs(redis_server) -> None:
 
 
 def test_a_bad_log_format_stops_start_up() -> None:
-    result = processes.daphne_exit(role="interceptor", redis=None, LOG_FORMAT="xml", DEVELOPMENT_MODE="true")
+    result = processes.service_exit(role="interceptor", redis=None, LOG_FORMAT="xml", DEVELOPMENT_MODE="true")
     assert result.returncode == 2 and "LOG_FORMAT must be one of json, text" in result.stderr, result.stderr
 
 

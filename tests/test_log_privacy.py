@@ -155,7 +155,7 @@ async def test_no_secret_from_a_query_string_reaches_the_log(server: str, log_fo
     with contextlib.ExitStack() as dialogflow, processes.restartable_redis() as redis:
         fake = dialogflow.enter_context(fake_dialogflow.serve())
         key = fake.write_key_file(tmp_path / "key.json")
-        with processes.daphne_server(
+        with processes.service_server(
             role="all", redis=redis.address, server=server, LOG_FORMAT=log_format_name, LOG_LEVEL="INFO",
             ACCESS_LOG="all", AUTH_OPTION="Five9", FIVE9_TRUST_TOKEN=FIVE9_SECRET, REGISTER_RATE_LIMIT="2/minute",
             METRICS_TOKEN=METRICS_TOKEN, GOOGLE_APPLICATION_CREDENTIALS=str(key), DIALOGFLOW_API_ROOT=fake.url,

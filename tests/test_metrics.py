@@ -93,7 +93,7 @@ async def test_metrics_with_the_token_list_every_metric(settings) -> None:
 
 
 def test_short_metrics_token_stops_production_start_up(redis_server) -> None:
-    result = processes.daphne_exit(role="interceptor", redis=redis_server, METRICS_TOKEN="short")
+    result = processes.service_exit(role="interceptor", redis=redis_server, METRICS_TOKEN="short")
     assert result.returncode == 2
     assert "aa_site.E020" in result.stderr and "short" not in result.stderr.replace("shorter", "")
 
@@ -114,7 +114,7 @@ def test_publish_time_is_read_from_the_payload_without_its_data() -> None:
 def servers(redis_server) -> Iterator[dict[str, Server]]:
     with contextlib.ExitStack() as stack:
         yield {
-            role: stack.enter_context(processes.daphne_server(role=role, redis=redis_server, METRICS_TOKEN=TOKEN))
+            role: stack.enter_context(processes.service_server(role=role, redis=redis_server, METRICS_TOKEN=TOKEN))
             for role in ("connector", "interceptor")
         }
 
@@ -176,7 +176,7 @@ async def test_pushes_deliveries_latency_and_desktops_move(servers, settings) ->
 
 def test_a_push_that_finds_redis_down_counts_a_redis_error_and_an_unavailable_answer() -> None:
     with processes.redis_server(private=True) as redis, \
-            processes.daphne_server(role="interceptor", redis=redis, METRICS_TOKEN=TOKEN) as interceptor:
+            processes.service_server(role="interceptor", redis=redis, METRICS_TOKEN=TOKEN) as interceptor:
         before = scrape(interceptor)
         redis_lib.Redis(host=redis.host, port=redis.port).shutdown(nosave=True)
         body = push_samples.encode(push_samples.sample_push(KIND, conversation()))
@@ -192,9 +192,9 @@ def test_processes_sharing_a_multiprocess_directory_answer_with_their_sum(redis_
     """Two interceptors with one PROMETHEUS_MULTIPROC_DIR: a push to each, and either one's scrape shows both."""
     directory = tmp_path / "prometheus"
     directory.mkdir()
-    with processes.daphne_server(role="interceptor", redis=redis_server, METRICS_TOKEN=TOKEN,
+    with processes.service_server(role="interceptor", redis=redis_server, METRICS_TOKEN=TOKEN,
                                  PROMETHEUS_MULTIPROC_DIR=str(directory)) as first, \
-            processes.daphne_server(role="interceptor", redis=redis_server, METRICS_TOKEN=TOKEN,
+            processes.service_server(role="interceptor", redis=redis_server, METRICS_TOKEN=TOKEN,
                                     PROMETHEUS_MULTIPROC_DIR=str(directory)) as second:
         for server in (first, second):
             body = push_samples.encode(push_samples.sample_push("conversation-lifecycle-event", conversation()))
@@ -210,8 +210,8 @@ def test_processes_sharing_a_multiprocess_directory_answer_with_their_sum(redis_
 
 @pytest.fixture(scope="module")
 def polling_connectors(redis_server) -> Iterator[tuple[Server, Server, Proxy]]:
-    with processes.daphne_server(role="connector", redis=redis_server, METRICS_TOKEN=TOKEN) as first, \
-            processes.daphne_server(role="connector", redis=redis_server, METRICS_TOKEN=TOKEN) as second, \
+    with processes.service_server(role="connector", redis=redis_server, METRICS_TOKEN=TOKEN) as first, \
+            processes.service_server(role="connector", redis=redis_server, METRICS_TOKEN=TOKEN) as second, \
             round_robin([first.port, second.port]) as balancer:
         yield first, second, balancer
 

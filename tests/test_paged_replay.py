@@ -56,8 +56,8 @@ def memory(pid: int, field: str) -> int:
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[processes.Server, processes.Server]]:
     with processes.redis_server(private=True) as store, \
-            processes.daphne_server(role="connector", redis=store, **SETTINGS) as connector, \
-            processes.daphne_server(role="interceptor", redis=store, **SETTINGS) as interceptor:
+            processes.service_server(role="connector", redis=store, **SETTINGS) as connector, \
+            processes.service_server(role="interceptor", redis=store, **SETTINGS) as interceptor:
         yield connector, interceptor
 
 

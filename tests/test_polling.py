@@ -48,7 +48,7 @@ def polling_redis() -> Iterator[processes.RedisAddress]:
 
 @pytest.fixture(scope="module")
 def interceptor(polling_redis) -> Iterator[processes.Server]:
-    with processes.daphne_server(role="interceptor", redis=polling_redis) as server:
+    with processes.service_server(role="interceptor", redis=polling_redis) as server:
         yield server
 
 
@@ -56,8 +56,8 @@ def interceptor(polling_redis) -> Iterator[processes.Server]:
 def connectors(polling_redis) -> Iterator[tuple[processes.Server, processes.Server]]:
     extra = {**PING, "CORS_ALLOWED_ORIGINS": ALLOWED_ORIGIN, "SOCKETIO_MAX_PAYLOAD": "4096",
              "PRESENCE_KEY_TTL_SECONDS": "3"}
-    with processes.daphne_server(role="connector", redis=polling_redis, **extra) as first, \
-            processes.daphne_server(role="connector", redis=polling_redis, **extra) as second:
+    with processes.service_server(role="connector", redis=polling_redis, **extra) as first, \
+            processes.service_server(role="connector", redis=polling_redis, **extra) as second:
         yield first, second
 
 
@@ -328,7 +328,7 @@ async def test_a_post_after_the_token_expired_leaves_the_close_to_the_next_poll(
 @pytest.fixture(scope="module")
 def slow_ping_connector(polling_redis) -> Iterator[processes.Server]:
     """A connector whose polls wait 20 s for their ping: what ends a session sooner is not the heartbeat."""
-    with processes.daphne_server(role="connector", redis=polling_redis, SOCKETIO_PING_INTERVAL="20",
+    with processes.service_server(role="connector", redis=polling_redis, SOCKETIO_PING_INTERVAL="20",
                                  SOCKETIO_PING_TIMEOUT="20") as server:
         yield server
 
@@ -407,7 +407,7 @@ async def test_abandoned_sessions_leave_no_keys(balancer, polling_redis, token) 
 
 
 async def test_long_polls_waiting_per_process_are_bounded(polling_redis, token) -> None:
-    with processes.daphne_server(role="connector", redis=polling_redis, SOCKETIO_MAX_WAITING_POLLS="1",
+    with processes.service_server(role="connector", redis=polling_redis, SOCKETIO_MAX_WAITING_POLLS="1",
                                  **PING) as server:
         async with httpx.AsyncClient(timeout=10) as client:
             sessions = [await handshake(client, server.http_url) for _ in range(2)]
@@ -426,7 +426,7 @@ async def test_a_refused_second_poll_on_one_process_ends_the_first_at_once_and_l
 ) -> None:
     """Two GETs of one session on one process: the second is refused (400 code 3) and the first answers CLOSE at
     once, woken by the session's end long before the 60 s ping; the bound of two waiting polls still admits two."""
-    with processes.daphne_server(role="connector", redis=polling_redis, SOCKETIO_MAX_WAITING_POLLS="2",
+    with processes.service_server(role="connector", redis=polling_redis, SOCKETIO_MAX_WAITING_POLLS="2",
                                  SOCKETIO_PING_INTERVAL="60") as server:
         url = server.http_url
         loop = asyncio.get_running_loop()
@@ -506,7 +506,7 @@ async def test_a_session_behind_the_kept_history_is_closed_and_its_recovery_says
     packet; the WebSocket closes), and the client's recovery is refused the same way: a new pid."""
     url = connectors[0].http_url
     name = conversation()
-    with processes.daphne_server(role="interceptor", redis=polling_redis, EVENT_HISTORY_MAX_EVENTS="10") as small:
+    with processes.service_server(role="interceptor", redis=polling_redis, EVENT_HISTORY_MAX_EVENTS="10") as small:
         async with httpx.AsyncClient(timeout=10) as client, aiohttp.ClientSession() as http:
             sid = await handshake(client, url)
             await client.post(session_url(url, sid), content=f'40{{"token":"{token}"}}'.encode())
@@ -544,8 +544,8 @@ async def test_the_wake_subscription_comes_back_after_a_redis_restart(token) -> 
     waiting on one process, is woken by its own POST's acknowledgement through the restored subscription
     (the ping interval, 60 s, is longer than the client's patience) and then by a pushed event."""
     with processes.restartable_redis() as store, \
-            processes.daphne_server(role="connector", redis=store.address, SOCKETIO_PING_INTERVAL="60") as server, \
-            processes.daphne_server(role="interceptor", redis=store.address) as pushes:
+            processes.service_server(role="connector", redis=store.address, SOCKETIO_PING_INTERVAL="60") as server, \
+            processes.service_server(role="interceptor", redis=store.address) as pushes:
         url = server.http_url
         async with httpx.AsyncClient(timeout=20) as client:
 

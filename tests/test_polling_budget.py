@@ -36,7 +36,7 @@ def budget_redis() -> Iterator[processes.RedisAddress]:
 @pytest.fixture(scope="module")
 def counted(budget_redis) -> Iterator[processes.Server]:
     """A connector whose sessions may have 10 packets waiting (and 64 KiB)."""
-    with processes.daphne_server(role="connector", redis=budget_redis, SOCKETIO_POLLING_QUEUE_LIMIT=str(LIMIT),
+    with processes.service_server(role="connector", redis=budget_redis, SOCKETIO_POLLING_QUEUE_LIMIT=str(LIMIT),
                                  SOCKETIO_POLLING_QUEUE_BYTES=str(BUDGET)) as server:
         yield server
 
@@ -44,7 +44,7 @@ def counted(budget_redis) -> Iterator[processes.Server]:
 @pytest.fixture(scope="module")
 def sized(budget_redis) -> Iterator[processes.Server]:
     """A connector whose sessions may have 64 KiB waiting (and 1,000 packets)."""
-    with processes.daphne_server(role="connector", redis=budget_redis, SOCKETIO_POLLING_QUEUE_LIMIT="1000",
+    with processes.service_server(role="connector", redis=budget_redis, SOCKETIO_POLLING_QUEUE_LIMIT="1000",
                                  SOCKETIO_POLLING_QUEUE_BYTES=str(BUDGET)) as server:
         yield server
 

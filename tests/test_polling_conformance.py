@@ -34,8 +34,8 @@ def conformance_redis() -> Iterator[processes.RedisAddress]:
 @pytest.fixture(scope="module")
 def balancer(conformance_redis):
     extra = {"SOCKETIO_PING_INTERVAL": "5", "SOCKETIO_PING_TIMEOUT": "2"}
-    with processes.daphne_server(role="connector", redis=conformance_redis, **extra) as first, \
-            processes.daphne_server(role="connector", redis=conformance_redis, **extra) as second, \
+    with processes.service_server(role="connector", redis=conformance_redis, **extra) as first, \
+            processes.service_server(role="connector", redis=conformance_redis, **extra) as second, \
             round_robin([first.port, second.port]) as proxy:
         yield proxy
 

@@ -31,8 +31,8 @@ def connectors(redis_server: processes.RedisAddress) -> Iterator[tuple[processes
     extra = {"TRUSTED_PROXY_HOPS": "1", "HANDSHAKE_RATE_LIMIT": f"{HANDSHAKES}/minute",
              "WEBSOCKET_MAX_UNAUTHENTICATED_PER_ADDRESS": str(SHARE), "WEBSOCKET_AUTH_TIMEOUT": "60",
              "SOCKETIO_PING_INTERVAL": "60"}
-    with processes.daphne_server(role="connector", redis=redis_server, **extra) as first, \
-            processes.daphne_server(role="connector", redis=redis_server, **extra) as second:
+    with processes.service_server(role="connector", redis=redis_server, **extra) as first, \
+            processes.service_server(role="connector", redis=redis_server, **extra) as second:
         yield first, second
 
 
@@ -194,8 +194,8 @@ async def test_the_holds_of_a_process_that_died_lapse_after_the_authentication_t
     extra = {"TRUSTED_PROXY_HOPS": "1", "WEBSOCKET_MAX_UNAUTHENTICATED_PER_ADDRESS": str(SHARE),
              "WEBSOCKET_AUTH_TIMEOUT": "1"}
     address = new_address()
-    with processes.daphne_server(role="connector", redis=redis_server, **extra) as doomed, \
-            processes.daphne_server(role="connector", redis=redis_server, **extra) as survivor:
+    with processes.service_server(role="connector", redis=redis_server, **extra) as doomed, \
+            processes.service_server(role="connector", redis=redis_server, **extra) as survivor:
         held = [await http.ws_connect(doomed.http_url + PLAIN, headers=by(address)) for _ in range(SHARE)]
         doomed.process.kill()
         assert await refused_with(http, survivor.http_url + PLAIN, address) == 403

@@ -17,8 +17,8 @@ from testing.clients import SocketIODesktop
 
 @pytest.fixture(scope="module")
 def two_connectors(redis_server):
-    with processes.daphne_server(role="connector", redis=redis_server, PRESENCE_KEY_TTL_SECONDS="3") as a, \
-            processes.daphne_server(role="connector", redis=redis_server, PRESENCE_KEY_TTL_SECONDS="3") as b:
+    with processes.service_server(role="connector", redis=redis_server, PRESENCE_KEY_TTL_SECONDS="3") as a, \
+            processes.service_server(role="connector", redis=redis_server, PRESENCE_KEY_TTL_SECONDS="3") as b:
         yield a, b
 
 
@@ -59,7 +59,7 @@ async def test_a_killed_process_leaves_no_key_behind_for_long(redis_server, sett
     token = clients.server_token(settings, user="agent")
     client = redis.Redis(host=redis_server.host, port=redis_server.port)
     try:
-        with processes.daphne_server(role="connector", redis=redis_server, PRESENCE_KEY_TTL_SECONDS="3") as server:
+        with processes.service_server(role="connector", redis=redis_server, PRESENCE_KEY_TTL_SECONDS="3") as server:
             desktop = SocketIODesktop()
             await desktop.connect(server, token)
             await desktop.join(name)
@@ -77,7 +77,7 @@ async def test_presence_keys_can_be_turned_off(redis_server, settings) -> None:
     token = clients.server_token(settings, user="agent")
     client = redis.Redis(host=redis_server.host, port=redis_server.port)
     try:
-        with processes.daphne_server(role="connector", redis=redis_server, PRESENCE_KEYS="false") as server:
+        with processes.service_server(role="connector", redis=redis_server, PRESENCE_KEYS="false") as server:
             desktop = SocketIODesktop()
             await desktop.connect(server, token)
             await desktop.join(name)

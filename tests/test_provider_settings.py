@@ -125,15 +125,15 @@ def test_provider_settings_are_not_checked_for_the_interceptor(configured):
 
 
 def test_production_start_up_refuses_a_provider_without_its_setting(redis_server):
-    """A real daphne with AUTH_OPTION=Five9 and no FIVE9_TRUST_TOKEN exits 2 naming the setting."""
-    result = processes.daphne_exit(role="connector", redis=redis_server, AUTH_OPTION="Five9")
+    """A real connector with AUTH_OPTION=Five9 and no FIVE9_TRUST_TOKEN exits 2 naming the setting."""
+    result = processes.service_exit(role="connector", redis=redis_server, AUTH_OPTION="Five9")
     assert result.returncode == 2, result.stderr
     assert "FIVE9_TRUST_TOKEN" in result.stderr
 
 
 def test_production_start_up_refuses_a_malformed_timeout(redis_server):
     """IDENTITY_PROVIDER_READ_TIMEOUT must be a number: start-up names it."""
-    result = processes.daphne_exit(
+    result = processes.service_exit(
         role="connector", redis=redis_server, AUTH_OPTION="Five9", FIVE9_TRUST_TOKEN="x",
         IDENTITY_PROVIDER_READ_TIMEOUT="5s",
     )

@@ -3,7 +3,7 @@
 Tokens are signed with a locally generated RSA key whose certificate the fake
 endpoint (``testing/fake_google_certs.py``) publishes in Google's shape. Pushes
 go through the real ASGI application and the real Redis channel layer, as in
-``test_interceptor_views.py``; ``test_push_auth_process.py`` runs a real daphne interceptor.
+``test_interceptor_views.py``; ``test_push_auth_process.py`` runs a real interceptor process.
 """
 
 from __future__ import annotations

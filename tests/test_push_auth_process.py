@@ -1,4 +1,4 @@
-"""Authenticated push in a real daphne interceptor, and the start-up checks of its settings.
+"""Authenticated push in a real interceptor process, and the start-up checks of its settings.
 
 The in-process tests of the same rules are in ``test_push_auth.py``, whose
 helpers (``testing.signed_pushes``) this module shares; certificates come from the local fake of
@@ -59,9 +59,9 @@ def test_certificates_url_must_be_http(settings: Any):
     assert "aa_site.E022" in check_ids()
 
 
-def test_daphne_refuses_to_start_with_audience_but_no_service_account(redis_server):
+def test_the_interceptor_refuses_to_start_with_audience_but_no_service_account(redis_server):
     """The real process exits 2 naming PUSH_AUTH_AUDIENCE."""
-    result = processes.daphne_exit(role="interceptor", redis=redis_server, PUSH_AUTH_AUDIENCE="aa-backend")
+    result = processes.service_exit(role="interceptor", redis=redis_server, PUSH_AUTH_AUDIENCE="aa-backend")
     assert result.returncode == 2, result.stderr
     assert "PUSH_AUTH_AUDIENCE" in result.stderr and "Traceback" not in result.stderr
 
@@ -77,8 +77,8 @@ def google_for_process() -> Iterator[FakeGoogleCerts]:
 
 @pytest.fixture(scope="module")
 def authenticated_interceptor(redis_server, google_for_process: FakeGoogleCerts) -> Iterator[processes.Server]:
-    """A daphne interceptor with PUSH_AUTH_SERVICE_ACCOUNT and the fake certificates URL."""
-    with processes.daphne_server(
+    """An interceptor process with PUSH_AUTH_SERVICE_ACCOUNT and the fake certificates URL."""
+    with processes.service_server(
         role="interceptor",
         redis=redis_server,
         PUSH_AUTH_SERVICE_ACCOUNT=SERVICE_ACCOUNT,
@@ -87,13 +87,13 @@ def authenticated_interceptor(redis_server, google_for_process: FakeGoogleCerts)
         yield server
 
 
-async def test_daphne_interceptor_delivers_authenticated_pushes_and_refuses_others(
+async def test_an_interceptor_process_delivers_authenticated_pushes_and_refuses_others(
     authenticated_interceptor: processes.Server, google_for_process: FakeGoogleCerts, settings
 ):
     """End to end over TCP: a valid token is delivered to Redis subscribers; none, a forged or a foreign one is not."""
     server = authenticated_interceptor
     url = f"{server.http_url}/{EVENT}"
-    # Direct to daphne there is no proxy: the audience is the plain http URL Pub/Sub would be given.
+    # Direct to the server there is no proxy: the audience is the plain http URL Pub/Sub would be given.
     claims = pubsub_claims(audience=url)
     conversation = new_conversation()
     # The process publishes with the default key prefix.

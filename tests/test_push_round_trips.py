@@ -21,7 +21,7 @@ PUSHES = 50
 
 async def test_each_push_costs_one_round_trip_and_a_redelivery_one_too() -> None:
     with processes.redis_server(private=True) as store, \
-            processes.daphne_server(role="interceptor", redis=store) as interceptor:
+            processes.service_server(role="interceptor", redis=store) as interceptor:
         inspector = redis.Redis(host=store.host, port=store.port, decode_responses=True)
         round_trips: Counter[str] = Counter()
         inside_scripts: Counter[str] = Counter()

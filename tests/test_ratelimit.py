@@ -1,6 +1,6 @@
-"""The registration rate limit (connector/ratelimit.py) against real daphne processes and a real Redis.
+"""The registration rate limit (connector/ratelimit.py) against real server processes and a real Redis.
 
-Every request travels over loopback TCP to ``daphne aa_site.asgi:application``.
+Every request travels over loopback TCP to the image's server command.
 Distinct clients are distinct source addresses (127.0.0.0/8 is all local on
 Linux), so the server sees real peer addresses, not headers we trust blindly.
 ``AUTH_OPTION=Five9`` judges tokens without any network, so an accepted
@@ -82,7 +82,7 @@ def redis_address() -> Iterator[processes.RedisAddress]:
 @pytest.fixture(scope="module")
 def connector(redis_address: processes.RedisAddress) -> Iterator[processes.Server]:
     """A production-like connector allowing LIMIT registrations a minute per address, no trusted proxy."""
-    with processes.daphne_server(
+    with processes.service_server(
         role="connector", redis=redis_address, REGISTER_RATE_LIMIT=f"{LIMIT}/minute", **CONNECTOR_SETTINGS
     ) as server:
         yield server
@@ -91,7 +91,7 @@ def connector(redis_address: processes.RedisAddress) -> Iterator[processes.Serve
 @pytest.fixture(scope="module")
 def behind_one_proxy(redis_address: processes.RedisAddress) -> Iterator[processes.Server]:
     """The same, configured as on Cloud Run: one trusted proxy appends to X-Forwarded-For."""
-    with processes.daphne_server(
+    with processes.service_server(
         role="connector",
         redis=redis_address,
         REGISTER_RATE_LIMIT=f"{LIMIT}/minute",
@@ -140,8 +140,8 @@ def test_rate_setting_records_a_problem_naming_it(monkeypatch: pytest.MonkeyPatc
 def test_malformed_setting_stops_start_up_naming_it(
     redis_address: processes.RedisAddress, name: str, value: str
 ) -> None:
-    """daphne exits 2 before serving, naming the bad setting."""
-    result = processes.daphne_exit(role="connector", redis=redis_address, **{**CONNECTOR_SETTINGS, name: value})
+    """The server exits 2 before serving, naming the bad setting."""
+    result = processes.service_exit(role="connector", redis=redis_address, **{**CONNECTOR_SETTINGS, name: value})
     assert result.returncode == 2, result.stderr
     assert name in result.stderr and value in result.stderr
 
@@ -223,7 +223,7 @@ async def test_cross_origin_429_lets_the_desktop_read_retry_after(connector: pro
 
 async def test_window_expiry_restores_the_budget(redis_address: processes.RedisAddress) -> None:
     """After Retry-After seconds the address may register again."""
-    with processes.daphne_server(
+    with processes.service_server(
         role="connector", redis=redis_address, REGISTER_RATE_LIMIT="2/2s", **CONNECTOR_SETTINGS
     ) as server:
         source = new_source()
@@ -245,7 +245,7 @@ async def test_window_expiry_restores_the_budget(redis_address: processes.RedisA
 async def test_limit_is_shared_by_instances_on_one_redis(redis_address: processes.RedisAddress) -> None:
     """Requests split across two connector processes count together."""
     settings = {"REGISTER_RATE_LIMIT": "4/minute", **CONNECTOR_SETTINGS}
-    with processes.daphne_server(role="connector", redis=redis_address, **settings) as first, processes.daphne_server(
+    with processes.service_server(role="connector", redis=redis_address, **settings) as first, processes.service_server(
         role="connector", redis=redis_address, **settings
     ) as second:
         source = new_source()
@@ -356,7 +356,7 @@ def test_an_asgi_scope_is_counted_against_the_address_its_request_would_be(
 async def test_unreachable_redis_lets_registrations_through_with_a_warning() -> None:
     """Fail open: Redis down means no limit (the identity provider still judges), and a WARNING says so."""
     closed = processes.RedisAddress("127.0.0.1", processes.free_port())
-    with processes.daphne_server(
+    with processes.service_server(
         role="connector", redis=closed, REGISTER_RATE_LIMIT="1/minute", **CONNECTOR_SETTINGS
     ) as server:
         source = new_source()
@@ -368,7 +368,7 @@ async def test_unreachable_redis_lets_registrations_through_with_a_warning() -> 
 
 async def test_development_mode_without_redis_limits_in_process() -> None:
     """Without REDISHOST (development mode) the same limit is kept in the process."""
-    with processes.daphne_server(
+    with processes.service_server(
         role="connector", redis=None, DEVELOPMENT_MODE="true", AUTH_OPTION="Skip", REGISTER_RATE_LIMIT="2/minute"
     ) as server:
         source = new_source()
@@ -383,7 +383,7 @@ async def test_development_mode_without_redis_limits_in_process() -> None:
 
 async def test_default_is_30_a_minute(redis_address: processes.RedisAddress) -> None:
     """An empty REGISTER_RATE_LIMIT means 30 registrations a minute per address."""
-    with processes.daphne_server(
+    with processes.service_server(
         role="connector", redis=redis_address, REGISTER_RATE_LIMIT="", **CONNECTOR_SETTINGS
     ) as server:
         source = new_source()
@@ -393,7 +393,7 @@ async def test_default_is_30_a_minute(redis_address: processes.RedisAddress) -> 
 @pytest.mark.parametrize("value", ["0", "off"])
 async def test_zero_or_off_disables_the_limit(redis_address: processes.RedisAddress, value: str) -> None:
     """REGISTER_RATE_LIMIT=0 or off: no 429, however many registrations."""
-    with processes.daphne_server(
+    with processes.service_server(
         role="connector", redis=redis_address, REGISTER_RATE_LIMIT=value, **CONNECTOR_SETTINGS
     ) as server:
         assert await statuses(server, 35, source=new_source()) == [200] * 35
@@ -424,7 +424,7 @@ async def test_concurrent_requests_to_two_instances_never_exceed_the_limit(
     same count and pass together; the window's single Lua script cannot.
     """
     settings = {"REGISTER_RATE_LIMIT": "10/minute", **CONNECTOR_SETTINGS}
-    with processes.daphne_server(role="connector", redis=redis_address, **settings) as first, processes.daphne_server(
+    with processes.service_server(role="connector", redis=redis_address, **settings) as first, processes.service_server(
         role="connector", redis=redis_address, **settings
     ) as second:
         source = new_source()

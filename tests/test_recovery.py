@@ -33,13 +33,13 @@ def recovery_redis() -> Iterator[processes.RedisAddress]:
 
 
 def connector(redis: processes.RedisAddress, **extra: str):
-    return processes.daphne_server(role="connector", redis=redis, SOCKETIO_PING_INTERVAL="2",
+    return processes.service_server(role="connector", redis=redis, SOCKETIO_PING_INTERVAL="2",
                                    SOCKETIO_PING_TIMEOUT="2", **extra)
 
 
 @pytest.fixture(scope="module")
 def interceptor(recovery_redis) -> Iterator[processes.Server]:
-    with processes.daphne_server(role="interceptor", redis=recovery_redis) as server:
+    with processes.service_server(role="interceptor", redis=recovery_redis) as server:
         yield server
 
 
@@ -106,7 +106,7 @@ async def assert_not_recovered_past_the_history(settings, recovery_redis, push_m
     ``interceptor_env`` keeps: its reconnection is told it was not recovered, and nothing is replayed."""
     name = conversation()
     token = clients.server_token(settings, user="agent")
-    with processes.daphne_server(role="interceptor", redis=recovery_redis, **interceptor_env) as small, \
+    with processes.service_server(role="interceptor", redis=recovery_redis, **interceptor_env) as small, \
             connector(recovery_redis) as first:
         async with tcp_proxy(first.port) as proxy, clients.node_desktop(
             proxy, token=token, join=(name,), reconnect=True, timeout=60

@@ -79,9 +79,9 @@ class RedisProcess:
 async def test_a_redis_outage_logs_one_line_per_change_and_no_traceback() -> None:
     conversation = f"projects/{processes.TEST_PROJECT}/conversations/OUTAGE-{uuid.uuid4().hex[:8]}"
     sampling = {"LOG_SAMPLE_SECONDS": str(SAMPLE_SECONDS)}
-    with restartable_redis() as (address, redis), processes.daphne_server(
+    with restartable_redis() as (address, redis), processes.service_server(
         role="connector", redis=address, **sampling
-    ) as connector, processes.daphne_server(role="interceptor", redis=address, **sampling) as interceptor:
+    ) as connector, processes.service_server(role="interceptor", redis=address, **sampling) as interceptor:
         statuses: list[int] = []
         async with aiohttp.ClientSession() as session, session.ws_connect(
             f"{connector.http_url}/ws/"
@@ -138,9 +138,9 @@ async def test_a_flood_of_503s_during_an_outage_leaves_a_bounded_number_of_lines
     written once, then counted; the counts add up to every 503, and the log stays a few dozen lines."""
     environment = {"ACCESS_LOG": "errors", "LOG_SAMPLE_SECONDS": str(SAMPLE_SECONDS), "LOG_LEVEL": "INFO"}
     conversation = f"projects/{processes.TEST_PROJECT}/conversations/FLOOD-{uuid.uuid4().hex[:8]}"
-    with restartable_redis() as (address, redis), processes.daphne_server(
+    with restartable_redis() as (address, redis), processes.service_server(
         role="connector", redis=address, **environment
-    ) as connector, processes.daphne_server(role="interceptor", redis=address, **environment) as interceptor:
+    ) as connector, processes.service_server(role="interceptor", redis=address, **environment) as interceptor:
         pushes: list[int] = []
         polls: list[int] = []
         async with httpx.AsyncClient(timeout=10) as client:

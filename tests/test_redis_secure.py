@@ -2,7 +2,7 @@
 
 Every Redis client of the service is made in ``events.redis_client`` from ``events.redis_config``; these
 tests run the in-process event path (publish and a hub subscriber) and a real connector and interceptor
-(daphne) delivering a push to a Socket.IO desktop over TLS with AUTH, and check that a wrong password or
+(the image's server) delivering a push to a Socket.IO desktop over TLS with AUTH, and check that a wrong password or
 a wrong CA is refused with a clear error: 503 on a push, never a traceback, and never the password.
 """
 
@@ -175,7 +175,7 @@ def test_checks_name_a_ca_file_without_tls(settings, secure_redis) -> None:
 @contextlib.contextmanager
 def cluster(redis: processes.RedisAddress | None, **extra: str) -> Iterator[dict[str, processes.Server]]:
     with contextlib.ExitStack() as stack:
-        yield {role: stack.enter_context(processes.daphne_server(role=role, redis=redis, **extra))
+        yield {role: stack.enter_context(processes.service_server(role=role, redis=redis, **extra))
                for role in ("connector", "interceptor")}
 
 
@@ -236,7 +236,7 @@ async def test_a_wrong_password_or_ca_answers_503_to_a_push(secure_redis, other_
     overrides = {"REDIS_AUTH_STRING": "wrong-" + PASSWORD} if wrong == "password" \
         else {"REDIS_TLS_CA_FILE": str(other_ca.ca_certificate)}
     (fixture,) = clients.valid_pushes(conversation_suffix=uuid.uuid4().hex[:8])[:1]
-    with processes.daphne_server(role="interceptor", redis=secure_redis, **overrides) as interceptor:
+    with processes.service_server(role="interceptor", redis=secure_redis, **overrides) as interceptor:
         async with httpx.AsyncClient(timeout=clients.CLIENT_TIMEOUT) as client:
             response = await clients.push(client, interceptor, fixture)
             ready = await client.get(f"{interceptor.http_url}/readyz")
@@ -250,7 +250,7 @@ async def test_a_wrong_password_or_ca_answers_503_to_a_push(secure_redis, other_
 
 
 def test_a_malformed_redis_url_stops_start_up_without_quoting_it() -> None:
-    result = processes.daphne_exit(role="interceptor", redis=None, REDIS_URL=f"http://:{PASSWORD}@127.0.0.1:1")
+    result = processes.service_exit(role="interceptor", redis=None, REDIS_URL=f"http://:{PASSWORD}@127.0.0.1:1")
     assert result.returncode == 2, result.stderr
     assert "REDIS_URL must be redis://" in result.stderr and "got scheme 'http'" in result.stderr
     assert PASSWORD not in result.stderr + result.stdout

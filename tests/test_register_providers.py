@@ -2,7 +2,7 @@
 
 The Django app is driven through ``django.test.AsyncClient`` with the
 provider chosen per test by the ``settings`` fixture, and once more through a
-production-like daphne process; the provider is always the real fake on
+production-like server process; the provider is always the real fake on
 127.0.0.1. Besides the status, every test checks that the provider's token
 or credentials never reach the logs.
 """
@@ -252,9 +252,9 @@ async def test_register_app_with_twilio_does_not_accept_a_flex_token(fake):
 
 
 @pytest.fixture(scope="module")
-def daphne(fake_server, redis_server) -> Iterator[processes.Server]:
+def connector_process(fake_server, redis_server) -> Iterator[processes.Server]:
     """A real connector process (production mode, DEBUG logs) with SalesforceLWC and Twilio app auth."""
-    with processes.daphne_server(
+    with processes.service_server(
         role="connector",
         redis=redis_server,
         AUTH_OPTION="SalesforceLWC",
@@ -270,20 +270,20 @@ def daphne(fake_server, redis_server) -> Iterator[processes.Server]:
 
 
 @pytest.fixture
-def live(daphne, fake_server) -> Iterator[processes.Server]:
-    """The daphne process with the fake reset; its log must never contain a token afterwards."""
+def live(connector_process, fake_server) -> Iterator[processes.Server]:
+    """The server process with the fake reset; its log must never contain a token afterwards."""
     fake_server.reset()
-    yield daphne
-    assert_no_secret_in(daphne.log())
+    yield connector_process
+    assert_no_secret_in(connector_process.log())
 
 
 async def post(server: processes.Server, path: str, **kwargs) -> httpx.Response:
-    """POST to the daphne process."""
+    """POST to the server process."""
     async with httpx.AsyncClient(base_url=server.http_url, timeout=clients.CLIENT_TIMEOUT) as client:
         return await client.post(path, **kwargs)
 
 
-async def test_daphne_registers_a_desktop_whose_token_the_provider_accepts(live, fake_server):
+async def test_the_connector_registers_a_desktop_whose_token_the_provider_accepts(live, fake_server):
     """The real process asks the provider (token in the query, as SalesforceLWC does) and issues a JWT."""
     response = await post(live, "/register", headers={"Authorization": f"Bearer {ACCESS_TOKEN}"})
     assert response.status_code == 200, live.log()
@@ -291,13 +291,13 @@ async def test_daphne_registers_a_desktop_whose_token_the_provider_accepts(live,
     assert fake_server.received[0].query == {"access_token": ACCESS_TOKEN}
 
 
-async def test_daphne_refuses_a_token_the_provider_refuses(live):
+async def test_the_connector_refuses_a_token_the_provider_refuses(live):
     """401 from the real process for a token the provider does not know."""
     response = await post(live, "/register", headers={"Authorization": "Bearer unknown-token"})
     assert response.status_code == 401
 
 
-async def test_daphne_answers_503_while_the_provider_fails(live, fake_server):
+async def test_the_connector_answers_503_while_the_provider_fails(live, fake_server):
     """503 from the real process when the provider answers 500; its log names the provider, not the token."""
     fake_server.behaviour, fake_server.status = Behaviour.STATUS, 500
     response = await post(live, "/register", headers={"Authorization": ACCESS_TOKEN})
@@ -306,7 +306,7 @@ async def test_daphne_answers_503_while_the_provider_fails(live, fake_server):
     assert "Identity provider SalesforceLWC could not judge a token" in live.log()
 
 
-async def test_daphne_registers_an_app_with_twilio_credentials(live):
+async def test_the_connector_registers_an_app_with_twilio_credentials(live):
     """/register-app in the real process checks the body's Twilio credentials."""
     response = await post(live, "/register-app", json=APP_CREDENTIALS)
     assert response.status_code == 200, live.log()

@@ -122,7 +122,7 @@ def write_secret(path: Path, value: str) -> Path:
 def test_a_connector_signs_with_the_secret_file_at_the_path_either_name_gives(redis_server, tmp_path, name):
     """No JWT_SECRET_KEY: the file at a custom path is the signing secret, and start-up says where it came from."""
     path = write_secret(tmp_path / "mounted" / "signing-key", FILE_SECRET)
-    with processes.daphne_server(role="connector", redis=redis_server, JWT_SECRET_KEY="", AUTH_OPTION="Five9",
+    with processes.service_server(role="connector", redis=redis_server, JWT_SECRET_KEY="", AUTH_OPTION="Five9",
                                  FIVE9_TRUST_TOKEN=FIVE9_TRUST_TOKEN, **{name: str(path)}) as server:
         token = register_with_five9(server)
         log = server.log()
@@ -134,7 +134,7 @@ def test_a_connector_signs_with_the_secret_file_at_the_path_either_name_gives(re
 def test_with_both_secret_path_names_the_newer_wins_and_start_up_warns(redis_server, tmp_path):
     new = write_secret(tmp_path / "new" / "signing-key", FILE_SECRET)
     old = write_secret(tmp_path / "old" / "signing-key", OTHER_FILE_SECRET)
-    with processes.daphne_server(role="connector", redis=redis_server, JWT_SECRET_KEY="", AUTH_OPTION="Five9",
+    with processes.service_server(role="connector", redis=redis_server, JWT_SECRET_KEY="", AUTH_OPTION="Five9",
                                  FIVE9_TRUST_TOKEN=FIVE9_TRUST_TOKEN, JWT_SECRET_KEY_PATH=str(new),
                                  JWT_SECRET_KEY_FILE=str(old)) as server:
         token = register_with_five9(server)
@@ -172,7 +172,7 @@ def proxy(fake: FakeProvider, genesys_tls: TlsFiles) -> Iterator[InterceptingPro
 
 def genesys_connector(redis_server, proxy: InterceptingProxy, tls: TlsFiles, **names: str):
     """A connector with AUTH_OPTION=GenesysCloud whose HTTPS goes through ``proxy``, trusting only its CA."""
-    return processes.daphne_server(role="connector", redis=redis_server, AUTH_OPTION="GenesysCloud",
+    return processes.service_server(role="connector", redis=redis_server, AUTH_OPTION="GenesysCloud",
                                    HTTPS_PROXY=proxy.url, SSL_CERT_FILE=str(tls.ca_certificate), **names)
 
 
@@ -216,7 +216,7 @@ def test_with_both_genesys_names_the_provider_asks_genesys_cloud_region(redis_se
 def test_a_genesys_region_that_is_no_region_domain_stops_start_up(redis_server, name, value):
     """The SDKs' region names, or a host of the region, would make every /register fail: start-up names the
     setting and the form it takes instead."""
-    result = processes.daphne_exit(role="connector", redis=redis_server, AUTH_OPTION="GenesysCloud", **{name: value})
+    result = processes.service_exit(role="connector", redis=redis_server, AUTH_OPTION="GenesysCloud", **{name: value})
     assert result.returncode == 2, result.stderr
     assert "GENESYS_CLOUD_REGION" in result.stderr and "mypurecloud.com" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout

@@ -1,4 +1,4 @@
-"""SERVICE_ROLE, start-up checks and failure answers, seen from outside real daphne processes.
+"""SERVICE_ROLE, start-up checks and failure answers, seen from outside real server processes.
 
 Each role serves only its own routes; a bad setting stops start-up with exit
 code 2 naming the setting (no traceback); an interceptor whose Redis is gone
@@ -23,13 +23,13 @@ from testing.processes import Server
 
 @pytest.fixture(scope="module")
 def interceptor(redis_server: processes.RedisAddress) -> Iterator[Server]:
-    with processes.daphne_server(role="interceptor", redis=redis_server) as running:
+    with processes.service_server(role="interceptor", redis=redis_server) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def connector(redis_server: processes.RedisAddress) -> Iterator[Server]:
-    with processes.daphne_server(role="connector", redis=redis_server) as running:
+    with processes.service_server(role="connector", redis=redis_server) as running:
         yield running
 
 
@@ -37,7 +37,7 @@ def connector(redis_server: processes.RedisAddress) -> Iterator[Server]:
 def interceptor_without_redis() -> Iterator[Server]:
     """An interceptor whose Redis address has nothing listening."""
     nothing_listening = processes.RedisAddress("127.0.0.1", processes.free_port())
-    with processes.daphne_server(role="interceptor", redis=nothing_listening) as running:
+    with processes.service_server(role="interceptor", redis=nothing_listening) as running:
         yield running
 
 
@@ -166,7 +166,7 @@ def assert_refused_start(result, *names: str) -> None:
 def test_a_bad_setting_stops_start_up_with_exit_code_2_naming_it(redis_server, setting):
     """REDISPORT=abc, no GCP_PROJECT_ID, no JWT secret, AUTH_OPTION=Skip outside development: each is refused."""
     values, removed = BAD_SETTINGS[setting]
-    result = processes.daphne_exit(role="all", redis=redis_server, without=removed, **values)
+    result = processes.service_exit(role="all", redis=redis_server, without=removed, **values)
     assert_refused_start(result, setting)
 
 
@@ -174,7 +174,7 @@ def test_every_bad_setting_is_named_at_once(redis_server):
     """All bad settings together: one refused start names each of them."""
     values = {name: value for bad, _ in BAD_SETTINGS.values() for name, value in bad.items()}
     removed = tuple(name for _, names in BAD_SETTINGS.values() for name in names)
-    result = processes.daphne_exit(role="all", redis=redis_server, without=removed, **values)
+    result = processes.service_exit(role="all", redis=redis_server, without=removed, **values)
     assert_refused_start(result, *BAD_SETTINGS)
 
 
@@ -190,7 +190,7 @@ def test_every_bad_setting_is_named_at_once(redis_server):
 def test_a_weak_secret_stops_start_up_with_exit_code_2(redis_server, setting, value):
     """Outside development mode the public development secret or a predictable one (also rotated out) is refused,
     naming the setting and how to generate a good one, never showing the value."""
-    result = processes.daphne_exit(role="connector", redis=redis_server, **{setting: value})
+    result = processes.service_exit(role="connector", redis=redis_server, **{setting: value})
     assert_refused_start(result, setting, "secrets.token_urlsafe(48)")
     assert value not in result.stderr + result.stdout
 
@@ -198,7 +198,7 @@ def test_a_weak_secret_stops_start_up_with_exit_code_2(redis_server, setting, va
 @pytest.fixture(scope="module")
 def development_process() -> Iterator[Server]:
     """DEVELOPMENT_MODE=true with no REDISHOST: one process, both roles."""
-    with processes.daphne_server(role="all", redis=None, DEVELOPMENT_MODE="true") as running:
+    with processes.service_server(role="all", redis=None, DEVELOPMENT_MODE="true") as running:
         yield running
 
 

@@ -27,12 +27,12 @@ QUIET_PERIOD = 1.0
 
 @pytest.fixture(scope="module")
 def cluster(redis_server: processes.RedisAddress) -> Iterator[dict[str, Server]]:
-    """connector-a, connector-b and the interceptor, separate daphne processes sharing one Redis."""
+    """connector-a, connector-b and the interceptor, separate server processes sharing one Redis."""
     with contextlib.ExitStack() as stack:
         yield {
-            "connector-a": stack.enter_context(processes.daphne_server(role="connector", redis=redis_server)),
-            "connector-b": stack.enter_context(processes.daphne_server(role="connector", redis=redis_server)),
-            "interceptor": stack.enter_context(processes.daphne_server(role="interceptor", redis=redis_server)),
+            "connector-a": stack.enter_context(processes.service_server(role="connector", redis=redis_server)),
+            "connector-b": stack.enter_context(processes.service_server(role="connector", redis=redis_server)),
+            "interceptor": stack.enter_context(processes.service_server(role="interceptor", redis=redis_server)),
         }
 
 

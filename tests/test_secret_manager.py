@@ -5,7 +5,7 @@ transport) and real Application Default Credentials against
 ``testing.fake_secret_manager`` on 127.0.0.1: ``SECRET_MANAGER_API_ENDPOINT``
 points the client there and ``GOOGLE_APPLICATION_CREDENTIALS`` names a
 credentials file whose access token the fake checks. The last tests start
-real daphne processes the same way.
+real server processes the same way.
 """
 
 from __future__ import annotations
@@ -243,7 +243,7 @@ def test_missing_previous_secret_stops_start_up_naming_its_setting(configured: A
 # --- real processes --------------------------------------------------------------------------
 
 
-def daphne_settings(fake: FakeSecretManager, credentials: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
+def connector_settings(fake: FakeSecretManager, credentials: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
     """Environment for a production connector that may only get its secret from the fake Secret Manager."""
     return {
         "JWT_SECRET_KEY": "",
@@ -256,15 +256,15 @@ def daphne_settings(fake: FakeSecretManager, credentials: Path, tmp_path: Path, 
     }
 
 
-async def test_daphne_signs_with_the_secret_secret_manager_serves(
+async def test_the_connector_signs_with_the_secret_secret_manager_serves(
     fake: FakeSecretManager, credentials: Path, tmp_path: Path, redis_server: Any
 ) -> None:
     """A real process reads the secret once at start-up, issues tokens signed with it, and never logs it."""
     fake.add(PROJECT, SECRET_ID, SECRET_VALUE)
-    environment = daphne_settings(
+    environment = connector_settings(
         fake, credentials, tmp_path, AUTH_OPTION="Five9", FIVE9_TRUST_TOKEN=FIVE9_TRUST_TOKEN, LOG_LEVEL="DEBUG"
     )
-    with processes.daphne_server(role="connector", redis=redis_server, **environment) as server:
+    with processes.service_server(role="connector", redis=redis_server, **environment) as server:
         async with httpx.AsyncClient(base_url=server.http_url, timeout=clients.CLIENT_TIMEOUT) as client:
             responses = [
                 await client.post("/register", headers={"Authorization": f"Bearer {FIVE9_TRUST_TOKEN}"})
@@ -279,12 +279,12 @@ async def test_daphne_signs_with_the_secret_secret_manager_serves(
     assert SECRET_VALUE not in log
 
 
-def test_daphne_refuses_to_start_when_the_secret_does_not_exist(
+def test_the_connector_refuses_to_start_when_the_secret_does_not_exist(
     fake: FakeSecretManager, credentials: Path, tmp_path: Path, redis_server: Any
 ) -> None:
     """404 at start-up: exit code 2, JWT_SECRET_NAME named on stderr, no traceback."""
-    result = processes.daphne_exit(
-        role="connector", redis=redis_server, **daphne_settings(fake, credentials, tmp_path)
+    result = processes.service_exit(
+        role="connector", redis=redis_server, **connector_settings(fake, credentials, tmp_path)
     )
     assert result.returncode == 2, result.stderr
     assert "cannot start" in result.stderr and "JWT_SECRET_NAME" in result.stderr
@@ -292,18 +292,18 @@ def test_daphne_refuses_to_start_when_the_secret_does_not_exist(
     assert [r.path for r in fake.accesses()] == [ACCESS_PATH]
 
 
-def test_daphne_refuses_to_start_when_secret_manager_is_down(
+def test_the_connector_refuses_to_start_when_secret_manager_is_down(
     fake: FakeSecretManager, credentials: Path, tmp_path: Path, redis_server: Any
 ) -> None:
     """Nothing listening at the endpoint: exit code 2 naming JWT_SECRET_NAME, after SECRET_MANAGER_TIMEOUT."""
-    environment = daphne_settings(
+    environment = connector_settings(
         fake,
         credentials,
         tmp_path,
         SECRET_MANAGER_API_ENDPOINT=f"http://127.0.0.1:{processes.free_port()}",
         SECRET_MANAGER_TIMEOUT="1",
     )
-    result = processes.daphne_exit(role="connector", redis=redis_server, **environment)
+    result = processes.service_exit(role="connector", redis=redis_server, **environment)
     assert result.returncode == 2, result.stderr
     assert "JWT_SECRET_NAME" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout

@@ -1,4 +1,4 @@
-"""How the image's server (``aa_site.serve``: daphne on Twisted) reads requests, against real processes.
+"""How the image's server (``aa_site.serve_uvicorn``) reads requests, against real processes.
 
 - A client that never finishes its request headers is closed after
   ``HTTP_HEADER_TIMEOUT`` (before: a header line every half second kept it open for good).
@@ -27,7 +27,7 @@ OBSERVATION_SECONDS = 4 * HEADER_TIMEOUT + 4
 
 @pytest.fixture(scope="module")
 def connector(redis_server: processes.RedisAddress) -> Iterator[Server]:
-    with processes.daphne_server(
+    with processes.service_server(
         role="all", redis=redis_server, HTTP_HEADER_TIMEOUT=str(HEADER_TIMEOUT), WEBSOCKET_AUTH_TIMEOUT="60"
     ) as running:
         yield running

@@ -3,7 +3,7 @@
 Tokens are signed with a locally generated RSA key whose certificate the fake
 of Google's certificates endpoint (``testing/fake_google_certs.py``) publishes.
 Requests go through the real ASGI application (Redis, the fake Dialogflow of
-``testing.dialogflow_fixtures``); the last test runs a real daphne connector.
+``testing.dialogflow_fixtures``); the last test runs a real connector process.
 """
 
 from __future__ import annotations
@@ -293,10 +293,10 @@ async def test_an_id_token_in_the_url_is_refused(callers_on: FakeGoogleCerts):
 # --- a real connector process ----------------------------------------------------------------
 
 
-async def test_daphne_connector_accepts_service_callers(redis_server: processes.RedisAddress):
+async def test_a_connector_process_accepts_service_callers(redis_server: processes.RedisAddress):
     """Over TCP against the image's server: register, then /conversation-name with the ID token; refusals logged
     without the token, no traceback."""
-    with fake_google_certs.serve(GOOGLE_KEY) as google, processes.daphne_server(
+    with fake_google_certs.serve(GOOGLE_KEY) as google, processes.service_server(
         role="connector",
         redis=redis_server,
         AUTH_OPTION="Five9",

@@ -1,4 +1,4 @@
-"""The smoke-test commands against real daphne processes: ``issue_token`` and ``send_test_event`` together.
+"""The smoke-test commands against real server processes: ``issue_token`` and ``send_test_event`` together.
 
 A desktop registers nothing: it connects with a token from ``manage.py issue_token``,
 joins a conversation, and receives the event ``manage.py send_test_event`` pushes to
@@ -27,13 +27,13 @@ TOKEN_ENVIRONMENT = {"GCP_PROJECT_ID": processes.TEST_PROJECT, "JWT_SECRET_KEY":
 
 @pytest.fixture(scope="module")
 def interceptor(redis_server: processes.RedisAddress) -> Iterator[processes.Server]:
-    with processes.daphne_server(role="interceptor", redis=redis_server) as running:
+    with processes.service_server(role="interceptor", redis=redis_server) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def connector(redis_server: processes.RedisAddress) -> Iterator[processes.Server]:
-    with processes.daphne_server(role="connector", redis=redis_server) as running:
+    with processes.service_server(role="connector", redis=redis_server) as running:
         yield running
 
 
@@ -91,7 +91,7 @@ def google() -> Iterator[FakeGoogleCerts]:
 
 @pytest.fixture(scope="module")
 def authenticated_interceptor(redis_server, google: FakeGoogleCerts) -> Iterator[processes.Server]:
-    with processes.daphne_server(role="interceptor", redis=redis_server, PUSH_AUTH_SERVICE_ACCOUNT=SERVICE_ACCOUNT,
+    with processes.service_server(role="interceptor", redis=redis_server, PUSH_AUTH_SERVICE_ACCOUNT=SERVICE_ACCOUNT,
                                  PUSH_AUTH_CERTS_URL=google.url) as running:
         yield running
 

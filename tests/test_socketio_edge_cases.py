@@ -39,7 +39,7 @@ LONG_NAME = "x" * 64 + "y" * 10_000
 
 @pytest.fixture(scope="module")
 def server(redis_server: processes.RedisAddress) -> Iterator[processes.Server]:
-    with processes.daphne_server(role="connector", redis=redis_server) as running:
+    with processes.service_server(role="connector", redis=redis_server) as running:
         yield running
 
 

@@ -47,8 +47,8 @@ class Stall:
 async def stall(**connector_env: str) -> AsyncIterator[Stall]:
     (conversation,) = faults.conversations(1)
     with processes.redis_server(private=True) as store, \
-            processes.daphne_server(role="connector", redis=store, **NO_LIMIT, **connector_env) as connector, \
-            processes.daphne_server(role="interceptor", redis=store) as interceptor:
+            processes.service_server(role="connector", redis=store, **NO_LIMIT, **connector_env) as connector, \
+            processes.service_server(role="interceptor", redis=store) as interceptor:
         stalled, reader = StalledDesktop(connector.port), faults.Desktop()
         pubsub = faults.PubSub(interceptor, faults.Tally("stalled sends"))
         try:

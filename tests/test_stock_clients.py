@@ -1,4 +1,4 @@
-"""Stock clients against one real daphne process (SERVICE_ROLE=all) on a real Redis.
+"""Stock clients against one real server process (SERVICE_ROLE=all) on a real Redis.
 
 python-socketio's ``AsyncClient``, the npm ``socket.io-client`` (run by node,
 ``tests/node/desktop.mjs``) and aiohttp's WebSocket client connect the way
@@ -32,7 +32,7 @@ QUIET_PERIOD = 1.0
 @pytest.fixture(scope="module")
 def server(redis_server: processes.RedisAddress) -> Iterator[Server]:
     """One production-like process serving both roles."""
-    with processes.daphne_server(role="all", redis=redis_server) as running:
+    with processes.service_server(role="all", redis=redis_server) as running:
         yield running
 
 

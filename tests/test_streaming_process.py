@@ -1,6 +1,6 @@
 """Streaming calls through a real connector process: stock clients, the fake WebChannel server, real credentials.
 
-The connector (daphne, production-like settings) finds its Google credentials
+The connector (the image's server, production-like settings) finds its Google credentials
 through ``GOOGLE_APPLICATION_CREDENTIALS`` (a key file for the fake token
 endpoint of ``testing/fake_dialogflow.py``) and opens each stream against the
 fake WebChannel server (``DIALOGFLOW_WEBCHANNEL_ROOT``), which accepts only
@@ -62,7 +62,7 @@ def key_file(dialogflow: FakeDialogflow, tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture(scope="module")
 def connector(upstream: FakeWebChannel, key_file: Path,
               redis_server: processes.RedisAddress) -> Iterator[processes.Server]:
-    with processes.daphne_server(
+    with processes.service_server(
         role="connector", redis=redis_server, GOOGLE_APPLICATION_CREDENTIALS=str(key_file),
         DIALOGFLOW_WEBCHANNEL_ROOT=upstream.url, STREAM_MAX_PER_CONNECTION=str(PER_CONNECTION),
     ) as server:
@@ -73,7 +73,7 @@ def connector(upstream: FakeWebChannel, key_file: Path,
 def tight(upstream: FakeWebChannel, key_file: Path,
           redis_server: processes.RedisAddress) -> Iterator[processes.Server]:
     """A connector with two streams per process, a 1.5 s idle timeout and 4 s in all."""
-    with processes.daphne_server(
+    with processes.service_server(
         role="connector", redis=redis_server, GOOGLE_APPLICATION_CREDENTIALS=str(key_file),
         DIALOGFLOW_WEBCHANNEL_ROOT=upstream.url, STREAM_MAX_PER_PROCESS="2", STREAM_IDLE_TIMEOUT="1.5",
         STREAM_MAX_DURATION="4",
@@ -388,7 +388,7 @@ METRICS_TOKEN = "stream-bytes-metrics-token-0123456789abcdef"
 def byte_bounded(upstream: FakeWebChannel, key_file: Path,
                  redis_server: processes.RedisAddress) -> Iterator[processes.Server]:
     """A connector whose waiting stream requests are bounded at 1 MB a stream, 2.5 MB a socket, 4 MB in all."""
-    with processes.daphne_server(
+    with processes.service_server(
         role="connector", redis=redis_server, GOOGLE_APPLICATION_CREDENTIALS=str(key_file),
         DIALOGFLOW_WEBCHANNEL_ROOT=upstream.url, METRICS_TOKEN=METRICS_TOKEN,
         STREAM_MAX_QUEUED_BYTES_PER_STREAM=str(QUEUED_PER_STREAM),

@@ -39,7 +39,7 @@ async def test_no_close_at_expiry_when_turned_off(settings) -> None:
 
 @pytest.fixture(scope="module")
 def servers(redis_server):
-    with processes.daphne_server(role="all", redis=redis_server, SOCKETIO_PING_INTERVAL="2") as server:
+    with processes.service_server(role="all", redis=redis_server, SOCKETIO_PING_INTERVAL="2") as server:
         yield server
 
 
@@ -49,7 +49,7 @@ async def test_socketio_client_refreshing_its_token_recovers_across_the_expiry_c
 ) -> None:
     """On the websocket transport the socket closes (4401); over long-polling the session's poll answers
     Engine.IO's CLOSE at ``exp``, whichever GET is waiting then. Either way the client comes back and recovers."""
-    clients.server_token(settings, user="agent")  # the daphne process's secret and project
+    clients.server_token(settings, user="agent")  # the server process's secret and project
     name = f"projects/{processes.TEST_PROJECT}/conversations/expiry-{transports}-{id(settings)}"
     expiring = short_lived_token(3)
     async with clients.node_desktop(servers, token=expiring, join=(name,), reconnect=True, timeout=60,

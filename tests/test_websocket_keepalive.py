@@ -24,7 +24,7 @@ WATCH = 4 * KEEPALIVE
 
 @pytest.fixture(scope="module")
 def connector(redis_server) -> Iterator[Server]:
-    with processes.daphne_server(
+    with processes.service_server(
         role="connector",
         redis=redis_server,
         WEBSOCKET_KEEPALIVE_SECONDS=str(KEEPALIVE),

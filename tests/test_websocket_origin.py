@@ -1,4 +1,4 @@
-"""The WebSocket Origin check (connector/desktops/origin.py) against a real daphne connector.
+"""The WebSocket Origin check (connector/desktops/origin.py) against a real connector process.
 
 Clients: python-socketio's ``AsyncClient`` (the Socket.IO desktop) and
 aiohttp's WebSocket client for the plain ``/ws/`` protocol and for reading
@@ -42,7 +42,7 @@ def redis_address() -> Iterator[processes.RedisAddress]:
 @pytest.fixture(scope="module")
 def connector(redis_address: processes.RedisAddress) -> Iterator[processes.Server]:
     """A production-like connector whose desktops are served from DESK_ORIGIN and LOCAL_ORIGIN."""
-    with processes.daphne_server(role="connector", redis=redis_address, CORS_ALLOWED_ORIGINS=ALLOWED) as server:
+    with processes.service_server(role="connector", redis=redis_address, CORS_ALLOWED_ORIGINS=ALLOWED) as server:
         yield server
 
 
@@ -53,7 +53,7 @@ def token(settings: Any) -> str:
 
 
 async def handshake_status(server: processes.Server, path: str, headers: list[tuple[str, str]]) -> int:
-    """101 when the WebSocket opens, else the HTTP status daphne refused the handshake with."""
+    """101 when the WebSocket opens, else the HTTP status the server refused the handshake with."""
     async with aiohttp.ClientSession(timeout=HANDSHAKE_TIMEOUT) as session:
         try:
             async with session.ws_connect(f"ws://127.0.0.1:{server.port}{path}", headers=headers):
@@ -181,7 +181,7 @@ async def test_near_misses_are_refused(connector: processes.Server, path: str, o
 async def test_malformed_or_repeated_origin_never_opens_a_websocket(
     connector: processes.Server, headers: list[tuple[str, str]]
 ):
-    """daphne's WebSocket layer (autobahn) answers these 400 before the application; never a 500."""
+    """The server's WebSocket layer answers these 400 before the application; never a 500."""
     assert await handshake_status(connector, "/ws/", headers) in (400, 403)
     assert "Traceback" not in connector.log()
 
@@ -226,7 +226,7 @@ async def test_plain_websocket_without_origin_is_judged_by_its_token(connector: 
 
 async def test_development_wildcard_accepts_any_origin(redis_address: processes.RedisAddress, token: str):
     """CORS_ALLOWED_ORIGINS=* (development mode only) lets every origin through, on both paths."""
-    with processes.daphne_server(
+    with processes.service_server(
         role="connector", redis=redis_address, DEVELOPMENT_MODE="true", CORS_ALLOWED_ORIGINS="*"
     ) as server:
         async with socketio_desktop(server, token, "https://anything.example") as client:
