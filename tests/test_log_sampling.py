@@ -101,22 +101,14 @@ def test_without_a_loop_the_next_occurrence_writes_the_summary(logged) -> None:
     assert standing_for(lines.lines) == 6
 
 
-def test_an_interval_of_zero_writes_each(logged, settings: Any) -> None:
+@pytest.mark.parametrize(("interval", "written"), [(0, 3), (60, 1)], ids=["zero writes each", "a minute writes one"])
+def test_the_setting_is_read_at_each_occurrence(logged, settings: Any, interval: int, written: int) -> None:
     logger, lines = logged
-    settings.LOG_SAMPLE_SECONDS = 0
+    settings.LOG_SAMPLE_SECONDS = interval
     sampler = LogSampler(logger)
     for _ in range(3):
         sampler.warning("k", "line")
-    assert lines.lines == [("WARNING", "line")] * 3
-
-
-def test_the_setting_is_read_at_each_occurrence(logged, settings: Any) -> None:
-    logger, lines = logged
-    settings.LOG_SAMPLE_SECONDS = 60
-    sampler = LogSampler(logger)
-    for _ in range(3):
-        sampler.warning("k", "line")
-    assert lines.lines == [("WARNING", "line")]
+    assert lines.lines == [("WARNING", "line")] * written
 
 
 def test_keys_beyond_the_bound_share_one(logged, monkeypatch: pytest.MonkeyPatch) -> None:
