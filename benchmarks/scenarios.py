@@ -323,7 +323,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=32, help="POSTs in flight (default 32)")
     parser.add_argument("--workers", type=int, default=1, help="desktop processes of the load generator (default 1)")
     parser.add_argument("--client", choices=("socketio", "raw"), default="socketio",
-                        help="desktops: python-socketio AsyncClients (default, as issue 9 specifies), or lean "
+                        help="desktops: python-socketio AsyncClients (default, as the scenarios specify), or lean "
                              "hand-written Socket.IO frames on aiohttp WebSockets (the load generator's own floor)")
     parser.add_argument("--server", choices=processes.SERVERS, default=processes.IMAGE_SERVER,
                         help=f"server command for both roles (default: the image's, {processes.IMAGE_SERVER})")

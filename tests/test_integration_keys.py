@@ -243,7 +243,7 @@ async def test_in_process_store_honours_the_ttl(settings: Any) -> None:
 
 
 
-# --- quota: sizes and a write rate per token (issue 13, item 7) ---------------------------
+# --- quota: sizes and a write rate per token ---------------------------
 
 
 @pytest.mark.parametrize(
