@@ -145,25 +145,12 @@ def _options(options: dict[str, Any]) -> Options:
     if options["redis_size"] < 1 or options["min_instances"] < 0:
         raise CommandError("--redis-size must be at least 1 and --min-instances at least 0")
     return Options(
+        **{name: options[name] for name in _PASSED_AS_GIVEN},
         project=options["project"] or settings.GCP_PROJECT_ID,
         region=options["region"] or settings.SERVICE_REGION,
-        admin_account=options["admin_account"],
-        image=options["image"],
-        redis_instance=options["redis_instance"],
         redis_size_gb=options["redis_size"],
-        redis_auth_secret=options["redis_auth_secret"],
-        redis_ca_secret=options["redis_ca_secret"],
-        network=options["network"],
-        vpc_connector=options["vpc_connector"],
-        vpc_range=options["vpc_range"],
         jwt_secret=options["jwt_secret"] or settings.JWT_SECRET_NAME or "aa-jwt-secret",
-        django_secret=options["django_secret"],
         admin_database="" if options["admin_database"] == "none" else options["admin_database"],
-        database_instance=options["database_instance"],
-        database_tier=options["database_tier"],
-        database_name=options["database_name"],
-        database_user=options["database_user"],
-        superuser=options["superuser"],
         superuser_email=options["superuser_email"] if options["superuser_email"] is not None
         else options["admin_account"],
         auth_option=auth_option,
@@ -171,14 +158,16 @@ def _options(options: dict[str, Any]) -> Options:
         provider_settings=provider_settings,
         allowed_origins=allowed,
         extra_env=extra,
-        conversation_profile=options["conversation_profile"],
-        min_instances=options["min_instances"],
-        connector_service=options["connector_service"],
-        interceptor_service=options["interceptor_service"],
-        subscription_prefix=options["subscription_prefix"],
-        tutorial_runtime_roles=options["tutorial_runtime_roles"],
     )
 
+
+# Flags that reach the plan's options unchanged (same name, no default to fill in from the settings).
+_PASSED_AS_GIVEN = (
+    "admin_account", "image", "redis_instance", "redis_auth_secret", "redis_ca_secret", "network", "vpc_connector",
+    "vpc_range", "django_secret", "database_instance", "database_tier", "database_name", "database_user", "superuser",
+    "conversation_profile", "min_instances", "connector_service", "interceptor_service", "subscription_prefix",
+    "tutorial_runtime_roles",
+)
 
 _NOT_READY_SCRIPT = "The script printed refuses to run: generate it again with the fixes."
 
