@@ -118,7 +118,7 @@ def test_service_files_agree_with_the_commands_around_them() -> None:
     # each filled by the plan from the instance and readable by the account that mounts it.
     (created,) = commands(steps, "gcloud", "redis", "instances", "create")
     assert {"--transit-encryption-mode=SERVER_AUTHENTICATION", "--enable-auth"} <= set(created)
-    # De-duplication records survive a restart of the instance only with persistence (README, "Events in Redis").
+    # De-duplication records survive a restart of the instance only with persistence (docs/concepts.md, "Events in Redis").
     assert {"--persistence-mode=rdb", "--rdb-snapshot-period=1h"} <= set(created)
     filled = {step.argv[4]: step.stdin_from for step in steps if step.stdin_from}
     assert filled[OPTIONS.redis_auth_secret][3] == "get-auth-string"
@@ -692,10 +692,10 @@ def test_the_printed_plan_run_by_bash_makes_the_calls_execute_makes(cloud: dict[
     assert env_of(connector)["REDISHOST"] == fake_gcloud.REDIS_HOST
 
 
-def test_the_readme_shows_what_the_command_prints() -> None:
-    """The README's example command, run, prints each block of the README's excerpt of its output."""
-    text = (Path(plan.DEPLOY_DIRECTORY).parent / "README.md").read_text(encoding="utf-8")
-    # The README runs manage.py with the repository's virtualenv (.venv/bin/python) or the image's python.
+def test_the_deployment_guide_shows_what_the_command_prints() -> None:
+    """The deployment guide's example command, run, prints each block of the guide's excerpt of its output."""
+    text = (Path(plan.DEPLOY_DIRECTORY).parent / "docs" / "deploying.md").read_text(encoding="utf-8")
+    # The guide runs manage.py with the repository's virtualenv (.venv/bin/python) or the image's python.
     command = re.search(r"```sh\n(?:\.venv/bin/)?(python manage\.py deploy_plan .*?) > deploy\.sh\n```", text,
                         re.DOTALL)[1]
     arguments = shlex.split(command.replace("\\\n", " "))[3:]
@@ -743,7 +743,7 @@ def test_execute_refuses_a_provider_the_connector_does_not_know(cloud: dict[str,
 
 
 def test_execute_refuses_the_placeholder_profile_id(cloud: dict[str, str]) -> None:
-    """PROFILE_ID, as the README's example once had it, is not a profile."""
+    """PROFILE_ID, as the deployment guide's example once had it, is not a profile."""
     flags = [*FLAGS[:-1], plan.PROFILE_PLACEHOLDER]
     result = manage("deploy_plan", *flags, "--execute", env=cloud)
     assert_clean_failure(result, mentions="no conversation profile")

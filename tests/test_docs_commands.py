@@ -1,11 +1,11 @@
-"""The shell blocks README.md and docs/*.md mark runnable run as printed, from the repository root.
+"""The shell blocks README.md and every page of the documentation site (docs/) mark runnable run as printed.
 
 A block is runnable when the line before its ```sh fence is ``<!-- runnable -->``
 (invisible when the Markdown is rendered). Each command of such a block runs
 in order, in one environment without any of our settings (as on a fresh
 clone), with its SQLite file in a temporary directory; every one must exit 0
-within its timeout and print no traceback. Only local commands are marked:
-nothing here reaches a cloud or serves forever.
+within its timeout and print no traceback, from the repository root. Only local
+commands are marked: nothing here reaches a cloud or serves forever.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from testing import processes
 
 MARKER = "<!-- runnable -->"
 BLOCK = re.compile(re.escape(MARKER) + r"\n```sh\n(.*?)^```", re.S | re.M)
-DOCUMENTS = [processes.REPOSITORY / "README.md", *sorted((processes.REPOSITORY / "docs").glob("*.md"))]
+# Every page of the site, however deep (docs/hooks/ holds the site's build code, no page).
+DOCUMENTS = [processes.REPOSITORY / "README.md",
+             *sorted(path for path in (processes.REPOSITORY / "docs").rglob("*.md") if "hooks" not in path.parts)]
 TIMEOUT = 180  # the first command on a fresh clone makes .venv and installs the requirements
 # Settings a developer's shell would not have on a fresh clone; the test process has several.
 UNSET = ("DJANGO_", "REDIS", "JWT_", "AUTH_", "APP_AUTH_", "GCP_", "AA_TEST_", "DEVELOPMENT_MODE", "DATABASE_URL",
@@ -63,12 +65,12 @@ def run(command: str, environment: dict[str, str]) -> subprocess.CompletedProces
 BLOCKS = runnable_blocks()
 
 
-def test_the_readme_marks_the_newcomers_commands_runnable() -> None:
-    """The README's first local commands after run-local.sh are among the blocks this module runs."""
-    readme = [command for block in BLOCKS if block.id.startswith("README.md:") for command in block.values[0]]
+def test_getting_started_marks_the_newcomers_commands_runnable() -> None:
+    """The first local commands after run-local.sh (docs/getting-started.md) are among the blocks this module runs."""
+    page = [command for block in BLOCKS if block.id.startswith("docs/getting-started.md:") for command in block.values[0]]
     for expected in ("./scripts/manage check", "./scripts/manage help", "./scripts/manage deploy_plan --help",
                      "./scripts/manage createsuperuser"):
-        assert any(expected in command for command in readme), expected
+        assert any(expected in command for command in page), expected
 
 
 @pytest.mark.parametrize("block", BLOCKS)

@@ -11,7 +11,6 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +22,7 @@ from django.conf import settings as django_settings
 from aa_site.asgi import application
 from connector import tokens
 from connector.http import integration_keys
+from testing.docs_site import settings_page
 from testing.processes import RedisAddress, free_port
 
 RESPONSE_TIMEOUT = 20.0
@@ -374,28 +374,26 @@ async def test_lookups_are_rate_limited_per_client_address_whatever_the_users(se
 
 
 def test_lookup_rate_default_is_documented() -> None:
-    """The default lookup quota is the README's: 1,200 a minute per token."""
+    """The default lookup quota is the settings reference's: 1,200 a minute per token."""
     assert "CONVERSATION_NAME_LOOKUP_RATE_LIMIT" not in os.environ
     assert django_settings.CONVERSATION_NAME_LOOKUP_RATE_LIMIT == (1200, 60)
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert "| `CONVERSATION_NAME_LOOKUP_RATE_LIMIT` | `1200/minute` |" in readme
+    assert "| `CONVERSATION_NAME_LOOKUP_RATE_LIMIT` | `1200/minute` |" in settings_page()
 
 
 def test_lookup_rates_per_user_and_address_defaults_are_documented() -> None:
-    """The defaults are the README's: 2,400 lookups a minute per user, 6,000 per client address."""
+    """The defaults are the settings reference's: 2,400 lookups a minute per user, 6,000 per client address."""
     assert django_settings.CONVERSATION_NAME_LOOKUP_USER_RATE_LIMIT == (2400, 60)
     assert django_settings.CONVERSATION_NAME_LOOKUP_ADDRESS_RATE_LIMIT == (6000, 60)
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert "| `CONVERSATION_NAME_LOOKUP_USER_RATE_LIMIT` | `2400/minute` |" in readme
-    assert "| `CONVERSATION_NAME_LOOKUP_ADDRESS_RATE_LIMIT` | `6000/minute` |" in readme
+    page = settings_page()
+    assert "| `CONVERSATION_NAME_LOOKUP_USER_RATE_LIMIT` | `2400/minute` |" in page
+    assert "| `CONVERSATION_NAME_LOOKUP_ADDRESS_RATE_LIMIT` | `6000/minute` |" in page
 
 
 def test_write_rate_default_is_documented() -> None:
-    """The default write quota is the README's: 60 a minute per token."""
+    """The default write quota is the settings reference's: 60 a minute per token."""
     assert "CONVERSATION_NAME_RATE_LIMIT" not in os.environ  # the run's settings hold the default
     assert django_settings.CONVERSATION_NAME_RATE_LIMIT == (60, 60)
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert "| `CONVERSATION_NAME_RATE_LIMIT` | `60/minute` |" in readme
+    assert "| `CONVERSATION_NAME_RATE_LIMIT` | `60/minute` |" in settings_page()
 
 
 # --- the deployment-wide bound on entries ---------------------------------------------------

@@ -4,10 +4,10 @@
   the payload of a MESSAGE (``connector.desktops.socketio.protocol.decode``): a Socket.IO packet or
   ``ProtocolError``. Nothing else may escape into the consumer.
 - ``/socket.io/`` over a WebSocket, connected to ``/``: any Socket.IO payload is either refused (the
-  connection closes with 4400 and the decoder's reason) or answered as the README says (an acknowledgement for
+  connection closes with 4400 and the decoder's reason) or answered as docs/desktops.md says (an acknowledgement for
   an event with an id, CONNECT_ERROR for another namespace, nothing otherwise), and the connection goes on.
 - ``/ws/`` (``connector.desktops.plain_ws``), driven in-process with channels' ``WebsocketCommunicator`` on
-  the real application and Redis: any text frame gets one answer frame of the README's table, as
+  the real application and Redis: any text frame gets one answer frame of docs/desktops.md's table, as
   strict JSON, echoing the request's ``id``; the connection stays open unless the answer is an
   ``unauthenticated`` error for a refused token (close 4401).
 """
@@ -131,7 +131,7 @@ frames = st.one_of(
     ),
     json_values,
 )
-# The answer types and error codes the README documents for a request.
+# The answer types and error codes docs/desktops.md documents for a request.
 ANSWERS = {"pong", "authenticated", "joined", "left", "stream_ended", "error"}
 ERROR_CODES = {"bad_frame", "unknown_type", "unauthenticated", "already_authenticated", "invalid_conversation",
                "invalid_offset"}
