@@ -7,7 +7,7 @@ collection pauses the event loop long enough to show in the latency tail.
 ``gc.freeze()`` moves what start-up made into a permanent generation the
 collector never walks, and a higher first threshold makes young collections
 rarer (each push or frame allocates a few hundred short-lived objects, most
-freed by reference counting anyway). Figures: the README's "Performance" section.
+freed by reference counting anyway). Figures: docs/performance.md.
 
 The image's server (``aa_site.serve_uvicorn``) also pauses the collector while
 it starts: start-up makes over a hundred thousand objects that live for ever,

@@ -1,9 +1,11 @@
 """Django settings, read from the environment and nothing more.
 
-Every value comes from an environment variable (see the README's settings
-table). Malformed values do not raise here: ``aa_site.env`` records them and
-the system checks in ``aa_site.checks`` stop start-up naming each one.
-Nothing in this module touches the network or reads a secret.
+Every value comes from an environment variable. Malformed values do not raise
+here: ``aa_site.env`` records them and the system checks in ``aa_site.checks``
+stop start-up naming each one. Nothing in this module touches the network or
+reads a secret. docs/settings.md is generated from the ``env.*`` calls here: a
+new setting needs its entry in docs/hooks/settings.yml (what it is for, when to
+change it), or the documentation's build stops naming it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ PORT = env.integer("PORT", 8080, minimum=1, maximum=65535)
 
 # --- Redis: events (history and fan-out), sessions, rate limits, integration keys ---
 # Events reach desktops through events/history.py and connector/desktops/fanout.py, not a Channels
-# channel layer: see "Events in Redis" in the README for why and the measurements.
+# channel layer: see "Events in Redis" in docs/concepts.md for why, docs/performance.md for the measurements.
 # REDIS_URL (redis:// or rediss:// for TLS, optionally with [user]:password@) or REDISHOST/REDISPORT.
 # Memorystore's AUTH string comes from REDIS_AUTH_STRING or, as Cloud Run mounts it from Secret
 # Manager, REDIS_AUTH_STRING_FILE (read when a client is made); REDIS_TLS_CA_FILE is the instance's
@@ -209,7 +211,7 @@ ROOT_URLCONF = "aa_site.urls"
 ASGI_APPLICATION = "aa_site.asgi.application"
 # The admin's users and sessions, and nothing else (every other state is in Redis): PostgreSQL (Cloud SQL) from
 # DATABASE_URL in production, else a SQLite file at SQLITE_PATH (per instance, so for local runs and one instance).
-# Migrations: manage.py migrate (scripts/run-local.sh runs it; on Cloud Run a job, see the README).
+# Migrations: manage.py migrate (scripts/run-local.sh runs it; on Cloud Run a job, see docs/deploying.md).
 DATABASE_URL = env.text("DATABASE_URL")
 SQLITE_PATH = env.text("SQLITE_PATH", str(BASE_DIR / "var" / "admin.sqlite3"))
 DATABASES = {"default": env.database(DATABASE_URL, sqlite_path=SQLITE_PATH)}

@@ -1,8 +1,8 @@
 """The four push endpoints served ahead of Django: a small ASGI handler on the interceptor's hot path.
 
 A Django view costs a push more CPU than the push's own work (request and
-response objects, URL resolution, middleware, signals: py-spy figures in the
-README's "Performance" section). This handler answers a ``POST`` to one of
+response objects, URL resolution, middleware, signals: py-spy figures in
+docs/performance.md). This handler answers a ``POST`` to one of
 the four paths itself, with the same judgement as the Django views
 (``interceptor.push.accept_push``: authentication, size limit, parsing,
 publishing, log lines) and the same answer and headers Django's stack would

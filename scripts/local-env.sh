@@ -1,7 +1,7 @@
 # Sourced by run-local.sh and manage after bootstrap.sh (which sets ROOT): the local development
 # settings, each only when the environment does not set it, so the server and the commands run
-# against the same settings and the same SQLite file. Not for production (the README's
-# "Deploying step by step" runs .venv/bin/python manage.py with the deployment's settings).
+# against the same settings and the same SQLite file. Not for production (docs/deploying.md
+# runs .venv/bin/python manage.py with the deployment's settings).
 export DEVELOPMENT_MODE="${DEVELOPMENT_MODE:-true}"
 export AUTH_OPTION="${AUTH_OPTION-Skip}"
 export CORS_ALLOWED_ORIGINS="${CORS_ALLOWED_ORIGINS:-*}"

@@ -4,7 +4,7 @@
 # live in Redis: REDISHOST's, else a private redis-server this script starts on a free
 # loopback port (nothing kept on disk; stopped with the server) when one is installed,
 # else in process, without the long-polling transport (LOCAL_REDIS=off asks for that).
-# Not for production (see the README's Cloud Run section).
+# Not for production (docs/deploying.md deploys to Cloud Run).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh" requirements.txt
 cd "$ROOT"

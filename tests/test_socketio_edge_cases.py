@@ -5,8 +5,8 @@ acknowledgements, acknowledgement ids at and past 2^31 - 1, event names that are
 event array, an ACK for an id the server never sent. Each goes raw over a WebSocket (aiohttp) and in a
 long-polling POST (httpx), the two paths into the Socket.IO layer; what a stock client can send also goes
 through the npm socket.io-client and python-socketio on both transports. The reference for each answer is
-the JavaScript server (socket.io's client.ts and socket.ts, socket.io-parser's decoder); README's
-"Socket.IO protocol" says where this server differs and why. The server's log must hold no traceback and
+the JavaScript server (socket.io's client.ts and socket.ts, socket.io-parser's decoder); docs/desktops.md,
+"Packets at the edges of the protocol", says where this server differs and why. The server's log must hold no traceback and
 no line repeating what a client sent.
 """
 

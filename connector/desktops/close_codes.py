@@ -6,7 +6,7 @@ that closes with 1008 gets an exception instead of a close, daphne then ends
 the connection with 1011 and logs a traceback, and the consumer never runs its
 clean-up. So the connector closes with 1000 or a code from the application
 range 4000-4999, numbered after the HTTP status that means the same thing.
-The README lists them for client authors.
+docs/desktops.md lists them for client authors.
 """
 
 from __future__ import annotations
