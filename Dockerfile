@@ -22,6 +22,8 @@ COPY common ./common
 COPY connector ./connector
 # The operators' commands (deploy_plan, configure_conversation_profile, create_push_subscriptions) run in the image.
 COPY deployment ./deployment
+# The Cloud Run service templates deploy_plan renders, so the plan can be printed from the image.
+COPY deploy ./deploy
 COPY events ./events
 COPY interceptor ./interceptor
 # Bytecode now: PYTHONDONTWRITEBYTECODE (above) and .dockerignore leave none, so every start of a container

@@ -76,6 +76,21 @@ def test_the_image_has_the_operators_commands(tmp_path: Path) -> None:
         assert f"    {command}\n" in result.stdout, command
 
 
+def test_the_image_prints_a_deployment_plan(tmp_path: Path) -> None:
+    """``deploy_plan`` run in the image renders the Cloud Run service templates it carries (deploy/*.yaml)."""
+    tree = image_tree(tmp_path / "app")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "deploy_plan", "--project", "acme-cx", "--region", "us-central1",
+         "--auth-option", "GenesysCloud", "--env", "GENESYS_CLOUD_REGION=usw2.pure.cloud",
+         "--allowed-origins", "https://apps.usw2.pure.cloud", "--conversation-profile", "CP-1"],
+        cwd=tree, capture_output=True, text=True, timeout=60,
+        env={"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "aa_site.settings", "PYTHONPATH": str(tree)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cat > ui-connector.service.yaml <<EOF" in result.stdout
+    assert "cat > cloud-pubsub-interceptor.service.yaml <<EOF" in result.stdout
+
+
 def test_the_image_holds_the_bytecode_of_every_module_it_copies(tmp_path: Path) -> None:
     """The image runs with PYTHONDONTWRITEBYTECODE and copies no __pycache__: without bytecode compiled when it is
     built, every start would compile the service's modules from source again (cold starts on Cloud Run)."""
