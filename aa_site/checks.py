@@ -84,6 +84,7 @@ def check_redis_connection(app_configs=None, **kwargs) -> list:
             "by Cloud Run), REDIS_AUTH_STRING, or the password in REDIS_URL.",
             id="aa_site.E010",
         ))
+    problems += _cluster_problems()
     tls_problem = redis_config.tls_problem()
     if tls_problem:
         problems.append(Error(
@@ -91,5 +92,28 @@ def check_redis_connection(app_configs=None, **kwargs) -> list:
             hint="REDIS_TLS_CA_FILE is the instance's server CA in PEM (gcloud redis instances describe "
             "--format='value(serverCaCerts[0].cert)'), with REDIS_URL=rediss://host:port or REDISHOST.",
             id="aa_site.E011",
+        ))
+    return problems
+
+
+def _cluster_problems() -> list:
+    """Settings that make no sense with ``REDIS_CLUSTER``."""
+    if not settings.REDIS_CLUSTER:
+        return []
+    problems = []
+    if settings.REDIS_DB:
+        problems.append(Error(
+            f"REDIS_CLUSTER is on, but REDIS_URL names database {settings.REDIS_DB}: a Redis Cluster has only "
+            "database 0.",
+            hint="Drop the database number from REDIS_URL (rediss://host:port), or turn REDIS_CLUSTER off for a "
+            "standalone Redis.",
+            id="aa_site.E012",
+        ))
+    if "{" in settings.EVENT_KEY_PREFIX:
+        problems.append(Warning(
+            "EVENT_KEY_PREFIX holds '{': on a Redis Cluster every key then hashes by the prefix, so all of them "
+            "land on one shard.",
+            hint="Use a prefix without braces; the keys carry their own hash tags.",
+            id="aa_site.W013",
         ))
     return problems
