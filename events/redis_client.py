@@ -91,6 +91,12 @@ class WaitingRedisCluster(RedisCluster):
         deadline = loop.time() + SOCKET_TIMEOUT_SECONDS
         while True:
             try:
+                if self._initialize:
+                    # Before redis-py routes the command: it picks the node for a key only once it knows the
+                    # cluster, and a command routed before that goes to any node and is MOVED. A burst of them
+                    # (the first requests on a new client) made it close every connection, commands in flight
+                    # included, and send those again: an INCR counted twice.
+                    await self.initialize()
                 return await super().execute_command(*args, **kwargs)
             except MaxConnectionsError:
                 if loop.time() >= deadline:

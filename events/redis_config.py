@@ -93,6 +93,8 @@ def connection_options() -> dict[str, Any]:
 def describe() -> str:
     """Where Redis is and how it is reached, for the start-up log: no password, only whether there is one."""
     text = f"{settings.REDISHOST}:{settings.REDISPORT}"
+    if settings.REDIS_CLUSTER:
+        text += " (a Redis Cluster's discovery endpoint)"
     if settings.REDIS_DB:
         text += f" db {settings.REDIS_DB}"
     if settings.REDIS_TLS:

@@ -186,12 +186,16 @@ def _redis_cli(*arguments: str, timeout: float = 60.0) -> str:
 
 
 def _wait_for_cluster_ok(ports: list[int], *, timeout: float = 60.0) -> None:
-    """Until every node says ``cluster_state:ok`` (slots assigned and the configuration agreed everywhere)."""
+    """Until every node says ``cluster_state:ok`` (slots assigned, the configuration agreed everywhere) and lists
+    every node in ``CLUSTER SLOTS`` (a replica only once its primary has sent it something: clients learn the
+    cluster's shape from there)."""
     deadline = time.monotonic() + timeout
     for port in ports:
-        while "cluster_state:ok" not in _redis_cli("-h", "127.0.0.1", "-p", str(port), "cluster", "info"):
+        node = ("-h", "127.0.0.1", "-p", str(port))
+        while ("cluster_state:ok" not in _redis_cli(*node, "cluster", "info")
+               or _redis_cli(*node, "cluster", "slots").split().count("127.0.0.1") < len(ports)):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the Redis Cluster node on {port} is not ok after {timeout}s")
+                raise TimeoutError(f"the Redis Cluster node on {port} is not ready after {timeout}s")
             time.sleep(0.1)
 
 
@@ -219,6 +223,8 @@ def redis_cluster() -> Iterator[RedisClusterAddress]:
                     [binary, "--bind", "127.0.0.1", "--port", str(port), "--cluster-port", str(bus),
                      "--cluster-enabled", "yes",
                      "--cluster-config-file", f"{directory}/nodes-{port}.conf", "--cluster-node-timeout", "2000",
+                     # A replica shows in CLUSTER SLOTS once its offset moves: the primary's ping moves it.
+                     "--repl-ping-replica-period", "1",
                      "--save", "", "--appendonly", "no", "--dir", directory, "--protected-mode", "yes"],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.STDOUT,
