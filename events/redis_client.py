@@ -215,16 +215,20 @@ def get_subscriber() -> redis.Redis | RedisCluster:
     return _subscribers.get()
 
 
-async def subscriber_pubsub(**options: Any) -> PubSub:
+async def subscriber_pubsub(*, relearn: bool = False, **options: Any) -> PubSub:
     """A new pub/sub of the running loop's subscriber client.
 
     On a cluster, redis-py's ``ClusterPubSub``: ``ssubscribe``/``get_sharded_message`` read each shard channel
     from the primary owning its slot; classic ``subscribe``/``psubscribe`` (whose messages the cluster passes to
     every node) use one connection to the primary of the first channel's slot. It picks nodes from the client's
     map of slots, which only a command fills: the client learns the cluster first (``KeyError`` otherwise).
+    ``relearn`` after a subscription failed: a failed pub/sub connection does not make the client ask the
+    cluster again, so once a primary failed over, every new pub/sub went to the dead node.
     """
     client = get_subscriber()
     if isinstance(client, RedisCluster):
+        if relearn:
+            client._initialize = True  # redis-py's own flag, as a failed command sets it
         await client.initialize()
     return client.pubsub(**options)
 

@@ -200,12 +200,13 @@ def _wait_for_cluster_ok(ports: list[int], *, timeout: float = 60.0) -> None:
 
 
 @contextlib.contextmanager
-def redis_cluster() -> Iterator[RedisClusterAddress]:
-    """The Redis Cluster given by ``AA_TEST_REDIS_CLUSTER`` (host:port of any node), else a private one: six
-    redis-servers on free loopback ports (three primaries, one replica each), created with
-    ``redis-cli --cluster create``, and stopped when the block ends."""
+def redis_cluster(*, private: bool = False) -> Iterator[RedisClusterAddress]:
+    """The Redis Cluster given by ``AA_TEST_REDIS_CLUSTER`` (host:port of any node), else (or when ``private``:
+    a test that stops nodes) a private one: six redis-servers on free loopback ports (three primaries, one
+    replica each, a node failed after 2 s without answering), created with ``redis-cli --cluster create``, and
+    stopped when the block ends."""
     given = os.environ.get("AA_TEST_REDIS_CLUSTER")
-    if given:
+    if given and not private:
         host, _, port = given.rpartition(":")
         yield RedisClusterAddress(host or "127.0.0.1", int(port))
         return

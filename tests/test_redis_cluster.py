@@ -389,3 +389,43 @@ def test_the_checks_on_cluster_settings(settings) -> None:
     assert [problem.id for problem in checks.check_redis_connection()] == ["aa_site.W013"]
     settings.REDIS_CLUSTER = False  # a standalone Redis hashes nothing
     assert [problem.id for problem in checks.check_redis_connection()] == []
+
+
+
+# --- a primary failing over ------------------------------------------------------------------------
+
+
+async def test_after_a_primary_fails_over_commands_and_the_control_channel_come_back(settings) -> None:
+    """Kill the primary that owns the control channel's slot: its replica takes over (2 s without an answer, then
+    an election), the service's commands to that shard fail meanwhile and then succeed, and the instance's
+    control subscription moves to the new primary, so an operator's disconnect reaches its desktop again."""
+    with processes.redis_cluster(private=True) as cluster:
+        settings.REDISHOST, settings.REDISPORT, settings.REDIS_CLUSTER = cluster.host, cluster.port, True
+        settings.INSTANCE_REPORT_SECONDS = 0.2
+        direct = RedisCluster(host=cluster.host, port=cluster.port)
+        await direct.initialize()
+        doomed = direct.get_node_from_key(instances.control_channel())
+        key = one_on_each_primary(direct, lambda name: f"{ratelimit.KEY_PREFIX}failover:{name}")[
+            [node.name for node in direct.get_primaries()].index(doomed.name)]
+        await direct.aclose()
+        registry = instances.Registry()
+        desktop = _Desktop()
+        registry.connected(desktop, "agent")
+        connection = registry.record()["desktops"][0]["connection"]
+        try:
+            assert await ratelimit.count(key, 60, "test") is not None
+            await asyncio.sleep(0.5)  # the reporter has subscribed, on the doomed primary
+            cluster.node(doomed.port).kill()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while await ratelimit.count(key, 60, "test") is None:  # Redis unavailable: fails open meanwhile
+                assert loop.time() < deadline, "the shard did not come back"
+                await asyncio.sleep(0.2)
+            while not desktop.closed.done():
+                assert loop.time() < deadline, "the control channel did not come back"
+                await instances.request_disconnect(presence.PROCESS_ID, connection)
+                await asyncio.wait([desktop.closed], timeout=0.2)
+            assert desktop.closed.result() == close_codes.OPERATOR_DISCONNECT
+        finally:
+            registry.disconnected(desktop)
+            await asyncio.sleep(0.3)

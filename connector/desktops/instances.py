@@ -152,17 +152,21 @@ class Registry:
         """Write the record every interval and act on control messages, until this loop has no desktop (and no
         polling session) left."""
         pubsub = None
+        failed = False
         try:
             while self._holds_anything():
                 try:
                     if pubsub is None:
-                        pubsub = await redis_client.subscriber_pubsub(ignore_subscribe_messages=True)
+                        # After a failure on a cluster, from the cluster's layout now: its primary may have moved.
+                        pubsub = await redis_client.subscriber_pubsub(ignore_subscribe_messages=True, relearn=failed)
                         await pubsub.subscribe(control_channel())
+                        failed = False
                     await self._write()
                     await self._listen(pubsub, settings.INSTANCE_REPORT_SECONDS)
                 except (RedisError, OSError) as error:
                     metrics.redis_error("instances")
                     logger.warning("Could not report this instance's desktops: %s: %s", type(error).__name__, error)
+                    failed = True
                     if pubsub is not None:
                         await pubsub.aclose()
                         pubsub = None
