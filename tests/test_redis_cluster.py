@@ -144,6 +144,29 @@ async def test_scan_iter_reads_every_primary(on_cluster, direct: RedisCluster) -
     assert len(found) == 303
 
 
+async def test_the_subscriber_reads_shard_channels_of_every_primary(on_cluster, direct: RedisCluster) -> None:
+    """``subscriber_pubsub`` on a cluster: SSUBSCRIBE to a shard channel on each primary, SPUBLISH to each from the
+    service's client, and every message arrives (redis-py reads each from the primary owning its slot)."""
+    channels = one_on_each_primary(direct, lambda name: f"shard-{uuid.uuid4().hex[:6]}:{{{name}}}")
+    pubsub = await redis_client.subscriber_pubsub()
+    try:
+        await pubsub.ssubscribe(*channels)
+        client = redis_client.get_redis()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        received: set[str] = set()
+        while received != set(channels):
+            assert loop.time() < deadline, received
+            for channel in set(channels) - received:
+                await client.spublish(channel, "event")
+            message = await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=0.2)
+            if message is not None and message["type"] == "smessage":
+                received.add(message["channel"].decode())
+        assert len(pubsub.node_pubsub_mapping) == 3  # one connection to each primary
+    finally:
+        await pubsub.aclose()
+
+
 # --- every multi-key script's keys in one slot ----------------------------------------------
 
 
@@ -222,6 +245,8 @@ async def test_two_connectors_on_a_cluster_share_the_registration_limit(redis_cl
                 client.post(f"{server.http_url}/register", headers=test_ratelimit.DESKTOP)
                 for server in (first, second) * 20
             ))
+            ready = await client.get(f"{first.http_url}/readyz")
+        assert ready.status_code == 200 and ready.json()["checks"]["redis"] == "ok", ready.text
         for server in (first, second):
             assert "(a Redis Cluster's discovery endpoint)" in server.log()
             assert "Traceback" not in server.log()
