@@ -65,6 +65,8 @@ REDIS_SNAPSHOT_PERIOD = "1h"
 # service connection policy (Network Connectivity), which the administrator creates with Compute Network Admin.
 REDIS_CLUSTER_APIS = ("networkconnectivity.googleapis.com", "serviceconsumermanagement.googleapis.com")
 REDIS_CLUSTER_ADMINISTRATOR_ROLES = ("roles/compute.networkAdmin",)
+# The cluster authenticates connections by IAM (REDIS_IAM_AUTH): both runtime accounts may connect to it.
+REDIS_CLUSTER_RUNTIME_ROLES = ("roles/redis.dbConnectionUser",)
 REDIS_CLUSTER_SERVICE_CLASS = "gcp-memorystore-redis"
 # Memorystore for Redis Cluster's bounds (gcloud redis clusters create --shard-count, --replica-count).
 MAX_REDIS_SHARDS, MAX_REDIS_REPLICAS = 250, 2
@@ -273,9 +275,10 @@ def build_plan(options: Options) -> list[Step]:
             "gcloud", "iam", "service-accounts", "create", name,
             f"--display-name=Agent Assist integration - {description}", *p), name=o.account(name)))
     tutorial_roles = TUTORIAL_RUNTIME_ROLES if o.tutorial_runtime_roles else ()
+    redis_roles = REDIS_CLUSTER_RUNTIME_ROLES if o.redis_cluster else ()
     connector_roles = (tutorial_roles + CONNECTOR_PROJECT_ROLES
-                       + (ADMIN_DATABASE_CONNECTOR_ROLES if admin_database else ()))
-    interceptor_roles = tutorial_roles + INTERCEPTOR_PROJECT_ROLES
+                       + (ADMIN_DATABASE_CONNECTOR_ROLES if admin_database else ()) + redis_roles)
+    interceptor_roles = tutorial_roles + INTERCEPTOR_PROJECT_ROLES + redis_roles
     for account, roles in ((connector_sa, connector_roles), (interceptor_sa, interceptor_roles)):
         for role in roles:
             steps.append(Step(f"{account}: {role}", (
@@ -392,13 +395,13 @@ def _redis_cluster_steps(o: Options) -> list[Step]:
     """Memorystore for Redis Cluster: the service connection policy its endpoints need, the cluster, its discovery
     endpoint, and its server CA into Secret Manager.
 
-    In-transit encryption as the instance has it. No AUTH string: a cluster offers IAM authentication or none,
-    and the services do not sign in with IAM tokens yet, so only what reaches its endpoints in the VPC reaches
-    it (the Serverless VPC Access connector, as for the instance).
+    In-transit encryption as the instance has it. No AUTH string (a cluster has none): IAM authentication, each
+    connection signing in with its runtime account's access token (``REDIS_IAM_AUTH``, roles/redis.dbConnectionUser).
     """
     p = ("--project", o.project)
     region = f"--region={o.region}"
-    subnet = f"https://www.googleapis.com/compute/v1/projects/{o.project}/regions/{o.region}/subnetworks/{o.redis_subnet}"
+    subnet = (f"https://www.googleapis.com/compute/v1/projects/{o.project}/regions/{o.region}/subnetworks/"
+              f"{o.redis_subnet}")
     describe = ("gcloud", "redis", "clusters", "describe", o.redis_cluster_name, region)
     steps = [
         _create(f"Service connection policy: Memorystore's endpoints in {o.network}", (
@@ -406,11 +409,11 @@ def _redis_cluster_steps(o: Options) -> list[Step]:
             f"--network={o.network}", region, f"--service-class={REDIS_CLUSTER_SERVICE_CLASS}", f"--subnets={subnet}",
             *p), region),
         _create(f"Memorystore for Redis Cluster ({o.redis_shard_count} shards, {o.redis_replica_count} replica(s) "
-                "each; in-transit encryption, hourly RDB snapshots; takes minutes)", (
+                "each; in-transit encryption, IAM authentication, hourly RDB snapshots; takes minutes)", (
             "gcloud", "redis", "clusters", "create", o.redis_cluster_name, region,
             f"--network=projects/{o.project}/global/networks/{o.network}", f"--shard-count={o.redis_shard_count}",
             f"--replica-count={o.redis_replica_count}", "--transit-encryption-mode=server-authentication",
-            "--auth-mode=disabled", "--persistence-mode=rdb", f"--rdb-snapshot-period={REDIS_SNAPSHOT_PERIOD}", *p),
+            "--auth-mode=iam-auth", "--persistence-mode=rdb", f"--rdb-snapshot-period={REDIS_SNAPSHOT_PERIOD}", *p),
             region),
         Step("Redis Cluster discovery endpoint", (*describe, "--format=value(discoveryEndpoints[0].address)", *p),
              capture="REDIS_HOST"),
@@ -419,10 +422,10 @@ def _redis_cluster_steps(o: Options) -> list[Step]:
     ]
     # The whole chain (leaf to root), one certificate a line: the CA file the services verify the nodes with.
     readers = (o.account(o.connector_service), o.account(o.interceptor_service))
-    steps += _secret_steps(o, o.redis_ca_secret, "the Redis Cluster server CA", readers, stdin_from=("gcloud", "redis", "clusters", "get-cluster-certificate-authority",
-                                       o.redis_cluster_name, region,
-                                       "--flatten=managedServerCa.caCerts[].certificates[]",
-                                       "--format=value(managedServerCa.caCerts.certificates)", *p))
+    read_ca = ("gcloud", "redis", "clusters", "get-cluster-certificate-authority", o.redis_cluster_name, region,
+               "--flatten=managedServerCa.caCerts[].certificates[]",
+               "--format=value(managedServerCa.caCerts.certificates)", *p)
+    steps += _secret_steps(o, o.redis_ca_secret, "the Redis Cluster server CA", readers, stdin_from=read_ca)
     return steps
 
 

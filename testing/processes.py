@@ -368,7 +368,8 @@ def server_environment(*, role: str, redis: RedisAddress | RedisClusterAddress |
 
 @contextlib.contextmanager
 def service_server(
-    *, role: str, redis: RedisAddress | RedisClusterAddress | None, cwd: Path = REPOSITORY, server: str = IMAGE_SERVER, **extra: str
+    *, role: str, redis: RedisAddress | RedisClusterAddress | None, cwd: Path = REPOSITORY, server: str = IMAGE_SERVER,
+    **extra: str,
 ) -> Iterator[Server]:
     """Run the image's server command (``python -m aa_site.serve_uvicorn aa_site.asgi:application``, from ``cwd``;
     or another of ``SERVERS``, such as daphne's for local runs) on a free loopback port until the block ends."""
@@ -406,7 +407,8 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def service_exit(
-    *, role: str, redis: RedisAddress | RedisClusterAddress | None, without: tuple[str, ...] = (), timeout: float = 60.0, **extra: str
+    *, role: str, redis: RedisAddress | RedisClusterAddress | None, without: tuple[str, ...] = (),
+    timeout: float = 60.0, **extra: str,
 ) -> subprocess.CompletedProcess[str]:
     """Run the server (as ``service_server`` does), expected to refuse to start; return its exit code and output.
 

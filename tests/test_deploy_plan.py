@@ -851,7 +851,7 @@ def test_the_cluster_plan_makes_a_connection_policy_then_the_cluster_and_points_
     assert flag(cluster, "network") == f"projects/{PROJECT}/global/networks/default"
     assert (flag(cluster, "shard-count"), flag(cluster, "replica-count")) == ("3", "1")
     assert flag(cluster, "transit-encryption-mode") == "server-authentication"
-    assert flag(cluster, "auth-mode") == "disabled"  # the services cannot sign in with IAM tokens yet
+    assert flag(cluster, "auth-mode") == "iam-auth"  # each connection signs in with its account's token
     assert (flag(cluster, "persistence-mode"), flag(cluster, "rdb-snapshot-period")) == ("rdb", "1h")
     captured = {step.capture: step.argv for step in steps if step.capture in ("REDIS_HOST", "REDIS_PORT")}
     assert captured["REDIS_HOST"][:5] == ("gcloud", "redis", "clusters", "describe", "aa-redis-cluster")
@@ -865,7 +865,10 @@ def test_the_cluster_plan_makes_a_connection_policy_then_the_cluster_and_points_
     for name, service in service_files(steps).items():
         template = service["spec"]["template"]["spec"]
         environment = env_of(service)
-        assert environment["REDIS_CLUSTER"] == "true", name
+        assert environment["REDIS_CLUSTER"] == environment["REDIS_IAM_AUTH"] == "true", name
+        # The runtime account may connect (IAM authentication), and only with the cluster.
+        member = f"serviceAccount:{template['serviceAccountName']}"
+        assert "roles/redis.dbConnectionUser" in project_roles(steps)[member]
         assert (environment["REDISHOST"], environment["REDISPORT"]) == ("${REDIS_HOST}", "${REDIS_PORT}")
         assert "REDIS_AUTH_STRING_FILE" not in environment
         secrets = {volume["name"]: volume["secret"]["secretName"] for volume in template["volumes"]}
@@ -878,8 +881,11 @@ def test_the_cluster_plan_makes_a_connection_policy_then_the_cluster_and_points_
         assert service["spec"]["template"]["metadata"]["annotations"][
             "run.googleapis.com/vpc-access-egress"] == "private-ranges-only"
     # Without the flag: the instance, its AUTH string, and no REDIS_CLUSTER.
-    for service in service_files(plan.build_plan(OPTIONS)).values():
-        assert "REDIS_CLUSTER" not in env_of(service) and "REDIS_AUTH_STRING_FILE" in env_of(service)
+    standalone = plan.build_plan(OPTIONS)
+    for service in service_files(standalone).values():
+        assert "REDIS_CLUSTER" not in env_of(service) and "REDIS_IAM_AUTH" not in env_of(service)
+        assert "REDIS_AUTH_STRING_FILE" in env_of(service)
+    assert not any("roles/redis.dbConnectionUser" in roles for roles in project_roles(standalone).values())
 
 
 def test_execute_the_cluster_plan(cloud: dict[str, str], tmp_path: Path) -> None:

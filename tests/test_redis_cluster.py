@@ -336,7 +336,8 @@ async def test_the_live_view_lists_instances_and_polling_desktops_from_every_sha
     ids = names_on_each_primary(direct, lambda name: instances.record_key(f"{run}-{name}"))
     instance_ids = [f"{run}-{name}" for name in ids]
     for number, instance in enumerate(instance_ids):
-        record = {"instance": instance, "host": f"host-{number}", "updated": 0, "desktops_by_transport": {"socketio": 1},
+        record = {"instance": instance, "host": f"host-{number}", "updated": 0,
+                  "desktops_by_transport": {"socketio": 1},
                   "desktops": [{"connection": f"c{number}", "user": f"user-{number}", "transport": "socketio",
                                 "since": 0, "conversations": [f"projects/p/conversations/{run}-{number}"]}]}
         await direct.set(instances.record_key(instance), json.dumps(record), ex=60)

@@ -50,9 +50,10 @@ class Command(BaseCommand):
         parser.add_argument("--redis-ca-secret", default="aa-redis-ca",
                             help="Secret Manager secret for Memorystore's server CA (default aa-redis-ca)")
         parser.add_argument("--redis-cluster", action="store_true",
-                            help="Memorystore for Redis Cluster instead of the Memorystore instance (docs/redis-cluster.md): "
-                                 "a service connection policy, the cluster (in-transit encryption, no AUTH), its CA, "
-                                 "and REDIS_CLUSTER=true on both services")
+                            help="Memorystore for Redis Cluster instead of the Memorystore instance "
+                                 "(docs/redis-cluster.md): a service connection policy, the cluster (in-transit "
+                                 "encryption, IAM authentication), its CA, and REDIS_CLUSTER=true and "
+                                 "REDIS_IAM_AUTH=true on both services")
         parser.add_argument("--redis-cluster-name", default=Options.redis_cluster_name,
                             help=f"with --redis-cluster, the cluster id (default {Options.redis_cluster_name})")
         parser.add_argument("--shard-count", type=int, default=Options.redis_shard_count,
