@@ -100,8 +100,14 @@ def cool_off(request: HttpRequest | None = None) -> timedelta:
     return timedelta(seconds=settings.ADMIN_LOGIN_LOCKOUT_SECONDS)
 
 
+def key_prefix() -> str:
+    """Every counter's key prefix: one hash tag for all, so that on a Redis Cluster one script counts a login's
+    user name and address together (admin logins are few: one slot holds them all)."""
+    return f"{settings.EVENT_KEY_PREFIX}{{admin-login}}:"
+
+
 def _counters(request: HttpRequest, credentials: dict | None) -> list[_Counter]:
-    prefix = f"{settings.EVENT_KEY_PREFIX}admin-login:"
+    prefix = key_prefix()
     counters = []
     username = get_client_username(request, credentials)
     if username:
@@ -170,7 +176,7 @@ class RedisLoginHandler(AbstractAxesHandler, AxesBaseHandler):
     def reset_attempts(self, *, ip_address: str | None = None, username: str | None = None,
                        ip_or_username: bool = False) -> int:
         """Clear a user name's and/or an address's counter (``manage.py axes_reset_username`` / ``axes_reset_ip``)."""
-        prefix = f"{settings.EVENT_KEY_PREFIX}admin-login:"
+        prefix = key_prefix()
         keys = []
         if username:
             keys.append(f"{prefix}user:{hashlib.sha256(username.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}")

@@ -84,6 +84,7 @@ def check_redis_connection(app_configs=None, **kwargs) -> list:
             "by Cloud Run), REDIS_AUTH_STRING, or the password in REDIS_URL.",
             id="aa_site.E010",
         ))
+    problems += _cluster_problems() + _iam_problems()
     tls_problem = redis_config.tls_problem()
     if tls_problem:
         problems.append(Error(
@@ -91,5 +92,50 @@ def check_redis_connection(app_configs=None, **kwargs) -> list:
             hint="REDIS_TLS_CA_FILE is the instance's server CA in PEM (gcloud redis instances describe "
             "--format='value(serverCaCerts[0].cert)'), with REDIS_URL=rediss://host:port or REDISHOST.",
             id="aa_site.E011",
+        ))
+    return problems
+
+
+def _iam_problems() -> list:
+    """``REDIS_IAM_AUTH`` beside a password, or without TLS (the token, good for an hour, would cross in clear)."""
+    if not settings.REDIS_IAM_AUTH:
+        return []
+    problems = []
+    if any((settings.REDIS_PASSWORD, settings.REDIS_AUTH_STRING, settings.REDIS_AUTH_STRING_FILE,
+            settings.REDIS_USERNAME)):
+        problems.append(Error(
+            "REDIS_IAM_AUTH is on and a Redis password or user is given too.",
+            hint="With IAM authentication the service's access token is the password: drop REDIS_AUTH_STRING, "
+            "REDIS_AUTH_STRING_FILE and the user and password of REDIS_URL, or turn REDIS_IAM_AUTH off.",
+            id="aa_site.E014",
+        ))
+    if not settings.REDIS_TLS:
+        problems.append(Warning(
+            "REDIS_IAM_AUTH is on without TLS: the access token crosses the network in clear.",
+            hint="Use in-transit encryption (REDIS_TLS_CA_FILE, or REDIS_URL=rediss://...).",
+            id="aa_site.W015",
+        ))
+    return problems
+
+
+def _cluster_problems() -> list:
+    """Settings that make no sense with ``REDIS_CLUSTER``."""
+    if not settings.REDIS_CLUSTER:
+        return []
+    problems = []
+    if settings.REDIS_DB:
+        problems.append(Error(
+            f"REDIS_CLUSTER is on, but REDIS_URL names database {settings.REDIS_DB}: a Redis Cluster has only "
+            "database 0.",
+            hint="Drop the database number from REDIS_URL (rediss://host:port), or turn REDIS_CLUSTER off for a "
+            "standalone Redis.",
+            id="aa_site.E012",
+        ))
+    if "{" in settings.EVENT_KEY_PREFIX:
+        problems.append(Warning(
+            "EVENT_KEY_PREFIX holds '{': on a Redis Cluster every key then hashes by the prefix, so all of them "
+            "land on one shard.",
+            hint="Use a prefix without braces; the keys carry their own hash tags.",
+            id="aa_site.W013",
         ))
     return problems

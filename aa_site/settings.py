@@ -52,6 +52,13 @@ else:
     REDIS_DB, REDIS_TLS = 0, bool(REDIS_TLS_CA_FILE)
     REDIS_USERNAME, REDIS_PASSWORD = "", ""
 del _redis_url
+# REDIS_CLUSTER: the address above is a Redis Cluster's discovery endpoint (Memorystore for Redis Cluster, or any
+# Redis Cluster): the clients find every shard from it and send each key to the shard owning its slot
+# (events/redis_client.py). TLS and AUTH as above; a cluster has only database 0. See docs/redis-cluster.md.
+REDIS_CLUSTER = env.flag("REDIS_CLUSTER", False)
+# REDIS_IAM_AUTH: each connection authenticates with the service's own Google access token (Application Default
+# Credentials) instead of a password: Memorystore for Redis Cluster with --auth-mode=iam-auth (events/redis_iam.py).
+REDIS_IAM_AUTH = env.flag("REDIS_IAM_AUTH", False)
 # How long a push may wait on Redis before the interceptor answers 503 (so Pub/Sub
 # redelivers) instead of hanging the request.
 EVENT_STORE_TIMEOUT = 5.0

@@ -61,6 +61,15 @@ INTERCEPTOR_PROJECT_ROLES: tuple[str, ...] = ()
 TUTORIAL_RUNTIME_ROLES = ("roles/redis.editor", "roles/vpcaccess.user", "roles/compute.viewer")
 # Memorystore's shortest RDB snapshot interval (1h, 6h, 12h or 24h): what a restore from a snapshot can lose.
 REDIS_SNAPSHOT_PERIOD = "1h"
+# With --redis-cluster: Memorystore for Redis Cluster reaches the VPC through Private Service Connect, set up by a
+# service connection policy (Network Connectivity), which the administrator creates with Compute Network Admin.
+REDIS_CLUSTER_APIS = ("networkconnectivity.googleapis.com", "serviceconsumermanagement.googleapis.com")
+REDIS_CLUSTER_ADMINISTRATOR_ROLES = ("roles/compute.networkAdmin",)
+# The cluster authenticates connections by IAM (REDIS_IAM_AUTH): both runtime accounts may connect to it.
+REDIS_CLUSTER_RUNTIME_ROLES = ("roles/redis.dbConnectionUser",)
+REDIS_CLUSTER_SERVICE_CLASS = "gcp-memorystore-redis"
+# Memorystore for Redis Cluster's bounds (gcloud redis clusters create --shard-count, --replica-count).
+MAX_REDIS_SHARDS, MAX_REDIS_REPLICAS = 250, 2
 # Per event kind: (topic, subscription), the names of Google's tutorial plus the recognition results.
 PUBSUB_NAMES = {
     "human-agent-assistant-event": ("aa-new-suggestion-topic", "aa-new-suggestion-sub"),
@@ -173,6 +182,14 @@ class Options:
     artifact_repository: str = "aa"
     redis_instance: str = "aa-redis"
     redis_size_gb: int = 1
+    # Memorystore for Redis Cluster instead of the instance: its shards (primaries) and replicas per shard, and
+    # the service connection policy and subnet its endpoints take their addresses from.
+    redis_cluster: bool = False
+    redis_cluster_name: str = "aa-redis-cluster"
+    redis_shard_count: int = 3
+    redis_replica_count: int = 1
+    redis_connection_policy: str = "aa-redis-policy"
+    redis_subnet: str = "default"
     # Secret Manager secrets holding the instance's AUTH string and server CA, mounted into both services.
     redis_auth_secret: str = "aa-redis-auth"
     redis_ca_secret: str = "aa-redis-ca"
@@ -243,8 +260,10 @@ def build_plan(options: Options) -> list[Step]:
     invoker_sa = o.account(o.invoker_account_name)
     admin_database = o.admin_database == "cloudsql"
     steps = [Step("Enable the APIs", ("gcloud", "services", "enable", *APIS,
-                                      *(ADMIN_DATABASE_APIS if admin_database else ()), *p))]
-    administrator_roles = ADMINISTRATOR_ROLES + (ADMIN_DATABASE_ADMINISTRATOR_ROLES if admin_database else ())
+                                      *(ADMIN_DATABASE_APIS if admin_database else ()),
+                                      *(REDIS_CLUSTER_APIS if o.redis_cluster else ()), *p))]
+    administrator_roles = (ADMINISTRATOR_ROLES + (ADMIN_DATABASE_ADMINISTRATOR_ROLES if admin_database else ())
+                           + (REDIS_CLUSTER_ADMINISTRATOR_ROLES if o.redis_cluster else ()))
     for role in administrator_roles if o.admin_account else ():
         steps.append(Step(f"Administrator {o.admin_account}: {role}", (
             "gcloud", "projects", "add-iam-policy-binding", o.project,
@@ -256,9 +275,10 @@ def build_plan(options: Options) -> list[Step]:
             "gcloud", "iam", "service-accounts", "create", name,
             f"--display-name=Agent Assist integration - {description}", *p), name=o.account(name)))
     tutorial_roles = TUTORIAL_RUNTIME_ROLES if o.tutorial_runtime_roles else ()
+    redis_roles = REDIS_CLUSTER_RUNTIME_ROLES if o.redis_cluster else ()
     connector_roles = (tutorial_roles + CONNECTOR_PROJECT_ROLES
-                       + (ADMIN_DATABASE_CONNECTOR_ROLES if admin_database else ()))
-    interceptor_roles = tutorial_roles + INTERCEPTOR_PROJECT_ROLES
+                       + (ADMIN_DATABASE_CONNECTOR_ROLES if admin_database else ()) + redis_roles)
+    interceptor_roles = tutorial_roles + INTERCEPTOR_PROJECT_ROLES + redis_roles
     for account, roles in ((connector_sa, connector_roles), (interceptor_sa, interceptor_roles)):
         for role in roles:
             steps.append(Step(f"{account}: {role}", (
@@ -278,30 +298,7 @@ def build_plan(options: Options) -> list[Step]:
     # random per process (the setting's fallback) signs nothing another instance or the next revision accepts.
     steps += _secret_steps(o, o.django_secret, "Django's secret key (signs the admin's sessions)", (connector_sa,),
                            **_generated(o, o.django_secret, 48))
-    steps += [
-        # TLS verified against the instance's own CA, and an AUTH string: Memorystore as deployed. Hourly RDB
-        # snapshots: an instance that restarts empty loses the de-duplication records, so a Pub/Sub redelivery
-        # after it would reach desktops again; restored from a snapshot it loses at most the last hour's.
-        _create("Memorystore for Redis (in-transit encryption, AUTH, hourly RDB snapshots)", (
-            "gcloud", "redis", "instances", "create", o.redis_instance, f"--size={o.redis_size_gb}",
-            f"--region={o.region}", f"--network={o.network}", "--transit-encryption-mode=SERVER_AUTHENTICATION",
-            "--enable-auth", "--persistence-mode=rdb", f"--rdb-snapshot-period={REDIS_SNAPSHOT_PERIOD}", *p),
-            f"--region={o.region}"),
-        Step("Redis address", ("gcloud", "redis", "instances", "describe", o.redis_instance, f"--region={o.region}",
-                               "--format=value(host)", *p), capture="REDIS_HOST"),
-        Step("Redis port (6378 with TLS)", ("gcloud", "redis", "instances", "describe", o.redis_instance,
-                                            f"--region={o.region}", "--format=value(port)", *p), capture="REDIS_PORT"),
-    ]
-    redis_reads = (
-        (o.redis_auth_secret, "Redis AUTH string", ("get-auth-string", o.redis_instance, f"--region={o.region}",
-                                                    "--format=value(authString)", *p)),
-        (o.redis_ca_secret, "Redis server CA", ("describe", o.redis_instance, f"--region={o.region}",
-                                                "--format=value(serverCaCerts[0].cert)", *p)),
-    )
-    for secret, what, read in redis_reads:
-        # Both services mount both files.
-        steps += _secret_steps(o, secret, f"the {what}", (connector_sa, interceptor_sa),
-                               stdin_from=("gcloud", "redis", "instances", *read))
+    steps += _redis_cluster_steps(o) if o.redis_cluster else _redis_instance_steps(o)
     steps += [
         _create("Serverless VPC Access connector", (
             "gcloud", "compute", "networks", "vpc-access", "connectors", "create", o.vpc_connector,
@@ -360,6 +357,75 @@ def build_plan(options: Options) -> list[Step]:
             f"The admin: log in at the connector's URL + /admin/ as {o.superuser}, with the password `gcloud secrets "
             f"versions access latest --secret={o.superuser_password_secret} --project={o.project}` shows; change "
             "it there after the first login", note=True))
+    return steps
+
+
+def _redis_instance_steps(o: Options) -> list[Step]:
+    """Memorystore for Redis: the instance, its address, and its AUTH string and server CA into Secret Manager."""
+    p = ("--project", o.project)
+    readers = (o.account(o.connector_service), o.account(o.interceptor_service))
+    steps = [
+        # TLS verified against the instance's own CA, and an AUTH string: Memorystore as deployed. Hourly RDB
+        # snapshots: an instance that restarts empty loses the de-duplication records, so a Pub/Sub redelivery
+        # after it would reach desktops again; restored from a snapshot it loses at most the last hour's.
+        _create("Memorystore for Redis (in-transit encryption, AUTH, hourly RDB snapshots)", (
+            "gcloud", "redis", "instances", "create", o.redis_instance, f"--size={o.redis_size_gb}",
+            f"--region={o.region}", f"--network={o.network}", "--transit-encryption-mode=SERVER_AUTHENTICATION",
+            "--enable-auth", "--persistence-mode=rdb", f"--rdb-snapshot-period={REDIS_SNAPSHOT_PERIOD}", *p),
+            f"--region={o.region}"),
+        Step("Redis address", ("gcloud", "redis", "instances", "describe", o.redis_instance, f"--region={o.region}",
+                               "--format=value(host)", *p), capture="REDIS_HOST"),
+        Step("Redis port (6378 with TLS)", ("gcloud", "redis", "instances", "describe", o.redis_instance,
+                                            f"--region={o.region}", "--format=value(port)", *p), capture="REDIS_PORT"),
+    ]
+    redis_reads = (
+        (o.redis_auth_secret, "Redis AUTH string", ("get-auth-string", o.redis_instance, f"--region={o.region}",
+                                                    "--format=value(authString)", *p)),
+        (o.redis_ca_secret, "Redis server CA", ("describe", o.redis_instance, f"--region={o.region}",
+                                                "--format=value(serverCaCerts[0].cert)", *p)),
+    )
+    for secret, what, read in redis_reads:
+        # Both services mount both files.
+        steps += _secret_steps(o, secret, f"the {what}", readers,
+                               stdin_from=("gcloud", "redis", "instances", *read))
+    return steps
+
+
+def _redis_cluster_steps(o: Options) -> list[Step]:
+    """Memorystore for Redis Cluster: the service connection policy its endpoints need, the cluster, its discovery
+    endpoint, and its server CA into Secret Manager.
+
+    In-transit encryption as the instance has it. No AUTH string (a cluster has none): IAM authentication, each
+    connection signing in with its runtime account's access token (``REDIS_IAM_AUTH``, roles/redis.dbConnectionUser).
+    """
+    p = ("--project", o.project)
+    region = f"--region={o.region}"
+    subnet = (f"https://www.googleapis.com/compute/v1/projects/{o.project}/regions/{o.region}/subnetworks/"
+              f"{o.redis_subnet}")
+    describe = ("gcloud", "redis", "clusters", "describe", o.redis_cluster_name, region)
+    steps = [
+        _create(f"Service connection policy: Memorystore's endpoints in {o.network}", (
+            "gcloud", "network-connectivity", "service-connection-policies", "create", o.redis_connection_policy,
+            f"--network={o.network}", region, f"--service-class={REDIS_CLUSTER_SERVICE_CLASS}", f"--subnets={subnet}",
+            *p), region),
+        _create(f"Memorystore for Redis Cluster ({o.redis_shard_count} shards, {o.redis_replica_count} replica(s) "
+                "each; in-transit encryption, IAM authentication, hourly RDB snapshots; takes minutes)", (
+            "gcloud", "redis", "clusters", "create", o.redis_cluster_name, region,
+            f"--network=projects/{o.project}/global/networks/{o.network}", f"--shard-count={o.redis_shard_count}",
+            f"--replica-count={o.redis_replica_count}", "--transit-encryption-mode=server-authentication",
+            "--auth-mode=iam-auth", "--persistence-mode=rdb", f"--rdb-snapshot-period={REDIS_SNAPSHOT_PERIOD}", *p),
+            region),
+        Step("Redis Cluster discovery endpoint", (*describe, "--format=value(discoveryEndpoints[0].address)", *p),
+             capture="REDIS_HOST"),
+        Step("Redis Cluster discovery port", (*describe, "--format=value(discoveryEndpoints[0].port)", *p),
+             capture="REDIS_PORT"),
+    ]
+    # The whole chain (leaf to root), one certificate a line: the CA file the services verify the nodes with.
+    readers = (o.account(o.connector_service), o.account(o.interceptor_service))
+    read_ca = ("gcloud", "redis", "clusters", "get-cluster-certificate-authority", o.redis_cluster_name, region,
+               "--flatten=managedServerCa.caCerts[].certificates[]",
+               "--format=value(managedServerCa.caCerts.certificates)", *p)
+    steps += _secret_steps(o, o.redis_ca_secret, "the Redis Cluster server CA", readers, stdin_from=read_ca)
     return steps
 
 
@@ -486,7 +552,8 @@ def render_service(template: Path, options: Options) -> str:
         "INVOKER_SERVICE_ACCOUNT": options.account(options.invoker_account_name),
     }
     lists = {"CONNECTOR_ENV": connector_environment(options)}
-    sections = {"admin-database": options.admin_database == "cloudsql"}
+    sections = {"admin-database": options.admin_database == "cloudsql", "redis-auth": not options.redis_cluster,
+                "redis-cluster": options.redis_cluster}
 
     def entries(match: re.Match[str]) -> str:
         indent = match["indent"]
@@ -540,6 +607,10 @@ def _validate(options: Options) -> None:
                             "lower-case letters, digits and '-', starting with a letter")
     if options.connector_service == options.interceptor_service:
         raise PlanError("the connector and the interceptor need two service names")
+    if options.redis_cluster and not (1 <= options.redis_shard_count <= MAX_REDIS_SHARDS
+                                      and 0 <= options.redis_replica_count <= MAX_REDIS_REPLICAS):
+        raise PlanError(f"a Redis Cluster has 1 to {MAX_REDIS_SHARDS} shards and 0 to {MAX_REDIS_REPLICAS} replicas "
+                        "per shard")
     if not _SUBSCRIPTION_PREFIX.match(options.subscription_prefix):
         raise PlanError(f"{options.subscription_prefix!r} is not a subscription prefix: lower-case letters, digits "
                         "and '-', starting with a letter, at most 40")

@@ -5,18 +5,28 @@ connections, because an asyncio Redis connection belongs to the loop that
 made it, and closed with that loop (``common.loop_local``). Every Redis client
 of the service is made here, with the address, AUTH and TLS options of
 ``events.redis_config`` (Memorystore with ``--enable-auth`` and in-transit encryption).
+
+With ``REDIS_CLUSTER`` the clients are redis-py's ``RedisCluster``: the address is
+the cluster's discovery endpoint, from which the client learns every shard and
+sends each command to the primary owning its key's slot. A command's keys (a
+script's, a ``MULTI``'s) must then share one slot: ``events.redis_keys`` makes
+the hash tags that see to it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import redis.asyncio as redis
 from django.conf import settings
 from django.core.signals import setting_changed
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
 
 from common.loop_local import LoopLocal
 from events import redis_config
@@ -38,13 +48,84 @@ def is_configured() -> bool:
     return bool(settings.REDISHOST)
 
 
-# Connections one process's client may open. Beyond, callers wait (up to SOCKET_TIMEOUT_SECONDS) for one
-# to come free: redis-py's own pool raises "Too many connections" at its 100th instead, which a burst of
-# desktops disconnecting at once (each starting its session's recovery window) reached.
+def is_cluster() -> bool:
+    """Whether Redis is a Redis Cluster (``REDIS_CLUSTER``): keys spread over shards by slot."""
+    return bool(settings.REDIS_CLUSTER)
+
+
+# Connections one process's client may open (on a cluster: to each node). Beyond, callers wait (up to
+# SOCKET_TIMEOUT_SECONDS) for one to come free: redis-py's own pool raises "Too many connections" at its
+# 100th instead, which a burst of desktops disconnecting at once (each starting its session's recovery
+# window) reached.
 MAX_CONNECTIONS = 64
+# How often a command waiting for a cluster node's connection to come free looks again.
+CLUSTER_WAIT_SECONDS = 0.005
 
 
-def _new_client() -> redis.Redis:
+class RedisClusterUnavailable(RedisError):
+    """redis-py's cluster client failed outside ``RedisError`` (``RedisClusterException``: no node of the
+    discovery endpoint reachable, a slot no node serves, redirections without end): a ``RedisError`` here, so
+    every caller that survives Redis being down survives this too."""
+
+
+class WaitingRedisCluster(RedisCluster):
+    """``RedisCluster`` whose commands wait for a connection to a node at its bound, as standalone's
+    ``BlockingConnectionPool`` does, instead of failing.
+
+    redis-py's cluster client keeps up to ``max_connections`` per node and raises ``MaxConnectionsError`` when
+    a command finds them all busy, before anything is sent (so trying again cannot run a command twice). A
+    command here tries again every ``CLUSTER_WAIT_SECONDS`` for up to ``SOCKET_TIMEOUT_SECONDS``, then raises
+    it (a ``ConnectionError``, which callers treat as Redis being unavailable). Pipelines are not covered:
+    only the admin's reads use them on a cluster, one at a time.
+    """
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
+        # Commands, pipelines and pub/sub all learn the cluster's layout here first.
+        try:
+            return await super().initialize(*args, **kwargs)
+        except RedisClusterException as error:
+            raise RedisClusterUnavailable(str(error)) from error
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SOCKET_TIMEOUT_SECONDS
+        while True:
+            try:
+                if self._initialize:
+                    # Before redis-py routes the command: it picks the node for a key only once it knows the
+                    # cluster, and a command routed before that goes to any node and is MOVED. A burst of them
+                    # (the first requests on a new client) made it close every connection, commands in flight
+                    # included, and send those again: an INCR counted twice.
+                    await self.initialize()
+                return await super().execute_command(*args, **kwargs)
+            except MaxConnectionsError:
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(CLUSTER_WAIT_SECONDS)
+            except RedisClusterException as error:
+                raise RedisClusterUnavailable(str(error)) from error
+
+
+def _cluster_options() -> dict[str, Any]:
+    options = redis_config.connection_options()
+    # A cluster has only database 0 (the start-up checks refuse another with REDIS_CLUSTER).
+    options.pop("db", None)
+    return options
+
+
+def _new_cluster_client() -> RedisCluster:
+    return WaitingRedisCluster(
+        **_cluster_options(),
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+        retry=RETRY,
+        max_connections=MAX_CONNECTIONS,
+    )
+
+
+def _new_client() -> redis.Redis | RedisCluster:
+    if is_cluster():
+        return _new_cluster_client()
     client = redis.Redis(
         **redis_config.connection_options(),
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
@@ -62,13 +143,24 @@ def _new_client() -> redis.Redis:
     return client
 
 
-async def _close(client: redis.Redis) -> None:
+async def _close(client: redis.Redis | RedisCluster) -> None:
     await client.aclose()
 
 
-def _new_subscriber() -> redis.Redis:
+def _new_subscriber() -> redis.Redis | RedisCluster:
     # No socket timeout: a subscription sits idle for as long as no event comes, and a read
     # timing out would tear it down (channels-redis issue 422). Its reader pings when idle instead.
+    if is_cluster():
+        # Its pub/sub connections come from its nodes' pools: a shard's subscription is one connection to
+        # that shard's primary (ssubscribe), a classic one a connection to one node.
+        return WaitingRedisCluster(
+            **_cluster_options(),
+            socket_timeout=None,
+            socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+            socket_keepalive=True,
+            retry=RETRY,
+            max_connections=MAX_CONNECTIONS,
+        )
     return redis.Redis(
         **redis_config.connection_options(),
         socket_timeout=None,
@@ -78,11 +170,11 @@ def _new_subscriber() -> redis.Redis:
     )
 
 
-_clients: LoopLocal[redis.Redis] = LoopLocal(_new_client, close=_close)
-_subscribers: LoopLocal[redis.Redis] = LoopLocal(_new_subscriber, close=_close)
+_clients: LoopLocal[redis.Redis | RedisCluster] = LoopLocal(_new_client, close=_close)
+_subscribers: LoopLocal[redis.Redis | RedisCluster] = LoopLocal(_new_subscriber, close=_close)
 
 
-def get_redis() -> redis.Redis:
+def get_redis() -> redis.Redis | RedisCluster:
     """The client for the running event loop; ``RedisNotConfigured`` without REDISHOST."""
     if not is_configured():
         raise RedisNotConfigured("REDISHOST is not set")
@@ -116,11 +208,29 @@ class PerClient(Generic[T]):
         return entry[1]
 
 
-def get_subscriber() -> redis.Redis:
+def get_subscriber() -> redis.Redis | RedisCluster:
     """The running loop's client for pub/sub subscriptions (no read timeout); ``RedisNotConfigured`` without REDISHOST."""
     if not is_configured():
         raise RedisNotConfigured("REDISHOST is not set")
     return _subscribers.get()
+
+
+async def subscriber_pubsub(*, relearn: bool = False, **options: Any) -> PubSub:
+    """A new pub/sub of the running loop's subscriber client.
+
+    On a cluster, redis-py's ``ClusterPubSub``: ``ssubscribe``/``get_sharded_message`` read each shard channel
+    from the primary owning its slot; classic ``subscribe``/``psubscribe`` (whose messages the cluster passes to
+    every node) use one connection to the primary of the first channel's slot. It picks nodes from the client's
+    map of slots, which only a command fills: the client learns the cluster first (``KeyError`` otherwise).
+    ``relearn`` after a subscription failed: a failed pub/sub connection does not make the client ask the
+    cluster again, so once a primary failed over, every new pub/sub went to the dead node.
+    """
+    client = get_subscriber()
+    if isinstance(client, RedisCluster):
+        if relearn:
+            client._initialize = True  # redis-py's own flag, as a failed command sets it
+        await client.initialize()
+    return client.pubsub(**options)
 
 
 def _reset(*, setting: str, **kwargs) -> None:

@@ -75,6 +75,13 @@ def connection_options() -> dict[str, Any]:
         "username": settings.REDIS_USERNAME or None,
         "password": password(),
     }
+    if settings.REDIS_IAM_AUTH:
+        if options["password"] or options["username"]:
+            raise RedisConfigError("REDIS_IAM_AUTH is on and a Redis password or user is given too; keep one")
+        # Imported here: google-auth only where it is used.
+        from events import redis_iam
+
+        options.update(username=None, password=None, credential_provider=redis_iam.provider())
     if settings.REDIS_TLS:
         problem = tls_problem()
         if problem:
@@ -93,6 +100,8 @@ def connection_options() -> dict[str, Any]:
 def describe() -> str:
     """Where Redis is and how it is reached, for the start-up log: no password, only whether there is one."""
     text = f"{settings.REDISHOST}:{settings.REDISPORT}"
+    if settings.REDIS_CLUSTER:
+        text += " (a Redis Cluster's discovery endpoint)"
     if settings.REDIS_DB:
         text += f" db {settings.REDIS_DB}"
     if settings.REDIS_TLS:
@@ -100,6 +109,8 @@ def describe() -> str:
         text += f", TLS ({ca}{'' if settings.REDIS_TLS_CHECK_HOSTNAME else ', host name not checked'})"
     else:
         text += ", no TLS"
+    if settings.REDIS_IAM_AUTH:
+        return text + ", AUTH with the service's Google access token (IAM)"
     has_password = any((settings.REDIS_PASSWORD, settings.REDIS_AUTH_STRING, settings.REDIS_AUTH_STRING_FILE))
     if not has_password:
         return text + ", no AUTH"

@@ -47,4 +47,4 @@ def conversation_events(text: str) -> list[list]:
 
 def eio_keys(address: RedisAddress, sid: str = "") -> list[bytes]:
     """The long-polling sessions' keys (of ``sid`` only, when given)."""
-    return list(redis.Redis(host=address.host, port=address.port).scan_iter(f"aa:eio:{sid}*"))
+    return list(redis.Redis(host=address.host, port=address.port).scan_iter(f"aa:eio:{{{sid}}}*"))

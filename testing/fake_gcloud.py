@@ -4,7 +4,7 @@
 directory first on ``PATH``. Each call appends one JSON line to
 ``$FAKE_GCLOUD_LOG``: the arguments, the working directory, and for
 ``run services replace FILE`` the file's content, and for ``--data-file=-`` what it read on stdin. ``describe`` calls print the
-values below. Secret Manager keeps state in the log: ``secrets versions describe latest
+values below (``redis clusters get-cluster-certificate-authority`` too, by its ``--format``). Secret Manager keeps state in the log: ``secrets versions describe latest
 --secret=S`` succeeds and ``secrets versions access latest --secret=S`` prints the value once a
 ``secrets versions add S`` was logged, or when ``$FAKE_GCLOUD_SECRETS`` (JSON, secret to value)
 names S; otherwise both fail with NOT_FOUND. Other resources keep state the same way: a ``create`` of a
@@ -28,6 +28,11 @@ PROJECT_NUMBER = "123456789012"
 INTERCEPTOR_URL = "https://cloud-pubsub-interceptor-abc123-ew.a.run.app"
 REDIS_AUTH_STRING = "fake-auth-5f0c2a8e-9d1b-4c3a-8e7f-2b6d4a1c9e0f"
 REDIS_SERVER_CA = "-----BEGIN CERTIFICATE-----\nMIIfake\n-----END CERTIFICATE-----"
+# Memorystore for Redis Cluster: its discovery endpoint, and its CA chain as the plan's --flatten prints it.
+REDIS_CLUSTER_HOST = "10.0.0.9"
+REDIS_CLUSTER_PORT = "6379"
+REDIS_CLUSTER_CA = ("-----BEGIN CERTIFICATE-----\nMIIleaf\n-----END CERTIFICATE-----\n"
+                    "-----BEGIN CERTIFICATE-----\nMIIroot\n-----END CERTIFICATE-----")
 
 SCRIPT = '''#!{python}
 import json, os, sys
@@ -76,7 +81,10 @@ if arguments[:4] in (["secrets", "versions", "describe", "latest"], ["secrets", 
     sys.exit(0)
 answers = {{"--format=value(host)": {host!r}, "--format=value(port)": {port!r},
            "--format=value(projectNumber)": {number!r}, "--format=value(status.url)": {url!r},
-           "--format=value(authString)": {auth!r}, "--format=value(serverCaCerts[0].cert)": {ca!r}}}
+           "--format=value(authString)": {auth!r}, "--format=value(serverCaCerts[0].cert)": {ca!r},
+           "--format=value(discoveryEndpoints[0].address)": {cluster_host!r},
+           "--format=value(discoveryEndpoints[0].port)": {cluster_port!r},
+           "--format=value(managedServerCa.caCerts.certificates)": {cluster_ca!r}}}
 looked_up = [answers[argument] for argument in arguments if argument in answers]
 if "describe" in arguments and not looked_up and resource(arguments, "describe") not in created:
     sys.stderr.write("ERROR: (gcloud.fake) NOT_FOUND: %s\\n" % " ".join(arguments))
@@ -90,7 +98,9 @@ def install(directory: Path) -> Path:
     """Write the fake as ``directory/gcloud`` (executable) and return its path."""
     path = directory / "gcloud"
     path.write_text(SCRIPT.format(python=sys.executable, host=REDIS_HOST, port=REDIS_PORT, number=PROJECT_NUMBER,
-                                  url=INTERCEPTOR_URL, auth=REDIS_AUTH_STRING, ca=REDIS_SERVER_CA))
+                                  url=INTERCEPTOR_URL, auth=REDIS_AUTH_STRING, ca=REDIS_SERVER_CA,
+                                  cluster_host=REDIS_CLUSTER_HOST, cluster_port=REDIS_CLUSTER_PORT,
+                                  cluster_ca=REDIS_CLUSTER_CA))
     path.chmod(0o755)
     return path
 

@@ -139,6 +139,110 @@ def redis_server(
             process.wait(timeout=10)
 
 
+CLUSTER_NODES = 6  # three primaries, each with one replica (Memorystore's default shape)
+
+
+@dataclass
+class ClusterNode:
+    """One redis-server of a ``redis_cluster``: its port and process (a fault test may stop it)."""
+
+    port: int
+    process: subprocess.Popen | None
+
+    def kill(self) -> None:
+        """Stop this node at once (SIGKILL): its replica takes over after ``cluster-node-timeout``."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@dataclass(frozen=True)
+class RedisClusterAddress:
+    """A Redis Cluster: ``host``/``port`` is the discovery endpoint the service is given (any node, as
+    Memorystore's discovery endpoint), ``nodes`` every node (no process when ``AA_TEST_REDIS_CLUSTER`` named it)."""
+
+    host: str
+    port: int
+    nodes: tuple[ClusterNode, ...] = ()
+
+    def environment(self) -> dict[str, str]:
+        """The service's settings for this cluster."""
+        return {"REDISHOST": self.host, "REDISPORT": str(self.port), "REDIS_CLUSTER": "true"}
+
+    def node(self, port: int) -> ClusterNode:
+        """The node listening on ``port`` (to find the process of a primary a client reported, say)."""
+        return next(node for node in self.nodes if node.port == port)
+
+
+def _redis_cli(*arguments: str, timeout: float = 60.0) -> str:
+    binary = shutil.which("redis-cli")
+    if binary is None:
+        raise RuntimeError("redis-cli is not installed (apt-get install redis-tools), and AA_TEST_REDIS_CLUSTER is "
+                           "not set")
+    done = subprocess.run([binary, *arguments], capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"redis-cli {' '.join(arguments)} failed: {done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def _wait_for_cluster_ok(ports: list[int], *, timeout: float = 60.0) -> None:
+    """Until every node says ``cluster_state:ok`` (slots assigned, the configuration agreed everywhere) and lists
+    every node in ``CLUSTER SLOTS`` (a replica only once its primary has sent it something: clients learn the
+    cluster's shape from there)."""
+    deadline = time.monotonic() + timeout
+    for port in ports:
+        node = ("-h", "127.0.0.1", "-p", str(port))
+        while ("cluster_state:ok" not in _redis_cli(*node, "cluster", "info")
+               or _redis_cli(*node, "cluster", "slots").split().count("127.0.0.1") < len(ports)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Redis Cluster node on {port} is not ready after {timeout}s")
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def redis_cluster(*, private: bool = False) -> Iterator[RedisClusterAddress]:
+    """The Redis Cluster given by ``AA_TEST_REDIS_CLUSTER`` (host:port of any node), else (or when ``private``:
+    a test that stops nodes) a private one: six redis-servers on free loopback ports (three primaries, one
+    replica each, a node failed after 2 s without answering), created with ``redis-cli --cluster create``, and
+    stopped when the block ends."""
+    given = os.environ.get("AA_TEST_REDIS_CLUSTER")
+    if given and not private:
+        host, _, port = given.rpartition(":")
+        yield RedisClusterAddress(host or "127.0.0.1", int(port))
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server), and AA_TEST_REDIS_CLUSTER "
+                           "is not set")
+    nodes: list[ClusterNode] = []
+    with tempfile.TemporaryDirectory(prefix="aa-redis-cluster-") as directory:
+        try:
+            for _ in range(CLUSTER_NODES):
+                # The bus on a port of its own: the default (port + 10000) may be taken, or past 65535.
+                port, bus = free_port(), free_port()
+                process = subprocess.Popen(
+                    [binary, "--bind", "127.0.0.1", "--port", str(port), "--cluster-port", str(bus),
+                     "--cluster-enabled", "yes",
+                     "--cluster-config-file", f"{directory}/nodes-{port}.conf", "--cluster-node-timeout", "2000",
+                     # A replica shows in CLUSTER SLOTS once its offset moves: the primary's ping moves it.
+                     "--repl-ping-replica-period", "1",
+                     "--save", "", "--appendonly", "no", "--dir", directory, "--protected-mode", "yes"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.STDOUT,
+                )
+                nodes.append(ClusterNode(port, process))
+                wait_for_port(port, process=process)
+            ports = [node.port for node in nodes]
+            _redis_cli("--cluster", "create", *(f"127.0.0.1:{port}" for port in ports), "--cluster-replicas", "1",
+                       "--cluster-yes")
+            _wait_for_cluster_ok(ports)
+            yield RedisClusterAddress("127.0.0.1", ports[0], tuple(nodes))
+        finally:
+            for node in nodes:
+                if node.process is not None and node.process.poll() is None:
+                    stop(node.process)
+
+
 def postgres_binaries() -> Path:
     """The newest installed PostgreSQL's bin directory (Debian: /usr/lib/postgresql/<major>/bin)."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name)
@@ -242,7 +346,7 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
-def server_environment(*, role: str, redis: RedisAddress | None, **extra: str) -> dict[str, str]:
+def server_environment(*, role: str, redis: RedisAddress | RedisClusterAddress | None, **extra: str) -> dict[str, str]:
     """Environment for a production-like process: not development mode, real secret."""
     environment = {
         key: value
@@ -264,7 +368,8 @@ def server_environment(*, role: str, redis: RedisAddress | None, **extra: str) -
 
 @contextlib.contextmanager
 def service_server(
-    *, role: str, redis: RedisAddress | None, cwd: Path = REPOSITORY, server: str = IMAGE_SERVER, **extra: str
+    *, role: str, redis: RedisAddress | RedisClusterAddress | None, cwd: Path = REPOSITORY, server: str = IMAGE_SERVER,
+    **extra: str,
 ) -> Iterator[Server]:
     """Run the image's server command (``python -m aa_site.serve_uvicorn aa_site.asgi:application``, from ``cwd``;
     or another of ``SERVERS``, such as daphne's for local runs) on a free loopback port until the block ends."""
@@ -302,7 +407,8 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def service_exit(
-    *, role: str, redis: RedisAddress | None, without: tuple[str, ...] = (), timeout: float = 60.0, **extra: str
+    *, role: str, redis: RedisAddress | RedisClusterAddress | None, without: tuple[str, ...] = (),
+    timeout: float = 60.0, **extra: str,
 ) -> subprocess.CompletedProcess[str]:
     """Run the server (as ``service_server`` does), expected to refuse to start; return its exit code and output.
 

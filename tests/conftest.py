@@ -23,6 +23,14 @@ def redis_server() -> Iterator[processes.RedisAddress]:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[processes.RedisClusterAddress]:
+    """A real Redis Cluster (three primaries, a replica each): ``AA_TEST_REDIS_CLUSTER`` when given, else a private
+    one on free ports, started on first use."""
+    with processes.redis_cluster() as address:
+        yield address
+
+
+@pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A real PostgreSQL: ``AA_TEST_DATABASE_URL`` when given, else a private one, started on first use."""
     with processes.postgres_server() as url:
@@ -35,6 +43,18 @@ def redis_events(settings, redis_server):
     settings.REDISHOST, settings.REDISPORT = redis_server.host, redis_server.port
     settings.EVENT_KEY_PREFIX = settings.PRESENCE_KEY_PREFIX = f"test{next(_prefixes)}:"
     return redis_server
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def redis_kind(request, settings, redis_events) -> str:
+    """Runs a test on the standalone Redis and again on a Redis Cluster (``REDIS_CLUSTER``); a module opts in with
+    ``pytestmark = pytest.mark.usefixtures("redis_kind")``, and a test keeps to one with
+    ``@pytest.mark.parametrize("redis_kind", ["standalone"], indirect=True)``."""
+    if request.param == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        settings.REDISHOST, settings.REDISPORT = cluster.host, cluster.port
+        settings.REDIS_CLUSTER = True
+    return request.param
 
 
 @pytest.fixture

@@ -416,6 +416,9 @@ def test_a_genesys_region_under_either_name_reaches_the_connector_as_genesys_clo
     ((*FLAGS, "--interceptor-service", "interceptor-of-the-agent-assist-backend"), "not an interceptor service name"),
     ((*FLAGS, "--interceptor-service", "ui-connector"), "two service names"),
     ((*FLAGS, "--subscription-prefix", "aa_backend_"), "not a subscription prefix"),
+    ((*FLAGS, "--redis-cluster", "--shard-count", "0"), "1 to 250 shards"),
+    ((*FLAGS, "--redis-cluster", "--replica-count", "3"), "0 to 2 replicas"),
+    ((*FLAGS, "--redis-cluster", "--redis-subnet", "sub$net"), "cannot carry it safely"),
 ])
 def test_bad_flags_are_command_errors(settings: Any, arguments: tuple[str, ...], reason: str) -> None:
     settings.GCP_PROJECT_ID = ""
@@ -773,10 +776,11 @@ def test_a_plan_that_can_work_prints_no_warning() -> None:
     assert "cannot work" not in printed.stdout and "NOT_READY" not in printed.stdout
 
 
-def test_every_create_the_executor_may_find_done_has_the_scripts_describe() -> None:
+@pytest.mark.parametrize("redis_cluster", [False, True])
+def test_every_create_the_executor_may_find_done_has_the_scripts_describe(redis_cluster: bool) -> None:
     """The script's guards cover the steps --execute treats as "already exists", each a describe of the same
     command group naming the created resource."""
-    steps = plan.build_plan(ADMIN_OPTIONS)
+    steps = plan.build_plan(dataclasses.replace(ADMIN_OPTIONS, redis_cluster=redis_cluster))
     assert [step.title for step in steps if step.exists_ok] == [step.title for step in steps if step.exists_if]
     for step in steps:
         if step.exists_ok:
@@ -819,3 +823,102 @@ def test_the_printed_script_run_again_creates_nothing(cloud: dict[str, str], tmp
     again = fake_gcloud.calls(log)[calls_before:]
     assert [call["argv"] for call in again if "create" in call["argv"]] == []
     assert not [call for call in again if call["failed"]]
+
+
+
+# --- --redis-cluster: Memorystore for Redis Cluster ------------------------------------------------
+
+CLUSTER_FLAGS = (*FLAGS, "--redis-cluster", "--shard-count", "5", "--replica-count", "2")
+CLUSTER_OPTIONS = dataclasses.replace(EXECUTE_OPTIONS, redis_cluster=True, redis_shard_count=5, redis_replica_count=2)
+CLUSTER_VALUES = {"REDIS_HOST": fake_gcloud.REDIS_CLUSTER_HOST, "REDIS_PORT": fake_gcloud.REDIS_CLUSTER_PORT}
+
+
+def test_the_cluster_plan_makes_a_connection_policy_then_the_cluster_and_points_both_services_at_it() -> None:
+    steps = plan.build_plan(dataclasses.replace(OPTIONS, redis_cluster=True))
+    assert commands(steps, "gcloud", "redis", "instances") == []
+    (enable,) = commands(steps, "gcloud", "services", "enable")
+    assert {"networkconnectivity.googleapis.com", "serviceconsumermanagement.googleapis.com"} <= set(enable)
+    assert "roles/compute.networkAdmin" in [flag(argv, "role") for argv in commands(
+        steps, "gcloud", "projects", "add-iam-policy-binding") if flag(argv, "member") == "user:ops@acme.example"]
+    # The policy first: the cluster's creation fails without one for its network, region and service class.
+    policy_at = index_of(steps, "gcloud", "network-connectivity", "service-connection-policies", "create")
+    cluster_at = index_of(steps, "gcloud", "redis", "clusters", "create")
+    assert policy_at < cluster_at
+    policy, cluster = steps[policy_at].argv, steps[cluster_at].argv
+    assert flag(policy, "service-class") == "gcp-memorystore-redis"
+    assert (flag(policy, "network"), flag(policy, "region")) == ("default", REGION)
+    assert flag(policy, "subnets").endswith(f"/projects/{PROJECT}/regions/{REGION}/subnetworks/default")
+    assert flag(cluster, "network") == f"projects/{PROJECT}/global/networks/default"
+    assert (flag(cluster, "shard-count"), flag(cluster, "replica-count")) == ("3", "1")
+    assert flag(cluster, "transit-encryption-mode") == "server-authentication"
+    assert flag(cluster, "auth-mode") == "iam-auth"  # each connection signs in with its account's token
+    assert (flag(cluster, "persistence-mode"), flag(cluster, "rdb-snapshot-period")) == ("rdb", "1h")
+    captured = {step.capture: step.argv for step in steps if step.capture in ("REDIS_HOST", "REDIS_PORT")}
+    assert captured["REDIS_HOST"][:5] == ("gcloud", "redis", "clusters", "describe", "aa-redis-cluster")
+    assert "--format=value(discoveryEndpoints[0].address)" in captured["REDIS_HOST"]
+    assert "--format=value(discoveryEndpoints[0].port)" in captured["REDIS_PORT"]
+    filled = {step.argv[4]: step.stdin_from for step in steps if step.stdin_from}
+    assert OPTIONS.redis_auth_secret not in filled  # no AUTH string: a cluster has none
+    assert filled[OPTIONS.redis_ca_secret][3] == "get-cluster-certificate-authority"
+    accessors = {(argv[3], flag(argv, "member"))
+                 for argv in commands(steps, "gcloud", "secrets", "add-iam-policy-binding")}
+    for name, service in service_files(steps).items():
+        template = service["spec"]["template"]["spec"]
+        environment = env_of(service)
+        assert environment["REDIS_CLUSTER"] == environment["REDIS_IAM_AUTH"] == "true", name
+        # The runtime account may connect (IAM authentication), and only with the cluster.
+        member = f"serviceAccount:{template['serviceAccountName']}"
+        assert "roles/redis.dbConnectionUser" in project_roles(steps)[member]
+        assert (environment["REDISHOST"], environment["REDISPORT"]) == ("${REDIS_HOST}", "${REDIS_PORT}")
+        assert "REDIS_AUTH_STRING_FILE" not in environment
+        secrets = {volume["name"]: volume["secret"]["secretName"] for volume in template["volumes"]}
+        mounts = {mount["name"]: mount["mountPath"] for mount in template["containers"][0]["volumeMounts"]}
+        assert OPTIONS.redis_auth_secret not in secrets.values() and "/redis-auth" not in mounts.values()
+        assert environment["REDIS_TLS_CA_FILE"].startswith(mounts["redis-ca"] + "/")
+        assert secrets["redis-ca"] == OPTIONS.redis_ca_secret
+        assert (OPTIONS.redis_ca_secret, f"serviceAccount:{template['serviceAccountName']}") in accessors
+        # The same VPC connector reaches the cluster's endpoints (private addresses in --network).
+        assert service["spec"]["template"]["metadata"]["annotations"][
+            "run.googleapis.com/vpc-access-egress"] == "private-ranges-only"
+    # Without the flag: the instance, its AUTH string, and no REDIS_CLUSTER.
+    standalone = plan.build_plan(OPTIONS)
+    for service in service_files(standalone).values():
+        assert "REDIS_CLUSTER" not in env_of(service) and "REDIS_IAM_AUTH" not in env_of(service)
+        assert "REDIS_AUTH_STRING_FILE" in env_of(service)
+    assert not any("roles/redis.dbConnectionUser" in roles for roles in project_roles(standalone).values())
+
+
+def test_execute_the_cluster_plan(cloud: dict[str, str], tmp_path: Path) -> None:
+    """Every gcloud call in order; the CA chain piped into Secret Manager; both services told the discovery
+    endpoint and REDIS_CLUSTER=true, and given settings the services accept."""
+    result = manage("deploy_plan", *CLUSTER_FLAGS, "--execute", "--work-dir", str(tmp_path / "work"), env=cloud)
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = fake_gcloud.calls(Path(cloud["FAKE_GCLOUD_LOG"]))
+    assert [call["argv"] for call in calls] == [argv for _, argv in expected_gcloud_calls(
+        CLUSTER_OPTIONS, values=CLUSTER_VALUES)]
+    (cluster,) = [call["argv"] for call in calls if call["argv"][:3] == ["redis", "clusters", "create"]]
+    assert {"--shard-count=5", "--replica-count=2"} <= set(cluster)
+    piped = {call["argv"][3]: call["stdin"] for call in calls if "stdin" in call and "redis" in call["argv"][3]}
+    assert piped == {"aa-redis-ca": fake_gcloud.REDIS_CLUSTER_CA + "\n"}
+    replaced = {call["argv"][3]: yaml.safe_load(call["file"]) for call in calls if "replace" in call["argv"]}
+    assert len(replaced) == 2
+    for service in replaced.values():
+        environment = env_of(service)
+        assert (environment["REDISHOST"], environment["REDISPORT"]) == (fake_gcloud.REDIS_CLUSTER_HOST,
+                                                                        fake_gcloud.REDIS_CLUSTER_PORT)
+        assert environment["REDIS_CLUSTER"] == "true"
+
+
+def test_the_printed_cluster_plan_run_twice_by_bash_creates_once(cloud: dict[str, str], tmp_path: Path) -> None:
+    printed = manage("deploy_plan", *CLUSTER_FLAGS, env=cloud)
+    assert printed.returncode == 0, printed.stderr
+    log = Path(cloud["FAKE_GCLOUD_LOG"])
+    first = run_printed(printed.stdout, cloud, tmp_path / "work")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert [call["argv"] for call in fake_gcloud.calls(log)] == [argv for _, argv in expected_gcloud_calls(
+        CLUSTER_OPTIONS, values=CLUSTER_VALUES, script=True)]
+    calls_before = len(fake_gcloud.calls(log))
+    second = run_printed(printed.stdout, cloud, tmp_path / "work")
+    assert second.returncode == 0, second.stdout + second.stderr
+    again = fake_gcloud.calls(log)[calls_before:]
+    assert [call["argv"] for call in again if "create" in call["argv"]] == []

@@ -5,8 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from connector.desktops import instances
 from events import redis_client
+
+# Each test on the standalone Redis and on a Redis Cluster.
+pytestmark = pytest.mark.usefixtures("redis_kind")
 
 
 class Desktop:

@@ -18,22 +18,29 @@ import pytest
 import redis.asyncio as redis
 from channels.testing import HttpCommunicator
 from django.conf import settings as django_settings
+from redis.asyncio.cluster import RedisCluster
 
 from aa_site.asgi import application
 from connector import tokens
 from connector.http import integration_keys
 from testing.docs_site import settings_page
-from testing.processes import RedisAddress, free_port
+from testing.processes import free_port
 
 RESPONSE_TIMEOUT = 20.0
 NAME = "projects/test-project/locations/global/conversations/CONV-1"
-PREFIX = "aa:conversation-name:"
+PREFIX = integration_keys.KEY_PREFIX
+
+
+# Every test on the standalone Redis and on a Redis Cluster, but those of the names before the hash tag.
+pytestmark = pytest.mark.usefixtures("redis_kind")
+STANDALONE_ONLY = pytest.mark.parametrize("redis_kind", ["standalone"], indirect=True)
 
 
 @pytest.fixture
-async def redis_direct(redis_server: RedisAddress) -> AsyncIterator[redis.Redis]:
-    """A client of our own on the test Redis, to see what the endpoint stored."""
-    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+async def redis_direct(redis_kind: str, settings: Any) -> AsyncIterator[redis.Redis | RedisCluster]:
+    """A client of our own on the test's Redis, to see what the endpoint stored."""
+    make = RedisCluster if redis_kind == "cluster" else redis.Redis
+    client = make(host=settings.REDISHOST, port=settings.REDISPORT)
     yield client
     await client.aclose()
 
@@ -88,7 +95,7 @@ async def test_post_stores_and_get_reads_back(settings: Any) -> None:
 
 
 async def test_redis_holds_only_the_hash_of_the_key(redis_direct: redis.Redis) -> None:
-    """The entry lives under aa:conversation-name:<sha256(key)>; the key itself appears in no Redis key."""
+    """The entry lives under aa:{conversation-name}:<sha256(key)>; the key itself appears in no Redis key."""
     key = new_key()
     await call("POST", "/conversation-name", body={"conversationIntegrationKey": key, "conversationName": NAME})
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
@@ -398,7 +405,7 @@ def test_write_rate_default_is_documented() -> None:
 
 # --- the deployment-wide bound on entries ---------------------------------------------------
 
-INDEX = "aa:conversation-name-index"
+INDEX = integration_keys.INDEX_KEY
 
 
 async def post(key: str, name: str = NAME) -> dict[str, Any]:
@@ -406,10 +413,14 @@ async def post(key: str, name: str = NAME) -> dict[str, Any]:
 
 
 async def live_indexed(client: redis.Redis) -> int:
-    """Entries the index counts now (the tests share one Redis: other tests' entries count too)."""
+    """Entries the index counts now, under the earlier index name too (the tests share one Redis: other tests'
+    entries count too)."""
     seconds, micros = await client.time()
-    await client.zremrangebyscore(INDEX, "-inf", seconds * 1000 + micros // 1000)
-    return await client.zcard(INDEX)
+    count = 0
+    for index in (INDEX, integration_keys.LEGACY_INDEX_KEY):
+        await client.zremrangebyscore(index, "-inf", seconds * 1000 + micros // 1000)
+        count += await client.zcard(index)
+    return count
 
 
 async def test_new_keys_beyond_the_deployment_bound_are_507_and_stored_ones_may_change(
@@ -471,3 +482,55 @@ async def test_the_in_process_store_has_the_same_bound(settings: Any) -> None:
     assert text(await call("DELETE", query(first))) == "Success"
     assert (await post(new_key()))["status"] == 200
     integration_keys._memory._entries.clear()
+
+
+# --- entries an earlier version stored, under the names before the hash tag -------------------------------
+
+
+async def store_as_before(client: redis.Redis, key: str, name: str = NAME) -> str:
+    """What an earlier version's POST left in Redis (no expiry): the entry and its index entry, untagged."""
+    legacy = integration_keys.LEGACY_KEY_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+    await client.set(legacy, name)
+    await client.zadd(integration_keys.LEGACY_INDEX_KEY, {legacy: "+inf"})
+    return legacy
+
+
+@STANDALONE_ONLY
+async def test_an_entry_under_its_earlier_name_is_read_counted_and_deleted(redis_direct: redis.Redis) -> None:
+    key = new_key()
+    legacy = await store_as_before(redis_direct, key)
+    before = await integration_keys.count()
+    assert json.loads((await call("GET", query(key)))["body"]) == {"conversationName": NAME}
+    assert text(await call("DELETE", query(key))) == "Success"
+    assert await redis_direct.exists(legacy) == 0
+    assert await redis_direct.zscore(integration_keys.LEGACY_INDEX_KEY, legacy) is None
+    assert await integration_keys.count() == before - 1
+    assert json.loads((await call("GET", query(key)))["body"]) == {"conversationName": ""}
+
+
+@STANDALONE_ONLY
+async def test_writing_an_entry_moves_it_to_its_tagged_name(settings: Any, redis_direct: redis.Redis) -> None:
+    """A POST of a key stored under its earlier name stores it under the new one, even with the store full (it
+    is a stored key), and the earlier name and its index entry go."""
+    key = new_key()
+    legacy = await store_as_before(redis_direct, key)
+    settings.CONVERSATION_NAME_MAX_ENTRIES = 1  # far fewer than the entries stored: only stored keys may change
+    assert (await post(key, NAME + "-2"))["status"] == 200
+    assert await redis_direct.exists(legacy) == 0
+    assert await redis_direct.zscore(integration_keys.LEGACY_INDEX_KEY, legacy) is None
+    assert await redis_direct.get(integration_keys.storage_key(key)) == (NAME + "-2").encode()
+    assert json.loads((await call("GET", query(key)))["body"]) == {"conversationName": NAME + "-2"}
+    await call("DELETE", query(key))
+
+
+@STANDALONE_ONLY
+async def test_entries_under_earlier_names_count_against_the_bound(settings: Any, redis_direct: redis.Redis) -> None:
+    settings.CONVERSATION_NAME_TTL_SECONDS = 600
+    settings.CONVERSATION_NAME_MAX_ENTRIES = await live_indexed(redis_direct) + 1
+    old = new_key()
+    await store_as_before(redis_direct, old)
+    assert (await post(new_key()))["status"] == 507
+    await call("DELETE", query(old))
+    fresh = new_key()
+    assert (await post(fresh))["status"] == 200
+    await call("DELETE", query(fresh))

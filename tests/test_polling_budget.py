@@ -1,7 +1,7 @@
 """What a long-polling client can make Redis hold for it: its out-queue's budget, and answers that echo no more
 than a bound of what it sent.
 
-A session's packets wait in ``aa:eio:<sid>:out`` for its next GET. One that POSTs without GETting is closed
+A session's packets wait in ``aa:eio:{<sid>}:out`` for its next GET. One that POSTs without GETting is closed
 once they would pass ``SOCKETIO_POLLING_QUEUE_LIMIT`` packets or ``SOCKETIO_POLLING_QUEUE_BYTES``: its list is
 dropped at once, its next GET (or the one waiting) answers CLOSE, and its client recovers with its pid.
 Raw Engine.IO over HTTP against a real connector process and a private Redis.
@@ -60,7 +60,7 @@ def store(address: processes.RedisAddress) -> redis.Redis:
 
 def queued(address: processes.RedisAddress, sid: str) -> tuple[int, int]:
     """The packets waiting for the session's next GET, and their bytes."""
-    packets = store(address).lrange(f"aa:eio:{sid}:out", 0, -1)
+    packets = store(address).lrange(f"aa:eio:{{{sid}}}:out", 0, -1)
     return len(packets), sum(len(packet) for packet in packets)
 
 
@@ -132,7 +132,7 @@ async def test_a_session_posting_without_polling_is_closed_past_the_packet_limit
         assert queued(budget_redis, sid)[0] == LIMIT
         assert (await client.post(session_url(url, sid), content=b"2")).text == "ok"
         assert queued(budget_redis, sid) == (0, 0)
-        assert set(store(budget_redis).hgetall(f"aa:eio:{sid}")) == {b"closed", b"pid"}
+        assert set(store(budget_redis).hgetall(f"aa:eio:{{{sid}}}")) == {b"closed", b"pid"}
         assert (await client.post(session_url(url, sid), content=b"2\x1e2")).text == "ok"  # after the close: dropped
         assert queued(budget_redis, sid) == (0, 0)
         assert (await client.get(session_url(url, sid))).text == "1"
@@ -169,7 +169,7 @@ async def test_a_session_posting_without_polling_is_closed_past_the_byte_budget(
         assert count == 7 * 16 and size <= BUDGET < size * 8 / 7
         answer = (await client.get(session_url(url, sid))).text.split("\x1e")
         assert len(answer) == 7 * 16 and answer[0] == f'430[true,"{LONG_CONVERSATION}"]'
-        assert store(budget_redis).hget(f"aa:eio:{sid}", "out_bytes") is None  # the list is empty
+        assert store(budget_redis).hget(f"aa:eio:{{{sid}}}", "out_bytes") is None  # the list is empty
         for _ in range(7):
             assert (await client.post(session_url(url, sid), content=joins.encode())).text == "ok"
         assert (await client.post(session_url(url, sid), content=joins.encode())).text == "ok"
@@ -198,11 +198,11 @@ async def test_a_poll_answers_at_most_the_budget_of_a_list_queued_before_it(coun
     url = counted.http_url
     async with httpx.AsyncClient(timeout=30) as client:
         sid, _ = await connected(client, url, token)
-        store(budget_redis).rpush(f"aa:eio:{sid}:out", *[f"43{number}[true]" for number in range(15)])
-        store(budget_redis).hset(f"aa:eio:{sid}", "out_bytes", sum(len(f"43{n}[true]") for n in range(15)))
+        store(budget_redis).rpush(f"aa:eio:{{{sid}}}:out", *[f"43{number}[true]" for number in range(15)])
+        store(budget_redis).hset(f"aa:eio:{{{sid}}}", "out_bytes", sum(len(f"43{n}[true]") for n in range(15)))
         first = (await client.get(session_url(url, sid))).text.split("\x1e")
         assert first == [f"43{number}[true]" for number in range(10)]
         assert queued(budget_redis, sid) == (5, 5 * len("4310[true]"))
-        assert int(store(budget_redis).hget(f"aa:eio:{sid}", "out_bytes")) == 5 * len("4310[true]")
+        assert int(store(budget_redis).hget(f"aa:eio:{{{sid}}}", "out_bytes")) == 5 * len("4310[true]")
         assert (await client.get(session_url(url, sid))).text.split("\x1e") == [f"43{n}[true]" for n in range(10, 15)]
-        assert store(budget_redis).hget(f"aa:eio:{sid}", "out_bytes") is None
+        assert store(budget_redis).hget(f"aa:eio:{{{sid}}}", "out_bytes") is None

@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as redis
 
 from connector.desktops import presence
-from events import redis_client
+from events import redis_client, redis_keys
 from testing import clients, processes
 from testing.clients import SocketIODesktop
 
@@ -87,7 +87,7 @@ async def test_presence_keys_can_be_turned_off(redis_server, settings) -> None:
         await client.aclose()
 
 
-async def test_a_refresh_renews_every_conversations_keys_over_several_script_calls(settings) -> None:
+async def test_a_refresh_renews_every_conversations_keys_over_several_script_calls(settings, redis_kind) -> None:
     """Cut into slices of ``REFRESH_SLICE`` conversations: every slice renewed, the one that expired recreated."""
     settings.PRESENCE_KEY_TTL_SECONDS = 60
     run = uuid.uuid4().hex[:8]
@@ -109,3 +109,20 @@ async def test_a_refresh_renews_every_conversations_keys_over_several_script_cal
         assert all(member == {presence.PROCESS_ID.encode()} for member in members)
     finally:
         await client.delete(*keys)
+
+
+async def test_the_key_goes_with_the_last_process_to_leave(settings, redis_kind) -> None:
+    """In this process, on the standalone Redis and on a Redis Cluster (the key and its member set in one slot):
+    another process's member keeps the key; it goes when the last member leaves."""
+    name = f"projects/{processes.TEST_PROJECT}/conversations/members-{uuid.uuid4().hex[:8]}"
+    client = redis_client.get_redis()
+    key, members = presence._keys(name)
+    assert redis_keys.key_slot(key.encode()) == redis_keys.key_slot(members.encode())
+    await presence.joined(name)
+    await client.sadd(members, "another-process")
+    await presence.left(name)
+    assert await client.exists(key) == 1
+    await client.srem(members, "another-process")
+    await presence.joined(name)
+    await presence.left(name)
+    assert await client.exists(key, members) == 0

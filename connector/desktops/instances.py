@@ -152,17 +152,21 @@ class Registry:
         """Write the record every interval and act on control messages, until this loop has no desktop (and no
         polling session) left."""
         pubsub = None
+        failed = False
         try:
             while self._holds_anything():
                 try:
                     if pubsub is None:
-                        pubsub = redis_client.get_subscriber().pubsub(ignore_subscribe_messages=True)
+                        # After a failure on a cluster, from the cluster's layout now: its primary may have moved.
+                        pubsub = await redis_client.subscriber_pubsub(ignore_subscribe_messages=True, relearn=failed)
                         await pubsub.subscribe(control_channel())
+                        failed = False
                     await self._write()
                     await self._listen(pubsub, settings.INSTANCE_REPORT_SECONDS)
                 except (RedisError, OSError) as error:
                     metrics.redis_error("instances")
                     logger.warning("Could not report this instance's desktops: %s: %s", type(error).__name__, error)
+                    failed = True
                     if pubsub is not None:
                         await pubsub.aclose()
                         pubsub = None
@@ -224,8 +228,11 @@ def get_registry() -> Registry:
 async def read_records() -> list[dict[str, Any]]:
     """Every live instance's record, by host then instance id."""
     client = redis_client.get_redis()
+    # On a Redis Cluster, redis-py's scan_iter scans every primary, and the records are in many slots: one MGET
+    # per slot (mget_nonatomic), not one for all.
     keys = [key async for key in client.scan_iter(match=record_key("*"), count=500)]
-    values = await client.mget(keys) if keys else []
+    read = client.mget_nonatomic if redis_client.is_cluster() else client.mget
+    values = await read(keys) if keys else []
     records = []
     for value in values:
         if value is None:

@@ -50,7 +50,8 @@ GRACE_SECONDS = 5.0
 REFUSAL_LOG_INTERVAL_SECONDS = 60.0
 
 # KEYS[1]: the address's sorted set; KEYS[2], when given: a long-polling session's hash (connector.desktops.engineio.store),
-# whose GET holds nothing once the session is connected to "/" (its field 'connected' is '1').
+# whose GET holds nothing once the session is connected to "/" (its field 'connected' is '1'). On a Redis Cluster the
+# two are in different slots: the session is asked apart, before (``Holds.take``).
 # ARGV: room left in this process (0: none), the bound, the entry's id, its lifetime (ms).
 # Returns 1 (held), 0 (refused) or 2 (a connected session: nothing held).
 _TAKE_SCRIPT = """
@@ -116,11 +117,8 @@ class Holds:
         member = secrets.token_hex(8)
         in_redis = False
         if redis_client.is_configured():
-            keys = [f"{HOLDS_KEY_PREFIX}{address}", *([session_key] if session_key is not None else [])]
             try:
-                outcome = await redis_client.get_redis().eval(
-                    _TAKE_SCRIPT, len(keys), *keys, room, bound, member, int((lifetime + GRACE_SECONDS) * 1000)
-                )
+                outcome = await self._take_in_redis(address, session_key, room, bound, member, lifetime)
             except (RedisError, OSError) as error:
                 metrics.redis_error("rate_limit")
                 self._warn_redis_down(error)
@@ -135,6 +133,21 @@ class Holds:
             return self._refused(address)
         self._counts[address] = self.held(address) + 1
         return Hold(address, member, in_redis)
+
+    @staticmethod
+    async def _take_in_redis(address: str, session_key: str | None, room: int, bound: int, member: str,
+                             lifetime: float) -> int:
+        client = redis_client.get_redis()
+        keys = [f"{HOLDS_KEY_PREFIX}{address}"]
+        if session_key is not None:
+            if not redis_client.is_cluster():
+                keys.append(session_key)
+            # On a cluster the session's hash is in its sid's slot, not the address's: asked apart, first. A
+            # session connecting in between costs a hold that its GET releases when it answers.
+            elif await client.hget(session_key, "connected") == b"1":
+                return CONNECTED
+        return await client.eval(_TAKE_SCRIPT, len(keys), *keys, room, bound, member,
+                                 int((lifetime + GRACE_SECONDS) * 1000))
 
     def release(self, hold: Hold) -> None:
         """The connection authenticated, or the GET answered: it no longer counts (in Redis a moment later)."""

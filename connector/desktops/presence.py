@@ -9,6 +9,11 @@ member set when its first desktop joins and removes itself when its last one
 leaves, and the process that removes the last member deletes the key. Both
 expire after ``PRESENCE_KEY_TTL_SECONDS`` unless refreshed (every third of
 that, by the hub), so a crashed process leaves nothing behind for long.
+
+The key's name is the companion services' (``projects/P/conversations/C``, no
+hash tag); the member set carries the key's own slot as its hash tag
+(``<prefix>presence:{projects/P/conversations/C}``), so that on a Redis Cluster
+one script still sees both.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import secrets
 
 from django.conf import settings
 
-from events import redis_client
+from events import redis_client, redis_keys
 from events.history import key_prefix
 
 logger = logging.getLogger(__name__)
@@ -58,8 +63,16 @@ def key_name(conversation: str) -> str:
     return settings.PRESENCE_KEY_PREFIX + conversation
 
 
+def member_key(conversation: str) -> str:
+    """The set of processes with desktops in ``conversation``: in the slot of its ``key_name``."""
+    name = key_name(conversation)
+    tag = redis_keys.tag_for(name)
+    # The tag is the whole name but for names holding braces; those carry the conversation to stay apart.
+    return f"{key_prefix()}presence:{tag}" + ("" if tag == "{" + name + "}" else f":{conversation}")
+
+
 def _keys(conversation: str) -> list[str]:
-    return [key_name(conversation), f"{key_prefix()}presence:{conversation}"]
+    return [key_name(conversation), member_key(conversation)]
 
 
 async def joined(conversation: str) -> None:
@@ -76,10 +89,30 @@ async def refresh(conversations: list[str]) -> None:
     """Renew the keys of every conversation this process has desktops in (recreating any that expired)."""
     if not conversations:
         return
-    script = redis_client.get_redis().register_script(_JOIN)
+    client = redis_client.get_redis()
+    args = [PROCESS_ID, settings.PRESENCE_KEY_TTL_SECONDS]
+    if redis_client.is_cluster():
+        await _refresh_on_cluster(client, conversations, args)
+        return
+    script = client.register_script(_JOIN)
     for start in range(0, len(conversations), REFRESH_SLICE):
         keys = [key for conversation in conversations[start:start + REFRESH_SLICE] for key in _keys(conversation)]
-        await script(keys=keys, args=[PROCESS_ID, settings.PRESENCE_KEY_TTL_SECONDS])
+        await script(keys=keys, args=args)
+
+
+async def _refresh_on_cluster(client, conversations: list[str], args: list) -> None:
+    """``refresh`` on a Redis Cluster: a script's keys must share a slot, and conversations spread over every
+    slot, so each slice is one pipeline (sent to each shard at once) of one script call per slot."""
+    for start in range(0, len(conversations), REFRESH_SLICE):
+        by_slot: dict[int, list[str]] = {}
+        for conversation in conversations[start:start + REFRESH_SLICE]:
+            keys = _keys(conversation)
+            by_slot.setdefault(redis_keys.key_slot(keys[0].encode("utf-8")), []).extend(keys)
+        async with client.pipeline(transaction=False) as pipe:
+            for keys in by_slot.values():
+                # EVAL, not EVALSHA: a pipeline cannot load a script missing on a shard.
+                pipe.eval(_JOIN, len(keys), *keys, *args)
+            await pipe.execute()
 
 
 async def _run(source: str, conversation: str, *args: int) -> None:

@@ -1,6 +1,6 @@
 """A long-polling session's state in Redis, so that any connector process can serve its next request.
 
-One hash per Engine.IO session, ``<prefix>eio:<sid>``: when it began, the
+One hash per Engine.IO session, ``<prefix>eio:{<sid>}``: when it began, the
 heartbeat (when the next ping is due, by when the pong must come: past that
 deadline the session is over for whichever request comes next), the lock of
 the one GET that may wait at a time, the one WebSocket that may upgrade it
@@ -11,7 +11,7 @@ sequence number it has been sent up to, and ``sent``, the highest offset
 its latest GET (for the operators' live view), and ``closed`` (why:
 ``operator``, ``token_expired``, ``queue_full``) once the server ended it
 while no GET of it was there to answer CLOSE. Beside it,
-``<prefix>eio:<sid>:out`` lists the packets waiting for the next GET (the
+``<prefix>eio:{<sid>}:out`` lists the packets waiting for the next GET (the
 CONNECT answer, acknowledgements), at most
 ``SOCKETIO_POLLING_QUEUE_LIMIT`` packets and ``SOCKETIO_POLLING_QUEUE_BYTES``
 (their total in the hash's ``out_bytes``): a POST that would queue more ends
@@ -24,6 +24,14 @@ a connected one ``SOCKETIO_PING_INTERVAL + SOCKETIO_PING_TIMEOUT`` after its
 last request, refreshed by each. Every step is one Lua script (one round
 trip, atomic), and times are Redis's own clock (``TIME``), so processes whose
 clocks differ agree on every deadline.
+
+The hash tag ``{<sid>}`` keeps a session's keys in one slot, so that on a Redis
+Cluster each script still sees them all. The session's recovery record
+(``connector.desktops.sessions``) is another's key, in another slot: on a
+cluster the scripts that renew it tell what to renew and this module does it
+right after (``PEXPIRE`` alone, not atomic with the script; the record only
+outlives the session by the recovery window, so a moment's difference is
+harmless); on a standalone Redis the script does it.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from redis.asyncio import Redis
 from connector import tokens
 from connector.desktops import sessions
 from connector.desktops.presence import PROCESS_ID
-from events import redis_client
+from events import redis_client, redis_keys
 from events.history import key_prefix
 
 # Redis's clock in milliseconds.
@@ -134,8 +142,9 @@ return f
 """
 
 # The GET answers: release its lock, advance the conversations it read to the position read, keep the
-# epoch and the highest offset sent. KEYS: hash, recovery record. ARGV: lock token, sequence number, epoch,
-# connected lifetime, record lifetime (ms), highest offset sent (0: none), then the conversations read.
+# epoch and the highest offset sent. KEYS: hash, and the recovery record unless on a cluster. ARGV: lock token,
+# sequence number, epoch, connected lifetime, record lifetime (ms), highest offset sent (0: none), then the
+# conversations read. Returns 0 (no such session), 1, or 2 (connected: its recovery record is to live on).
 _FINISH = """
 if redis.call('HGET', KEYS[1], 'poll') == ARGV[1] then redis.call('HDEL', KEYS[1], 'poll', 'poll_until') end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -149,15 +158,17 @@ if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'epoch', ARGV[3]) end
 if ARGV[6] ~= '0' then redis.call('HSET', KEYS[1], 'sent', ARGV[6]) end
 if redis.call('HEXISTS', KEYS[1], 'identity') == 1 then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+  if KEYS[2] then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end
+  return 2
 end
 return 1
 """
 
-# A POST's outcome. KEYS: hash, out list, recovery record. ARGV: connected lifetime, record lifetime (ms),
-# wake channel, the queue's limit in packets and in bytes, the recovery window (ms), the number of fields to set,
-# field/value pairs, the number to delete, their names, packets. Returns 0 (no such session), 1, {2, packets,
-# bytes} (the session was marked closed: it is over its budget), or 3 (it was marked closed before).
+# A POST's outcome. KEYS: hash, out list, and the recovery record unless on a cluster. ARGV: connected lifetime,
+# record lifetime (ms), wake channel, the queue's limit in packets and in bytes, the recovery window (ms), the
+# number of fields to set, field/value pairs, the number to delete, their names, packets. Returns 0 (no such
+# session), 1, {2, packets, bytes} (the session was marked closed: it is over its budget; its recovery record is
+# to live the recovery window), 3 (it was marked closed before) or 4 (connected: its record is to live on).
 _COMMIT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HEXISTS', KEYS[1], 'closed') == 1 then return 3 end
@@ -182,7 +193,7 @@ if count > tonumber(ARGV[4]) or size > tonumber(ARGV[5]) then
   redis.call('DEL', KEYS[1], KEYS[2])
   redis.call('HSET', KEYS[1], 'closed', 'queue_full', 'pid', pid or '')
   if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-  if tonumber(ARGV[6]) > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[6]) end
+  if KEYS[3] and tonumber(ARGV[6]) > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[6]) end
   redis.call('PUBLISH', ARGV[3], '1')
   return {2, count, size}
 end
@@ -193,15 +204,17 @@ for j = i + 2 * sets + 2, first - 1 do redis.call('HDEL', KEYS[1], ARGV[j]) end
 local packets = #ARGV - first + 1
 for j = first, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[j]) end
 if packets > 0 then redis.call('HSET', KEYS[1], 'out_bytes', size) end
-if redis.call('HEXISTS', KEYS[1], 'identity') == 1 then
+local connected = redis.call('HEXISTS', KEYS[1], 'identity') == 1
+if connected then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+  if KEYS[3] then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
 end
 if packets > 0 then
   local ttl = redis.call('PTTL', KEYS[1])
   if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
   redis.call('PUBLISH', ARGV[3], '1')
 end
+if connected then return 4 end
 return 1
 """
 
@@ -329,7 +342,8 @@ def _text(value: bytes | str) -> str:
 
 
 def _keys(sid: str) -> tuple[str, str]:
-    base = f"{key_prefix()}eio:{sid}"
+    # A sid holding "}" cannot be a tag; no session has one (packets.new_sid), so it names one that never exists.
+    base = f"{key_prefix()}eio:{redis_keys.tag(sid if '}' not in sid else 'not-a-sid')}"
     return base, f"{base}:out"
 
 
@@ -346,8 +360,10 @@ def session_keys_pattern() -> str:
 def sid_of(key: bytes | str) -> str | None:
     """The sid whose hash ``key`` is (a key ``session_keys_pattern`` matched); None for a packet list."""
     key = _text(key)
-    sid = key[len(f"{key_prefix()}eio:"):]
-    return None if ":" in sid else sid
+    tagged = key[len(f"{key_prefix()}eio:"):]
+    if not (tagged.startswith("{") and tagged.endswith("}")):
+        return None
+    return tagged[1:-1]
 
 
 def wake_channel(sid: str) -> str:
@@ -361,6 +377,17 @@ def wake_channel_prefix() -> str:
 def _record_key(pid: str | None) -> str:
     # No recovery session: a key that never exists, so the scripts' PEXPIRE of it does nothing.
     return sessions.key(pid) if pid else f"{key_prefix()}eio:no-session"
+
+
+def _record_keys(pid: str | None) -> list[str]:
+    """The recovery record as a script key: on a cluster none (another slot), renewed by ``_renew_record``."""
+    return [] if redis_client.is_cluster() else [_record_key(pid)]
+
+
+async def _renew_record(pid: str | None, milliseconds: int) -> None:
+    """On a cluster, what a script would have done to the session's recovery record (in another slot)."""
+    if pid and milliseconds > 0 and redis_client.is_cluster():
+        await redis_client.get_redis().pexpire(_record_key(pid), milliseconds)
 
 
 def _ms(seconds: float) -> int:
@@ -427,10 +454,12 @@ async def finish(sid: str, token: str, *, seq: int, epoch: str, conversations: l
                  offset_sent: int = 0) -> None:
     """The GET answers with everything up to ``seq`` of ``conversations``, its highest offset ``offset_sent``
     (0: it carried no event): record it, release the lock."""
-    await _get().finish(
-        keys=[_keys(sid)[0], _record_key(pid)],
+    reply = await _get().finish(
+        keys=[_keys(sid)[0], *_record_keys(pid)],
         args=[token, seq, epoch, _ms(connected_lifetime()), _ms(record_lifetime()), offset_sent, *conversations],
     )
+    if reply == 2:
+        await _renew_record(pid, _ms(record_lifetime()))
 
 
 async def load(sid: str) -> PollingState | None:
@@ -461,15 +490,18 @@ async def commit(sid: str, *, pid: str | None, sets: dict[str, str], deletes: li
     session's budget: one over it is closed at once, in the same step, and its queued bytes freed."""
     pairs = [item for pair in sets.items() for item in pair]
     reply = await _get().commit(
-        keys=[*_keys(sid), _record_key(pid)],
+        keys=[*_keys(sid), *_record_keys(pid)],
         args=[_ms(connected_lifetime()), _ms(record_lifetime()), wake_channel(sid),
               settings.SOCKETIO_POLLING_QUEUE_LIMIT, settings.SOCKETIO_POLLING_QUEUE_BYTES,
               _ms(settings.SOCKETIO_RECOVERY_SECONDS),
               len(sets), *pairs, len(deletes), *deletes, *packets],
     )
     if isinstance(reply, list):
+        await _renew_record(pid, _ms(settings.SOCKETIO_RECOVERY_SECONDS))
         return Committed("over_budget", int(reply[1]), int(reply[2]))
-    return Committed({0: "gone", 1: "ok", 3: "closed"}[int(reply)])  # type: ignore[arg-type]
+    if int(reply) == 4:
+        await _renew_record(pid, _ms(record_lifetime()))
+    return Committed({0: "gone", 1: "ok", 3: "closed", 4: "ok"}[int(reply)])  # type: ignore[arg-type]
 
 
 #: The wake message of a session its client closed (a CLOSE packet): its waiting GET answers a noop, not CLOSE.

@@ -1,6 +1,6 @@
 """The long-polling desktops as operators see them (the admin's live view), and the operator's disconnect.
 
-No process holds a polling session: it is the Redis hash ``<prefix>eio:<sid>``
+No process holds a polling session: it is the Redis hash ``<prefix>eio:{<sid>}``
 (``connector.desktops.engineio.store``), so the admin reads the sessions there, whichever
 instance serves the page. A desktop is a session connected to ``/``: its
 user, the conversations it joined, when it began, and the instance that took

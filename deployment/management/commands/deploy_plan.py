@@ -49,6 +49,23 @@ class Command(BaseCommand):
                             help="Secret Manager secret for Memorystore's AUTH string (default aa-redis-auth)")
         parser.add_argument("--redis-ca-secret", default="aa-redis-ca",
                             help="Secret Manager secret for Memorystore's server CA (default aa-redis-ca)")
+        parser.add_argument("--redis-cluster", action="store_true",
+                            help="Memorystore for Redis Cluster instead of the Memorystore instance "
+                                 "(docs/redis-cluster.md): a service connection policy, the cluster (in-transit "
+                                 "encryption, IAM authentication), its CA, and REDIS_CLUSTER=true and "
+                                 "REDIS_IAM_AUTH=true on both services")
+        parser.add_argument("--redis-cluster-name", default=Options.redis_cluster_name,
+                            help=f"with --redis-cluster, the cluster id (default {Options.redis_cluster_name})")
+        parser.add_argument("--shard-count", type=int, default=Options.redis_shard_count,
+                            help=f"with --redis-cluster, its shards (default {Options.redis_shard_count})")
+        parser.add_argument("--replica-count", type=int, default=Options.redis_replica_count,
+                            help=f"with --redis-cluster, replicas per shard (default {Options.redis_replica_count})")
+        parser.add_argument("--redis-connection-policy", default=Options.redis_connection_policy,
+                            help="with --redis-cluster, the service connection policy's name (default "
+                                 f"{Options.redis_connection_policy}; one per network, region and service class)")
+        parser.add_argument("--redis-subnet", default=Options.redis_subnet,
+                            help="with --redis-cluster, the subnet of --network in the region that the cluster's "
+                                 f"endpoints take addresses from (default {Options.redis_subnet})")
         parser.add_argument("--network", default="default", help="VPC network for Redis and the connector")
         parser.add_argument("--vpc-connector", default="aa-vpc", help="Serverless VPC Access connector name")
         parser.add_argument("--vpc-range", default="10.8.0.0/28", help="the connector's unused /28 range")
@@ -149,6 +166,8 @@ def _options(options: dict[str, Any]) -> Options:
         project=options["project"] or settings.GCP_PROJECT_ID,
         region=options["region"] or settings.SERVICE_REGION,
         redis_size_gb=options["redis_size"],
+        redis_shard_count=options["shard_count"],
+        redis_replica_count=options["replica_count"],
         jwt_secret=options["jwt_secret"] or settings.JWT_SECRET_NAME or "aa-jwt-secret",
         admin_database="" if options["admin_database"] == "none" else options["admin_database"],
         superuser_email=options["superuser_email"] if options["superuser_email"] is not None
@@ -166,7 +185,7 @@ _PASSED_AS_GIVEN = (
     "admin_account", "image", "redis_instance", "redis_auth_secret", "redis_ca_secret", "network", "vpc_connector",
     "vpc_range", "django_secret", "database_instance", "database_tier", "database_name", "database_user", "superuser",
     "conversation_profile", "min_instances", "connector_service", "interceptor_service", "subscription_prefix",
-    "tutorial_runtime_roles",
+    "tutorial_runtime_roles", "redis_cluster", "redis_cluster_name", "redis_connection_policy", "redis_subnet",
 )
 
 _NOT_READY_SCRIPT = "The script printed refuses to run: generate it again with the fixes."
