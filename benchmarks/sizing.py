@@ -8,9 +8,10 @@ of connected python-socketio desktops (websocket) is stepped up (``--steps``, de
 scenario c's 200 desktops (100 conversations) and scenario b's 50 (50 conversations), all connected; the
 connector's RSS and its idle CPU over ``--idle`` s; then scenario c's load (2,000 pushes at 200/s to its
 desktops), then scenario b's (2,000 pushes, unpaced, 32 in flight, to its desktops). Per step and load:
-push-to-desktop p50 / p99, the connector's CPU as % of a core over the load, the interceptor's CPU per
-acknowledged push. Then the largest step at which each load's p99 stays within its target (c: 3 ms,
-b: 30 ms: ``benchmarks/README.md``), and the connector's RSS there.
+push-to-desktop p50 / p99, the connector's CPU as % of a core over the load and per delivered event
+(heartbeats and idle desktops included), the interceptor's CPU per acknowledged push. Then the largest step
+at which each load's p99 stays within its target (c: 3 ms, b: 30 ms: ``benchmarks/README.md``), and the
+connector's RSS there.
 
 Interceptor: a fresh redis-server and one interceptor process alone; pushes paced at each rate of
 ``--rates`` (default 250 to 4,000/s) for ``--seconds`` s each, up to 256 in flight. Per rate: the rate
@@ -202,6 +203,7 @@ class LoadFigures:
     p50: float
     p99: float
     connector_cpu_percent: float
+    connector_us_per_event: float
     interceptor_ms_per_push: float
     acked_per_second: float
     lost: int
@@ -248,8 +250,8 @@ async def measure_connector(args: argparse.Namespace, problems: list[str]) -> li
     print(f"connector: one process, image's server and ENV; loads {', '.join(load.name for load in loads)} "
           f"on their own desktops, the rest idle (two per conversation)", flush=True)
     print(f"{'desktops':>8} {'RSS MiB':>8} {'idle %':>7} | load {'p50 ms':>7} {'p99 ms':>7} target "
-          f"{'acked/s':>7} {'conn CPU %':>10} {'int ms/push':>11} lost dup | load generator s (pusher, desktops)",
-          flush=True)
+          f"{'acked/s':>7} {'conn CPU %':>10} {'us/event':>8} {'int ms/push':>11} lost dup "
+          f"| load generator s (pusher, desktops)", flush=True)
     with contextlib.ExitStack() as stack:
         redis = stack.enter_context(processes.redis_server(private=True))
         environment = {**processes.IMAGE_ENV, **dict(item.split("=", 1) for item in args.server_env)}
@@ -296,6 +298,7 @@ async def step_up(args: argparse.Namespace, steps: list[int], loads: tuple[Load,
             head = f"{step:>8} {result.rss_mib:>8.0f} {result.idle_percent:>7.1f}" if index == 0 else " " * 25
             print(f"{head} | {f.load.name:<4} {f.p50:>7.2f} {f.p99:>7.2f} {'<=' if f.within else '> '}"
                   f"{f.load.target_p99_ms:<4g} {f.acked_per_second:>7.0f} {f.connector_cpu_percent:>10.1f} "
+                  f"{f.connector_us_per_event:>8.0f} "
                   f"{f.interceptor_ms_per_push:>11.3f} {f.lost:>4} {f.duplicated:>3} | "
                   f"{f.pusher_cpu:.2f}, {f.desktops_cpu:.2f}", flush=True)
 
@@ -354,6 +357,7 @@ async def measure_step(args: argparse.Namespace, step: int, loads: tuple[Load, .
         figures.append(LoadFigures(
             load=load, p50=percentile(latencies, 0.5), p99=percentile(latencies, 0.99),
             connector_cpu_percent=100 * cpu["connector"] / wall,
+            connector_us_per_event=1e6 * cpu["connector"] / max(len(seen), 1),
             interceptor_ms_per_push=1000 * cpu["interceptor"] / max(len(pushed.acked), 1),
             acked_per_second=len(pushed.acked) / max(pushed.seconds, 1e-9),
             lost=expected - len(seen), duplicated=sum(n - 1 for n in seen.values()),

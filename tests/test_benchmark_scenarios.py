@@ -90,9 +90,10 @@ def test_a_quick_sizing_run_prints_each_step_and_the_largest_within_target() -> 
                          env=environment, capture_output=True, text=True, timeout=240)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
-    # The step's own columns, then per load: name, p50, p99, target, acked/s, CPU %, ms/push, lost, duplicated.
+    # The step's own columns, then per load: name, p50, p99, target, acked/s, CPU %, us/event, ms/push, lost,
+    # duplicated.
     number = r" +[\d.]+"
-    load_columns = rf"(c|b){number * 2} (?:<=|> )[\d.]+{number * 3} +(\d+) +(\d+) \|"
+    load_columns = rf"(c|b){number * 2} (?:<=|> )[\d.]+{number * 4} +(\d+) +(\d+) \|"
     rows = re.findall(rf"^ *(?:\d+{number}{number})? *\| {load_columns}", run.stdout, re.M)
     assert [name for name, _, _ in rows] == ["c", "b", "c", "b"], output
     assert all(lost == duplicated == "0" for _, lost, duplicated in rows), output
