@@ -34,7 +34,8 @@ class Command(BaseCommand):
         "three more Google's tutorial grants them), the JWT secret, Django's secret key, Redis, the VPC "
         "connector, with --admin-database cloudsql the admin's PostgreSQL (Cloud SQL, its secrets, the migrate and "
         "first-operator jobs), the image, both Cloud Run services (from deploy/*.yaml, with /readyz and /healthz "
-        "probes), the invoker, topics, the conversation profile and the push subscriptions. The output is a shell "
+        "probes, sized from measurements: docs/cloud-run-sizing.md, each value a --connector-* or --interceptor-* "
+        "flag), the invoker, topics, the conversation profile and the push subscriptions. The output is a shell "
         "script, safe to run again (what exists already is left as it is); it prints no secret. With --execute, run "
         "the steps one by one through gcloud, stopping at the first failure. A plan that cannot work (no identity "
         "provider, no allowed origins, no conversation profile) is refused by --execute, and printed with a "
@@ -79,9 +80,9 @@ class Command(BaseCommand):
             parser.add_argument(f"--{role}-concurrency", type=int, metavar="N",
                                 help=f"requests at once per {role} instance, 1 to 1000 (default {size.concurrency}, "
                                      "measured: docs/cloud-run-sizing.md)")
+            fraction = f", or a fraction with --{role}-concurrency 1" if role == "interceptor" else ""
             parser.add_argument(f"--{role}-cpu", metavar="CPUS",
-                                help=f"CPUs per {role} instance: 1, 2, 4, 6, 8, or a fraction with concurrency 1 "
-                                     f"(default {size.cpu})")
+                                help=f"CPUs per {role} instance: 1, 2, 4, 6 or 8{fraction} (default {size.cpu})")
             parser.add_argument(f"--{role}-memory", metavar="SIZE",
                                 help=f"memory per {role} instance, with Mi or Gi (default {size.memory})")
             parser.add_argument(f"--{role}-max-instances", type=int, metavar="N",
