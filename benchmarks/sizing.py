@@ -372,8 +372,8 @@ def summarise(results: list[Step], loads: tuple[Load, ...]) -> None:
         if holding:
             best = max(holding, key=lambda step: step.desktops)
             print(f"connector, load {load.name} (p99 <= {load.target_p99_ms:g} ms): largest step within target "
-                  f"{best.desktops} desktops, RSS {best.rss_mib:.0f} MiB, idle {best.idle_percent:.1f}% of a core",
-                  flush=True)
+                  f"{best.desktops} desktops, RSS {best.rss_mib:.0f} MiB, idle {best.idle_percent:.1f}% of a core "
+                  f"(steps within: {', '.join(str(step.desktops) for step in holding)})", flush=True)
         else:
             print(f"connector, load {load.name} (p99 <= {load.target_p99_ms:g} ms): no step within target", flush=True)
     if len(results) >= 2:
