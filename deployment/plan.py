@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from deployment import sizing
+from deployment.sizing import ServiceSize
 from events.kinds import EventKind
 
 DEPLOY_DIRECTORY = Path(__file__).resolve().parent.parent / "deploy"
@@ -219,6 +221,10 @@ class Options:
     extra_env: dict[str, str] = field(default_factory=dict)
     conversation_profile: str = ""
     min_instances: int = 1
+    # Each service's concurrency, CPU, memory, maximum instances and start-up boost: measured defaults
+    # (deployment/sizing.py, docs/cloud-run-sizing.md), each overridable by a flag.
+    connector_size: ServiceSize = sizing.CONNECTOR
+    interceptor_size: ServiceSize = sizing.INTERCEPTOR
     # The sample's default names: in its project the plan replaces its services (other names run beside them).
     connector_service: str = "ui-connector"
     interceptor_service: str = "cloud-pubsub-interceptor"
@@ -539,13 +545,15 @@ def connector_environment(options: Options) -> dict[str, str]:
 
 def render_service(template: Path, options: Options) -> str:
     """``template`` with every placeholder filled; captured values stay ``${NAME}`` references."""
-    values = {
+    values: dict[str, str | int] = {
         "PROJECT": options.project, "REGION": options.region, "IMAGE": options.image_name,
         "VPC_CONNECTOR": options.vpc_connector, "JWT_SECRET": options.jwt_secret,
         "DJANGO_SECRET": options.django_secret, "DATABASE_URL_SECRET": options.database_url_secret,
         "DATABASE_CONNECTION_NAME": options.database_connection_name,
         "REDIS_AUTH_SECRET": options.redis_auth_secret, "REDIS_CA_SECRET": options.redis_ca_secret,
         "MIN_INSTANCES": str(options.min_instances),
+        **sizing.template_values(options.connector_size, "CONNECTOR"),
+        **sizing.template_values(options.interceptor_size, "INTERCEPTOR"),
         "CONNECTOR_SERVICE": options.connector_service, "INTERCEPTOR_SERVICE": options.interceptor_service,
         "CONNECTOR_SERVICE_ACCOUNT": options.account(options.connector_service),
         "INTERCEPTOR_SERVICE_ACCOUNT": options.account(options.interceptor_service),
@@ -611,6 +619,15 @@ def _validate(options: Options) -> None:
                                       and 0 <= options.redis_replica_count <= MAX_REDIS_REPLICAS):
         raise PlanError(f"a Redis Cluster has 1 to {MAX_REDIS_SHARDS} shards and 0 to {MAX_REDIS_REPLICAS} replicas "
                         "per shard")
+    if options.min_instances < 0:
+        raise PlanError(f"--min-instances must be at least 0, not {options.min_instances}")
+    # The connector's template keeps CPU between requests (cpu-throttling "false"); the interceptor's does not.
+    for role, size, always_allocated in (("connector", options.connector_size, True),
+                                         ("interceptor", options.interceptor_size, False)):
+        found = sizing.problem(size, role=role, min_instances=options.min_instances,
+                               always_allocated=always_allocated)
+        if found:
+            raise PlanError(found)
     if not _SUBSCRIPTION_PREFIX.match(options.subscription_prefix):
         raise PlanError(f"{options.subscription_prefix!r} is not a subscription prefix: lower-case letters, digits "
                         "and '-', starting with a letter, at most 40")

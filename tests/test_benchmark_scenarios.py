@@ -79,3 +79,26 @@ def test_a_quick_cold_start_prints_each_roles_time_to_ready() -> None:
         assert re.search(rf"^run 1 {role} +this +exec to /readyz 200: +\d+\.\d ms +CPU +\d+ ms$", run.stdout, re.M), output
         assert re.search(rf"^{role} +this +median +\d+\.\d ms +min +\d+\.\d +max +\d+\.\d ", run.stdout, re.M), output
     assert re.search(r"^load average before: [\d.]+ [\d.]+ [\d.]+$", run.stdout, re.M), output
+
+
+def test_a_quick_sizing_run_prints_each_step_and_the_largest_within_target() -> None:
+    """``python -m benchmarks.sizing --quick``: two desktop steps on one connector with scenario c's and b's loads,
+    two paced rates on one interceptor; every push acknowledged and delivered once (figures printed, none
+    asserted: whether a step is within its target is the machine's)."""
+    environment = processes.server_environment(role="all", redis=None)
+    run = subprocess.run([sys.executable, "-m", "benchmarks.sizing", "--quick"], cwd=processes.REPOSITORY,
+                         env=environment, capture_output=True, text=True, timeout=240)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    # The step's own columns, then per load: name, p50, p99, target, acked/s, CPU %, us/event, ms/push, lost,
+    # duplicated.
+    number = r" +[\d.]+"
+    load_columns = rf"(c|b){number * 2} (?:<=|> )[\d.]+{number * 4} +(\d+) +(\d+) \|"
+    rows = re.findall(rf"^ *(?:\d+{number}{number})? *\| {load_columns}", run.stdout, re.M)
+    assert [name for name, _, _ in rows] == ["c", "b", "c", "b"], output
+    assert all(lost == duplicated == "0" for _, lost, duplicated in rows), output
+    for load in ("c", "b"):
+        assert re.search(rf"^connector, load {load} \(p99 <= [\d.]+ ms\): (largest step within target \d+ desktops, "
+                         rf"RSS \d+ MiB|no step within target)", run.stdout, re.M), output
+    assert len(re.findall(rf"^{number * 9} \| [\d.]+$", run.stdout, re.M)) == 2, output  # one line per rate
+    assert re.search(r"^interceptor \(p99 ack <= [\d.]+ ms", run.stdout, re.M), output

@@ -8,14 +8,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from argparse import BooleanOptionalAction
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from deployment import plan, readiness
+from deployment import plan, readiness, sizing
 from deployment.plan import Options, PlanError, Step
+from deployment.sizing import ServiceSize
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -31,7 +34,8 @@ class Command(BaseCommand):
         "three more Google's tutorial grants them), the JWT secret, Django's secret key, Redis, the VPC "
         "connector, with --admin-database cloudsql the admin's PostgreSQL (Cloud SQL, its secrets, the migrate and "
         "first-operator jobs), the image, both Cloud Run services (from deploy/*.yaml, with /readyz and /healthz "
-        "probes), the invoker, topics, the conversation profile and the push subscriptions. The output is a shell "
+        "probes, sized from measurements: docs/cloud-run-sizing.md, each value a --connector-* or --interceptor-* "
+        "flag), the invoker, topics, the conversation profile and the push subscriptions. The output is a shell "
         "script, safe to run again (what exists already is left as it is); it prints no secret. With --execute, run "
         "the steps one by one through gcloud, stopping at the first failure. A plan that cannot work (no identity "
         "provider, no allowed origins, no conversation profile) is refused by --execute, and printed with a "
@@ -89,6 +93,19 @@ class Command(BaseCommand):
                             help="another connector variable (repeatable); never put a secret here")
         parser.add_argument("--conversation-profile", default="", help="the conversation profile id to configure")
         parser.add_argument("--min-instances", type=int, default=1, help="minimum instances per service (default 1)")
+        for role, size in (("connector", sizing.CONNECTOR), ("interceptor", sizing.INTERCEPTOR)):
+            parser.add_argument(f"--{role}-concurrency", type=int, metavar="N",
+                                help=f"requests at once per {role} instance, 1 to 1000 (default {size.concurrency}, "
+                                     "measured: docs/cloud-run-sizing.md)")
+            fraction = f", or a fraction with --{role}-concurrency 1" if role == "interceptor" else ""
+            parser.add_argument(f"--{role}-cpu", metavar="CPUS",
+                                help=f"CPUs per {role} instance: 1, 2, 4, 6 or 8{fraction} (default {size.cpu})")
+            parser.add_argument(f"--{role}-memory", metavar="SIZE",
+                                help=f"memory per {role} instance, with Mi or Gi (default {size.memory})")
+            parser.add_argument(f"--{role}-max-instances", type=int, metavar="N",
+                                help=f"most {role} instances (default {size.max_instances})")
+        parser.add_argument("--startup-cpu-boost", action=BooleanOptionalAction, default=True,
+                            help="more CPU while a new instance starts, for both services (default on)")
         parser.add_argument("--connector-service", default=Options.connector_service,
                             help=f"the connector's Cloud Run service and runtime account (default "
                                  f"{Options.connector_service}, the sample's name)")
@@ -177,7 +194,16 @@ def _options(options: dict[str, Any]) -> Options:
         provider_settings=provider_settings,
         allowed_origins=allowed,
         extra_env=extra,
+        connector_size=_size(options, "connector", sizing.CONNECTOR),
+        interceptor_size=_size(options, "interceptor", sizing.INTERCEPTOR),
     )
+
+
+def _size(options: dict[str, Any], role: str, default: ServiceSize) -> ServiceSize:
+    """``default`` with the ``--<role>-...`` flags given (the plan checks the result against Cloud Run's rules)."""
+    given = {name: options[f"{role}_{name}"] for name in ("concurrency", "cpu", "memory", "max_instances")
+             if options[f"{role}_{name}"] is not None}
+    return replace(default, **given, startup_cpu_boost=options["startup_cpu_boost"])
 
 
 # Flags that reach the plan's options unchanged (same name, no default to fill in from the settings).
