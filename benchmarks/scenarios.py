@@ -1,4 +1,4 @@
-"""The issue-9 scenarios end to end: Pub/Sub pushes over the four endpoints -> interceptor -> Redis -> connector -> desktops.
+"""The performance scenarios end to end: Pub/Sub pushes over the four endpoints -> interceptor -> Redis -> connector -> desktops.
 
 For each scenario, from fresh processes and an empty private redis-server:
 one connector and one interceptor process started with the image's server
