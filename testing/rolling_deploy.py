@@ -62,6 +62,7 @@ class RollingDeployTally(Tally):
     reconnects: dict[str, list[float]] = field(default_factory=dict)  # transport -> seconds from loss to back
     not_recovered: int = 0  # Socket.IO reconnections that did not get their session back
     close_codes: Counter = field(default_factory=Counter)  # how the WebSocket desktops' connections ended
+    failed_attempts: Counter = field(default_factory=Counter)  # reconnection attempts that failed, by why
     drain_line: str = ""  # the stopped connector's drain log line
     stop_seconds: float = 0.0  # from SIGTERM to the stopped connector's exit
     exit_status: int | None = None
@@ -76,7 +77,7 @@ class RollingDeployTally(Tally):
         desktops = ", ".join(f"{count} {transport}" for transport, count in self.desktops.items())
         return (f"{super().line()}\n"
                 f"{'':<18} desktops: {desktops}; reconnects {figures}; not recovered {self.not_recovered}; "
-                f"close codes {dict(self.close_codes)}\n"
+                f"close codes {dict(self.close_codes)}; failed attempts {dict(self.failed_attempts)}\n"
                 f"{'':<18} stopped connector: exit {self.exit_status} {self.stop_seconds:.2f} s after SIGTERM, "
                 f"{self.error_lines} ERROR lines; '{POOL_EXHAUSTED}' in all logs: {self.pool_exhausted}\n"
                 f"{'':<18} {self.drain_line or '(no drain line)'}")
@@ -93,6 +94,7 @@ class PlainFleetDesktop:
         self.connected = False
         self.reconnects: list[float] = []
         self.close_codes: Counter = Counter()
+        self.failed_attempts: Counter = Counter()
         self.stopping = False
         self._task: asyncio.Task | None = None
 
@@ -130,8 +132,8 @@ class PlainFleetDesktop:
                             self.received[frame["payload"]["message_id"]] += 1
                             self.last_offset = frame["offset"]
                     self.close_codes[socket.close_code] += 1
-            except (TimeoutError, aiohttp.ClientError, OSError):
-                pass
+            except (TimeoutError, aiohttp.ClientError, OSError) as error:
+                self.failed_attempts[f"/ws/: {type(error).__name__}: {error}"[:80]] += 1
             self.connected = False
             if lost_at is None:
                 lost_at = time.monotonic()
@@ -168,14 +170,14 @@ class NodeFleet:
 
 
 @contextlib.asynccontextmanager
-async def node_fleet(url: str, desktops: list[dict]):
+async def node_fleet(url: str, desktops: list[dict], *, spacing_ms: float = 0):
     process = await asyncio.create_subprocess_exec(
         "node", str(NODE_DIRECTORY / "fleet.mjs"), cwd=NODE_DIRECTORY, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, limit=2**20)
     fleet = NodeFleet(process)
     try:
         # The tokens go on standard input, not in the process list.
-        await fleet.command(json.dumps({"url": url, "desktops": desktops}))
+        await fleet.command(json.dumps({"url": url, "desktops": desktops, "spacingMs": spacing_ms}))
         yield fleet
     finally:
         if process.returncode is None:
@@ -283,10 +285,11 @@ async def rolling_deploy(*, desktops: int, rate: float = 20.0, before: float = 4
                 await asyncio.sleep(before)
                 stopped_at = time.monotonic()
                 first.send_signal(signal.SIGTERM)
-                await asyncio.get_running_loop().run_in_executor(None, first.wait, 15)
+                await loop.run_in_executor(None, first.wait, 15)
                 tally.stop_seconds = time.monotonic() - stopped_at
                 tally.exit_status = first.returncode
-                stack.enter_context(connector_on(port_a, store, tree, logs[2]))  # its successor, on its port
+                # Its successor, on its port (started in a thread: the desktops and pushes here go on meanwhile).
+                await loop.run_in_executor(None, stack.enter_context, connector_on(port_a, store, tree, logs[2]))
                 await asyncio.sleep(after)
                 done.set()
                 await pusher
@@ -325,9 +328,12 @@ async def rolling_deploy(*, desktops: int, rate: float = 20.0, before: float = 4
                         tally.not_recovered += not line["recovered"]
                     elif line["kind"] == "disconnect" and transport == "websocket":
                         tally.close_codes[line.get("code")] += 1
+                    elif line["kind"] == "connect_error":
+                        tally.failed_attempts[f"{transport}: {line['message']}"[:80]] += 1
                 for desktop in plain_desktops:
                     tally.reconnects.setdefault("/ws/", []).extend(desktop.reconnects)
                     tally.close_codes.update(desktop.close_codes)
+                    tally.failed_attempts.update(desktop.failed_attempts)
                 await check_instances(tally, store, websocket + plain, stopped_pid=first.pid)
         finally:
             for desktop in plain_desktops:

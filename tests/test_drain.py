@@ -145,8 +145,9 @@ async def test_sigterm_tells_every_desktop_to_reconnect_and_they_come_back_elsew
             await plain.close()
 
         log = first.log()
-    assert re.search(r"Drained for shutdown: told 3 desktops to reconnect \(2 Socket\.IO, 1 /ws/\), started 2 "
-                     r"recovery windows in batches \(0 left as they were\), answered 1 waiting long-polls", log), log
+    assert re.search(r"Drained for shutdown: told 3 desktops to reconnect \(2 Socket\.IO, 1 /ws/; \d closes completed\), "
+                     r"started 2 recovery windows in batches \(0 left as they were\) in [\d.]+ s, answered 1 waiting "
+                     r"long-polls, in [\d.]+ s", log), log
     assert "Traceback" not in log and '"severity": "ERROR"' not in log
 
 

@@ -65,6 +65,8 @@ class Drained:
     records: int = 0  # recovery records whose window was started
     record_failures: int = 0  # records left with their connected lifetime (a batch failed or ran out of time)
     polls: int = 0  # long-polls answered at once
+    record_seconds: float = 0.0  # of ``seconds``, writing the records
+    closed: int = 0  # closes whose handshake completed within ``CLOSE_SECONDS``
     seconds: float = 0.0
 
 
@@ -79,16 +81,19 @@ async def drain() -> Drained:
     result.socketio = sum(isinstance(desktop, SocketIOConsumer) for desktop in desktops)
     if recovering and settings.SOCKETIO_RECOVERY_SECONDS:
         result.records, result.record_failures = await start_recovery_windows(recovering)
+    result.record_seconds = time.monotonic() - started
     result.polls = get_pollers().interrupt_waiting()
     closes = [asyncio.ensure_future(_tell(desktop)) for desktop in desktops]
     result.desktops = len(closes)
     if closes:
-        await asyncio.wait(closes, timeout=CLOSE_SECONDS)
+        done, _ = await asyncio.wait(closes, timeout=CLOSE_SECONDS)
+        result.closed = len(done)
     result.seconds = time.monotonic() - started
-    logger.info("Drained for shutdown: told %s desktops to reconnect (%s Socket.IO, %s /ws/), started %s recovery "
-                "windows in batches (%s left as they were), answered %s waiting long-polls, in %.2f s",
-                result.desktops, result.socketio, result.desktops - result.socketio, result.records,
-                result.record_failures, result.polls, result.seconds)
+    logger.info("Drained for shutdown: told %s desktops to reconnect (%s Socket.IO, %s /ws/; %s closes completed), "
+                "started %s recovery windows in batches (%s left as they were) in %.2f s, answered %s waiting "
+                "long-polls, in %.2f s", result.desktops, result.socketio, result.desktops - result.socketio,
+                result.closed, result.records, result.record_failures, result.record_seconds, result.polls,
+                result.seconds)
     return result
 
 
