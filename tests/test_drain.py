@@ -21,6 +21,7 @@ import httpx
 import pytest
 import redis.asyncio as redis
 import socketio
+from asgiref.testing import ApplicationCommunicator
 from channels.testing import HttpCommunicator, WebsocketCommunicator
 
 from aa_site import drain as server_drain
@@ -29,7 +30,7 @@ from common import draining
 from connector.desktops import close_codes
 from testing import clients, processes
 from testing import engineio_polling as polling
-from testing.fault_scenarios import token
+from testing.fault_scenarios import PubSub, Tally, token
 from testing.rolling_deploy import rolling_deploy
 from testing.tcp_proxy import tcp_proxy
 
@@ -68,6 +69,19 @@ async def test_draining_refuses_new_sessions_and_pushes_with_503(drained) -> Non
     websocket = WebsocketCommunicator(server_drain.RefuseWhileDraining(application), "/ws/")
     accepted, _ = await websocket.connect()
     assert not accepted
+
+
+async def test_draining_answers_a_websocket_handshake_503_where_the_server_can(drained) -> None:
+    """Under uvicorn (the ASGI denial-response extension) the handshake gets 503, which a client retries."""
+    scope = {"type": "websocket", "path": "/socket.io/", "query_string": b"EIO=4&transport=websocket",
+             "headers": [], "subprotocols": [], "extensions": {"websocket.http.response": {}}}
+    communicator = ApplicationCommunicator(server_drain.RefuseWhileDraining(application), scope)
+    await communicator.send_input({"type": "websocket.connect"})
+    start = await communicator.receive_output(WAIT)
+    body = await communicator.receive_output(WAIT)
+    assert (start["type"], start["status"]) == ("websocket.http.response.start", 503)
+    assert (b"retry-after", b"0") in start["headers"]
+    assert body["type"] == "websocket.http.response.body" and b"draining" in body["body"]
 
 
 async def test_draining_long_poll_answers_at_once(settings, redis_events) -> None:
@@ -170,11 +184,7 @@ async def test_sigterm_lets_a_push_in_flight_finish_stored_and_takes_no_new_one(
     with processes.redis_server(private=True) as store, \
             processes.service_server(role="connector", redis=store) as connector:
         with processes.service_server(role="interceptor", redis=store) as interceptor:
-            pubsub_tally = __import__("testing.fault_scenarios", fromlist=["Tally"]).Tally("drain")
-            from testing.fault_scenarios import PubSub
-
-            pubsub = PubSub(interceptor, pubsub_tally)
-            late = PubSub(interceptor, pubsub_tally)
+            pubsub, late = PubSub(interceptor, Tally("drain")), PubSub(interceptor, Tally("drain"))
             inspector = redis.Redis(host=store.host, port=store.port)
             try:
                 assert await pubsub.post(name, "warm-up")  # the interceptor's connections and scripts are ready
