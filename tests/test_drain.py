@@ -165,6 +165,32 @@ async def test_sigterm_tells_every_desktop_to_reconnect_and_they_come_back_elsew
     assert "Traceback" not in log and '"severity": "ERROR"' not in log
 
 
+async def test_sigterm_with_redis_gone_still_tells_every_desktop_and_exits_in_time() -> None:
+    """The records cannot be written (their desktops recover all the same: the records keep their longer
+    lifetime); the desktops are told, and the process exits within the budget."""
+    with processes.restartable_redis() as store, \
+            processes.service_server(role="connector", redis=store.address) as connector:
+        python = socketio.AsyncClient(reconnection=False)
+        closed: list[object] = []
+        python.on("disconnect", lambda reason=None: closed.append(reason))
+        await python.connect(connector.http_url, transports=["websocket"], auth={"token": token()})
+        plain = await clients.PlainDesktop.connect(connector, token())
+        store.stop()
+        stopped_at = time.monotonic()
+        connector.process.send_signal(signal.SIGTERM)
+        assert await plain.closed_with() == close_codes.RECONNECT
+        await asyncio.get_running_loop().run_in_executor(None, connector.process.wait, 15)
+        assert time.monotonic() - stopped_at < 9.0
+        await clients.wait_until(lambda: closed == ["transport error"], what="python-socketio's disconnect")
+        await plain.close()
+        log = connector.log()
+    assert "Could not start 1 recovery windows in the drain" in log, log
+    assert "Could not start a session's recovery window" not in log, "a disconnect tried the record again"
+    assert re.search(r"told 2 desktops to reconnect .* started 0 recovery windows in batches \(1 left as they "
+                     r"were\)", log), log
+    assert "Traceback" not in log
+
+
 async def session_records(store: processes.RedisAddress) -> dict[bytes, int]:
     """Every Socket.IO session record's key and seconds to live."""
     inspector = redis.Redis(host=store.host, port=store.port)

@@ -80,7 +80,7 @@ class SocketIOConsumer(DesktopConsumer):
         self._upgrade_timer: asyncio.TimerHandle | None = None
         self._upgrade_timeout: asyncio.Task | None = None
         self._offset_sent = OffsetSent()  # what the client's recovery offset is
-        self.recovery_window_started = False  # by the shutdown drain, in a batch (connector.desktops.drain)
+        self.recovery_window_started = False  # the shutdown drain took its record over (connector.desktops.drain)
 
     @property
     def frame_kind(self) -> str:  # type: ignore[override]
