@@ -13,6 +13,7 @@ a long-poll that does not wait) run in process too, with the drain flag set.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import time
@@ -21,6 +22,7 @@ import httpx
 import pytest
 import redis.asyncio as redis
 import socketio
+from aiohttp import web
 from asgiref.testing import ApplicationCommunicator
 from channels.testing import HttpCommunicator, WebsocketCommunicator
 
@@ -31,7 +33,7 @@ from connector.desktops import close_codes
 from testing import clients, processes
 from testing import engineio_polling as polling
 from testing.fault_scenarios import PubSub, Tally, token
-from testing.rolling_deploy import rolling_deploy
+from testing.rolling_deploy import rolling_deploy, until
 from testing.tcp_proxy import tcp_proxy
 
 pytestmark = pytest.mark.faults
@@ -198,6 +200,45 @@ async def session_records(store: processes.RedisAddress) -> dict[bytes, int]:
         return {key: await inspector.ttl(key) async for key in inspector.scan_iter("aa:session:*")}
     finally:
         await inspector.aclose()
+
+
+@pytest.mark.parametrize("close_packet", [False, True], ids=["websocket-close", "engineio-close-packet"])
+async def test_python_socketio_reconnects_after_a_websocket_close_and_not_after_an_engineio_close(close_packet) -> None:
+    """Why the drain's close carries no Engine.IO CLOSE packet: python-socketio gives up for good after one (its
+    Engine.IO client is 'disconnecting' when it reports it), and reconnects after the WebSocket simply closes."""
+    opened = 0
+
+    async def engineio_server(request: web.Request) -> web.WebSocketResponse:
+        nonlocal opened
+        opened += 1
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        await socket.send_str("0" + json.dumps({"sid": f"s{opened}", "upgrades": [], "pingInterval": 25000,
+                                                "pingTimeout": 20000, "maxPayload": 1000000}))
+        async for message in socket:
+            if message.data.startswith("40"):
+                await socket.send_str("40" + json.dumps({"sid": f"n{opened}"}))
+                if opened == 1:
+                    if close_packet:
+                        await socket.send_str("1")
+                    await socket.close(code=close_codes.RECONNECT)
+        return socket
+
+    app = web.Application()
+    app.router.add_get("/socket.io/", engineio_server)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = processes.free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    client = socketio.AsyncClient(reconnection=True, reconnection_delay=0.1, reconnection_delay_max=0.1,
+                                  randomization_factor=0)
+    try:
+        await client.connect(f"http://127.0.0.1:{port}", transports=["websocket"])
+        reconnected = await until(lambda: opened == 2 and client.connected, timeout=3.0)
+    finally:
+        await client.shutdown()
+        await runner.cleanup()
+    assert reconnected is (not close_packet)
 
 
 # --- an interceptor's SIGTERM ---------------------------------------------------------------------
