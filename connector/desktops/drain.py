@@ -12,12 +12,14 @@ accepting connections and calls ``drain`` before it closes what is left:
    connection available"). Written before the desktops are told, so that no
    late ``EXPIRE`` shortens a record a reconnected desktop renewed elsewhere.
    A record still exists (with its connected lifetime) if its batch fails or
-   ``RECORD_SECONDS`` pass first: recovery works all the same.
+   ``RECORD_SECONDS`` pass first: recovery works all the same, and the
+   desktop's disconnect does not try it again.
 2. Every authenticated WebSocket desktop is closed with ``close_codes.RECONNECT``
    (4012): for Socket.IO a transport close without Engine.IO's CLOSE packet,
    which socket.io-client and python-socketio both treat as a lost connection
-   and reconnect (python-socketio stops for good on a CLOSE packet), then
-   recover with ``auth.pid``; ``/ws/`` clients reconnect and join with
+   and reconnect (python-socketio stops for good on a CLOSE packet);
+   socket.io-client then recovers with ``auth.pid`` (python-socketio has no
+   recovery: it joins again). ``/ws/`` clients reconnect and join with
    ``after``. The closes go out together; the drain waits for their handshakes
    at most ``CLOSE_SECONDS``.
 3. Every long-poll waiting here answers at once (a noop when it has nothing):
