@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import random
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -171,8 +172,11 @@ class NodeFleet:
 
 @contextlib.asynccontextmanager
 async def node_fleet(url: str, desktops: list[dict], *, spacing_ms: float = 0):
+    node = shutil.which("node")
+    if node is None or not (NODE_DIRECTORY / "node_modules" / "socket.io-client").is_dir():
+        raise RuntimeError("node and tests/node/node_modules are needed: (cd tests/node && npm ci)")
     process = await asyncio.create_subprocess_exec(
-        "node", str(NODE_DIRECTORY / "fleet.mjs"), cwd=NODE_DIRECTORY, stdin=asyncio.subprocess.PIPE,
+        node, str(NODE_DIRECTORY / "fleet.mjs"), cwd=NODE_DIRECTORY, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, limit=2**20)
     fleet = NodeFleet(process)
     try:
