@@ -4,7 +4,8 @@ Cloud Run's startup probe asks ``/readyz`` and its liveness probe ``/healthz``
 (``deploy/*.yaml``). Readiness means: the settings pass the start-up checks,
 Redis answers a PING within ``REDIS_TIMEOUT_SECONDS`` when ``REDISHOST`` is set,
 and, on a process that signs tokens, the signing secret is loaded. The answer
-names each check and, for a failed one, the reason; never a secret value.
+names each check and, for a failed one, the reason; never a secret value. A
+process that received SIGTERM is not ready (503, ``draining``) until it exits.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.core import checks
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_safe
 
+from common import draining
 from connector import jwt_secret
 from events import redis_client
 
@@ -34,7 +36,10 @@ async def healthz(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 async def readyz(request: HttpRequest) -> JsonResponse:
-    """200 ``{"status": "ready", "checks": {...}}``, or 503 ``{"status": "unavailable", ...}`` naming what failed."""
+    """200 ``{"status": "ready", "checks": {...}}``, or 503 ``{"status": "unavailable", ...}`` naming what failed;
+    503 ``{"status": "draining"}`` once the process began to shut down (``aa_site.drain``)."""
+    if draining.is_draining():
+        return JsonResponse({"status": "draining"}, status=503, headers={"Cache-Control": "no-store"})
     results = {"settings": await sync_to_async(_settings_check, thread_sensitive=False)()}
     results["redis"] = await _redis_check()
     if settings.SERVICE_ROLE != "interceptor":

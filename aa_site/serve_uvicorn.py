@@ -184,9 +184,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", "-p", type=int, default=8080)
     args = parser.parse_args(argv)
 
-    import uvicorn
+    application = load_application(args.application)  # sets Django and its logging up
+    from aa_site import drain
 
-    application = PathOnlyAccessLog(load_application(args.application))  # sets Django and its logging up
+    application = PathOnlyAccessLog(drain.RefuseWhileDraining(application))
     from django.conf import settings
     # uvicorn's websockets protocol logs each handshake at INFO with the query string
     # ('"WebSocket /ws/?token=..." [accepted]'), and every connection open and close: warnings only.
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     # Measured and chosen (README, "Performance"); the warning would be the one line on stderr that is
     # not a log record (and not JSON).
     warnings.filterwarnings("ignore", message="The `websockets` implementation is deprecated")
-    uvicorn.run(
+    drain.run(  # uvicorn.run, draining on SIGTERM (aa_site.drain)
         application,
         host=args.host,
         port=args.port,
@@ -210,8 +211,8 @@ def main(argv: list[str] | None = None) -> None:
         # As daphne: no permessage-deflate. Compressing would cost CPU per socket for every event,
         # where the frame is otherwise built once per event for all of a process's desktops.
         ws_per_message_deflate=False,
-        # Cloud Run allows 10 s between SIGTERM and SIGKILL.
-        timeout_graceful_shutdown=8,
+        # Cloud Run allows 10 s between SIGTERM and SIGKILL: the drain sets what its own part leaves of them.
+        timeout_graceful_shutdown=drain.SHUTDOWN_SECONDS,
         log_config=None,  # Django's LOGGING (aa_site.settings) configures every logger, uvicorn's too
     )
 

@@ -1,7 +1,8 @@
 """Fault scenarios against real processes: each prints pushed, acknowledged, delivered, duplicated, lost.
 
     .venv/bin/python -m benchmarks.faults [--quick]
-        [--scenario redis-outage|connector-killed|churn|redeliveries|slow-desktop]
+        [--scenario redis-outage|connector-killed|churn|redeliveries|slow-desktop|rolling-deploy]
+        [--servers-from PATH]
 
 Every scenario starts its own private redis-server and server processes on
 127.0.0.1 (``testing.processes``), pushes through the interceptor as Pub/Sub
@@ -29,6 +30,11 @@ and counts what the desktops received:
   stalled, while it stalls, and after it left. Pushes wait while a reading
   desktop is half a send queue behind, so that the limits close only the
   stalled one, however loaded the machine.
+- ``rolling-deploy``: two connectors behind round-robin nginx, 1,000 desktops (Socket.IO over WebSocket and
+  long-polling on the npm socket.io-client, and ``/ws/``), pushes at a steady 20 a second; one connector gets
+  SIGTERM and, once it has exited, a new one starts on its port. Every desktop must end connected, nothing
+  lost or repeated, no "No connection available" in any log; prints the reconnections' p50/p99
+  (``testing.rolling_deploy``). ``--servers-from`` runs the servers from another checkout (before and after).
 
 Exit status 1 when any event was lost or duplicated, or anything was left behind or went wrong.
 ``tests/test_faults.py`` runs each scenario small.
@@ -39,9 +45,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
+from testing import processes
 from testing.fault_scenarios import Tally, churn, connector_killed, redeliveries, redis_outage, slow_desktop
-
+from testing.rolling_deploy import rolling_deploy
 
 SCENARIOS = {
     "redis-outage": lambda quick: redis_outage(pushes=60 if quick else 600),
@@ -50,7 +58,9 @@ SCENARIOS = {
     "redeliveries": lambda quick: redeliveries(pushes=200 if quick else 2000),
     "slow-desktop": lambda quick: slow_desktop(pushes=2000, limit=100, padding=8000) if quick
     else slow_desktop(pushes=10_000, limit=1000, rate=200),
+    "rolling-deploy": lambda quick: rolling_deploy(desktops=150 if quick else 1000, tree=SERVERS_FROM[0]),
 }
+SERVERS_FROM = [processes.REPOSITORY]
 
 
 async def run(names: list[str], quick: bool) -> list[Tally]:
@@ -66,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
     parser.add_argument("--quick", action="store_true", help="small runs (what the test suite does)")
+    parser.add_argument("--servers-from", type=Path, default=processes.REPOSITORY,
+                        help="the checkout whose servers rolling-deploy runs (default: this one)")
     args = parser.parse_args(argv)
+    SERVERS_FROM[0] = args.servers_from.resolve()
     tallies = asyncio.run(run(args.scenario or list(SCENARIOS), args.quick))
     return 0 if all(tally.ok for tally in tallies) else 1
 

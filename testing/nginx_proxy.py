@@ -47,7 +47,7 @@ http {{
       proxy_set_header Host $host;
       proxy_read_timeout 300s;
       proxy_buffering off;
-      proxy_next_upstream off;
+      proxy_next_upstream {next_upstream};
     }}
   }}
 }}
@@ -73,8 +73,12 @@ class Proxy:
 
 
 @contextlib.contextmanager
-def round_robin(backend_ports: list[int]) -> Iterator[Proxy]:
-    """nginx on a free loopback port, passing each request to the next of ``backend_ports`` in turn."""
+def round_robin(backend_ports: list[int], *, retry_refused: bool = False) -> Iterator[Proxy]:
+    """nginx on a free loopback port, passing each request to the next of ``backend_ports`` in turn.
+
+    ``retry_refused``: a request whose backend refuses the connection (a process stopped, or not started yet)
+    goes to the next one, as a load balancer stops sending to an instance that shut down; otherwise the
+    client gets nginx's 502."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="aa-nginx-") as directory:
         config = Path(directory) / "nginx.conf"
@@ -83,6 +87,7 @@ def round_robin(backend_ports: list[int]) -> Iterator[Proxy]:
             user="user root;" if os.geteuid() == 0 else "",
             directory=directory,
             port=port,
+            next_upstream="error" if retry_refused else "off",
             servers="\n".join(f"    server 127.0.0.1:{backend};" for backend in backend_ports),
         ))
         process = subprocess.Popen([nginx_binary(), "-c", str(config), "-p", directory, "-e",

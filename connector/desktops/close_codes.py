@@ -5,8 +5,10 @@ under daphne (autobahn) refuses any of them from an application: a consumer
 that closes with 1008 gets an exception instead of a close, daphne then ends
 the connection with 1011 and logs a traceback, and the consumer never runs its
 clean-up. So the connector closes with 1000 or a code from the application
-range 4000-4999, numbered after the HTTP status that means the same thing.
-docs/desktops.md lists them for client authors.
+range 4000-4999, numbered after the HTTP status that means the same thing
+(``RECONNECT`` after RFC 6455's own 1012, Service Restart, which no HTTP
+status says). docs/desktops.md lists them for client authors;
+docs/rolling-deploys.md tells what a client does on ``RECONNECT``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ TOO_SLOW_REASON = "too far behind in reading events; reconnect to recover them"
 OPERATOR_DISCONNECT = 4410
 #: Redis could not be reached to set the connection up (its session or events); reconnect later.
 UNAVAILABLE = 4503
+#: This instance is shutting down (a deploy, a scale-in): reconnect now, to the same URL, which reaches another
+#: instance; a Socket.IO client recovers what came meanwhile, a ``/ws/`` client joins again with ``after``.
+RECONNECT = 4012
+RECONNECT_REASON = "server restarting; reconnect now"
 
 #: The longest close reason a close frame carries: its payload is at most 125 bytes, two of them the code.
 MAX_REASON_BYTES = 123

@@ -21,6 +21,7 @@ from typing import Protocol
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from common import draining
 from common.loop_local import LoopLocal
 from connector.desktops import presence
 from connector.desktops.subscriptions import Subscription
@@ -90,6 +91,10 @@ class Hub:
         """Remove ``member``; the process unsubscribes when its last member in the conversation leaves."""
         if self._discard(conversation, member) and self._subscription.started:
             channel = self._forget(conversation)
+            if draining.is_draining():
+                # The process stops (connector.desktops.drain): its subscriptions end with it, and its presence
+                # membership expires by itself rather than the key blinking out before the desktops join elsewhere.
+                return
             if presence.enabled():
                 await self._presence(presence.left, conversation)
             # No UNSUBSCRIBE when joined again while this leave waited: the new member needs the subscription.

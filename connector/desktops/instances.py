@@ -110,6 +110,10 @@ class Registry:
             metrics.desktop_disconnected(entry.transport)
             self._keep_reporting()
 
+    def desktops(self) -> list[Desktop]:
+        """This loop's authenticated desktops, as they are now (``connector.desktops.drain`` closes them all)."""
+        return list(self._entries)
+
     def polling_sessions(self, count: int) -> None:
         """This process holds ``count`` long-polling sessions now (``connector.desktops.polling.waiting``): none of its
         desktops here, but its record stays while it holds any."""

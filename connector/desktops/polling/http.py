@@ -62,6 +62,7 @@ from urllib.parse import parse_qs
 from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Scope
 from django.conf import settings
 
+from common import draining
 from common.asgi_body import read_body
 from common.asgi_responses import header, send_response
 from common.log_sampling import LogSampler
@@ -291,6 +292,11 @@ async def _wait_and_answer(poller: Poller, token: str, client: ClientWatch) -> A
             await _end(state.sid, state.pid, poller)
             return payload([*frames, packets.close_frame()])
         if frames or (replay is not None and replay.events):
+            break
+        if draining.is_draining():
+            # This process stops: answer now, and the session's next GET goes to another instance (the session
+            # lives in Redis), nothing to recover.
+            frames = [packets.noop_frame()]
             break
         await poller.wait(min(deadline, _token_deadline(state, loop)) - loop.time())
         woken_by_session = poller.woken_by_session

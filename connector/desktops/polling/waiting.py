@@ -156,6 +156,15 @@ class Pollers:
             raise
         return poller
 
+    def interrupt_waiting(self) -> int:
+        """End the wait of every GET waiting here (the process drains: ``connector.desktops.drain``); how many."""
+        woken = 0
+        for poller in self._members.values():
+            if poller.waiting:
+                poller.interrupt()
+                woken += 1
+        return woken
+
     def connected(self, sid: str) -> bool:
         """Whether a GET here found the session connected to ``/``: its next GETs (while its poller lingers) are
         not counted as unauthenticated (``connector.desktops.preauth``) without asking Redis."""

@@ -80,6 +80,7 @@ class SocketIOConsumer(DesktopConsumer):
         self._upgrade_timer: asyncio.TimerHandle | None = None
         self._upgrade_timeout: asyncio.Task | None = None
         self._offset_sent = OffsetSent()  # what the client's recovery offset is
+        self.recovery_window_started = False  # the shutdown drain took its record over (connector.desktops.drain)
 
     @property
     def frame_kind(self) -> str:  # type: ignore[override]
@@ -264,7 +265,7 @@ class SocketIOConsumer(DesktopConsumer):
                 await polling_store.abandon_upgrade(self._upgrading, self._upgrade_token)
             except Exception as error:
                 logger.warning("Could not resume a long-polling session: %s: %s", type(error).__name__, error)
-        if self.session is not None:
+        if self.session is not None and not self.recovery_window_started:
             try:
                 await sessions.expire(self.session.pid, ttl=settings.SOCKETIO_RECOVERY_SECONDS)
             except Exception as error:
