@@ -121,7 +121,7 @@ MIGRATION_NOTES = (
 _UNSAFE = re.compile(r"[\"$`\\\n\r]")
 _REFERENCE = re.compile(r"\$\{([A-Z_]+)\}")
 _LIST_LINE = re.compile(r"^(?P<indent>[ ]*)# \$\{(?P<name>[A-Z_]+)\}\n", re.MULTILINE)
-_SECTION = re.compile(r"^[ ]*# \[if (?P<name>[a-z-]+)\]\n(?P<body>.*?)^[ ]*# \[end (?P=name)\]\n",
+_SECTION = re.compile(r"^[ ]*# \[if (?P<name>[a-z0-9-]+)\]\n(?P<body>.*?)^[ ]*# \[end (?P=name)\]\n",
                       re.MULTILINE | re.DOTALL)
 # Names that go into a postgres:// URL, gcloud's comma-separated --args, or Cloud SQL as they are.
 _SQL_INSTANCE = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$")
@@ -212,6 +212,8 @@ class Options:
     superuser: str = "admin"
     superuser_email: str = ""
     superuser_password_secret: str = "aa-admin-password"
+    # With Five9 as an identity provider: the token Five9's calls present, generated into this secret.
+    five9_secret: str = "aa-five9-trust-token"
     migrate_job: str = "aa-admin-migrate"
     superuser_job: str = "aa-admin-superuser"
     auth_option: str = ""
@@ -234,6 +236,11 @@ class Options:
     invoker_account_name: str = "cloud-run-pubsub-invoker"
     # Also grant both runtime accounts TUTORIAL_RUNTIME_ROLES (Google's sample), beyond least privilege.
     tutorial_runtime_roles: bool = False
+
+    @property
+    def uses_five9(self) -> bool:
+        """Whether Five9 is one of the identity providers (the connector matches provider names in any case)."""
+        return "five9" in (self.auth_option.lower(), self.app_auth_option.lower())
 
     def account(self, name: str) -> str:
         """The email of service account ``name`` in the project."""
@@ -304,6 +311,11 @@ def build_plan(options: Options) -> list[Step]:
     # random per process (the setting's fallback) signs nothing another instance or the next revision accepts.
     steps += _secret_steps(o, o.django_secret, "Django's secret key (signs the admin's sessions)", (connector_sa,),
                            **_generated(o, o.django_secret, 48))
+    if o.uses_five9:
+        # Five9 calls present a shared token, not a verifiable identity: the connector needs it, and the operator
+        # gives the same token to Five9's side.
+        steps += _secret_steps(o, o.five9_secret, "the Five9 trust token", (connector_sa,),
+                               **_generated(o, o.five9_secret, 32))
     steps += _redis_cluster_steps(o) if o.redis_cluster else _redis_instance_steps(o)
     steps += [
         _create("Serverless VPC Access connector", (
@@ -363,6 +375,10 @@ def build_plan(options: Options) -> list[Step]:
             f"The admin: log in at the connector's URL + /admin/ as {o.superuser}, with the password `gcloud secrets "
             f"versions access latest --secret={o.superuser_password_secret} --project={o.project}` shows; change "
             "it there after the first login", note=True))
+    if o.uses_five9:
+        steps.append(Step(
+            f"Five9: configure its calls to send `Authorization: Bearer <token>`, the token `gcloud secrets versions "
+            f"access latest --secret={o.five9_secret} --project={o.project}` shows", note=True))
     return steps
 
 
@@ -550,7 +566,7 @@ def render_service(template: Path, options: Options) -> str:
         "VPC_CONNECTOR": options.vpc_connector, "JWT_SECRET": options.jwt_secret,
         "DJANGO_SECRET": options.django_secret, "DATABASE_URL_SECRET": options.database_url_secret,
         "DATABASE_CONNECTION_NAME": options.database_connection_name,
-        "REDIS_AUTH_SECRET": options.redis_auth_secret, "REDIS_CA_SECRET": options.redis_ca_secret,
+        "REDIS_AUTH_SECRET": options.redis_auth_secret, "FIVE9_SECRET": options.five9_secret, "REDIS_CA_SECRET": options.redis_ca_secret,
         "MIN_INSTANCES": str(options.min_instances),
         **sizing.template_values(options.connector_size, "CONNECTOR"),
         **sizing.template_values(options.interceptor_size, "INTERCEPTOR"),
@@ -561,7 +577,7 @@ def render_service(template: Path, options: Options) -> str:
     }
     lists = {"CONNECTOR_ENV": connector_environment(options)}
     sections = {"admin-database": options.admin_database == "cloudsql", "redis-auth": not options.redis_cluster,
-                "redis-cluster": options.redis_cluster}
+                "redis-cluster": options.redis_cluster, "five9": options.uses_five9}
 
     def entries(match: re.Match[str]) -> str:
         indent = match["indent"]

@@ -75,6 +75,33 @@ def secret_env_of(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
             for entry in container["env"] if "valueFrom" in entry}
 
 
+@pytest.mark.parametrize("providers", [{"auth_option": "Five9"}, {"auth_option": "GenesysCloud", "app_auth_option": "five9"}])
+def test_five9_gets_its_trust_token_from_a_generated_secret(providers: dict[str, str]) -> None:
+    """With Five9 among the identity providers the connector reads FIVE9_TRUST_TOKEN (without it every Five9 call
+    is refused): the plan generates it into Secret Manager (kept on a re-run), lets the connector's account read
+    it, sets it on the connector only, and says where the operator reads it for Five9's side."""
+    options = dataclasses.replace(OPTIONS, provider_settings={}, **providers)
+    steps = plan.build_plan(options)
+    files = service_files(steps)
+    connector, interceptor = files["ui-connector.service.yaml"], files["cloud-pubsub-interceptor.service.yaml"]
+    assert secret_env_of(connector)["FIVE9_TRUST_TOKEN"] == (options.five9_secret, "latest")
+    assert "FIVE9_TRUST_TOKEN" not in secret_env_of(interceptor)
+    (filled,) = [step for step in steps if step.argv[:4] == ("gcloud", "secrets", "versions", "add")
+                 and step.argv[4] == options.five9_secret]
+    assert filled.skip_if is not None and options.five9_secret in " ".join(filled.skip_if)  # a re-run keeps it
+    accessors = {(argv[3], flag(argv, "member"))
+                 for argv in commands(steps, "gcloud", "secrets", "add-iam-policy-binding")}
+    connector_member = f"serviceAccount:{connector['spec']['template']['spec']['serviceAccountName']}"
+    assert (options.five9_secret, connector_member) in accessors
+    assert any(step.note and options.five9_secret in step.title for step in steps)
+
+
+def test_without_five9_there_is_no_trust_token() -> None:
+    steps = plan.build_plan(OPTIONS)
+    assert "FIVE9_TRUST_TOKEN" not in secret_env_of(service_files(steps)["ui-connector.service.yaml"])
+    assert not any(OPTIONS.five9_secret in " ".join(step.argv) for step in steps)
+
+
 def test_service_files_agree_with_the_commands_around_them() -> None:
     """Names, accounts, image, connector, secret and push identity in the YAML are those the plan creates."""
     steps = plan.build_plan(OPTIONS)

@@ -76,6 +76,9 @@ class Command(BaseCommand):
         parser.add_argument("--jwt-secret", help="Secret Manager secret id (default JWT_SECRET_NAME or aa-jwt-secret)")
         parser.add_argument("--django-secret", default="aa-django-secret-key",
                             help="Secret Manager secret for Django's secret key (default aa-django-secret-key)")
+        parser.add_argument("--five9-secret", default="aa-five9-trust-token",
+                            help="with Five9 as an identity provider: Secret Manager secret for the token its calls "
+                                 "present, generated unless it has a version (default aa-five9-trust-token)")
         parser.add_argument("--admin-database", choices=("none", "cloudsql"), default="none",
                             help="the admin's users and sessions: cloudsql (Cloud SQL for PostgreSQL, shared by every "
                                  "instance), or none (default: SQLite per instance, no usable admin on Cloud Run)")
@@ -209,7 +212,7 @@ def _size(options: dict[str, Any], role: str, default: ServiceSize) -> ServiceSi
 # Flags that reach the plan's options unchanged (same name, no default to fill in from the settings).
 _PASSED_AS_GIVEN = (
     "admin_account", "image", "redis_instance", "redis_auth_secret", "redis_ca_secret", "network", "vpc_connector",
-    "vpc_range", "django_secret", "database_instance", "database_tier", "database_name", "database_user", "superuser",
+    "vpc_range", "django_secret", "five9_secret", "database_instance", "database_tier", "database_name", "database_user", "superuser",
     "conversation_profile", "min_instances", "connector_service", "interceptor_service", "subscription_prefix",
     "tutorial_runtime_roles", "redis_cluster", "redis_cluster_name", "redis_connection_policy", "redis_subnet",
 )
