@@ -26,7 +26,7 @@ import aiohttp
 import httpx
 import socketio
 
-from events.history import Offset
+from connector.desktops import offsets as vector_offsets
 from events.kinds import EventKind
 from testing.processes import REPOSITORY, TEST_JWT_SECRET, TEST_PROJECT, Server
 
@@ -199,7 +199,7 @@ def _without_offset(event: str, args: list[Any], offsets: list[str]) -> list[Any
     must be there; the offset is appended to ``offsets``."""
     if event not in CONVERSATION_EVENTS:
         return args
-    assert len(args) == 2 and isinstance(args[-1], str) and Offset.parse(args[-1]) is not None, (event, args)
+    assert len(args) == 2 and isinstance(args[-1], str) and vector_offsets.is_vector(args[-1]), (event, args)
     offsets.append(args[-1])
     return args[:-1]
 

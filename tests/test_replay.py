@@ -18,6 +18,7 @@ from channels.testing import HttpCommunicator
 from socketio import packet as sio
 
 from aa_site.asgi import application
+from events.history import Offset
 from events.kinds import EventKind
 from testing.event_listener import listen
 from testing.raw_socketio import SHORT_NAME, SocketIOTestClient, client_factory, open_connected
@@ -162,7 +163,9 @@ async def test_plain_resume_with_an_offset_that_is_not_ours_is_refused(plain) ->
     assert (refusal["type"], refusal["code"], refusal["id"]) == ("error", "invalid_offset", 3)
 
 
-async def test_plain_events_carry_increasing_offsets(plain) -> None:
+async def test_plain_events_carry_increasing_offsets_in_each_conversation(plain) -> None:
+    """Each conversation numbers its own events, in its own epoch: the offset an event carries is its place in
+    its conversation (what a join's ``after`` takes back)."""
     client = await plain()
     await client.request({"type": "join", "conversation": SHORT_NAME})
     await client.request({"type": "join", "conversation": OTHER})
@@ -170,9 +173,9 @@ async def test_plain_events_carry_increasing_offsets(plain) -> None:
     for conversation in (SHORT_NAME, OTHER, SHORT_NAME):
         await publish(conversation)
         await client.receive()
-        offsets.append(client.last_offset)
-    sequence = [int(offset.rpartition("-")[2]) for offset in offsets]
-    assert sequence == sorted(sequence) and len(set(sequence)) == 3
+        offsets.append(Offset.parse(client.last_offset))
+    assert [offset.seq for offset in offsets] == [1, 1, 2]
+    assert offsets[0].epoch == offsets[2].epoch != offsets[1].epoch
 
 
 # --- Socket.IO joins -----------------------------------------------------------------------------
