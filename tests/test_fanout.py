@@ -33,16 +33,16 @@ async def test_members_of_one_conversation_share_one_subscription(redis_events) 
         await get_hub().join(name, listener)
     client = redis.Redis(host=redis_events.host, port=redis_events.port)
     try:
-        assert (await client.pubsub_numsub(channel_name(name)))[0][1] == 1
+        assert (await client.pubsub_shardnumsub(channel_name(name)))[0][1] == 1
         for listener in listeners[:2]:
             await get_hub().leave(name, listener)
-        assert (await client.pubsub_numsub(channel_name(name)))[0][1] == 1
+        assert (await client.pubsub_shardnumsub(channel_name(name)))[0][1] == 1
         await get_hub().leave(name, listeners[2])
         for _ in range(100):
-            if (await client.pubsub_numsub(channel_name(name)))[0][1] == 0:
+            if (await client.pubsub_shardnumsub(channel_name(name)))[0][1] == 0:
                 break
             await asyncio.sleep(0.02)
-        assert (await client.pubsub_numsub(channel_name(name)))[0][1] == 0
+        assert (await client.pubsub_shardnumsub(channel_name(name)))[0][1] == 0
     finally:
         await client.aclose()
 
@@ -72,11 +72,11 @@ async def test_a_conversation_left_during_an_outage_is_unsubscribed_once_redis_i
         inspector = redis.Redis(host=store.address.host, port=store.address.port)
         try:
             for _ in range(200):
-                channels = await inspector.pubsub_channels()
+                channels = await inspector.pubsub_shardchannels()
                 if channels == [channel_name(kept).encode()]:
                     break
                 await asyncio.sleep(0.05)
-            assert await inspector.pubsub_channels() == [channel_name(kept).encode()]
+            assert await inspector.pubsub_shardchannels() == [channel_name(kept).encode()]
             await publish(conversation_name=kept, event="new-message-event", payload=PAYLOAD)
             assert (await staying.receive())["payload"] == PAYLOAD
         finally:
