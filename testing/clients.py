@@ -218,16 +218,31 @@ class SocketIODesktop:
         self.client.on("*", self._record)
         self.client.on("unauthenticated", self._on_unauthenticated)
         self.client.on("connect_error", self._on_connect_error)
+        self.pid: str | None = None  # the recovery session the CONNECT answer named
+        handle_connect = self.client._handle_connect
+
+        async def keep_pid(namespace: str | None, data: Any) -> None:
+            # python-socketio keeps only the answer's sid; connection state recovery needs its pid too.
+            if isinstance(data, dict) and isinstance(data.get("pid"), str):
+                self.pid = data["pid"]
+            await handle_connect(namespace, data)
+
+        self.client._handle_connect = keep_pid
 
     async def connect(
-        self, server: Server, token: str, *, transports: tuple[str, ...] | None = ("websocket",)
+        self, server: Server, token: str, *, transports: tuple[str, ...] | None = ("websocket",),
+        auth: dict[str, Any] | None = None,
     ) -> None:
-        """Connect with ``auth: {token}``, over the websocket transport unless ``transports`` says otherwise
-        (None: python-socketio's default, long-polling then the upgrade)."""
+        """Connect with ``auth: {token}`` (and ``auth``'s other fields), over the websocket transport unless
+        ``transports`` says otherwise (None: python-socketio's default, long-polling then the upgrade)."""
         await self.client.connect(
-            server.http_url, transports=None if transports is None else list(transports), auth={"token": token},
-            wait_timeout=CLIENT_TIMEOUT,
+            server.http_url, transports=None if transports is None else list(transports),
+            auth={"token": token, **(auth or {})}, wait_timeout=CLIENT_TIMEOUT,
         )
+
+    def recovery(self) -> dict[str, Any]:
+        """What socket.io-client sends back to recover this desktop's session: its pid and its last offset."""
+        return {"pid": self.pid, **({"offset": self.offsets[-1]} if self.offsets else {})}
 
     async def join(self, conversation: str) -> Any:
         """Emit ``join-conversation`` and return the acknowledgement."""
