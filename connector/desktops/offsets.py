@@ -6,7 +6,7 @@ own sequence (``events.history``), so that offset is a vector: ``v1``, then
 per joined conversation ``.`` and 8 hex digits of a digest of its name, the
 12 hex digits of its epoch and its sequence number, in decimal::
 
-    v1.3f0c9a1be1c2d3e4f5a6b17.77aa01c2e1c2d3e4f5a6b1203
+    v1.3f0c9a1be1c2d3e4f5a617.77aa01c20b1c2d3e4f5a203
 
 The digest names the conversation among those the session record holds
 (``connector.desktops.sessions``): it is never resolved against anything else,
