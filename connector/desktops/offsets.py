@@ -87,7 +87,7 @@ class Vector:
     """One socket's position in each conversation it joined, in join order, and their encoding (kept until one
     of them moves)."""
 
-    __slots__ = ("_entries", "_positions", "_encoded")
+    __slots__ = ("_encoded", "_entries", "_positions")
 
     def __init__(self, positions: dict[str, Offset] | None = None) -> None:
         self._positions: dict[str, Offset] = {}
