@@ -138,6 +138,38 @@ async def test_plain_resume_past_the_kept_history_says_so(plain, settings) -> No
     assert [(await again.receive())["type"] for _ in range(10)] == ["event"] * 10
 
 
+async def test_plain_resume_takes_each_conversation_s_own_offset(plain) -> None:
+    """A client in two conversations resumes each after the last offset it got in it: what each missed, once."""
+    client = await plain()
+    for conversation in (SHORT_NAME, OTHER):
+        await client.request({"type": "join", "conversation": conversation})
+    last: dict[str, str] = {}
+    for conversation in (SHORT_NAME, OTHER, SHORT_NAME):
+        await publish(conversation)
+        frame = await client.receive()
+        last[frame["payload"]["conversation_name"]] = client.last_offset
+    await client.communicator.disconnect()
+    missed = {conversation: [await publish(conversation) for _ in range(count)]
+              for conversation, count in ((OTHER, 2), (SHORT_NAME, 1))}
+    again = await plain()
+    for conversation in (SHORT_NAME, OTHER):
+        joined = await again.request({"type": "join", "conversation": conversation, "after": last[conversation]})
+        assert (joined["replayed"], joined["complete"]) == (len(missed[conversation]), True)
+        assert [(await again.receive())["payload"] for _ in missed[conversation]] == missed[conversation]
+    await nothing_more(again)
+
+
+async def test_plain_resume_after_an_offset_of_the_old_shared_sequence_says_the_history_has_a_gap(plain) -> None:
+    """An offset of the sequence all conversations once shared names no epoch of the conversation: the replay
+    is the conversation's current epoch from its start, and the answer says it may not be whole."""
+    stored = [await publish(SHORT_NAME) for _ in range(2)]
+    client = await plain()
+    joined = await client.request({"type": "join", "conversation": SHORT_NAME, "after": "1a2b3c4d-1"})
+    assert (joined["replayed"], joined["complete"]) == (2, False)
+    assert (await client.receive())["type"] == "history_gap"
+    assert [(await client.receive())["payload"] for _ in stored] == stored
+
+
 async def test_plain_history_in_pages_with_live_events_meanwhile_arrives_once_in_order(plain, settings) -> None:
     """Three events a page: the answer counts the whole replay; live events of the replayed conversation pushed
     while it pages follow it, and another conversation's arrive too, each once."""
