@@ -252,8 +252,9 @@ async def test_python_socketio_in_three_conversations_recovers_exactly_after_int
                 await desktop.disconnect()
 
 
+@pytest.mark.parametrize("transports", ["websocket", "polling"])
 async def test_node_socket_io_client_in_three_conversations_recovers_exactly_after_interleaved_pushes(
-        settings, vector_redis) -> None:
+        settings, vector_redis, transports) -> None:
     conversations = names(3, "node")
     token = clients.server_token(settings, user="agent")
     before = [(conversations[n], f"before-{i}") for i, n in enumerate((0, 1, 2, 0))]
@@ -262,7 +263,8 @@ async def test_node_socket_io_client_in_three_conversations_recovers_exactly_aft
             processes.service_server(role="connector", redis=vector_redis, SOCKETIO_PING_INTERVAL="2",
                                      SOCKETIO_PING_TIMEOUT="2") as connector:
         async with tcp_proxy(connector.port) as proxy, clients.node_desktop(
-                proxy, token=token, join=tuple(conversations), reconnect=True, timeout=60) as node:
+                proxy, token=token, join=tuple(conversations), reconnect=True, timeout=60,
+                transports=transports) as node:
             await node.wait_for(lambda n: len(n.of_kind("ack")) == 3, what="the joins")
             for conversation, message_id in before:
                 await push(interceptor, conversation, message_id)

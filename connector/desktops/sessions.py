@@ -11,7 +11,10 @@ most ``SOCKETIO_SESSIONS_PER_TOKEN`` live records: its index,
 the ended ones and then the oldest when a new one begins, so a client that
 connects over and over holds no more. A record is bounded too: at most
 ``MAX_CONVERSATIONS_PER_CONNECTION`` conversations, each name at most
-``events.conversations.MAX_LENGTH`` characters. Saving again only rewrites a
+``events.conversations.MAX_LENGTH`` characters, and at most as many epochs a
+client's unusable offset named (``stale``: a parsed offset holds no more).
+A record of an earlier version (one position for every conversation) does
+not load: its client is told it was not recovered. Saving again only rewrites a
 record that still exists: an evicted one stays gone. Without Redis
 (development mode) the records stay in process, under the same bound.
 """
