@@ -18,7 +18,7 @@ it de-duplicates it (a Pub/Sub redelivery of a ``messageId`` already
 accepted for that kind in that conversation is not stored or sent again),
 stores it, trims the history exactly by count and by bytes, oldest first,
 and publishes it (``SPUBLISH``), in one atomic step (``RedisHistory``'s Lua
-script: one Redis round trip per push, shared by the pushes that arrive
+function: one Redis round trip per push, shared by the pushes that arrive
 together: the appends of one turn of the event loop go out in one pipeline).
 Replays read conversation by conversation, each in its own slot. Without
 Redis (development mode) ``MemoryHistory`` keeps the same promises in process.
@@ -27,6 +27,7 @@ Redis (development mode) ``MemoryHistory`` keeps the same promises in process.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 import orjson
 from django.conf import settings
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from common.loop_local import LoopLocal
 from events import redis_client
@@ -158,7 +159,7 @@ def new_epoch() -> str:
 
 def decode_published(conversation: str, message: bytes | str) -> Event:
     """The event in a pub/sub message of ``channel_name(conversation)``: ``<offset> <kind> <payload JSON>``,
-    as the append script publishes it."""
+    as the append function publishes it."""
     text = message.decode("utf-8") if isinstance(message, bytes) else message
     offset, kind, payload_json = text.split(" ", 2)
     parsed = Offset.parse(offset)
@@ -186,13 +187,14 @@ def _positions(since: Since, epoch: str | None) -> dict[str, Offset]:
 # when the Redis server process is not the one that last appended (its run_id, new at every start, and another
 # on a replica promoted by a failover): restored from a snapshot, or a replica that had not received the last
 # writes, the sequence would count again numbers it already gave out, and a desktop holding one of them would
-# be told its replay was whole while it missed events. Each append checks its own conversation's sequence (an
-# INFO, about 5 microseconds in Redis): on a Redis Cluster each conversation's shard is another process.
+# be told its replay was whole while it missed events. Each append checks its own conversation's sequence (on a
+# Redis Cluster each conversation's shard is another process) against the run_id its library read once
+# (``_LIBRARY``).
 # A missing sequence (a new conversation, or one whose sequence expired) is made in a new epoch, going on from
 # the newest stored entry if any. KEYS[1]: the sequence hash, KEYS[2]: the history stream; ``new_epoch``: a new
 # epoch, used only if needed. Leaves ``epoch`` set.
 _SEQUENCE = """
-local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local run = server_run()
 local found = redis.call('HMGET', KEYS[1], 'epoch', 'run')
 local epoch = found[1]
 if not epoch then
@@ -207,6 +209,7 @@ elseif found[2] ~= run then
 end
 """
 
+# The append, as a function of a library (``_LIBRARY``).
 # Trimming is exact, by count (EVENT_HISTORY_MAX_EVENTS) and by bytes (EVENT_HISTORY_MAX_BYTES of payload
 # JSON, the running total kept in the history-bytes key beside the stream): the oldest entries go until the
 # new one fits both, but the new one always stays, alone if it is over the byte budget by itself (a
@@ -281,13 +284,36 @@ redis.call('SPUBLISH', ARGV[7], epoch .. '-' .. seq .. ' ' .. ARGV[1] .. ' ' .. 
 return {0, epoch, seq}
 """
 
-# The position at the end of the conversation's sequence (made, in a new epoch, when there is none yet: a
+# The position (a function of ``_LIBRARY``) at the end of the conversation's sequence (made, in a new epoch, when there is none yet: a
 # position without an epoch could never be resumed from); its lifetime starts again. KEYS: sequence hash,
 # history stream. ARGV: a new epoch, sequence seconds. Returns the epoch and the seq.
 _POSITION = "local new_epoch = ARGV[1]\n" + _SEQUENCE + """
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {epoch, redis.call('HGET', KEYS[1], 'seq') or '0'}
 """
+
+# The append and the position as a Redis function library, so that the server process's run_id is read once
+# per process rather than once per append (an INFO costs about 5 microseconds, a quarter of an append): a
+# library's local variables live as long as its Lua engine, which a restart, a failover (another process) and
+# a FUNCTION LOAD make anew, and the library is loaded again (it is kept in snapshots and replicated) when a
+# call finds it missing. Its name carries a digest of its code: versions running side by side during a
+# rolling deploy each call their own.
+_LIBRARY_CODE = """
+local run_id = nil
+local function server_run()
+  if not run_id then run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') end
+  return run_id
+end
+redis.register_function('NAME_append', function(KEYS, ARGV)
+""" + _APPEND + """
+end)
+redis.register_function('NAME_position', function(KEYS, ARGV)
+""" + _POSITION + """
+end)
+"""
+LIBRARY_NAME = "aa_history_" + hashlib.sha1(_LIBRARY_CODE.encode()).hexdigest()[:12]
+_LIBRARY = f"#!lua name={LIBRARY_NAME}\n" + _LIBRARY_CODE.replace("'NAME_", f"'{LIBRARY_NAME}_")
+_APPEND_FUNCTION, _POSITION_FUNCTION = f"{LIBRARY_NAME}_append", f"{LIBRARY_NAME}_position"
 
 # One conversation's events after a position, within bounds. KEYS: sequence hash, history stream, trimmed mark.
 # ARGV: the epoch the position is counted in ('' for the current one), the seq after which to read, most events
@@ -398,9 +424,7 @@ class RedisHistory:
 
     def __init__(self, client: Redis) -> None:
         self._client = client
-        self._append = client.register_script(_APPEND)
         self._read = client.register_script(_READ)
-        self._position = client.register_script(_POSITION)
         # Appends waiting for this turn of the event loop to end: (EVALSHA arguments, its caller's future).
         self._waiting: list[tuple[tuple, asyncio.Future]] = []
         self._batches: set[asyncio.Task] = set()  # pipelines in flight, held until done
@@ -408,13 +432,13 @@ class RedisHistory:
     async def append(self, *, conversation: str, kind: str, message_id: str | None, payload_json: str) -> Appended:
         """Store, de-duplicate and publish one event in one atomic step, on the conversation's keys only.
 
-        The script runs in a pipeline with the other appends asked for in the same turn of the event
+        The function runs in a pipeline with the other appends asked for in the same turn of the event
         loop: one connection taken from the pool, one write and one read for all of them (redis-py's
-        machinery around one command was most of a push's cost). Each script is still atomic on its own,
+        machinery around one command was most of a push's cost). Each call is still atomic on its own,
         and each caller gets its own answer or error.
         """
         command = (
-            "EVALSHA", self._append.sha, 5, *conversation_keys(conversation),
+            "FCALL", _APPEND_FUNCTION, 5, *conversation_keys(conversation),
             kind, message_id or "", payload_json, settings.EVENT_HISTORY_MAX_EVENTS, settings.EVENT_HISTORY_SECONDS,
             _dedup_capacity(), channel_name(conversation), new_epoch(), settings.EVENT_HISTORY_MAX_BYTES,
             _sequence_seconds(),
@@ -434,13 +458,14 @@ class RedisHistory:
         task.add_done_callback(self._batches.discard)
 
     async def _run(self, batch: list[tuple[tuple, asyncio.Future]]) -> None:
-        """Run ``batch``'s scripts in one pipeline and answer each caller (its reply, or the error)."""
+        """Run ``batch``'s calls in one pipeline and answer each caller (its reply, or the error)."""
         try:
             replies = await self._pipeline([command for command, _ in batch])
-            if any(isinstance(reply, NoScriptError) for reply in replies):
-                # Redis lost its script cache (a restart): load it once, run again what it refused.
-                await self._client.script_load(_APPEND)
-                again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if any(_function_missing(reply) for reply in replies):
+                # Redis lost its functions (restored from an older snapshot, or flushed): load them once, run
+                # again what it refused.
+                await self._load_library()
+                again = [i for i, reply in enumerate(replies) if _function_missing(reply)]
                 for i, reply in zip(again, await self._pipeline([batch[i][0] for i in again])):
                     replies[i] = reply
         except Exception as error:  # Redis unreachable, or slower than its socket timeout: every caller's error
@@ -528,11 +553,21 @@ class RedisHistory:
 
     async def position(self, conversation: str) -> Offset:
         """The current end of ``conversation``'s sequence (no events yet: seq 0). Before the first event the
-        epoch is made here (as the append script would make it): a position without one could never be resumed
+        epoch is made here (as the append function would make it): a position without one could never be resumed
         from. The sequence's lifetime starts again."""
-        keys = [conversation_key(conversation, "seq"), conversation_key(conversation, "history")]
-        epoch, seq = await self._position(keys=keys, args=[new_epoch(), _sequence_seconds()])
+        command = ("FCALL", _POSITION_FUNCTION, 2, conversation_key(conversation, "seq"),
+                   conversation_key(conversation, "history"), new_epoch(), _sequence_seconds())
+        try:
+            epoch, seq = await self._client.execute_command(*command)
+        except ResponseError as error:
+            if not _function_missing(error):
+                raise
+            await self._load_library()
+            epoch, seq = await self._client.execute_command(*command)
         return Offset(_text(epoch), int(seq))
+
+    async def _load_library(self) -> None:
+        await self._client.function_load(_LIBRARY, replace=True)
 
 
 class MemoryHistory:
@@ -561,7 +596,7 @@ class MemoryHistory:
         stream = self._streams.setdefault(conversation, deque())
         stream.append(event)
         stored = self._bytes.get(conversation, 0) + _size(event)
-        # As the Redis script trims: by count and by bytes, never the event just stored.
+        # As the Redis function trims: by count and by bytes, never the event just stored.
         while len(stream) > settings.EVENT_HISTORY_MAX_EVENTS or (
                 stored > settings.EVENT_HISTORY_MAX_BYTES and len(stream) > 1):
             gone = stream.popleft()
@@ -617,6 +652,10 @@ class MemoryHistory:
 
     async def position(self, conversation: str) -> Offset:
         return Offset(self._epoch(conversation), self._seqs.get(conversation, 0))
+
+
+def _function_missing(reply: object) -> bool:
+    return isinstance(reply, ResponseError) and "Function not found" in str(reply)
 
 
 def _size(event: Event) -> int:

@@ -156,14 +156,20 @@ async def test_appends_made_together_each_get_their_own_answer(history) -> None:
     assert [(event.conversation, event.seq) for event in replay.events] == [(A, 1), (A, 2), (B, 1)]
 
 
-async def test_appends_go_on_after_redis_lost_its_scripts() -> None:
-    """After a restart Redis has no scripts cached: the appends of that moment load the script and succeed."""
+async def test_appends_positions_and_reads_go_on_after_redis_lost_its_functions_and_scripts() -> None:
+    """Restored from a snapshot older than the library, or flushed, Redis has neither the functions nor the
+    scripts: the calls of that moment load them and succeed."""
     client = redis_client.get_redis()
     history = RedisHistory(client)
     await append(history, A, "1")
+    await client.function_flush()
     await client.script_flush()
     answers = await asyncio.gather(*(append(history, A, m) for m in ("2", "3")))
     assert [answer.offset.seq for answer in answers] == [2, 3] and not any(a.duplicate for a in answers)
+    await client.function_flush()
+    assert (await history.position(A)).seq == 3
+    await client.script_flush()
+    assert [event.seq for event in (await history.read({A: 1})).events] == [2, 3]
 
 
 async def test_every_append_of_a_batch_fails_when_redis_is_unreachable(settings) -> None:
@@ -277,7 +283,7 @@ async def test_every_key_of_one_push_is_in_one_cluster_slot(settings) -> None:
         slots.append(key_slot(keys[0].encode()))
         await append(history, name, "1")
     assert len(set(slots)) == len(names)
-    # And the script touches no other key: every key in Redis now is one of those conversations'.
+    # And the function touches no other key: every key in Redis now is one of those conversations'.
     stored = [key async for key in redis_client.get_redis().scan_iter(match=f"{settings.EVENT_KEY_PREFIX}*")]
     assert {key_slot(key) for key in stored} <= set(slots) and stored
 
