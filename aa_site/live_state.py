@@ -72,15 +72,14 @@ async def snapshot() -> LiveState:
         events = await history.recent_events(name, EVENTS_PER_CONVERSATION)
         conversations.append(ConversationView(name, joined[name], events))
     stored, more_stored = await history.stored_conversations(10_000)
-    position = await history.accepted_count()
+    accepted = await history.accepted_count(stored)
     counters = {
         "instances": len(records),
         "desktops": sum(desktops_by_transport.values()),
         "desktops_by_transport": dict(sorted(desktops_by_transport.items())),
         "conversations_joined": len(names),
         "conversations_stored": f"{len(stored)}+" if more_stored else len(stored),
-        "events_accepted": position.seq,
-        "epoch": position.epoch,
+        "events_accepted": accepted,
         "integration_keys": await integration_keys.count(),
     }
     return LiveState(records, conversations, truncated, counters)

@@ -1,43 +1,58 @@
-"""Every accepted event, in a bounded per-conversation history, with one global order and its offsets.
+"""Every accepted event, in a bounded per-conversation history, numbered by its conversation's own sequence.
 
-An event gets the next number of one sequence that all conversations share,
-so offsets are comparable across conversations: a desktop that saw offset
-``N`` has missed exactly the events numbered above ``N`` in the conversations
-it had joined. The sequence carries an *epoch*, a random tag made with it
-and renewed whenever another Redis server process appends (a restart, a
-failover): offsets of another epoch (Redis lost its data, or some of it)
-cannot be resumed from.
+Each conversation has its own sequence and *epoch* (a random tag made with
+the sequence, renewed whenever another Redis server process appends to it: a
+restart, a failover): an event's offset ``epoch-seq`` names its place in its
+conversation, and offsets of another epoch (Redis lost the conversation's
+data, or some of it) cannot be resumed from. A desktop in several
+conversations holds a position in each (``connector.desktops.offsets`` packs
+them into the one offset a Socket.IO client hands back).
 
-Appending an event also de-duplicates it (a Pub/Sub redelivery of a
-``messageId`` already accepted for that kind in that conversation is not
-stored or sent again) and publishes it to the connectors, in one atomic step
-(``RedisHistory``'s Lua script: one Redis round trip per push, shared by the
-pushes that arrive together: the appends of one turn of the event loop go out
-in one pipeline). Each conversation's history is bounded by count and by
-bytes, trimmed exactly, oldest first. Without Redis (development mode)
-``MemoryHistory`` keeps the same promises in process.
+Every key of one conversation shares one Redis Cluster hash tag, the
+conversation's name: ``<prefix>{<conversation>}:seq`` (the sequence: epoch,
+seq, the server process that last appended), ``:history`` (a stream, entry id
+``0-<seq>``), ``:seen`` (messageIds accepted), ``:trimmed`` (the newest entry
+trimmed away), ``:history-bytes`` (the stream's payload bytes) and the
+sharded pub/sub channel ``:events``. Appending an event touches only those:
+it de-duplicates it (a Pub/Sub redelivery of a ``messageId`` already
+accepted for that kind in that conversation is not stored or sent again),
+stores it, trims the history exactly by count and by bytes, oldest first,
+and publishes it (``SPUBLISH``), in one atomic step (``RedisHistory``'s Lua
+function: one Redis round trip per push, shared by the pushes that arrive
+together: the appends of one turn of the event loop go out in one pipeline).
+Replays read conversation by conversation, each in its own slot. Without
+Redis (development mode) ``MemoryHistory`` keeps the same promises in process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import orjson
 from django.conf import settings
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from common.loop_local import LoopLocal
 from events import redis_client
 
+#: Characters of an epoch: 12 hex digits. Offsets of the single sequence all conversations once shared had 8:
+#: such an offset never names an epoch of a conversation, so it reads as another epoch's (not resumable).
+EPOCH_HEX_DIGITS = 12
+#: A conversation's sequence outlives its history (it is a few bytes): a desktop that sat in a quiet
+#: conversation keeps a resumable position for this long after the last event or join.
+SEQUENCE_SECONDS = 24 * 3600
+
 
 @dataclass(frozen=True, slots=True)
 class Offset:
-    """A position in the sequence: ``epoch-seq`` on the wire, opaque to clients."""
+    """A position in one conversation's sequence: ``epoch-seq`` on the wire, opaque to clients. An empty epoch
+    stands for the conversation's current one (a position counted from its start, or taken just now)."""
 
     epoch: str
     seq: int
@@ -51,14 +66,15 @@ class Offset:
         if not isinstance(text, str) or len(text) > 64:
             return None
         epoch, _, seq = text.rpartition("-")
-        if not epoch or not seq.isdigit() or not epoch.isalnum() or not epoch.isascii():
+        if not epoch or not seq.isdigit() or len(seq) > 15 or not epoch.isalnum() or not epoch.isascii():
             return None
         return cls(epoch, int(seq))
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One stored event: its place in the sequence, its kind, and the desktop payload as compact JSON."""
+    """One stored event: its place in its conversation's sequence, its kind, and the desktop payload as compact
+    JSON."""
 
     seq: int
     epoch: str
@@ -72,6 +88,10 @@ class Event:
     def offset(self) -> str:
         return f"{self.epoch}-{self.seq}"
 
+    @property
+    def position(self) -> Offset:
+        return Offset(self.epoch, self.seq)
+
 
 @dataclass(frozen=True, slots=True)
 class Appended:
@@ -83,35 +103,63 @@ class Appended:
 
 @dataclass(frozen=True, slots=True)
 class Replay:
-    """Events after some positions, in sequence order; ``complete`` is False when the history no longer
-    reaches back that far (trimmed, expired with events missing, or another epoch)."""
+    """Events after some positions, conversation by conversation, each conversation's in its sequence order.
+
+    ``complete`` is False when the history no longer reaches back that far: ``trimmed`` names the
+    conversations whose events after the position were trimmed away (or expired), ``stale`` those whose
+    position was of another epoch (read from the current epoch's start: each of its events came after).
+    ``positions`` says where each conversation is read up to: its last event in the replay when the replay
+    stopped inside it, else the end of its sequence (its current epoch)."""
 
     events: list[Event]
-    complete: bool
-    position: Offset
-    #: ``read_page``: the page stopped at its bounds, and ``position`` is its last event: more follow it.
+    positions: dict[str, Offset]
+    trimmed: frozenset[str] = frozenset()
+    stale: frozenset[str] = frozenset()
+    #: ``read_page``: the page stopped at its bounds: more events follow ``positions``.
     more: bool = False
     #: ``read_page(count=True)``: how many events the whole replay holds, this page's and the pages after.
     total: int | None = None
+
+    @property
+    def complete(self) -> bool:
+        return not self.trimmed and not self.stale
+
+
+Since = Mapping[str, "Offset | int"]
 
 
 def key_prefix() -> str:
     return settings.EVENT_KEY_PREFIX
 
 
+def conversation_key(conversation: str, part: str) -> str:
+    """A key of ``conversation``'s: its name is the hash tag, so all of them live in one Redis Cluster slot."""
+    return f"{key_prefix()}{{{conversation}}}:{part}"
+
+
+def conversation_keys(conversation: str) -> list[str]:
+    """The keys one push touches: sequence, history stream, seen messageIds, trimmed mark, history bytes."""
+    return [conversation_key(conversation, part) for part in ("seq", "history", "seen", "trimmed", "history-bytes")]
+
+
 def channel_name(conversation: str) -> str:
-    """The Redis pub/sub channel on which a conversation's events reach the connectors."""
-    return f"{key_prefix()}events:{conversation}"
+    """The sharded pub/sub channel (``SSUBSCRIBE``) on which a conversation's events reach the connectors: in
+    the slot of its keys."""
+    return conversation_key(conversation, "events")
 
 
 def history_bytes_key(conversation: str) -> str:
     """The Redis key holding the bytes of payload JSON stored in the conversation's history (its running total)."""
-    return f"{key_prefix()}history-bytes:{conversation}"
+    return conversation_key(conversation, "history-bytes")
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(EPOCH_HEX_DIGITS // 2)
 
 
 def decode_published(conversation: str, message: bytes | str) -> Event:
     """The event in a pub/sub message of ``channel_name(conversation)``: ``<offset> <kind> <payload JSON>``,
-    as the append script publishes it."""
+    as the append function publishes it."""
     text = message.decode("utf-8") if isinstance(message, bytes) else message
     offset, kind, payload_json = text.split(" ", 2)
     parsed = Offset.parse(offset)
@@ -125,6 +173,43 @@ def _dedup_capacity() -> int:
     return 10 * settings.EVENT_HISTORY_MAX_EVENTS
 
 
+def _sequence_seconds() -> int:
+    return max(SEQUENCE_SECONDS, settings.EVENT_HISTORY_SECONDS)
+
+
+def _positions(since: Since, epoch: str | None) -> dict[str, Offset]:
+    """``since`` as offsets: a bare number is counted in ``epoch`` (None: the conversation's current one)."""
+    return {conversation: at if isinstance(at, Offset) else Offset(epoch or "", at)
+            for conversation, at in since.items()}
+
+
+# The conversation's sequence, checked before each append (and when a position is taken): its epoch is renewed
+# when the Redis server process is not the one that last appended (its run_id, new at every start, and another
+# on a replica promoted by a failover): restored from a snapshot, or a replica that had not received the last
+# writes, the sequence would count again numbers it already gave out, and a desktop holding one of them would
+# be told its replay was whole while it missed events. Each append checks its own conversation's sequence (on a
+# Redis Cluster each conversation's shard is another process) against the run_id its library read once
+# (``_LIBRARY``).
+# A missing sequence (a new conversation, or one whose sequence expired) is made in a new epoch, going on from
+# the newest stored entry if any. KEYS[1]: the sequence hash, KEYS[2]: the history stream; ``new_epoch``: a new
+# epoch, used only if needed. Leaves ``epoch`` set.
+_SEQUENCE = """
+local run = server_run()
+local found = redis.call('HMGET', KEYS[1], 'epoch', 'run')
+local epoch = found[1]
+if not epoch then
+  epoch = new_epoch
+  local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+  local seq = 0
+  if #newest > 0 then seq = tonumber(string.match(newest[1][1], '%d+$')) end
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'run', run, 'seq', seq)
+elseif found[2] ~= run then
+  epoch = new_epoch
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'run', run)
+end
+"""
+
+# The append, as a function of a library (``_LIBRARY``).
 # Trimming is exact, by count (EVENT_HISTORY_MAX_EVENTS) and by bytes (EVENT_HISTORY_MAX_BYTES of payload
 # JSON, the running total kept in the history-bytes key beside the stream): the oldest entries go until the
 # new one fits both, but the new one always stays, alone if it is over the byte budget by itself (a
@@ -132,31 +217,11 @@ def _dedup_capacity() -> int:
 # of the newest entry about to go is kept in the trimmed key: a replay from before it cannot be whole (Redis
 # 7.0's XINFO max-deleted-entry-id counts XDEL only, not trimming). Entries about to go are read in growing
 # chunks: usually one, as many as a large new event pushes out otherwise.
-# The epoch is also renewed when the Redis server process is not the one that last appended (its run_id,
-# new at every start, and another on a replica promoted by a failover): restored from a snapshot, or a
-# replica that had not received the last writes, the sequence would count again numbers it already gave
-# out, and a desktop holding one of them would be told its replay was whole while it missed events. Only
-# the first append of each pipeline checks (INFO costs about as much as the rest of an append), and it is
-# sent with EVAL, which a flushed script cache cannot refuse: the pipeline's commands reach one server
-# process in order, so none of them appends before the check.
-# KEYS: sequence hash, history stream, seen zset, trimmed mark, history bytes. ARGV: kind, messageId ('' for
-# none), payload JSON, max events, history seconds, dedup capacity, channel, a new epoch (used only if none
-# yet, or for a new server process), max bytes, '1' to check the server process.
-_APPEND = """
-if ARGV[10] == '1' then
-  local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
-  local found = redis.call('HMGET', KEYS[1], 'epoch', 'run')
-  if found[1] and found[2] and found[2] ~= run then
-    redis.call('HSET', KEYS[1], 'epoch', ARGV[8], 'run', run)
-  elseif not found[2] then
-    redis.call('HSET', KEYS[1], 'run', run)
-  end
-end
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[8]
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
-end
+# KEYS (one conversation's, one slot): sequence hash, history stream, seen zset, trimmed mark, history bytes.
+# ARGV: kind, messageId ('' for none), payload JSON, max events, history seconds, dedup capacity, channel (in
+# the same slot), a new epoch (used only if needed), max bytes, sequence seconds.
+_APPEND = "local new_epoch = ARGV[8]\n" + _SEQUENCE + """
+redis.call('EXPIRE', KEYS[1], ARGV[10])
 local member = ARGV[1] .. ' ' .. ARGV[2]
 if ARGV[2] ~= '' then
   local seen = redis.call('ZSCORE', KEYS[3], member)
@@ -176,7 +241,7 @@ local total = 0
 if count > 0 then
   total = tonumber(redis.call('GET', KEYS[5]) or '-1')
   if total < 0 then
-    -- No running total beside a stored history (written by an earlier version, or evicted): count it once.
+    -- No running total beside a stored history (evicted): count it once.
     total = 0
     local after = '-'
     repeat
@@ -215,112 +280,168 @@ if ARGV[2] ~= '' then
   end
   redis.call('EXPIRE', KEYS[3], ARGV[5])
 end
-redis.call('PUBLISH', ARGV[7], epoch .. '-' .. seq .. ' ' .. ARGV[1] .. ' ' .. ARGV[3])
+redis.call('SPUBLISH', ARGV[7], epoch .. '-' .. seq .. ' ' .. ARGV[1] .. ' ' .. ARGV[3])
 return {0, epoch, seq}
 """
 
-# KEYS: sequence hash, then per conversation its history stream and its trimmed mark. ARGV: the seq after
-# which to read each. Returns the epoch, the current seq, then per conversation {trimmed up to, entries}.
+# The position (a function of ``_LIBRARY``) at the end of the conversation's sequence (made, in a new epoch, when there is none yet: a
+# position without an epoch could never be resumed from); its lifetime starts again. KEYS: sequence hash,
+# history stream. ARGV: a new epoch, sequence seconds. Returns the epoch and the seq.
+_POSITION = "local new_epoch = ARGV[1]\n" + _SEQUENCE + """
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return {epoch, redis.call('HGET', KEYS[1], 'seq') or '0'}
+"""
+
+# The append and the position as a Redis function library, so that the server process's run_id is read once
+# per process rather than once per append (an INFO costs about 5 microseconds, a quarter of an append): a
+# library's local variables live as long as its Lua engine, which a restart, a failover (another process) and
+# a FUNCTION LOAD make anew, and the library is loaded again (it is kept in snapshots and replicated) when a
+# call finds it missing. Its name carries a digest of its code: versions running side by side during a
+# rolling deploy each call their own.
+_LIBRARY_CODE = """
+local run_id = nil
+local function server_run()
+  if not run_id then run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') end
+  return run_id
+end
+redis.register_function('NAME_append', function(KEYS, ARGV)
+""" + _APPEND + """
+end)
+redis.register_function('NAME_position', function(KEYS, ARGV)
+""" + _POSITION + """
+end)
+"""
+LIBRARY_NAME = "aa_history_" + hashlib.sha1(_LIBRARY_CODE.encode()).hexdigest()[:12]
+_LIBRARY = f"#!lua name={LIBRARY_NAME}\n" + _LIBRARY_CODE.replace("'NAME_", f"'{LIBRARY_NAME}_")
+_APPEND_FUNCTION, _POSITION_FUNCTION = f"{LIBRARY_NAME}_append", f"{LIBRARY_NAME}_position"
+
+# One conversation's events after a position, within bounds. KEYS: sequence hash, history stream, trimmed mark.
+# ARGV: the epoch the position is counted in ('' for the current one), the seq after which to read, most events
+# (-1: no bound, 0: none, only the state), most bytes (of kinds and payloads), whether the first event is taken
+# however big ('1'). A position of another epoch reads from the current epoch's start: each of its events was
+# pushed after Redis lost the older ones. Entries are read 64 at a time, so Redis holds no more than that beyond
+# what it returns. Returns the epoch, the current seq, the trimmed mark, the stream's length, whether the read
+# stopped at a bound with events after it (1), and the entries as {id, kind, payload}.
 _READ = """
-local out = {redis.call('HGET', KEYS[1], 'epoch') or '', redis.call('HGET', KEYS[1], 'seq') or '0'}
-for i = 2, #KEYS, 2 do
-  local trimmed = redis.call('GET', KEYS[i + 1]) or '0-0'
-  out[#out + 1] = {trimmed, redis.call('XRANGE', KEYS[i], '(0-' .. ARGV[i / 2], '+')}
+local found = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
+local epoch, current = found[1] or '', tonumber(found[2] or '0')
+local after = tonumber(ARGV[2])
+if ARGV[1] ~= '' and ARGV[1] ~= epoch then after = 0 end
+local trimmed = redis.call('GET', KEYS[3]) or '0-0'
+local length = redis.call('XLEN', KEYS[2])
+local max_events, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
+local entries, bytes, more, from = {}, 0, 0, '(0-' .. after
+while length > 0 and (max_events < 0 or #entries < max_events) do
+  local want = 64
+  if max_events >= 0 then want = math.min(want, max_events - #entries) end
+  local chunk = redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', want)
+  for _, entry in ipairs(chunk) do
+    local fields, kind, payload = entry[2], '', ''
+    for j = 1, #fields, 2 do
+      if fields[j] == 'k' then kind = fields[j + 1] elseif fields[j] == 'p' then payload = fields[j + 1] end
+    end
+    local size = #kind + #payload
+    if max_events >= 0 and (#entries > 0 or ARGV[5] ~= '1') and bytes + size > max_bytes then
+      more = 1
+      break
+    end
+    entries[#entries + 1] = {entry[1], kind, payload}
+    bytes = bytes + size
+  end
+  if more == 1 or #chunk < want then break end
+  from = '(' .. chunk[#chunk][1]
 end
-return out
+if more == 0 and max_events >= 0 and length > 0 then
+  local last = after
+  if #entries > 0 then last = tonumber(string.match(entries[#entries][1], '%d+$')) end
+  if last < current then more = 1 end
+end
+return {epoch, current, trimmed, length, more, entries}
 """
 
 
-# One page of a replay: KEYS: sequence hash, then per conversation its history stream and its trimmed mark.
-# ARGV: the epoch the positions are counted in ('' for the current one), most events, most bytes (at least one
-# event is taken however big), whether to count every event the replay holds ('1'; 16 entries at a time),
-# then per conversation the seq after which to read. Positions of another epoch
-# read from the current epoch's start: each of its events was pushed after Redis lost the older ones.
-# The conversations' streams are merged in sequence order one entry at a time (XRANGE COUNT 1 per head), so
-# Redis holds no more than a head per conversation beyond the page itself.
-# Returns the epoch, the current seq, whether more follow, the trimmed marks, the page's entries as
-# {seq, conversation index, kind, payload}, and the count (0 when not asked).
-_READ_PAGE = """
-local epoch = redis.call('HGET', KEYS[1], 'epoch') or ''
-local current = redis.call('HGET', KEYS[1], 'seq') or '0'
-local stale = ARGV[1] ~= '' and ARGV[1] ~= epoch
-local max_events, max_bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
-local n = (#KEYS - 1) / 2
-local after, heads, done, trimmed, count = {}, {}, {}, {}, 0
-for i = 1, n do
-  after[i] = stale and 0 or tonumber(ARGV[4 + i])
-  trimmed[i] = redis.call('GET', KEYS[2 * i + 1]) or '0-0'
-  if ARGV[4] == '1' then
-    local from = '(0-' .. after[i]
-    while true do
-      local got = redis.call('XRANGE', KEYS[2 * i], from, '+', 'COUNT', 16)
-      count = count + #got
-      if #got < 16 then break end
-      from = '(' .. got[#got][1]
-    end
-  end
-end
-local page, bytes, more = {}, 0, 0
-while true do
-  local best, best_seq = nil, nil
-  for i = 1, n do
-    if not done[i] and not heads[i] then
-      local got = redis.call('XRANGE', KEYS[2 * i], '(0-' .. after[i], '+', 'COUNT', 1)
-      if #got == 0 then done[i] = true else heads[i] = got[1] end
-    end
-    if heads[i] then
-      local seq = tonumber(string.sub(heads[i][1], 3))
-      if not best_seq or seq < best_seq then best, best_seq = i, seq end
-    end
-  end
-  if not best then break end
-  local fields = heads[best][2]
-  local kind, payload = '', ''
-  for j = 1, #fields, 2 do
-    if fields[j] == 'k' then kind = fields[j + 1] elseif fields[j] == 'p' then payload = fields[j + 1] end
-  end
-  local size = #kind + #payload
-  if #page >= max_events or (#page > 0 and bytes + size > max_bytes) then
-    more = 1
-    break
-  end
-  page[#page + 1] = {best_seq, best, kind, payload}
-  bytes = bytes + size
-  after[best] = best_seq
-  heads[best] = nil
-end
-return {epoch, current, more, trimmed, page, count}
-"""
+@dataclass(slots=True)
+class _Read:
+    """One conversation's answer to ``_READ``."""
+
+    epoch: str
+    current: int
+    trimmed: int
+    length: int
+    more: bool
+    entries: list
+
+
+def _parsed_read(reply: list) -> _Read:
+    epoch, current, trimmed, length, more, entries = reply
+    return _Read(_text(epoch), int(current), _seq_of(trimmed), int(length), bool(more), entries)
+
+
+class _Walk:
+    """A replay being made conversation by conversation from ``_Read`` answers (Redis's or the memory's)."""
+
+    def __init__(self, positions: dict[str, Offset], *, count: bool = False) -> None:
+        self.since = positions
+        self.events: list[Event] = []
+        self.positions: dict[str, Offset] = {}
+        self.trimmed: set[str] = set()
+        self.stale: set[str] = set()
+        self.more = False
+        self.total = 0 if count else None
+
+    def after(self, conversation: str, state: _Read) -> int:
+        """Where ``conversation`` is read from in its current epoch; notes a gap."""
+        at = self.since[conversation]
+        if at.epoch and at.epoch != state.epoch:
+            self.stale.add(conversation)  # Redis lost that epoch: every event of this one came after it
+            return 0
+        if state.trimmed > at.seq:
+            self.trimmed.add(conversation)  # events after the position were trimmed away
+        return at.seq
+
+    def take(self, conversation: str, state: _Read, events: Iterable[Event], *, read: bool) -> None:
+        """``conversation``'s state and the events read of it (``read``: its read was asked for)."""
+        after = self.after(conversation, state)
+        if self.total is not None and state.length:
+            self.total += min(state.length, max(0, state.current - after))
+        last = after
+        for event in events:
+            self.events.append(event)
+            last = event.seq
+        if not state.more:
+            last = max(last, state.current)
+        self.positions[conversation] = Offset(state.epoch, last)
+        if state.more:
+            self.more = True
+
+    def replay(self) -> Replay:
+        return Replay(self.events, self.positions, frozenset(self.trimmed), frozenset(self.stale), self.more,
+                      self.total)
 
 
 class RedisHistory:
-    """The history in Redis: a stream per conversation, a sorted set of seen messageIds, one sequence."""
+    """The history in Redis: per conversation a sequence, a stream, a sorted set of seen messageIds."""
 
     def __init__(self, client: Redis) -> None:
         self._client = client
-        self._append = client.register_script(_APPEND)
         self._read = client.register_script(_READ)
-        self._read_page = client.register_script(_READ_PAGE)
         # Appends waiting for this turn of the event loop to end: (EVALSHA arguments, its caller's future).
         self._waiting: list[tuple[tuple, asyncio.Future]] = []
         self._batches: set[asyncio.Task] = set()  # pipelines in flight, held until done
 
     async def append(self, *, conversation: str, kind: str, message_id: str | None, payload_json: str) -> Appended:
-        """Store, de-duplicate and publish one event in one atomic step.
+        """Store, de-duplicate and publish one event in one atomic step, on the conversation's keys only.
 
-        The script runs in a pipeline with the other appends asked for in the same turn of the event
+        The function runs in a pipeline with the other appends asked for in the same turn of the event
         loop: one connection taken from the pool, one write and one read for all of them (redis-py's
-        machinery around one command was most of a push's cost: README, "Performance"). Each script is
-        still atomic on its own, and each caller gets its own answer or error.
+        machinery around one command was most of a push's cost). Each call is still atomic on its own,
+        and each caller gets its own answer or error.
         """
-        prefix = key_prefix()
         command = (
-            "EVALSHA", self._append.sha, 5,
-            f"{prefix}sequence", f"{prefix}history:{conversation}",
-            f"{prefix}seen:{conversation}", f"{prefix}trimmed:{conversation}", history_bytes_key(conversation),
+            "FCALL", _APPEND_FUNCTION, 5, *conversation_keys(conversation),
             kind, message_id or "", payload_json, settings.EVENT_HISTORY_MAX_EVENTS, settings.EVENT_HISTORY_SECONDS,
-            _dedup_capacity(), channel_name(conversation), secrets.token_hex(4), settings.EVENT_HISTORY_MAX_BYTES,
-            "0",
+            _dedup_capacity(), channel_name(conversation), new_epoch(), settings.EVENT_HISTORY_MAX_BYTES,
+            _sequence_seconds(),
         )
         loop = asyncio.get_running_loop()
         answer = loop.create_future()
@@ -337,13 +458,14 @@ class RedisHistory:
         task.add_done_callback(self._batches.discard)
 
     async def _run(self, batch: list[tuple[tuple, asyncio.Future]]) -> None:
-        """Run ``batch``'s scripts in one pipeline and answer each caller (its reply, or the error)."""
+        """Run ``batch``'s calls in one pipeline and answer each caller (its reply, or the error)."""
         try:
             replies = await self._pipeline([command for command, _ in batch])
-            if any(isinstance(reply, NoScriptError) for reply in replies):
-                # Redis lost its script cache (a restart): load it once, run again what it refused.
-                await self._client.script_load(_APPEND)
-                again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if any(_function_missing(reply) for reply in replies):
+                # Redis lost its functions (restored from an older snapshot, or flushed): load them once, run
+                # again what it refused.
+                await self._load_library()
+                again = [i for i, reply in enumerate(replies) if _function_missing(reply)]
                 for i, reply in zip(again, await self._pipeline([batch[i][0] for i in again])):
                     replies[i] = reply
         except Exception as error:  # Redis unreachable, or slower than its socket timeout: every caller's error
@@ -364,103 +486,117 @@ class RedisHistory:
                 answer.set_result(reply)
 
     async def _pipeline(self, commands: list[tuple]) -> list:
-        """Run ``commands`` in one pipeline, the first as EVAL checking the server process; their replies."""
+        """Run ``commands`` in one pipeline; their replies (an error as its exception)."""
         pipeline = self._client.pipeline(transaction=False)
-        first, *others = commands
-        pipeline.execute_command("EVAL", _APPEND, *first[2:-1], "1")
-        for command in others:
+        for command in commands:
             pipeline.execute_command(*command)
         return await pipeline.execute(raise_on_error=False)
 
-    async def read(self, since: Mapping[str, int], *, epoch: str | None) -> Replay:
-        """The events after ``since[conversation]`` in each conversation, read atomically, in sequence order.
+    async def _reads(self, asks: list[tuple[str, Offset, int, int, bool]]) -> list[_Read]:
+        """``_READ`` for each (conversation, position, most events, most bytes, first taken whatever its size),
+        each on its own conversation's keys, in one pipeline."""
+        commands = [("EVALSHA", self._read.sha, 3, *(conversation_key(c, part) for part in ("seq", "history", "trimmed")),
+                     at.epoch, at.seq, events, size, "1" if first else "0") for c, at, events, size, first in asks]
+        if not commands:
+            return []
+        replies = await self._pipeline(commands)
+        if any(isinstance(reply, NoScriptError) for reply in replies):
+            await self._client.script_load(_READ)
+            replies = await self._pipeline(commands)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return [_parsed_read(reply) for reply in replies]
 
-        ``epoch`` is the epoch ``since`` was counted in (None: the positions are this epoch's own).
-        """
-        prefix = key_prefix()
-        conversations = list(since)
-        keys = [f"{prefix}sequence"]
-        for conversation in conversations:
-            keys += [f"{prefix}history:{conversation}", f"{prefix}trimmed:{conversation}"]
-        reply = await self._read(keys=keys, args=[since[c] for c in conversations])
-        current_epoch, current_seq = _text(reply[0]), int(reply[1])
-        complete = epoch is None or epoch == current_epoch
-        events: list[Event] = []
-        for conversation, (trimmed, entries) in zip(conversations, reply[2:]):
-            if _seq_of(trimmed) > since[conversation]:
-                complete = False  # events after the position were trimmed away
-            for entry_id, fields in entries:
-                values = dict(zip(fields[::2], fields[1::2]))
-                events.append(
-                    Event(_seq_of(entry_id), current_epoch, conversation, _text(values[b"k"]), _text(values[b"p"]))
-                )
-        events.sort(key=lambda event: event.seq)
-        return Replay(events, complete and bool(current_epoch or not events), Offset(current_epoch, current_seq))
+    def _events(self, conversation: str, state: _Read) -> list[Event]:
+        return [Event(_seq_of(entry_id), state.epoch, conversation, _text(kind), _text(payload))
+                for entry_id, kind, payload in state.entries]
 
-    async def read_page(self, since: Mapping[str, int], *, epoch: str | None, max_events: int,
+    async def read(self, since: Since, *, epoch: str | None = None) -> Replay:
+        """Every event after ``since[conversation]`` in each conversation (a bare number is counted in
+        ``epoch``, None: the conversation's current one), conversation by conversation (one read each, in one
+        pipeline), each conversation's in its sequence order."""
+        walk = _Walk(_positions(since, epoch))
+        states = await self._reads([(c, at, -1, 0, True) for c, at in walk.since.items()])
+        for conversation, state in zip(walk.since, states):
+            walk.take(conversation, state, self._events(conversation, state), read=True)
+        return walk.replay()
+
+    async def read_page(self, since: Since, *, epoch: str | None = None, max_events: int,
                         max_bytes: int, count: bool = False) -> Replay:
-        """The first events after ``since[conversation]`` in each conversation, in sequence order, read
-        atomically: at most ``max_events`` of them and ``max_bytes`` (of their kinds and payloads; the first
-        event is taken whatever its size). With ``more``, the page stopped at those bounds and ``position``
-        is its last event: every event of these conversations up to it is in the page (or was before
-        ``since``), so the next page reads after it. Without, the page reaches the history's end, and
-        ``position`` is the sequence's end. Positions of another ``epoch`` than the current one read from the
-        current epoch's start (the page is not ``complete``). With ``count``, ``total`` is the number of
-        events the whole replay holds now (a walk of the streams in Redis: for the plain protocol's answer)."""
-        prefix = key_prefix()
-        conversations = list(since)
-        keys = [f"{prefix}sequence"]
-        for conversation in conversations:
-            keys += [f"{prefix}history:{conversation}", f"{prefix}trimmed:{conversation}"]
-        reply = await self._read_page(
-            keys=keys, args=[epoch or "", max_events, max_bytes, "1" if count else "0",
-                             *(since[c] for c in conversations)]
-        )
-        current_epoch, current_seq, more, trimmed_marks, entries, total = reply
-        current_epoch = _text(current_epoch)
-        complete = epoch is None or epoch == current_epoch
-        if complete and any(_seq_of(mark) > since[c] for c, mark in zip(conversations, trimmed_marks)):
-            complete = False  # events after a position were trimmed away
-        events = [Event(int(seq), current_epoch, conversations[int(index) - 1], _text(kind), _text(payload))
-                  for seq, index, kind, payload in entries]
-        position = Offset(current_epoch, events[-1].seq if more else int(current_seq))
-        return Replay(events, complete and bool(current_epoch or not events), position, more=bool(more),
-                      total=int(total) if count else None)
+        """The first events after ``since[conversation]`` in each conversation: at most ``max_events`` of them and
+        ``max_bytes`` (of their kinds and payloads; the first event is taken whatever its size), conversation by
+        conversation in ``since``'s order. With ``more``, the page stopped at those bounds, and the next page
+        reads after ``positions``. Positions of another epoch than a conversation's current one read from its
+        current epoch's start (the page is not ``complete``). With ``count``, ``total`` is the number of events
+        the whole replay holds now.
 
-    async def position(self) -> Offset:
-        """The current end of the sequence (no events yet: seq 0). Before the first event the epoch is made
-        here (as the append script would make it): a position without one could never be resumed from."""
-        key = f"{key_prefix()}sequence"
-        epoch, seq = await self._client.hmget(key, ["epoch", "seq"])
-        if not epoch:
-            await self._client.hsetnx(key, "epoch", secrets.token_hex(4))
-            epoch, seq = await self._client.hmget(key, ["epoch", "seq"])
-        return Offset(_text(epoch), int(seq or 0))
+        One round trip reads the first conversation's page and every other's state (its sequence, trimmed mark,
+        length); each other conversation with events after its position then takes what room is left, one
+        read each: no more is read from Redis than the page holds."""
+        walk = _Walk(_positions(since, epoch), count=count)
+        conversations = list(walk.since)
+        states = await self._reads([(c, walk.since[c], max_events if i == 0 else 0, max_bytes, True)
+                                    for i, c in enumerate(conversations)])
+        events_left, bytes_left = max_events, max_bytes
+        for i, (conversation, state) in enumerate(zip(conversations, states)):
+            read = i == 0
+            if not read and state.more and events_left > 0 and (bytes_left > 0 or not walk.events):
+                at = walk.since[conversation]
+                (state,) = await self._reads([(conversation, at, events_left, bytes_left, not walk.events)])
+                read = True
+            events = self._events(conversation, state) if read else []
+            walk.take(conversation, state, events, read=read)
+            events_left -= len(events)
+            bytes_left -= sum(len(event.kind) + len(event.payload_json) for event in events)
+        return walk.replay()
+
+    async def position(self, conversation: str) -> Offset:
+        """The current end of ``conversation``'s sequence (no events yet: seq 0). Before the first event the
+        epoch is made here (as the append function would make it): a position without one could never be resumed
+        from. The sequence's lifetime starts again."""
+        command = ("FCALL", _POSITION_FUNCTION, 2, conversation_key(conversation, "seq"),
+                   conversation_key(conversation, "history"), new_epoch(), _sequence_seconds())
+        try:
+            epoch, seq = await self._client.execute_command(*command)
+        except ResponseError as error:
+            if not _function_missing(error):
+                raise
+            await self._load_library()
+            epoch, seq = await self._client.execute_command(*command)
+        return Offset(_text(epoch), int(seq))
+
+    async def _load_library(self) -> None:
+        await self._client.function_load(_LIBRARY, replace=True)
 
 
 class MemoryHistory:
     """The same history in this process, for development mode without Redis; ``listener`` gets each new event."""
 
     def __init__(self) -> None:
-        self.epoch = secrets.token_hex(4)
-        self.seq = 0
+        self._epochs: dict[str, str] = {}
+        self._seqs: dict[str, int] = {}
         self._streams: dict[str, deque[Event]] = {}
         self._bytes: dict[str, int] = {}  # per conversation, of its stored events' payload JSON (UTF-8)
         self._trimmed: dict[str, int] = {}
         self._seen: dict[str, dict[str, int]] = {}
         self.listener: Callable[[Event], None] | None = None
 
+    def _epoch(self, conversation: str) -> str:
+        return self._epochs.setdefault(conversation, new_epoch())
+
     async def append(self, *, conversation: str, kind: str, message_id: str | None, payload_json: str) -> Appended:
+        epoch = self._epoch(conversation)
         seen = self._seen.setdefault(conversation, {})
         member = f"{kind} {message_id}"
         if message_id and member in seen:
-            return Appended(Offset(self.epoch, seen[member]), duplicate=True)
-        self.seq += 1
-        event = Event(self.seq, self.epoch, conversation, kind, payload_json)
+            return Appended(Offset(epoch, seen[member]), duplicate=True)
+        seq = self._seqs[conversation] = self._seqs.get(conversation, 0) + 1
+        event = Event(seq, epoch, conversation, kind, payload_json)
         stream = self._streams.setdefault(conversation, deque())
         stream.append(event)
         stored = self._bytes.get(conversation, 0) + _size(event)
-        # As the Redis script trims: by count and by bytes, never the event just stored.
+        # As the Redis function trims: by count and by bytes, never the event just stored.
         while len(stream) > settings.EVENT_HISTORY_MAX_EVENTS or (
                 stored > settings.EVENT_HISTORY_MAX_BYTES and len(stream) > 1):
             gone = stream.popleft()
@@ -468,42 +604,58 @@ class MemoryHistory:
             self._trimmed[conversation] = gone.seq
         self._bytes[conversation] = stored
         if message_id:
-            seen[member] = self.seq
+            seen[member] = seq
             while len(seen) > _dedup_capacity():
                 del seen[next(iter(seen))]
         if self.listener is not None:
             self.listener(event)
-        return Appended(Offset(self.epoch, self.seq), duplicate=False)
+        return Appended(Offset(epoch, seq), duplicate=False)
 
-    async def read(self, since: Mapping[str, int], *, epoch: str | None) -> Replay:
-        complete = epoch is None or epoch == self.epoch
-        events = []
-        for conversation, after in since.items():
-            if self._trimmed.get(conversation, 0) > after:
-                complete = False
-            events.extend(event for event in self._streams.get(conversation, ()) if event.seq > after)
-        events.sort(key=lambda event: event.seq)
-        return Replay(events, complete, Offset(self.epoch, self.seq))
-
-    async def read_page(self, since: Mapping[str, int], *, epoch: str | None, max_events: int,
-                        max_bytes: int, count: bool = False) -> Replay:
-        stale = epoch is not None and epoch != self.epoch
-        replay = await self.read({c: 0 if stale else after for c, after in since.items()}, epoch=None)
-        complete = replay.complete and not stale and all(
-            self._trimmed.get(c, 0) <= after for c, after in since.items())
-        total = len(replay.events) if count else None
-        page: list[Event] = []
-        size = 0
-        for event in replay.events:
+    def _state(self, conversation: str, at: Offset, max_events: int, max_bytes: int, first: bool) -> _Read:
+        """What ``_READ`` answers, from this process's history."""
+        epoch = self._epochs.get(conversation, "")
+        current = self._seqs.get(conversation, 0)
+        after = 0 if at.epoch and at.epoch != epoch else at.seq
+        stream = self._streams.get(conversation, ())
+        entries, size, more = [], 0, False
+        for event in stream:
+            if event.seq <= after or max_events < 0:
+                if event.seq > after:
+                    entries.append(event)
+                continue
             grown = size + len(event.kind) + len(event.payload_json)
-            if len(page) >= max_events or (page and grown > max_bytes):
-                return Replay(page, complete, Offset(self.epoch, page[-1].seq), more=True, total=total)
-            page.append(event)
+            if len(entries) >= max_events or ((entries or not first) and grown > max_bytes):
+                more = True
+                break
+            entries.append(event)
             size = grown
-        return Replay(page, complete, Offset(self.epoch, self.seq), total=total)
+        return _Read(epoch, current, self._trimmed.get(conversation, 0), len(stream), more, entries)
 
-    async def position(self) -> Offset:
-        return Offset(self.epoch, self.seq)
+    async def read(self, since: Since, *, epoch: str | None = None) -> Replay:
+        walk = _Walk(_positions(since, epoch))
+        for conversation, at in walk.since.items():
+            state = self._state(conversation, at, -1, 0, True)
+            walk.take(conversation, state, state.entries, read=True)
+        return walk.replay()
+
+    async def read_page(self, since: Since, *, epoch: str | None = None, max_events: int,
+                        max_bytes: int, count: bool = False) -> Replay:
+        walk = _Walk(_positions(since, epoch), count=count)
+        events_left, bytes_left = max_events, max_bytes
+        for conversation, at in walk.since.items():
+            read = events_left > 0 and (bytes_left > 0 or not walk.events)
+            state = self._state(conversation, at, events_left if read else 0, bytes_left, not walk.events)
+            walk.take(conversation, state, state.entries, read=read)
+            events_left -= len(state.entries)
+            bytes_left -= sum(len(event.kind) + len(event.payload_json) for event in state.entries)
+        return walk.replay()
+
+    async def position(self, conversation: str) -> Offset:
+        return Offset(self._epoch(conversation), self._seqs.get(conversation, 0))
+
+
+def _function_missing(reply: object) -> bool:
+    return isinstance(reply, ResponseError) and "Function not found" in str(reply)
 
 
 def _size(event: Event) -> int:
@@ -536,9 +688,9 @@ def memory_history() -> MemoryHistory:
 
 # --- what operators see and do (the admin's live view) -------------------------------------------
 
-# KEYS: sequence hash, history stream, trimmed mark, history bytes. ARGV: history seconds. Drops the stored
-# events (and their running byte total) and marks everything up to the current sequence number trimmed, so a
-# replay from before the purge says it is not whole.
+# KEYS (one conversation's): sequence hash, history stream, trimmed mark, history bytes. ARGV: history seconds.
+# Drops the stored events (and their running byte total) and marks everything up to the current sequence
+# number trimmed, so a replay from before the purge says it is not whole.
 # The seen messageIds stay: a redelivery of a purged event is still recognised and not sent again.
 _PURGE = """
 local removed = redis.call('XLEN', KEYS[2])
@@ -562,10 +714,9 @@ class EventSummary:
 
 async def recent_events(conversation: str, count: int) -> list[EventSummary]:
     """The conversation's newest ``count`` stored events, newest first (Redis only)."""
-    prefix = key_prefix()
     client = redis_client.get_redis()
-    epoch = await client.hget(f"{prefix}sequence", "epoch")
-    entries = await client.xrevrange(f"{prefix}history:{conversation}", count=count)
+    epoch = await client.hget(conversation_key(conversation, "seq"), "epoch")
+    entries = await client.xrevrange(conversation_key(conversation, "history"), count=count)
     summaries = []
     for entry_id, fields in entries:
         try:
@@ -586,27 +737,49 @@ async def recent_events(conversation: str, count: int) -> list[EventSummary]:
 
 async def purge(conversation: str) -> int:
     """Delete the conversation's stored events (Redis only); how many there were."""
-    prefix = key_prefix()
-    client = redis_client.get_redis()
-    keys = [f"{prefix}sequence", f"{prefix}history:{conversation}", f"{prefix}trimmed:{conversation}",
-            history_bytes_key(conversation)]
-    return int(await client.eval(_PURGE, len(keys), *keys, settings.EVENT_HISTORY_SECONDS))
+    keys = [conversation_key(conversation, part) for part in ("seq", "history", "trimmed", "history-bytes")]
+    return int(await redis_client.get_redis().eval(_PURGE, len(keys), *keys, settings.EVENT_HISTORY_SECONDS))
+
+
+def _stored_conversation(key: bytes | str) -> str | None:
+    """The conversation whose history stream ``key`` is (``<prefix>{<conversation>}:history``)."""
+    text = _text(key)
+    head, tail = f"{key_prefix()}{{", "}:history"
+    if text.startswith(head) and text.endswith(tail):
+        return text[len(head):-len(tail)]
+    return None
 
 
 async def stored_conversations(limit: int) -> tuple[list[str], bool]:
     """Up to ``limit`` conversations with stored events (Redis only), and whether there are more."""
-    prefix = f"{key_prefix()}history:"
     names: list[str] = []
-    async for key in redis_client.get_redis().scan_iter(match=f"{prefix}*", count=1000):
+    async for key in redis_client.get_redis().scan_iter(match=f"{_glob(key_prefix())}{{*}}:history", count=1000):
+        name = _stored_conversation(key)
+        if name is None:
+            continue
         if len(names) == limit:
             return sorted(names), True
-        names.append(_text(key)[len(prefix):])
+        names.append(name)
     return sorted(names), False
 
 
-async def accepted_count() -> Offset:
-    """The sequence's current position: how many events were accepted in its epoch."""
-    return await get_history().position()
+async def accepted_count(conversations: list[str]) -> int:
+    """How many events ``conversations`` accepted, each in its current epoch: the sum of their sequences
+    (there is no count over all conversations: each has its own sequence)."""
+    if not conversations:
+        return 0
+    if not redis_client.is_configured():
+        history = memory_history()
+        return sum((await history.position(c)).seq for c in conversations)
+    pipeline = redis_client.get_redis().pipeline(transaction=False)
+    for conversation in conversations:
+        pipeline.hget(conversation_key(conversation, "seq"), "seq")
+    return sum(int(seq or 0) for seq in await pipeline.execute())
+
+
+def _glob(text: str) -> str:
+    """``text`` matched literally in a SCAN pattern."""
+    return "".join(f"\\{c}" if c in "*?[]\\{}" else c for c in text)
 
 
 def _short(value: object) -> str | None:

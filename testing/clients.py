@@ -26,7 +26,7 @@ import aiohttp
 import httpx
 import socketio
 
-from events.history import Offset
+from connector.desktops import offsets as vector_offsets
 from events.kinds import EventKind
 from testing.processes import REPOSITORY, TEST_JWT_SECRET, TEST_PROJECT, Server
 
@@ -199,7 +199,7 @@ def _without_offset(event: str, args: list[Any], offsets: list[str]) -> list[Any
     must be there; the offset is appended to ``offsets``."""
     if event not in CONVERSATION_EVENTS:
         return args
-    assert len(args) == 2 and isinstance(args[-1], str) and Offset.parse(args[-1]) is not None, (event, args)
+    assert len(args) == 2 and isinstance(args[-1], str) and vector_offsets.is_vector(args[-1]), (event, args)
     offsets.append(args[-1])
     return args[:-1]
 
@@ -218,16 +218,31 @@ class SocketIODesktop:
         self.client.on("*", self._record)
         self.client.on("unauthenticated", self._on_unauthenticated)
         self.client.on("connect_error", self._on_connect_error)
+        self.pid: str | None = None  # the recovery session the CONNECT answer named
+        handle_connect = self.client._handle_connect
+
+        async def keep_pid(namespace: str | None, data: Any) -> None:
+            # python-socketio keeps only the answer's sid; connection state recovery needs its pid too.
+            if isinstance(data, dict) and isinstance(data.get("pid"), str):
+                self.pid = data["pid"]
+            await handle_connect(namespace, data)
+
+        self.client._handle_connect = keep_pid
 
     async def connect(
-        self, server: Server, token: str, *, transports: tuple[str, ...] | None = ("websocket",)
+        self, server: Server, token: str, *, transports: tuple[str, ...] | None = ("websocket",),
+        auth: dict[str, Any] | None = None,
     ) -> None:
-        """Connect with ``auth: {token}``, over the websocket transport unless ``transports`` says otherwise
-        (None: python-socketio's default, long-polling then the upgrade)."""
+        """Connect with ``auth: {token}`` (and ``auth``'s other fields), over the websocket transport unless
+        ``transports`` says otherwise (None: python-socketio's default, long-polling then the upgrade)."""
         await self.client.connect(
-            server.http_url, transports=None if transports is None else list(transports), auth={"token": token},
-            wait_timeout=CLIENT_TIMEOUT,
+            server.http_url, transports=None if transports is None else list(transports),
+            auth={"token": token, **(auth or {})}, wait_timeout=CLIENT_TIMEOUT,
         )
+
+    def recovery(self) -> dict[str, Any]:
+        """What socket.io-client sends back to recover this desktop's session: its pid and its last offset."""
+        return {"pid": self.pid, **({"offset": self.offsets[-1]} if self.offsets else {})}
 
     async def join(self, conversation: str) -> Any:
         """Emit ``join-conversation`` and return the acknowledgement."""

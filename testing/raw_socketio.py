@@ -19,7 +19,7 @@ from socketio import packet as sio
 
 from aa_site.asgi import application
 from connector import tokens
-from events.history import Offset
+from connector.desktops import offsets
 from events.kinds import EventKind
 from events.publish import publish as publish_event
 
@@ -81,7 +81,7 @@ class SocketIOTestClient:
         assert packet.packet_type == sio.EVENT
         data = packet.data
         if data[0] in set(EventKind):
-            assert len(data) == 3 and Offset.parse(data[-1]) is not None, data
+            assert len(data) == 3 and offsets.is_vector(data[-1]), data
             self.last_offset = data[-1]
             return data[:-1]
         return data

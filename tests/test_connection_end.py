@@ -4,7 +4,7 @@ For each close path (the client closes, the server refuses a frame, the
 authentication deadline, a ping timeout, a Socket.IO DISCONNECT, a dropped
 TCP connection) the test asserts the close code the client sees (one the
 WebSocket library under the server accepts from an application) and that Redis's
-subscriptions (``PUBSUB CHANNELS``) return to what they were before the
+subscriptions (``PUBSUB CHANNELS`` and ``PUBSUB SHARDCHANNELS``) return to what they were before the
 connection opened. A connection that has not authenticated holds no Redis
 subscription at all, and a process keeps only ``WEBSOCKET_MAX_UNAUTHENTICATED``
 of them open. Raw frames go through aiohttp's WebSocket client, so malformed
@@ -72,7 +72,8 @@ def token(settings) -> str:
 
 
 async def subscriptions(redis_client: redis.Redis) -> set[str]:
-    return set(await redis_client.pubsub_channels())
+    # Conversations' events come on sharded channels (SSUBSCRIBE), the rest on plain ones.
+    return set(await redis_client.pubsub_channels()) | set(await redis_client.pubsub_shardchannels())
 
 
 async def assert_subscriptions_return_to(redis_client: redis.Redis, baseline: set[str]) -> None:

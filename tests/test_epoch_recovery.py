@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from events.history import Offset
-from testing import fault_scenarios as faults
+from connector.desktops import offsets as vector_offsets
 from testing import clients, processes
+from testing import fault_scenarios as faults
 from testing.stalled_desktop import StalledDesktop
 
 PING = {"SOCKETIO_PING_INTERVAL": "2", "SOCKETIO_PING_TIMEOUT": "2"}
@@ -66,8 +66,10 @@ async def test_a_polling_desktop_rejoining_after_redis_restarted_empty_gets_what
             received = message_ids(node)
             offsets = node.offsets
     assert received == expected, received
-    new_epoch = [Offset.parse(offset) for offset in offsets[3:]]
+    new_epoch = [vector_offsets.position(offset, conversation) for offset in offsets[3:]]
     assert [offset.seq for offset in new_epoch] == list(range(1, 10))
+    lost_epoch = vector_offsets.position(offsets[2], conversation).epoch
+    assert {offset.epoch for offset in new_epoch} != {lost_epoch} and len({o.epoch for o in new_epoch}) == 1
 
 
 async def test_a_websocket_desktop_back_with_a_lost_epoch_s_offset_gets_it_and_a_new_one_does_not() -> None:

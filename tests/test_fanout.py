@@ -33,16 +33,16 @@ async def test_members_of_one_conversation_share_one_subscription(redis_events) 
         await get_hub().join(name, listener)
     client = redis.Redis(host=redis_events.host, port=redis_events.port)
     try:
-        assert (await client.pubsub_numsub(channel_name(name)))[0][1] == 1
+        assert (await client.pubsub_shardnumsub(channel_name(name)))[0][1] == 1
         for listener in listeners[:2]:
             await get_hub().leave(name, listener)
-        assert (await client.pubsub_numsub(channel_name(name)))[0][1] == 1
+        assert (await client.pubsub_shardnumsub(channel_name(name)))[0][1] == 1
         await get_hub().leave(name, listeners[2])
         for _ in range(100):
-            if (await client.pubsub_numsub(channel_name(name)))[0][1] == 0:
+            if (await client.pubsub_shardnumsub(channel_name(name)))[0][1] == 0:
                 break
             await asyncio.sleep(0.02)
-        assert (await client.pubsub_numsub(channel_name(name)))[0][1] == 0
+        assert (await client.pubsub_shardnumsub(channel_name(name)))[0][1] == 0
     finally:
         await client.aclose()
 
@@ -72,11 +72,11 @@ async def test_a_conversation_left_during_an_outage_is_unsubscribed_once_redis_i
         inspector = redis.Redis(host=store.address.host, port=store.address.port)
         try:
             for _ in range(200):
-                channels = await inspector.pubsub_channels()
+                channels = await inspector.pubsub_shardchannels()
                 if channels == [channel_name(kept).encode()]:
                     break
                 await asyncio.sleep(0.05)
-            assert await inspector.pubsub_channels() == [channel_name(kept).encode()]
+            assert await inspector.pubsub_shardchannels() == [channel_name(kept).encode()]
             await publish(conversation_name=kept, event="new-message-event", payload=PAYLOAD)
             assert (await staying.receive())["payload"] == PAYLOAD
         finally:
@@ -127,6 +127,55 @@ async def test_events_published_while_redis_py_silently_remakes_the_subscription
             received = [(await listener.receive())["payload"]["message_id"] for _ in range(2)]
             assert received == ["during", "after"]
             await get_hub().leave(name, listener)
+    finally:
+        await direct.aclose()
+
+
+async def test_the_catch_up_reads_each_conversation_after_its_own_last_event(settings, redis_events) -> None:
+    """Each conversation numbers its own events: after a silently remade subscription the hub reads each
+    conversation after the last event it got of it, or, for one that had none yet, after where it was when the
+    process subscribed. Both conversations' events of the outage arrive, once, in order."""
+    import redis.asyncio as redis
+
+    from events.history import RedisHistory
+    from testing import clients
+    from testing.tcp_proxy import tcp_proxy
+
+    busy, quiet = "projects/p/conversations/catch-up-busy", "projects/p/conversations/catch-up-quiet"
+    direct = redis.Redis(host=redis_events.host, port=redis_events.port)
+    writer = RedisHistory(direct)
+
+    async def append(name: str, message_id: str) -> None:
+        await writer.append(conversation=name, kind="new-message-event", message_id=message_id,
+                            payload_json=f'{{"message_id":"{message_id}"}}')
+
+    for number in range(3):
+        await append(quiet, f"old-{number}")  # stored before the process subscribed: not caught up
+    try:
+        async with tcp_proxy(redis_events.port) as proxy:
+            settings.REDISPORT = proxy.port
+            listeners = {busy: EventListener(), quiet: EventListener()}
+            for name, listener in listeners.items():
+                await get_hub().join(name, listener)
+            for number in range(5):
+                await append(busy, f"before-{number}")
+            for number in range(5):
+                assert (await listeners[busy].receive())["payload"] == {"message_id": f"before-{number}"}
+            proxy.hold()
+            proxy.cut()
+            await clients.wait_until(lambda: proxy.held > 0, what="the subscription to be made again")
+            for name, message_id in ((quiet, "during-0"), (busy, "during-1"), (quiet, "during-2")):
+                await append(name, message_id)  # published while nothing of this process is subscribed
+            proxy.release()
+            await append(busy, "after")
+            assert [(await listeners[busy].receive())["payload"]["message_id"] for _ in range(2)] == [
+                "during-1", "after"]
+            assert [(await listeners[quiet].receive())["payload"]["message_id"] for _ in range(2)] == [
+                "during-0", "during-2"]
+            await asyncio.sleep(0.3)
+            assert all(listener.events.empty() for listener in listeners.values())  # nothing twice, nothing old
+            for name, listener in listeners.items():
+                await get_hub().leave(name, listener)
     finally:
         await direct.aclose()
 

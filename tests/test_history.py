@@ -10,10 +10,19 @@ import asyncio
 import json
 
 import pytest
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from events import redis_client
-from events.history import MemoryHistory, Offset, RedisHistory, channel_name, decode_published
+from events.history import (
+    EPOCH_HEX_DIGITS,
+    MemoryHistory,
+    Offset,
+    RedisHistory,
+    channel_name,
+    conversation_keys,
+    decode_published,
+)
 from testing import processes
 
 A = "projects/p/conversations/a"
@@ -34,10 +43,11 @@ async def append(history, conversation: str, message_id: str | None, kind: str =
     )
 
 
-async def test_offsets_follow_one_sequence_across_conversations(history) -> None:
+async def test_each_conversation_numbers_its_events_in_its_own_sequence_and_epoch(history) -> None:
     first, second, third = [await append(history, c, m) for c, m in ((A, "1"), (B, "2"), (A, "3"))]
-    assert [first.offset.seq, second.offset.seq, third.offset.seq] == [1, 2, 3]
-    assert first.offset.epoch == second.offset.epoch == third.offset.epoch != ""
+    assert [first.offset.seq, second.offset.seq, third.offset.seq] == [1, 1, 2]
+    assert first.offset.epoch == third.offset.epoch != second.offset.epoch
+    assert all(len(a.offset.epoch) == EPOCH_HEX_DIGITS for a in (first, second))
     assert not any(appended.duplicate for appended in (first, second, third))
 
 
@@ -60,14 +70,15 @@ async def test_events_without_a_message_id_are_never_duplicates(history) -> None
     assert not (await append(history, A, None)).duplicate
 
 
-async def test_read_gives_every_event_after_each_position_in_sequence_order(history) -> None:
+async def test_read_gives_every_event_after_each_position_conversation_by_conversation(history) -> None:
     for conversation, message_id in ((A, "1"), (B, "2"), (A, "3"), (B, "4"), (A, "5")):
         await append(history, conversation, message_id)
     replay = await history.read({A: 1, B: 0}, epoch=None)
-    assert [(event.conversation, event.seq) for event in replay.events] == [(B, 2), (A, 3), (B, 4), (A, 5)]
-    assert json.loads(replay.events[0].payload_json) == {"id": "2"}
+    assert [(event.conversation, event.seq) for event in replay.events] == [(A, 2), (A, 3), (B, 1), (B, 2)]
+    assert json.loads(replay.events[0].payload_json) == {"id": "3"}
     assert replay.complete
-    assert replay.position.seq == 5
+    assert {c: at.seq for c, at in replay.positions.items()} == {A: 3, B: 2}
+    assert replay.positions[A].epoch == replay.events[0].epoch
 
 
 async def test_read_past_the_trimmed_history_is_incomplete(history) -> None:
@@ -77,6 +88,7 @@ async def test_read_past_the_trimmed_history_is_incomplete(history) -> None:
     trimmed = await history.read({A: 2}, epoch=None)
     assert not trimmed.complete
     assert [event.seq for event in trimmed.events] == list(range(21, 31))
+    assert trimmed.trimmed == {A} and not trimmed.stale
     assert (await history.read({A: 25}, epoch=None)).complete
 
 
@@ -84,6 +96,16 @@ async def test_read_in_another_epoch_is_incomplete(history) -> None:
     appended = await append(history, A, "1")
     assert (await history.read({A: 0}, epoch=appended.offset.epoch)).complete
     assert not (await history.read({A: 0}, epoch="0ther")).complete
+    assert (await history.read({A: appended.offset}, epoch="0ther")).complete  # an offset carries its own epoch
+
+
+async def test_an_offset_of_the_sequence_once_shared_by_all_conversations_is_another_epoch(history) -> None:
+    """Offsets made before each conversation had its own sequence (``<8 hex digits>-<seq>``) parse, but never
+    name a conversation's epoch: reading after one is never whole."""
+    await append(history, A, "1")
+    old = Offset.parse("1a2b3c4d-1")
+    replay = await history.read({A: old})
+    assert replay.stale == {A} and not replay.complete and [event.seq for event in replay.events] == [1]
 
 
 async def test_a_conversation_without_history_reads_empty_and_complete(history) -> None:
@@ -92,25 +114,27 @@ async def test_a_conversation_without_history_reads_empty_and_complete(history) 
 
 
 async def test_a_position_taken_before_any_event_is_in_the_epoch_of_the_events_after_it(history) -> None:
-    before = await history.position()
+    before = await history.position(A)
     first = await append(history, A, "1")
     assert (before.seq, first.offset) == (0, Offset(before.epoch, 1))
     replay = await history.read({A: before.seq}, epoch=before.epoch)
     assert (replay.complete, [event.seq for event in replay.events]) == (True, [1])
 
 
-async def test_position_is_the_end_of_the_sequence(history) -> None:
+async def test_position_is_the_end_of_the_conversation_s_sequence(history) -> None:
     await append(history, A, "1")
     await append(history, B, "2")
-    assert (await history.position()).seq == 2
+    await append(history, B, "3")
+    assert ((await history.position(A)).seq, (await history.position(B)).seq) == (1, 2)
 
 
-async def test_redis_publishes_each_new_event_once_on_the_conversations_channel(settings) -> None:
-    """The append and the publish are one step: a subscriber sees each new event once, duplicates never."""
+async def test_redis_publishes_each_new_event_once_on_the_conversations_sharded_channel(settings) -> None:
+    """The append and the publish (SPUBLISH) are one step: a subscriber (SSUBSCRIBE) sees each new event once,
+    duplicates never."""
     history = RedisHistory(redis_client.get_redis())
     pubsub = redis_client.get_subscriber().pubsub()
-    await pubsub.subscribe(channel_name(A))
-    assert (await pubsub.get_message(timeout=5))["type"] == "subscribe"
+    await pubsub.ssubscribe(channel_name(A))
+    assert (await pubsub.get_message(timeout=5))["type"] == "ssubscribe"
     first = await append(history, A, "m-1")
     await append(history, A, "m-1")
     second = await append(history, A, "m-2")
@@ -126,20 +150,26 @@ async def test_appends_made_together_each_get_their_own_answer(history) -> None:
     """Appends asked for in the same turn of the event loop (one pipeline on Redis) are answered one by one:
     each its own offset, the repeated messageId a duplicate of the first."""
     answers = await asyncio.gather(*(append(history, c, m) for c, m in ((A, "1"), (B, "2"), (A, "1"), (A, "3"))))
-    assert [answer.offset.seq for answer in answers] == [1, 2, 1, 3]
+    assert [answer.offset.seq for answer in answers] == [1, 1, 1, 2]
     assert [answer.duplicate for answer in answers] == [False, False, True, False]
     replay = await history.read({A: 0, B: 0}, epoch=None)
-    assert [(event.conversation, event.seq) for event in replay.events] == [(A, 1), (B, 2), (A, 3)]
+    assert [(event.conversation, event.seq) for event in replay.events] == [(A, 1), (A, 2), (B, 1)]
 
 
-async def test_appends_go_on_after_redis_lost_its_scripts() -> None:
-    """After a restart Redis has no scripts cached: the appends of that moment load the script and succeed."""
+async def test_appends_positions_and_reads_go_on_after_redis_lost_its_functions_and_scripts() -> None:
+    """Restored from a snapshot older than the library, or flushed, Redis has neither the functions nor the
+    scripts: the calls of that moment load them and succeed."""
     client = redis_client.get_redis()
     history = RedisHistory(client)
     await append(history, A, "1")
+    await client.function_flush()
     await client.script_flush()
     answers = await asyncio.gather(*(append(history, A, m) for m in ("2", "3")))
     assert [answer.offset.seq for answer in answers] == [2, 3] and not any(a.duplicate for a in answers)
+    await client.function_flush()
+    assert (await history.position(A)).seq == 3
+    await client.script_flush()
+    assert [event.seq for event in (await history.read({A: 1})).events] == [2, 3]
 
 
 async def test_every_append_of_a_batch_fails_when_redis_is_unreachable(settings) -> None:
@@ -152,7 +182,7 @@ async def test_redis_keeps_the_history_capped_and_refreshes_its_expiry_on_each_w
     stream and de-duplication record expire EVENT_HISTORY_SECONDS after the conversation's last event."""
     settings.EVENT_HISTORY_MAX_EVENTS, settings.EVENT_HISTORY_SECONDS = 10, 600
     history, client = RedisHistory(redis_client.get_redis()), redis_client.get_redis()
-    stream, seen = f"{settings.EVENT_KEY_PREFIX}history:{A}", f"{settings.EVENT_KEY_PREFIX}seen:{A}"
+    _, stream, seen, _, _ = conversation_keys(A)
     appended = [await append(history, A, f"m-{number}") for number in range(15)]
     entries = await client.xrange(stream)
     assert [entry_id.decode() for entry_id, _ in entries] == [f"0-{a.offset.seq}" for a in appended[-10:]]
@@ -177,22 +207,22 @@ def test_offsets_round_trip() -> None:
 
 
 async def test_a_page_stops_at_its_event_count_and_the_next_goes_on_after_its_last_event(history) -> None:
-    """Two conversations merged in sequence order, three events a page: every event once, in order, and each
-    page's position is its last event while more follow, the sequence's end after the last page."""
+    """Two conversations read one after the other, three events a page: every event once, each conversation's
+    in order, and each page's positions are where it stopped in each conversation (its last event there, or the
+    conversation's end), the next page going on from them."""
     for number in range(8):
-        await append(history, (A, B)[number % 3 == 0], str(number))
+        await append(history, (A, B)[number % 3 == 0], str(number))  # A: 5 events, B: 3
     since, seen, pages = {A: 0, B: 0}, [], []
     while True:
         page = await history.read_page(since, epoch=None, max_events=3, max_bytes=10**6)
         assert page.complete and len(page.events) <= 3
         seen += [(event.conversation, event.seq) for event in page.events]
-        pages.append((page.position.seq, page.more))
+        pages.append(({c: at.seq for c, at in page.positions.items()}, page.more))
         if not page.more:
             break
-        since = {conversation: max(after, page.position.seq) for conversation, after in since.items()}
-    assert [seq for _, seq in seen] == list(range(1, 9))
-    assert [conversation for conversation, _ in seen] == [(A, B)[number % 3 == 0] for number in range(8)]
-    assert pages == [(3, True), (6, True), (8, False)]
+        since = page.positions
+    assert seen == [(A, 1), (A, 2), (A, 3), (A, 4), (A, 5), (B, 1), (B, 2), (B, 3)]
+    assert pages == [({A: 3, B: 0}, True), ({A: 5, B: 1}, True), ({A: 5, B: 3}, False)]
 
 
 async def test_a_page_stops_before_the_event_that_would_pass_its_bytes_but_takes_one_however_big(history) -> None:
@@ -200,11 +230,11 @@ async def test_a_page_stops_before_the_event_that_would_pass_its_bytes_but_takes
         await history.append(conversation=A, kind="k", message_id=str(number),
                              payload_json=json.dumps({"pad": "x" * (1000 if number == 0 else 100)}))
     first = await history.read_page({A: 0}, epoch=None, max_events=100, max_bytes=500)
-    assert [event.seq for event in first.events] == [1] and first.more and first.position.seq == 1
+    assert [event.seq for event in first.events] == [1] and first.more and first.positions[A].seq == 1
     second = await history.read_page({A: 1}, epoch=None, max_events=100, max_bytes=250)
     assert [event.seq for event in second.events] == [2, 3] and second.more
     last = await history.read_page({A: 3}, epoch=None, max_events=100, max_bytes=250)
-    assert [event.seq for event in last.events] == [4] and not last.more and last.position.seq == 4
+    assert [event.seq for event in last.events] == [4] and not last.more and last.positions[A].seq == 4
 
 
 async def test_a_page_counts_what_the_whole_replay_holds_when_asked(history) -> None:
@@ -229,3 +259,31 @@ async def test_a_page_after_a_position_of_another_epoch_reads_the_current_epoch_
         await append(history, A, str(number))
     page = await history.read_page({A: 3}, epoch="0ther", max_events=100, max_bytes=10**6)
     assert not page.complete and [event.seq for event in page.events] == [1, 2, 3, 4, 5]
+
+
+async def test_a_page_counts_and_bounds_across_conversations(history) -> None:
+    """The bytes left by one conversation's events bound the next one's; the count sums them all."""
+    for number in range(3):
+        await history.append(conversation=A, kind="k", message_id=str(number), payload_json=json.dumps("x" * 96))
+        await history.append(conversation=B, kind="k", message_id=str(number), payload_json=json.dumps("y" * 96))
+    page = await history.read_page({A: 1, B: 0}, max_events=100, max_bytes=350, count=True)
+    assert [(event.conversation, event.seq) for event in page.events] == [(A, 2), (A, 3), (B, 1)]
+    assert page.more and page.total == 5 and {c: at.seq for c, at in page.positions.items()} == {A: 3, B: 1}
+
+
+async def test_every_key_of_one_push_is_in_one_cluster_slot(settings) -> None:
+    """What makes the append cluster-safe: each key the script is given, and the channel it publishes on, hash
+    to the conversation's slot; another conversation's keys are elsewhere (whatever the name's characters)."""
+    history = RedisHistory(redis_client.get_redis())
+    names = [A, "projects/p/conversations/with:colons", "projects/p/locations/global/conversations/Z-9_x"]
+    slots = []
+    for name in names:
+        keys = [*conversation_keys(name), channel_name(name)]
+        assert len({key_slot(key.encode()) for key in keys}) == 1, keys
+        slots.append(key_slot(keys[0].encode()))
+        await append(history, name, "1")
+    assert len(set(slots)) == len(names)
+    # And the function touches no other key: every key in Redis now is one of those conversations'.
+    stored = [key async for key in redis_client.get_redis().scan_iter(match=f"{settings.EVENT_KEY_PREFIX}*")]
+    assert {key_slot(key) for key in stored} <= set(slots) and stored
+

@@ -13,7 +13,7 @@ import json
 import pytest
 
 from events import redis_client
-from events.history import MemoryHistory, RedisHistory, history_bytes_key
+from events.history import MemoryHistory, RedisHistory, conversation_key, history_bytes_key
 
 A = "projects/p/conversations/a"
 BUDGET = 64 * 1024  # the setting's minimum
@@ -41,7 +41,7 @@ async def append(history, message_id: str, size: int):
 async def stored_bytes_in_redis(settings) -> tuple[int, int]:
     """The running total the script keeps, and the sum of the payloads the stream really holds."""
     client = redis_client.get_redis()
-    entries = await client.xrange(f"{settings.EVENT_KEY_PREFIX}history:{A}")
+    entries = await client.xrange(conversation_key(A, "history"))
     return int(await client.get(history_bytes_key(A)) or 0), sum(len(fields[b"p"]) for _, fields in entries)
 
 

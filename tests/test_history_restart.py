@@ -9,6 +9,7 @@ the same directory on the same port.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from events.history import RedisHistory
+from events.history import RedisHistory, conversation_key
 from testing import processes
 
 A = "projects/p/conversations/restart"
@@ -63,7 +64,7 @@ async def test_after_a_restore_from_a_snapshot_no_offset_of_the_lost_stretch_is_
         with snapshotting_redis(Path(directory), port):
             client = Redis(host="127.0.0.1", port=port)
             history = RedisHistory(client)
-            restored = int(await client.hget(f"{settings.EVENT_KEY_PREFIX}sequence", "seq"))
+            restored = int(await client.hget(conversation_key(A, "seq"), "seq"))
             assert restored == kept[-1].offset.seq  # the snapshot's: numbers 3 and 4 would be given out again
             redelivered = await append(history, "m-2")
             assert redelivered.duplicate
@@ -74,3 +75,25 @@ async def test_after_a_restore_from_a_snapshot_no_offset_of_the_lost_stretch_is_
                 assert not replay.complete
             assert not (await append(history, "m-4")).duplicate
             await client.aclose()
+
+
+async def test_every_conversation_of_a_pipeline_renews_its_epoch_after_a_restore() -> None:
+    """Each append checks its own conversation's sequence (on a Redis Cluster each conversation's shard is
+    another process): conversations appended to together after the restore each get a new epoch."""
+    port = processes.free_port()
+    others = [f"projects/p/conversations/other-{n}" for n in range(3)]
+    with tempfile.TemporaryDirectory(prefix="aa-redis-snapshot-") as directory:
+        with snapshotting_redis(Path(directory), port):
+            client = Redis(host="127.0.0.1", port=port)
+            history = RedisHistory(client)
+            before = await asyncio.gather(*(history.append(conversation=c, kind="k", message_id="1",
+                                                           payload_json="{}") for c in others))
+            await client.save()
+            await client.aclose()
+        with snapshotting_redis(Path(directory), port):
+            client = Redis(host="127.0.0.1", port=port)
+            history = RedisHistory(client)
+            after = await asyncio.gather(*(history.append(conversation=c, kind="k", message_id="2",
+                                                          payload_json="{}") for c in others))
+            await client.aclose()
+    assert all(a.offset.epoch != b.offset.epoch and a.offset.seq == 2 for a, b in zip(after, before))

@@ -19,6 +19,7 @@ from channels.testing import HttpCommunicator
 
 from aa_site.asgi import application
 from events import redis_client
+from events.history import conversation_key
 from events.kinds import EventKind
 from testing import processes
 from testing.event_listener import EventListener, listen
@@ -167,10 +168,10 @@ async def test_push_whose_message_id_is_longer_than_pub_sub_s_is_discarded_and_n
     assert json.loads(response["body"]) == {"status": "discarded", "messageId": "7" * 257,
                                             "reason": "messageId is longer than 256 characters"}
     client = redis_client.get_redis()
-    assert not await client.exists(f"{settings.EVENT_KEY_PREFIX}seen:{conversation}")
+    assert not await client.exists(conversation_key(conversation, "seen"))
     accepted = await post("/new-message-event", push_body({"conversation": conversation}, messageId="7" * 256))
     assert accepted["status"] == 204
-    assert await client.zcard(f"{settings.EVENT_KEY_PREFIX}seen:{conversation}") == 1
+    assert await client.zcard(conversation_key(conversation, "seen")) == 1
 
 
 async def test_push_with_an_integer_beyond_the_digit_limit_is_discarded() -> None:

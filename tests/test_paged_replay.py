@@ -21,11 +21,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from events.history import Offset
-from testing import fault_scenarios as faults
+from connector.desktops import offsets
 from testing import clients, processes
-from testing.stalled_desktop import StalledDesktop
+from testing import fault_scenarios as faults
 from testing.engineio_polling import connected_session, conversation_events, session_url
+from testing.stalled_desktop import StalledDesktop
 
 HISTORY_EVENTS = 200
 LIVE = [f"live-{number}" for number in range(5)]
@@ -101,7 +101,7 @@ async def test_a_large_history_goes_to_a_slow_desktop_a_page_at_a_time(servers) 
     growth = memory(pid, "VmHWM") - before
     received = [event.payload["message_id"] for event in desktop.events]
     assert sorted(received[:HISTORY_EVENTS]) == sorted(ids) and received[HISTORY_EVENTS:] == LIVE, received
-    seqs = [Offset.parse(offset).seq for offset in desktop.offsets()]
+    seqs = [offsets.position(offset, conversation).seq for offset in desktop.offsets()]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert stalled_peak < GROWTH_BOUND, f"the connector grew {stalled_peak / 2**20:.1f} MiB while the desktop stalled"
     assert growth < GROWTH_BOUND, f"the connector grew {growth / 2**20:.1f} MiB during the replay"
@@ -142,6 +142,6 @@ async def test_a_polling_history_join_is_answered_a_page_per_get(servers, settin
     assert message_ids[-1] == "live" and len(message_ids) == count + 1
     assert max(sizes) <= PAGE_BYTES, sizes
     assert len([size for size in sizes if size > padding]) >= 4, sizes
-    seqs = [Offset.parse(event[-1]).seq for event in received]
+    seqs = [offsets.position(event[-1], conversation).seq for event in received]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 

@@ -1,7 +1,7 @@
-"""One Redis round trip per accepted push: the de-duplication, the append and the publish are one script.
+"""One Redis round trip per accepted push: the de-duplication, the append and the publish are one function.
 
 Counted with ``MONITOR`` on a private Redis around a run of pushes through a
-real interceptor process: MONITOR tags what a script runs as ``lua``, so every
+real interceptor process: MONITOR tags what a script or function runs as ``lua``, so every
 other command is a round trip a client made.
 """
 
@@ -49,8 +49,10 @@ async def test_each_push_costs_one_round_trip_and_a_redelivery_one_too() -> None
                 await asyncio.sleep(0.5)
                 recorder.cancel()
         await inspector.aclose()
-    # One command per push: the append script, sent whole (EVAL) when it is the first of its pipeline, which
-    # checks which Redis process it reaches, else by its hash (EVALSHA).
-    assert set(round_trips) <= {"eval", "evalsha"} and round_trips.total() == 2 * PUSHES, round_trips
-    # Inside those round trips: one append and one publish per new event, none for a redelivery.
-    assert (inside_scripts["xadd"], inside_scripts["publish"]) == (PUSHES, PUSHES), inside_scripts
+    # One command per push: the append function (FCALL).
+    assert set(round_trips) <= {"fcall"} and round_trips.total() == 2 * PUSHES, round_trips
+    # The server process's run_id was read once, at the warm-up: not once per push.
+    assert inside_scripts["info"] == 0, inside_scripts
+    # Inside those round trips: one append and one sharded publish per new event, none for a redelivery.
+    assert (inside_scripts["xadd"], inside_scripts["spublish"]) == (PUSHES, PUSHES), inside_scripts
+    assert inside_scripts["publish"] == 0, inside_scripts

@@ -18,11 +18,12 @@ from channels.testing import HttpCommunicator
 from socketio import packet as sio
 
 from aa_site.asgi import application
+from events.history import Offset
 from events.kinds import EventKind
 from testing.event_listener import listen
-from testing.raw_socketio import SHORT_NAME, SocketIOTestClient, client_factory, open_connected
-from testing.push_bodies import push_body
 from testing.plain_ws_client import PlainTestClient
+from testing.push_bodies import push_body
+from testing.raw_socketio import SHORT_NAME, SocketIOTestClient, client_factory, open_connected
 from testing.sample_events import publish
 
 OTHER = "projects/p/conversations/replay-other"
@@ -137,6 +138,38 @@ async def test_plain_resume_past_the_kept_history_says_so(plain, settings) -> No
     assert [(await again.receive())["type"] for _ in range(10)] == ["event"] * 10
 
 
+async def test_plain_resume_takes_each_conversation_s_own_offset(plain) -> None:
+    """A client in two conversations resumes each after the last offset it got in it: what each missed, once."""
+    client = await plain()
+    for conversation in (SHORT_NAME, OTHER):
+        await client.request({"type": "join", "conversation": conversation})
+    last: dict[str, str] = {}
+    for conversation in (SHORT_NAME, OTHER, SHORT_NAME):
+        await publish(conversation)
+        frame = await client.receive()
+        last[frame["payload"]["conversation_name"]] = client.last_offset
+    await client.communicator.disconnect()
+    missed = {conversation: [await publish(conversation) for _ in range(count)]
+              for conversation, count in ((OTHER, 2), (SHORT_NAME, 1))}
+    again = await plain()
+    for conversation in (SHORT_NAME, OTHER):
+        joined = await again.request({"type": "join", "conversation": conversation, "after": last[conversation]})
+        assert (joined["replayed"], joined["complete"]) == (len(missed[conversation]), True)
+        assert [(await again.receive())["payload"] for _ in missed[conversation]] == missed[conversation]
+    await nothing_more(again)
+
+
+async def test_plain_resume_after_an_offset_of_the_old_shared_sequence_says_the_history_has_a_gap(plain) -> None:
+    """An offset of the sequence all conversations once shared names no epoch of the conversation: the replay
+    is the conversation's current epoch from its start, and the answer says it may not be whole."""
+    stored = [await publish(SHORT_NAME) for _ in range(2)]
+    client = await plain()
+    joined = await client.request({"type": "join", "conversation": SHORT_NAME, "after": "1a2b3c4d-1"})
+    assert (joined["replayed"], joined["complete"]) == (2, False)
+    assert (await client.receive())["type"] == "history_gap"
+    assert [(await client.receive())["payload"] for _ in stored] == stored
+
+
 async def test_plain_history_in_pages_with_live_events_meanwhile_arrives_once_in_order(plain, settings) -> None:
     """Three events a page: the answer counts the whole replay; live events of the replayed conversation pushed
     while it pages follow it, and another conversation's arrive too, each once."""
@@ -162,7 +195,9 @@ async def test_plain_resume_with_an_offset_that_is_not_ours_is_refused(plain) ->
     assert (refusal["type"], refusal["code"], refusal["id"]) == ("error", "invalid_offset", 3)
 
 
-async def test_plain_events_carry_increasing_offsets(plain) -> None:
+async def test_plain_events_carry_increasing_offsets_in_each_conversation(plain) -> None:
+    """Each conversation numbers its own events, in its own epoch: the offset an event carries is its place in
+    its conversation (what a join's ``after`` takes back)."""
     client = await plain()
     await client.request({"type": "join", "conversation": SHORT_NAME})
     await client.request({"type": "join", "conversation": OTHER})
@@ -170,9 +205,9 @@ async def test_plain_events_carry_increasing_offsets(plain) -> None:
     for conversation in (SHORT_NAME, OTHER, SHORT_NAME):
         await publish(conversation)
         await client.receive()
-        offsets.append(client.last_offset)
-    sequence = [int(offset.rpartition("-")[2]) for offset in offsets]
-    assert sequence == sorted(sequence) and len(set(sequence)) == 3
+        offsets.append(Offset.parse(client.last_offset))
+    assert [offset.seq for offset in offsets] == [1, 1, 2]
+    assert offsets[0].epoch == offsets[2].epoch != offsets[1].epoch
 
 
 # --- Socket.IO joins -----------------------------------------------------------------------------

@@ -106,3 +106,15 @@ async def test_a_record_is_bounded_in_bytes(settings) -> None:
         assert refused is False
         assert len((await sessions.load(pid)).joined) == 64
         assert await redis_client.get_redis().strlen(sessions.key(pid)) <= 64 * (4 * 512 + 16) + 256
+
+
+async def test_a_record_written_before_conversations_had_their_own_sequences_is_not_recovered() -> None:
+    """One position for every conversation (``epoch``/``since``, bare numbers per join) says nothing about each
+    conversation's own sequence: the client gets a new session, as for any record that cannot be resumed."""
+    token = tokens.issue_token(user="alice")
+    identity = tokens.validate_token(token)
+    old = {"pid": "old-record-pid", "user": identity.user, "project": identity.project, "epoch": "1a2b3c4d",
+           "since": 7, "joined": {"projects/p/conversations/c1": 7}, "fresh_epoch": False}
+    await redis_client.get_redis().set(sessions.key("old-record-pid"), json.dumps(old), ex=60)
+    assert await sessions.load("old-record-pid") is None
+    assert await connect_once(token, {"pid": "old-record-pid", "offset": "1a2b3c4d-7"}) != "old-record-pid"

@@ -17,11 +17,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from events.history import Offset
+from connector.desktops import offsets
 from testing import fault_scenarios as faults
 from testing import processes
-from testing.stalled_desktop import Ended, StalledDesktop
 from testing.socket_buffers import SLOW_PADDING, pushes_past_the_socket_buffers
+from testing.stalled_desktop import Ended, StalledDesktop
 
 NO_LIMIT = {"WEBSOCKET_SEND_QUEUE_LIMIT": "1000000000", "WEBSOCKET_SEND_QUEUE_BYTES": "1000000000000"}
 BIG_PADDING = 200_000  # a few events of 200 KB fill the socket buffers before the first ping is due
@@ -77,8 +77,8 @@ async def test_an_acknowledgement_waits_behind_the_events_a_stalled_desktop_has_
     assert answer == [True, second]
     received = [event.payload["message_id"] for event in stalled.events]
     assert sorted(received[:-1]) == sorted(message_id for _, message_id in pushes) and received[-1] == "after-join"
-    seqs = [Offset.parse(offset).seq for offset in stalled.offsets()]
-    assert seqs == sorted(seqs)
+    seqs = [offsets.position(offset, setup.conversation).seq for offset in stalled.offsets()]
+    assert seqs == sorted(seqs) and offsets.position(stalled.offsets()[-1], second).seq == 1
     assert stalled.ended is None
     assert "Traceback" not in log and '"severity": "ERROR"' not in log, log
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-
 from testing import settings_probe
 
 SETTINGS = ("EVENT_HISTORY_MAX_BYTES", "CONVERSATION_NAME_MAX_ENTRIES")

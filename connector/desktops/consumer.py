@@ -28,9 +28,11 @@ consumers only translate frames.
   them from the history); those of other conversations are kept back, in the
   live queue's bounds (past them: 4429, as live). After the last page they
   follow, in order.
-- Each event carries its offset; a desktop drops any event of a conversation
-  at or below the last one it sent of that conversation, so a replay that
-  overlaps live delivery repeats nothing.
+- Each event carries its offset in its conversation; a desktop drops any
+  event of a conversation at or below the last one it sent of that
+  conversation (in the same epoch), so a replay that overlaps live delivery
+  repeats nothing. A replay of several conversations sends them one after
+  the other (``events.history.RedisHistory.read_page``).
 """
 
 from __future__ import annotations
@@ -94,10 +96,9 @@ UNAUTHENTICATED = _Unauthenticated()
 
 @dataclass(slots=True)
 class _Paging:
-    """A replay that goes on past its sent pages: where each conversation is read up to, in ``epoch``."""
+    """A replay that goes on past its sent pages: where each conversation is read up to."""
 
-    since: dict[str, int]
-    epoch: str | None
+    since: dict[str, Offset]
     reading: bool = False  # a page's read is in flight: live events of these conversations are kept back
 
 
@@ -137,13 +138,12 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_task: asyncio.Task | None = None
         self._expiry: asyncio.TimerHandle | None = None
-        # The epoch of the events sent, and per conversation the last sequence number sent.
-        self._epoch: str | None = None
-        self._sent: dict[str, int] = {}
+        # Per conversation, the last event queued (its epoch and sequence number).
+        self._sent: dict[str, Offset] = {}
         self._replaying: deque[Event] = deque()  # a replay's page, framed as sent, before the live ones
         self._replaying_size = 0  # the characters of its kinds and payloads
         self._paging: _Paging | None = None  # a replay with pages still to read
-        self._starting: tuple[dict[str, int], str | None] | None = None  # a first page's positions, until sent
+        self._starting: dict[str, Offset] | None = None  # a first page's positions, until sent
         # Live events and their frames (each frame shared by the process's desktops).
         self._outbox: deque[tuple[Event, str]] = deque()
         self._outbox_size = 0  # their characters
@@ -312,8 +312,8 @@ class DesktopConsumer(AsyncWebsocketConsumer):
             await self._subscribe(normalised)
             replay = None
             if wants_replay:
-                since = 0 if history or after is None else after.seq
-                replay = await self._first_page({normalised: since}, epoch=None if history else after.epoch)
+                since = Offset("", 0) if history or after is None else after
+                replay = await self._first_page({normalised: since})
         except MembershipError:
             self.send_replay(None)
             raise
@@ -323,16 +323,14 @@ class DesktopConsumer(AsyncWebsocketConsumer):
             raise MembershipError(membership.UNAVAILABLE_MESSAGE) from None
         return Joined(normalised, replay)
 
-    async def restore_conversations(self, joined_at: dict[str, int], *, since: Offset) -> Replay:
-        """Rejoin ``joined_at`` (conversation -> sequence number when it was joined) for a recovering session;
-        the replay holds every event after ``since`` (and after each join). Send it with ``send_replay``."""
+    async def restore_conversations(self, since: dict[str, Offset]) -> Replay:
+        """Rejoin the conversations of ``since`` for a recovering session; the replay holds every event after
+        each one's position. Send it with ``send_replay``."""
         self._hold()
         try:
-            for conversation in joined_at:
+            for conversation in since:
                 await self._subscribe(conversation)
-            return await self._first_page(
-                {conversation: max(since.seq, seq) for conversation, seq in joined_at.items()}, epoch=since.epoch
-            )
+            return await self._first_page(since)
         except BaseException:
             self.send_replay(None)
             raise
@@ -340,11 +338,11 @@ class DesktopConsumer(AsyncWebsocketConsumer):
     #: Whether a replay's first page counts the events of the whole replay (``Replay.total``).
     count_replays = False
 
-    async def _first_page(self, since: dict[str, int], *, epoch: str | None) -> Replay:
+    async def _first_page(self, since: dict[str, Offset]) -> Replay:
         """A replay's first page; ``send_replay`` queues it and reads the rest as it is sent."""
-        self._starting = (dict(since), epoch)
+        self._starting = dict(since)
         events, characters = page_bounds(len(self._outbox), self._outbox_size)
-        return await get_history().read_page(since, epoch=epoch, max_events=events, max_bytes=characters,
+        return await get_history().read_page(since, max_events=events, max_bytes=characters,
                                              count=self.count_replays)
 
     async def _subscribe(self, normalised: str) -> None:
@@ -403,17 +401,16 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         self._held.append(event)
         self._held_size += len(event.payload_json)
 
-    def delivered_before(self, epoch: str, seqs: dict[str, int]) -> None:
-        """Events up to ``seqs[conversation]`` of ``epoch`` reached the client another way (long-polling,
-        before this upgrade): never send them again."""
-        self._epoch = epoch
-        self._sent.update(seqs)
+    def delivered_before(self, positions: dict[str, Offset]) -> None:
+        """Events up to ``positions[conversation]`` reached the client another way (long-polling, before this
+        upgrade): never send them again."""
+        self._sent.update(positions)
 
     def _hold(self) -> None:
         """Keep live events back from now until this replay's ``send_replay``."""
         if self._held is None:
             self._held = []
-        self._starting = ({}, None)
+        self._starting = {}
 
     def send_replay(self, replay: Replay | None) -> None:
         """Queue ``replay``'s first page; the sender reads and sends the pages after it. After the last page,
@@ -431,16 +428,10 @@ class DesktopConsumer(AsyncWebsocketConsumer):
             if paging is None:
                 self._release_held()
             return  # else its later events wait, kept back, for the replay going on to end
-        since, epoch = starting if starting is not None else ({}, None)
-        position = replay.position
         if paging is None:
-            paging = self._paging = _Paging({}, position.epoch)
-        elif paging.epoch != position.epoch:
-            # Redis lost its data between the two: read every conversation from the current epoch's start.
-            paging.since, paging.epoch = dict.fromkeys(paging.since, 0), position.epoch
-        same_epoch = epoch is None or epoch == position.epoch
-        for conversation, after in since.items():
-            paging.since[conversation] = max(after, position.seq) if same_epoch else position.seq
+            paging = self._paging = _Paging({})
+        for conversation in starting or {}:
+            paging.since[conversation] = replay.positions[conversation]
         self._paging_goes_on(paging)
 
     def _take_page(self, page: Replay) -> None:
@@ -454,12 +445,8 @@ class DesktopConsumer(AsyncWebsocketConsumer):
             self._paging = None
             self._release_held()
             return
-        if page.position.epoch != paging.epoch:
-            # Read from the current epoch's start (Redis lost the other): its events up to here are all read.
-            paging.since = dict.fromkeys(paging.since, page.position.seq)
-        else:
-            paging.since = {c: max(after, page.position.seq) for c, after in paging.since.items()}
-        paging.epoch = page.position.epoch
+        # A conversation whose epoch changed meanwhile (Redis lost its data) was read from the new one's start.
+        paging.since = {c: page.positions.get(c, after) for c, after in paging.since.items()}
         self._paging_goes_on(paging)
 
     def _paging_goes_on(self, paging: _Paging) -> None:
@@ -486,14 +473,13 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         events, characters = page_bounds(len(self._outbox) + len(self._held or ()),
                                          self._outbox_size + self._held_size)
         try:
-            page = await get_history().read_page(paging.since, epoch=paging.epoch, max_events=events,
-                                                 max_bytes=characters)
+            page = await get_history().read_page(paging.since, max_events=events, max_bytes=characters)
         except Exception as error:
             self._paging = None
             raise await self.unavailable(error) from None
         if self._paging is not paging:
             return  # the connection closed meanwhile
-        if not page.complete and page.position.epoch == paging.epoch:
+        if page.trimmed:
             # Trimmed past where it is read up to while the desktop read the pages before: too far behind.
             self._paging = None
             self._too_slow()
@@ -501,13 +487,11 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         self._take_page(page)
 
     def _queue(self, event: Event, *, replayed: bool = False) -> None:
-        if event.epoch != self._epoch:
-            # Another epoch (Redis lost its data and numbers from 1 again): nothing of it was sent yet.
-            self._epoch = event.epoch
-            self._sent.clear()
-        if event.seq <= self._sent.get(event.conversation, 0):
+        last = self._sent.get(event.conversation)
+        # Another epoch (Redis lost the conversation's data and numbers from 1 again): nothing of it was sent yet.
+        if last is not None and last.epoch == event.epoch and event.seq <= last.seq:
             return
-        self._sent[event.conversation] = event.seq
+        self._sent[event.conversation] = event.position
         if replayed:
             self._replaying.append(event)
             self._replaying_size += len(event.kind) + len(event.payload_json)
@@ -567,7 +551,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
                 else:
                     event, frame = self._outbox.popleft()
                     self._outbox_size -= len(frame)
-                    self.live_frame_sent(event)
+                    frame = self.live_frame(event, frame)
                 await self.base_send({"type": "websocket.send", "text": frame})
         except EventsUnavailable:
             pass  # closed (4503) already
@@ -593,8 +577,10 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         """The frame of a replayed ``event``, made for this connection as it is sent (never shared)."""
         return self.frame_event(event)
 
-    def live_frame_sent(self, event: Event) -> None:
-        """A live ``event``'s shared frame is being sent."""
+    def live_frame(self, event: Event, shared: str) -> str:
+        """The frame that carries a live ``event`` to this connection, as it is sent: ``shared``, the frame made
+        once for every desktop of the protocol, or that with this connection's own part added."""
+        return shared
 
     # --- streaming calls (connector.desktops.streaming) ---------------------------------------------
 

@@ -1,14 +1,15 @@
 """This process's one subscription per conversation, fanned out to every desktop of the process in it.
 
-Each connector process subscribes once to a conversation's channel
-(``events.history.channel_name``) while at least one of its desktops has
-joined it, receives each event once, and hands it to each of those desktops
-(``Member.event_arrived``), which frame it once per protocol for all of them.
-Redis delivers the events of all channels on one connection in the order the
-history numbered them; when that connection drops, the hub's subscription
+Each connector process subscribes once to a conversation's sharded channel
+(``events.history.channel_name``, ``SSUBSCRIBE``) while at least one of its
+desktops has joined it, receives each event once, and hands it to each of
+those desktops (``Member.event_arrived``), which frame it once per protocol
+for all of them. Redis delivers each conversation's events in the order its
+sequence numbered them; when the connection drops, the hub's subscription
 (``connector.desktops.subscriptions``) reconnects by itself and the hub catches up from
-the history, so an outage loses nothing (desktops drop what they already had
-by its offset). Without Redis (development mode)
+the history, after the last event it received of each conversation (or where
+the conversation's sequence was when the process subscribed), so an outage
+loses nothing (desktops drop what they already had by its offset). Without Redis (development mode)
 the in-process history hands events straight to the hub.
 """
 
@@ -24,9 +25,9 @@ from redis.exceptions import RedisError
 from common import draining
 from common.loop_local import LoopLocal
 from connector.desktops import presence
-from connector.desktops.subscriptions import Subscription
+from connector.desktops.subscriptions import SHARD, Subscription
 from events import metrics, redis_client
-from events.history import Event, channel_name, decode_published, get_history, memory_history
+from events.history import Event, Offset, channel_name, decode_published, get_history, memory_history
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +51,9 @@ class Hub:
         self._subscription = Subscription("Event subscription", logger, received=self._received,
                                           restored=self._catch_up)
         self._refresher: asyncio.Task | None = None
-        # The last event received (its epoch and number), for catching up after a reconnect.
-        self._last_epoch: str | None = None
-        self._last_seq = 0
+        # Per conversation, the last event received (or its position when subscribed), for catching up after a
+        # reconnect.
+        self._last: dict[str, Offset] = {}
         if not redis_client.is_configured():
             memory_history().listener = self.deliver
 
@@ -67,7 +68,7 @@ class Hub:
         if members is not None:
             members.add(member)
             try:
-                await self._subscription.confirmed(channel_name(conversation))
+                await self._subscription.confirmed(channel_name(conversation), SHARD)
             except BaseException:
                 self._abandon(conversation, member)  # the first join's SUBSCRIBE failed: so does this one
                 raise
@@ -78,7 +79,9 @@ class Hub:
         self._by_channel[channel_name(conversation)] = conversation
         try:
             # Subscribed once Redis says so: only then is no later event missed.
-            await self._subscription.subscribe(channel_name(conversation))
+            await self._subscription.subscribe(channel_name(conversation), SHARD)
+            # Where a catch-up after a lost connection starts in this conversation if no event of it came before.
+            self._received_up_to(await get_history().position(conversation), conversation)
         except BaseException:
             self._abandon(conversation, member)
             raise
@@ -98,18 +101,21 @@ class Hub:
             if presence.enabled():
                 await self._presence(presence.left, conversation)
             # No UNSUBSCRIBE when joined again while this leave waited: the new member needs the subscription.
-            await self._subscription.unsubscribe(channel)
+            await self._subscription.unsubscribe(channel, SHARD)
 
     def deliver(self, event: Event) -> None:
         """Hand ``event`` to each member in its conversation."""
-        if event.epoch != self._last_epoch:
-            self._last_epoch, self._last_seq = event.epoch, event.seq
-        else:
-            self._last_seq = max(self._last_seq, event.seq)
+        if event.conversation in self._members:
+            self._received_up_to(event.position, event.conversation)
         members = self._members.get(event.conversation, ())
         metrics.event_handed_out(event.kind, event.payload_json, len(members) - (self.relay in members))
         for member in tuple(self._members.get(event.conversation, ())):
             member.event_arrived(event)
+
+    def _received_up_to(self, position: Offset, conversation: str) -> None:
+        last = self._last.get(conversation)
+        if last is None or last.epoch != position.epoch or position.seq > last.seq:
+            self._last[conversation] = position
 
     @staticmethod
     async def _presence(change, conversation: str) -> None:
@@ -139,7 +145,8 @@ class Hub:
         on); the channel's name."""
         channel = channel_name(conversation)
         self._by_channel.pop(channel, None)
-        self._subscription.discard(channel)
+        self._last.pop(conversation, None)
+        self._subscription.discard(channel, SHARD)
         return channel
 
     def _discard(self, conversation: str, member: Member) -> bool:
@@ -168,11 +175,9 @@ class Hub:
         """Deliver what was published while the subscription was down (members drop what they had)."""
         if not self._members:
             return
-        history = get_history()
-        replay = await history.read(dict.fromkeys(self._members, self._last_seq), epoch=self._last_epoch)
-        if not replay.complete and replay.position.epoch != self._last_epoch:
-            # Redis came back without its data (a restart): a new epoch numbers from 1 again.
-            replay = await history.read(dict.fromkeys(self._members, 0), epoch=None)
+        # A conversation of another epoch now (Redis came back without its data) reads from that epoch's start.
+        since = {conversation: self._last.get(conversation, Offset("", 0)) for conversation in self._members}
+        replay = await get_history().read(since)
         for event in replay.events:
             self.deliver(event)
 

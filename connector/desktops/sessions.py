@@ -1,16 +1,20 @@
 """Socket.IO session records, for connection state recovery on whichever connector a client comes back to.
 
-A record (``<prefix>session:<pid>``, JSON) names the desktop, the
-conversations it had joined and the sequence number at each join, and the
-position when the session began (what a client that saw no event yet resumes
-from). It lives while the connection does (at most a token's lifetime) and
+A record (``<prefix>session:<pid>``, JSON) names the desktop and the
+conversations it had joined, each with the position (epoch and sequence
+number in that conversation, ``epoch-seq``) its join started at: what a
+client whose offset does not name the conversation (it received no event
+since the join) resumes from. It lives while the connection does (at most a token's lifetime) and
 ``SOCKETIO_RECOVERY_SECONDS`` after it ends. A token (its ``jti``) starts at
 most ``SOCKETIO_SESSIONS_PER_TOKEN`` live records: its index,
 ``<prefix>token-sessions:<jti>``, a sorted set of pids by when each began, evicts
 the ended ones and then the oldest when a new one begins, so a client that
 connects over and over holds no more. A record is bounded too: at most
 ``MAX_CONVERSATIONS_PER_CONNECTION`` conversations, each name at most
-``events.conversations.MAX_LENGTH`` characters. Saving again only rewrites a
+``events.conversations.MAX_LENGTH`` characters, and at most as many epochs a
+client's unusable offset named (``stale``: a parsed offset holds no more).
+A record of an earlier version (one position for every conversation) does
+not load: its client is told it was not recovered. Saving again only rewrites a
 record that still exists: an evicted one stays gone. Without Redis
 (development mode) the records stay in process, under the same bound.
 """
@@ -29,7 +33,7 @@ from django.conf import settings
 from common.loop_local import LoopLocal
 from connector import tokens
 from events import redis_client
-from events.history import key_prefix
+from events.history import Offset, key_prefix
 
 MAX_PID_LENGTH = 64
 
@@ -66,12 +70,21 @@ class Session:
     pid: str
     user: str
     project: str
-    epoch: str
-    since: int  # the sequence number when the session began
-    joined: dict[str, int] = field(default_factory=dict)  # conversation -> sequence number at the join
-    # Begun for a client that came back with an offset of an epoch Redis lost: every event of ``epoch`` came
-    # after its last one, so its joins start at the epoch's start (``connector.desktops.socketio.application``).
+    joined: dict[str, str] = field(default_factory=dict)  # conversation -> where its join started, ``epoch-seq``
+    # Begun for a client that came back with an offset of the sequence all conversations once shared: every
+    # event of each conversation's epoch came after its last one, so its joins start at their epoch's start.
     fresh_epoch: bool = False
+    # Begun for a client that came back with a vector offset it could not resume from: per conversation digest
+    # (``connector.desktops.offsets``), the epoch it had reached; a join of that conversation, now in another epoch
+    # (Redis lost the one the client knew), starts at that epoch's start (``connector.desktops.socketio.application``).
+    stale: dict[str, str] = field(default_factory=dict)
+
+    def joined_at(self, conversation: str) -> Offset:
+        """Where ``conversation``'s join started."""
+        return Offset.parse(self.joined[conversation]) or Offset("", 0)
+
+    def join(self, conversation: str, at: Offset) -> None:
+        self.joined[conversation] = str(at)
 
 
 def new_pid() -> str:
@@ -126,10 +139,20 @@ async def load(pid: str) -> Session | None:
     raw = await redis_client.get_redis().get(key(pid))
     if raw is None:
         return None
+    return _decoded(raw)
+
+
+def _decoded(raw: bytes | str) -> Session | None:
+    """The record ``raw``, or None when it is not one this version writes (an older record, with one position
+    for every conversation, cannot be resumed from)."""
     try:
-        return Session(**json.loads(raw))
+        session = Session(**json.loads(raw))
     except (ValueError, TypeError):
         return None
+    if not isinstance(session.joined, dict) or not all(
+            isinstance(at, str) and Offset.parse(at) is not None for at in session.joined.values()):
+        return None
+    return session
 
 
 async def save(session: Session, *, ttl: int) -> None:

@@ -13,9 +13,11 @@ callback (the hub catches up from the history; the long-polling pollers wake
 every waiting poll) before it reads any later message. An idle connection is
 checked with a PING every ``IDLE_CHECK_SECONDS``, so a dead one is noticed.
 
-The kinds of subscription (``CHANNEL``, ``PATTERN``) differ only in their
-command and message names, so a sharded kind for Redis Cluster can be one
-more ``Kind``, read by a ``Subscription`` per shard.
+The kinds of subscription (``CHANNEL``, ``PATTERN``, ``SHARD``: Redis 7's
+sharded channels, ``SSUBSCRIBE``, on which conversations' events are
+published) differ only in their command and message names. On a standalone
+Redis one connection holds all three kinds; on a Redis Cluster a sharded
+channel is served by its slot's shard.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ class Kind:
 
 CHANNEL = Kind(subscribe="subscribe", unsubscribe="unsubscribe", published="message", held="channels")
 PATTERN = Kind(subscribe="psubscribe", unsubscribe="punsubscribe", published="pmessage", held="patterns")
-_KINDS = (CHANNEL, PATTERN)
+SHARD = Kind(subscribe="ssubscribe", unsubscribe="sunsubscribe", published="smessage", held="shard_channels")
+_KINDS = (CHANNEL, PATTERN, SHARD)
 
 
 def _text(name: bytes | str) -> str:
@@ -56,7 +59,7 @@ def _text(name: bytes | str) -> str:
 
 
 class Subscription:
-    """Channels and patterns held on one Redis connection, read by one task, restored after a lost connection."""
+    """Channels, patterns and sharded channels held on one Redis connection, read by one task, restored after a lost connection."""
 
     def __init__(self, name: str, logger: logging.Logger, *,
                  received: Callable[[str, bytes], None], restored: Callable[[], Awaitable[None]],

@@ -5,9 +5,9 @@ heartbeat (when the next ping is due, by when the pong must come: past that
 deadline the session is over for whichever request comes next), the lock of
 the one GET that may wait at a time, the one WebSocket that may upgrade it
 (and until when), and, once the client connected to ``/``, its identity,
-recovery ``pid``, epoch and per joined conversation (field ``c:<name>``) the
-sequence number it has been sent up to, and ``sent``, the highest offset
-(sequence number) its answers carried; ``served_by``, the process that took
+recovery ``pid`` and per joined conversation (field ``c:<name>``) the
+position (``epoch-seq`` in that conversation) it has been sent up to, which
+its answers' offsets carry; ``served_by``, the process that took
 its latest GET (for the operators' live view), and ``closed`` (why:
 ``operator``, ``token_expired``, ``queue_full``) once the server ended it
 while no GET of it was there to answer CLOSE. Beside it,
@@ -47,7 +47,7 @@ from connector import tokens
 from connector.desktops import sessions
 from connector.desktops.presence import PROCESS_ID
 from events import redis_client, redis_keys
-from events.history import key_prefix
+from events.history import Offset, key_prefix
 
 # Redis's clock in milliseconds.
 _NOW = """
@@ -141,24 +141,21 @@ end
 return f
 """
 
-# The GET answers: release its lock, advance the conversations it read to the position read, keep the
-# epoch and the highest offset sent. KEYS: hash, and the recovery record unless on a cluster. ARGV: lock token,
-# sequence number, epoch, connected lifetime, record lifetime (ms), highest offset sent (0: none), then the
-# conversations read. Returns 0 (no such session), 1, or 2 (connected: its recovery record is to live on).
+# The GET answers: release its lock, advance each conversation it read to the position read, unless a POST
+# changed it meanwhile (a leave, a join again). KEYS: hash, and the recovery record unless on a cluster. ARGV:
+# lock token, connected lifetime, record lifetime (ms), then per conversation read its name, the position it
+# was read from and the position it is read up to. Returns 0 (no such session), 1, or 2 (connected: its
+# recovery record is to live on).
 _FINISH = """
 if redis.call('HGET', KEYS[1], 'poll') == ARGV[1] then redis.call('HDEL', KEYS[1], 'poll', 'poll_until') end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local seq = tonumber(ARGV[2])
-for i = 7, #ARGV do
+for i = 4, #ARGV, 3 do
   local name = 'c:' .. ARGV[i]
-  local at = redis.call('HGET', KEYS[1], name)
-  if at and tonumber(at) < seq then redis.call('HSET', KEYS[1], name, seq) end
+  if redis.call('HGET', KEYS[1], name) == ARGV[i + 1] then redis.call('HSET', KEYS[1], name, ARGV[i + 2]) end
 end
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'epoch', ARGV[3]) end
-if ARGV[6] ~= '0' then redis.call('HSET', KEYS[1], 'sent', ARGV[6]) end
 if redis.call('HEXISTS', KEYS[1], 'identity') == 1 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  if KEYS[2] then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  if KEYS[2] then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
   return 2
 end
 return 1
@@ -291,9 +288,7 @@ class PollingState:
     identity: tokens.DesktopIdentity | None = None
     connected: bool = False  # to the namespace "/"
     pid: str | None = None  # its recovery session (connector.desktops.sessions)
-    epoch: str = ""
-    joined: dict[str, int] = field(default_factory=dict)  # conversation -> sequence number sent up to
-    offset_sent: int = 0  # the highest offset (sequence number, in ``epoch``) its answers carried
+    joined: dict[str, Offset] = field(default_factory=dict)  # conversation -> position sent up to
     pending: list[str] = field(default_factory=list)  # packets taken for this answer
     closed: str = ""  # why the server ended it (``mark_closed``), while its next GET has not answered CLOSE yet
 
@@ -308,13 +303,17 @@ class PollingState:
             identity=identity,
             connected=fields.get("connected") == "1",
             pid=fields.get("pid") or None,
-            epoch=fields.get("epoch", ""),
-            offset_sent=int(fields.get("sent", "0")),
-            joined={name[len(JOINED_PREFIX):]: int(value) for name, value in fields.items()
+            joined={name[len(JOINED_PREFIX):]: _position(value) for name, value in fields.items()
                     if name.startswith(JOINED_PREFIX)},
             pending=[_text(packet) for packet in pending],
             closed=fields.get("closed", ""),
         )
+
+
+def _position(value: str) -> Offset:
+    # A session written before each conversation had its own sequence (a bare number): an epoch no conversation
+    # has, so that reading after it is never whole and the session ends, its client told it was not recovered.
+    return Offset.parse(value) or Offset("0", 0)
 
 
 def identity_field(identity: tokens.DesktopIdentity) -> str:
@@ -450,13 +449,13 @@ async def poll(sid: str, token: str, *, again: bool) -> Poll:
     return Poll("ok", PollingState.parse(sid, reply[1], reply[2]), bool(reply[3]), max(0, int(reply[4])) / 1000)
 
 
-async def finish(sid: str, token: str, *, seq: int, epoch: str, conversations: list[str], pid: str | None,
-                 offset_sent: int = 0) -> None:
-    """The GET answers with everything up to ``seq`` of ``conversations``, its highest offset ``offset_sent``
-    (0: it carried no event): record it, release the lock."""
+async def finish(sid: str, token: str, *, read: dict[str, tuple[Offset, Offset]], pid: str | None) -> None:
+    """The GET answers with every event of ``read``'s conversations from the first position of each to the
+    second: record it (where no POST changed the conversation meanwhile), release the lock."""
     reply = await _get().finish(
         keys=[_keys(sid)[0], *_record_keys(pid)],
-        args=[token, seq, epoch, _ms(connected_lifetime()), _ms(record_lifetime()), offset_sent, *conversations],
+        args=[token, _ms(connected_lifetime()), _ms(record_lifetime()),
+              *(str(part) for conversation, (start, end) in read.items() for part in (conversation, start, end))],
     )
     if reply == 2:
         await _renew_record(pid, _ms(record_lifetime()))

@@ -35,7 +35,7 @@ from connector.desktops.socketio.application import (
     UNAUTHENTICATED_EVENT,
 )
 from connector.desktops.socketio.server import ConnectRefused, EventHandler, SocketIOServer
-from events.history import get_history
+from events.history import Offset, get_history
 
 logger = logging.getLogger(__name__)
 
@@ -110,19 +110,16 @@ class PollingDesktop:
 
     async def _begin(self, identity: tokens.DesktopIdentity, auth: dict[str, Any]) -> dict[str, Any]:
         """Start (or recover) the session's conversations and positions."""
-        position = await get_history().position()
-        self.outcome.set(epoch=position.epoch)
         if not settings.SOCKETIO_RECOVERY_SECONDS:
             return {}
         recoverable = await application.recoverable(identity, auth)
         if recoverable is not None:
-            session, since = recoverable
-            resume = {conversation: max(since.seq, seq) for conversation, seq in session.joined.items()}
+            session, resume = recoverable
             # Whether the history still reaches back there; one event is enough to tell (the GETs read it).
-            if (await get_history().read_page(resume, epoch=since.epoch, max_events=1, max_bytes=1)).complete:
+            if (await get_history().read_page(resume, max_events=1, max_bytes=1)).complete:
                 self._record = session
-                self.outcome.set(**{JOINED_PREFIX + name: str(seq) for name, seq in resume.items()})
-                self.outcome.set(pid=session.pid, epoch=position.epoch)
+                self.outcome.set(**{JOINED_PREFIX + name: str(at) for name, at in resume.items()})
+                self.outcome.set(pid=session.pid)
                 self.state.joined.update(resume)
                 await sessions.save(session, ttl=sessions.connected_ttl())
                 return {"pid": session.pid}
@@ -157,18 +154,21 @@ class PollingDesktop:
         except MembershipError as error:
             return [False, str(error)]
         try:
-            position = await get_history().position()
+            position = await get_history().position(conversation)
             record = await self._session_record()
-            start = application.join_start(record, position) if after is None and not history else None
+            if after is None and not history:
+                after = application.join_start(record, conversation, position)
+            # Where the GETs read from: the current end, or a replay's start in the current epoch (one of another
+            # epoch reads from the current epoch's start).
+            since = position
+            if history or after is not None:
+                since = Offset(position.epoch, 0 if history or after.epoch != position.epoch else after.seq)
             if record is not None:
-                record.joined[conversation] = start.seq if start is not None else position.seq
+                record.join(conversation, since)
                 await sessions.save(record, ttl=sessions.connected_ttl())
         except Exception as error:
             logger.warning("Could not join a conversation: %s: %s", type(error).__name__, error)
             return [False, UNAVAILABLE_MESSAGE]
-        if start is not None:
-            after = start
-        since = 0 if history else after.seq if after is not None else position.seq
         self.state.joined[conversation] = since
         self.outcome.set(**{JOINED_PREFIX + conversation: str(since)})
         return [True, conversation]

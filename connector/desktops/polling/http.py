@@ -72,9 +72,9 @@ from connector.desktops.engineio import packets, store
 from connector.desktops.origin import origin_allowed
 from connector.desktops.polling.application import PollingDesktop, PostOutcome
 from connector.desktops.polling.waiting import Poller, get_pollers
-from connector.desktops.socketio.application import OffsetSent
+from connector.desktops.socketio.application import SentOffsets
 from events import metrics, redis_client
-from events.history import Replay, get_history
+from events.history import Offset, Replay, get_history
 
 logger = logging.getLogger(__name__)
 # Every desktop polls again at once after a refusal: while Redis is out, or for a page on a refused origin,
@@ -241,7 +241,7 @@ async def _long_poll(scope: HTTPScope, sid: str, receive: ASGIReceiveCallable) -
             return await _wait_and_answer(poller, token, client)
         except Exception:
             with contextlib.suppress(Exception):  # let the session's next GET in at once
-                await store.finish(sid, token, seq=0, epoch="", conversations=[], pid=None)
+                await store.finish(sid, token, read={}, pid=None)
             raise
         finally:
             client.stop()
@@ -283,8 +283,7 @@ async def _wait_and_answer(poller: Poller, token: str, client: ClientWatch) -> A
         await get_pollers().watch(poller, set(state.joined))
         replay = None
         if state.joined:
-            replay = await get_history().read_page(state.joined, epoch=state.epoch or None,
-                                                   max_events=settings.REPLAY_PAGE_EVENTS,
+            replay = await get_history().read_page(state.joined, max_events=settings.REPLAY_PAGE_EVENTS,
                                                    max_bytes=settings.REPLAY_PAGE_BYTES)
         if replay is not None and not replay.complete:
             # It fell behind the kept history: end it, so the client reconnects (recovery tells it the truth).
@@ -310,25 +309,28 @@ async def _wait_and_answer(poller: Poller, token: str, client: ClientWatch) -> A
             poller.count_as_desktop(state.connected and state.identity is not None)
             frames = [*state.pending, *([packets.ping_frame()] if turn.ping else [])]
             deadline = loop.time() + turn.seconds_to_deadline
-    # Every event here is read from the history, a join's older ones among them: none moves the client's
-    # offset back below what earlier answers carried.
-    offset_sent = OffsetSent(state.epoch, state.offset_sent)
-    events, event_frames = _one_page(replay, offset_sent, frames)
-    seq = 0
+    # Every event here is read from the history: each frame's offset holds the session's position in each of
+    # its conversations, the frame's event counted.
+    offsets = SentOffsets(state.joined)
+    events, event_frames = _one_page(replay, offsets, frames)
+    read: dict[str, tuple[Offset, Offset]] = {}
     if replay is not None:
-        # Cut short, the answer holds every event of these conversations up to its last one (a page is a
-        # prefix of their events in sequence order): the next GET goes on after it.
-        seq = events[-1].seq if len(events) < len(replay.events) or replay.more else replay.position.seq
-    await store.finish(
-        sid, token, seq=seq, epoch=replay.position.epoch if replay is not None else "",
-        conversations=list(state.joined), pid=state.pid, offset_sent=offset_sent.seq if events else 0,
-    )
+        # Cut short, the answer holds every event of each conversation up to its last one there (a page is a
+        # prefix of each conversation's events): the next GET goes on after it.
+        left_out = {event.conversation for event in replay.events[len(events):]}
+        last_sent = {event.conversation: event.position for event in events}
+        for conversation, start in state.joined.items():
+            end = last_sent.get(conversation, start) if conversation in left_out else replay.positions.get(
+                conversation, start)
+            if end != start:
+                read[conversation] = (start, end)
+    await store.finish(sid, token, read=read, pid=state.pid)
     for event in events:
         metrics.event_sent_in_poll(event.kind)
     return payload([*frames, *event_frames])
 
 
-def _one_page(replay: Replay | None, offset_sent: OffsetSent, frames: list[str]) -> tuple[list, list[str]]:
+def _one_page(replay: Replay | None, offsets: SentOffsets, frames: list[str]) -> tuple[list, list[str]]:
     """The events (and their frames) of one answer: the page read, cut where the answer would pass
     ``REPLAY_PAGE_BYTES`` with the other frames and the payload's separators (at least one event)."""
     if replay is None:
@@ -336,12 +338,10 @@ def _one_page(replay: Replay | None, offset_sent: OffsetSent, frames: list[str])
     room = settings.REPLAY_PAGE_BYTES - sum(len(frame.encode("utf-8")) + 1 for frame in frames)
     events, event_frames = [], []
     for event in replay.events:
-        floor = OffsetSent(offset_sent.epoch, offset_sent.seq)
-        frame = floor.replayed_frame(event)
+        frame = offsets.frame(event)
         size = len(frame.encode("utf-8")) + 1
         if events and size > room:
             break
-        offset_sent.sent(event)
         events.append(event)
         event_frames.append(frame)
         room -= size

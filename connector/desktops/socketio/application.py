@@ -9,15 +9,14 @@ frame conversation events with these functions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 
 from connector import tokens
-from connector.desktops import sessions
+from connector.desktops import offsets, sessions
 from connector.desktops.socketio import protocol
-from events.history import Event, Offset, get_history
+from events.history import Event, Offset
 
 JOIN_EVENT = "join-conversation"
 LEAVE_EVENT = "leave-conversation"
@@ -28,7 +27,8 @@ STREAM_EVENTS = {"data": "stream-data", "error": "stream-error"}
 
 
 def join_request(options: Any) -> tuple[Offset | None, bool]:
-    """A ``join-conversation``'s options: the offset to replay after (``{"after": offset}``), and whether to
+    """A ``join-conversation``'s options: the offset to replay after (``{"after": offset}``, an offset of that
+    conversation: ``epoch-seq``), and whether to
     replay the whole stored history (``{"history": true}``, or ``SOCKETIO_JOIN_HISTORY=all``)."""
     options = options if isinstance(options, dict) else {}
     after = Offset.parse(options.get("after")) if "after" in options else None
@@ -37,77 +37,94 @@ def join_request(options: Any) -> tuple[Offset | None, bool]:
 
 
 async def start_session(identity: tokens.DesktopIdentity, auth: dict[str, Any] | None = None) -> sessions.Session:
-    """A new recovery session for ``identity``, beginning at the history's current end, saved.
+    """A new recovery session for ``identity``, saved; its joins start at each conversation's current end.
 
-    A client that comes back (``auth.pid``) with an offset of an epoch that is no longer the current one
-    had its last event before Redis lost its data: every event of the current epoch was pushed after it.
-    Its session begins at the epoch's start, and its joins too (``join_start``): a conversation it joins
-    again gets what was pushed since Redis came back, rather than only what comes after the join. A client
-    without an offset saw nothing to resume from, and starts at the current end as any new one.
+    A client that comes back (``auth.pid``) with an offset it cannot resume from may have had its last events
+    of some conversation before Redis lost that conversation's epoch: every event of the conversation's current
+    epoch was pushed after them. The session notes the epoch the offset names for each conversation, and a join
+    of one now in another epoch starts at that epoch's start (``join_start``), rather than only after the join;
+    with an offset of the sequence all conversations once shared, every join does. A client without an offset
+    saw nothing to resume from, and starts at the current end as any new one.
     """
-    position = await get_history().position()
-    given = Offset.parse(auth.get("offset")) if auth is not None and sessions.is_pid(auth.get("pid")) else None
-    fresh_epoch = given is not None and given.epoch != position.epoch
+    given = offsets.parse(auth.get("offset")) if auth is not None and sessions.is_pid(auth.get("pid")) else None
     session = sessions.Session(
-        pid=sessions.new_pid(), user=identity.user, project=identity.project, epoch=position.epoch,
-        since=0 if fresh_epoch else position.seq, fresh_epoch=fresh_epoch,
+        pid=sessions.new_pid(), user=identity.user, project=identity.project,
+        fresh_epoch=given is not None and given.old,
+        stale={digest: at.epoch for digest, at in given.positions.items()} if given is not None else {},
     )
     await sessions.start(session, owner_id=sessions.owner(identity), ttl=sessions.connected_ttl())
     return session
 
 
-async def recoverable(identity: tokens.DesktopIdentity, auth: dict[str, Any]) -> tuple[sessions.Session, Offset] | None:
-    """The session a CONNECT's ``auth.pid`` names, when it is ``identity``'s, and the offset to resume after
-    (``auth.offset``, or where the session began when the client saw no event yet)."""
+async def recoverable(identity: tokens.DesktopIdentity,
+                      auth: dict[str, Any]) -> tuple[sessions.Session, dict[str, Offset]] | None:
+    """The session a CONNECT's ``auth.pid`` names, when it is ``identity``'s and ``auth.offset`` is one this
+    server sent, and per conversation of the session the position to resume after: the offset's, or where the
+    join started when the offset does not name the conversation (or there is no offset: the client saw no
+    event yet). None for anything else: an offset malformed, too long, naming two conversations alike, or of the
+    sequence all conversations once shared, is not resumed from."""
     pid = auth.get("pid")
     if not sessions.is_pid(pid):
         return None
     session = await sessions.load(pid)
     if session is None or (session.user, session.project) != (identity.user, identity.project):
         return None
-    given = Offset.parse(auth.get("offset"))
-    return session, given if given is not None else Offset(session.epoch, session.since)
+    reached: dict[str, Offset] = {}
+    if auth.get("offset") is not None:
+        given = offsets.parse(auth.get("offset"))
+        if given is None or given.old:
+            return None
+        found = offsets.resolve(given, session.joined)
+        if found is None:
+            return None
+        reached = found
+    since = {}
+    for conversation in session.joined:
+        start, at = session.joined_at(conversation), reached.get(conversation)
+        if at is None:
+            since[conversation] = start
+        elif at.epoch == start.epoch:
+            since[conversation] = Offset(at.epoch, max(at.seq, start.seq))
+        else:
+            since[conversation] = at  # the conversation's epoch changed while the client was in it
+    return session, since
 
 
-def join_start(session: sessions.Session | None, position: Offset) -> Offset | None:
-    """Where a join without options starts in ``session``: None (the current end), or, in a session begun
-    for a client Redis lost the epoch of (``start_session``), the start of that epoch while it is current."""
-    if session is not None and session.fresh_epoch and session.epoch == position.epoch:
+def join_start(session: sessions.Session | None, conversation: str, position: Offset) -> Offset | None:
+    """Where a join without options of ``conversation`` (now at ``position``) starts in ``session``: None (the
+    current end), or, in a session begun for a client whose offset names another epoch of it (``start_session``),
+    the start of its current epoch."""
+    if session is None:
+        return None
+    if session.fresh_epoch or session.stale.get(offsets.digest(conversation), position.epoch) != position.epoch:
         return Offset(position.epoch, 0)
     return None
 
 
-def event_frame(event: Event, *, offset_at_least: int = 0) -> str:
-    """``event`` as an Engine.IO MESSAGE frame, with its offset (never below ``offset_at_least``) as the
-    trailing argument when recovery is on."""
-    offset = None
+def event_frame(event: Event) -> str:
+    """What every desktop's frame of ``event`` shares: the whole Engine.IO MESSAGE frame, or with recovery on,
+    the frame up to its trailing offset (each socket's own: ``SentOffsets.frame``)."""
     if settings.SOCKETIO_RECOVERY_SECONDS:
-        offset = event.offset if event.seq >= offset_at_least else str(Offset(event.epoch, offset_at_least))
-    return "4" + protocol.event_with_json_argument(event.kind, event.payload_json, offset)
+        return f'42["{event.kind}",{event.payload_json},"'
+    return "4" + protocol.event_with_json_argument(event.kind, event.payload_json)
 
 
-@dataclass(slots=True)
-class OffsetSent:
-    """The highest offset one client was sent, in the epoch of the events it was sent.
+class SentOffsets:
+    """Where one client is in each of its conversations, as the offsets of the frames it was sent say.
 
-    socket.io-client keeps only the last offset it received and recovers after it, for every conversation
-    of its session. A replay (a join's history) sends older events after newer ones: each of those carries
-    the highest offset sent instead of its own, so that the client's offset never moves back (a recovery
-    after it would send again the events in between). Such a frame is this client's own, never shared.
+    socket.io-client keeps only the last offset it received and recovers after it, for every conversation of
+    its session: each frame carries this client's whole vector (``connector.desktops.offsets``), with the frame's
+    own event counted. Per conversation, a position never moves back (but to another epoch).
     """
 
-    epoch: str = ""
-    seq: int = 0
+    def __init__(self, positions: dict[str, Offset] | None = None) -> None:
+        self.vector = offsets.Vector(positions)
 
-    def replayed_frame(self, event: Event) -> str:
-        """``event``'s frame, its offset raised to the highest sent; counted as sent."""
-        floor = self.seq if event.epoch == self.epoch else 0
-        self.sent(event)
-        return event_frame(event, offset_at_least=floor)
-
-    def sent(self, event: Event) -> None:
-        """``event`` went out with its own offset (a live event's shared frame)."""
-        if event.epoch != self.epoch:
-            self.epoch, self.seq = event.epoch, event.seq  # another epoch numbers from 1 again
-        elif event.seq > self.seq:
-            self.seq = event.seq
+    def frame(self, event: Event, shared: str | None = None) -> str:
+        """``event``'s frame for this client (``shared``: ``event_frame(event)``, made once for every client),
+        counted as sent."""
+        shared = shared if shared is not None else event_frame(event)
+        if not settings.SOCKETIO_RECOVERY_SECONDS:
+            return shared
+        self.vector.sent(event)
+        return f'{shared}{self.vector.encoded()}"]'

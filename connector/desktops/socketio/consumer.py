@@ -8,13 +8,14 @@ CONNECT and speaks ``join-conversation`` / ``leave-conversation``.
 
 Connection state recovery, as socket.io-client 4.6+ does it unchanged: the
 CONNECT answer carries a private session id (``pid``) and every event a
-trailing offset; a client that comes back (to any connector) with ``pid`` and
-``offset`` in its CONNECT auth, and a valid token for the same user, gets its
-conversations back and every event after the offset, and the same ``pid``
-(which makes socket.io-client set ``socket.recovered``). Session records are
-``connector.desktops.sessions``. A replayed event older than one already sent carries
-the highest offset sent instead (``application.OffsetSent``): the client keeps
-only its last offset, which must never move back.
+trailing offset, the socket's position in each of its conversations
+(``connector.desktops.offsets``); a client that comes back (to any connector)
+with ``pid`` and ``offset`` in its CONNECT auth, and a valid token for the
+same user, gets its conversations back and every event after its position in
+each, and the same ``pid`` (which makes socket.io-client set
+``socket.recovered``). Session records are ``connector.desktops.sessions``. The
+client keeps only its last offset: each frame carries the whole vector, each
+conversation's position never moving back (``application.SentOffsets``).
 
 A WebSocket opened with the ``sid`` of a long-polling session
 (``connector.desktops.polling``) upgrades it: ``2probe`` is answered ``3probe`` (and
@@ -41,7 +42,7 @@ from urllib.parse import parse_qs
 from django.conf import settings
 
 from connector import tokens
-from connector.desktops import close_codes, sessions
+from connector.desktops import close_codes, membership, sessions
 from connector.desktops.consumer import DesktopConsumer, EventsUnavailable
 from connector.desktops.engineio import packets
 from connector.desktops.engineio import store as polling_store
@@ -55,7 +56,7 @@ from connector.desktops.socketio.application import (
     STREAM_EVENTS,
     STREAM_REQUEST_EVENT,
     UNAUTHENTICATED_EVENT,
-    OffsetSent,
+    SentOffsets,
 )
 from connector.desktops.socketio.server import ConnectRefused, EventHandler, SocketIOServer
 from events.history import Event, Offset, Replay, get_history
@@ -79,7 +80,7 @@ class SocketIOConsumer(DesktopConsumer):
         self._upgrade_token = secrets.token_hex(8)  # names this socket as the session's upgrader in Redis
         self._upgrade_timer: asyncio.TimerHandle | None = None
         self._upgrade_timeout: asyncio.Task | None = None
-        self._offset_sent = OffsetSent()  # what the client's recovery offset is
+        self._offsets = SentOffsets()  # what the client's recovery offset is
         self.recovery_window_started = False  # the shutdown drain took its record over (connector.desktops.drain)
 
     @property
@@ -177,11 +178,9 @@ class SocketIOConsumer(DesktopConsumer):
         try:
             if state.pid is not None:
                 self.session = await sessions.load(state.pid)
-            # No epoch yet: the session was sent nothing, and its positions count from the first event.
-            epoch = state.epoch or (await get_history().position()).epoch
-            self.delivered_before(epoch, state.joined)
-            self._offset_sent = OffsetSent(epoch, state.offset_sent)
-            replay = await self.restore_conversations(state.joined, since=Offset(epoch, 0))
+            self.delivered_before(state.joined)
+            self._offsets = SentOffsets(state.joined)
+            replay = await self.restore_conversations(state.joined)
         except (EventsUnavailable, MembershipError):
             raise
         except Exception as error:
@@ -231,15 +230,16 @@ class SocketIOConsumer(DesktopConsumer):
             raise await self.unavailable(error) from None
         return {"pid": self.session.pid}
 
-    async def _recover(self, session: sessions.Session, since: Offset) -> bool:
-        """Restore ``session``; False (and nothing restored) when it cannot be whole."""
-        replay = await self.restore_conversations(session.joined, since=since)
+    async def _recover(self, session: sessions.Session, since: dict[str, Offset]) -> bool:
+        """Restore ``session`` from the positions ``since``; False (and nothing restored) when it cannot be whole."""
+        replay = await self.restore_conversations(since)
         if not replay.complete:
             logger.info("Session could not be recovered: the history no longer reaches back to its offset")
             self.send_replay(None)
             await self.leave_all_conversations()
             return False
         self.session, self._replay = session, replay
+        self._offsets = SentOffsets(since)
         await sessions.save(session, ttl=sessions.connected_ttl())
         return True
 
@@ -285,13 +285,14 @@ class SocketIOConsumer(DesktopConsumer):
         ``[true, normalised name]`` or ``[false, why]``; a replay follows the acknowledgement."""
         after, history = application.join_request(options)
         try:
-            if after is None and not history and self.session is not None and self.session.fresh_epoch:
-                after = await self._fresh_epoch_start()
+            if after is None and not history and self.session is not None and (
+                    self.session.fresh_epoch or self.session.stale):
+                after = await self._fresh_epoch_start(name)
             joined = await self.join_conversation(name, after=after, history=history)
         except MembershipError as error:
             return [False, str(error)]
         try:
-            await self._record_join(joined.conversation, at=0 if after is not None and after.seq == 0 else None)
+            await self._record_join(joined.conversation, Offset("", 0) if history else after)
         except MembershipError as error:
             self.send_replay(None)
             return [False, str(error)]
@@ -305,23 +306,35 @@ class SocketIOConsumer(DesktopConsumer):
             conversation = await self.leave_conversation(name)
         except MembershipError as error:
             return [False, str(error)]
+        self._offsets.vector.forget(conversation)
         if self.session is not None and self.session.joined.pop(conversation, None) is not None:
             await self._save_session()
         return [True, conversation]
 
-    async def _fresh_epoch_start(self) -> Offset | None:
-        """Where this session's joins start (``application.join_start``)."""
+    async def _fresh_epoch_start(self, name: Any) -> Offset | None:
+        """Where this session's join of ``name`` starts (``application.join_start``)."""
         try:
-            return application.join_start(self.session, await get_history().position())
+            conversation = membership.normalise(name)
+        except MembershipError:
+            return None  # the join refuses it
+        try:
+            return application.join_start(self.session, conversation, await get_history().position(conversation))
         except Exception as error:
             logger.warning("Could not join a conversation: %s: %s", type(error).__name__, error)
             raise MembershipError(UNAVAILABLE_MESSAGE) from None
 
-    async def _record_join(self, conversation: str, *, at: int | None = None) -> None:
+    async def _record_join(self, conversation: str, start: Offset | None) -> None:
+        """Note where the join of ``conversation`` starts (``start``, a replay's; None: the current end) in the
+        session record and in the offsets sent from now on."""
         if self.session is None or conversation in self.session.joined:
             return
         try:
-            self.session.joined[conversation] = at if at is not None else (await get_history().position()).seq
+            position = await get_history().position(conversation)
+            if start is not None:
+                # A replay's start, in the conversation's current epoch (one of another reads from its start).
+                position = Offset(position.epoch, start.seq if start.epoch in ("", position.epoch) else 0)
+            self.session.join(conversation, position)
+            self._offsets.vector.set(conversation, position)
             await self._save_session()
         except Exception as error:
             self.session.joined.pop(conversation, None)
@@ -363,10 +376,10 @@ class SocketIOConsumer(DesktopConsumer):
         return application.event_frame(event)
 
     def replayed_frame(self, event: Event) -> str:
-        return self._offset_sent.replayed_frame(event)
+        return self._offsets.frame(event)
 
-    def live_frame_sent(self, event: Event) -> None:
-        self._offset_sent.sent(event)
+    def live_frame(self, event: Event, shared: str) -> str:
+        return self._offsets.frame(event, shared)
 
     async def send_stream(self, kind: str, message: dict[str, Any]) -> None:
         if self.socketio is not None and self.socketio.connected and kind in STREAM_EVENTS:
