@@ -29,6 +29,7 @@ from connector.desktops.engineio import store
 from connector.desktops.polling import operators
 from connector.http import integration_keys
 from events import redis_client, redis_keys
+from events.history import Offset
 from testing import clients, processes
 from tests import test_ratelimit
 
@@ -282,10 +283,14 @@ def _identity(user: str = "agent") -> str:
                                                        expires_at=2_000_000_000))
 
 
+START = Offset("a1b2c3d4e5f6", 0)
+
+
 async def _connected_session(sid: str, pid: str, *conversations: str) -> None:
     """A polling session connected to "/" as a POST leaves it (its recovery record exists)."""
     await store.create(sid)
-    sets = {"identity": _identity(), "connected": "1", "pid": pid, **{f"c:{name}": "0" for name in conversations}}
+    sets = {"identity": _identity(), "connected": "1", "pid": pid,
+            **{f"c:{name}": str(START) for name in conversations}}
     assert (await store.commit(sid, pid=pid, sets=sets, deletes=[], packets=["40"])).status == "ok"
 
 
@@ -299,11 +304,11 @@ async def test_a_polling_session_on_a_cluster_renews_its_recovery_record_in_anot
     assert await direct.pttl(record) > 5_000  # the POST renewed it for the record's lifetime
     turn = await store.poll(sid, "lock", again=False)
     assert turn.status == "ok" and turn.state.pending == ["40"] and turn.state.joined == {
-        "projects/p/conversations/c": 0}
+        "projects/p/conversations/c": START}
     await direct.pexpire(record, 1000)
-    await store.finish(sid, "lock", seq=3, epoch="e", conversations=["projects/p/conversations/c"], pid=pid)
+    await store.finish(sid, "lock", read={"projects/p/conversations/c": (START, Offset(START.epoch, 3))}, pid=pid)
     assert await direct.pttl(record) > 5_000  # and the GET's answer too
-    assert (await store.load(sid)).joined == {"projects/p/conversations/c": 3}
+    assert (await store.load(sid)).joined == {"projects/p/conversations/c": Offset(START.epoch, 3)}
     # Over the queue's budget: closed, the record left to live the recovery window.
     settings.SOCKETIO_POLLING_QUEUE_LIMIT = 2
     over = await store.commit(sid, pid=pid, sets={}, deletes=[], packets=["42", "42", "42"])
