@@ -332,9 +332,9 @@ async def test_last_socket_closing_drops_the_redis_subscription(connected, redis
     try:
         client = await connected()
         await client.call("join-conversation", SHORT_NAME)
-        assert len(await redis.pubsub_channels(group_channel)) == 1
+        assert len(await redis.pubsub_shardchannels(group_channel)) == 1
         await client.communicator.disconnect(timeout=WAIT)
-        assert await redis.pubsub_channels(group_channel) == []
+        assert await redis.pubsub_shardchannels(group_channel) == []
     finally:
         await redis.aclose()
 
