@@ -16,10 +16,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from events import redis_client
 from events.history import (
     EPOCH_HEX_DIGITS,
+    SEQUENCE_SECONDS,
     MemoryHistory,
     Offset,
     RedisHistory,
-    SEQUENCE_SECONDS,
     channel_name,
     conversation_key,
     conversation_keys,
