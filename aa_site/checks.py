@@ -58,7 +58,8 @@ def check_required_settings(app_configs=None, **kwargs) -> list:
                 id="aa_site.E004",
             )
         )
-    if settings.METRICS_TOKEN and not settings.DEVELOPMENT_MODE and len(settings.METRICS_TOKEN) < MIN_METRICS_TOKEN_LENGTH:
+    token = settings.METRICS_TOKEN
+    if token and not settings.DEVELOPMENT_MODE and len(token) < MIN_METRICS_TOKEN_LENGTH:
         problems.append(
             Error(
                 f"METRICS_TOKEN is shorter than {MIN_METRICS_TOKEN_LENGTH} characters.",

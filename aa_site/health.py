@@ -89,7 +89,8 @@ _redis_version_ok = False
 def old_redis_version(info: dict) -> str | None:
     """The oldest ``redis_version`` in ``info`` (``INFO server`` of one server, or of each node of a cluster,
     keyed by node) when it is below ``MIN_REDIS_VERSION``; else None."""
-    found = [info.get("redis_version")] + [node.get("redis_version") for node in info.values() if isinstance(node, dict)]
+    nodes = [node for node in info.values() if isinstance(node, dict)]
+    found = [info.get("redis_version"), *(node.get("redis_version") for node in nodes)]
     for version in filter(None, found):
         numbers = tuple(int(part) for part in str(version).split(".")[:2] if part.isdigit())
         if numbers < MIN_REDIS_VERSION:

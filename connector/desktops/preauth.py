@@ -49,9 +49,10 @@ HOLDS_KEY_PREFIX = "aa:preauth:"
 GRACE_SECONDS = 5.0
 REFUSAL_LOG_INTERVAL_SECONDS = 60.0
 
-# KEYS[1]: the address's sorted set; KEYS[2], when given: a long-polling session's hash (connector.desktops.engineio.store),
-# whose GET holds nothing once the session is connected to "/" (its field 'connected' is '1'). On a Redis Cluster the
-# two are in different slots: the session is asked apart, before (``Holds.take``).
+# KEYS[1]: the address's sorted set; KEYS[2], when given: a long-polling session's hash
+# (connector.desktops.engineio.store), whose GET holds nothing once the session is connected to "/" (its field
+# 'connected' is '1'). On a Redis Cluster the two are in different slots: the session is asked apart, before
+# (``Holds.take``).
 # ARGV: room left in this process (0: none), the bound, the entry's id, its lifetime (ms).
 # Returns 1 (held), 0 (refused) or 2 (a connected session: nothing held).
 _TAKE_SCRIPT = """

@@ -255,7 +255,8 @@ def render(repository: Path = REPOSITORY, descriptions: Path = DESCRIPTIONS) -> 
                 bounds = _bounds(setting)
                 units.append(f"{unit}, {bounds}" if unit and bounds else unit or bounds)
             if entry.get("default") and defaults and not any("(computed)" in default for default in defaults):
-                raise SettingsDrift(f"{', '.join(entry['names'])}: the code's default is plain ({', '.join(defaults)}); "
+                names = ", ".join(entry["names"])
+                raise SettingsDrift(f"{names}: the code's default is plain ({', '.join(defaults)}); "
                                     "say more with default_note, not default")
             default_cell = entry.get("default") or ", ".join(defaults)
             if entry.get("default_note"):

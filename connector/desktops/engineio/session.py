@@ -52,7 +52,8 @@ class Heartbeats:
     than pinging each on its own; ticks stay short so that those sessions stay few: a second's worth at once
     (400 at 10,000 sockets) held events up for tens of milliseconds behind the burst of pings and pongs, and
     a tenth of a second's (40) still put scenario c's p99 at 4.5-5 ms with 10,000 sockets, against 2.8-3.3 ms
-    with a hundredth's (docs/performance.md, "Heartbeat: one timer per process"); the price is about 2% of a core more at 10,000 idle sockets.
+    with a hundredth's (docs/performance.md, "Heartbeat: one timer per process"); the price is about 2% of a
+    core more at 10,000 idle sockets.
     """
 
     def __init__(self) -> None:

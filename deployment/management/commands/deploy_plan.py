@@ -212,7 +212,8 @@ def _size(options: dict[str, Any], role: str, default: ServiceSize) -> ServiceSi
 # Flags that reach the plan's options unchanged (same name, no default to fill in from the settings).
 _PASSED_AS_GIVEN = (
     "admin_account", "image", "redis_instance", "redis_auth_secret", "redis_ca_secret", "network", "vpc_connector",
-    "vpc_range", "django_secret", "five9_secret", "database_instance", "database_tier", "database_name", "database_user", "superuser",
+    "vpc_range", "django_secret", "five9_secret", "database_instance", "database_tier", "database_name",
+    "database_user", "superuser",
     "conversation_profile", "min_instances", "connector_service", "interceptor_service", "subscription_prefix",
     "tutorial_runtime_roles", "redis_cluster", "redis_cluster_name", "redis_connection_policy", "redis_subnet",
 )
