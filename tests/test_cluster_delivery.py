@@ -270,3 +270,21 @@ async def test_a_sharded_subscription_redis_ends_is_made_again_and_caught_up(on_
         assert subscription._pubsub.node_pubsub_mapping.keys() == {target.name}
     finally:
         await subscription.close()
+
+
+async def test_appends_in_many_pipelines_at_once_wait_for_connections_at_the_bound(on_cluster, monkeypatch) -> None:
+    """Appends arriving turn after turn while earlier pipelines wait on Redis: at a bound of two connections per
+    node, redis-py's cluster pipeline would fail (MaxConnectionsError); the history's wait their turn."""
+    monkeypatch.setattr(redis_client, "MAX_CONNECTIONS", 2)
+    store = history.get_history()
+    run = uuid.uuid4().hex[:8]
+
+    async def one(number: int) -> int:
+        for _ in range(number % 7):
+            await asyncio.sleep(0)  # in another turn of the loop: another pipeline
+        appended = await store.append(conversation=f"projects/p/conversations/bound-{run}-{number % 5}", kind="k",
+                                      message_id=f"m-{number}", payload_json="{}")
+        return appended.offset.seq
+
+    seqs = await asyncio.gather(*(one(number) for number in range(300)))
+    assert sorted(seqs) == sorted(seq for _ in range(5) for seq in range(1, 61))
