@@ -262,6 +262,11 @@ async def test_a_sharded_subscription_redis_ends_is_made_again_and_caught_up(on_
         owner = direct.get_node_from_key(channel)
         target = next(node for node in direct.get_primaries() if node.name != owner.name)
         target_id = await direct.execute_command("CLUSTER MYID", target_nodes=target)
+        owner_id = await direct.execute_command("CLUSTER MYID", target_nodes=owner)
+        # As redis-cli --cluster reshard moves a slot: importing, migrating, (no keys to MIGRATE), then the new
+        # owner first (it bumps its configuration epoch, so every node, replicas too, learns of the move).
+        await direct.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", owner_id, target_nodes=target)
+        await direct.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id, target_nodes=owner)
         for node in (target, owner, *(n for n in direct.get_primaries() if n.name not in (owner.name, target.name))):
             await direct.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id, target_nodes=node)
         await clients.wait_until(lambda: restored, what="the subscription made again", timeout=15)

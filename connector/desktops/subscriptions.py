@@ -168,6 +168,10 @@ class Subscription:
     async def _next_message(self) -> dict | None:
         """The next message, or None after ``IDLE_CHECK_SECONDS`` without one."""
         assert self._pubsub is not None
+        if self._on_cluster and not self._pubsub.node_pubsub_mapping and self._pubsub.connection is None:
+            # redis-py closed the last primary's connection (Redis ended its subscriptions) while channels are
+            # still held: nothing reads them.
+            raise SubscriptionEnded("no connection holds the subscriptions")
         if not self._on_cluster or not self._pubsub.node_pubsub_mapping:
             return await self._pubsub.get_message(timeout=IDLE_CHECK_SECONDS)
         # A cluster's sharded channels: each primary's connection in turn (and the classic one, if any).
@@ -182,7 +186,12 @@ class Subscription:
                 break
             # Short turns even with one primary's connection: a subscribe may open another primary's at any
             # time, and its confirmation is read only in its turn.
-            message = await self._pubsub.get_sharded_message(timeout=SHARD_TURN_SECONDS)
+            try:
+                message = await self._pubsub.get_sharded_message(timeout=SHARD_TURN_SECONDS)
+            except RuntimeError as error:
+                # A primary's pub/sub whose connection redis-py dropped (after a failure it reports elsewhere):
+                # redis-py says "connection not set"; the subscription is made again like a lost one.
+                raise SubscriptionEnded(str(error)) from error
             if message is not None:
                 return message
         return None
