@@ -156,17 +156,24 @@ async def test_a_late_joiner_gets_the_history_and_ws_resumes_after_an_offset(ser
         await again.close()
 
 
-async def test_a_long_polling_desktop_receives(servers, direct, token) -> None:
+async def test_a_long_polling_desktop_receives_and_one_that_upgrades_too(servers, direct, token) -> None:
+    """One desktop stays on long-polling (its session's keys in one slot, woken over classic pub/sub); another
+    starts on it and upgrades to WebSocket (the upgrade adopts the polling session's state)."""
     interceptor, _, second = servers
     _, _, name = on_each_shard(direct, "polling")
-    desktop = clients.SocketIODesktop()
-    await desktop.connect(second, token, transports=("polling",))
+    polling, upgrading = clients.SocketIODesktop(), clients.SocketIODesktop()
+    await polling.connect(second, token, transports=("polling",))
+    await upgrading.connect(second, token, transports=None)
     try:
-        assert await desktop.join(name) == (True, name)
+        for desktop in (polling, upgrading):
+            assert await desktop.join(name) == (True, name)
+        await clients.wait_until(lambda: upgrading.client.transport() == "websocket", what="the upgrade")
         await push(interceptor, name, "polled")
-        await clients.wait_until(lambda: message_ids(desktop) == [(name, "polled")], what="the polled event")
+        for desktop in (polling, upgrading):
+            await clients.wait_until(lambda d=desktop: message_ids(d) == [(name, "polled")], what="the event")
     finally:
-        await desktop.disconnect()
+        await polling.disconnect()
+        await upgrading.disconnect()
 
 
 # --- what only a cluster has ----------------------------------------------------------------------
