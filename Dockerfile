@@ -42,7 +42,7 @@ EXPOSE 8080
 # their path only), and the interceptor writes no log line for an accepted push.
 # Cloud Run sets PORT. aa_site.serve_uvicorn is uvicorn (uvloop, httptools, websockets) with an
 # access log that leaves out query strings (conversation keys, misplaced tokens). uvicorn, not
-# daphne, because it measured better for both roles (README "Performance", benchmarks/scenarios.py):
+# daphne, because it measured better for both roles (docs/performance.md, "The image's server: uvicorn instead of daphne"; benchmarks/scenarios.py):
 # about half daphne's CPU per push in the interceptor (daphne's Twisted parses every Content-Type
 # through the email package) and less connector CPU per delivered event, at equal or lower latency.
 # daphne (aa_site.serve) stays for local runs. Forwarded headers are not trusted: uvicorn and

@@ -63,13 +63,38 @@ async def _redis_check() -> str:
     """``ok`` when Redis answers PING in time, ``not configured`` without ``REDISHOST``."""
     if not redis_client.is_configured():
         return NOT_CONFIGURED
+    global _redis_version_ok
+    client = redis_client.get_redis()
     try:
-        await asyncio.wait_for(redis_client.get_redis().ping(), timeout=REDIS_TIMEOUT_SECONDS)
+        await asyncio.wait_for(client.ping(), timeout=REDIS_TIMEOUT_SECONDS)
+        if not _redis_version_ok:
+            info = await asyncio.wait_for(client.info("server"), timeout=REDIS_TIMEOUT_SECONDS)
+            too_old = old_redis_version(info)
+            if too_old:
+                # The history appends through a Redis function and publishes with SPUBLISH: both Redis 7.
+                return f"failed: Redis {too_old} is older than {MIN_REDIS_VERSION[0]}.{MIN_REDIS_VERSION[1]}"
+            _redis_version_ok = True
     except asyncio.TimeoutError:
         return f"failed: no answer within {REDIS_TIMEOUT_SECONDS:g} s"
     except Exception as error:  # any client or socket error means "not reachable"; the class name says which
         return f"failed: {error.__class__.__name__}"
     return OK
+
+
+MIN_REDIS_VERSION = (7, 0)
+# Checked once per process: a server's version changes only with the server.
+_redis_version_ok = False
+
+
+def old_redis_version(info: dict) -> str | None:
+    """The oldest ``redis_version`` in ``info`` (``INFO server`` of one server, or of each node of a cluster,
+    keyed by node) when it is below ``MIN_REDIS_VERSION``; else None."""
+    found = [info.get("redis_version")] + [node.get("redis_version") for node in info.values() if isinstance(node, dict)]
+    for version in filter(None, found):
+        numbers = tuple(int(part) for part in str(version).split(".")[:2] if part.isdigit())
+        if numbers < MIN_REDIS_VERSION:
+            return str(version)
+    return None
 
 
 def _signing_secret_check() -> str:

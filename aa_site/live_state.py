@@ -6,8 +6,9 @@
   on the instance that took its latest poll;
 - the conversations those desktops joined, each with its desktops (instance, transport, user,
   connection id) and its newest stored events (offset, kind, messageId, times);
-- counters: events accepted in the sequence's epoch, conversations with stored events, integration
-  keys, instances, desktops by transport.
+- counters: events accepted (the stored conversations' sequences summed, each in its current epoch: there is no
+  count over all conversations), conversations with stored events, integration keys, instances, desktops by
+  transport.
 """
 
 from __future__ import annotations

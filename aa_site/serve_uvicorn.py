@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     # uvicorn's websockets protocol logs each handshake at INFO with the query string
     # ('"WebSocket /ws/?token=..." [accepted]'), and every connection open and close: warnings only.
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    # Measured and chosen (README, "Performance"); the warning would be the one line on stderr that is
+    # Measured and chosen (docs/performance.md, "The image's server: uvicorn instead of daphne"); the warning would be the one line on stderr that is
     # not a log record (and not JSON).
     warnings.filterwarnings("ignore", message="The `websockets` implementation is deprecated")
     drain.run(  # uvicorn.run, draining on SIGTERM (aa_site.drain)

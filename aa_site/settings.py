@@ -152,6 +152,11 @@ WEBSOCKET_SEND_QUEUE_BYTES = env.integer("WEBSOCKET_SEND_QUEUE_BYTES", 8 * 2**20
 # desktop holds beyond its live queue, and a poll's answer, whatever the history's size.
 REPLAY_PAGE_EVENTS = env.integer("REPLAY_PAGE_EVENTS", 100, minimum=1, maximum=100_000)
 REPLAY_PAGE_BYTES = env.integer("REPLAY_PAGE_BYTES", 2**20, minimum=4096, maximum=2**30)
+# Conversations one connection may join, a token bucket: this many a second on average, this many at once (a
+# whole connection's 64 after connecting, and as many again to switch between them). Every join takes a conversation's position in Redis, which makes a
+# key for a name without one: the count of joins over time is what bounds the keys a client can make.
+DESKTOP_JOINS_PER_SECOND = env.number("DESKTOP_JOINS_PER_SECOND", 10.0, minimum=0.1, maximum=10_000)
+DESKTOP_JOIN_BURST = env.integer("DESKTOP_JOIN_BURST", 128, minimum=1, maximum=10_000)
 # Open WebSockets per process that have not authenticated yet; further handshakes get 403 until
 # some authenticate or close. They hold no Redis resources, only this process's memory.
 WEBSOCKET_MAX_UNAUTHENTICATED = env.integer("WEBSOCKET_MAX_UNAUTHENTICATED", 1000, minimum=1)

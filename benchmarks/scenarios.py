@@ -15,6 +15,7 @@ with ``time.monotonic()`` just before its POST. Prints one line per run:
     .venv/bin/python -m benchmarks.scenarios                      # a b c e, one run each
     .venv/bin/python -m benchmarks.scenarios --runs 3 b e         # interleaved: b e b e b e
     .venv/bin/python -m benchmarks.scenarios capacity --workers 4 # 10,000 desktops on one connector
+    .venv/bin/python -m benchmarks.scenarios --runs 3 --workers 2 c1000  # c's load, 1,000 desktops connected
     .venv/bin/python -m benchmarks.scenarios --quick              # tiny runs of a b c e (seconds; CI)
 
 Exit status 1 when an event was lost, duplicated or misrouted, a push was
@@ -74,6 +75,9 @@ SCENARIOS = {
     "e": Scenario("e", 200, 100, 2000),
     # 10,000 desktops connected (two per conversation, as in c); scenario c's load goes to the first 100 conversations.
     "capacity": Scenario("capacity", 10_000, 5_000, 2000, rate=200.0, push_conversations=100),
+    # Scenario c's load at Cloud Run's concurrency (containerConcurrency 1000): 1,000 desktops, two per
+    # conversation, pushes paced at 200/s to the first 100 conversations (so to 200 of the desktops).
+    "c1000": Scenario("c1000", 1000, 500, 2000, rate=200.0, push_conversations=100),
 }
 QUICK = {
     "a": Scenario("a", 1, 1, 40),
@@ -81,6 +85,7 @@ QUICK = {
     "c": Scenario("c", 10, 5, 80, rate=200.0),
     "e": Scenario("e", 10, 5, 80),
     "capacity": Scenario("capacity", 40, 20, 80, rate=200.0, push_conversations=5),
+    "c1000": Scenario("c1000", 40, 20, 80, rate=200.0, push_conversations=5),
 }
 
 

@@ -79,7 +79,7 @@ class Load:
         return f"projects/{PROJECT}/locations/global/conversations/SIZE-{self.name}-{index:05d}"
 
 
-# benchmarks/scenarios.py's c and b, and their targets (benchmarks/README.md, the README's "Performance").
+# benchmarks/scenarios.py's c and b, and their targets (benchmarks/README.md; docs/performance.md, "Where this leaves the performance targets").
 LOADS = (Load("c", 200, 100, 2000, 200.0, 3.0), Load("b", 50, 50, 2000, None, 30.0))
 QUICK_LOADS = (Load("c", 10, 5, 100, 200.0, 3.0), Load("b", 5, 5, 100, None, 30.0))
 STEPS = (250, 500, 1000, 2000, 5000)

@@ -182,7 +182,7 @@ async def http_poster(kind: str, url: str, *, concurrency: int, timeout: float) 
     """A ``post(body) -> status`` on a pool of ``concurrency`` keep-alive connections.
 
     httpx is the default (what the service itself uses); aiohttp is there because httpx's pool costs
-    the load generator enough CPU at high concurrency to dominate the tail (see the README).
+    the load generator enough CPU at high concurrency to dominate the tail (benchmarks/README.md, "Socket.IO delivery").
     """
     path = f"/{EVENT}"
     if kind == "httpx":

@@ -63,6 +63,8 @@ INTERCEPTOR_PROJECT_ROLES: tuple[str, ...] = ()
 TUTORIAL_RUNTIME_ROLES = ("roles/redis.editor", "roles/vpcaccess.user", "roles/compute.viewer")
 # Memorystore's shortest RDB snapshot interval (1h, 6h, 12h or 24h): what a restore from a snapshot can lose.
 REDIS_SNAPSHOT_PERIOD = "1h"
+# The history appends through a Redis function and publishes with SPUBLISH: Redis 7 at least.
+REDIS_VERSION = "redis_7_2"
 # With --redis-cluster: Memorystore for Redis Cluster reaches the VPC through Private Service Connect, set up by a
 # service connection policy (Network Connectivity), which the administrator creates with Compute Network Admin.
 REDIS_CLUSTER_APIS = ("networkconnectivity.googleapis.com", "serviceconsumermanagement.googleapis.com")
@@ -392,7 +394,8 @@ def _redis_instance_steps(o: Options) -> list[Step]:
         # after it would reach desktops again; restored from a snapshot it loses at most the last hour's.
         _create("Memorystore for Redis (in-transit encryption, AUTH, hourly RDB snapshots)", (
             "gcloud", "redis", "instances", "create", o.redis_instance, f"--size={o.redis_size_gb}",
-            f"--region={o.region}", f"--network={o.network}", "--transit-encryption-mode=SERVER_AUTHENTICATION",
+            f"--region={o.region}", f"--network={o.network}", f"--redis-version={REDIS_VERSION}",
+            "--transit-encryption-mode=SERVER_AUTHENTICATION",
             "--enable-auth", "--persistence-mode=rdb", f"--rdb-snapshot-period={REDIS_SNAPSHOT_PERIOD}", *p),
             f"--region={o.region}"),
         Step("Redis address", ("gcloud", "redis", "instances", "describe", o.redis_instance, f"--region={o.region}",

@@ -45,9 +45,10 @@ class ServiceSize:
 # 10 instances hold 10,000 desktops (docs/cloud-run-sizing.md).
 CONNECTOR = ServiceSize(concurrency=1000, cpu="1", memory="512Mi", max_instances=10)
 # One interceptor process acknowledges 1,000 pushes/s with p99 within 10 ms: 10 in flight at that rate and
-# latency (Little's law), doubled for bursts; 20 bodies at their 14 MiB bound still fit in 512 MiB with the
-# process's 100 MiB. 10 instances take 10,000 pushes/s.
-INTERCEPTOR = ServiceSize(concurrency=20, cpu="1", memory="512Mi", max_instances=10)
+# latency (Little's law). Memory holds 10 pushes at their 14 MiB body bound at once: parsing, decoding and
+# re-encoding one such push peaks at about 63 MiB above the process's 100 MiB, so 10 of them peaked at 723 MiB
+# (20 at 1.24 GiB). 10 instances take 10,000 pushes/s.
+INTERCEPTOR = ServiceSize(concurrency=10, cpu="1", memory="1Gi", max_instances=10)
 
 
 def cpus(value: str) -> float | None:

@@ -13,6 +13,9 @@ from common.untrusted import is_utf8_text
 
 MAX_LENGTH = 512
 _NAME = re.compile(r"^projects/([^/\s]+)/(?:locations/([^/\s]+)/)?conversations/([^/\s]+)$")
+# Dialogflow's ids are letters, digits, '-', '_' and '.': braces are never in a name it publishes, and in a
+# Redis key they would choose its Redis Cluster slot (a hash tag).
+_BRACES = re.compile(r"[{}]")
 
 
 class InvalidConversationName(ValueError):
@@ -28,6 +31,8 @@ def normalise(name: object) -> str:
     if not is_utf8_text(name):
         # A lone surrogate (a JSON "\ud800" escape) cannot be a Redis key or channel name.
         raise InvalidConversationName("conversation name is not valid Unicode text")
+    if _BRACES.search(name):
+        raise InvalidConversationName("conversation name may not contain '{' or '}'")
     match = _NAME.match(name.strip())
     if match is None:
         raise InvalidConversationName(

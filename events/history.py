@@ -46,7 +46,8 @@ from events import redis_client
 #: such an offset never names an epoch of a conversation, so it reads as another epoch's (not resumable).
 EPOCH_HEX_DIGITS = 12
 #: A conversation's sequence outlives its history (it is a few bytes): a desktop that sat in a quiet
-#: conversation keeps a resumable position for this long after the last event or join.
+#: conversation keeps a resumable position for this long after the last event, or a join once it has events
+#: (a sequence without events, made by a join, lives EVENT_HISTORY_SECONDS).
 SEQUENCE_SECONDS = 24 * 3600
 
 
@@ -286,11 +287,19 @@ return {0, epoch, seq}
 """
 
 # The position (a function of ``_LIBRARY``) at the end of the conversation's sequence (made, in a new epoch, when there is none yet: a
-# position without an epoch could never be resumed from); its lifetime starts again. KEYS: sequence hash,
-# history stream. ARGV: a new epoch, sequence seconds. Returns the epoch and the seq.
+# position without an epoch could never be resumed from); its lifetime starts again: the sequence's of a
+# conversation with events, the history's of one without (every join makes one for any name; only an append
+# keeps a sequence a day). A position at seq 0 whose sequence then expires reads as another epoch's (the
+# sequence is made again in a new one), never as whole. KEYS: sequence hash, history stream. ARGV: a new
+# epoch, sequence seconds, history seconds. Returns the epoch and the seq.
 _POSITION = "local new_epoch = ARGV[1]\n" + _SEQUENCE + """
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return {epoch, redis.call('HGET', KEYS[1], 'seq') or '0'}
+local seq = redis.call('HGET', KEYS[1], 'seq') or '0'
+if tonumber(seq) > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+else
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+return {epoch, seq}
 """
 
 # The append and the position as a Redis function library, so that the server process's run_id is read once
@@ -330,6 +339,16 @@ local after = tonumber(ARGV[2])
 if ARGV[1] ~= '' and ARGV[1] ~= epoch then after = 0 end
 local trimmed = redis.call('GET', KEYS[3]) or '0-0'
 local length = redis.call('XLEN', KEYS[2])
+-- The gap is derived from what is stored too (sequence numbers have no holes): the stream and its trimmed
+-- mark expire after EVENT_HISTORY_SECONDS of quiet while the sequence lives on, and a replay from before
+-- them must not read as whole. An empty stream under a sequence past the position lost everything up to
+-- the sequence's end; a stream starting after the trimmed mark's next entry lost what came before it.
+if length == 0 then
+  if current > after then trimmed = '0-' .. current end
+else
+  local oldest = tonumber(string.match(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1][1], '%d+$'))
+  if oldest - 1 > tonumber(string.match(trimmed, '%d+$')) then trimmed = '0-' .. (oldest - 1) end
+end
 local max_events, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
 local entries, bytes, more, from = {}, 0, 0, '(0-' .. after
 while length > 0 and (max_events < 0 or #entries < max_events) do
@@ -565,9 +584,10 @@ class RedisHistory:
     async def position(self, conversation: str) -> Offset:
         """The current end of ``conversation``'s sequence (no events yet: seq 0). Before the first event the
         epoch is made here (as the append function would make it): a position without one could never be resumed
-        from. The sequence's lifetime starts again."""
+        from. The sequence's lifetime starts again (a sequence without events lives as long as a history)."""
         command = ("FCALL", _POSITION_FUNCTION, 2, conversation_key(conversation, "seq"),
-                   conversation_key(conversation, "history"), new_epoch(), _sequence_seconds())
+                   conversation_key(conversation, "history"), new_epoch(), _sequence_seconds(),
+                   settings.EVENT_HISTORY_SECONDS)
         try:
             epoch, seq = await self._client.execute_command(*command)
         except ResponseError as error:

@@ -263,7 +263,7 @@ async def churn(*, desktops: int) -> Tally:
                 count(tally, [d.received for d in batch], expected)
                 await asyncio.gather(*(d.client.disconnect() for d in batch))
             await asyncio.sleep(0.5)
-            if channels := await inspector.pubsub_channels():
+            if channels := [*await inspector.pubsub_channels(), *await inspector.pubsub_shardchannels()]:
                 tally.problems.append(f"left behind: {len(channels)} subscriptions")
             if present := [name for name in names if await inspector.exists(name)]:
                 tally.problems.append(f"left behind: {len(present)} presence keys")

@@ -144,7 +144,7 @@ def test_service_files_agree_with_the_commands_around_them() -> None:
     # Both services reach Memorystore over TLS with AUTH: the CA and the AUTH string are mounted secret files,
     # each filled by the plan from the instance and readable by the account that mounts it.
     (created,) = commands(steps, "gcloud", "redis", "instances", "create")
-    assert {"--transit-encryption-mode=SERVER_AUTHENTICATION", "--enable-auth"} <= set(created)
+    assert {"--transit-encryption-mode=SERVER_AUTHENTICATION", "--enable-auth", "--redis-version=redis_7_2"} <= set(created)
     # De-duplication records survive a restart of the instance only with persistence (docs/concepts.md, "Events in Redis").
     assert {"--persistence-mode=rdb", "--rdb-snapshot-period=1h"} <= set(created)
     filled = {step.argv[4]: step.stdin_from for step in steps if step.stdin_from}

@@ -105,3 +105,11 @@ def test_both_forms_share_one_channel() -> None:
 def test_different_conversations_get_different_channels(first: str, second: str) -> None:
     """Conversations differing in project, id or case never share a channel."""
     assert channel_name(first) != channel_name(second)
+
+
+@pytest.mark.parametrize("name", ["projects/p/conversations/{}x", "projects/p/conversations/a{b}",
+                                  "projects/{p}/conversations/c", "projects/p/locations/}/conversations/c"])
+def test_normalise_refuses_braces(name: str) -> None:
+    """Braces never appear in Dialogflow's names; in a Redis key they would pick its cluster slot."""
+    with pytest.raises(InvalidConversationName, match="may not contain"):
+        normalise(name)

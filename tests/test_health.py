@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 import redis as redis_lib
 from channels.testing import HttpCommunicator
 
+from aa_site import health
 from aa_site.asgi import application
 from testing import processes
 
@@ -80,3 +82,50 @@ async def test_interceptor_role_does_not_check_a_signing_secret(settings: Any, t
 async def test_health_answers_only_get_and_head() -> None:
     assert (await get("/healthz", method="POST"))["status"] == 405
     assert (await get("/readyz", method="HEAD"))["status"] == 200
+
+
+async def _old_redis(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A server speaking RESP as a Redis 6.2 would to what readiness asks: PING, INFO, anything else OK."""
+    try:
+        while line := await reader.readline():
+            if not line.startswith(b"*"):
+                continue
+            words = []
+            for _ in range(int(line[1:])):
+                size = int((await reader.readline())[1:])
+                words.append((await reader.readexactly(size + 2))[:-2].upper())
+            if words[0] == b"PING":
+                writer.write(b"+PONG\r\n")
+            elif words[0] == b"INFO":
+                info = b"# Server\r\nredis_version:6.2.14\r\nredis_mode:standalone\r\n"
+                writer.write(b"$%d\r\n%s\r\n" % (len(info), info))
+            else:
+                writer.write(b"+OK\r\n")
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+async def test_a_redis_older_than_7_makes_the_service_unready(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The history needs Redis 7 (functions, sharded pub/sub): an older server answers PING, yet /readyz says 503
+    with the version, so a deployment on it never takes traffic that every push would fail."""
+    server = await asyncio.start_server(_old_redis, "127.0.0.1", 0)
+    try:
+        settings.REDISHOST, settings.REDISPORT = "127.0.0.1", server.sockets[0].getsockname()[1]
+        monkeypatch.setattr(health, "_redis_version_ok", False)
+        response = await get("/readyz")
+        assert response["status"] == 503, response["body"]
+        assert json.loads(response["body"])["checks"]["redis"] == "failed: Redis 6.2.14 is older than 7.0"
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(("info", "old"), [
+    ({"redis_version": "7.0.15"}, None),
+    ({"redis_version": "6.2.14"}, "6.2.14"),
+    ({"127.0.0.1:7000": {"redis_version": "7.2.4"}, "127.0.0.1:7001": {"redis_version": "6.2.6"}}, "6.2.6"),
+    ({"127.0.0.1:7000": {"redis_version": "7.2.4"}}, None),
+])
+def test_the_oldest_node_decides(info: dict, old: str | None) -> None:
+    """A cluster client answers INFO per node: one node below 7.0 is enough to refuse."""
+    assert health.old_redis_version(info) == old

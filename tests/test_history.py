@@ -16,10 +16,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from events import redis_client
 from events.history import (
     EPOCH_HEX_DIGITS,
+    SEQUENCE_SECONDS,
     MemoryHistory,
     Offset,
     RedisHistory,
     channel_name,
+    conversation_key,
     conversation_keys,
     decode_published,
 )
@@ -196,6 +198,76 @@ async def test_redis_keeps_the_history_capped_and_refreshes_its_expiry_on_each_w
     await client.expire(seen, 5)
     await append(history, A, "m-15")
     assert 590 <= await client.ttl(stream) <= 600 and 590 <= await client.ttl(seen) <= 600
+
+
+async def expire(*keys: str) -> None:
+    """What Redis's expiry does to ``keys``: they go (after a millisecond's lifetime)."""
+    client = redis_client.get_redis()
+    for key in keys:
+        await client.pexpire(key, 1)
+    while await client.exists(*keys):
+        await asyncio.sleep(0.01)
+
+
+async def test_a_replay_after_the_history_expired_is_not_whole(settings) -> None:
+    """After EVENT_HISTORY_SECONDS of quiet the stream and its marks expire while the sequence lives on: a
+    replay from before the sequence's end lost those events, and says so (a page too); from its end it is
+    whole."""
+    history = RedisHistory(redis_client.get_redis())
+    first = await append(history, A, "1")
+    for number in "2345":
+        await append(history, A, number)
+    await expire(*(conversation_key(A, part) for part in ("history", "trimmed", "history-bytes", "seen")))
+    replay = await history.read({A: first.offset})
+    assert (replay.events, replay.complete, replay.trimmed) == ([], False, {A})
+    assert replay.positions[A] == Offset(first.offset.epoch, 5)
+    page = await history.read_page({A: first.offset, B: 0}, max_events=10, max_bytes=10_000, count=True)
+    assert (page.complete, page.trimmed, page.more) == (False, {A}, False)
+    assert (await history.read({A: Offset(first.offset.epoch, 5)})).complete
+
+
+async def test_a_stream_that_starts_after_its_trimmed_mark_is_a_gap(settings) -> None:
+    """The oldest stored entry says what went before it even when the trimmed mark is gone (it expires on its
+    own, or is evicted): sequence numbers have no holes."""
+    settings.EVENT_HISTORY_MAX_EVENTS = 10
+    history = RedisHistory(redis_client.get_redis())
+    for number in range(1, 16):
+        await append(history, A, str(number))
+    await expire(conversation_key(A, "trimmed"))
+    replay = await history.read({A: 2}, epoch=None)
+    assert (replay.trimmed, [event.seq for event in replay.events]) == ({A}, list(range(6, 16)))
+    page = await history.read_page({B: 0, A: 2}, max_events=3, max_bytes=10_000)
+    assert (page.trimmed, [event.seq for event in page.events]) == ({A}, [6, 7, 8])
+    assert (await history.read({A: 5}, epoch=None)).complete
+
+
+async def test_a_join_s_sequence_without_events_lives_as_long_as_a_history(settings) -> None:
+    """Every join takes a position, for any name: a sequence without events expires with the history's
+    lifetime, not a day; an append keeps it a day, and so does a join once it has events."""
+    settings.EVENT_HISTORY_SECONDS = 600
+    history, client = RedisHistory(redis_client.get_redis()), redis_client.get_redis()
+    sequence = conversation_key(A, "seq")
+    await history.position(A)
+    assert 590 <= await client.ttl(sequence) <= 600
+    await history.position(A)
+    assert 590 <= await client.ttl(sequence) <= 600
+    await append(history, A, "1")
+    assert SEQUENCE_SECONDS - 10 <= await client.ttl(sequence) <= SEQUENCE_SECONDS
+    await client.expire(sequence, 100)
+    await history.position(A)
+    assert SEQUENCE_SECONDS - 10 <= await client.ttl(sequence) <= SEQUENCE_SECONDS
+
+
+async def test_a_position_before_any_event_whose_sequence_expired_is_another_epoch(settings) -> None:
+    """A position at seq 0 outlives its sequence (made by a join, it expires with the history's lifetime):
+    the sequence made again is another epoch's, so a replay from that position is never whole."""
+    history = RedisHistory(redis_client.get_redis())
+    before = await history.position(A)
+    await expire(conversation_key(A, "seq"))
+    await history.position(A)
+    await append(history, A, "1")
+    replay = await history.read({A: before})
+    assert (replay.complete, replay.stale, [event.seq for event in replay.events]) == (False, {A}, [1])
 
 
 @pytest.mark.parametrize("text", ["", "abc", "-5", "e-", "e-x", "é-1", "a b-1", "x" * 70 + "-1", None, 5])

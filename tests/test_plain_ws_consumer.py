@@ -163,6 +163,21 @@ async def test_join_beyond_the_limit_is_an_invalid_conversation(authenticated) -
     assert str(limit) in reply["message"]
 
 
+async def test_joins_past_the_rate_are_refused_with_the_reason(authenticated, settings) -> None:
+    """Joins past DESKTOP_JOIN_BURST (refilled at DESKTOP_JOINS_PER_SECOND) -> ``invalid_conversation`` saying
+    so, however many were left; the connection goes on."""
+    settings.DESKTOP_JOIN_BURST, settings.DESKTOP_JOINS_PER_SECOND = 3, 0.1
+    client = await authenticated()
+    for index in range(3):
+        reply = await client.request({"type": "join", "conversation": f"projects/p/conversations/r{index}"})
+        assert reply["type"] == "joined"
+        await client.request({"type": "leave", "conversation": f"projects/p/conversations/r{index}"})
+    reply = await client.request({"type": "join", "conversation": OTHER, "id": 4})
+    assert (reply["type"], reply["code"], reply["id"]) == ("error", "invalid_conversation", 4)
+    assert reply["message"].startswith("joining conversations too fast")
+    assert await client.request({"type": "ping", "id": 5}) == {"type": "pong", "id": 5}
+
+
 @pytest.mark.parametrize("event", list(EventKind))
 async def test_events_arrive_as_event_frames(authenticated, event: str) -> None:
     """Each of the four events arrives as ``{"type": "event", "event", "payload"}``, payload unchanged."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -420,6 +421,30 @@ async def test_long_polls_waiting_per_process_are_bounded(polling_redis, token) 
             refused = await client.get(session_url(server.http_url, sessions[1]))
             assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
             assert (await waiting).status_code == 200
+
+
+async def test_joins_past_the_rate_are_refused_with_the_reason_on_any_process(polling_redis, token) -> None:
+    """A long-polling session's joins are counted in Redis (its POSTs may reach any process): past
+    DESKTOP_JOIN_BURST in the window, a join is acknowledged ``[false, reason]`` and takes no position (no key
+    for the refused name); the session goes on."""
+    extra = {**PING, "DESKTOP_JOIN_BURST": "3", "DESKTOP_JOINS_PER_SECOND": "0.1"}
+    with processes.service_server(role="connector", redis=polling_redis, **extra) as first, \
+            processes.service_server(role="connector", redis=polling_redis, **extra) as second, \
+            round_robin([first.port, second.port]) as proxy:
+        async with httpx.AsyncClient(timeout=10) as client:
+            url = proxy.http_url
+            sid = await connected_session(client, url, token)
+            names = [conversation() for _ in range(4)]
+            for number, name in enumerate(names):
+                body = f'42{number}["join-conversation","{name}"]\x1e42{number + 10}["leave-conversation","{name}"]'
+                assert (await client.post(session_url(url, sid), content=body.encode())).text == "ok"
+            frames = (await client.get(session_url(url, sid))).text.split("\x1e")
+            answers = {int(match[1]): json.loads(match[2]) for frame in frames
+                       if (match := re.fullmatch(r"43(\d+)(\[.*\])", frame))}
+            assert [answers[number] for number in range(3)] == [[True, name] for name in names[:3]]
+            assert answers[3][0] is False and answers[3][1].startswith("joining conversations too fast")
+            assert [answers[number] for number in range(10, 14)] == [[True, name] for name in names]
+            assert redis.Redis(host=polling_redis.host, port=polling_redis.port).keys(f"*{names[3]}*") == []
 
 
 async def test_a_refused_second_poll_on_one_process_ends_the_first_at_once_and_leaves_the_bound(

@@ -133,6 +133,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         super().__init__(*args, **kwargs)
         self.identity: tokens.DesktopIdentity | None = None
         self.joined: set[str] = set()  # normalised conversation names
+        self.join_rate = membership.JoinRate()
         self._counted_unauthenticated = False
         self._preauth_hold: preauth.Hold | None = None  # counted against its address until it authenticates
         self._deadline: asyncio.TimerHandle | None = None
@@ -329,7 +330,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         self._hold()
         try:
             for conversation in since:
-                await self._subscribe(conversation)
+                await self._subscribe(conversation, counted=False)
             return await self._first_page(since)
         except BaseException:
             self.send_replay(None)
@@ -345,10 +346,14 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         return await get_history().read_page(since, max_events=events, max_bytes=characters,
                                              count=self.count_replays)
 
-    async def _subscribe(self, normalised: str) -> None:
+    async def _subscribe(self, normalised: str, *, counted: bool = True) -> None:
+        """Subscribe to ``normalised``, within the connection's bounds (``counted``: a join the client asked for
+        now, not the rejoin of a recovered session's conversations)."""
         if normalised in self.joined:
             return
         membership.check_room(self.joined)
+        if counted:
+            self.join_rate.take()
         self.joined.add(normalised)  # before the await: a close meanwhile must still leave it
         try:
             await get_hub().join(normalised, self)

@@ -1,7 +1,7 @@
 """A plain JSON WebSocket protocol at ``/ws/`` for clients that cannot speak Socket.IO.
 
-Every frame is a JSON object with a ``type``; the README documents the
-protocol with an example session. The token travels in the first frame,
+Every frame is a JSON object with a ``type``; docs/desktops.md documents the
+protocol with an example session ("Plain WebSocket protocol (`/ws/`)"). The token travels in the first frame,
 never in the URL, so it stays out of access logs. Each frame type has one
 handler (``frame_handlers``); the desktop itself (identity, conversations,
 events) is ``connector.desktops.consumer``.

@@ -14,7 +14,7 @@ the deployment holds at most ``CONVERSATION_NAME_MAX_ENTRIES`` entries: an
 index (``aa:{conversation-name}-index``, a sorted set of the entries' Redis keys
 by expiry time) is kept with the entries in one script, so the count is exact
 across instances; a new key beyond it raises ``StoreFull``. Per token, the
-write rate limit bounds it (README, "Settings").
+write rate limit bounds it (docs/dialogflow-proxy.md, ``CONVERSATION_NAME_RATE_LIMIT``).
 
 The hash tag ``{conversation-name}`` keeps the entries and their index in one
 slot, so that on a Redis Cluster the script still sees both (all on one shard:

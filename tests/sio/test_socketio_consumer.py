@@ -21,6 +21,7 @@ from socketio import packet as sio
 
 from connector import tokens
 from connector.desktops import membership
+from events import redis_client
 from events.history import channel_name
 from events.kinds import EventKind
 from events.publish import publish as publish_event
@@ -276,6 +277,23 @@ async def test_join_limit_per_connection(connected) -> None:
     assert await client.call("join-conversation", OTHER) == [True, OTHER]
 
 
+async def test_join_rate_per_connection(connected, settings) -> None:
+    """Joins past DESKTOP_JOIN_BURST (refilled at DESKTOP_JOINS_PER_SECOND) are refused with the reason, and
+    take no position in Redis (no key for the refused name); rejoining one already joined is free, and the
+    connection goes on."""
+    settings.DESKTOP_JOIN_BURST, settings.DESKTOP_JOINS_PER_SECOND = 3, 0.1
+    client = await connected()
+    names = [f"projects/p/conversations/rate{index}" for index in range(3)]
+    for name in names:
+        assert await client.call("join-conversation", name) == [True, name]
+    await client.call("leave-conversation", names[0])
+    refused = "projects/p/conversations/rate-refused"
+    ok, reason = await client.call("join-conversation", refused)
+    assert ok is False and reason.startswith("joining conversations too fast") and "3" in reason
+    assert await client.call("join-conversation", names[1]) == [True, names[1]]
+    assert [key async for key in redis_client.get_redis().scan_iter(match="*rate-refused*")] == []
+
+
 # --- delivery ---------------------------------------------------------------------------------
 
 
@@ -332,9 +350,9 @@ async def test_last_socket_closing_drops_the_redis_subscription(connected, redis
     try:
         client = await connected()
         await client.call("join-conversation", SHORT_NAME)
-        assert len(await redis.pubsub_channels(group_channel)) == 1
+        assert len(await redis.pubsub_shardchannels(group_channel)) == 1
         await client.communicator.disconnect(timeout=WAIT)
-        assert await redis.pubsub_channels(group_channel) == []
+        assert await redis.pubsub_shardchannels(group_channel) == []
     finally:
         await redis.aclose()
 

@@ -8,7 +8,7 @@ The heartbeats of all of a process's sessions share one timer (``Heartbeats``):
 sessions due in the same hundredth of a second are pinged together, and a pong
 only moves its session to another tick. A sleeping task per session, woken for
 every ping and again for every pong, cost about half of a connector's idle CPU
-with thousands of sockets (README, "Performance").
+with thousands of sockets (docs/performance.md, "Heartbeat: one timer per process").
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Heartbeats:
     than pinging each on its own; ticks stay short so that those sessions stay few: a second's worth at once
     (400 at 10,000 sockets) held events up for tens of milliseconds behind the burst of pings and pongs, and
     a tenth of a second's (40) still put scenario c's p99 at 4.5-5 ms with 10,000 sockets, against 2.8-3.3 ms
-    with a hundredth's (README, "Heartbeat"); the price is about 2% of a core more at 10,000 idle sockets.
+    with a hundredth's (docs/performance.md, "Heartbeat: one timer per process"); the price is about 2% of a core more at 10,000 idle sockets.
     """
 
     def __init__(self) -> None:

@@ -151,6 +151,7 @@ class PollingDesktop:
             if conversation in self.state.joined:
                 return [True, conversation]
             membership.check_room(self.state.joined)
+            await membership.count_session_join(self.state.sid)
         except MembershipError as error:
             return [False, str(error)]
         try:

@@ -317,6 +317,9 @@ class SocketIOConsumer(DesktopConsumer):
             conversation = membership.normalise(name)
         except MembershipError:
             return None  # the join refuses it
+        if conversation not in self.joined:  # a join refused for its bounds takes no position
+            membership.check_room(self.joined)
+            self.join_rate.check()
         try:
             return application.join_start(self.session, conversation, await get_history().position(conversation))
         except Exception as error:
