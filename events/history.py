@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import orjson
 from django.conf import settings
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
 from common.loop_local import LoopLocal
@@ -447,6 +448,12 @@ class RedisHistory:
         # Appends waiting for this turn of the event loop to end: (EVALSHA arguments, its caller's future).
         self._waiting: list[tuple[tuple, asyncio.Future]] = []
         self._batches: set[asyncio.Task] = set()  # pipelines in flight, held until done
+        # On a cluster, pipelines in flight at once: each takes a connection to each node it writes to, and
+        # redis-py's cluster pipeline fails (MaxConnectionsError) rather than wait for one at the client's bound
+        # per node (``redis_client.WaitingRedisCluster`` waits for single commands only). Half the bound leaves
+        # the rest to other commands.
+        self._in_flight = (asyncio.Semaphore(max(1, redis_client.MAX_CONNECTIONS // 2))
+                           if isinstance(client, RedisCluster) else None)
 
     async def append(self, *, conversation: str, kind: str, message_id: str | None, payload_json: str) -> Appended:
         """Store, de-duplicate and publish one event in one atomic step, on the conversation's keys only.
@@ -505,11 +512,15 @@ class RedisHistory:
                 answer.set_result(reply)
 
     async def _pipeline(self, commands: list[tuple]) -> list:
-        """Run ``commands`` in one pipeline; their replies (an error as its exception)."""
+        """Run ``commands`` in one pipeline; their replies (an error as its exception). On a cluster redis-py
+        sends each node its share of them, one write each, at once."""
         pipeline = self._client.pipeline(transaction=False)
         for command in commands:
             pipeline.execute_command(*command)
-        return await pipeline.execute(raise_on_error=False)
+        if self._in_flight is None:
+            return await pipeline.execute(raise_on_error=False)
+        async with self._in_flight:
+            return await pipeline.execute(raise_on_error=False)
 
     async def _reads(self, asks: list[tuple[str, Offset, int, int, bool]]) -> list[_Read]:
         """``_READ`` for each (conversation, position, most events, most bytes, first taken whatever its size),

@@ -86,6 +86,19 @@ class WaitingRedisCluster(RedisCluster):
         except RedisClusterException as error:
             raise RedisClusterUnavailable(str(error)) from error
 
+    async def _determine_slot(self, command: str, *args: Any) -> int:
+        # FCALL names its keys as EVAL does (function, numkeys, keys...), but redis-py finds them only for
+        # EVAL/EVALSHA: for FCALL (a command with "movable keys") it asked the server (COMMAND GETKEYS, the
+        # whole command, payload included) before each call, a second round trip per push.
+        if isinstance(command, str) and command.upper() in ("FCALL", "FCALL_RO") and len(args) >= 2:
+            keys = args[2:2 + int(args[1])]
+            if keys:
+                slots = {self.keyslot(key) for key in keys}
+                if len(slots) != 1:
+                    raise RedisClusterException(f"{command} - all keys must map to the same key slot")
+                return slots.pop()
+        return await super()._determine_slot(command, *args)
+
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SOCKET_TIMEOUT_SECONDS

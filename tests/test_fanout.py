@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from connector.desktops.fanout import get_hub
 from events.history import channel_name
 from events.publish import publish
@@ -12,6 +14,7 @@ from testing.event_listener import EventListener
 PAYLOAD = {"message_id": "m"}
 
 
+@pytest.mark.usefixtures("redis_kind")  # on a cluster: shard channels of every primary
 async def test_concurrent_first_joins_of_many_conversations_all_subscribe(redis_events) -> None:
     """Fifty members joining fifty conversations at once (a reconnect storm) each get their events: the
     hub's first SUBSCRIBEs must not race each other onto separate connections."""
@@ -180,6 +183,7 @@ async def test_the_catch_up_reads_each_conversation_after_its_own_last_event(set
         await direct.aclose()
 
 
+@pytest.mark.usefixtures("redis_kind")  # on a cluster: shard channels of every primary
 async def test_a_join_racing_the_last_leave_keeps_its_subscription(redis_events) -> None:
     """A desktop leaves and another joins the same conversation at once (a page reload): the leave's
     UNSUBSCRIBE, sent after its presence update, must not undo the join's SUBSCRIBE."""

@@ -27,6 +27,9 @@ from events.history import (
 )
 from testing import processes
 
+# Every test on a standalone Redis and again on a Redis Cluster (each conversation's keys in its own slot).
+pytestmark = pytest.mark.usefixtures("redis_kind")
+
 A = "projects/p/conversations/a"
 B = "projects/p/conversations/b"
 
@@ -134,14 +137,15 @@ async def test_redis_publishes_each_new_event_once_on_the_conversations_sharded_
     """The append and the publish (SPUBLISH) are one step: a subscriber (SSUBSCRIBE) sees each new event once,
     duplicates never."""
     history = RedisHistory(redis_client.get_redis())
-    pubsub = redis_client.get_subscriber().pubsub()
+    pubsub = await redis_client.subscriber_pubsub()
+    read = pubsub.get_sharded_message if redis_client.is_cluster() else pubsub.get_message
     await pubsub.ssubscribe(channel_name(A))
-    assert (await pubsub.get_message(timeout=5))["type"] == "ssubscribe"
+    assert (await read(timeout=5))["type"] == "ssubscribe"
     first = await append(history, A, "m-1")
     await append(history, A, "m-1")
     second = await append(history, A, "m-2")
     received = []
-    while (message := await pubsub.get_message(timeout=0.5)) is not None:
+    while (message := await read(timeout=0.5)) is not None:
         received.append(decode_published(A, message["data"]))
     await pubsub.aclose()
     assert [event.offset for event in received] == [str(first.offset), str(second.offset)]
@@ -174,6 +178,7 @@ async def test_appends_positions_and_reads_go_on_after_redis_lost_its_functions_
     assert [event.seq for event in (await history.read({A: 1})).events] == [2, 3]
 
 
+@pytest.mark.parametrize("redis_kind", ["standalone"], indirect=True)
 async def test_every_append_of_a_batch_fails_when_redis_is_unreachable(settings) -> None:
     settings.REDISHOST, settings.REDISPORT = "127.0.0.1", processes.free_port()
     history = RedisHistory(redis_client.get_redis())

@@ -2,22 +2,26 @@
 
 A client that connects over and over with one token makes a record each time; the token's index evicts the
 ended records, then the oldest, so the records it holds stay bounded. Driven through the real application
-(``WebsocketCommunicator``) on the test Redis, and once without Redis (development mode).
+(``WebsocketCommunicator``) on the test Redis, standalone and a Redis Cluster (where a token's records and index
+share one slot: each pid begins with the token's hash tag), and once without Redis (development mode).
 """
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from socketio import packet as sio
 
 from connector import tokens
 from connector.desktops import sessions
 from connector.desktops.socketio.application import start_session
-from events import redis_client
+from events import redis_client, redis_keys
 from testing.raw_socketio import SHORT_NAME, SocketIOTestClient, client_factory
 
 LIMIT = 3
+
+pytestmark = pytest.mark.usefixtures("redis_kind")
 
 
 async def connect_once(token: str, auth: dict | None = None) -> str:
@@ -42,6 +46,11 @@ async def test_a_token_keeps_at_most_its_bound_of_records_the_oldest_evicted(set
     token = tokens.issue_token(user="alice")
     pids = [await connect_once(token) for _ in range(5)]
     assert len(set(pids)) == 5
+    assert all(sessions.is_pid(pid) for pid in pids)
+    if redis_client.is_cluster():
+        tags = {redis_keys.hashed_part(sessions.key(pid)) for pid in pids}
+        identity = tokens.validate_token(token)
+        assert tags == {redis_keys.hashed_part(sessions.index_key(sessions.owner(identity)))}
     assert await live(pids) == pids[-LIMIT:]
     identity = tokens.validate_token(token)
     assert await redis_client.get_redis().zcard(sessions.index_key(sessions.owner(identity))) == LIMIT

@@ -17,10 +17,17 @@ A record of an earlier version (one position for every conversation) does
 not load: its client is told it was not recovered. Saving again only rewrites a
 record that still exists: an evicted one stays gone. Without Redis
 (development mode) the records stay in process, under the same bound.
+
+On a Redis Cluster (``REDIS_CLUSTER``) the script that starts a record
+touches the record, its token's index and the token's other records: they
+share one slot because the pid begins with a hash tag made from the token
+(``{<digest of the jti>}<random>``, still opaque to the client) and the
+index key holds the same tag.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -87,9 +94,21 @@ class Session:
         self.joined[conversation] = str(at)
 
 
-def new_pid() -> str:
-    """A private session id: unguessable, URL-safe."""
-    return secrets.token_urlsafe(18)
+# Hex digits of the digest of a token's id in the hash tag its records and index share on a cluster.
+_OWNER_TAG_DIGITS = 10
+
+
+def _owner_tag(owner_id: str) -> str:
+    return "{" + hashlib.sha256(owner_id.encode("utf-8")).hexdigest()[:_OWNER_TAG_DIGITS] + "}"
+
+
+def new_pid(owner_id: str | None = None) -> str:
+    """A private session id: unguessable, URL-safe; on a cluster it begins with ``owner_id``'s hash tag, so the
+    records of one token share a slot with the token's index (``_START`` touches them all)."""
+    token = secrets.token_urlsafe(18)
+    if owner_id is not None and redis_client.is_cluster():
+        return _owner_tag(owner_id) + token
+    return token
 
 
 def is_pid(value: object) -> bool:
@@ -112,7 +131,9 @@ def owner(identity: tokens.DesktopIdentity) -> str:
 
 
 def index_key(owner_id: str) -> str:
-    """The Redis key of the index of ``owner_id``'s records."""
+    """The Redis key of the index of ``owner_id``'s records (on a cluster, in its records' slot)."""
+    if redis_client.is_cluster():
+        return f"{key_prefix()}token-sessions:{_owner_tag(owner_id)}{owner_id}"
     return f"{key_prefix()}token-sessions:{owner_id}"
 
 

@@ -18,6 +18,17 @@ sharded channels, ``SSUBSCRIBE``, on which conversations' events are
 published) differ only in their command and message names. On a standalone
 Redis one connection holds all three kinds; on a Redis Cluster a sharded
 channel is served by its slot's shard.
+
+On a Redis Cluster (``REDIS_CLUSTER``) the ``PubSub`` is redis-py's cluster
+one (``redis_client.subscriber_pubsub``): each sharded channel is read from
+the primary owning its slot, one connection per primary, read in turn; a
+classic channel or pattern from one node (the cluster passes every classic
+message to every node, which is what classic pub/sub costs there). After any
+failure, and when Redis ends a sharded subscription by itself (``SUNSUBSCRIBE``
+pushed when its slot moved to another shard, or a failover), the reader makes a
+new ``PubSub`` once the client has learned the cluster's layout again,
+subscribes to all that is wanted (each channel at its slot's current owner),
+and then calls ``restored`` as above: the hub catches up from the history.
 """
 
 from __future__ import annotations
@@ -34,6 +45,10 @@ from redis.exceptions import RedisError
 from events import metrics, redis_client
 
 RECONNECT_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)
+# On a cluster, how long a read waits on one primary's connection before it looks at the next one's: redis-py
+# reads its shards' connections in turn, so a message arriving on another waits up to this per other primary
+# (and an idle reader wakes this often: about 50 wake-ups a second, a fraction of a millisecond of CPU).
+SHARD_TURN_SECONDS = 0.02
 # An idle subscription is checked with a PING this often, so a dead connection is noticed.
 IDLE_CHECK_SECONDS = 15.0
 
@@ -52,6 +67,10 @@ CHANNEL = Kind(subscribe="subscribe", unsubscribe="unsubscribe", published="mess
 PATTERN = Kind(subscribe="psubscribe", unsubscribe="punsubscribe", published="pmessage", held="patterns")
 SHARD = Kind(subscribe="ssubscribe", unsubscribe="sunsubscribe", published="smessage", held="shard_channels")
 _KINDS = (CHANNEL, PATTERN, SHARD)
+
+
+class SubscriptionEnded(RedisError):
+    """Redis ended a wanted subscription by itself (a sharded channel whose slot moved to another shard)."""
 
 
 def _text(name: bytes | str) -> str:
@@ -93,14 +112,15 @@ class Subscription:
         """Want ``name``, subscribe to it, and return once Redis has confirmed it (or raise, ``TimeoutError``
         after ``EVENT_STORE_TIMEOUT``). It stays wanted when this fails: the caller ``discard``s it."""
         self._wanted[kind].add(name)
-        if self._pubsub is None:
-            self._pubsub = redis_client.get_subscriber().pubsub()
         key = (kind, name)
         confirmation = self._confirmations[key] = asyncio.get_running_loop().create_future()
         try:
             async with self._commands:
+                if self._pubsub is None:
+                    # (A cluster's client learns the layout first: its pub/sub picks nodes by slot.)
+                    self._pubsub = await redis_client.subscriber_pubsub()
                 await getattr(self._pubsub, kind.subscribe)(name)
-            self._pubsub.connection.register_connect_callback(self._connection_remade)  # once; weakly held
+                self._watch_connections()
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read())
             await asyncio.wait_for(asyncio.shield(confirmation), settings.EVENT_STORE_TIMEOUT)
@@ -131,6 +151,83 @@ class Subscription:
                 return
             await getattr(self._pubsub, kind.unsubscribe)(name)
 
+    def _watch_connections(self) -> None:
+        """Hear of redis-py making a connection again by itself (``_connection_remade``): the pub/sub's own
+        and, on a cluster, each primary's of its sharded channels. Registering again is harmless (once;
+        weakly held)."""
+        assert self._pubsub is not None
+        pubsubs = [self._pubsub, *getattr(self._pubsub, "node_pubsub_mapping", {}).values()]
+        for pubsub in pubsubs:
+            if pubsub.connection is not None:
+                pubsub.connection.register_connect_callback(self._connection_remade)
+
+    @property
+    def _on_cluster(self) -> bool:
+        return hasattr(self._pubsub, "node_pubsub_mapping")
+
+    async def _next_message(self) -> dict | None:
+        """The next message, or None after ``IDLE_CHECK_SECONDS`` without one."""
+        assert self._pubsub is not None
+        if self._on_cluster and not self._pubsub.node_pubsub_mapping and self._pubsub.connection is None:
+            # redis-py closed the last primary's connection (Redis ended its subscriptions) while channels are
+            # still held: nothing reads them.
+            raise SubscriptionEnded("no connection holds the subscriptions")
+        if not self._on_cluster or not self._pubsub.node_pubsub_mapping:
+            return await self._pubsub.get_message(timeout=IDLE_CHECK_SECONDS)
+        # A cluster's sharded channels: each primary's connection in turn (and the classic one, if any).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + IDLE_CHECK_SECONDS
+        while loop.time() < deadline:
+            if self._pubsub.connection is not None:
+                message = await self._pubsub.get_message(timeout=0)
+                if message is not None:
+                    return message
+            if not self._pubsub.node_pubsub_mapping:
+                break
+            # Short turns even with one primary's connection: a subscribe may open another primary's at any
+            # time, and its confirmation is read only in its turn.
+            try:
+                message = await self._pubsub.get_sharded_message(timeout=SHARD_TURN_SECONDS)
+            except RuntimeError as error:
+                # A primary's pub/sub whose connection redis-py dropped (after a failure it reports elsewhere):
+                # redis-py says "connection not set"; the subscription is made again like a lost one.
+                raise SubscriptionEnded(str(error)) from error
+            if message is not None:
+                return message
+        return None
+
+    async def _ping(self) -> None:
+        """A PING on each connection, so that a dead one is noticed."""
+        assert self._pubsub is not None
+        if self._pubsub.connection is not None or not self._on_cluster:
+            await self._pubsub.ping()
+        for pubsub in list(getattr(self._pubsub, "node_pubsub_mapping", {}).values()):
+            await pubsub.ping()
+
+    async def _remake(self) -> None:
+        """On a cluster, after a failure: a new pub/sub, made once the client has learned the cluster again,
+        subscribed to all that is wanted, each sharded channel at its slot's owner now (redis-py's own
+        reconnection would subscribe again at the node it knew, which after a failover or a slot's move no
+        longer serves it)."""
+        async with self._commands:
+            old, self._pubsub = self._pubsub, None
+            if old is not None:
+                try:
+                    await old.aclose()
+                except (RedisError, OSError):
+                    pass  # its connections are already gone
+            pubsub = await redis_client.subscriber_pubsub(relearn=True)
+            try:
+                for kind in _KINDS:
+                    for name in sorted(self._wanted[kind]):
+                        await getattr(pubsub, kind.subscribe)(name)
+            except BaseException:
+                await pubsub.aclose()
+                raise
+            self._pubsub = pubsub
+            self._watch_connections()
+            self._remade = True
+
     async def close(self) -> None:
         """Stop reading and close the connection."""
         if self._reader is not None:
@@ -142,9 +239,15 @@ class Subscription:
     async def _read(self) -> None:
         """Receive every message; reconnect and restore after a lost connection."""
         failures = 0
-        while self._pubsub is not None:
+        cluster = self._on_cluster
+        while self._pubsub is not None or (cluster and failures):
             try:
-                if failures:
+                if failures and cluster:
+                    await self._remake()  # sets _remade
+                    if self._restored_line is not None:
+                        self._logger.warning(self._restored_line, failures)
+                    failures = 0
+                elif failures:
                     await self._pubsub.connect()  # re-subscribes all it had; sets _remade
                     if self._restored_line is not None:
                         self._logger.warning(self._restored_line, failures)
@@ -156,11 +259,11 @@ class Subscription:
                         return
                     await asyncio.sleep(0.05)  # a SUBSCRIBE is on its way
                     continue
-                message = await self._pubsub.get_message(timeout=IDLE_CHECK_SECONDS)
+                message = await self._next_message()
                 # Before this message: if the read remade the connection, older events come first.
                 await self._after_remade_connection()
                 if message is None:
-                    await self._pubsub.ping()
+                    await self._ping()
                 else:
                     self._handle(message)
             except asyncio.CancelledError:
@@ -192,6 +295,10 @@ class Subscription:
 
     def _handle(self, message: dict) -> None:
         channel = _text(message["channel"])
+        if message["type"] in (SHARD.unsubscribe, SHARD.unsubscribe.encode()) and channel in self._wanted[SHARD]:
+            # Not ours (``unsubscribe`` sends one only for a channel no longer wanted): Redis moved the
+            # channel's slot to another shard, and what is published there no longer reaches this connection.
+            raise SubscriptionEnded(f"Redis ended the subscription to {channel!r} (its slot moved)")
         for kind in _KINDS:
             if message["type"] == kind.subscribe:
                 confirmation = self._confirmations.get((kind, channel))

@@ -48,7 +48,7 @@ async def start_session(identity: tokens.DesktopIdentity, auth: dict[str, Any] |
     """
     given = offsets.parse(auth.get("offset")) if auth is not None and sessions.is_pid(auth.get("pid")) else None
     session = sessions.Session(
-        pid=sessions.new_pid(), user=identity.user, project=identity.project,
+        pid=sessions.new_pid(sessions.owner(identity)), user=identity.user, project=identity.project,
         fresh_epoch=given is not None and given.old,
         stale={digest: at.epoch for digest, at in given.positions.items()} if given is not None else {},
     )
