@@ -286,12 +286,12 @@ redis.call('SPUBLISH', ARGV[7], epoch .. '-' .. seq .. ' ' .. ARGV[1] .. ' ' .. 
 return {0, epoch, seq}
 """
 
-# The position (a function of ``_LIBRARY``) at the end of the conversation's sequence (made, in a new epoch, when there is none yet: a
-# position without an epoch could never be resumed from); its lifetime starts again: the sequence's of a
-# conversation with events, the history's of one without (every join makes one for any name; only an append
-# keeps a sequence a day). A position at seq 0 whose sequence then expires reads as another epoch's (the
-# sequence is made again in a new one), never as whole. KEYS: sequence hash, history stream. ARGV: a new
-# epoch, sequence seconds, history seconds. Returns the epoch and the seq.
+# The position (a function of ``_LIBRARY``) at the end of the conversation's sequence (made, in a new epoch,
+# when there is none yet: a position without an epoch could never be resumed from); its lifetime starts again:
+# the sequence's of a conversation with events, the history's of one without (every join makes one for any
+# name; only an append keeps a sequence a day). A position at seq 0 whose sequence then expires reads as
+# another epoch's (the sequence is made again in a new one), never as whole. KEYS: sequence hash, history
+# stream. ARGV: a new epoch, sequence seconds, history seconds. Returns the epoch and the seq.
 _POSITION = "local new_epoch = ARGV[1]\n" + _SEQUENCE + """
 local seq = redis.call('HGET', KEYS[1], 'seq') or '0'
 if tonumber(seq) > 0 then
@@ -525,7 +525,8 @@ class RedisHistory:
     async def _reads(self, asks: list[tuple[str, Offset, int, int, bool]]) -> list[_Read]:
         """``_READ`` for each (conversation, position, most events, most bytes, first taken whatever its size),
         each on its own conversation's keys, in one pipeline."""
-        commands = [("EVALSHA", self._read.sha, 3, *(conversation_key(c, part) for part in ("seq", "history", "trimmed")),
+        parts = ("seq", "history", "trimmed")
+        commands = [("EVALSHA", self._read.sha, 3, *(conversation_key(c, part) for part in parts),
                      at.epoch, at.seq, events, size, "1" if first else "0") for c, at, events, size, first in asks]
         if not commands:
             return []

@@ -222,7 +222,8 @@ class PerClient(Generic[T]):
 
 
 def get_subscriber() -> redis.Redis | RedisCluster:
-    """The running loop's client for pub/sub subscriptions (no read timeout); ``RedisNotConfigured`` without REDISHOST."""
+    """The running loop's client for pub/sub subscriptions (no read timeout); ``RedisNotConfigured`` without
+    REDISHOST."""
     if not is_configured():
         raise RedisNotConfigured("REDISHOST is not set")
     return _subscribers.get()

@@ -75,7 +75,8 @@ def secret_env_of(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
             for entry in container["env"] if "valueFrom" in entry}
 
 
-@pytest.mark.parametrize("providers", [{"auth_option": "Five9"}, {"auth_option": "GenesysCloud", "app_auth_option": "five9"}])
+@pytest.mark.parametrize("providers", [{"auth_option": "Five9"},
+                                       {"auth_option": "GenesysCloud", "app_auth_option": "five9"}])
 def test_five9_gets_its_trust_token_from_a_generated_secret(providers: dict[str, str]) -> None:
     """With Five9 among the identity providers the connector reads FIVE9_TRUST_TOKEN (without it every Five9 call
     is refused): the plan generates it into Secret Manager (kept on a re-run), lets the connector's account read
@@ -144,7 +145,8 @@ def test_service_files_agree_with_the_commands_around_them() -> None:
     # Both services reach Memorystore over TLS with AUTH: the CA and the AUTH string are mounted secret files,
     # each filled by the plan from the instance and readable by the account that mounts it.
     (created,) = commands(steps, "gcloud", "redis", "instances", "create")
-    assert {"--transit-encryption-mode=SERVER_AUTHENTICATION", "--enable-auth", "--redis-version=redis_7_2"} <= set(created)
+    assert {"--transit-encryption-mode=SERVER_AUTHENTICATION", "--enable-auth",
+            "--redis-version=redis_7_2"} <= set(created)
     # De-duplication records survive a restart of the instance only with persistence (docs/concepts.md, "Events in Redis").
     assert {"--persistence-mode=rdb", "--rdb-snapshot-period=1h"} <= set(created)
     filled = {step.argv[4]: step.stdin_from for step in steps if step.stdin_from}

@@ -78,7 +78,8 @@ def _text(name: bytes | str) -> str:
 
 
 class Subscription:
-    """Channels, patterns and sharded channels held on one Redis connection, read by one task, restored after a lost connection."""
+    """Channels, patterns and sharded channels held on one Redis connection, read by one task, restored after a
+    lost connection."""
 
     def __init__(self, name: str, logger: logging.Logger, *,
                  received: Callable[[str, bytes], None], restored: Callable[[], Awaitable[None]],
