@@ -32,6 +32,7 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
@@ -148,31 +149,39 @@ async def push_all(scenario: Scenario, url: str, *, concurrency: int, timeout: f
                 result.errors[error.__class__.__name__] += 1
 
         started = time.monotonic()
-        if scenario.rate is None:
-            sequences = iter(range(scenario.pushes))
-
-            async def worker() -> None:
-                for sequence in sequences:
-                    await post(sequence)
-
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-        else:
-            gate = asyncio.Semaphore(concurrency)
-            tasks = []
-
-            async def gated(sequence: int) -> None:
-                try:
-                    await post(sequence)
-                finally:
-                    gate.release()
-
-            for sequence in range(scenario.pushes):
-                await asyncio.sleep(max(0.0, started + sequence / scenario.rate - time.monotonic()))
-                await gate.acquire()
-                tasks.append(asyncio.create_task(gated(sequence)))
-            await asyncio.gather(*tasks)
+        await run_pushes(post, scenario.pushes, in_flight=concurrency, rate=scenario.rate)
         result.seconds = time.monotonic() - started
     return result
+
+
+async def run_pushes(post: Callable[[int], Awaitable[None]], count: int, *, in_flight: int,
+                     rate: float | None) -> None:
+    """``post(0)`` .. ``post(count - 1)``, at most ``in_flight`` at once: as fast as they are answered
+    (``rate`` None), or the n-th started ``n / rate`` seconds after the first (paced)."""
+    if rate is None:
+        sequences = iter(range(count))
+
+        async def worker() -> None:
+            for sequence in sequences:
+                await post(sequence)
+
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+        return
+    gate = asyncio.Semaphore(in_flight)
+    tasks = []
+
+    async def gated(sequence: int) -> None:
+        try:
+            await post(sequence)
+        finally:
+            gate.release()
+
+    began = time.monotonic()
+    for sequence in range(count):
+        await asyncio.sleep(max(0.0, began + sequence / rate - time.monotonic()))
+        await gate.acquire()
+        tasks.append(asyncio.create_task(gated(sequence)))
+    await asyncio.gather(*tasks)
 
 
 async def wait_for(fleet: Fleet, expected: int, *, settle: float, deadline: float) -> None:

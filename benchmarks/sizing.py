@@ -49,6 +49,7 @@ import orjson
 import uvloop
 
 from benchmarks.desktop_fleet import STAMP_FIELD, Fleet, FleetSpec, raise_file_limit
+from benchmarks.scenarios import run_pushes
 from benchmarks.servers import process_usage
 from benchmarks.socketio_delivery import suspicious_lines
 from events.kinds import EventKind
@@ -157,29 +158,7 @@ async def push(url: str, run_id: str, conversations: list[str], count: int, rate
                 flying -= 1
 
         began = time.monotonic()
-        if rate is None:
-            sequences = iter(range(count))
-
-            async def worker() -> None:
-                for sequence in sequences:
-                    await post(sequence)
-
-            await asyncio.gather(*(worker() for _ in range(in_flight)))
-        else:
-            gate = asyncio.Semaphore(in_flight)
-            tasks = []
-
-            async def gated(sequence: int) -> None:
-                try:
-                    await post(sequence)
-                finally:
-                    gate.release()
-
-            for sequence in range(count):
-                await asyncio.sleep(max(0.0, began + sequence / rate - time.monotonic()))
-                await gate.acquire()
-                tasks.append(asyncio.create_task(gated(sequence)))
-            await asyncio.gather(*tasks)
+        await run_pushes(post, count, in_flight=in_flight, rate=rate)
         result.seconds = time.monotonic() - began
     return result
 
