@@ -16,7 +16,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -243,6 +243,18 @@ class SocketIODesktop:
     def recovery(self) -> dict[str, Any]:
         """What socket.io-client sends back to recover this desktop's session: its pid and its last offset."""
         return {"pid": self.pid, **({"offset": self.offsets[-1]} if self.offsets else {})}
+
+    async def cut_then_recover(self, proxy: Any, server: Server, token: str,
+                               while_away: Callable[[], Awaitable[None]]) -> SocketIODesktop:
+        """Cut this desktop's connection at ``proxy`` (a ``testing.tcp_proxy``), run ``while_away`` (the pushes
+        it misses), then connect a new desktop to ``server`` with this one's recovery fields, as
+        socket.io-client would on reconnecting; the new desktop (the caller disconnects it)."""
+        proxy.cut()
+        await wait_until(lambda: not self.client.connected, what="the cut")
+        await while_away()
+        back = SocketIODesktop(self.name)
+        await back.connect(server, token, auth=self.recovery())
+        return back
 
     async def join(self, conversation: str) -> Any:
         """Emit ``join-conversation`` and return the acknowledgement."""

@@ -109,12 +109,11 @@ async def test_a_desktop_in_conversations_on_two_shards_recovers_exactly_on_the_
         for name, message_id in before:
             await push(interceptor, name, message_id)
         await clients.wait_until(lambda: len(message_ids(desktop)) == 2, what="the events before")
-        proxy.cut()
-        await clients.wait_until(lambda: not desktop.client.connected, what="the cut")
-        for name, message_id in missed:
-            await push(interceptor, name, message_id)
-        back = clients.SocketIODesktop()
-        await back.connect(second, token, auth=desktop.recovery())
+        async def push_missed() -> None:
+            for name, message_id in missed:
+                await push(interceptor, name, message_id)
+
+        back = await desktop.cut_then_recover(proxy, second, token, push_missed)
         try:
             assert back.pid == desktop.pid  # recovered, on the other connector
             await clients.wait_until(lambda: len(message_ids(back)) >= len(missed), what="the missed events")

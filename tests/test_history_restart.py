@@ -82,18 +82,21 @@ async def test_every_conversation_of_a_pipeline_renews_its_epoch_after_a_restore
     another process): conversations appended to together after the restore each get a new epoch."""
     port = processes.free_port()
     others = [f"projects/p/conversations/other-{n}" for n in range(3)]
+
+    async def append_to_each(message_id: str, *, save: bool = False) -> list:
+        """One append per conversation, together in one turn of the loop (one pipeline)."""
+        client = Redis(host="127.0.0.1", port=port)
+        history = RedisHistory(client)
+        appended = await asyncio.gather(*(history.append(conversation=c, kind="k", message_id=message_id,
+                                                         payload_json="{}") for c in others))
+        if save:
+            await client.save()
+        await client.aclose()
+        return appended
+
     with tempfile.TemporaryDirectory(prefix="aa-redis-snapshot-") as directory:
         with snapshotting_redis(Path(directory), port):
-            client = Redis(host="127.0.0.1", port=port)
-            history = RedisHistory(client)
-            before = await asyncio.gather(*(history.append(conversation=c, kind="k", message_id="1",
-                                                           payload_json="{}") for c in others))
-            await client.save()
-            await client.aclose()
+            before = await append_to_each("1", save=True)
         with snapshotting_redis(Path(directory), port):
-            client = Redis(host="127.0.0.1", port=port)
-            history = RedisHistory(client)
-            after = await asyncio.gather(*(history.append(conversation=c, kind="k", message_id="2",
-                                                          payload_json="{}") for c in others))
-            await client.aclose()
+            after = await append_to_each("2")
     assert all(a.offset.epoch != b.offset.epoch and a.offset.seq == 2 for a, b in zip(after, before))

@@ -237,12 +237,11 @@ async def test_python_socketio_in_three_conversations_recovers_exactly_after_int
             await clients.wait_until(lambda: len(desktop.events) == len(before), what="the events before")
             # The last event was of one conversation; the offset still says where the desktop is in the others.
             assert offsets.resolve(offsets.parse(desktop.offsets[-1]), conversations).keys() == set(conversations)
-            proxy.cut()
-            await clients.wait_until(lambda: not desktop.client.connected, what="the cut")
-            for conversation, message_id in missed:
-                await push(interceptor, conversation, message_id)
-            back = clients.SocketIODesktop()
-            await back.connect(proxy, token, auth=desktop.recovery())
+            async def push_missed() -> None:
+                for conversation, message_id in missed:
+                    await push(interceptor, conversation, message_id)
+
+            back = await desktop.cut_then_recover(proxy, proxy, token, push_missed)
             try:
                 assert back.pid == desktop.pid  # recovered
                 await clients.wait_until(lambda: len(back.events) >= len(missed), what="the missed events")
