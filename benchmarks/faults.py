@@ -1,7 +1,8 @@
 """Fault scenarios against real processes: each prints pushed, acknowledged, delivered, duplicated, lost.
 
     .venv/bin/python -m benchmarks.faults [--quick]
-        [--scenario redis-outage|connector-killed|churn|redeliveries|slow-desktop|rolling-deploy]
+        [--scenario redis-outage|connector-killed|churn|redeliveries|slow-desktop|rolling-deploy|cluster-primary-killed
+                    |cluster-reshard|cluster-connector-killed]
         [--servers-from PATH]
 
 Every scenario starts its own private redis-server and server processes on
@@ -30,6 +31,14 @@ and counts what the desktops received:
   stalled, while it stalls, and after it left. Pushes wait while a reading
   desktop is half a send queue behind, so that the limits close only the
   stalled one, however loaded the machine.
+- ``cluster-primary-killed``, ``cluster-reshard``: on a private Redis Cluster (three primaries, a replica each),
+  pushes to conversations on every shard, Socket.IO and ``/ws/`` desktops on two connectors, each cut once near
+  the end and back on the other connector (recovery, resume ``after``); mid-stream the primary owning the busy
+  conversations is killed (SIGKILL; its replica takes over), or their slots move to another primary key by key
+  (``testing.cluster_faults``). A killed primary may lose acknowledged events it had not replicated: printed,
+  let pass.
+- ``cluster-connector-killed``: ``connector-killed`` on a private Redis Cluster, the desktop in a conversation
+  on each shard.
 - ``rolling-deploy``: two connectors behind round-robin nginx, 1,000 desktops (Socket.IO over WebSocket and
   long-polling on the npm socket.io-client, and ``/ws/``), pushes at a steady 20 a second; one connector gets
   SIGTERM and, once it has exited, a new one starts on its port. Every desktop must end connected, nothing
@@ -47,7 +56,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from testing import processes
+from testing import cluster_faults, processes
 from testing.fault_scenarios import Tally, churn, connector_killed, redeliveries, redis_outage, slow_desktop
 from testing.rolling_deploy import rolling_deploy
 
@@ -59,7 +68,12 @@ SCENARIOS = {
     "slow-desktop": lambda quick: slow_desktop(pushes=2000, limit=100, padding=8000) if quick
     else slow_desktop(pushes=10_000, limit=1000, rate=200),
     "rolling-deploy": lambda quick: rolling_deploy(desktops=150 if quick else 1000, tree=SERVERS_FROM[0]),
+    "cluster-primary-killed": lambda quick: cluster_faults.cluster_primary_killed(**CLUSTER_SIZES[quick]),
+    "cluster-reshard": lambda quick: cluster_faults.cluster_reshard(**CLUSTER_SIZES[quick]),
+    "cluster-connector-killed": lambda quick: connector_killed(pushes=40 if quick else 400, cluster=True),
 }
+CLUSTER_SIZES = {True: {"pushes": 150, "rate": 50.0, "per_shard": 1, "desktops": 4},
+                 False: {"pushes": 3000, "rate": 200.0, "per_shard": 4, "desktops": 24}}
 SERVERS_FROM = [processes.REPOSITORY]
 
 

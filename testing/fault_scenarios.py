@@ -24,6 +24,7 @@ import socketio
 
 from connector.desktops import close_codes, offsets
 from testing import clients, processes
+from testing.cluster_layout import Layout
 from testing.percentiles import percentile
 from testing.push_bodies import push_body
 from testing.stalled_desktop import Ended, StalledDesktop
@@ -208,20 +209,23 @@ async def redis_outage(*, pushes: int, outage: float = 3.0) -> Tally:
     return tally
 
 
-async def connector_killed(*, pushes: int) -> Tally:
-    tally = Tally("connector-killed")
-    (name,) = conversations(1)
-    with processes.redis_server(private=True) as store, \
+async def connector_killed(*, pushes: int, cluster: bool = False) -> Tally:
+    """With ``cluster``, on a private Redis Cluster, the desktop in a conversation on each of its shards."""
+    tally = Tally("cluster-connector-killed" if cluster else "connector-killed")
+    store_context = processes.redis_cluster(private=True) if cluster else processes.redis_server(private=True)
+    with store_context as store, \
             processes.service_server(role="interceptor", redis=store) as interceptor, \
             processes.service_server(role="connector", redis=store) as first, \
             processes.service_server(role="connector", redis=store) as second:
+        names = ([shard[0] for shard in Layout(store).on_each_shard(1, "killed").values()] if cluster
+                 else conversations(1))
         pubsub = PubSub(interceptor, tally)
         sent = []
         try:
             async with tcp_proxy(first.port) as proxy, clients.node_desktop(
-                proxy, token=token(), join=(name,), reconnect=True, timeout=120
+                proxy, token=token(), join=tuple(names), reconnect=True, timeout=120
             ) as node:
-                await node.wait_for(lambda n: len(n.of_kind("ack")) == 1, what="the join")
+                await node.wait_for(lambda n: len(n.of_kind("ack")) == len(names), what="the joins")
                 for number in range(pushes):
                     if number == pushes // 2:
                         proxy.backend_port = second.port
@@ -229,7 +233,7 @@ async def connector_killed(*, pushes: int) -> Tally:
                         first.process.wait()
                         proxy.cut()
                     message_id = f"killed-{number}"
-                    await pubsub.deliver(name, message_id)
+                    await pubsub.deliver(names[number % len(names)], message_id)
                     sent.append(message_id)
                     await asyncio.sleep(0.01)
                 await settle(lambda: len(node.events) >= len(sent))

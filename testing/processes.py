@@ -226,6 +226,8 @@ def redis_cluster(*, private: bool = False) -> Iterator[RedisClusterAddress]:
                      "--cluster-config-file", f"{directory}/nodes-{port}.conf", "--cluster-node-timeout", "2000",
                      # A replica shows in CLUSTER SLOTS once its offset moves: the primary's ping moves it.
                      "--repl-ping-replica-period", "1",
+                     # A replica's first sync at once, not after the diskless sync's default 5 s wait for others.
+                     "--repl-diskless-sync-delay", "0",
                      "--save", "", "--appendonly", "no", "--dir", directory, "--protected-mode", "yes"],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.STDOUT,

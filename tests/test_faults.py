@@ -4,7 +4,9 @@ Redis stopped and started again mid-stream, a connector killed with SIGKILL
 under a recovering npm socket.io-client, churn of many desktops, Pub/Sub
 redeliveries (some concurrent with the original), and a desktop that stops
 reading its socket: nothing lost, nothing duplicated, nothing left behind in
-Redis beyond its expiry, and the connector's memory bounded.
+Redis beyond its expiry, and the connector's memory bounded. On a private Redis
+Cluster: a primary killed (its replica promoted), the slots of busy
+conversations moved to another primary, a connector killed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import pytest
 
 from connector.desktops import close_codes
+from testing import cluster_faults
 from testing import fault_scenarios as faults
 from testing.socket_buffers import SLOW_LIMIT, SLOW_PADDING, pushes_past_the_socket_buffers
 
@@ -69,3 +72,23 @@ async def test_without_the_limits_the_stalled_desktop_s_events_pile_up_past_the_
     assert tally.closed is None, tally.line()
     assert tally.rss_growth > tally.rss_bound, tally.line()
     assert (tally.lost, tally.duplicated) == (0, 0), tally.line()
+
+
+QUICK_CLUSTER = {"pushes": 150, "rate": 50.0, "per_shard": 1, "desktops": 4}
+
+
+async def test_on_a_cluster_a_killed_connector_s_desktop_recovers_everything_on_another() -> None:
+    assert_clean(await faults.connector_killed(pushes=40, cluster=True))
+
+
+async def test_on_a_cluster_moving_busy_slots_loses_nothing() -> None:
+    tally = await cluster_faults.cluster_reshard(**QUICK_CLUSTER)
+    assert tally.attempts > tally.pushed, "appends to the half-moved slots should have been refused and retried"
+    assert_clean(tally)
+
+
+async def test_on_a_cluster_a_killed_primary_s_replica_takes_over_and_the_desktops_catch_up() -> None:
+    """Without REDIS_ACK_REPLICAS acknowledged events the primary had not replicated may be lost: let pass."""
+    tally = await cluster_faults.cluster_primary_killed(**QUICK_CLUSTER)
+    assert tally.attempts > tally.pushed, "pushes to the killed primary's shard should have been answered 503"
+    assert_clean(tally)
