@@ -512,15 +512,41 @@ class RedisHistory:
                 answer.set_result(reply)
 
     async def _pipeline(self, commands: list[tuple]) -> list:
-        """Run ``commands`` in one pipeline; their replies (an error as its exception). On a cluster redis-py
-        sends each node its share of them, one write each, at once."""
+        """Run ``commands`` in one pipeline; their replies (an error as its exception). On a cluster, one
+        pipeline per shard, at once (one write each, as redis-py's one pipeline would send them): a shard that
+        fails (its primary killed, before its replica takes over) fails its own commands only, where redis-py's
+        one pipeline raised its error for every shard's, and every push of the batch was answered 503."""
+        if self._in_flight is None:
+            return await self._one_pipeline(commands)
+        async with self._in_flight:
+            shards = self._by_shard(commands)
+            if len(shards) == 1:
+                return await self._one_pipeline(commands)
+            answers = await asyncio.gather(*(self._one_pipeline([commands[i] for i in indexes])
+                                             for indexes in shards), return_exceptions=True)
+            replies: list = [None] * len(commands)
+            for indexes, answer in zip(shards, answers):
+                if isinstance(answer, BaseException) and not isinstance(answer, Exception):
+                    raise answer
+                for n, i in enumerate(indexes):
+                    replies[i] = answer if isinstance(answer, Exception) else answer[n]
+            return replies
+
+    async def _one_pipeline(self, commands: list[tuple]) -> list:
         pipeline = self._client.pipeline(transaction=False)
         for command in commands:
             pipeline.execute_command(*command)
-        if self._in_flight is None:
-            return await pipeline.execute(raise_on_error=False)
-        async with self._in_flight:
-            return await pipeline.execute(raise_on_error=False)
+        return await pipeline.execute(raise_on_error=False)
+
+    def _by_shard(self, commands: list[tuple]) -> list[list[int]]:
+        """The commands' indexes grouped by the primary the client knows for their first key's slot (each command
+        is ``(FCALL or EVALSHA, name, number of keys, key, ...)``); a slot it does not know is a group of its own."""
+        known = self._client.nodes_manager.slots_cache
+        shards: dict[str, list[int]] = {}
+        for i, command in enumerate(commands):
+            nodes = known.get(self._client.keyslot(command[3]))
+            shards.setdefault(nodes[0].name if nodes else "", []).append(i)
+        return list(shards.values())
 
     async def _reads(self, asks: list[tuple[str, Offset, int, int, bool]]) -> list[_Read]:
         """``_READ`` for each (conversation, position, most events, most bytes, first taken whatever its size),

@@ -37,6 +37,8 @@ from testing.tcp_proxy import TcpProxy, tcp_proxy
 #: Until failovers keep a conversation's epoch, a desktop recovering across one is sent the stored events
 #: again (their offsets are of the new epoch): duplicates are printed, not failed on.
 EPOCH_CONTINUITY = False
+#: How long the desktops get to receive every acknowledged event after a fault, and at the end.
+CATCH_UP_SECONDS = 10.0
 
 
 @dataclass
@@ -182,7 +184,17 @@ class PlainDesktop(ReconnectingDesktop):
         return True
 
     async def _open(self) -> None:
-        desktop = self.desktop = await clients.PlainDesktop.connect(self.proxy, self.token)
+        session = aiohttp.ClientSession()
+        try:
+            socket = await session.ws_connect(self.proxy.http_url.replace("http://", "ws://") + "/ws/")
+            desktop = self.desktop = clients.PlainDesktop(session, socket)
+            answer = await desktop.request({"type": "authenticate", "token": self.token})
+        except BaseException:
+            await session.close()
+            raise
+        if answer["type"] != "authenticated":
+            await desktop.close()
+            raise TimeoutError(f"authenticate answered {answer['type']}")
         self.answers = asyncio.Queue()
         asyncio.ensure_future(self._read(desktop))
         for conversation in self.conversations:
@@ -195,7 +207,7 @@ class PlainDesktop(ReconnectingDesktop):
             answer = await asyncio.wait_for(self.answers.get(), WAIT)
             if answer != "joined":
                 # Refused (Redis failing): the connection is closed, and it comes back as after any drop.
-                await desktop.socket.close()
+                await desktop.close()
                 raise TimeoutError(f"join answered {answer}")
 
     async def _read(self, desktop: clients.PlainDesktop) -> None:
@@ -253,6 +265,11 @@ class Fleet:
     def expected(self, acknowledged: dict[str, list[str]]) -> list[list[str]]:
         return [[m for c in desktop.conversations for m in acknowledged[c]] for desktop in self.desktops]
 
+    def caught_up(self, acknowledged: dict[str, list[str]]) -> bool:
+        """Whether every desktop has every event acknowledged so far of its conversations."""
+        return all(all(desktop.received()[m] for m in wanted)
+                   for desktop, wanted in zip(self.desktops, self.expected(acknowledged)))
+
     def names(self) -> list[str]:
         return [f"{type(desktop).__name__} {number}" for number, desktop in enumerate(self.desktops)]
 
@@ -284,12 +301,24 @@ class Pusher:
         async def one(number: int, conversation: str, message_id: str) -> None:
             await asyncio.sleep(max(0.0, began + number / rate - loop.time()))
             self.started += 1
-            before = self.pubsub.acknowledged_to[conversation]
-            await self.pubsub.deliver(conversation, message_id)
-            if self.pubsub.acknowledged_to[conversation] > before:
+            if await self.deliver(conversation, message_id):
                 self.acknowledged[conversation].append(message_id)
 
         await asyncio.gather(*(one(number, *push) for number, push in enumerate(pushes)))
+
+    async def deliver(self, conversation: str, message_id: str) -> bool:
+        """``PubSub.deliver``, saying whether this push was acknowledged (others in flight meanwhile)."""
+        tally = self.pubsub.tally
+        tally.pushed += 1
+        loop = asyncio.get_running_loop()
+        give_up, delay = loop.time() + WAIT, 0.1
+        while loop.time() < give_up:
+            if await self.pubsub.post(conversation, message_id):
+                tally.acknowledged += 1
+                return True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        return False
 
     async def reached(self, started: int) -> None:
         while self.started < started:
@@ -371,11 +400,16 @@ async def run_with_fault(tally: ClusterTally, *, label: str, per_shard: int, des
             pushing = asyncio.create_task(pusher.run(schedule(names, busy, pushes, label), rate))
             await pusher.reached(pushes // 3)
             tally.fault = await asyncio.to_thread(fault, layout, busy)
+            # The cut once the connectors caught up (so that the desktops' positions are past the fault), or
+            # gave up doing so.
+            with contextlib.suppress(AssertionError):
+                await clients.wait_until(lambda: fleet.caught_up(pusher.acknowledged), what="the catch-up",
+                                         timeout=CATCH_UP_SECONDS)
             await pusher.reached(2 * pushes // 3)
             await fleet.cut()
             await pushing
+            await settle(lambda: fleet.caught_up(pusher.acknowledged), timeout=CATCH_UP_SECONDS)
             expected = fleet.expected(pusher.acknowledged)
-            await settle(lambda: all(len(d.received()) >= len(e) for d, e in zip(fleet.desktops, expected)))
             tally_desktops(tally, fleet, expected)
             tally.reconnections = fleet.reconnections()
             tally.lost_in_redis = await asyncio.to_thread(missing_from_redis, layout, pusher.acknowledged)

@@ -1,0 +1,42 @@
+"""On a Redis Cluster a shard that fails fails what goes to it, not every push: appends asked for in one turn
+of the event loop (one batch) for conversations on every shard, one shard's primary killed and its replica not
+yet promoted. redis-py's one pipeline for the batch raised the dead shard's error for every shard's appends
+(every push answered 503 until the failover); one pipeline per shard answers the others'."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.exceptions import RedisError
+
+from events import history
+from testing import processes
+from testing.cluster_layout import Layout
+
+
+async def test_a_killed_primary_fails_the_appends_to_its_own_shard_not_the_others(settings) -> None:
+    with processes.redis_cluster(private=True) as cluster:
+        settings.REDISHOST, settings.REDISPORT, settings.REDIS_CLUSTER = cluster.host, cluster.port, True
+        layout = Layout(cluster)
+        shards = {port: names[0] for port, names in layout.on_each_shard(1, "isolated").items()}
+        store = history.get_history()
+        for name in shards.values():  # the client knows every shard
+            await store.append(conversation=name, kind="k", message_id="before", payload_json="{}")
+        doomed = layout.primaries()[0]
+        layout.kill_primary(doomed)
+        loop = asyncio.get_running_loop()
+        # Batches until another shard's append succeeds in one after the first (not always: redis-py closes every
+        # connection of the client when one node's fails, which fails the appends then in flight), within the
+        # cluster's node timeout (2 s): then the whole cluster answers CLUSTERDOWN until the failover.
+        deadline, batches = loop.time() + 1.5, []
+        while loop.time() < deadline and not any("stored" in batch for batch in batches[1:]):
+            message_id = f"after-{len(batches)}"
+            answers = await asyncio.gather(*(store.append(conversation=name, kind="k", message_id=message_id,
+                                                          payload_json="{}") for name in shards.values()),
+                                           return_exceptions=True)
+            by_shard = dict(zip(shards, answers))
+            assert isinstance(by_shard.pop(doomed), RedisError)
+            batches.append(["stored" if isinstance(answer, history.Appended) else type(answer).__name__
+                            for answer in by_shard.values()])
+            await asyncio.sleep(0.1)
+        assert any("stored" in batch for batch in batches[1:]), batches
