@@ -27,7 +27,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import aiohttp
-import socketio
 
 from testing import clients, processes
 from testing.cluster_layout import Layout, slot_of
@@ -39,6 +38,10 @@ from testing.tcp_proxy import TcpProxy, tcp_proxy
 EPOCH_CONTINUITY = False
 #: How long the desktops get to receive every acknowledged event after a fault, and at the end.
 CATCH_UP_SECONDS = 10.0
+#: Pushes POSTed at once at most.
+POSTS_IN_FLIGHT = 100
+#: How long a desktop's attempt to connect (and join, or recover) may take before it tries again.
+ATTEMPT_SECONDS = 10.0
 
 
 @dataclass
@@ -61,7 +64,8 @@ class ClusterTally(Tally):
     def line(self) -> str:
         allowed = [what for what, allowed in (("losses", self.losses_allowed),
                                              ("duplicates", self.duplicates_allowed)) if allowed]
-        notes = f"; let pass: {'; '.join(self.notes)}" if self.notes else ""
+        shown = self.notes[:3] + ([f"{len(self.notes) - 3} more"] if len(self.notes) > 3 else [])
+        notes = f"; let pass: {'; '.join(shown)}" if self.notes else ""
         return (f"{super().line()}\n{'':<18} {self.fault}; {self.reconnections}; acknowledged but missing from "
                 f"Redis {self.lost_in_redis}"
                 f"{'; allowed: ' + ', '.join(allowed) if allowed else ''}{notes}")
@@ -83,6 +87,7 @@ class ReconnectingDesktop:
         self.connections = 0  # made so far
         self.recovered: list[bool] = []  # per reconnection: back whole (Socket.IO: its session recovered)
         self.failed_attempts = 0
+        self.last_error = ""
         self._coming_back: asyncio.Task | None = None
 
     @property
@@ -98,20 +103,22 @@ class ReconnectingDesktop:
         while not self.closing:
             self.turn += 1
             try:
-                self.recovered.append(await self.reconnect())
+                self.recovered.append(await asyncio.wait_for(self.reconnect(), ATTEMPT_SECONDS))
                 self.connections += 1
                 return
-            except (OSError, aiohttp.ClientError, socketio.exceptions.ConnectionError, AssertionError,
-                    TimeoutError):
+            except Exception as error:  # refused, failed or timed out: as a client would, again a little later
                 self.failed_attempts += 1
+                self.last_error = f"{type(error).__name__}: {error}"[:200]
                 await asyncio.sleep(self.RETRY_SECONDS)
 
     async def reconnect(self) -> bool:
         raise NotImplementedError
 
-    async def back(self, connections: int) -> None:
-        """Until it has made ``connections`` connections."""
-        await clients.wait_until(lambda: self.connections >= connections, what="the desktop back", timeout=WAIT)
+    async def back(self, connections: int) -> bool:
+        """Until it has made ``connections`` connections; False when it has not after ``WAIT`` seconds."""
+        with contextlib.suppress(AssertionError):
+            await clients.wait_until(lambda: self.connections >= connections, what="the desktop back", timeout=WAIT)
+        return self.connections >= connections
 
 
 class SocketIODesktop(ReconnectingDesktop):
@@ -255,12 +262,15 @@ class Fleet:
     async def connect(self) -> None:
         await asyncio.gather(*(desktop.connect() for desktop in self.desktops))
 
-    async def cut(self) -> None:
-        """Cut every connection; wait until every desktop is back."""
+    async def cut(self) -> list[str]:
+        """Cut every connection; wait until every desktop is back; those that are not, and why."""
         made = [desktop.connections for desktop in self.desktops]
         for proxy in self.proxies:
             proxy.cut()
-        await asyncio.gather(*(desktop.back(count + 1) for desktop, count in zip(self.desktops, made)))
+        back = await asyncio.gather(*(desktop.back(count + 1) for desktop, count in zip(self.desktops, made)))
+        return [f"{name} not back after the cut ({desktop.failed_attempts} failed attempts, the last "
+                f"{desktop.last_error or 'still under way'})"
+                for name, desktop, ok in zip(self.names(), self.desktops, back) if not ok]
 
     def expected(self, acknowledged: dict[str, list[str]]) -> list[list[str]]:
         return [[m for c in desktop.conversations for m in acknowledged[c]] for desktop in self.desktops]
@@ -293,6 +303,9 @@ class Pusher:
         self.pubsub = PubSub(interceptor, tally)
         self.acknowledged: dict[str, list[str]] = defaultdict(list)
         self.started = 0
+        # POSTs in flight at once, as Pub/Sub's flow control holds them back (and as many as httpx's pool has
+        # connections: thousands of requests queued in its pool took this process's CPU while a shard was down).
+        self.in_flight = asyncio.Semaphore(POSTS_IN_FLIGHT)
 
     async def run(self, pushes: list[tuple[str, str]], rate: float) -> None:
         loop = asyncio.get_running_loop()
@@ -313,7 +326,9 @@ class Pusher:
         loop = asyncio.get_running_loop()
         give_up, delay = loop.time() + WAIT, 0.1
         while loop.time() < give_up:
-            if await self.pubsub.post(conversation, message_id):
+            async with self.in_flight:
+                acknowledged = await self.pubsub.post(conversation, message_id)
+            if acknowledged:
                 tally.acknowledged += 1
                 return True
             await asyncio.sleep(delay)
@@ -406,7 +421,7 @@ async def run_with_fault(tally: ClusterTally, *, label: str, per_shard: int, des
                 await clients.wait_until(lambda: fleet.caught_up(pusher.acknowledged), what="the catch-up",
                                          timeout=CATCH_UP_SECONDS)
             await pusher.reached(2 * pushes // 3)
-            await fleet.cut()
+            tally.problems += await fleet.cut()
             await pushing
             await settle(lambda: fleet.caught_up(pusher.acknowledged), timeout=CATCH_UP_SECONDS)
             expected = fleet.expected(pusher.acknowledged)
