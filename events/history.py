@@ -337,9 +337,9 @@ _APPEND_FUNCTION, _POSITION_FUNCTION = f"{LIBRARY_NAME}_append", f"{LIBRARY_NAME
 # however big ('1'). A position of the epoch the current one took over from reads from where it took over, or
 # from the position when that came before; a position of any other epoch reads from the current epoch's start:
 # each of its events was pushed after Redis lost the older ones. Entries are read 64 at a time, so Redis holds
-# no more than that beyond what it returns. Returns the epoch, the current seq, the trimmed mark, the stream's length, whether the read
-# stopped at a bound with events after it (1), the entries as {id, kind, payload}, the epoch taken over from and
-# the seq it was taken over at.
+# no more than that beyond what it returns. Returns the epoch, the current seq, the trimmed mark, the stream's
+# length, whether the read stopped at a bound with events after it (1), the entries as {id, kind, payload}, the
+# epoch taken over from and the seq it was taken over at.
 _READ = """
 local found = redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'previous', 'taken_at')
 local epoch, current = found[1] or '', tonumber(found[2] or '0')
