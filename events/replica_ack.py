@@ -23,11 +23,14 @@ after it covers the first copy's writes as well.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
 from redis.asyncio.cluster import RedisCluster
+
+logger = logging.getLogger(__name__)
 
 
 class ReplicasBehind(Exception):
@@ -90,3 +93,21 @@ async def add_waits(client, pipeline, keys: Sequence[str]) -> Waits:
 
 def _node(client: RedisCluster, key: str):
     return client.get_node_from_key(key)
+
+
+async def warn_if_short(client) -> None:
+    """Log a WARNING when a primary has fewer replicas connected than ``REDIS_ACK_REPLICAS`` asks for: every push
+    it stores would be refused until they come back. Readiness does not depend on it: an instance taken out of
+    service would not bring a replica back, and Pub/Sub keeps the events while pushes are refused."""
+    if not wanted():
+        return
+    if isinstance(client, RedisCluster):
+        found = await client.info("replication", target_nodes=RedisCluster.PRIMARIES)
+        nodes = {name: info for name, info in found.items() if isinstance(info, dict)}
+    else:
+        nodes = {"the primary": await client.info("replication")}
+    for name, info in sorted(nodes.items()):
+        connected = int(info.get("connected_slaves", 0))
+        if connected < wanted():
+            logger.warning("REDIS_ACK_REPLICAS is %d but %s has %d replica(s) connected: every push stored there is "
+                           "answered 503 until enough replicas are back", wanted(), name, connected)

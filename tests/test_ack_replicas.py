@@ -15,11 +15,13 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from events import redis_client
+from aa_site import health
+from events import redis_client, replica_ack
 from events.history import RedisHistory, conversation_key
 from events.replica_ack import ReplicasBehind
 from testing import processes
 from testing.push_bodies import push_body
+from tests.test_health import get
 
 A = "projects/p/conversations/acked"
 
@@ -198,11 +200,12 @@ def _replica_port(primary_port: int) -> int:
     return int(dict(part.split("=") for part in line.split(":", 1)[1].split(","))["port"])
 
 
-async def test_on_a_cluster_the_wait_rides_each_push_batch_s_own_round_trip(settings, redis_cluster) -> None:
+async def test_on_a_cluster_the_wait_rides_each_push_batch_s_own_round_trip(settings, redis_cluster, caplog) -> None:
     """MONITOR on every primary around pushes through an interceptor process with ``REDIS_ACK_REPLICAS=1``, spread
     over three shards, together and one by one: on each connection the commands run as batches of FCALLs each
     closed by one WAIT (sent in the same pipeline write, answered in the same read): no round trip beyond the
-    append's own. Pushed one by one, each push is one FCALL and one WAIT."""
+    append's own. Pushed one by one, each push is one FCALL and one WAIT. The readiness warning counts each
+    primary's own replicas."""
     pushes = 30
     with processes.service_server(role="interceptor", redis=redis_cluster, REDIS_ACK_REPLICAS="1",
                                   EVENT_KEY_PREFIX=settings.EVENT_KEY_PREFIX) as interceptor:
@@ -249,6 +252,10 @@ async def test_on_a_cluster_the_wait_rides_each_push_batch_s_own_round_trip(sett
                 await context.__aexit__(None, None, None)
             for monitor in monitors:
                 await monitor.aclose()
+        settings.REDIS_ACK_REPLICAS = 2  # one replica per primary: each primary is short of one
+        with caplog.at_level("WARNING", logger="events.replica_ack"):
+            await replica_ack.warn_if_short(client)
+        assert len([r for r in caplog.records if "has 1 replica(s) connected" in r.getMessage()]) == 3
         await client.aclose()
     for commands in together:
         by_connection: dict[str, str] = {}
@@ -259,3 +266,18 @@ async def test_on_a_cluster_the_wait_rides_each_push_batch_s_own_round_trip(sett
     print("together: WAITs (round trips) per shard for", pushes // 3, "pushes each:",
           [sum(verb == "WAIT" for _, verb in commands) for commands in together])
     assert [[verb for _, verb in commands] for commands in seen] == [["FCALL", "WAIT"] * (pushes // 3)] * 3
+
+
+async def test_readiness_stays_ready_and_warns_when_fewer_replicas_are_connected_than_asked(
+        settings, primary, replica, caplog, monkeypatch) -> None:
+    """Asking for two replicas of a primary that has one: /readyz still answers 200 (taking instances out of
+    service would not bring a replica back) and its first check logs one WARNING saying so."""
+    settings.REDISHOST, settings.REDISPORT = primary.host, primary.port
+    settings.REDIS_ACK_REPLICAS = 2
+    monkeypatch.setattr(health, "_redis_version_ok", False)
+    with caplog.at_level("WARNING", logger="events.replica_ack"):
+        response = await get("/readyz")
+    assert response["status"] == 200, response["body"]
+    assert [r.getMessage() for r in caplog.records if r.name == "events.replica_ack"] == [
+        "REDIS_ACK_REPLICAS is 2 but the primary has 1 replica(s) connected: every push stored there is answered "
+        "503 until enough replicas are back"]
