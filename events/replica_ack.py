@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class Waits:
                 continue
             answer = replies[self.covering[i]]
             confirmed = None if isinstance(answer, Exception) else int(answer)
-            moved = self.nodes[i] is not None and _node(client, keys[i]).name != self.nodes[i].name
+            moved = self.nodes[i] is not None and _owner(client, keys[i]) != self.nodes[i].name
             if confirmed is None or confirmed < self.wanted or moved:
                 judged[i] = ReplicasBehind(confirmed, self.wanted, self.timeout_ms)
         return judged
@@ -93,6 +94,15 @@ async def add_waits(client, pipeline, keys: Sequence[str]) -> Waits:
 
 def _node(client: RedisCluster, key: str):
     return client.get_node_from_key(key)
+
+
+def _owner(client: RedisCluster, key: str) -> str | None:
+    """The name of the node ``key``'s slot is known to live on now; None when the client lost track of it (its
+    map is being learnt again after a failure)."""
+    try:
+        return _node(client, key).name
+    except (RedisError, RedisClusterException):
+        return None
 
 
 async def warn_if_short(client) -> None:
