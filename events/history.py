@@ -111,7 +111,8 @@ class Replay:
 
     ``complete`` is False when the history no longer reaches back that far: ``trimmed`` names the
     conversations whose events after the position were trimmed away (or expired), ``stale`` those whose
-    position was of another epoch (read from the current epoch's start: each of its events came after).
+    position was of an epoch Redis lost (read from the current epoch's start: each of its events came after; a
+    position of the epoch the current one continues is not stale, ``_continued``).
     ``positions`` says where each conversation is read up to: its last event in the replay when the replay
     stopped inside it, else the end of its sequence (its current epoch)."""
 
@@ -593,8 +594,8 @@ class RedisHistory:
         """The first events after ``since[conversation]`` in each conversation: at most ``max_events`` of them and
         ``max_bytes`` (of their kinds and payloads; the first event is taken whatever its size), conversation by
         conversation in ``since``'s order. With ``more``, the page stopped at those bounds, and the next page
-        reads after ``positions``. Positions of another epoch than a conversation's current one read from its
-        current epoch's start (the page is not ``complete``). With ``count``, ``total`` is the number of events
+        reads after ``positions``. Positions of an epoch a conversation lost read from its current epoch's start
+        (the page is not ``complete``). With ``count``, ``total`` is the number of events
         the whole replay holds now.
 
         One round trip reads the first conversation's page and every other's state (its sequence, trimmed mark,

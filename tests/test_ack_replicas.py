@@ -79,8 +79,9 @@ async def test_an_append_answers_once_the_replica_holds_it(acking, primary, repl
 async def test_a_frozen_replica_makes_the_append_fail_and_the_redelivery_is_a_confirmed_duplicate(
         acking, primary, replica) -> None:
     """The replica is frozen: the primary stores the event but WAIT counts no replica, and the append raises
-    ``ReplicasBehind`` (the push answers 503). Once the replica is back, the redelivery is found a duplicate
-    (not stored or sent again) and confirmed: the replica holds the one copy."""
+    ``ReplicasBehind`` (the push answers 503), and so does a redelivery while it stays frozen (the stored copy is
+    still on no replica). Once the replica is back, the redelivery is found a duplicate (not stored or sent
+    again) and confirmed: the replica holds the one copy."""
     history = RedisHistory(Redis(host=primary.host, port=primary.port))
     await append(history, "m-0")
     replica.pause()
@@ -89,6 +90,8 @@ async def test_a_frozen_replica_makes_the_append_fail_and_the_redelivery_is_a_co
             await append(history, "m-1")
         assert (raised.value.confirmed, raised.value.wanted) == (0, 1)
         assert await stored(primary) == ["m-0", "m-1"]
+        with pytest.raises(ReplicasBehind):  # a redelivery while the replica still lacks the first copy
+            await append(history, "m-1")
     finally:
         replica.resume()
     redelivered = await append(history, "m-1")
