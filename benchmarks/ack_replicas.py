@@ -10,7 +10,8 @@ runs alternate between them (0 1 0 1 ...). Each run posts ``--pushes``
 pushes unpaced with ``--in-flight`` in flight, to 100 conversations, then
 ``--sequential`` pushes one at a time (after 300 pushes to each as a warm-up). Printed per run: pushes/s unpaced,
 p50 and p99 of a push's acknowledgement unpaced and one at a time, and the
-interceptor's CPU microseconds per push (from ``/proc``). Every push must be
+CPU microseconds per push (from ``/proc``) of the interceptor, the Redis
+primary and its replica (the WAIT's work is theirs). Every push must be
 answered 204.
 """
 
@@ -36,7 +37,13 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def _run(server: processes.Server, label: str, pushes: int, in_flight: int, sequential: int) -> dict:
+def _redis_pid(address: processes.RedisAddress) -> int:
+    info = processes._redis_cli("-h", address.host, "-p", str(address.port), "info", "server")
+    return int(next(line for line in info.splitlines() if line.startswith("process_id:")).split(":")[1])
+
+
+async def _run(server: processes.Server, label: str, pushes: int, in_flight: int, sequential: int,
+               redis_pids: tuple[int, ...] = ()) -> dict:
     """One run against ``server``: unpaced then one at a time; its figures."""
     headers = {"Content-Type": "application/json"}
     statuses: dict[int, int] = {}
@@ -56,43 +63,51 @@ async def _run(server: processes.Server, label: str, pushes: int, in_flight: int
 
         unpaced: list[float] = []
         cpu = cpu_seconds(server.process.pid)
+        redis_cpu = [cpu_seconds(pid) for pid in redis_pids]
         began = time.monotonic()
         await run_pushes(lambda n: post(n, unpaced), pushes, in_flight=in_flight, rate=None)
         seconds = time.monotonic() - began
         cpu = cpu_seconds(server.process.pid) - cpu
+        redis_cpu = [cpu_seconds(pid) - before for pid, before in zip(redis_pids, redis_cpu)]
         one_by_one: list[float] = []
         for n in range(sequential):
             await post(pushes + n, one_by_one)
     return {"rate": pushes / seconds, "p50": _percentile(unpaced, 0.5), "p99": _percentile(unpaced, 0.99),
             "seq_p50": _percentile(one_by_one, 0.5), "seq_p99": _percentile(one_by_one, 0.99),
-            "cpu_us": cpu / pushes * 1e6, "statuses": statuses}
+            "cpu_us": cpu / pushes * 1e6, "redis_us": [c / pushes * 1e6 for c in redis_cpu], "statuses": statuses}
 
 
 async def main(args: argparse.Namespace) -> None:
-    with processes.redis_server(private=True) as primary, processes.redis_replica(primary), \
+    with processes.redis_server(private=True) as primary, processes.redis_replica(primary) as replica, \
             processes.service_server(role="interceptor", redis=primary, REDIS_ACK_REPLICAS="0",
                                      **processes.IMAGE_ENV) as off, \
             processes.service_server(role="interceptor", redis=primary, REDIS_ACK_REPLICAS="1",
                                      **processes.IMAGE_ENV) as on:
+        redis_pids = (_redis_pid(primary), replica.process.pid)
         for label, server in (("0", off), ("1", on)):
             await _run(server, f"warm-{label}", 300, args.in_flight, 10)  # connections made, code paths warm
         results: dict[str, list[dict]] = {"0": [], "1": []}
         for run in range(args.runs):
             for label, server in (("0", off), ("1", on)):
-                figures = await _run(server, f"r{run}-{label}", args.pushes, args.in_flight, args.sequential)
+                figures = await _run(server, f"r{run}-{label}", args.pushes, args.in_flight, args.sequential,
+                                     redis_pids)
                 results[label].append(figures)
                 print(f"REDIS_ACK_REPLICAS={label} run {run + 1}: {figures['rate']:7.0f} pushes/s unpaced, "
                       f"ack p50 {figures['p50'] * 1e3:6.2f} ms p99 {figures['p99'] * 1e3:6.2f} ms; one at a time "
                       f"p50 {figures['seq_p50'] * 1e3:5.2f} ms p99 {figures['seq_p99'] * 1e3:5.2f} ms; "
-                      f"interceptor {figures['cpu_us']:5.0f} us CPU/push; statuses {figures['statuses']}",
+                      f"CPU/push: interceptor {figures['cpu_us']:4.0f} us, Redis primary "
+                      f"{figures['redis_us'][0]:3.0f} us, replica {figures['redis_us'][1]:3.0f} us; "
+                      f"statuses {figures['statuses']}",
                       flush=True)
         for label, runs in results.items():
             middle = {key: statistics.median(r[key] for r in runs)
                       for key in ("rate", "p50", "p99", "seq_p50", "seq_p99", "cpu_us")}
+            primary_us, replica_us = (statistics.median(r["redis_us"][i] for r in runs) for i in (0, 1))
             print(f"REDIS_ACK_REPLICAS={label} median of {len(runs)} runs: {middle['rate']:.0f} pushes/s unpaced, "
                   f"ack p50 {middle['p50'] * 1e3:.2f} ms p99 {middle['p99'] * 1e3:.2f} ms; one at a time "
                   f"p50 {middle['seq_p50'] * 1e3:.2f} ms p99 {middle['seq_p99'] * 1e3:.2f} ms; "
-                  f"{middle['cpu_us']:.0f} us interceptor CPU/push")
+                  f"CPU/push: interceptor {middle['cpu_us']:.0f} us, Redis primary {primary_us:.0f} us, "
+                  f"replica {replica_us:.0f} us")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
