@@ -27,7 +27,7 @@ class UnitCosts:
     # interceptors' pipelines; what a primary near its headroom pays. Alone: each push the only one in its turn
     # (200/s), the most a push costs; the shards it would take are shown beside.
     redis_us_per_push: float = 68.0
-    redis_us_per_lone_push: float = 171.0
+    redis_us_per_lone_push: float = 183.0
     # One interceptor process: CPU per push at 1,000 pushes/s, and that rate, the highest it acknowledged with a
     # p99 within 10 ms (docs/cloud-run-sizing.md, "One interceptor process").
     interceptor_ms_per_push: float = 0.46
