@@ -11,7 +11,9 @@ joined. After a warm-up (pushes to conversations without desktops) and ``--idle`
 1. unpaced: ``--pushes`` pushes, 32 in flight, round-robin over the interceptors, the four endpoints and the
    conversations: pushes acknowledged (204) per second;
 2. paced: ``--paced-pushes`` pushes at ``--rate``/s: push-to-desktop latency (stamped just before the POST,
-   read by the desktop as the event arrives).
+   read by the desktop as the event arrives);
+3. skewed: ``--skewed-pushes`` at ``--skewed-rate``/s to the conversations of one primary only, the other
+   primaries quiet (a standalone Redis: every conversation): the latency when the load is uneven.
 
 Per phase and Redis node (``benchmarks/redis_nodes.py``): its CPU per push of its shard with its idle rate
 subtracted (``INFO cpu``), and ``FCALL`` / ``SPUBLISH`` µs per call and calls per push (``INFO
@@ -62,6 +64,7 @@ from testing.tokens import mint_tokens
 PROJECT = processes.TEST_PROJECT
 IN_FLIGHT = 32  # the scenarios' POSTs in flight
 MODEL_RATES = (1_000, 10_000, 50_000)
+SEQUENCE_KEYS = f"*{{projects/{PROJECT}/conversations/SCALE-*}}:seq"  # the benchmark conversations' sequences
 
 
 @dataclass(frozen=True)
@@ -147,8 +150,8 @@ def spread(values: list[float]) -> float:
     return max(values) / mean if mean else math.nan
 
 
-async def push(urls: list[str], phase: Phase, count: int, conversations: int, rate: float | None) -> None:
-    """POST ``count`` pushes round-robin over ``urls`` (the interceptors) and the conversations."""
+async def push(urls: list[str], phase: Phase, count: int, targets: list[int], rate: float | None) -> None:
+    """POST ``count`` pushes round-robin over ``urls`` (the interceptors) and the conversations ``targets``."""
     now = datetime.now(UTC)
     publish_time = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
     run_id = f"{phase.name.split()[0]}-{time.time_ns()}"
@@ -157,7 +160,7 @@ async def push(urls: list[str], phase: Phase, count: int, conversations: int, ra
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30.0)) as session:
 
         async def post(sequence: int) -> None:
-            target = sequence % conversations
+            target = targets[sequence % len(targets)]
             kind, message_id, data = envelope(sequence, run_id, conversation(target), publish_time)
             try:
                 async with session.post(f"{urls[sequence % len(urls)]}/{kind}", data=data,
@@ -194,7 +197,7 @@ def desktop_specs(args: argparse.Namespace, connectors: list[processes.Server],
     return specs, member
 
 
-async def measure_phase(args: argparse.Namespace, phase: Phase, rate: float | None, count: int,
+async def measure_phase(args: argparse.Namespace, phase: Phase, rate: float | None, count: int, targets: list[int],
                         fleet: Fleet, servers: dict[str, list[processes.Server]],
                         nodes: list[redis_nodes.Node], delivered_before: int) -> None:
     """One push phase: pushes, their deliveries awaited, every process's and Redis node's counters around it."""
@@ -203,7 +206,7 @@ async def measure_phase(args: argparse.Namespace, phase: Phase, rate: float | No
         return sum(process_usage(server.process.pid)[1] for server in servers[role])
 
     before = redis_nodes.snapshot(nodes), cpu("interceptor"), cpu("connector")
-    await push([server.http_url for server in servers["interceptor"]], phase, count, args.conversations, rate)
+    await push([server.http_url for server in servers["interceptor"]], phase, count, targets, rate)
     phase.expected = len(phase.acked) * args.per_conversation
     await wait_for(fleet, delivered_before + phase.expected, settle=args.settle, deadline=args.deadline)
     phase.redis = redis_nodes.changes(redis_nodes.snapshot(nodes), before[0])
@@ -214,8 +217,7 @@ async def measure_phase(args: argparse.Namespace, phase: Phase, rate: float | No
 async def run_one(kind: str, layout: Shape, args: argparse.Namespace, tokens: list[str]) -> Run:
     """One run from fresh processes."""
     problems: list[str] = []
-    paced = Phase(f"paced {args.rate:g}/s")
-    phases = [Phase("unpaced"), paced]
+    phases = [Phase("unpaced"), Phase(f"paced {args.rate:g}/s"), Phase(f"skewed {args.skewed_rate:g}/s")]
     with contextlib.ExitStack() as stack:
         address = stack.enter_context(processes.redis_cluster(private=True) if kind == "cluster"
                                       else processes.redis_server(private=True))
@@ -245,14 +247,19 @@ async def run_one(kind: str, layout: Shape, args: argparse.Namespace, tokens: li
         gc.freeze()
         gc.disable()  # the pusher must not pause mid-phase (its latencies would read as the servers')
         try:
-            delivered = 0
-            for phase, rate, count in ((phases[0], None, args.pushes), (paced, args.rate, args.paced_pushes)):
-                await measure_phase(args, phase, rate, count, fleet, servers, nodes, delivered)
+            delivered, every = 0, list(range(args.conversations))
+            for phase, rate, count in ((phases[0], None, args.pushes), (phases[1], args.rate, args.paced_pushes),
+                                       (phases[2], args.skewed_rate, args.skewed_pushes)):
+                # The skewed phase pushes to the conversations of the first primary only, the others quiet.
+                targets = every if phase is not phases[2] else sorted(
+                    int(name.rsplit("-", 1)[1]) for name in
+                    redis_nodes.conversations_by_primary(nodes, SEQUENCE_KEYS)[nodes[0].port])
+                await measure_phase(args, phase, rate, count, targets, fleet, servers, nodes, delivered)
                 delivered += phase.expected
         finally:
             gc.enable()
         report = await fleet.stop(timeout=max(30.0, desktops / 50))
-        held = redis_nodes.conversations_by_primary(nodes, f"*{{projects/{PROJECT}/conversations/SCALE-*}}:seq")
+        held = redis_nodes.conversations_by_primary(nodes, SEQUENCE_KEYS)
         await asyncio.sleep(0.3)
         warnings = []
         for role, running in servers.items():
@@ -331,6 +338,9 @@ def print_run(run: Run) -> None:
         parts = [head, f"idle {1000 * run.idle_cpu_per_second[node.port]:.2f} ms/s"]
         for phase in run.phases:
             pushes = run.shard_pushes(phase)[node.shard]
+            if not pushes:
+                parts.append(f"{phase.name.split()[0]}: no pushes")
+                continue
             commands = ", ".join(
                 f"{name} {usec / calls:.1f} us x {calls / pushes:.2f}"
                 for name, (calls, usec) in phase.redis[node.port].commands.items() if calls and pushes)
@@ -353,16 +363,18 @@ def print_run(run: Run) -> None:
 def summarise(runs: list[Run]) -> tuple[float, float]:
     """One line per run; returns the Redis CPU per push the model takes, loaded (unpaced) and alone (paced):
     the highest primary of the cluster runs (of every run without one)."""
-    print("\nsummary: redis shape | unpaced acked/s | paced p50 / p99 ms | Redis CPU us/push on a primary, "
-          "unpaced / paced (highest primary) | on a replica, paced | conversations, pushes max/mean", flush=True)
+    print("\nsummary: redis shape | unpaced acked/s | paced p50 / p99 ms | skewed p50 / p99 ms | Redis CPU us/push "
+          "on a primary, unpaced / paced (highest primary) | on a replica, paced | conversations, pushes max/mean",
+          flush=True)
     for run in runs:
-        unpaced, paced = run.phases
+        unpaced, paced, skewed = run.phases
         primary = {phase.name: [run.node_us_per_push(phase, node) for node in run.primaries()]
                    for phase in run.phases}
         replicas = [run.node_us_per_push(paced, node) for node in run.nodes if node.role == "replica"]
         held = [run.held.get(node.port, {}) for node in run.primaries()]
         print(f"{run.kind:<10} {str(run.shape):<5} | {unpaced.acked_per_second:>6.0f} | "
               f"{percentile(paced.latencies, 0.5):>6.2f} / {percentile(paced.latencies, 0.99):>6.2f} | "
+              f"{percentile(skewed.latencies, 0.5):>7.2f} / {percentile(skewed.latencies, 0.99):>7.2f} | "
               f"{max(primary[unpaced.name]):>6.1f} / {max(primary[paced.name]):>6.1f} | "
               f"{max(replicas) if replicas else math.nan:>6.1f} | "
               f"{spread([len(h) for h in held]):.2f}, {spread([sum(h.values()) for h in held]):.2f}", flush=True)
@@ -373,10 +385,11 @@ def summarise(runs: list[Run]) -> tuple[float, float]:
 
 def print_model(costs: capacity.UnitCosts, source: str) -> None:
     load, headroom = capacity.Load(1), capacity.Headroom()
-    print(f"\ncapacity model (deployment/capacity.py): Redis CPU per push on a primary {costs.redis_us_per_push:.1f} us "
-          f"loaded, {costs.redis_us_per_lone_push:.1f} us alone ({source}), busiest primary <= "
-          f"{headroom.redis_primary:.0%} of a core; interceptor {costs.interceptor_ms_per_push} ms/push, <= "
-          f"{costs.interceptor_pushes_per_process:,.0f} pushes/s a process; connector {costs.connector_us_per_event:.0f} "
+    print(f"\ncapacity model (deployment/capacity.py): Redis CPU per push on a primary "
+          f"{costs.redis_us_per_push:.1f} us loaded, {costs.redis_us_per_lone_push:.1f} us alone ({source}), "
+          f"busiest primary <= {headroom.redis_primary:.0%} of a core; interceptor {costs.interceptor_ms_per_push} "
+          f"ms/push, <= {costs.interceptor_pushes_per_process:,.0f} pushes/s a process; connector "
+          f"{costs.connector_us_per_event:.0f} "
           f"us/event, <= {costs.desktops_per_connector:,} desktops; instances <= {headroom.instance:.0%} of a core; "
           f"{load.pushes_per_conversation:g} pushes/s and {load.desktops_per_conversation:g} desktops a conversation",
           flush=True)
@@ -386,7 +399,8 @@ def print_model(costs: capacity.UnitCosts, source: str) -> None:
 
 async def run(args: argparse.Namespace) -> bool:
     print(f"load average {os.getloadavg()[0]:.2f}; open-file limit {raise_file_limit()}; {os.cpu_count()} CPUs; "
-          f"{args.pushes} unpaced + {args.paced_pushes} pushes at {args.rate:g}/s per run", flush=True)
+          f"per run {args.pushes} pushes unpaced, {args.paced_pushes} at {args.rate:g}/s, {args.skewed_pushes} at "
+          f"{args.skewed_rate:g}/s to the first primary's conversations only", flush=True)
     tokens = mint_tokens([f"scale-agent-{i}" for i in range(args.conversations * args.per_conversation)])
     runs = []
     for kind in args.redis:
@@ -415,6 +429,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pushes", type=int, help="unpaced pushes per run (default 3000)")
     parser.add_argument("--paced-pushes", type=int, help="paced pushes per run (default 1500)")
     parser.add_argument("--rate", type=float, help="the paced phase's pushes/s (default 200)")
+    parser.add_argument("--skewed-pushes", type=int,
+                        help="pushes per run to the first primary's conversations only (default 500)")
+    parser.add_argument("--skewed-rate", type=float, help="the skewed phase's pushes/s (default 100)")
     parser.add_argument("--idle", type=float, help="seconds of each Redis node's idle CPU (default 3)")
     parser.add_argument("--workers", type=int, default=2, help="desktop processes of the load generator (default 2)")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
@@ -431,6 +448,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     args.pushes = args.pushes or (60 if quick else 3000)
     args.paced_pushes = args.paced_pushes or (40 if quick else 1500)
     args.rate = args.rate or (100.0 if quick else 200.0)
+    args.skewed_pushes = args.skewed_pushes or (40 if quick else 500)
+    args.skewed_rate = args.skewed_rate or 100.0
     args.idle = args.idle if args.idle is not None else (0.5 if quick else 3.0)
     return args
 
