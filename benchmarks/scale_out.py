@@ -22,10 +22,10 @@ max/mean of each over the primaries. Then one summary line per run, and the capa
 (``deployment/capacity.py``) with the Redis CPU per push of the busiest primary of the cluster runs, unpaced
 (loaded) and paced (alone): shards, interceptors and connectors for 1,000, 10,000 and 50,000 pushes/s.
 
-    flock /work/bench.lock .venv/bin/python -m benchmarks.scale_out           # 1x1 2x2 on both, ~3 minutes
+    .venv/bin/python -m benchmarks.scale_out                      # 1x1 2x2 on both, ~4 minutes
     .venv/bin/python -m benchmarks.scale_out --redis cluster --shapes 2x2 --rate 300
     .venv/bin/python -m benchmarks.scale_out --quick              # seconds (tests/test_benchmark_scale_out.py)
-    .venv/bin/python -m benchmarks.scale_out --model-only                     # the model with its default figures
+    .venv/bin/python -m benchmarks.scale_out --model-only         # the model with its default figures
 
 On this 2-core machine every process shares the same cores, so pushes/s cannot grow with shards or
 processes: the figures to carry elsewhere are the CPU per push on each node and the spread. Exit status 1
