@@ -92,6 +92,22 @@ class Layout:
                 raise TimeoutError(f"the replica on {replica} did not take over from {dead} after {timeout}s")
             time.sleep(0.05)
 
+    def restart_as_replica(self, port: int, *, timeout: float = 60.0) -> None:
+        """Start the killed node on ``port`` again and block until it is its successor's replica, in sync (as a
+        replaced node rejoins a managed cluster)."""
+        self.cluster.node(port).start()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                role = self.command(port, "ROLE")
+                if role[0] == "slave" and role[3] == "connected":
+                    return
+            except (redis.RedisError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the node on {port} did not come back as a replica after {timeout}s")
+            time.sleep(0.05)
+
     def _failed_over(self, dead: int, replica: int) -> bool:
         try:
             for port in self.live_ports():

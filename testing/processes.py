@@ -201,12 +201,19 @@ class ClusterNode:
 
     port: int
     process: subprocess.Popen | None
+    command: tuple[str, ...] = ()  # what started it (``start`` runs it again)
 
     def kill(self) -> None:
         """Stop this node at once (SIGKILL): its replica takes over after ``cluster-node-timeout``."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+    def start(self) -> None:
+        """Start a killed node again: with its configuration file it rejoins the cluster (a primary that was
+        failed over comes back as its successor's replica)."""
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, process=self.process)
 
 
 @dataclass(frozen=True)
@@ -273,19 +280,16 @@ def redis_cluster(*, private: bool = False) -> Iterator[RedisClusterAddress]:
             for _ in range(CLUSTER_NODES):
                 # The bus on a port of its own: the default (port + 10000) may be taken, or past 65535.
                 port, bus = free_port(), free_port()
-                process = subprocess.Popen(
-                    [binary, "--bind", "127.0.0.1", "--port", str(port), "--cluster-port", str(bus),
-                     "--cluster-enabled", "yes",
-                     "--cluster-config-file", f"{directory}/nodes-{port}.conf", "--cluster-node-timeout", "2000",
-                     # A replica shows in CLUSTER SLOTS once its offset moves: the primary's ping moves it.
-                     "--repl-ping-replica-period", "1",
-                     # A replica's first sync at once, not after the diskless sync's default 5 s wait for others.
-                     "--repl-diskless-sync-delay", "0",
-                     "--save", "", "--appendonly", "no", "--dir", directory, "--protected-mode", "yes"],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.STDOUT,
-                )
-                nodes.append(ClusterNode(port, process))
+                command = (binary, "--bind", "127.0.0.1", "--port", str(port), "--cluster-port", str(bus),
+                           "--cluster-enabled", "yes",
+                           "--cluster-config-file", f"{directory}/nodes-{port}.conf", "--cluster-node-timeout", "2000",
+                           # A replica shows in CLUSTER SLOTS once its offset moves: the primary's ping moves it.
+                           "--repl-ping-replica-period", "1",
+                           # A replica's first sync at once, not after the diskless sync's default 5 s wait.
+                           "--repl-diskless-sync-delay", "0",
+                           "--save", "", "--appendonly", "no", "--dir", directory, "--protected-mode", "yes")
+                process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                nodes.append(ClusterNode(port, process, command))
                 wait_for_port(port, process=process)
             ports = [node.port for node in nodes]
             _redis_cli("--cluster", "create", *(f"127.0.0.1:{port}" for port in ports), "--cluster-replicas", "1",

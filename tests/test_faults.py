@@ -74,7 +74,7 @@ async def test_without_the_limits_the_stalled_desktop_s_events_pile_up_past_the_
     assert (tally.lost, tally.duplicated) == (0, 0), tally.line()
 
 
-QUICK_CLUSTER = {"pushes": 150, "rate": 50.0, "per_shard": 1, "desktops": 4}
+QUICK_CLUSTER = {"pushes": 120, "rate": 60.0, "per_shard": 1, "desktops": 4}
 
 
 async def test_on_a_cluster_a_killed_connector_s_desktop_recovers_everything_on_another() -> None:
@@ -91,4 +91,10 @@ async def test_on_a_cluster_a_killed_primary_s_replica_takes_over_and_the_deskto
     """Without REDIS_ACK_REPLICAS acknowledged events the primary had not replicated may be lost: let pass."""
     tally = await cluster_faults.cluster_primary_killed(**QUICK_CLUSTER)
     assert tally.attempts > tally.pushed, "pushes to the killed primary's shard should have been answered 503"
+    assert_clean(tally)
+
+
+async def test_on_a_cluster_with_acknowledged_replication_a_killed_primary_loses_nothing_acknowledged() -> None:
+    tally = await cluster_faults.cluster_primary_killed(**QUICK_CLUSTER, ack_replicas=True)
+    assert not tally.losses_allowed and tally.attempts > tally.pushed, tally.line()
     assert_clean(tally)

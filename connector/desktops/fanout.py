@@ -176,7 +176,11 @@ class Hub:
         if not self._members:
             return
         # A conversation of another epoch now (Redis came back without its data) reads from that epoch's start.
-        since = {conversation: self._last.get(conversation, Offset("", 0)) for conversation in self._members}
+        # One without a position yet is being joined: its join takes the position once subscribed, and the desktop
+        # joining it gets what its join asked for; read from the start, every stored event went to its members again.
+        since = {conversation: self._last[conversation] for conversation in self._members if conversation in self._last}
+        if not since:
+            return
         replay = await get_history().read(since)
         for event in replay.events:
             self.deliver(event)
