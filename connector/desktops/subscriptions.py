@@ -97,6 +97,9 @@ class Subscription:
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task | None = None
         self._confirmations: dict[tuple[Kind, str], asyncio.Future[None]] = {}
+        # Sharded channels unsubscribed on the current connection whose SUNSUBSCRIBE Redis has not confirmed yet
+        # (how many times each): such a confirmation is ours even when the channel is wanted again meanwhile.
+        self._unsubscribing: dict[str, int] = {}
         # One SUBSCRIBE or UNSUBSCRIBE at a time: redis-py's PubSub connects on its first command,
         # and two concurrent first commands would each open a connection of their own.
         self._commands = asyncio.Lock()
@@ -151,6 +154,8 @@ class Subscription:
             if name in self._wanted[kind]:
                 return
             await getattr(self._pubsub, kind.unsubscribe)(name)
+            if kind is SHARD:
+                self._unsubscribing[name] = self._unsubscribing.get(name, 0) + 1
 
     def _watch_connections(self) -> None:
         """Hear of redis-py making a connection again by itself (``_connection_remade``): the pub/sub's own
@@ -212,6 +217,7 @@ class Subscription:
         longer serves it)."""
         async with self._commands:
             old, self._pubsub = self._pubsub, None
+            self._unsubscribing.clear()
             if old is not None:
                 try:
                     await old.aclose()
@@ -280,6 +286,7 @@ class Subscription:
     def _connection_remade(self, connection: object) -> None:
         """redis-py's connect callback, after its own re-subscription."""
         self._remade = True
+        self._unsubscribing.clear()  # a new connection: no confirmation of the old one's comes
 
     async def _after_remade_connection(self) -> None:
         """After the connection was made again: drop what is no longer wanted, then let the user make up
@@ -296,6 +303,11 @@ class Subscription:
 
     def _handle(self, message: dict) -> None:
         channel = _text(message["channel"])
+        if message["type"] in (SHARD.unsubscribe, SHARD.unsubscribe.encode()) and self._unsubscribing.get(channel):
+            self._unsubscribing[channel] -= 1  # the confirmation of an unsubscribe of ours
+            if not self._unsubscribing[channel]:
+                del self._unsubscribing[channel]
+            return
         if message["type"] in (SHARD.unsubscribe, SHARD.unsubscribe.encode()) and channel in self._wanted[SHARD]:
             # Not ours (``unsubscribe`` sends one only for a channel no longer wanted): Redis moved the
             # channel's slot to another shard, and what is published there no longer reaches this connection.
@@ -318,3 +330,6 @@ class Subscription:
             if stale:
                 async with self._commands:
                     await getattr(self._pubsub, kind.unsubscribe)(*stale)
+                if kind is SHARD:
+                    for name in stale:
+                        self._unsubscribing[_text(name)] = self._unsubscribing.get(_text(name), 0) + 1
