@@ -10,6 +10,10 @@ interceptor (``benchmarks.socketio_delivery``'s push phase) and prints
 delivery counts and push-to-desktop latency per transport.
 
     .venv/bin/python -m benchmarks.polling [--desktops 40 --conversations 10 --pushes 1000 --concurrency 8]
+        [--redis cluster]
+
+``--redis cluster`` runs it on a private local Redis Cluster (three primaries,
+a replica each) instead of a standalone Redis.
 
 Everything binds to 127.0.0.1. Exit status 1 when an event was lost,
 duplicated or misdelivered, or a desktop was disconnected.
@@ -53,7 +57,8 @@ def report(args: argparse.Namespace, desktops: list[Desktop], started: dict[str,
     for desktop, latency, _ in counted.first:
         latencies[transport_of(desktop.index, args.conversations)].append(latency)
     print(f"desktops={args.desktops} (half polling, half websocket) conversations={args.conversations} "
-          f"pushes={args.pushes} concurrency={args.concurrency}, 2 connectors behind nginx round-robin")
+          f"pushes={args.pushes} concurrency={args.concurrency}, 2 connectors behind nginx round-robin, "
+          f"{args.redis} Redis")
     print(f"delivered / expected   {counted.delivered} / {counted.expected}")
     print(f"duplicates             {counted.duplicates}")
     print(f"misdelivered           {counted.misdelivered}")
@@ -70,7 +75,8 @@ def report(args: argparse.Namespace, desktops: list[Desktop], started: dict[str,
 
 async def run(args: argparse.Namespace) -> bool:
     tokens = mint_tokens([f"bench-agent-{index}" for index in range(args.desktops)])
-    with processes.redis_server() as redis, \
+    store = processes.redis_cluster(private=True) if args.redis == "cluster" else processes.redis_server()
+    with store as redis, \
             processes.service_server(role="interceptor", redis=redis) as interceptor, \
             processes.service_server(role="connector", redis=redis) as first, \
             processes.service_server(role="connector", redis=redis) as second, \
@@ -101,6 +107,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=8, help="POSTs in flight at once (8)")
     parser.add_argument("--timeout", type=float, default=15.0, help="per connect/join/POST timeout, s")
     parser.add_argument("--settle", type=float, default=5.0, help="stop waiting after this long with no delivery, s")
+    parser.add_argument("--redis", choices=("standalone", "cluster"), default="standalone",
+                        help="the kind of Redis the servers share (standalone)")
     parser.add_argument("--deadline", type=float, default=300.0, help="cap on the push phase and on the wait, s")
     args = parser.parse_args(argv)
     args.http_client = "httpx"
