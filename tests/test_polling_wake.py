@@ -4,7 +4,8 @@ standalone Redis and on a Redis Cluster.
 The wake is an ``SPUBLISH`` on the session's own channel (in its keys' slot), which each process holding a
 poller of the session reads through one ``SSUBSCRIBE`` made with the poller and dropped with it; no classic
 pattern subscription is left (a cluster would broadcast its messages to every node). The ping interval is
-far longer than the client's timeout, so a poll that was not woken would not answer in time.
+far longer than the client's timeout, so a poll that was not woken would not answer in time. On a cluster, a
+wake channel whose slot moves is subscribed again at its new owner.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 
+from connector.desktops.polling.waiting import Pollers
 from connector.desktops.subscriptions import SHARD, Subscription
 from events import redis_client
 from testing import clients, processes
@@ -165,3 +167,40 @@ async def test_a_channel_unsubscribed_and_wanted_again_before_redis_confirmed_st
         assert restored == []
     finally:
         await subscription.close()
+
+
+async def test_a_wake_channel_whose_slot_moves_is_subscribed_again_at_its_new_owner(settings, redis_cluster) -> None:
+    """On a cluster, Redis ends the subscription of a wake channel whose slot moves to another primary: the
+    process subscribes again at the new owner and wakes its polls (a wake may have been missed meanwhile); later
+    wakes, published at the new owner, reach the poll."""
+    settings.REDISHOST, settings.REDISPORT, settings.REDIS_CLUSTER = redis_cluster.host, redis_cluster.port, True
+    direct = RedisCluster(host=redis_cluster.host, port=redis_cluster.port)
+    await direct.initialize()
+    pollers = Pollers()
+    sid = uuid.uuid4().hex  # no session: its slot holds no keys, so it moves without a MIGRATE
+    poller = await pollers.attach(sid)
+    try:
+        assert poller is not None
+        await redis_client.get_redis().spublish(poller.channel, "1")
+        await clients.wait_until(lambda: poller.woken_by_session, what="the first wake")
+        poller.rearm()
+        slot = direct.keyslot(poller.channel)
+        owner = direct.get_node_from_key(poller.channel)
+        target = next(node for node in direct.get_primaries() if node.name != owner.name)
+        target_id = await direct.execute_command("CLUSTER MYID", target_nodes=target)
+        owner_id = await direct.execute_command("CLUSTER MYID", target_nodes=owner)
+        await direct.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", owner_id, target_nodes=target)
+        await direct.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id, target_nodes=owner)
+        for node in (target, owner, *(n for n in direct.get_primaries() if n.name not in (owner.name, target.name))):
+            await direct.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id, target_nodes=node)
+        await clients.wait_until(lambda: poller.woken_by_session, what="the wake of a restored subscription",
+                                 timeout=15)
+        poller.rearm()
+        await redis_client.get_redis().spublish(poller.channel, "1")  # (the client learns of the move: MOVED)
+        await clients.wait_until(lambda: poller.woken_by_session, what="a wake at the new owner")
+        assert pollers._wakes._pubsub.node_pubsub_mapping.keys() == {target.name}
+    finally:
+        poller.ended = True
+        pollers.detach(poller)
+        await pollers._wakes.close()
+        await direct.aclose()
