@@ -204,3 +204,35 @@ async def test_a_wake_channel_whose_slot_moves_is_subscribed_again_at_its_new_ow
         pollers.detach(poller)
         await pollers._wakes.close()
         await direct.aclose()
+
+
+async def test_a_primary_left_without_wake_channels_is_no_lost_subscription(settings, redis_cluster) -> None:
+    """On a cluster, the last channel a process held on a primary goes (its poller's session ended): redis-py
+    closes that primary's pub/sub, and a read that was about to take its turn there is not taken for a lost
+    subscription, which would be made again and wake every poll of the process."""
+    settings.REDISHOST, settings.REDISPORT, settings.REDIS_CLUSTER = redis_cluster.host, redis_cluster.port, True
+    direct = RedisCluster(host=redis_cluster.host, port=redis_cluster.port)
+    await direct.initialize()
+    restored: list[bool] = []
+
+    async def on_restored() -> None:
+        restored.append(True)
+
+    subscription = Subscription("Test subscription", logging.getLogger(__name__), received=lambda *_: None,
+                                restored=on_restored)
+    by_primary: dict[str, str] = {}
+    while len(by_primary) < 2:
+        channel = f"{settings.EVENT_KEY_PREFIX}eio:{{{uuid.uuid4().hex}}}:wake"
+        by_primary.setdefault(direct.get_node_from_key(channel).name, channel)
+    kept, churned = by_primary.values()
+    try:
+        await subscription.subscribe(kept, SHARD)
+        for number in range(100):
+            await subscription.subscribe(churned, SHARD)
+            subscription.discard(churned, SHARD)
+            await subscription.unsubscribe(churned, SHARD)
+            await asyncio.sleep(0.001 * (number % 25))  # at any point of the reader's 20 ms turns
+        assert restored == []
+    finally:
+        await subscription.close()
+        await direct.aclose()

@@ -231,6 +231,11 @@ class Subscription:
             try:
                 message = await self._pubsub.get_sharded_message(timeout=SHARD_TURN_SECONDS)
             except RuntimeError as error:
+                if self._subscribing:
+                    # A subscribe is making a new primary's pub/sub: redis-py lists it before it has taken its
+                    # connection, and says "connection not set" when its turn comes then.
+                    await asyncio.sleep(0.005)
+                    continue
                 # A primary's pub/sub whose connection redis-py dropped (after a failure it reports elsewhere):
                 # redis-py says "connection not set"; the subscription is made again like a lost one.
                 raise SubscriptionEnded(str(error)) from error
