@@ -227,7 +227,7 @@ async def test_a_primary_left_without_wake_channels_is_no_lost_subscription(sett
     kept, churned = by_primary.values()
     try:
         await subscription.subscribe(kept, SHARD)
-        for number in range(100):
+        for number in range(40):
             await subscription.subscribe(churned, SHARD)
             subscription.discard(churned, SHARD)
             await subscription.unsubscribe(churned, SHARD)
