@@ -79,6 +79,7 @@ def test_login_form_refuses_a_post_without_its_csrf_token(staff) -> None:
     assert response.status_code == 403
 
 
+@pytest.mark.usefixtures("redis_kind")  # on a standalone Redis and on a cluster
 def test_live_view_shows_counters_and_stored_events_but_no_content(operator: Client) -> None:
     name = conversation()
     publish_event(name, "admin-m-1")
@@ -97,6 +98,7 @@ def test_live_view_shows_counters_and_stored_events_but_no_content(operator: Cli
     assert "+15551230000" not in page
 
 
+@pytest.mark.usefixtures("redis_kind")  # on a standalone Redis and on a cluster
 def test_live_view_lists_the_desktops_each_instance_reports(operator: Client, settings) -> None:
     """A record as a connector process writes it (``connector.desktops.instances``), grouped by conversation."""
     name = conversation()
@@ -119,6 +121,7 @@ def test_live_view_lists_the_desktops_each_instance_reports(operator: Client, se
     assert response.context["state"].counters["desktops_by_transport"] == {"socketio": 1, "websocket": 1}
 
 
+@pytest.mark.usefixtures("redis_kind")  # on a standalone Redis and on a cluster
 def test_purge_deletes_the_stored_events_and_later_replays_say_so(operator: Client) -> None:
     name = conversation()
     publish_event(name, "admin-p-1")
@@ -149,11 +152,12 @@ def test_disconnect_refuses_ids_that_are_not_ids(operator: Client, fields: dict)
     assert "Name an instance and a connection" in response.content.decode()
 
 
+@pytest.mark.usefixtures("redis_kind")  # on a standalone Redis and on a cluster
 def test_disconnect_publishes_the_control_message(operator: Client) -> None:
     received = []
 
     async def listen_and_ask() -> None:
-        pubsub = redis_client.get_subscriber().pubsub(ignore_subscribe_messages=True)
+        pubsub = await redis_client.subscriber_pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(instances.control_channel())
         await instances.request_disconnect("abc123", "c0ffee01")
         message = None

@@ -32,7 +32,7 @@ def test_a_small_polling_benchmark_delivers_everything_exactly_once_on_both_tran
     """``python -m benchmarks.polling``, small: two connectors behind nginx, half the desktops long-polling."""
     environment = processes.server_environment(role="all", redis=None)
     run = subprocess.run([sys.executable, "-m", "benchmarks.polling", "--desktops", "8", "--conversations", "2",
-                          "--pushes", "40"], cwd=processes.REPOSITORY, env=environment, capture_output=True,
+                          "--pushes", "40", "--wakes", "5"], cwd=processes.REPOSITORY, env=environment, capture_output=True,
                          text=True, timeout=240)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
@@ -43,6 +43,7 @@ def test_a_small_polling_benchmark_delivers_everything_exactly_once_on_both_tran
                                    re.M).group(1)) for transport in ("polling", "websocket")]
     assert sum(per_transport) == delivered and min(per_transport) > 0, output
     assert re.search(r"^connectors' CPU +\d+\.\d+ s", run.stdout, re.M), output
+    assert re.search(r"^wakes +5: .* ms  p50 ", run.stdout, re.M), output  # every poll was woken
 
 
 def test_a_quick_soak_loses_and_doubles_nothing_while_every_bound_is_abused() -> None:

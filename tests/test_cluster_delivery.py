@@ -156,7 +156,7 @@ async def test_a_late_joiner_gets_the_history_and_ws_resumes_after_an_offset(ser
 
 
 async def test_a_long_polling_desktop_receives_and_one_that_upgrades_too(servers, direct, token) -> None:
-    """One desktop stays on long-polling (its session's keys in one slot, woken over classic pub/sub); another
+    """One desktop stays on long-polling (its session's keys and wake channel in one slot); another
     starts on it and upgrades to WebSocket (the upgrade adopts the polling session's state)."""
     interceptor, _, second = servers
     _, _, name = on_each_shard(direct, "polling")

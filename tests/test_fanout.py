@@ -222,3 +222,23 @@ async def test_members_waiting_on_a_subscription_that_is_never_confirmed_fail_wi
         assert (await again.receive())["payload"] == PAYLOAD
         await hub.leave(stalled_name, again)
         await hub.leave(first_name, first)
+
+
+@pytest.mark.usefixtures("redis_kind")
+async def test_a_catch_up_while_a_first_join_waits_for_its_subscribe_sends_its_member_nothing_older() -> None:
+    """A restored subscription's catch-up that comes while a conversation's first join waits for its SUBSCRIBE
+    (no position of it known yet) owes the joining member nothing: read from the start, the conversation's
+    whole kept history would reach a desktop that did not ask for it, or one that recovered past it."""
+    name, other = "projects/p/conversations/mid-join", "projects/p/conversations/mid-join-other"
+    for number in range(3):
+        await publish(conversation_name=name, event="new-message-event", payload={"message_id": f"old-{number}"})
+    hub = get_hub()
+    await hub.join(other, EventListener())  # the subscription is up
+    listener = EventListener()
+    async with hub._subscription._commands:  # the join's SUBSCRIBE waits for its turn
+        joining = asyncio.create_task(hub.join(name, listener))
+        await asyncio.sleep(0.1)
+        await hub._catch_up()  # what the reader runs once a lost connection is back
+    await joining
+    await publish(conversation_name=name, event="new-message-event", payload={"message_id": "live"})
+    assert (await listener.receive())["payload"] == {"message_id": "live"}

@@ -119,6 +119,7 @@ async def events_of(client: SocketIOTestClient, count: int) -> list[str]:
     return [(await client.receive_event())[1]["message_id"] for _ in range(count)]
 
 
+@pytest.mark.usefixtures("redis_kind")  # on a cluster: the conversations on every shard
 async def test_a_desktop_at_the_join_limit_recovers_exactly_what_it_missed() -> None:
     """64 conversations joined, an event received in each: the last offset names all 64 (within the length
     bound), and recovering with it replays only the event pushed while away."""
@@ -180,6 +181,7 @@ async def test_an_offset_that_cannot_be_resumed_from_gives_a_new_session(kind) -
         assert await events_of(again, 1) == [live]
 
 
+@pytest.mark.usefixtures("redis_kind")  # on a cluster: the conversations on every shard
 async def test_positions_of_conversations_joined_in_a_session_are_where_each_join_started() -> None:
     """The session record holds each conversation's join start (its epoch and seq): a client whose offset does
     not name a conversation (no event since its join) resumes it from there."""

@@ -19,10 +19,9 @@ from collections.abc import Iterator
 import aiohttp
 import httpx
 import pytest
-import redis
 
 from connector.desktops import offsets
-from testing import clients, processes
+from testing import clients, processes, redis_kinds
 from testing.clients import SocketIODesktop
 from testing.engineio_polling import (
     connect_answer,
@@ -48,25 +47,78 @@ def polling_redis() -> Iterator[processes.RedisAddress]:
         yield address
 
 
+def polling_connectors(store: processes.RedisAddress | processes.RedisClusterAddress):
+    extra = {**PING, "CORS_ALLOWED_ORIGINS": ALLOWED_ORIGIN, "SOCKETIO_MAX_PAYLOAD": "4096",
+             "PRESENCE_KEY_TTL_SECONDS": "3"}
+    with processes.service_server(role="connector", redis=store, **extra) as first, \
+            processes.service_server(role="connector", redis=store, **extra) as second:
+        yield first, second
+
+
 @pytest.fixture(scope="module")
-def interceptor(polling_redis) -> Iterator[processes.Server]:
+def standalone_interceptor(polling_redis) -> Iterator[processes.Server]:
     with processes.service_server(role="interceptor", redis=polling_redis) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def connectors(polling_redis) -> Iterator[tuple[processes.Server, processes.Server]]:
-    extra = {**PING, "CORS_ALLOWED_ORIGINS": ALLOWED_ORIGIN, "SOCKETIO_MAX_PAYLOAD": "4096",
-             "PRESENCE_KEY_TTL_SECONDS": "3"}
-    with processes.service_server(role="connector", redis=polling_redis, **extra) as first, \
-            processes.service_server(role="connector", redis=polling_redis, **extra) as second:
-        yield first, second
+def standalone_connectors(polling_redis) -> Iterator[tuple[processes.Server, processes.Server]]:
+    yield from polling_connectors(polling_redis)
 
 
 @pytest.fixture(scope="module")
-def balancer(connectors):
-    with round_robin([server.port for server in connectors]) as proxy:
+def standalone_balancer(standalone_connectors):
+    with round_robin([server.port for server in standalone_connectors]) as proxy:
         yield proxy
+
+
+# The same on the session's Redis Cluster, for the tests marked ON_BOTH (started at the first of them).
+
+
+@pytest.fixture(scope="module")
+def cluster_interceptor(redis_cluster) -> Iterator[processes.Server]:
+    with processes.service_server(role="interceptor", redis=redis_cluster) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def cluster_connectors(redis_cluster) -> Iterator[tuple[processes.Server, processes.Server]]:
+    yield from polling_connectors(redis_cluster)
+
+
+@pytest.fixture(scope="module")
+def cluster_balancer(cluster_connectors):
+    with round_robin([server.port for server in cluster_connectors]) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def store_kind(request) -> str:
+    """``standalone`` unless a test is marked ON_BOTH: the kind of Redis its servers run on."""
+    return getattr(request, "param", "standalone")
+
+
+ON_BOTH = pytest.mark.parametrize("store_kind", ["standalone", "cluster"], indirect=True)
+
+
+@pytest.fixture
+def interceptor(store_kind, request) -> processes.Server:
+    return request.getfixturevalue(f"{store_kind}_interceptor")
+
+
+@pytest.fixture
+def connectors(store_kind, request) -> tuple[processes.Server, processes.Server]:
+    return request.getfixturevalue(f"{store_kind}_connectors")
+
+
+@pytest.fixture
+def balancer(store_kind, request):
+    return request.getfixturevalue(f"{store_kind}_balancer")
+
+
+@pytest.fixture
+def store(store_kind, request) -> processes.RedisAddress | processes.RedisClusterAddress:
+    return request.getfixturevalue("polling_redis" if store_kind == "standalone" else "redis_cluster")
 
 
 @pytest.fixture
@@ -94,6 +146,7 @@ async def wait_for_no_eio_keys(address: processes.RedisAddress, sids: list[str],
 # --- through the round-robin proxy ----------------------------------------------------------------
 
 
+@ON_BOTH
 @pytest.mark.parametrize("transports", ["polling", "default"])
 async def test_npm_client_receives_every_event_once_through_round_robin(
     interceptor, connectors, balancer, token, transports
@@ -119,6 +172,7 @@ async def test_npm_client_receives_every_event_once_through_round_robin(
         assert node.of_kind("disconnect") == []
 
 
+@ON_BOTH
 async def test_no_event_is_lost_or_doubled_across_the_upgrade(interceptor, balancer, token) -> None:
     """Events pushed all along while the npm client, with its default transports, upgrades from long-polling to
     the WebSocket."""
@@ -135,6 +189,7 @@ async def test_no_event_is_lost_or_doubled_across_the_upgrade(interceptor, balan
         assert node.of_kind("upgrade") == [{"kind": "upgrade", "transport": "websocket"}]
 
 
+@ON_BOTH
 @pytest.mark.parametrize("transports", [("polling",), None])
 async def test_python_socketio_through_round_robin(interceptor, balancer, token, transports) -> None:
     """python-socketio on long-polling only, and with its default (long-polling, then the upgrade)."""
@@ -179,6 +234,7 @@ async def test_a_polling_session_stays_up_across_heartbeats_and_its_keys_go_when
     await wait_for_no_eio_keys(polling_redis, [sid], timeout=10)
 
 
+@ON_BOTH
 async def test_a_polling_session_recovers_after_a_dropped_connection(interceptor, balancer, token) -> None:
     """The client's requests fail for a while (the proxy in front of nginx points nowhere): socket.io-client
     reconnects by itself and recovers its conversation and every event it missed, once, in order."""
@@ -211,9 +267,11 @@ async def test_engineio_errors_are_answered_with_their_codes(balancer) -> None:
     unknown = {"code": 1, "message": "Session ID unknown"}
     async with httpx.AsyncClient(timeout=10) as client:
         url = balancer.http_url
-        for method in ("GET", "POST"):
-            response = await client.request(method, session_url(url, "no-such-session"), content=b"40")
-            assert (response.status_code, response.json()) == (400, unknown)
+        # (A sid holding "}" could end the hash tag its session's keys and wake channel are named by: never one.)
+        for sid in ("no-such-session", "no}such{session"):
+            for method in ("GET", "POST"):
+                response = await client.request(method, session_url(url, sid), content=b"40")
+                assert (response.status_code, response.json()) == (400, unknown)
         response = await client.get(f"{url}/socket.io/?EIO=4&transport=carrier-pigeon")
         assert (response.status_code, response.json()) == (400, {"code": 0, "message": "Transport unknown"})
         response = await client.get(f"{url}/socket.io/?EIO=3&transport=polling")
@@ -291,7 +349,8 @@ async def test_several_packets_in_one_body_and_a_broken_one_ending_the_session(b
         assert eio_keys(polling_redis, sid) == []
 
 
-async def test_a_close_packet_ends_the_session_and_its_pending_poll(balancer, polling_redis, token) -> None:
+@ON_BOTH
+async def test_a_close_packet_ends_the_session_and_its_pending_poll(balancer, store, token) -> None:
     """The client's CLOSE, POSTed while its GET waits (on the other process): the GET answers at once with a
     NOOP, not a CLOSE (the JavaScript server's lib/transports/polling.ts: the client closed, its pending poll
     is merely ended), the session's keys go, and its sid is unknown from then on, on both processes."""
@@ -303,7 +362,8 @@ async def test_a_close_packet_ends_the_session_and_its_pending_poll(balancer, po
         assert (await client.post(session_url(url, sid), content=b"1")).text == "ok"
         answer = await waiting
         assert (answer.status_code, answer.text) == (200, "6")
-        assert eio_keys(polling_redis, sid) == []
+        with redis_kinds.sync_client(store) as direct:
+            assert direct.exists(f"aa:eio:{{{sid}}}", f"aa:eio:{{{sid}}}:out") == 0
         for method in ("GET", "POST", "GET", "POST"):
             later = await client.request(method, session_url(url, sid), content=b"3")
             assert (later.status_code, later.json()) == (400, {"code": 1, "message": "Session ID unknown"})
@@ -423,13 +483,14 @@ async def test_long_polls_waiting_per_process_are_bounded(polling_redis, token) 
             assert (await waiting).status_code == 200
 
 
-async def test_joins_past_the_rate_are_refused_with_the_reason_on_any_process(polling_redis, token) -> None:
+@ON_BOTH
+async def test_joins_past_the_rate_are_refused_with_the_reason_on_any_process(store, token) -> None:
     """A long-polling session's joins are counted in Redis (its POSTs may reach any process): past
     DESKTOP_JOIN_BURST in the window, a join is acknowledged ``[false, reason]`` and takes no position (no key
     for the refused name); the session goes on."""
     extra = {**PING, "DESKTOP_JOIN_BURST": "3", "DESKTOP_JOINS_PER_SECOND": "0.1"}
-    with processes.service_server(role="connector", redis=polling_redis, **extra) as first, \
-            processes.service_server(role="connector", redis=polling_redis, **extra) as second, \
+    with processes.service_server(role="connector", redis=store, **extra) as first, \
+            processes.service_server(role="connector", redis=store, **extra) as second, \
             round_robin([first.port, second.port]) as proxy:
         async with httpx.AsyncClient(timeout=10) as client:
             url = proxy.http_url
@@ -444,7 +505,8 @@ async def test_joins_past_the_rate_are_refused_with_the_reason_on_any_process(po
             assert [answers[number] for number in range(3)] == [[True, name] for name in names[:3]]
             assert answers[3][0] is False and answers[3][1].startswith("joining conversations too fast")
             assert [answers[number] for number in range(10, 14)] == [[True, name] for name in names]
-            assert redis.Redis(host=polling_redis.host, port=polling_redis.port).keys(f"*{names[3]}*") == []
+            with redis_kinds.sync_client(store) as direct:
+                assert direct.keys(f"*{names[3]}*") == []  # on a cluster: every primary's
 
 
 async def test_a_refused_second_poll_on_one_process_ends_the_first_at_once_and_leaves_the_bound(
@@ -602,11 +664,12 @@ async def test_the_wake_subscription_comes_back_after_a_redis_restart(token) -> 
         assert "Traceback" not in server.log()
 
 
-async def test_the_presence_key_follows_a_polling_session_on_any_process(balancer, polling_redis, token) -> None:
+@ON_BOTH
+async def test_the_presence_key_follows_a_polling_session_on_any_process(balancer, store, token) -> None:
     """Companion services poll ``EXISTS <conversation>``: it is there while the polling desktop (its requests
     spread over both processes) has joined, renewed past its 3 s lifetime, and goes when it leaves or ends."""
     name = conversation()
-    client = redis.Redis(host=polling_redis.host, port=polling_redis.port)
+    client = redis_kinds.sync_client(store)
     desktop = SocketIODesktop()
     await desktop.connect(balancer, token, transports=("polling",))
     try:
@@ -722,6 +785,7 @@ class ByHand:
             await self.send("1")  # Engine.IO's CLOSE: the session's recovery window begins
 
 
+@ON_BOTH
 @pytest.mark.parametrize(("first", "second"), [("websocket", "polling"), ("polling", "websocket")])
 async def test_a_session_recovers_on_the_other_transport(interceptor, balancer, token, first, second) -> None:
     """A session started on one transport, its connection ended, comes back on the other through round-robin

@@ -11,24 +11,29 @@ import redis.asyncio as redis
 
 from connector.desktops import presence
 from events import redis_client, redis_keys
-from testing import clients, processes
+from testing import clients, processes, redis_kinds
 from testing.clients import SocketIODesktop
 
 
+@pytest.fixture(scope="module", params=["standalone", "cluster"])
+def presence_store(request) -> processes.RedisAddress | processes.RedisClusterAddress:
+    return request.getfixturevalue("redis_server" if request.param == "standalone" else "redis_cluster")
+
+
 @pytest.fixture(scope="module")
-def two_connectors(redis_server):
-    with processes.service_server(role="connector", redis=redis_server, PRESENCE_KEY_TTL_SECONDS="3") as a, \
-            processes.service_server(role="connector", redis=redis_server, PRESENCE_KEY_TTL_SECONDS="3") as b:
+def two_connectors(presence_store):
+    with processes.service_server(role="connector", redis=presence_store, PRESENCE_KEY_TTL_SECONDS="3") as a, \
+            processes.service_server(role="connector", redis=presence_store, PRESENCE_KEY_TTL_SECONDS="3") as b:
         yield a, b
 
 
 async def test_the_key_lives_while_any_process_has_a_desktop_in_the_conversation(
-    two_connectors, redis_server, settings
+    two_connectors, presence_store, settings
 ) -> None:
     first, second = two_connectors
     name = f"projects/{processes.TEST_PROJECT}/conversations/presence-{uuid.uuid4().hex[:8]}"
     token = clients.server_token(settings, user="agent")
-    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    client = redis_kinds.async_client(presence_store)
     on_first, on_second = SocketIODesktop("first"), SocketIODesktop("second")
     try:
         assert await client.exists(name) == 0

@@ -1,11 +1,12 @@
 """Socket.IO connection state recovery with the stock npm socket.io-client, across connector processes.
 
-Two connector processes and one interceptor share one Redis; the desktop
-reaches the connectors through a TCP proxy on loopback, as through a load
-balancer. The connection drops (the proxy cuts it, or the connector process
-is killed with SIGKILL), events are pushed meanwhile, and the client
-reconnects by itself, to the other process: it must report
-``socket.recovered``, and receive every missed event once, in order.
+Two connector processes and one interceptor share one Redis (every test runs
+on a standalone one, then on a cluster); the desktop reaches the connectors
+through a TCP proxy on loopback, as through a load balancer. The connection
+drops (the proxy cuts it, or the connector process is killed with SIGKILL),
+events are pushed meanwhile, and the client reconnects by itself, to the
+other process: it must report ``socket.recovered``, and receive every missed
+event once, in order.
 """
 
 from __future__ import annotations
@@ -26,8 +27,12 @@ from testing.tcp_proxy import tcp_proxy
 PROJECT = processes.TEST_PROJECT
 
 
-@pytest.fixture(scope="module")
-def recovery_redis() -> Iterator[processes.RedisAddress]:
+@pytest.fixture(scope="module", params=["standalone", "cluster"])
+def recovery_redis(request) -> Iterator[processes.RedisAddress | processes.RedisClusterAddress]:
+    """A private standalone Redis, then the session's Redis Cluster: every test runs on both."""
+    if request.param == "cluster":
+        yield request.getfixturevalue("redis_cluster")
+        return
     with processes.redis_server(private=True) as address:
         yield address
 

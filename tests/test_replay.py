@@ -26,6 +26,9 @@ from testing.push_bodies import push_body
 from testing.raw_socketio import SHORT_NAME, SocketIOTestClient, client_factory, open_connected
 from testing.sample_events import publish
 
+# On a standalone Redis and on a cluster (the conversations' keys and channels on several shards).
+pytestmark = pytest.mark.usefixtures("redis_kind")
+
 OTHER = "projects/p/conversations/replay-other"
 QUIET = 0.3  # how long to listen for something that must not come
 

@@ -175,9 +175,10 @@ class Hub:
         """Deliver what was published while the subscription was down (members drop what they had)."""
         if not self._members:
             return
-        # A conversation of another epoch now (Redis came back without its data) reads from that epoch's start.
-        # One without a position yet is being joined: its join takes the position once subscribed, and the desktop
-        # joining it gets what its join asked for; read from the start, every stored event went to its members again.
+        # A conversation of another epoch now (Redis came back without its data) reads from that epoch's start. One
+        # without a last position is being joined: its join reads where it starts once subscribed, and its members
+        # are owed nothing before (read from the start, its whole kept history would go to a desktop that joined
+        # without asking for it, or that recovered up to a later position).
         since = {conversation: self._last[conversation] for conversation in self._members if conversation in self._last}
         if not since:
             return

@@ -37,6 +37,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from redis.asyncio.client import PubSub
@@ -97,6 +98,17 @@ class Subscription:
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task | None = None
         self._confirmations: dict[tuple[Kind, str], asyncio.Future[None]] = {}
+        # Sharded channels unsubscribed on the current connection whose SUNSUBSCRIBE Redis has not confirmed yet
+        # (how many times each), and what a subscribe to one of them waits for: its confirmations read. Sent
+        # before that, an SSUBSCRIBE's channel is dropped from redis-py's bookkeeping when the SUNSUBSCRIBE's
+        # confirmation comes (a cluster's pub/sub then closes the primary's connection, ending the subscription;
+        # a standalone one would not subscribe to it again after a reconnection).
+        self._unsubscribing: dict[str, int] = {}
+        self._unsubscribed: dict[str, asyncio.Future[None]] = {}
+        self._subscribing = 0  # subscribes whose command is not sent yet
+        # On a cluster, the primary ("host:port") whose pub/sub a subscribe is making anew: redis-py may hand it
+        # the pooled connection an earlier one of that primary had, whose connect callback is then no remake.
+        self._opening: str | None = None
         # One SUBSCRIBE or UNSUBSCRIBE at a time: redis-py's PubSub connects on its first command,
         # and two concurrent first commands would each open a connection of their own.
         self._commands = asyncio.Lock()
@@ -115,13 +127,28 @@ class Subscription:
         self._wanted[kind].add(name)
         key = (kind, name)
         confirmation = self._confirmations[key] = asyncio.get_running_loop().create_future()
+        self._subscribing += 1
         try:
-            async with self._commands:
-                if self._pubsub is None:
-                    # (A cluster's client learns the layout first: its pub/sub picks nodes by slot.)
-                    self._pubsub = await redis_client.subscriber_pubsub()
-                await getattr(self._pubsub, kind.subscribe)(name)
-                self._watch_connections()
+            try:
+                if kind is SHARD and name in self._unsubscribed:
+                    if self._reader is None or self._reader.done():
+                        self._reader = asyncio.create_task(self._read())  # it reads the confirmation
+                    try:
+                        await asyncio.wait_for(asyncio.shield(self._unsubscribed[name]), settings.EVENT_STORE_TIMEOUT)
+                    except TimeoutError:
+                        pass  # subscribed anyway: at worst the subscription is remade as if Redis had ended it
+                async with self._commands:
+                    if self._pubsub is None:
+                        # (A cluster's client learns the layout first: its pub/sub picks nodes by slot.)
+                        self._pubsub = await redis_client.subscriber_pubsub()
+                    self._opening = self._new_primary(name) if kind is SHARD else None
+                    try:
+                        await getattr(self._pubsub, kind.subscribe)(name)
+                    finally:
+                        self._opening = None
+                    self._watch_connections()
+            finally:
+                self._subscribing -= 1
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read())
             await asyncio.wait_for(asyncio.shield(confirmation), settings.EVENT_STORE_TIMEOUT)
@@ -151,6 +178,8 @@ class Subscription:
             if name in self._wanted[kind]:
                 return
             await getattr(self._pubsub, kind.unsubscribe)(name)
+            if kind is SHARD:
+                self._unsubscribe_sent(name)
 
     def _watch_connections(self) -> None:
         """Hear of redis-py making a connection again by itself (``_connection_remade``): the pub/sub's own
@@ -162,6 +191,13 @@ class Subscription:
             if pubsub.connection is not None:
                 pubsub.connection.register_connect_callback(self._connection_remade)
 
+    def _new_primary(self, channel: str) -> str | None:
+        """On a cluster, the primary owning ``channel`` when this pub/sub holds no connection to it yet."""
+        if not self._on_cluster:
+            return None
+        node = self._pubsub.cluster.get_node_from_key(channel)
+        return None if node is None or node.name in self._pubsub.node_pubsub_mapping else node.name
+
     @property
     def _on_cluster(self) -> bool:
         return hasattr(self._pubsub, "node_pubsub_mapping")
@@ -170,6 +206,11 @@ class Subscription:
         """The next message, or None after ``IDLE_CHECK_SECONDS`` without one."""
         assert self._pubsub is not None
         if self._on_cluster and not self._pubsub.node_pubsub_mapping and self._pubsub.connection is None:
+            if self._subscribing:
+                # The last channel was unsubscribed (redis-py closed its primary's connection), and a subscribe
+                # is about to open one.
+                await asyncio.sleep(0.05)
+                return None
             # redis-py closed the last primary's connection (Redis ended its subscriptions) while channels are
             # still held: nothing reads them.
             raise SubscriptionEnded("no connection holds the subscriptions")
@@ -190,6 +231,11 @@ class Subscription:
             try:
                 message = await self._pubsub.get_sharded_message(timeout=SHARD_TURN_SECONDS)
             except RuntimeError as error:
+                if self._subscribing:
+                    # A subscribe is making a new primary's pub/sub: redis-py lists it before it has taken its
+                    # connection, and says "connection not set" when its turn comes then.
+                    await asyncio.sleep(0.005)
+                    continue
                 # A primary's pub/sub whose connection redis-py dropped (after a failure it reports elsewhere):
                 # redis-py says "connection not set"; the subscription is made again like a lost one.
                 raise SubscriptionEnded(str(error)) from error
@@ -212,6 +258,7 @@ class Subscription:
         longer serves it)."""
         async with self._commands:
             old, self._pubsub = self._pubsub, None
+            self._forget_unsubscribes()
             if old is not None:
                 try:
                     await old.aclose()
@@ -277,9 +324,39 @@ class Subscription:
                 failures += 1
                 await asyncio.sleep(delay)
 
-    def _connection_remade(self, connection: object) -> None:
+    def _unsubscribe_sent(self, name: str) -> None:
+        self._unsubscribing[name] = self._unsubscribing.get(name, 0) + 1
+        if name not in self._unsubscribed:
+            self._unsubscribed[name] = asyncio.get_running_loop().create_future()
+
+    def _unsubscribe_confirmed(self, name: str) -> bool:
+        """Count a SUNSUBSCRIBE's confirmation; False when none of ours was waiting for one (Redis ended it)."""
+        count = self._unsubscribing.get(name, 0)
+        if not count:
+            return False
+        if count > 1:
+            self._unsubscribing[name] = count - 1
+            return True
+        del self._unsubscribing[name]
+        waiting = self._unsubscribed.pop(name, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
+        return True
+
+    def _forget_unsubscribes(self) -> None:
+        """A new connection: no confirmation of the old one's comes, and nothing is left to wait for."""
+        self._unsubscribing.clear()
+        for waiting in self._unsubscribed.values():
+            if not waiting.done():
+                waiting.set_result(None)
+        self._unsubscribed.clear()
+
+    def _connection_remade(self, connection: Any) -> None:
         """redis-py's connect callback, after its own re-subscription."""
+        if self._opening is not None and f"{connection.host}:{connection.port}" == self._opening:
+            return  # a first connection of a new pub/sub, not a lost one made again: nothing was missed
         self._remade = True
+        self._forget_unsubscribes()
 
     async def _after_remade_connection(self) -> None:
         """After the connection was made again: drop what is no longer wanted, then let the user make up
@@ -296,6 +373,8 @@ class Subscription:
 
     def _handle(self, message: dict) -> None:
         channel = _text(message["channel"])
+        if message["type"] in (SHARD.unsubscribe, SHARD.unsubscribe.encode()) and self._unsubscribe_confirmed(channel):
+            return
         if message["type"] in (SHARD.unsubscribe, SHARD.unsubscribe.encode()) and channel in self._wanted[SHARD]:
             # Not ours (``unsubscribe`` sends one only for a channel no longer wanted): Redis moved the
             # channel's slot to another shard, and what is published there no longer reaches this connection.
@@ -318,3 +397,6 @@ class Subscription:
             if stale:
                 async with self._commands:
                     await getattr(self._pubsub, kind.unsubscribe)(*stale)
+                if kind is SHARD:
+                    for name in stale:
+                        self._unsubscribe_sent(_text(name))

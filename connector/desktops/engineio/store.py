@@ -16,8 +16,10 @@ CONNECT answer, acknowledgements), at most
 ``SOCKETIO_POLLING_QUEUE_LIMIT`` packets and ``SOCKETIO_POLLING_QUEUE_BYTES``
 (their total in the hash's ``out_bytes``): a POST that would queue more ends
 the session instead (``queue_full``), its list dropped at once, as a WebSocket
-too far behind is closed (4429). A POST that adds packets publishes on
-``<prefix>eio-wake:<sid>``, so a GET waiting on another process answers at once.
+too far behind is closed (4429). A POST that adds packets publishes on the sharded channel
+``<prefix>eio:{<sid>}:wake``, so a GET waiting on another process answers at once: in the session's slot, so
+that on a Redis Cluster the script that changes the session publishes it too (``SPUBLISH``), and only the
+shard that owns the slot carries it (classic ``PUBLISH`` goes to every node of a cluster).
 
 Both keys expire: an unauthenticated session after ``WEBSOCKET_AUTH_TIMEOUT``,
 a connected one ``SOCKETIO_PING_INTERVAL + SOCKETIO_PING_TIMEOUT`` after its
@@ -135,7 +137,7 @@ if #f == 0 or redis.call('HEXISTS', KEYS[1], 'closed') == 1 then return f end
 local pong_by = tonumber(redis.call('HGET', KEYS[1], 'pong_by') or '0')
 if pong_by > 0 and now >= pong_by then
   redis.call('DEL', KEYS[1], KEYS[2])
-  redis.call('PUBLISH', ARGV[1], '1')
+  redis.call('SPUBLISH', ARGV[1], '1')
   return {}
 end
 return f
@@ -191,7 +193,7 @@ if count > tonumber(ARGV[4]) or size > tonumber(ARGV[5]) then
   redis.call('HSET', KEYS[1], 'closed', 'queue_full', 'pid', pid or '')
   if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
   if KEYS[3] and tonumber(ARGV[6]) > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[6]) end
-  redis.call('PUBLISH', ARGV[3], '1')
+  redis.call('SPUBLISH', ARGV[3], '1')
   return {2, count, size}
 end
 for j = 1, sets do
@@ -209,7 +211,7 @@ end
 if packets > 0 then
   local ttl = redis.call('PTTL', KEYS[1])
   if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-  redis.call('PUBLISH', ARGV[3], '1')
+  redis.call('SPUBLISH', ARGV[3], '1')
 end
 if connected then return 4 end
 return 1
@@ -219,7 +221,7 @@ return 1
 # noop when the message says the client closed it.
 _CLOSE = """
 local existed = redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('PUBLISH', ARGV[1], ARGV[2])
+redis.call('SPUBLISH', ARGV[1], ARGV[2])
 return existed
 """
 
@@ -247,7 +249,7 @@ end
 _START_UPGRADE = _NOW + _UPGRADER + """
 if not _upgrader(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'upgrading_until', redis.call('HGET', KEYS[1], 'upgrade_until'))
-redis.call('PUBLISH', ARGV[2], '1')
+redis.call('SPUBLISH', ARGV[2], '1')
 return 1
 """
 
@@ -264,7 +266,7 @@ return 1
 _MARK_CLOSED = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'closed', ARGV[2])
-redis.call('PUBLISH', ARGV[1], '1')
+redis.call('SPUBLISH', ARGV[1], '1')
 return 1
 """
 
@@ -366,11 +368,8 @@ def sid_of(key: bytes | str) -> str | None:
 
 
 def wake_channel(sid: str) -> str:
-    return f"{wake_channel_prefix()}{sid}"
-
-
-def wake_channel_prefix() -> str:
-    return f"{key_prefix()}eio-wake:"
+    """The session's sharded wake channel, in its keys' slot (a script that changes them may publish on it)."""
+    return f"{_keys(sid)[0]}:wake"
 
 
 def _record_key(pid: str | None) -> str:

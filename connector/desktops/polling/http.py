@@ -169,7 +169,8 @@ async def _serve(scope: HTTPScope, receive: ASGIReceiveCallable) -> Answer | Non
         if method != "GET":
             return error(BAD_HANDSHAKE_METHOD)
         return await _handshake(scope)
-    if not sid or len(sid) > MAX_SID_LENGTH or not sid.isascii() or not sid.isprintable():
+    if not sid or len(sid) > MAX_SID_LENGTH or not sid.isascii() or not sid.isprintable() or "}" in sid:
+        # (No session's sid holds "}", which would end the hash tag its keys and wake channel are named by.)
         return error(UNKNOWN_SID)
     if method == "GET":
         return await _long_poll(scope, sid, receive)

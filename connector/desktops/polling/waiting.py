@@ -24,13 +24,27 @@ While a GET of a session connected to ``/`` waits here, it counts in
 has a GET outstanding nearly all the time, and only one at a time across
 processes, so the sum over processes is the number of polling desktops.
 
-POSTs that queue packets publish on the session's wake channel; the process
-reads every session's wake through one pattern subscription of its own
-(``connector.desktops.subscriptions``), made on first use, so a waiting poll costs no
-Redis connection or command. The wake of a session its client closed says so
-(``store.CLIENT_CLOSED``): its waiting poll answers a noop rather than CLOSE.
-After that subscription is lost and restored, every waiting poll is woken,
-since a wake may have been missed meanwhile.
+POSTs that queue packets publish on the session's sharded wake channel
+(``store.wake_channel``, in the session's slot); the process holds one
+sharded subscription per poller it has, on its one wake subscription
+(``connector.desktops.subscriptions``, the reader behind the hub too), made
+when the poller is and dropped when it goes, so a waiting poll costs no
+Redis connection or command. Why a channel per session rather than one per
+process carrying the sid: the script that changes the session publishes the
+wake in the same atomic step, which a cluster allows only on a channel of
+the session's own slot (a process's channel would cost every wake a second
+round trip, to another shard, outside the script); and the wake reaches
+every process holding a poller of the session, the one its GET waits on and
+those its earlier GETs went to through a round-robin balancer, whose
+lingering pollers leave the conversations the session left at once. The
+price is one SSUBSCRIBE and one SUNSUBSCRIBE per session per process over a
+poller's life (not per poll: a poller lingers between GETs), as the hub has
+one per conversation; a classic pattern would be one subscription per
+process, but a cluster broadcasts every classic message to every node.
+The wake of a session its client closed says so (``store.CLIENT_CLOSED``):
+its waiting poll answers a noop rather than CLOSE. After the subscription is
+lost and restored (also when a cluster moved a wake channel's slot), every
+poller is woken, since a wake may have been missed meanwhile.
 """
 
 from __future__ import annotations
@@ -46,7 +60,7 @@ from common.loop_local import LoopLocal
 from connector.desktops.engineio import store
 from connector.desktops.fanout import get_hub
 from connector.desktops.instances import get_registry
-from connector.desktops.subscriptions import PATTERN, Subscription
+from connector.desktops.subscriptions import SHARD, Subscription
 from events import metrics
 from events.history import Event
 
@@ -61,11 +75,12 @@ TRANSPORT = "polling"
 class Poller:
     """One polling session as this process's hub sees it."""
 
-    __slots__ = ("sid", "conversations", "woken_by_session", "_signal", "_linger", "waiting", "counted", "ended",
-                 "was_connected", "closed_by_client")
+    __slots__ = ("sid", "channel", "conversations", "woken_by_session", "_signal", "_linger", "waiting", "counted",
+                 "ended", "was_connected", "closed_by_client")
 
     def __init__(self, sid: str) -> None:
         self.sid = sid
+        self.channel = store.wake_channel(sid)  # (the key prefix may change while the process runs: tests)
         self.conversations: set[str] = set()
         self.woken_by_session = False
         self._signal = asyncio.Event()
@@ -111,22 +126,18 @@ class Poller:
             pass
 
 
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + character if character in "*?[]\\" else character for character in text)
-
-
 class Pollers:
     """This process's pollers, the count of GETs waiting, the hub membership for them, and the wake
     subscription."""
 
     def __init__(self) -> None:
         self._members: dict[str, Poller] = {}  # sid -> poller
+        self._by_channel: dict[str, Poller] = {}  # wake channel -> poller
         self._watchers: dict[str, set[Poller]] = {}  # conversation -> the pollers watching it
         self.waiting = 0
         self._last_refusal_logged = -REFUSAL_LOG_INTERVAL_SECONDS
         self._wakes = Subscription("Long-polling wake subscription", logger, received=self._wake_received,
                                    restored=self._wakes_restored, log_attempts=False)
-        self._prefix: str | None = None  # of the wake channels subscribed to (it changes with the key prefix)
         self._refreshing: set[asyncio.Task] = set()
 
     async def attach(self, sid: str) -> Poller | None:
@@ -139,8 +150,10 @@ class Pollers:
                 logger.warning("Refusing long-polls: %s already wait here (SOCKETIO_MAX_WAITING_POLLS)", self.waiting)
             return None
         poller = self._members.get(sid)
+        new = poller is None
         if poller is None:
             poller = self._members[sid] = Poller(sid)
+            self._by_channel[poller.channel] = poller
             get_registry().polling_sessions(len(self._members))
         elif poller._linger is not None:
             poller._linger.cancel()
@@ -150,8 +163,14 @@ class Pollers:
         if poller.waiting == 1:
             poller.rearm()  # else its first GET still waits, and what woke it is its own
         try:
-            await self._subscribe_wakes()
+            # Confirmed before the GET reads its session: no wake published after that read is missed.
+            if new:
+                await self._wakes.subscribe(poller.channel, SHARD)
+            else:
+                await self._wakes.confirmed(poller.channel, SHARD)
         except BaseException:
+            if new:
+                poller.ended = True  # not subscribed: it goes now, so the session's next GET subscribes again
             self.detach(poller)
             raise
         return poller
@@ -230,6 +249,9 @@ class Pollers:
     def _expire(self, poller: Poller) -> None:
         if self._members.get(poller.sid) is poller and not poller.waiting:
             del self._members[poller.sid]
+            self._by_channel.pop(poller.channel, None)
+            self._wakes.discard(poller.channel, SHARD)
+            self._run(self._unsubscribe(poller.channel))
             get_registry().polling_sessions(len(self._members))
             if poller._linger is not None:
                 poller._linger.cancel()
@@ -270,40 +292,24 @@ class Pollers:
 
     # --- the wake subscription ---------------------------------------------------------------
 
-    async def _subscribe_wakes(self) -> None:
-        prefix = store.wake_channel_prefix()
-        if self._prefix == prefix:
-            await self._wakes.confirmed(_wake_pattern(prefix), PATTERN)
-            return
-        if self._prefix is not None:
-            self._wakes.discard(_wake_pattern(self._prefix), PATTERN)
-            await self._wakes.unsubscribe(_wake_pattern(self._prefix), PATTERN)
-        self._prefix = prefix
+    async def _unsubscribe(self, channel: str) -> None:
         try:
-            await self._wakes.subscribe(_wake_pattern(prefix), PATTERN)
-        except BaseException:
-            if self._prefix == prefix:
-                self._prefix = None
-                self._wakes.discard(_wake_pattern(prefix), PATTERN)
-            raise
+            await self._wakes.unsubscribe(channel, SHARD)
+        except (RedisError, OSError) as error:
+            # Dropped at the subscription's next restore (it unsubscribes what is no longer wanted).
+            logger.debug("Could not unsubscribe a wake channel: %s: %s", type(error).__name__, error)
 
     async def _wakes_restored(self) -> None:
-        """The subscription's connection was made again, the pattern subscribed again: wakes may have been
+        """The subscription's connection was made again, the channels subscribed again: wakes may have been
         missed meanwhile, and sessions may be gone (a restarted Redis), so every poller looks again."""
         logger.warning("Long-polling wake subscription restored after its connection was lost")
         for poller in list(self._members.values()):
             self._woken(poller)
 
     def _wake_received(self, channel: str, data: bytes) -> None:
-        if self._prefix is None:
-            return
-        poller = self._members.get(channel[len(self._prefix):])
+        poller = self._by_channel.get(channel)
         if poller is not None:
             self._woken(poller, closed_by_client=data in (store.CLIENT_CLOSED, store.CLIENT_CLOSED.encode()))
-
-
-def _wake_pattern(prefix: str) -> str:
-    return _glob_escape(prefix) + "*"
 
 
 async def _close(pollers: Pollers) -> None:
