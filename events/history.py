@@ -41,6 +41,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from common.loop_local import LoopLocal
 from events import redis_client
+from events.redis_line import Line
 
 #: Characters of an epoch: 12 hex digits. Offsets of the single sequence all conversations once shared had 8:
 #: such an offset never names an epoch of a conversation, so it reads as another epoch's (not resumable).
@@ -454,14 +455,16 @@ class RedisHistory:
         # the rest to other commands.
         self._in_flight = (asyncio.Semaphore(max(1, redis_client.MAX_CONNECTIONS // 2))
                            if isinstance(client, RedisCluster) else None)
+        # Standalone: a connection kept for the appends, free of redis-py's pipeline machinery (most of a
+        # paced push's Redis cost); the appends of a turn that find it busy take a pooled pipeline.
+        self._line = None if isinstance(client, RedisCluster) else Line(client, redis_client.SOCKET_TIMEOUT_SECONDS)
 
     async def append(self, *, conversation: str, kind: str, message_id: str | None, payload_json: str) -> Appended:
         """Store, de-duplicate and publish one event in one atomic step, on the conversation's keys only.
 
-        The function runs in a pipeline with the other appends asked for in the same turn of the event
-        loop: one connection taken from the pool, one write and one read for all of them (redis-py's
-        machinery around one command was most of a push's cost). Each call is still atomic on its own,
-        and each caller gets its own answer or error.
+        The function runs with the other appends asked for in the same turn of the event loop: one write and
+        one read for all of them, on the connection kept for appends (``_appends``). Each call is still atomic
+        on its own, and each caller gets its own answer or error.
         """
         command = (
             "FCALL", _APPEND_FUNCTION, 5, *conversation_keys(conversation),
@@ -486,13 +489,13 @@ class RedisHistory:
     async def _run(self, batch: list[tuple[tuple, asyncio.Future]]) -> None:
         """Run ``batch``'s calls in one pipeline and answer each caller (its reply, or the error)."""
         try:
-            replies = await self._pipeline([command for command, _ in batch])
+            replies = await self._appends([command for command, _ in batch])
             if any(_function_missing(reply) for reply in replies):
                 # Redis lost its functions (restored from an older snapshot, or flushed): load them once, run
                 # again what it refused.
                 await self._load_library()
                 again = [i for i, reply in enumerate(replies) if _function_missing(reply)]
-                for i, reply in zip(again, await self._pipeline([batch[i][0] for i in again])):
+                for i, reply in zip(again, await self._appends([batch[i][0] for i in again])):
                     replies[i] = reply
         except Exception as error:  # Redis unreachable, or slower than its socket timeout: every caller's error
             for _, answer in batch:
@@ -510,6 +513,13 @@ class RedisHistory:
                 answer.set_exception(reply)
             else:
                 answer.set_result(reply)
+
+    async def _appends(self, commands: list[tuple]) -> list:
+        """Run the append ``commands``: on the line kept for them when it is free (standalone Redis), else in a
+        pooled pipeline (a cluster's client sends each node its share)."""
+        if self._line is not None and not self._line.busy:
+            return await self._line.run(commands)
+        return await self._pipeline(commands)
 
     async def _pipeline(self, commands: list[tuple]) -> list:
         """Run ``commands`` in one pipeline; their replies (an error as its exception). On a cluster redis-py
