@@ -32,6 +32,15 @@ async def test_a_line_answers_each_command_in_order_an_error_reply_as_its_error(
     assert replies[2] == 2 and not line.busy
 
 
+async def test_a_line_writes_text_numbers_and_bytes_as_redis_py_does() -> None:
+    client = redis_client.get_redis()
+    line = Line(client, 5.0)
+    key = conversation_key(A, "text")
+    text = '{"data":"caf\u00e9 \u2014 \U0001f600","n":12}'
+    await line.run([("SET", key, text), ("SET", key + "n", 12345678901234), ("SET", key + "b", b"\x00\xff")])
+    assert await client.mget(key, key + "n", key + "b") == [text.encode(), b"12345678901234", b"\x00\xff"]
+
+
 async def test_appends_ride_out_redis_dropping_every_connection() -> None:
     """An idle connection closed by Redis (its timeout, a restart, an operator): the next append tries again on
     a new one, as the client's own retry does."""
