@@ -142,7 +142,8 @@ def conversation_key(conversation: str, part: str) -> str:
 
 def conversation_keys(conversation: str) -> list[str]:
     """The keys one push touches: sequence, history stream, seen messageIds, trimmed mark, history bytes."""
-    return [conversation_key(conversation, part) for part in ("seq", "history", "seen", "trimmed", "history-bytes")]
+    base = f"{key_prefix()}{{{conversation}}}:"  # the prefix read once: a settings read is a Python call
+    return [base + part for part in ("seq", "history", "seen", "trimmed", "history-bytes")]
 
 
 def channel_name(conversation: str) -> str:
