@@ -19,7 +19,9 @@ accepted for that kind in that conversation is not stored or sent again),
 stores it, trims the history exactly by count and by bytes, oldest first,
 and publishes it (``SPUBLISH``), in one atomic step (``RedisHistory``'s Lua
 function: one Redis round trip per push, shared by the pushes that arrive
-together: the appends of one turn of the event loop go out in one pipeline).
+together: the appends of one turn of the event loop go out in one write, on
+a connection kept for them, ``events.redis_line``; in a pooled pipeline while
+it is busy, and on a Redis Cluster).
 Replays read conversation by conversation, each in its own slot. Without
 Redis (development mode) ``MemoryHistory`` keeps the same promises in process.
 """
