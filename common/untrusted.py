@@ -34,14 +34,6 @@ class NotJson(NotJsonObject):
     """The input is not JSON that ``json.loads`` accepts."""
 
 
-def json_value(data: bytes | str) -> Any:
-    """``data`` decoded as JSON; ``NotJson`` when it is not (``NaN`` and ``Infinity`` included)."""
-    try:
-        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except JSON_ERRORS:
-        raise NotJson("not valid JSON") from None
-
-
 def _refuse_constant(name: str) -> Any:
     # Called by json.loads for NaN, Infinity and -Infinity only; a ValueError is what it raises for bad JSON.
     raise ValueError(f"{name} is not JSON")
@@ -53,6 +45,22 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{text[:20]} does not fit a float")
     return value
+
+
+# Made once: json.loads with these options builds a decoder and its scanner on every call (two per push).
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def json_value(data: bytes | str) -> Any:
+    """``data`` decoded as JSON; ``NotJson`` when it is not (``NaN`` and ``Infinity`` included)."""
+    try:
+        # What json.loads does before decoding: bytes in the JSON encoding they are in, a UTF-8 BOM refused.
+        text = data if isinstance(data, str) else data.decode(json.detect_encoding(data), "surrogatepass")
+        if text.startswith("\ufeff"):
+            raise ValueError("Unexpected UTF-8 BOM")
+        return _DECODER.decode(text)
+    except JSON_ERRORS:
+        raise NotJson("not valid JSON") from None
 
 
 def json_object(data: bytes | str) -> dict[str, Any]:

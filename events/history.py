@@ -21,7 +21,9 @@ accepted for that kind in that conversation is not stored or sent again),
 stores it, trims the history exactly by count and by bytes, oldest first,
 and publishes it (``SPUBLISH``), in one atomic step (``RedisHistory``'s Lua
 function: one Redis round trip per push, shared by the pushes that arrive
-together: the appends of one turn of the event loop go out in one pipeline).
+together: the appends of one turn of the event loop go out in one write, on
+a connection kept for them, ``events.redis_line``; in a pooled pipeline while
+it is busy, and on a Redis Cluster).
 Replays read conversation by conversation, each in its own slot. Without
 Redis (development mode) ``MemoryHistory`` keeps the same promises in process.
 """
@@ -43,6 +45,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from common.loop_local import LoopLocal
 from events import redis_client, replica_ack
+from events.redis_line import Line
 
 #: Characters of an epoch: 12 hex digits. Offsets of the single sequence all conversations once shared had 8:
 #: such an offset never names an epoch of a conversation, so it reads as another epoch's (not resumable).
@@ -144,7 +147,8 @@ def conversation_key(conversation: str, part: str) -> str:
 
 def conversation_keys(conversation: str) -> list[str]:
     """The keys one push touches: sequence, history stream, seen messageIds, trimmed mark, history bytes."""
-    return [conversation_key(conversation, part) for part in ("seq", "history", "seen", "trimmed", "history-bytes")]
+    base = f"{key_prefix()}{{{conversation}}}:"  # the prefix read once: a settings read is a Python call
+    return [base + part for part in ("seq", "history", "seen", "trimmed", "history-bytes")]
 
 
 def channel_name(conversation: str) -> str:
@@ -484,14 +488,16 @@ class RedisHistory:
         # the rest to other commands.
         self._in_flight = (asyncio.Semaphore(max(1, redis_client.MAX_CONNECTIONS // 2))
                            if isinstance(client, RedisCluster) else None)
+        # Standalone: a connection kept for the appends, free of redis-py's pipeline machinery (most of a
+        # paced push's Redis cost); the appends of a turn that find it busy take a pooled pipeline.
+        self._line = None if isinstance(client, RedisCluster) else Line(client, redis_client.SOCKET_TIMEOUT_SECONDS)
 
     async def append(self, *, conversation: str, kind: str, message_id: str | None, payload_json: str) -> Appended:
         """Store, de-duplicate and publish one event in one atomic step, on the conversation's keys only.
 
-        The function runs in a pipeline with the other appends asked for in the same turn of the event
-        loop: one connection taken from the pool, one write and one read for all of them (redis-py's
-        machinery around one command was most of a push's cost). Each call is still atomic on its own,
-        and each caller gets its own answer or error.
+        The function runs with the other appends asked for in the same turn of the event loop: one write and
+        one read for all of them, on the connection kept for appends (``_appends``). Each call is still atomic
+        on its own, and each caller gets its own answer or error.
         """
         command = (
             "FCALL", _APPEND_FUNCTION, 5, *conversation_keys(conversation),
@@ -516,13 +522,13 @@ class RedisHistory:
     async def _run(self, batch: list[tuple[tuple, asyncio.Future]]) -> None:
         """Run ``batch``'s calls in one pipeline and answer each caller (its reply, or the error)."""
         try:
-            replies = await self._pipeline([command for command, _ in batch], confirm=True)
+            replies = await self._appends([command for command, _ in batch])
             if any(_function_missing(reply) for reply in replies):
                 # Redis lost its functions (restored from an older snapshot, or flushed): load them once, run
                 # again what it refused.
                 await self._load_library()
                 again = [i for i, reply in enumerate(replies) if _function_missing(reply)]
-                for i, reply in zip(again, await self._pipeline([batch[i][0] for i in again], confirm=True)):
+                for i, reply in zip(again, await self._appends([batch[i][0] for i in again])):
                     replies[i] = reply
         except Exception as error:  # Redis unreachable, or slower than its socket timeout: every caller's error
             for _, answer in batch:
@@ -540,6 +546,19 @@ class RedisHistory:
                 answer.set_exception(reply)
             else:
                 answer.set_result(reply)
+
+    async def _appends(self, commands: list[tuple]) -> list:
+        """Run the append ``commands``: on the line kept for them when it is free (standalone Redis), else in a
+        pooled pipeline (a cluster's client sends each node its share). With ``REDIS_ACK_REPLICAS`` a WAIT
+        follows them on the same connection, and an append it found short of replicas answers
+        ``ReplicasBehind``."""
+        if self._line is None or self._line.busy:
+            return await self._pipeline(commands, confirm=True)
+        if not replica_ack.wanted():
+            return await self._line.run(commands)
+        wait, waits = replica_ack.single_wait(len(commands))
+        keys = [command[3] for command in commands]
+        return waits.judge(self._client, keys, await self._line.run([*commands, wait]))
 
     async def _pipeline(self, commands: list[tuple], *, confirm: bool = False) -> list:
         """Run ``commands`` in one pipeline; their replies (an error as its exception). ``confirm`` (appends) with

@@ -74,13 +74,20 @@ class Waits:
         return judged
 
 
+def single_wait(count: int) -> tuple[tuple, Waits]:
+    """The WAIT to send after ``count`` appends on a single Redis's connection, and the ``Waits`` judging them."""
+    replicas, timeout_ms = wanted(), settings.REDIS_ACK_REPLICAS_TIMEOUT_MS
+    return ("WAIT", replicas, timeout_ms), Waits(count, replicas, timeout_ms, [count] * count, [None] * count)
+
+
 async def add_waits(client, pipeline, keys: Sequence[str]) -> Waits:
     """Add to ``pipeline`` (whose commands so far are appends, one per key of ``keys``) the WAITs confirming
     them: one at the end on a single Redis, one per node on a cluster."""
-    count, replicas, timeout_ms = len(keys), wanted(), settings.REDIS_ACK_REPLICAS_TIMEOUT_MS
     if not isinstance(client, RedisCluster):
-        pipeline.execute_command("WAIT", replicas, timeout_ms)
-        return Waits(count, replicas, timeout_ms, [count] * count, [None] * count)
+        wait, waits = single_wait(len(keys))
+        pipeline.execute_command(*wait)
+        return waits
+    count, replicas, timeout_ms = len(keys), wanted(), settings.REDIS_ACK_REPLICAS_TIMEOUT_MS
     if client._initialize:
         await client.initialize()  # the node owning each key is known only once the client learned the cluster
     nodes = [_node(client, key) for key in keys]

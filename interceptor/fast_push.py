@@ -14,6 +14,7 @@ and the settings that make Django redirect or refuse before any view.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -23,6 +24,7 @@ from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Sco
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
+from django.core.signals import setting_changed
 from django.utils import timezone
 
 from common.asgi_body import read_body
@@ -100,8 +102,10 @@ def _django_request(scope: HTTPScope) -> ASGIRequest:
     return ASGIRequest(scope, io.BytesIO())
 
 
-def _security_headers() -> list[tuple[bytes, bytes]]:
-    """The headers Django's ``SecurityMiddleware`` and corsheaders add to a push answer (no ``Origin`` sent)."""
+@functools.cache
+def _security_headers() -> tuple[tuple[bytes, bytes], ...]:
+    """The headers Django's ``SecurityMiddleware`` and corsheaders add to a push answer (no ``Origin`` sent).
+    Made once (a settings read is a Python call; five a push here), again after a setting changes."""
     headers = [(b"Vary", b"origin")]
     if settings.SECURE_CONTENT_TYPE_NOSNIFF:
         headers.append((b"X-Content-Type-Options", b"nosniff"))
@@ -111,7 +115,10 @@ def _security_headers() -> list[tuple[bytes, bytes]]:
         headers.append((b"Referrer-Policy", value.encode("latin-1")))
     if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
         headers.append((b"Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY.encode("latin-1")))
-    return headers
+    return tuple(headers)
+
+
+setting_changed.connect(lambda **kwargs: _security_headers.cache_clear(), weak=False)
 
 
 async def _send(send: ASGISendCallable, answer: Answer) -> None:
@@ -122,5 +129,5 @@ async def _send(send: ASGISendCallable, answer: Answer) -> None:
         content, content_type = json.dumps(answer.body).encode(), b"application/json"
     headers = _security_headers()
     if answer.retry_after is not None:
-        headers.append((b"Retry-After", str(answer.retry_after).encode()))
+        headers += ((b"Retry-After", str(answer.retry_after).encode()),)
     await send_response(send, answer.status, content, content_type=content_type, headers=headers)

@@ -60,6 +60,15 @@ async def test_answer_and_headers_match_what_django_writes(body: bytes, settings
     assert headers(fast) == headers(django)  # the ids are of one length: so are the bodies
 
 
+async def test_the_answer_s_security_headers_follow_a_setting_changed_after_the_first_push(settings: Any) -> None:
+    """The headers are made once, not per push: made again when a setting changes."""
+    body, path = b"not json", f"/{push_samples.NEW_MESSAGE_EVENT}"
+    settings.SECURE_REFERRER_POLICY = "same-origin"
+    assert headers(await post(path, body))[b"Referrer-Policy"] == b"same-origin"
+    settings.SECURE_REFERRER_POLICY = "no-referrer"
+    assert headers(await post(path, body))[b"Referrer-Policy"] == b"no-referrer"
+
+
 async def test_other_methods_still_get_django_405() -> None:
     response = await post(f"/{push_samples.NEW_MESSAGE_EVENT}", b"", method="PUT")
     assert response["status"] == 405
