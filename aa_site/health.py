@@ -6,11 +6,14 @@ Redis answers a PING within ``REDIS_TIMEOUT_SECONDS`` when ``REDISHOST`` is set,
 and, on a process that signs tokens, the signing secret is loaded. The answer
 names each check and, for a failed one, the reason; never a secret value. A
 process that received SIGTERM is not ready (503, ``draining``) until it exits.
+With ``REDIS_ACK_REPLICAS``, the first check logs a warning when Redis has
+fewer replicas connected than it asks for; readiness does not wait for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -20,8 +23,9 @@ from django.views.decorators.http import require_safe
 
 from common import draining
 from connector import jwt_secret
-from events import redis_client
+from events import redis_client, replica_ack
 
+logger = logging.getLogger(__name__)
 # A probe must answer well within Cloud Run's probe timeout (1 s by default, 2 s in deploy/).
 REDIS_TIMEOUT_SECONDS = 1.0
 OK = "ok"
@@ -74,11 +78,19 @@ async def _redis_check() -> str:
                 # The history appends through a Redis function and publishes with SPUBLISH: both Redis 7.
                 return f"failed: Redis {too_old} is older than {MIN_REDIS_VERSION[0]}.{MIN_REDIS_VERSION[1]}"
             _redis_version_ok = True
+            await _warn_if_replicas_short(client)
     except asyncio.TimeoutError:
         return f"failed: no answer within {REDIS_TIMEOUT_SECONDS:g} s"
     except Exception as error:  # any client or socket error means "not reachable"; the class name says which
         return f"failed: {error.__class__.__name__}"
     return OK
+
+
+async def _warn_if_replicas_short(client) -> None:
+    try:
+        await asyncio.wait_for(replica_ack.warn_if_short(client), timeout=REDIS_TIMEOUT_SECONDS)
+    except Exception as error:  # a warning's own failure must not make the process unready
+        logger.warning("Could not count Redis's replicas for REDIS_ACK_REPLICAS: %s", error.__class__.__name__)
 
 
 MIN_REDIS_VERSION = (7, 0)

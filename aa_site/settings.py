@@ -62,6 +62,11 @@ REDIS_IAM_AUTH = env.flag("REDIS_IAM_AUTH", False)
 # How long a push may wait on Redis before the interceptor answers 503 (so Pub/Sub
 # redelivers) instead of hanging the request.
 EVENT_STORE_TIMEOUT = 5.0
+# REDIS_ACK_REPLICAS: a push is acknowledged only once its event reached this many replicas (Redis WAIT, within
+# REDIS_ACK_REPLICAS_TIMEOUT_MS; fewer: 503, Pub/Sub redelivers). 0: once the primary stored it. Bounded below
+# EVENT_STORE_TIMEOUT and the client's socket timeout (5 s) so a WAIT never outlives the push that asked for it.
+REDIS_ACK_REPLICAS = env.integer("REDIS_ACK_REPLICAS", 0, minimum=0, maximum=5)
+REDIS_ACK_REPLICAS_TIMEOUT_MS = env.integer("REDIS_ACK_REPLICAS_TIMEOUT_MS", 500, minimum=10, maximum=4000)
 
 # --- Event history (events/history.py) -------------------------------------------
 # Each conversation keeps its most recent events for replay and de-duplication: at most

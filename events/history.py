@@ -3,8 +3,10 @@
 Each conversation has its own sequence and *epoch* (a random tag made with
 the sequence, renewed whenever another Redis server process appends to it: a
 restart, a failover): an event's offset ``epoch-seq`` names its place in its
-conversation, and offsets of another epoch (Redis lost the conversation's
-data, or some of it) cannot be resumed from. A desktop in several
+conversation. The new epoch remembers the one it took over from and the seq
+it took over at (the new process holds that epoch's start): an offset of it
+still resumes, exactly. Offsets of any older epoch (Redis lost the
+conversation's data, or some of it) cannot be resumed from. A desktop in several
 conversations holds a position in each (``connector.desktops.offsets`` packs
 them into the one offset a Socket.IO client hands back).
 
@@ -40,7 +42,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
 from common.loop_local import LoopLocal
-from events import redis_client
+from events import redis_client, replica_ack
 
 #: Characters of an epoch: 12 hex digits. Offsets of the single sequence all conversations once shared had 8:
 #: such an offset never names an epoch of a conversation, so it reads as another epoch's (not resumable).
@@ -109,7 +111,8 @@ class Replay:
 
     ``complete`` is False when the history no longer reaches back that far: ``trimmed`` names the
     conversations whose events after the position were trimmed away (or expired), ``stale`` those whose
-    position was of another epoch (read from the current epoch's start: each of its events came after).
+    position was of an epoch Redis lost (read from the current epoch's start: each of its events came after; a
+    position of the epoch the current one continues is not stale, ``_continued``).
     ``positions`` says where each conversation is read up to: its last event in the replay when the replay
     stopped inside it, else the end of its sequence (its current epoch)."""
 
@@ -193,8 +196,11 @@ def _positions(since: Since, epoch: str | None) -> dict[str, Offset]:
 # Redis Cluster each conversation's shard is another process) against the run_id its library read once
 # (``_LIBRARY``).
 # A missing sequence (a new conversation, or one whose sequence expired) is made in a new epoch, going on from
-# the newest stored entry if any. KEYS[1]: the sequence hash, KEYS[2]: the history stream; ``new_epoch``: a new
-# epoch, used only if needed. Leaves ``epoch`` set.
+# the newest stored entry if any. A renewal for another process notes the epoch it ends and the seq this
+# process took over at (``previous``, ``taken_at``): what this process holds of that epoch is its start, up to
+# ``taken_at`` (replication and snapshots keep the order of writes), so a position in it still resumes
+# (``_continued``); the numbering goes on from ``taken_at``. KEYS[1]: the sequence hash, KEYS[2]: the history
+# stream; ``new_epoch``: a new epoch, used only if needed. Leaves ``epoch`` set.
 _SEQUENCE = """
 local run = server_run()
 local found = redis.call('HMGET', KEYS[1], 'epoch', 'run')
@@ -207,7 +213,8 @@ if not epoch then
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'run', run, 'seq', seq)
 elseif found[2] ~= run then
   epoch = new_epoch
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'run', run)
+  local seq = redis.call('HGET', KEYS[1], 'seq') or '0'
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'run', run, 'previous', found[1], 'taken_at', seq)
 end
 """
 
@@ -328,15 +335,20 @@ _APPEND_FUNCTION, _POSITION_FUNCTION = f"{LIBRARY_NAME}_append", f"{LIBRARY_NAME
 # One conversation's events after a position, within bounds. KEYS: sequence hash, history stream, trimmed mark.
 # ARGV: the epoch the position is counted in ('' for the current one), the seq after which to read, most events
 # (-1: no bound, 0: none, only the state), most bytes (of kinds and payloads), whether the first event is taken
-# however big ('1'). A position of another epoch reads from the current epoch's start: each of its events was
-# pushed after Redis lost the older ones. Entries are read 64 at a time, so Redis holds no more than that beyond
-# what it returns. Returns the epoch, the current seq, the trimmed mark, the stream's length, whether the read
-# stopped at a bound with events after it (1), and the entries as {id, kind, payload}.
+# however big ('1'). A position of the epoch the current one took over from reads from where it took over, or
+# from the position when that came before; a position of any other epoch reads from the current epoch's start:
+# each of its events was pushed after Redis lost the older ones. Entries are read 64 at a time, so Redis holds
+# no more than that beyond what it returns. Returns the epoch, the current seq, the trimmed mark, the stream's
+# length, whether the read stopped at a bound with events after it (1), the entries as {id, kind, payload}, the
+# epoch taken over from and the seq it was taken over at.
 _READ = """
-local found = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
+local found = redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'previous', 'taken_at')
 local epoch, current = found[1] or '', tonumber(found[2] or '0')
+local previous, taken_at = found[3] or '', tonumber(found[4] or '0')
 local after = tonumber(ARGV[2])
-if ARGV[1] ~= '' and ARGV[1] ~= epoch then after = 0 end
+if ARGV[1] ~= '' and ARGV[1] ~= epoch then
+  if ARGV[1] == previous then after = math.min(after, taken_at) else after = 0 end
+end
 local trimmed = redis.call('GET', KEYS[3]) or '0-0'
 local length = redis.call('XLEN', KEYS[2])
 -- The gap is derived from what is stored too (sequence numbers have no holes): the stream and its trimmed
@@ -376,7 +388,7 @@ if more == 0 and max_events >= 0 and length > 0 then
   if #entries > 0 then last = tonumber(string.match(entries[#entries][1], '%d+$')) end
   if last < current then more = 1 end
 end
-return {epoch, current, trimmed, length, more, entries}
+return {epoch, current, trimmed, length, more, entries, previous, taken_at}
 """
 
 
@@ -390,11 +402,29 @@ class _Read:
     length: int
     more: bool
     entries: list
+    # The epoch this one took over from on another Redis process ('' for none), and the seq it took over at.
+    previous: str = ""
+    taken_at: int = 0
 
 
 def _parsed_read(reply: list) -> _Read:
-    epoch, current, trimmed, length, more, entries = reply
-    return _Read(_text(epoch), int(current), _seq_of(trimmed), int(length), bool(more), entries)
+    epoch, current, trimmed, length, more, entries, previous, taken_at = reply
+    return _Read(_text(epoch), int(current), _seq_of(trimmed), int(length), bool(more), entries, _text(previous),
+                 int(taken_at))
+
+
+def _continued(at: Offset, state: _Read) -> int | None:
+    """Where a read from ``at`` goes on in ``state``'s epoch, or None when ``at`` is of an epoch Redis lost.
+
+    A position of the epoch the current one took over from (a failover, a restore: ``_SEQUENCE``) goes on from
+    where it is, or from the takeover when it is past it: the events after the takeover in that epoch never
+    reached the process now serving, and the desktop holding them has them. Older epochs are lost: two
+    takeovers while a desktop was away leave its position unresumable, as Redis losing the data does."""
+    if not at.epoch or at.epoch == state.epoch:
+        return at.seq
+    if at.epoch == state.previous:
+        return min(at.seq, state.taken_at)
+    return None
 
 
 class _Walk:
@@ -411,13 +441,13 @@ class _Walk:
 
     def after(self, conversation: str, state: _Read) -> int:
         """Where ``conversation`` is read from in its current epoch; notes a gap."""
-        at = self.since[conversation]
-        if at.epoch and at.epoch != state.epoch:
+        after = _continued(self.since[conversation], state)
+        if after is None:
             self.stale.add(conversation)  # Redis lost that epoch: every event of this one came after it
             return 0
-        if state.trimmed > at.seq:
+        if state.trimmed > after:
             self.trimmed.add(conversation)  # events after the position were trimmed away
-        return at.seq
+        return after
 
     def take(self, conversation: str, state: _Read, events: Iterable[Event], *, read: bool) -> None:
         """``conversation``'s state and the events read of it (``read``: its read was asked for)."""
@@ -486,13 +516,13 @@ class RedisHistory:
     async def _run(self, batch: list[tuple[tuple, asyncio.Future]]) -> None:
         """Run ``batch``'s calls in one pipeline and answer each caller (its reply, or the error)."""
         try:
-            replies = await self._pipeline([command for command, _ in batch])
+            replies = await self._pipeline([command for command, _ in batch], confirm=True)
             if any(_function_missing(reply) for reply in replies):
                 # Redis lost its functions (restored from an older snapshot, or flushed): load them once, run
                 # again what it refused.
                 await self._load_library()
                 again = [i for i, reply in enumerate(replies) if _function_missing(reply)]
-                for i, reply in zip(again, await self._pipeline([batch[i][0] for i in again])):
+                for i, reply in zip(again, await self._pipeline([batch[i][0] for i in again], confirm=True)):
                     replies[i] = reply
         except Exception as error:  # Redis unreachable, or slower than its socket timeout: every caller's error
             for _, answer in batch:
@@ -511,16 +541,22 @@ class RedisHistory:
             else:
                 answer.set_result(reply)
 
-    async def _pipeline(self, commands: list[tuple]) -> list:
+    async def _pipeline(self, commands: list[tuple], *, confirm: bool = False) -> list:
         """Run ``commands`` in one pipeline; their replies (an error as its exception). On a cluster redis-py
-        sends each node its share of them, one write each, at once."""
+        sends each node its share of them, one write each, at once. ``confirm`` (appends) with
+        ``REDIS_ACK_REPLICAS``: a WAIT follows them on each connection, and an append it found short of
+        replicas answers ``ReplicasBehind``."""
         pipeline = self._client.pipeline(transaction=False)
         for command in commands:
             pipeline.execute_command(*command)
+        keys = [command[3] for command in commands]
+        waits = await replica_ack.add_waits(self._client, pipeline, keys) if confirm and replica_ack.wanted() else None
         if self._in_flight is None:
-            return await pipeline.execute(raise_on_error=False)
-        async with self._in_flight:
-            return await pipeline.execute(raise_on_error=False)
+            replies = await pipeline.execute(raise_on_error=False)
+        else:
+            async with self._in_flight:
+                replies = await pipeline.execute(raise_on_error=False)
+        return replies if waits is None else waits.judge(self._client, keys, replies)
 
     async def _reads(self, asks: list[tuple[str, Offset, int, int, bool]]) -> list[_Read]:
         """``_READ`` for each (conversation, position, most events, most bytes, first taken whatever its size),
@@ -558,8 +594,8 @@ class RedisHistory:
         """The first events after ``since[conversation]`` in each conversation: at most ``max_events`` of them and
         ``max_bytes`` (of their kinds and payloads; the first event is taken whatever its size), conversation by
         conversation in ``since``'s order. With ``more``, the page stopped at those bounds, and the next page
-        reads after ``positions``. Positions of another epoch than a conversation's current one read from its
-        current epoch's start (the page is not ``complete``). With ``count``, ``total`` is the number of events
+        reads after ``positions``. Positions of an epoch a conversation lost read from its current epoch's start
+        (the page is not ``complete``). With ``count``, ``total`` is the number of events
         the whole replay holds now.
 
         One round trip reads the first conversation's page and every other's state (its sequence, trimmed mark,
@@ -647,7 +683,7 @@ class MemoryHistory:
         """What ``_READ`` answers, from this process's history."""
         epoch = self._epochs.get(conversation, "")
         current = self._seqs.get(conversation, 0)
-        after = 0 if at.epoch and at.epoch != epoch else at.seq
+        after = _continued(at, _Read(epoch, current, 0, 0, False, [])) or 0
         stream = self._streams.get(conversation, ())
         entries, size, more = [], 0, False
         for event in stream:

@@ -16,10 +16,16 @@ from django.conf import settings
 from events import conversations, metrics
 from events.history import Appended, get_history
 from events.kinds import EventKind
+from events.replica_ack import ReplicasBehind
 
 
 class DeliveryUnavailable(Exception):
     """The event could not be stored; the caller should retry later (Pub/Sub: answer 5xx)."""
+
+
+class ReplicationUnconfirmed(DeliveryUnavailable):
+    """The event is stored on the primary, but fewer of its replicas than ``REDIS_ACK_REPLICAS`` confirmed it in
+    time: retry later (the retry is a duplicate, acknowledged once the replicas have it)."""
 
 
 def encode_payload(payload: dict[str, Any]) -> str:
@@ -41,7 +47,8 @@ async def publish(
     ``message_id`` (Pub/Sub's) de-duplicates: an event with the same kind and id already accepted
     for the conversation is not stored or sent again (``Appended.duplicate``). Raises
     ``DeliveryUnavailable`` when Redis is unreachable or does not answer within
-    ``EVENT_STORE_TIMEOUT`` seconds.
+    ``EVENT_STORE_TIMEOUT`` seconds; ``ReplicationUnconfirmed`` when it stored the event but fewer replicas
+    than ``REDIS_ACK_REPLICAS`` confirmed it in time.
     """
     conversation = conversations.normalise(conversation_name)
     payload_json = encode_payload(payload)
@@ -50,6 +57,9 @@ async def publish(
             return await get_history().append(
                 conversation=conversation, kind=str(event), message_id=message_id, payload_json=payload_json
             )
+    except ReplicasBehind as error:
+        metrics.redis_error("replicas")
+        raise ReplicationUnconfirmed(str(error)) from error
     except Exception as error:
         # Redis errors, OSError and timeouts alike: the event was not accepted. (CancelledError
         # is a BaseException, so a cancelled request still ends as cancelled.)

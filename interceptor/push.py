@@ -10,7 +10,9 @@ Status codes tell Pub/Sub what to do: 204 once the event is stored in the
 conversation's history and published (``events.publish``), or is a redelivery
 of one already stored; 200 for a poison message (acknowledged so it is not redelivered
 forever, with one WARNING line naming the reason and messageId, never the
-content); 503 when Redis is unreachable, so Pub/Sub retries.
+content); 503 when Redis is unreachable, so Pub/Sub retries, and with
+``REDIS_ACK_REPLICAS`` when fewer replicas than it asks confirmed the stored
+event in time (the redelivery is a duplicate: 204 once they have it).
 Bodies up to ``PUSH_MAX_BODY_BYTES`` (14 MiB: Pub/Sub's 10 MiB of data,
 base64'd, plus the envelope) are read; a larger one cannot come from Pub/Sub
 and is acknowledged as poison.
@@ -34,7 +36,7 @@ from django.conf import settings
 from common import google_certs
 from common.log_sampling import LogSampler
 from events import metrics
-from events.publish import DeliveryUnavailable, publish
+from events.publish import DeliveryUnavailable, ReplicationUnconfirmed, publish
 from interceptor import push_auth
 from interceptor.envelope import PoisonMessage, parse_push
 from interceptor.payload import desktop_payload
@@ -92,6 +94,16 @@ async def accept_push(
         appended = await publish(
             conversation_name=message.conversation_name, event=event, payload=payload, message_id=message.message_id
         )
+    except ReplicationUnconfirmed as error:
+        repeated.error(
+            ("replicas behind", event),
+            "Event %s (messageId=%s) %s; answering 503 so Pub/Sub redelivers",
+            event,
+            _loggable(message.message_id),
+            error,
+        )
+        return _message(503, "The event is not yet on enough Redis replicas; retry later.",
+                        retry_after=RETRY_AFTER_SECONDS)
     except DeliveryUnavailable as error:
         repeated.error(
             ("event store unavailable", event),

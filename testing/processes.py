@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -137,6 +138,58 @@ def redis_server(
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+@dataclass
+class RedisReplica:
+    """A redis-server replicating another (``redis_replica``): a fault test pauses it or promotes it."""
+
+    address: RedisAddress
+    process: subprocess.Popen
+
+    def pause(self) -> None:
+        """Freeze it (SIGSTOP): it acknowledges nothing more to its primary until ``resume``."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def promote(self) -> None:
+        """Make it a primary (``REPLICAOF NO ONE``), as a failover does, with what it holds."""
+        _redis_cli("-h", self.address.host, "-p", str(self.address.port), "replicaof", "no", "one")
+
+    def replication(self) -> str:
+        """Its ``INFO replication``."""
+        return _redis_cli("-h", self.address.host, "-p", str(self.address.port), "info", "replication")
+
+
+@contextlib.contextmanager
+def redis_replica(primary: RedisAddress, *, timeout: float = 20.0) -> Iterator[RedisReplica]:
+    """A redis-server on a free loopback port replicating ``primary`` (no password, no TLS), once its link is up
+    and its first copy loaded; stopped when the block ends."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="aa-redis-replica-") as directory:
+        process = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(port), "--replicaof", primary.host, str(primary.port),
+             "--save", "", "--appendonly", "no", "--dir", directory, "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        replica = RedisReplica(RedisAddress("127.0.0.1", port), process)
+        try:
+            wait_for_port(port, process=process)
+            deadline = time.monotonic() + timeout
+            while "master_link_status:up" not in replica.replication():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the replica on {port} has no link to its primary after {timeout}s")
+                time.sleep(0.05)
+            yield replica
+        finally:
+            replica.resume()
+            stop(process)
 
 
 CLUSTER_NODES = 6  # three primaries, each with one replica (Memorystore's default shape)

@@ -337,8 +337,8 @@ async def test_after_the_primary_of_a_conversation_fails_over_its_events_reach_t
             accepted.append(message_id)
         # The hub hands its members what the catch-up read, and they drop what they already had, as a desktop
         # does: an event may come both live and in the catch-up. The promoted replica is another server process:
-        # the conversation's epoch is renewed at its first append there (a replica may lack the last writes), so
-        # the catch-up from a position of the old epoch reads the new one from its start, "before" included.
+        # the conversation's epoch is renewed at its first append there, continuing the old one, so the catch-up
+        # from a position of the old epoch reads on from it (or from where the replica took over).
         received: list[str] = []
         while len(received) < len(accepted):
             payload = (await listener.receive(timeout=20))["payload"]

@@ -1,6 +1,6 @@
 """``events.history`` across a restart of Redis that keeps its data (a snapshot, as Memorystore's RDB
-persistence restores it): de-duplication records survive, and offsets handed out after the snapshot are
-never mistaken for resumable ones.
+persistence restores it): de-duplication records survive, and offsets handed out before the restore resume
+exactly from what the restored Redis holds (the new epoch notes where it took over).
 
 A private redis-server writes its snapshot with ``SAVE``, takes more appends,
 is killed (SIGKILL: nothing after the snapshot is saved) and restarted from
@@ -47,11 +47,13 @@ async def append(history: RedisHistory, message_id: str):
                                 payload_json=json.dumps({"id": message_id}))
 
 
-async def test_after_a_restore_from_a_snapshot_no_offset_of_the_lost_stretch_is_resumable(settings) -> None:
+async def test_after_a_restore_from_a_snapshot_offsets_of_the_lost_stretch_resume_from_the_restore(settings) -> None:
     """Events 1-2 are in the snapshot, 3-4 only in memory when Redis dies. Restored, the sequence would give
-    out 3 and 4 again: the epoch is renewed instead, so a desktop that had seen event 4 is not told that a
-    replay from it is whole; a redelivery of event 2 is still a duplicate (its record was in the snapshot),
-    one of event 4 is not (the window that remains)."""
+    out 3 and 4 again: the epoch is renewed instead, noting it took over at 2. A desktop that had seen event 2
+    resumes exactly after it; one that had seen event 4 (numbers the restored Redis never had) resumes after 2
+    too, in the new epoch: every event it gets is new to it, and none is lost that the restored Redis has. A
+    redelivery of event 2 is still a duplicate (its record was in the snapshot), one of event 4 is not (the
+    window that remains)."""
     port = processes.free_port()
     with tempfile.TemporaryDirectory(prefix="aa-redis-snapshot-") as directory:
         with snapshotting_redis(Path(directory), port):
@@ -69,10 +71,12 @@ async def test_after_a_restore_from_a_snapshot_no_offset_of_the_lost_stretch_is_
             redelivered = await append(history, "m-2")
             assert redelivered.duplicate
             after = await append(history, "m-5")
-            assert after.offset.epoch != lost[-1].offset.epoch
+            assert after.offset.epoch != lost[-1].offset.epoch and after.offset.seq == 3
             for seen in (kept[-1].offset, lost[-1].offset):
-                replay = await history.read({A: seen.seq}, epoch=seen.epoch)
-                assert not replay.complete
+                replay = await history.read({A: seen})
+                assert replay.complete
+                assert [json.loads(e.payload_json)["id"] for e in replay.events] == ["m-5"]
+                assert replay.positions[A] == after.offset
             assert not (await append(history, "m-4")).duplicate
             await client.aclose()
 
