@@ -178,3 +178,32 @@ async def test_past_the_inbox_bound_a_connection_waits_and_nothing_is_lost(on_cl
     finally:
         await reads.aclose()
         await pubsub.aclose()
+
+
+async def test_a_dropped_connection_is_caught_up_without_waiting_for_the_idle_check(
+        on_cluster, direct, monkeypatch) -> None:
+    """Redis drops one primary's pub/sub connection, read by a task while the reader waits on the inbox: the
+    task hands on the failure (or, had redis-py made the connection again by itself, the confirmations of its
+    subscribing again), so the subscription is made again and caught up (``restored``) at once, not at the
+    reader's next idle check (made an hour here); later messages there arrive."""
+    monkeypatch.setattr(subscriptions, "IDLE_CHECK_SECONDS", 3600.0)
+    channels = channel_on_each_primary(direct, "remade")
+    received = Received()
+    restored: list[int] = []
+
+    async def catch_up() -> None:
+        restored.append(len(received.messages))
+
+    subscription = subscriptions.Subscription("test", logging.getLogger("test"), received=received,
+                                              restored=catch_up)
+    try:
+        for channel in channels:
+            await subscription.subscribe(channel, subscriptions.SHARD)
+        await direct.execute_command("CLIENT KILL", "TYPE", "pubsub", target_nodes=direct.get_primaries()[0])
+        await clients.wait_until(lambda: restored, what="the catch-up")
+        assert restored == [0]
+        await redis_client.get_redis().spublish(channels[0], "after")
+        await received.next()
+        assert received.messages == [(channels[0], b"after")]
+    finally:
+        await subscription.close()
