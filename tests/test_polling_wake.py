@@ -231,7 +231,7 @@ async def test_a_primary_left_without_wake_channels_is_no_lost_subscription(sett
             await subscription.subscribe(churned, SHARD)
             subscription.discard(churned, SHARD)
             await subscription.unsubscribe(churned, SHARD)
-            await asyncio.sleep(0.001 * (number % 25))  # at any point of the reader's 20 ms turns
+            await asyncio.sleep(0.001 * (number % 25))  # at any point of the reader's reads
         assert restored == []
     finally:
         await subscription.close()

@@ -21,9 +21,11 @@ channel is served by its slot's shard.
 
 On a Redis Cluster (``REDIS_CLUSTER``) the ``PubSub`` is redis-py's cluster
 one (``redis_client.subscriber_pubsub``): each sharded channel is read from
-the primary owning its slot, one connection per primary, read in turn; a
-classic channel or pattern from one node (the cluster passes every classic
-message to every node, which is what classic pub/sub costs there). After any
+the primary owning its slot, one connection per primary, each read by a task
+of its own (``cluster_reads``) so that a message on any primary is read as
+soon as it arrives; a classic channel or pattern from one node (the cluster
+passes every classic message to every node, which is what classic pub/sub
+costs there). After any
 failure, and when Redis ends a sharded subscription by itself (``SUNSUBSCRIBE``
 pushed when its slot moved to another shard, or a failover), the reader makes a
 new ``PubSub`` once the client has learned the cluster's layout again,
@@ -43,13 +45,10 @@ from django.conf import settings
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from connector.desktops.cluster_reads import ClusterReads
 from events import metrics, redis_client
 
 RECONNECT_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)
-# On a cluster, how long a read waits on one primary's connection before it looks at the next one's: redis-py
-# reads its shards' connections in turn, so a message arriving on another waits up to this per other primary
-# (and an idle reader wakes this often: about 50 wake-ups a second, a fraction of a millisecond of CPU).
-SHARD_TURN_SECONDS = 0.02
 # An idle subscription is checked with a PING this often, so a dead connection is noticed.
 IDLE_CHECK_SECONDS = 15.0
 
@@ -96,6 +95,7 @@ class Subscription:
         self._restored = restored
         self._wanted: dict[Kind, set[str]] = {kind: set() for kind in _KINDS}
         self._pubsub: PubSub | None = None
+        self._reads: ClusterReads | None = None  # on a cluster, the tasks reading the pub/sub's connections
         self._reader: asyncio.Task | None = None
         self._confirmations: dict[tuple[Kind, str], asyncio.Future[None]] = {}
         # Sharded channels unsubscribed on the current connection whose SUNSUBSCRIBE Redis has not confirmed yet
@@ -140,13 +140,13 @@ class Subscription:
                 async with self._commands:
                     if self._pubsub is None:
                         # (A cluster's client learns the layout first: its pub/sub picks nodes by slot.)
-                        self._pubsub = await redis_client.subscriber_pubsub()
+                        self._use(await redis_client.subscriber_pubsub())
                     self._opening = self._new_primary(name) if kind is SHARD else None
                     try:
                         await getattr(self._pubsub, kind.subscribe)(name)
                     finally:
                         self._opening = None
-                    self._watch_connections()
+                        self._watch_connections()
             finally:
                 self._subscribing -= 1
             if self._reader is None or self._reader.done():
@@ -181,15 +181,23 @@ class Subscription:
             if kind is SHARD:
                 self._unsubscribe_sent(name)
 
+    def _use(self, pubsub: PubSub) -> None:
+        """Make ``pubsub`` the subscription's; on a cluster, with tasks to read its connections."""
+        self._pubsub = pubsub
+        self._reads = ClusterReads(pubsub) if self._on_cluster else None
+
     def _watch_connections(self) -> None:
         """Hear of redis-py making a connection again by itself (``_connection_remade``): the pub/sub's own
         and, on a cluster, each primary's of its sharded channels. Registering again is harmless (once;
-        weakly held)."""
-        assert self._pubsub is not None
+        weakly held). On a cluster, read any new connection (a subscribe's confirmation comes on it)."""
+        if self._pubsub is None:
+            return
         pubsubs = [self._pubsub, *getattr(self._pubsub, "node_pubsub_mapping", {}).values()]
         for pubsub in pubsubs:
             if pubsub.connection is not None:
                 pubsub.connection.register_connect_callback(self._connection_remade)
+        if self._reads is not None:
+            self._reads.follow()
 
     def _new_primary(self, channel: str) -> str | None:
         """On a cluster, the primary owning ``channel`` when this pub/sub holds no connection to it yet."""
@@ -205,43 +213,34 @@ class Subscription:
     async def _next_message(self) -> dict | None:
         """The next message, or None after ``IDLE_CHECK_SECONDS`` without one."""
         assert self._pubsub is not None
-        if self._on_cluster and not self._pubsub.node_pubsub_mapping and self._pubsub.connection is None:
-            if self._subscribing:
-                # The last channel was unsubscribed (redis-py closed its primary's connection), and a subscribe
-                # is about to open one.
-                await asyncio.sleep(0.05)
-                return None
-            # redis-py closed the last primary's connection (Redis ended its subscriptions) while channels are
-            # still held: nothing reads them.
-            raise SubscriptionEnded("no connection holds the subscriptions")
-        if not self._on_cluster or not self._pubsub.node_pubsub_mapping:
+        if self._reads is None:
             return await self._pubsub.get_message(timeout=IDLE_CHECK_SECONDS)
-        # A cluster's sharded channels: each primary's connection in turn (and the classic one, if any).
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + IDLE_CHECK_SECONDS
-        while loop.time() < deadline:
-            if self._pubsub.connection is not None:
-                message = await self._pubsub.get_message(timeout=0)
-                if message is not None:
-                    return message
-            if not self._pubsub.node_pubsub_mapping:
-                break
-            # Short turns even with one primary's connection: a subscribe may open another primary's at any
-            # time, and its confirmation is read only in its turn.
-            try:
-                message = await self._pubsub.get_sharded_message(timeout=SHARD_TURN_SECONDS)
-            except RuntimeError as error:
+        # A cluster's connections, each read by its own task: whichever has a message first.
+        deadline = asyncio.get_running_loop().time() + IDLE_CHECK_SECONDS
+        while True:
+            if not self._pubsub.node_pubsub_mapping and self._pubsub.connection is None:
                 if self._subscribing:
-                    # A subscribe is making a new primary's pub/sub: redis-py lists it before it has taken its
-                    # connection, and says "connection not set" when its turn comes then.
-                    await asyncio.sleep(0.005)
-                    continue
+                    # The last channel was unsubscribed (redis-py closed its primary's connection), and a
+                    # subscribe is about to open one.
+                    await asyncio.sleep(0.05)
+                    return None
+                # redis-py closed the last primary's connection (Redis ended its subscriptions) while channels
+                # are still held: nothing reads them.
+                raise SubscriptionEnded("no connection holds the subscriptions")
+            self._reads.follow()
+            read = await self._reads.get(deadline)
+            if read is None:
+                return None
+            message, error = read
+            if isinstance(error, RuntimeError):
                 # A primary's pub/sub whose connection redis-py dropped (after a failure it reports elsewhere):
                 # redis-py says "connection not set"; the subscription is made again like a lost one.
                 raise SubscriptionEnded(str(error)) from error
+            if error is not None:
+                raise error
             if message is not None:
                 return message
-        return None
+            # A connection's task stopped: redis-py closed that primary's pub/sub, holding no channel now.
 
     async def _ping(self) -> None:
         """A PING on each connection, so that a dead one is noticed."""
@@ -258,7 +257,10 @@ class Subscription:
         longer serves it)."""
         async with self._commands:
             old, self._pubsub = self._pubsub, None
+            reads, self._reads = self._reads, None
             self._forget_unsubscribes()
+            if reads is not None:
+                await reads.aclose()
             if old is not None:
                 try:
                     await old.aclose()
@@ -272,7 +274,7 @@ class Subscription:
             except BaseException:
                 await pubsub.aclose()
                 raise
-            self._pubsub = pubsub
+            self._use(pubsub)
             self._watch_connections()
             self._remade = True
 
@@ -281,6 +283,9 @@ class Subscription:
         if self._reader is not None:
             self._reader.cancel()
         pubsub, self._pubsub = self._pubsub, None
+        reads, self._reads = self._reads, None
+        if reads is not None:
+            await reads.aclose()
         if pubsub is not None:
             await pubsub.aclose()
 
