@@ -1,0 +1,157 @@
+"""Where a join starts, as the session records it: what a desktop cut off right after the join recovers.
+
+A join's start is where its replay was read from in the conversation's
+current epoch (``Replay.starts``), or the current end taken before the join
+subscribed. After a failover (a real replica, promoted) an offset of the
+epoch the new one continues resumes after it (or after the takeover),
+whether it comes as a join's ``after``, or as the offset of a client whose
+session could not be recovered and which joins again; a desktop that then
+receives none of the replay and recovers gets exactly the replay again,
+nothing it had before. Over the websocket (the consumer in process) and
+long-polling (a connector process).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import httpx
+import pytest
+from socketio import packet as sio
+
+from connector import tokens
+from events.history import Offset, get_history
+from testing import clients, processes
+from testing.engineio_polling import connect_answer, conversation_events, handshake, session_url
+from testing.raw_socketio import SocketIOTestClient, client_factory
+from testing.sample_events import publish
+
+from .test_failover_epochs import caught_up
+
+
+@pytest.fixture
+def primary():
+    with processes.redis_server(private=True) as address:
+        yield address
+
+
+@pytest.fixture
+def replica(primary):
+    with processes.redis_replica(primary) as replica:
+        yield replica
+
+
+def conversation() -> str:
+    return f"projects/{processes.TEST_PROJECT}/conversations/join-{secrets.token_hex(4)}"
+
+
+async def connect(client: SocketIOTestClient, auth: dict) -> sio.Packet:
+    await client.open()
+    await client.send("40" + json.dumps({"token": tokens.issue_token(user="alice"), **auth}))
+    return await client.receive_packet()
+
+
+async def events_of(client: SocketIOTestClient, count: int) -> list[str]:
+    return [(await client.receive_event())[1]["message_id"] for _ in range(count)]
+
+
+async def failed_over(settings, primary, replica, name: str, before: int) -> tuple[list[str], list[Offset], str]:
+    """``before`` events of ``name`` on the primary (caught up on the replica), the replica promoted and the
+    application pointed at it, one more event there (the new epoch, taken over at ``before``). Their message
+    ids, the old events' offsets, and the new event's id."""
+    settings.REDISHOST, settings.REDISPORT = primary.host, primary.port
+    sent = [(await publish(name))["message_id"] for _ in range(before)]
+    old = await get_history().position(name)
+    offsets = [Offset(old.epoch, n) for n in range(1, before + 1)]
+    caught_up(primary, replica)
+    replica.promote()
+    settings.REDISHOST, settings.REDISPORT = replica.address.host, replica.address.port
+    later = (await publish(name))["message_id"]
+    assert (await get_history().position(name)).epoch != old.epoch
+    return sent, offsets, later
+
+
+async def test_a_join_after_an_offset_of_the_epoch_before_a_failover_starts_there(settings, primary, replica) -> None:
+    """The desktop had 1 and 2 of the old epoch; after the failover (taken over at 4, then 5) it joins after
+    its offset of 2 and is cut off before the replay reaches it: its recovery replays 3, 4 and 5, not 1 and 2
+    again (the join was recorded where its replay started, at 2 in the new epoch)."""
+    name = conversation()
+    sent, offsets, later = await failed_over(settings, primary, replica, name, 4)
+    async with client_factory() as make:
+        first = make()
+        pid = (await connect(first, {})).data["pid"]
+        assert await first.call("join-conversation", name, {"after": str(offsets[1])}) == [True, name]
+        await first.communicator.disconnect()  # nothing of the replay arrived: its offset does not name ``name``
+        again = make()
+        assert (await connect(again, {"pid": pid})).data["pid"] == pid
+        assert await events_of(again, 3) == [*sent[2:], later]
+        assert await again.communicator.receive_nothing(0.3)
+
+
+async def test_a_new_session_for_an_offset_of_the_epoch_before_a_failover_joins_from_it(
+        settings, primary, replica) -> None:
+    """The desktop's session record is gone (a new pid), and its offset says 2 of the old epoch: the session it
+    gets instead starts its join of the conversation, now failed over, after 2 (3, 4 and 5), and a cut right
+    after the join recovers the same three, not the new epoch's whole start."""
+    name = conversation()
+    async with client_factory() as make:
+        settings.REDISHOST, settings.REDISPORT = primary.host, primary.port
+        first = make()
+        await connect(first, {})
+        assert await first.call("join-conversation", name) == [True, name]
+        sent = [(await publish(name))["message_id"] for _ in range(2)]
+        assert await events_of(first, 2) == sent
+        offset = first.last_offset
+        await first.communicator.disconnect()
+        sent += [(await publish(name))["message_id"] for _ in range(2)]
+        caught_up(primary, replica)
+        replica.promote()
+        settings.REDISHOST, settings.REDISPORT = replica.address.host, replica.address.port
+        later = (await publish(name))["message_id"]
+
+        again = make()
+        answer = await connect(again, {"pid": secrets.token_urlsafe(18), "offset": offset})
+        pid = answer.data["pid"]
+        assert await again.call("join-conversation", name) == [True, name]
+        assert await events_of(again, 3) == [*sent[2:], later]
+        await again.communicator.disconnect()
+        recovered = make()
+        assert (await connect(recovered, {"pid": pid})).data["pid"] == pid
+        assert await events_of(recovered, 3) == [*sent[2:], later]
+        assert await recovered.communicator.receive_nothing(0.3)
+
+
+async def test_a_polling_join_after_an_offset_of_the_epoch_before_a_failover_reads_on_from_it(
+        settings, primary, replica) -> None:
+    """Long-polling: a join after 2 of the old epoch reads 3, 4 and 5 (not the new epoch from its start), and
+    the session record says so: a recovery right after the join reads the same three."""
+    name = conversation()
+    sent, offsets, later = await failed_over(settings, primary, replica, name, 4)
+    token = clients.server_token(settings, user="agent")
+    with processes.service_server(role="connector", redis=replica.address, SOCKETIO_PING_INTERVAL="2",
+                                 SOCKETIO_PING_TIMEOUT="2") as connector:
+        url = f"http://127.0.0.1:{connector.port}"
+        async with httpx.AsyncClient(timeout=10) as http:
+
+            async def session(auth: dict) -> tuple[str, str]:
+                sid = await handshake(http, url)
+                connect = "40" + json.dumps({"token": token, **auth})
+                assert (await http.post(session_url(url, sid), content=connect.encode())).text == "ok"
+                return sid, connect_answer((await http.get(session_url(url, sid))).text)["pid"]
+
+            async def read(sid: str, count: int) -> list[str]:
+                received: list[str] = []
+                while len(received) < count:
+                    text = (await http.get(session_url(url, sid))).text
+                    received += [payload["message_id"] for _, payload, _ in conversation_events(text)]
+                return received
+
+            sid, pid = await session({})
+            join = json.dumps(["join-conversation", name, {"after": str(offsets[1])}])
+            assert (await http.post(session_url(url, sid), content=f"421{join}".encode())).text == "ok"
+            assert await read(sid, 3) == [*sent[2:], later]
+            # Cut off before that GET's answer arrived: its recovery reads the same three.
+            again, recovered = await session({"pid": pid})
+            assert recovered == pid
+            assert await read(again, 3) == [*sent[2:], later]
