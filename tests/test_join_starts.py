@@ -22,10 +22,11 @@ from socketio import packet as sio
 
 from connector import tokens
 from events.history import Offset, get_history
+from events.kinds import EventKind
+from events.publish import publish as publish_event
 from testing import clients, processes
 from testing.engineio_polling import connect_answer, conversation_events, handshake, session_url
 from testing.raw_socketio import SocketIOTestClient, client_factory
-from testing.sample_events import publish
 
 from .test_failover_epochs import caught_up
 
@@ -44,6 +45,14 @@ def replica(primary):
 
 def conversation() -> str:
     return f"projects/{processes.TEST_PROJECT}/conversations/join-{secrets.token_hex(4)}"
+
+
+async def publish(conversation: str) -> dict:
+    """An event through the real delivery path, as the interceptor publishes one, with its own message id."""
+    payload = {"conversation_name": conversation, "data": "{}", "data_type": EventKind.NEW_MESSAGE,
+               "message_id": secrets.token_hex(4)}
+    await publish_event(conversation_name=conversation, event=EventKind.NEW_MESSAGE, payload=payload)
+    return payload
 
 
 async def connect(client: SocketIOTestClient, auth: dict) -> sio.Packet:
