@@ -13,11 +13,13 @@ long-polling (a connector process).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from socketio import packet as sio
 
 from connector import tokens
@@ -173,3 +175,68 @@ async def test_a_polling_join_after_an_offset_of_the_epoch_before_a_failover_rea
             again, recovered, first = await session({"pid": pid})
             assert recovered == pid
             assert await read(again, 3, first) == [*sent[2:], later]
+
+
+# --- an event appended while a join is under way ----------------------------------------------------------
+
+
+async def paused_clients(redis: Redis, count: int) -> None:
+    """Until ``count`` clients wait on ``CLIENT PAUSE WRITE`` (Redis counts them as blocked)."""
+    for _ in range(400):
+        if (await redis.info("clients"))["blocked_clients"] >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {count} clients waited on the pause")
+
+
+async def join_collecting(client: SocketIOTestClient, name: str) -> list[str]:
+    """Join ``name`` without options; the message ids of the conversation's events that arrive around the
+    acknowledgement (before or after it), until the connection goes quiet."""
+    await client.send("42" + "7" + json.dumps(["join-conversation", name]))
+    received, acknowledged = [], False
+    while not (acknowledged and await client.communicator.receive_nothing(0.5)):
+        packet = await client.receive_packet()
+        if packet.packet_type == sio.ACK:
+            assert (packet.id, packet.data) == (7, [True, name])
+            acknowledged = True
+        else:
+            assert packet.packet_type == sio.EVENT and packet.data[0] == EventKind.NEW_MESSAGE, packet.data
+            received.append(packet.data[1]["message_id"])
+    return received
+
+
+@pytest.mark.parametrize("appended", ["before the join's position", "after the join's position"])
+async def test_an_event_appended_while_a_join_is_under_way_is_recovered_as_it_was_delivered(
+        settings, redis_server, appended) -> None:
+    """Writes are paused in Redis (``CLIENT PAUSE WRITE``, which queues them in order) while an append and the
+    join's position wait, in either order; then both run. Whatever the connection received of the conversation
+    around its join, a recovery with no offset for it (every one of those frames lost on the way) replays
+    exactly that: the session's record of where the join started agrees with what the join sent."""
+    name = conversation()
+    await publish(name)  # the conversation has a sequence before the join
+    redis = Redis(host=redis_server.host, port=redis_server.port)
+    async with client_factory() as make:
+        desktop = make()
+        pid = (await connect(desktop, {})).data["pid"]
+        await redis.execute_command("CLIENT", "PAUSE", 20000, "WRITE")
+        try:
+            if appended == "before the join's position":
+                appending = asyncio.ensure_future(publish(name))
+                await paused_clients(redis, 1)
+                joining = asyncio.ensure_future(join_collecting(desktop, name))
+            else:
+                joining = asyncio.ensure_future(join_collecting(desktop, name))
+                await paused_clients(redis, 1)
+                appending = asyncio.ensure_future(publish(name))
+            await paused_clients(redis, 2)
+        finally:
+            await redis.execute_command("CLIENT", "UNPAUSE")
+        event = (await appending)["message_id"]
+        received = await joining
+        assert received in ([], [event])
+        await desktop.communicator.disconnect()
+        again = make()
+        assert (await connect(again, {"pid": pid})).data["pid"] == pid
+        assert await events_of(again, len(received)) == received
+        assert await again.communicator.receive_nothing(0.3)
+    await redis.aclose()
