@@ -117,7 +117,9 @@ class Replay:
     position was of an epoch Redis lost (read from the current epoch's start: each of its events came after; a
     position of the epoch the current one continues is not stale, ``_continued``).
     ``positions`` says where each conversation is read up to: its last event in the replay when the replay
-    stopped inside it, else the end of its sequence (its current epoch)."""
+    stopped inside it, else the end of its sequence (its current epoch); ``starts`` where it was read from, in
+    its current epoch (a position of the epoch the current one continues, resolved: where a join that asked
+    for this replay starts)."""
 
     events: list[Event]
     positions: dict[str, Offset]
@@ -127,6 +129,7 @@ class Replay:
     more: bool = False
     #: ``read_page(count=True)``: how many events the whole replay holds, this page's and the pages after.
     total: int | None = None
+    starts: dict[str, Offset] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -438,6 +441,7 @@ class _Walk:
         self.since = positions
         self.events: list[Event] = []
         self.positions: dict[str, Offset] = {}
+        self.starts: dict[str, Offset] = {}
         self.trimmed: set[str] = set()
         self.stale: set[str] = set()
         self.more = False
@@ -456,6 +460,7 @@ class _Walk:
     def take(self, conversation: str, state: _Read, events: Iterable[Event], *, read: bool) -> None:
         """``conversation``'s state and the events read of it (``read``: its read was asked for)."""
         after = self.after(conversation, state)
+        self.starts[conversation] = Offset(state.epoch, after)
         if self.total is not None and state.length:
             self.total += min(state.length, max(0, state.current - after))
         last = after
@@ -470,7 +475,7 @@ class _Walk:
 
     def replay(self) -> Replay:
         return Replay(self.events, self.positions, frozenset(self.trimmed), frozenset(self.stale), self.more,
-                      self.total)
+                      self.total, self.starts)
 
 
 class RedisHistory:

@@ -12,7 +12,7 @@ the ended ones and then the oldest when a new one begins, so a client that
 connects over and over holds no more. A record is bounded too: at most
 ``MAX_CONVERSATIONS_PER_CONNECTION`` conversations, each name at most
 ``events.conversations.MAX_LENGTH`` characters, and at most as many epochs a
-client's unusable offset named (``stale``: a parsed offset holds no more).
+client's unusable offset named positions in (``stale``: a parsed offset holds no more).
 A record of an earlier version (one position for every conversation) does
 not load: its client is told it was not recovered. Saving again only rewrites a
 record that still exists: an evicted one stays gone. Without Redis
@@ -82,8 +82,9 @@ class Session:
     # event of each conversation's epoch came after its last one, so its joins start at their epoch's start.
     fresh_epoch: bool = False
     # Begun for a client that came back with a vector offset it could not resume from: per conversation digest
-    # (``connector.desktops.offsets``), the epoch it had reached; a join of that conversation, now in another epoch
-    # (Redis lost the one the client knew), starts at that epoch's start (``connector.desktops.socketio.application``).
+    # (``connector.desktops.offsets``), the position it had reached (``epoch-seq``; a record of an earlier version
+    # holds the epoch only); a join of that conversation, now in another epoch, starts from there
+    # (``connector.desktops.socketio.application.join_start``).
     stale: dict[str, str] = field(default_factory=dict)
 
     def joined_at(self, conversation: str) -> Offset:
@@ -92,6 +93,13 @@ class Session:
 
     def join(self, conversation: str, at: Offset) -> None:
         self.joined[conversation] = str(at)
+
+    def stale_position(self, digest: str) -> Offset | None:
+        """The position ``stale`` holds for the conversation of ``digest`` (an epoch alone: its start)."""
+        given = self.stale.get(digest)
+        if given is None:
+            return None
+        return Offset.parse(given) or Offset(given, 0)
 
 
 # Hex digits of the digest of a token's id in the hash tag its records and index share on a cluster.

@@ -159,11 +159,14 @@ class PollingDesktop:
             record = await self._session_record()
             if after is None and not history:
                 after = application.join_start(record, conversation, position)
-            # Where the GETs read from: the current end, or a replay's start in the current epoch (one of another
-            # epoch reads from the current epoch's start).
+            # Where the GETs read from: the current end, or a replay's start in the current epoch (one of the
+            # epoch it continues reads on from there, one of an epoch Redis lost from its start).
             since = position
             if history or after is not None:
-                since = Offset(position.epoch, 0 if history or after.epoch != position.epoch else after.seq)
+                since = Offset(position.epoch, 0 if history else after.seq)
+                if not history and after.epoch != position.epoch:
+                    read = await get_history().read_page({conversation: after}, max_events=0, max_bytes=0)
+                    since = read.starts[conversation] if read.starts[conversation].epoch else since
             if record is not None:
                 record.join(conversation, since)
                 await sessions.save(record, ttl=sessions.connected_ttl())

@@ -40,17 +40,19 @@ async def start_session(identity: tokens.DesktopIdentity, auth: dict[str, Any] |
     """A new recovery session for ``identity``, saved; its joins start at each conversation's current end.
 
     A client that comes back (``auth.pid``) with an offset it cannot resume from may have had its last events
-    of some conversation before Redis lost that conversation's epoch: every event of the conversation's current
-    epoch was pushed after them. The session notes the epoch the offset names for each conversation, and a join
-    of one now in another epoch starts at that epoch's start (``join_start``), rather than only after the join;
-    with an offset of the sequence all conversations once shared, every join does. A client without an offset
-    saw nothing to resume from, and starts at the current end as any new one.
+    of some conversation before that conversation's epoch changed: every event of the current epoch was pushed
+    after them, but for the start it took over from the epoch before (a failover: ``events.history``). The
+    session notes the position the offset names for each conversation, and a join of one now in another epoch
+    starts there (``join_start``; the replay reads on in the current epoch, or from its start when Redis lost
+    that epoch) rather than only after the join; with an offset of the sequence all conversations once shared,
+    every join starts at its epoch's start. A client without an offset saw nothing to resume from, and starts
+    at the current end as any new one.
     """
     given = offsets.parse(auth.get("offset")) if auth is not None and sessions.is_pid(auth.get("pid")) else None
     session = sessions.Session(
         pid=sessions.new_pid(sessions.owner(identity)), user=identity.user, project=identity.project,
         fresh_epoch=given is not None and given.old,
-        stale={digest: at.epoch for digest, at in given.positions.items()} if given is not None else {},
+        stale={digest: str(at) for digest, at in given.positions.items()} if given is not None else {},
     )
     await sessions.start(session, owner_id=sessions.owner(identity), ttl=sessions.connected_ttl())
     return session
@@ -92,12 +94,16 @@ async def recoverable(identity: tokens.DesktopIdentity,
 
 def join_start(session: sessions.Session | None, conversation: str, position: Offset) -> Offset | None:
     """Where a join without options of ``conversation`` (now at ``position``) starts in ``session``: None (the
-    current end), or, in a session begun for a client whose offset names another epoch of it (``start_session``),
-    the start of its current epoch."""
+    current end); in a session begun for a client whose offset names another epoch of it (``start_session``),
+    that offset (a replay from it reads on in the current epoch, or from its start); for a client whose offset
+    was of the sequence all conversations once shared, the current epoch's start."""
     if session is None:
         return None
-    if session.fresh_epoch or session.stale.get(offsets.digest(conversation), position.epoch) != position.epoch:
+    if session.fresh_epoch:
         return Offset(position.epoch, 0)
+    given = session.stale_position(offsets.digest(conversation))
+    if given is not None and given.epoch != position.epoch:
+        return given
     return None
 
 

@@ -285,14 +285,13 @@ class SocketIOConsumer(DesktopConsumer):
         ``[true, normalised name]`` or ``[false, why]``; a replay follows the acknowledgement."""
         after, history = application.join_request(options)
         try:
-            if after is None and not history and self.session is not None and (
-                    self.session.fresh_epoch or self.session.stale):
-                after = await self._fresh_epoch_start(name)
+            if after is None and not history and self.session is not None:
+                after = await self._join_start(name)
             joined = await self.join_conversation(name, after=after, history=history)
         except MembershipError as error:
             return [False, str(error)]
         try:
-            await self._record_join(joined.conversation, Offset("", 0) if history else after)
+            await self._record_join(joined.conversation, joined.replay)
         except MembershipError as error:
             self.send_replay(None)
             return [False, str(error)]
@@ -311,33 +310,42 @@ class SocketIOConsumer(DesktopConsumer):
             await self._save_session()
         return [True, conversation]
 
-    async def _fresh_epoch_start(self, name: Any) -> Offset | None:
-        """Where this session's join of ``name`` starts (``application.join_start``)."""
+    async def _join_start(self, name: Any) -> Offset | None:
+        """Where this session's join of ``name`` without options starts: ``application.join_start``, else the
+        conversation's current end, taken before subscribing (None: already joined, or refused).
+
+        The join then replays what came after that position: an event appended while the join subscribes is
+        sent once, live or replayed (the replay and the live events are de-duplicated by seq), and it is after
+        the position the session records. A position taken after subscribing could be past an event that went
+        out live and was lost on the way (a recovery resumes after it), or behind one already sent without
+        the conversation in its offset (a recovery sends it again)."""
         try:
             conversation = membership.normalise(name)
         except MembershipError:
             return None  # the join refuses it
-        if conversation not in self.joined:  # a join refused for its bounds takes no position
-            membership.check_room(self.joined)
-            self.join_rate.check()
+        if conversation in self.joined:
+            return None
+        membership.check_room(self.joined)  # a join refused for its bounds takes no position
+        self.join_rate.check()
         try:
-            return application.join_start(self.session, conversation, await get_history().position(conversation))
+            position = await get_history().position(conversation)
         except Exception as error:
             logger.warning("Could not join a conversation: %s: %s", type(error).__name__, error)
             raise MembershipError(UNAVAILABLE_MESSAGE) from None
+        return application.join_start(self.session, conversation, position) or position
 
-    async def _record_join(self, conversation: str, start: Offset | None) -> None:
-        """Note where the join of ``conversation`` starts (``start``, a replay's; None: the current end) in the
-        session record and in the offsets sent from now on."""
+    async def _record_join(self, conversation: str, replay: Replay | None) -> None:
+        """Note where the join of ``conversation`` starts (where its ``replay`` was read from in the current
+        epoch; without one, the current end) in the session record and in the offsets sent from now on."""
         if self.session is None or conversation in self.session.joined:
             return
         try:
-            position = await get_history().position(conversation)
-            if start is not None:
-                # A replay's start, in the conversation's current epoch (one of another reads from its start).
-                position = Offset(position.epoch, start.seq if start.epoch in ("", position.epoch) else 0)
-            self.session.join(conversation, position)
-            self._offsets.vector.set(conversation, position)
+            start = replay.starts.get(conversation) if replay is not None else None
+            if start is None or not start.epoch:  # the conversation had no sequence yet: the position makes it
+                position = await get_history().position(conversation)
+                start = Offset(position.epoch, position.seq if start is None else start.seq)
+            self.session.join(conversation, start)
+            self._offsets.vector.set(conversation, start)
             await self._save_session()
         except Exception as error:
             self.session.joined.pop(conversation, None)
