@@ -19,7 +19,7 @@ from aa_site import health
 from events import redis_client, replica_ack
 from events.history import RedisHistory, conversation_key
 from events.replica_ack import ReplicasBehind
-from testing import processes
+from testing import cluster_layout, processes
 from testing.push_bodies import push_body
 from tests.test_health import get
 
@@ -284,3 +284,47 @@ async def test_readiness_stays_ready_and_warns_when_fewer_replicas_are_connected
     assert [r.getMessage() for r in caplog.records if r.name == "events.replica_ack"] == [
         "REDIS_ACK_REPLICAS is 2 but the primary has 1 replica(s) connected: every push stored there is answered "
         "503 until enough replicas are back"]
+
+
+async def test_on_a_cluster_an_append_asked_to_the_importing_primary_is_not_confirmed_by_the_migrating_one_s_wait(
+        settings) -> None:
+    """A slot half-moved (importing at another primary, its keys moved there, migrating at its owner): the append
+    goes to the owner the client knows, is answered ASK and runs at the importing primary, where no WAIT of its
+    pipeline followed it. With the importing primary's replica frozen, that append is not confirmed (the owner's
+    replica confirming the owner's own writes says nothing of it); once the slot is moved and the client knows it,
+    its redelivery is."""
+    settings.REDIS_ACK_REPLICAS, settings.REDIS_ACK_REPLICAS_TIMEOUT_MS = 1, 200
+    with processes.redis_cluster(private=True) as cluster:
+        settings.REDISHOST, settings.REDISPORT, settings.REDIS_CLUSTER = cluster.host, cluster.port, True
+        client = redis_client.get_redis()
+        history = RedisHistory(client)
+        await client.initialize()
+        names = _on_each_shard(client)
+        await asyncio.gather(*(append(history, "warm-up", name) for name in names))  # the library is loaded
+        # Trimmed, so that every key an append names exists (an importing primary answers TRYAGAIN to a command
+        # naming keys of which some are not there yet, ASKING or not).
+        settings.EVENT_HISTORY_MAX_EVENTS = 10
+        for n in range(11):
+            await append(history, f"trim-{n}", names[0])
+        layout = cluster_layout.Layout(cluster)
+        slot = cluster_layout.slot_of(names[0])
+        source = layout.owner(slot)
+        target = layout.owner(cluster_layout.slot_of(names[1]))
+        layout.command(target, "CLUSTER SETSLOT", slot, "IMPORTING", layout.node_id(source))
+        layout.command(source, "CLUSTER SETSLOT", slot, "MIGRATING", layout.node_id(target))
+        while keys := layout.command(source, "CLUSTER GETKEYSINSLOT", slot, 10):
+            layout.command(source, "MIGRATE", cluster_layout.HOST, target, "", 0, 5000, "KEYS", *keys)
+        replica_port = _replica_port(target)
+        cluster.node(replica_port).process.send_signal(processes.signal.SIGSTOP)
+        try:
+            with pytest.raises(ReplicasBehind):
+                await append(history, "m-0", names[0])
+        finally:
+            cluster.node(replica_port).process.send_signal(processes.signal.SIGCONT)
+        for port in (target, source, *(p for p in layout.primaries() if p not in (source, target))):
+            layout.command(port, "CLUSTER SETSLOT", slot, "NODE", layout.node_id(target))
+        with pytest.raises(ReplicasBehind):  # answered MOVED: the client learns the new owner
+            await append(history, "m-0", names[0])
+        again = await append(history, "m-0", names[0])
+        assert again.duplicate
+        await client.aclose()
