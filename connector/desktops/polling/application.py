@@ -159,11 +159,14 @@ class PollingDesktop:
             record = await self._session_record()
             if after is None and not history:
                 after = application.join_start(record, conversation, position)
-            # Where the GETs read from: the current end, or a replay's start in the current epoch (one of another
-            # epoch reads from the current epoch's start).
+            # Where the GETs read from: the current end, or a replay's start (one of an epoch Redis lost reads from
+            # the current epoch's start; one of the epoch the current one took over from reads on, as the GETs'
+            # reads do: ``_resumable``).
             since = position
-            if history or after is not None:
-                since = Offset(position.epoch, 0 if history or after.epoch != position.epoch else after.seq)
+            if history:
+                since = Offset(position.epoch, 0)
+            elif after is not None:
+                since = after if await _resumable(conversation, after, position) else Offset(position.epoch, 0)
             if record is not None:
                 record.join(conversation, since)
                 await sessions.save(record, ttl=sessions.connected_ttl())
@@ -203,3 +206,13 @@ class PollingDesktop:
         if self._record is None and self.state.pid is not None and settings.SOCKETIO_RECOVERY_SECONDS:
             self._record = await sessions.load(self.state.pid)
         return self._record
+
+
+async def _resumable(conversation: str, after: Offset, position: Offset) -> bool:
+    """Whether the GETs can read ``conversation`` on from a join's ``after``: of its current epoch (``position``'s),
+    or of the epoch that one took over from (a failover), which reads on from where both agree; not of an epoch
+    Redis lost, which the GETs would find incomplete and end the session for."""
+    if after.epoch == position.epoch:
+        return True
+    state = await get_history().read_page({conversation: after}, max_events=0, max_bytes=0)
+    return conversation not in state.stale
