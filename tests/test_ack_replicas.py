@@ -8,8 +8,10 @@ primaries, a replica each) so that one shard's replica can be frozen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -137,14 +139,7 @@ async def test_on_a_cluster_each_shard_waits_for_its_own_replica(settings) -> No
     """Three conversations on three shards, appended together (one pipeline, one connection to each primary):
     each primary gets a WAIT after its own appends, on that connection. With one shard's replica frozen, only
     that shard's append fails; the others are confirmed."""
-    settings.REDIS_ACK_REPLICAS, settings.REDIS_ACK_REPLICAS_TIMEOUT_MS = 1, 200
-    with processes.redis_cluster(private=True) as cluster:
-        settings.REDISHOST, settings.REDISPORT, settings.REDIS_CLUSTER = cluster.host, cluster.port, True
-        client = redis_client.get_redis()
-        history = RedisHistory(client)
-        await client.initialize()
-        names = _on_each_shard(client)
-        await asyncio.gather(*(append(history, "warm-up", name) for name in names))  # the library is loaded
+    async with acking_cluster(settings) as (cluster, client, history, names):
         monitors = [Redis(host=node.host, port=node.port, decode_responses=True) for node in client.get_primaries()]
         seen: list[list[dict]] = [[] for _ in monitors]
         watching = []
@@ -183,7 +178,24 @@ async def test_on_a_cluster_each_shard_waits_for_its_own_replica(settings) -> No
         assert not any(isinstance(r, Exception) for r in results[1:]), results
         again = await append(history, "m-1", names[0])
         assert again.duplicate
-        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def acking_cluster(settings) -> AsyncIterator[tuple]:
+    """A private cluster (a replica per primary) with ``REDIS_ACK_REPLICAS=1``: the cluster, the client, a history
+    on it, and one conversation per primary, each appended to once (the library is loaded everywhere)."""
+    settings.REDIS_ACK_REPLICAS, settings.REDIS_ACK_REPLICAS_TIMEOUT_MS = 1, 200
+    with processes.redis_cluster(private=True) as cluster:
+        settings.REDISHOST, settings.REDISPORT, settings.REDIS_CLUSTER = cluster.host, cluster.port, True
+        client = redis_client.get_redis()
+        history = RedisHistory(client)
+        await client.initialize()
+        names = _on_each_shard(client)
+        await asyncio.gather(*(append(history, "warm-up", name) for name in names))
+        try:
+            yield cluster, client, history, names
+        finally:
+            await client.aclose()
 
 
 def _on_each_shard(client) -> list[str]:
@@ -293,14 +305,7 @@ async def test_on_a_cluster_an_append_asked_to_the_importing_primary_is_not_conf
     pipeline followed it. With the importing primary's replica frozen, that append is not confirmed (the owner's
     replica confirming the owner's own writes says nothing of it); once the slot is moved and the client knows it,
     its redelivery is."""
-    settings.REDIS_ACK_REPLICAS, settings.REDIS_ACK_REPLICAS_TIMEOUT_MS = 1, 200
-    with processes.redis_cluster(private=True) as cluster:
-        settings.REDISHOST, settings.REDISPORT, settings.REDIS_CLUSTER = cluster.host, cluster.port, True
-        client = redis_client.get_redis()
-        history = RedisHistory(client)
-        await client.initialize()
-        names = _on_each_shard(client)
-        await asyncio.gather(*(append(history, "warm-up", name) for name in names))  # the library is loaded
+    async with acking_cluster(settings) as (cluster, client, history, names):
         # Trimmed, so that every key an append names exists (an importing primary answers TRYAGAIN to a command
         # naming keys of which some are not there yet, ASKING or not).
         settings.EVENT_HISTORY_MAX_EVENTS = 10
@@ -327,4 +332,3 @@ async def test_on_a_cluster_an_append_asked_to_the_importing_primary_is_not_conf
             await append(history, "m-0", names[0])
         again = await append(history, "m-0", names[0])
         assert again.duplicate
-        await client.aclose()
