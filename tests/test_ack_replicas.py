@@ -21,7 +21,7 @@ from aa_site import health
 from events import redis_client, replica_ack
 from events.history import RedisHistory, conversation_key
 from events.replica_ack import ReplicasBehind
-from testing import cluster_layout, processes
+from testing import clients, cluster_layout, processes
 from testing.push_bodies import push_body
 from tests.test_health import get
 
@@ -156,7 +156,8 @@ async def test_on_a_cluster_each_shard_waits_for_its_own_replica(settings) -> No
         await asyncio.sleep(0.2)
         appended = await asyncio.gather(*(append(history, "m-0", name) for name in names))
         assert not any(a.duplicate for a in appended)
-        await asyncio.sleep(0.3)
+        # (MONITOR reports a command once it ran, on its own connection: later than the reply, on a busy machine.)
+        await clients.wait_until(lambda: all(len(commands) >= 2 for commands in seen), what="every primary's WAIT")
         for context, task in watching:
             task.cancel()
             await context.__aexit__(None, None, None)
@@ -255,13 +256,15 @@ async def test_on_a_cluster_the_wait_rides_each_push_batch_s_own_round_trip(sett
                 watching.append((context, asyncio.create_task(record())))
             await asyncio.sleep(0.2)
             await asyncio.gather(*(one(names[n % 3], f"m-{n}") for n in range(pushes)))
-            await asyncio.sleep(0.3)
+            await clients.wait_until(lambda: sum(verb == "FCALL" for commands in seen for _, verb in commands) == pushes
+                                     and all(commands[-1][1] == "WAIT" for commands in seen), what="the pushes' WAITs")
             together = [list(commands) for commands in seen]
             for commands in seen:
                 commands.clear()
             for n in range(pushes):
                 await one(names[n % 3], f"s-{n}")
-            await asyncio.sleep(0.3)
+            await clients.wait_until(lambda: [len(commands) for commands in seen] == [2 * (pushes // 3)] * 3,
+                                     what="the pushes' WAITs")
             for context, task in watching:
                 task.cancel()
                 await context.__aexit__(None, None, None)
