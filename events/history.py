@@ -594,8 +594,13 @@ class RedisHistory:
             pipeline.execute_command(*command)
         keys = [command[3] for command in commands]
         waits = await replica_ack.add_waits(self._client, pipeline, keys) if confirm and replica_ack.wanted() else None
-        replies = await pipeline.execute(raise_on_error=False)
-        return replies if waits is None else waits.judge(self._client, keys, replies)
+        if waits is None:
+            return await pipeline.execute(raise_on_error=False)
+        if not isinstance(self._client, RedisCluster):
+            return waits.judge(self._client, keys, await pipeline.execute(raise_on_error=False))
+        # A redirected append is sent again by us, not by redis-py: redis-py would send it after the WAITs ran.
+        replies = await pipeline.execute(raise_on_error=False, allow_redirections=False)
+        return await replica_ack.redirected(self._client, commands, waits.judge(self._client, keys, replies), waits)
 
     def _by_shard(self, commands: list[tuple]) -> list[list[int]]:
         """The commands' indexes grouped by the primary the client knows for their first key's slot (each command

@@ -13,7 +13,12 @@ On a Redis Cluster redis-py's pipeline sends each node its share of the
 commands, in their order, over one connection to that node: a ``WAIT``
 addressed to each node the appends went to (``target_nodes``) follows them on
 that connection. An append redirected elsewhere (MOVED, a slot migrating) ran
-on another connection that no ``WAIT`` covered: it counts as not confirmed.
+on another connection that no ``WAIT`` covered: it counts as not confirmed. So
+does one redirected by ``ASK`` or ``TRYAGAIN`` (a slot half-moved): redis-py
+would send it again after the pipeline, its ``WAIT`` included, had run, and
+the owner's ``WAIT`` says nothing of a write made at the importing primary, so
+it is sent again here (``redirected``) and answered ``ReplicasBehind`` whatever
+its outcome: the redelivery is a duplicate, confirmed once the slot has moved.
 
 An append found a duplicate (a redelivery) is confirmed the same way: the copy
 stored by the first delivery may not have reached a replica yet, and the
@@ -29,7 +34,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import AskError, MovedError, RedisClusterException, RedisError, TryAgainError
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +102,21 @@ async def add_waits(client, pipeline, keys: Sequence[str]) -> Waits:
             waits[node.name] = count + len(waits)
             pipeline.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
     return Waits(count, replicas, timeout_ms, [waits[node.name] for node in nodes], nodes)
+
+
+async def redirected(client: RedisCluster, commands: Sequence[tuple], judged: list, waits: Waits) -> list:
+    """``judged`` (a cluster pipeline's appends, run without redis-py following redirections) with each append
+    Redis redirected run again through ``client`` (which follows MOVED, ASK and TRYAGAIN), stored but not
+    confirmed: no ``WAIT`` followed it where it ran."""
+    for i, reply in enumerate(judged):
+        if isinstance(reply, (AskError, MovedError, TryAgainError)):
+            try:
+                await client.execute_command(*commands[i])
+            except Exception as error:
+                judged[i] = error
+            else:
+                judged[i] = ReplicasBehind(None, waits.wanted, waits.timeout_ms)
+    return judged
 
 
 def _node(client: RedisCluster, key: str):

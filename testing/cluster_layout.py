@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
+from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from testing import processes
@@ -141,3 +142,19 @@ class Layout:
         for port in (target, source, *(p for p in self.primaries() if p not in (source, target))):
             self.command(port, "CLUSTER SETSLOT", slot, "NODE", target_id)
         return moved
+
+
+async def move_keyless_slot(client: RedisCluster, key: str) -> str:
+    """Move the slot of ``key``, which holds no keys, to another primary of the cluster ``client`` knows, as
+    ``Layout.move_slot`` does (no ``MIGRATE``): its owner ends the sharded subscriptions of its channels. The
+    new owner's name (host:port)."""
+    slot = client.keyslot(key)
+    owner = client.get_node_from_key(key)
+    target = next(node for node in client.get_primaries() if node.name != owner.name)
+    target_id = await client.execute_command("CLUSTER MYID", target_nodes=target)
+    owner_id = await client.execute_command("CLUSTER MYID", target_nodes=owner)
+    await client.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", owner_id, target_nodes=target)
+    await client.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id, target_nodes=owner)
+    for node in (target, owner, *(n for n in client.get_primaries() if n.name not in (owner.name, target.name))):
+        await client.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id, target_nodes=node)
+    return target.name

@@ -8,8 +8,10 @@ primaries, a replica each) so that one shard's replica can be frozen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -19,7 +21,7 @@ from aa_site import health
 from events import redis_client, replica_ack
 from events.history import RedisHistory, conversation_key
 from events.replica_ack import ReplicasBehind
-from testing import processes
+from testing import clients, cluster_layout, processes
 from testing.push_bodies import push_body
 from tests.test_health import get
 
@@ -137,14 +139,7 @@ async def test_on_a_cluster_each_shard_waits_for_its_own_replica(settings) -> No
     """Three conversations on three shards, appended together (one pipeline, one connection to each primary):
     each primary gets a WAIT after its own appends, on that connection. With one shard's replica frozen, only
     that shard's append fails; the others are confirmed."""
-    settings.REDIS_ACK_REPLICAS, settings.REDIS_ACK_REPLICAS_TIMEOUT_MS = 1, 200
-    with processes.redis_cluster(private=True) as cluster:
-        settings.REDISHOST, settings.REDISPORT, settings.REDIS_CLUSTER = cluster.host, cluster.port, True
-        client = redis_client.get_redis()
-        history = RedisHistory(client)
-        await client.initialize()
-        names = _on_each_shard(client)
-        await asyncio.gather(*(append(history, "warm-up", name) for name in names))  # the library is loaded
+    async with acking_cluster(settings) as (cluster, client, history, names):
         monitors = [Redis(host=node.host, port=node.port, decode_responses=True) for node in client.get_primaries()]
         seen: list[list[dict]] = [[] for _ in monitors]
         watching = []
@@ -161,7 +156,8 @@ async def test_on_a_cluster_each_shard_waits_for_its_own_replica(settings) -> No
         await asyncio.sleep(0.2)
         appended = await asyncio.gather(*(append(history, "m-0", name) for name in names))
         assert not any(a.duplicate for a in appended)
-        await asyncio.sleep(0.3)
+        # (MONITOR reports a command once it ran, on its own connection: later than the reply, on a busy machine.)
+        await clients.wait_until(lambda: all(len(commands) >= 2 for commands in seen), what="every primary's WAIT")
         for context, task in watching:
             task.cancel()
             await context.__aexit__(None, None, None)
@@ -183,7 +179,24 @@ async def test_on_a_cluster_each_shard_waits_for_its_own_replica(settings) -> No
         assert not any(isinstance(r, Exception) for r in results[1:]), results
         again = await append(history, "m-1", names[0])
         assert again.duplicate
-        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def acking_cluster(settings) -> AsyncIterator[tuple]:
+    """A private cluster (a replica per primary) with ``REDIS_ACK_REPLICAS=1``: the cluster, the client, a history
+    on it, and one conversation per primary, each appended to once (the library is loaded everywhere)."""
+    settings.REDIS_ACK_REPLICAS, settings.REDIS_ACK_REPLICAS_TIMEOUT_MS = 1, 200
+    with processes.redis_cluster(private=True) as cluster:
+        settings.REDISHOST, settings.REDISPORT, settings.REDIS_CLUSTER = cluster.host, cluster.port, True
+        client = redis_client.get_redis()
+        history = RedisHistory(client)
+        await client.initialize()
+        names = _on_each_shard(client)
+        await asyncio.gather(*(append(history, "warm-up", name) for name in names))
+        try:
+            yield cluster, client, history, names
+        finally:
+            await client.aclose()
 
 
 def _on_each_shard(client) -> list[str]:
@@ -243,13 +256,15 @@ async def test_on_a_cluster_the_wait_rides_each_push_batch_s_own_round_trip(sett
                 watching.append((context, asyncio.create_task(record())))
             await asyncio.sleep(0.2)
             await asyncio.gather(*(one(names[n % 3], f"m-{n}") for n in range(pushes)))
-            await asyncio.sleep(0.3)
+            await clients.wait_until(lambda: sum(verb == "FCALL" for commands in seen for _, verb in commands) == pushes
+                                     and all(commands[-1][1] == "WAIT" for commands in seen), what="the pushes' WAITs")
             together = [list(commands) for commands in seen]
             for commands in seen:
                 commands.clear()
             for n in range(pushes):
                 await one(names[n % 3], f"s-{n}")
-            await asyncio.sleep(0.3)
+            await clients.wait_until(lambda: [len(commands) for commands in seen] == [2 * (pushes // 3)] * 3,
+                                     what="the pushes' WAITs")
             for context, task in watching:
                 task.cancel()
                 await context.__aexit__(None, None, None)
@@ -284,3 +299,39 @@ async def test_readiness_stays_ready_and_warns_when_fewer_replicas_are_connected
     assert [r.getMessage() for r in caplog.records if r.name == "events.replica_ack"] == [
         "REDIS_ACK_REPLICAS is 2 but the primary has 1 replica(s) connected: every push stored there is answered "
         "503 until enough replicas are back"]
+
+
+async def test_on_a_cluster_an_append_asked_to_the_importing_primary_is_not_confirmed_by_the_migrating_one_s_wait(
+        settings) -> None:
+    """A slot half-moved (importing at another primary, its keys moved there, migrating at its owner): the append
+    goes to the owner the client knows, is answered ASK and runs at the importing primary, where no WAIT of its
+    pipeline followed it. With the importing primary's replica frozen, that append is not confirmed (the owner's
+    replica confirming the owner's own writes says nothing of it); once the slot is moved and the client knows it,
+    its redelivery is."""
+    async with acking_cluster(settings) as (cluster, client, history, names):
+        # Trimmed, so that every key an append names exists (an importing primary answers TRYAGAIN to a command
+        # naming keys of which some are not there yet, ASKING or not).
+        settings.EVENT_HISTORY_MAX_EVENTS = 10
+        for n in range(11):
+            await append(history, f"trim-{n}", names[0])
+        layout = cluster_layout.Layout(cluster)
+        slot = cluster_layout.slot_of(names[0])
+        source = layout.owner(slot)
+        target = layout.owner(cluster_layout.slot_of(names[1]))
+        layout.command(target, "CLUSTER SETSLOT", slot, "IMPORTING", layout.node_id(source))
+        layout.command(source, "CLUSTER SETSLOT", slot, "MIGRATING", layout.node_id(target))
+        while keys := layout.command(source, "CLUSTER GETKEYSINSLOT", slot, 10):
+            layout.command(source, "MIGRATE", cluster_layout.HOST, target, "", 0, 5000, "KEYS", *keys)
+        replica_port = _replica_port(target)
+        cluster.node(replica_port).process.send_signal(processes.signal.SIGSTOP)
+        try:
+            with pytest.raises(ReplicasBehind):
+                await append(history, "m-0", names[0])
+        finally:
+            cluster.node(replica_port).process.send_signal(processes.signal.SIGCONT)
+        for port in (target, source, *(p for p in layout.primaries() if p not in (source, target))):
+            layout.command(port, "CLUSTER SETSLOT", slot, "NODE", layout.node_id(target))
+        with pytest.raises(ReplicasBehind):  # answered MOVED: the client learns the new owner
+            await append(history, "m-0", names[0])
+        again = await append(history, "m-0", names[0])
+        assert again.duplicate

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from connector.desktops import subscriptions
 from events import history, redis_client
-from testing import clients, processes
+from testing import clients, cluster_layout, processes
 from testing.push_bodies import push, push_body
 from testing.tcp_proxy import tcp_proxy
 
@@ -266,22 +266,12 @@ async def test_a_sharded_subscription_redis_ends_is_made_again_and_caught_up(on_
         await client.spublish(channel, "one")
         await clients.wait_until(lambda: received == [b"one"], what="the first message")
         # The channel's slot (no keys in it) moves to another primary: its owner ends the subscription.
-        slot = direct.keyslot(channel)
-        owner = direct.get_node_from_key(channel)
-        target = next(node for node in direct.get_primaries() if node.name != owner.name)
-        target_id = await direct.execute_command("CLUSTER MYID", target_nodes=target)
-        owner_id = await direct.execute_command("CLUSTER MYID", target_nodes=owner)
-        # As redis-cli --cluster reshard moves a slot: importing, migrating, (no keys to MIGRATE), then the new
-        # owner first (it bumps its configuration epoch, so every node, replicas too, learns of the move).
-        await direct.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", owner_id, target_nodes=target)
-        await direct.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id, target_nodes=owner)
-        for node in (target, owner, *(n for n in direct.get_primaries() if n.name not in (owner.name, target.name))):
-            await direct.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id, target_nodes=node)
+        target = await cluster_layout.move_keyless_slot(direct, channel)
         await clients.wait_until(lambda: restored, what="the subscription made again", timeout=15)
         assert restored == [1]  # the catch-up ran after the first message, before any later one
         await client.spublish(channel, "two")  # (the client learns of the move: MOVED)
         await clients.wait_until(lambda: received == [b"one", b"two"], what="a message at the new owner")
-        assert subscription._pubsub.node_pubsub_mapping.keys() == {target.name}
+        assert subscription._pubsub.node_pubsub_mapping.keys() == {target}
     finally:
         await subscription.close()
 

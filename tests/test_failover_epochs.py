@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
 import pytest
 from redis.asyncio import Redis
 
 from events.history import Offset, RedisHistory, conversation_key
 from testing import clients, processes
+from testing.engineio_polling import connected_session, conversation_events, session_url
 from testing.push_bodies import push
 from testing.tcp_proxy import tcp_proxy
 
@@ -189,3 +191,37 @@ async def test_a_desktop_recovers_exactly_on_a_connector_of_the_promoted_replica
                 finally:
                     await back.disconnect()
                     await desktop.disconnect()
+
+
+async def test_a_polling_join_after_an_offset_of_the_epoch_taken_over_from_replays_only_what_came_after(
+        settings, primary, replica) -> None:
+    """Events 1-3 reached the replica before it was promoted; the new primary's interceptor takes 4 (a new epoch,
+    taken over at 3). A long-polling desktop on a connector of the new primary joins with ``after`` the old
+    epoch's offset of 2: its polls answer 3 and 4, not the conversation's whole history again."""
+    conversation = clients.new_conversation("failover-join")
+    token = clients.server_token(settings, user="agent")
+    settings.REDIS_ACK_REPLICAS = 1
+    old = RedisHistory(Redis(host=primary.host, port=primary.port))
+    given = [await old.append(conversation=conversation, kind="new-message-event", message_id=f"m-{n}",
+                              payload_json=json.dumps({"message_id": f"m-{n}"})) for n in (1, 2, 3)]
+    settings.REDIS_ACK_REPLICAS = 0
+    replica.promote()
+    prefix = settings.EVENT_KEY_PREFIX  # the servers' keys are the test's
+    with processes.service_server(role="connector", redis=replica.address, SOCKETIO_PING_INTERVAL="2",
+                                  SOCKETIO_PING_TIMEOUT="2", EVENT_KEY_PREFIX=prefix) as connector, \
+            processes.service_server(role="interceptor", redis=replica.address, EVENT_KEY_PREFIX=prefix) as interceptor:
+        await push(interceptor, conversation, "m-4")
+        url = connector.http_url
+        async with httpx.AsyncClient(timeout=10) as client:
+            sid = await connected_session(client, url, token)
+            join = json.dumps(["join-conversation", conversation, {"after": str(given[1].offset)}])
+            assert (await client.post(session_url(url, sid), content=f"420{join}".encode())).text == "ok"
+            received: list[str] = []
+            for _ in range(5):
+                text = (await client.get(session_url(url, sid))).text
+                if "2" in text.split("\x1e"):
+                    await client.post(session_url(url, sid), content=b"3")
+                received += [payload["message_id"] for _, payload, _ in conversation_events(text)]
+                if len(received) >= 2:
+                    break
+        assert received == ["m-3", "m-4"]

@@ -23,7 +23,7 @@ from redis.asyncio.cluster import RedisCluster
 from connector.desktops.polling.waiting import Pollers
 from connector.desktops.subscriptions import SHARD, Subscription
 from events import redis_client
-from testing import clients, processes
+from testing import clients, cluster_layout, processes
 from testing.engineio_polling import connected_session, session_url
 
 PROJECT = processes.TEST_PROJECT
@@ -184,21 +184,13 @@ async def test_a_wake_channel_whose_slot_moves_is_subscribed_again_at_its_new_ow
         await redis_client.get_redis().spublish(poller.channel, "1")
         await clients.wait_until(lambda: poller.woken_by_session, what="the first wake")
         poller.rearm()
-        slot = direct.keyslot(poller.channel)
-        owner = direct.get_node_from_key(poller.channel)
-        target = next(node for node in direct.get_primaries() if node.name != owner.name)
-        target_id = await direct.execute_command("CLUSTER MYID", target_nodes=target)
-        owner_id = await direct.execute_command("CLUSTER MYID", target_nodes=owner)
-        await direct.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", owner_id, target_nodes=target)
-        await direct.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id, target_nodes=owner)
-        for node in (target, owner, *(n for n in direct.get_primaries() if n.name not in (owner.name, target.name))):
-            await direct.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id, target_nodes=node)
+        target = await cluster_layout.move_keyless_slot(direct, poller.channel)
         await clients.wait_until(lambda: poller.woken_by_session, what="the wake of a restored subscription",
                                  timeout=15)
         poller.rearm()
         await redis_client.get_redis().spublish(poller.channel, "1")  # (the client learns of the move: MOVED)
         await clients.wait_until(lambda: poller.woken_by_session, what="a wake at the new owner")
-        assert pollers._wakes._pubsub.node_pubsub_mapping.keys() == {target.name}
+        assert pollers._wakes._pubsub.node_pubsub_mapping.keys() == {target}
     finally:
         poller.ended = True
         pollers.detach(poller)
