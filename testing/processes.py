@@ -260,11 +260,11 @@ def _wait_for_cluster_ok(ports: list[int], *, timeout: float = 60.0) -> None:
 
 
 @contextlib.contextmanager
-def redis_cluster(*, private: bool = False) -> Iterator[RedisClusterAddress]:
+def redis_cluster(*, private: bool = False, node_timeout_ms: int = 2000) -> Iterator[RedisClusterAddress]:
     """The Redis Cluster given by ``AA_TEST_REDIS_CLUSTER`` (host:port of any node), else (or when ``private``:
     a test that stops nodes) a private one: six redis-servers on free loopback ports (three primaries, one
-    replica each, a node failed after 2 s without answering), created with ``redis-cli --cluster create``, and
-    stopped when the block ends."""
+    replica each, a node failed after ``node_timeout_ms`` without answering), created with ``redis-cli --cluster
+    create``, and stopped when the block ends."""
     given = os.environ.get("AA_TEST_REDIS_CLUSTER")
     if given and not private:
         host, _, port = given.rpartition(":")
@@ -282,7 +282,8 @@ def redis_cluster(*, private: bool = False) -> Iterator[RedisClusterAddress]:
                 port, bus = free_port(), free_port()
                 command = (binary, "--bind", "127.0.0.1", "--port", str(port), "--cluster-port", str(bus),
                            "--cluster-enabled", "yes",
-                           "--cluster-config-file", f"{directory}/nodes-{port}.conf", "--cluster-node-timeout", "2000",
+                           "--cluster-config-file", f"{directory}/nodes-{port}.conf",
+                           "--cluster-node-timeout", str(node_timeout_ms),
                            # A replica shows in CLUSTER SLOTS once its offset moves: the primary's ping moves it.
                            "--repl-ping-replica-period", "1",
                            # A replica's first sync at once, not after the diskless sync's default 5 s wait.
