@@ -62,3 +62,17 @@ def production_settings(settings):
     """Settings as in production: development mode off."""
     settings.DEVELOPMENT_MODE = False
     return settings
+
+
+@pytest.fixture
+def primary():
+    """A private standalone redis-server, for a test that gives it a replica (``replica``) and stops or promotes it."""
+    with processes.redis_server(private=True) as address:
+        yield address
+
+
+@pytest.fixture
+def replica(primary):
+    """A real replica of ``primary`` (``processes.redis_replica``: pause, resume, promote)."""
+    with processes.redis_replica(primary) as replica:
+        yield replica

@@ -28,17 +28,6 @@ from tests.test_health import get
 A = "projects/p/conversations/acked"
 
 
-@pytest.fixture
-def primary():
-    with processes.redis_server(private=True) as address:
-        yield address
-
-
-@pytest.fixture
-def replica(primary):
-    with processes.redis_replica(primary) as replica:
-        yield replica
-
 
 @pytest.fixture
 def acking(settings):

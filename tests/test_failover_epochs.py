@@ -13,7 +13,6 @@ import json
 import time
 
 import httpx
-import pytest
 from redis.asyncio import Redis
 
 from events.history import Offset, RedisHistory, conversation_key
@@ -24,17 +23,6 @@ from testing.tcp_proxy import tcp_proxy
 
 A = "projects/p/conversations/failover"
 
-
-@pytest.fixture
-def primary():
-    with processes.redis_server(private=True) as address:
-        yield address
-
-
-@pytest.fixture
-def replica(primary):
-    with processes.redis_replica(primary) as replica:
-        yield replica
 
 
 async def append(history: RedisHistory, message_id: str):

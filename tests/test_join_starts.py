@@ -33,18 +33,6 @@ from testing.raw_socketio import SocketIOTestClient, client_factory
 from .test_failover_epochs import caught_up
 
 
-@pytest.fixture
-def primary():
-    with processes.redis_server(private=True) as address:
-        yield address
-
-
-@pytest.fixture
-def replica(primary):
-    with processes.redis_replica(primary) as replica:
-        yield replica
-
-
 def conversation() -> str:
     return f"projects/{processes.TEST_PROJECT}/conversations/join-{secrets.token_hex(4)}"
 
