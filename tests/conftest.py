@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from redis.asyncio.cluster import RedisCluster
 
 from testing import processes
 
@@ -76,3 +77,12 @@ def replica(primary):
     """A real replica of ``primary`` (``processes.redis_replica``: pause, resume, promote)."""
     with processes.redis_replica(primary) as replica:
         yield replica
+
+
+@pytest.fixture
+async def direct(redis_cluster) -> AsyncIterator[RedisCluster]:
+    """A cluster client of the test's own, to see where keys live (a module may define another ``direct``)."""
+    client = RedisCluster(host=redis_cluster.host, port=redis_cluster.port)
+    await client.initialize()
+    yield client
+    await client.aclose()

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -42,13 +42,6 @@ def servers(redis_cluster) -> Iterator[tuple[processes.Server, processes.Server,
         for server in (interceptor, first, second):
             assert "Traceback" not in server.log(), server.log()[-3000:]
 
-
-@pytest.fixture
-async def direct(redis_cluster) -> AsyncIterator[RedisCluster]:
-    client = RedisCluster(host=redis_cluster.host, port=redis_cluster.port)
-    await client.initialize()
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

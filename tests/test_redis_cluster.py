@@ -14,7 +14,7 @@ import itertools
 import json
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from urllib.parse import quote
 
 import httpx
@@ -41,14 +41,6 @@ def on_cluster(settings, redis_cluster: processes.RedisClusterAddress) -> proces
     settings.REDIS_CLUSTER = True
     return redis_cluster
 
-
-@pytest.fixture
-async def direct(redis_cluster: processes.RedisClusterAddress) -> AsyncIterator[RedisCluster]:
-    """A cluster client of our own, to see where keys live."""
-    client = RedisCluster(host=redis_cluster.host, port=redis_cluster.port)
-    await client.initialize()
-    yield client
-    await client.aclose()
 
 
 def one_on_each_primary(client: RedisCluster, make: Callable[[str], str]) -> list[str]:

@@ -14,7 +14,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import client as redis_asyncio_client
@@ -30,13 +29,6 @@ def on_cluster(settings, redis_cluster):
     settings.REDISHOST, settings.REDISPORT, settings.REDIS_CLUSTER = redis_cluster.host, redis_cluster.port, True
     return redis_cluster
 
-
-@pytest.fixture
-async def direct(redis_cluster) -> AsyncIterator[RedisCluster]:
-    client = RedisCluster(host=redis_cluster.host, port=redis_cluster.port)
-    await client.initialize()
-    yield client
-    await client.aclose()
 
 
 def channel_on_each_primary(client: RedisCluster, label: str) -> list[str]:
