@@ -70,15 +70,19 @@ def test_a_quick_soak_loses_and_doubles_nothing_while_every_bound_is_abused() ->
 
 def test_a_quick_cold_start_prints_each_roles_time_to_ready() -> None:
     """``python -m benchmarks.cold_start --quick``: one start of each role from the image's contents, timed to its
-    first 200 on /readyz (a figure printed, none asserted)."""
+    first 200 on /readyz, and an interceptor's first pushes after it, each answered 204 (figures printed, none
+    asserted)."""
     environment = processes.server_environment(role="all", redis=None)
     run = subprocess.run([sys.executable, "-m", "benchmarks.cold_start", "--quick"], cwd=processes.REPOSITORY,
                          env=environment, capture_output=True, text=True, timeout=240)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
-    for role in ("connector", "interceptor"):
-        assert re.search(rf"^run 1 {role} +this +exec to /readyz 200: +\d+\.\d ms +CPU +\d+ ms$", run.stdout, re.M), output
+    pushes = r"  first push +\d+\.\d\d ms, the next 10 median +\d+\.\d\d ms"
+    for role, after in (("connector", ""), ("interceptor", pushes)):
+        assert re.search(rf"^run 1 {role} +this +exec to /readyz 200: +\d+\.\d ms +CPU +\d+ ms{after}$", run.stdout,
+                         re.M), output
         assert re.search(rf"^{role} +this +median +\d+\.\d ms +min +\d+\.\d +max +\d+\.\d ", run.stdout, re.M), output
+    assert re.search(r"^interceptor +this +first push after ready: median +\d+\.\d\d ms", run.stdout, re.M), output
     assert re.search(r"^load average before: [\d.]+ [\d.]+ [\d.]+$", run.stdout, re.M), output
 
 
