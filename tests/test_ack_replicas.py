@@ -21,7 +21,7 @@ from aa_site import health
 from events import redis_client, replica_ack
 from events.history import RedisHistory, conversation_key
 from events.replica_ack import ReplicasBehind
-from testing import clients, cluster_layout, processes
+from testing import clients, cluster_layout, processes, redis_monitor
 from testing.push_bodies import push_body
 from tests.test_health import get
 
@@ -129,29 +129,18 @@ async def test_on_a_cluster_each_shard_waits_for_its_own_replica(settings) -> No
     each primary gets a WAIT after its own appends, on that connection. With one shard's replica frozen, only
     that shard's append fails; the others are confirmed."""
     async with acking_cluster(settings) as (cluster, client, history, names):
-        monitors = [Redis(host=node.host, port=node.port, decode_responses=True) for node in client.get_primaries()]
-        seen: list[list[dict]] = [[] for _ in monitors]
-        watching = []
-        for shard, monitor in enumerate(monitors):
-            context = monitor.monitor()
-            watcher = await context.__aenter__()
+        primaries = client.get_primaries()
+        seen: list[list[dict]] = [[] for _ in primaries]
 
-            async def record(shard: int = shard, watcher=watcher) -> None:
-                async for command in watcher.listen():
-                    if command.get("client_type") != "lua" and command["command"].split(" ")[0] in ("FCALL", "WAIT"):
-                        seen[shard].append(command)
+        def keep(shard: int, command: dict) -> None:
+            if command["command"].split(" ")[0] in ("FCALL", "WAIT"):
+                seen[shard].append(command)
 
-            watching.append((context, asyncio.create_task(record())))
-        await asyncio.sleep(0.2)
-        appended = await asyncio.gather(*(append(history, "m-0", name) for name in names))
-        assert not any(a.duplicate for a in appended)
-        # (MONITOR reports a command once it ran, on its own connection: later than the reply, on a busy machine.)
-        await clients.wait_until(lambda: all(len(commands) >= 2 for commands in seen), what="every primary's WAIT")
-        for context, task in watching:
-            task.cancel()
-            await context.__aexit__(None, None, None)
-        for monitor in monitors:
-            await monitor.aclose()
+        async with redis_monitor.monitoring(primaries, keep):
+            appended = await asyncio.gather(*(append(history, "m-0", name) for name in names))
+            assert not any(a.duplicate for a in appended)
+            await clients.wait_until(lambda: all(len(commands) >= 2 for commands in seen),
+                                     what="every primary's WAIT")
         for commands in seen:
             assert [c["command"].split(" ")[0] for c in commands] == ["FCALL", "WAIT"], commands
             assert len({(c["client_address"], c["client_port"]) for c in commands}) == 1, commands
@@ -228,37 +217,26 @@ async def test_on_a_cluster_the_wait_rides_each_push_batch_s_own_round_trip(sett
 
             for name in names:
                 await one(name, "warm-up")
-            monitors = [Redis(host=node.host, port=node.port, decode_responses=True)
-                        for node in client.get_primaries()]
-            seen: list[list[tuple[str, str]]] = [[] for _ in monitors]
-            watching = []
-            for shard, monitor in enumerate(monitors):
-                context = monitor.monitor()
-                watcher = await context.__aenter__()
+            primaries = client.get_primaries()
+            seen: list[list[tuple[str, str]]] = [[] for _ in primaries]
 
-                async def record(shard: int = shard, watcher=watcher) -> None:
-                    async for command in watcher.listen():
-                        verb = command["command"].split(" ")[0].strip('"').upper()
-                        if command.get("client_type") != "lua" and verb in ("FCALL", "WAIT"):
-                            seen[shard].append((command["client_port"], verb))
+            def keep(shard: int, command: dict) -> None:
+                verb = command["command"].split(" ")[0].strip('"').upper()
+                if verb in ("FCALL", "WAIT"):
+                    seen[shard].append((command["client_port"], verb))
 
-                watching.append((context, asyncio.create_task(record())))
-            await asyncio.sleep(0.2)
-            await asyncio.gather(*(one(names[n % 3], f"m-{n}") for n in range(pushes)))
-            await clients.wait_until(lambda: sum(verb == "FCALL" for commands in seen for _, verb in commands) == pushes
-                                     and all(commands[-1][1] == "WAIT" for commands in seen), what="the pushes' WAITs")
-            together = [list(commands) for commands in seen]
-            for commands in seen:
-                commands.clear()
-            for n in range(pushes):
-                await one(names[n % 3], f"s-{n}")
-            await clients.wait_until(lambda: [len(commands) for commands in seen] == [2 * (pushes // 3)] * 3,
-                                     what="the pushes' WAITs")
-            for context, task in watching:
-                task.cancel()
-                await context.__aexit__(None, None, None)
-            for monitor in monitors:
-                await monitor.aclose()
+            async with redis_monitor.monitoring(primaries, keep):
+                await asyncio.gather(*(one(names[n % 3], f"m-{n}") for n in range(pushes)))
+                await clients.wait_until(lambda: sum(verb == "FCALL" for commands in seen for _, verb in commands)
+                                         == pushes and all(commands[-1][1] == "WAIT" for commands in seen),
+                                         what="the pushes' WAITs")
+                together = [list(commands) for commands in seen]
+                for commands in seen:
+                    commands.clear()
+                for n in range(pushes):
+                    await one(names[n % 3], f"s-{n}")
+                await clients.wait_until(lambda: [len(commands) for commands in seen] == [2 * (pushes // 3)] * 3,
+                                         what="the pushes' WAITs")
         settings.REDIS_ACK_REPLICAS = 2  # one replica per primary: each primary is short of one
         with caplog.at_level("WARNING", logger="events.replica_ack"):
             await replica_ack.warn_if_short(client)
