@@ -2,8 +2,9 @@
 than its process budget, and every desktop still gets every event once, in order.
 
 A connector with a small budget (``REPLAY_PROCESS_BYTES`` 256 KiB, four pages
-of 64 KiB) takes 30 Socket.IO desktops and 10 plain ``/ws/`` ones, all joining a
-1.2 MB history at once (each would hold a page of its own: 2.5 MB), while
+of 64 KiB) takes 30 Socket.IO desktops, 10 plain ``/ws/`` ones and 4 long-polling
+sessions, all joining a 1.2 MB history at once (each would hold a page of its
+own: 2.8 MB), while
 live events are pushed to the conversation; a few more desktops join and go
 at once, their replays waiting or being read. The connector's own metrics
 (``/metrics``: the most bytes its pages held at once, the waits) show the
@@ -27,6 +28,7 @@ from connector.desktops import offsets
 from events.history import Offset
 from testing import clients, processes
 from testing import fault_scenarios as faults
+from testing.engineio_polling import connected_session, conversation_events, session_url
 
 BUDGET = 256 * 1024
 PAGE = 64 * 1024
@@ -43,6 +45,7 @@ HISTORY = 60
 PADDING = 20_000  # 60 events of 20 KB: 1.2 MB, three to a page
 SOCKETIO_DESKTOPS = 30
 PLAIN_DESKTOPS = 10
+POLLING_DESKTOPS = 4
 QUITTERS = 6
 LIVE = [f"live-{number}" for number in range(5)]
 
@@ -123,6 +126,37 @@ class PlainDesktop:
         await self.socket.close()
 
 
+class PollingDesktop:
+    """A long-polling Engine.IO session (httpx): each GET's answer is one replay page, read within the budget."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, str]] = []
+        self.client = httpx.AsyncClient(timeout=faults.WAIT)
+        self.poller: asyncio.Task | None = None
+
+    async def join(self, connector: processes.Server, conversation: str) -> None:
+        url = connector.http_url
+        sid = await connected_session(self.client, url, faults.token(), ping_ms=(25000, 20000))
+        join = json.dumps(["join-conversation", conversation, {"history": True}])
+        assert (await self.client.post(session_url(url, sid), content=f"420{join}".encode())).text == "ok"
+        self.poller = asyncio.ensure_future(self._poll(session_url(url, sid)))
+
+    async def _poll(self, url: str) -> None:
+        while True:
+            answer = await self.client.get(url)
+            assert answer.status_code == 200, answer.text
+            self.received += [(event[1]["message_id"], event[-1]) for event in conversation_events(answer.text)]
+            if "2" in answer.text.split("\x1e"):
+                await self.client.post(url, content=b"3")  # the pong
+
+    seq = staticmethod(SocketIODesktop.seq)
+
+    async def close(self) -> None:
+        if self.poller is not None:
+            self.poller.cancel()
+        await self.client.aclose()
+
+
 async def test_many_desktops_replaying_at_once_hold_no_more_than_the_process_budget(servers) -> None:
     connector, interceptor = servers
     (conversation,) = faults.conversations(1)
@@ -133,7 +167,8 @@ async def test_many_desktops_replaying_at_once_hold_no_more_than_the_process_bud
                                        concurrency=4, padding=PADDING)
         assert pubsub.tally.acknowledged == HISTORY
         before = scrape(connector)
-        desktops = [SocketIODesktop() for _ in range(SOCKETIO_DESKTOPS)] + [PlainDesktop() for _ in range(PLAIN_DESKTOPS)]
+        desktops = ([SocketIODesktop() for _ in range(SOCKETIO_DESKTOPS)] + [PlainDesktop() for _ in range(PLAIN_DESKTOPS)]
+                    + [PollingDesktop() for _ in range(POLLING_DESKTOPS)])
         quitters = [SocketIODesktop() for _ in range(QUITTERS // 2)] + [PlainDesktop() for _ in range(QUITTERS // 2)]
 
         async def join_and_quit(desktop) -> None:
