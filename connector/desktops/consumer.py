@@ -48,7 +48,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -108,6 +108,9 @@ class _Paging:
     # A page's read is in flight: live events of these conversations are kept back. Not while the page waits for
     # the process's replay budget: the read, once it starts, finds them in the history.
     reading: bool = False
+    # Conversations whose replay reads whatever the history keeps (a join's whole history, or a replay already
+    # known to be incomplete), until their first events are read: the history trimmed meanwhile loses them nothing.
+    from_oldest_kept: set[str] = field(default_factory=set)
 
 
 def page_bounds(events_queued: int, characters_queued: int) -> tuple[int, int]:
@@ -445,8 +448,10 @@ class DesktopConsumer(AsyncWebsocketConsumer):
             return  # else its later events wait, kept back, for the replay going on to end
         if paging is None:
             paging = self._paging = _Paging({})
-        for conversation in starting or {}:
+        for conversation, since in (starting or {}).items():
             paging.since[conversation] = replay.positions[conversation]
+            if (not since.epoch and not since.seq) or conversation in replay.trimmed or conversation in replay.stale:
+                paging.from_oldest_kept.add(conversation)
         self._paging_goes_on(paging)
 
     def _take_page(self, page: Replay, reserved: replay_budget.Reservation) -> None:
@@ -507,12 +512,13 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         if self._paging is not paging:
             reserved.release()
             return  # the connection closed meanwhile
-        if page.trimmed:
+        if page.trimmed - paging.from_oldest_kept:
             # Trimmed past where it is read up to while the desktop read the pages before: too far behind.
             reserved.release()
             self._paging = None
             self._too_slow()
             return
+        paging.from_oldest_kept -= {event.conversation for event in page.events}
         self._take_page(page, reserved)
 
     def _queue(self, event: Event, *, replayed: bool = False) -> bool:
