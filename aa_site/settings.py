@@ -157,6 +157,13 @@ WEBSOCKET_SEND_QUEUE_BYTES = env.integer("WEBSOCKET_SEND_QUEUE_BYTES", 8 * 2**20
 # desktop holds beyond its live queue, and a poll's answer, whatever the history's size.
 REPLAY_PAGE_EVENTS = env.integer("REPLAY_PAGE_EVENTS", 100, minimum=1, maximum=100_000)
 REPLAY_PAGE_BYTES = env.integer("REPLAY_PAGE_BYTES", 2**20, minimum=4096, maximum=2**30)
+# The replay pages one process holds at once, over all its desktops (connector/desktops/replay_budget.py): a
+# page's read waits its turn (first come, first served) until its bounds fit, and what it holds goes back as its
+# events are sent. 64 MiB is 64 full pages (thousands of desktops replaying at once after a rolling deploy take
+# turns, none is refused); 10,000 events bound the events' own overhead when they are small. An event bigger
+# than the whole budget is read alone.
+REPLAY_PROCESS_BYTES = env.integer("REPLAY_PROCESS_BYTES", 64 * 2**20, minimum=4096, maximum=2**34)
+REPLAY_PROCESS_EVENTS = env.integer("REPLAY_PROCESS_EVENTS", 10_000, minimum=1, maximum=10_000_000)
 # Conversations one connection may join, a token bucket: this many a second on average, this many at once (a
 # whole connection's 64 after connecting, and as many again to switch between them). Every join takes a
 # conversation's position in Redis, which makes a key for a name without one: the count of joins over time is

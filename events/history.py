@@ -130,6 +130,9 @@ class Replay:
     #: ``read_page(count=True)``: how many events the whole replay holds, this page's and the pages after.
     total: int | None = None
     starts: dict[str, Offset] = field(default_factory=dict)
+    #: ``read_page(whole_first=False)``: the page holds no event because the next one alone is over ``max_bytes``;
+    #: its size (of its kind and payload), the bound that reads it.
+    too_big: int = 0
 
     @property
     def complete(self) -> bool:
@@ -347,7 +350,8 @@ _APPEND_FUNCTION, _POSITION_FUNCTION = f"{LIBRARY_NAME}_append", f"{LIBRARY_NAME
 # each of its events was pushed after Redis lost the older ones. Entries are read 64 at a time, so Redis holds
 # no more than that beyond what it returns. Returns the epoch, the current seq, the trimmed mark, the stream's
 # length, whether the read stopped at a bound with events after it (1), the entries as {id, kind, payload}, the
-# epoch taken over from and the seq it was taken over at.
+# epoch taken over from, the seq it was taken over at, and the size of the event the read stopped before when it
+# took none because that one alone was over the byte bound (0 otherwise).
 _READ = """
 local found = redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'previous', 'taken_at')
 local epoch, current = found[1] or '', tonumber(found[2] or '0')
@@ -369,7 +373,7 @@ else
   if oldest - 1 > tonumber(string.match(trimmed, '%d+$')) then trimmed = '0-' .. (oldest - 1) end
 end
 local max_events, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
-local entries, bytes, more, from = {}, 0, 0, '(0-' .. after
+local entries, bytes, more, from, too_big = {}, 0, 0, '(0-' .. after, 0
 while length > 0 and (max_events < 0 or #entries < max_events) do
   local want = 64
   if max_events >= 0 then want = math.min(want, max_events - #entries) end
@@ -382,6 +386,7 @@ while length > 0 and (max_events < 0 or #entries < max_events) do
     local size = #kind + #payload
     if max_events >= 0 and (#entries > 0 or ARGV[5] ~= '1') and bytes + size > max_bytes then
       more = 1
+      if #entries == 0 then too_big = size end
       break
     end
     entries[#entries + 1] = {entry[1], kind, payload}
@@ -395,7 +400,7 @@ if more == 0 and max_events >= 0 and length > 0 then
   if #entries > 0 then last = tonumber(string.match(entries[#entries][1], '%d+$')) end
   if last < current then more = 1 end
 end
-return {epoch, current, trimmed, length, more, entries, previous, taken_at}
+return {epoch, current, trimmed, length, more, entries, previous, taken_at, too_big}
 """
 
 
@@ -412,12 +417,14 @@ class _Read:
     # The epoch this one took over from on another Redis process ('' for none), and the seq it took over at.
     previous: str = ""
     taken_at: int = 0
+    # The read took no event: the next one alone is over its byte bound, and this big (0: not so).
+    too_big: int = 0
 
 
 def _parsed_read(reply: list) -> _Read:
-    epoch, current, trimmed, length, more, entries, previous, taken_at = reply
+    epoch, current, trimmed, length, more, entries, previous, taken_at, too_big = reply
     return _Read(_text(epoch), int(current), _seq_of(trimmed), int(length), bool(more), entries, _text(previous),
-                 int(taken_at))
+                 int(taken_at), int(too_big))
 
 
 def _continued(at: Offset, state: _Read) -> int | None:
@@ -446,6 +453,7 @@ class _Walk:
         self.stale: set[str] = set()
         self.more = False
         self.total = 0 if count else None
+        self.too_big = 0
 
     def after(self, conversation: str, state: _Read) -> int:
         """Where ``conversation`` is read from in its current epoch; notes a gap."""
@@ -463,7 +471,8 @@ class _Walk:
         self.starts[conversation] = Offset(state.epoch, after)
         if self.total is not None and state.length:
             self.total += min(state.length, max(0, state.current - after))
-        last = after
+        # What was trimmed away is read past: the next page goes on from the oldest event kept.
+        last = max(after, state.trimmed) if conversation in self.trimmed else after
         for event in events:
             self.events.append(event)
             last = event.seq
@@ -472,10 +481,12 @@ class _Walk:
         self.positions[conversation] = Offset(state.epoch, last)
         if state.more:
             self.more = True
+        if state.too_big and not self.too_big:
+            self.too_big = state.too_big
 
     def replay(self) -> Replay:
         return Replay(self.events, self.positions, frozenset(self.trimmed), frozenset(self.stale), self.more,
-                      self.total, self.starts)
+                      self.total, self.starts, 0 if self.events else self.too_big)
 
 
 class RedisHistory:
@@ -644,12 +655,14 @@ class RedisHistory:
         return walk.replay()
 
     async def read_page(self, since: Since, *, epoch: str | None = None, max_events: int,
-                        max_bytes: int, count: bool = False) -> Replay:
+                        max_bytes: int, count: bool = False, whole_first: bool = True) -> Replay:
         """The first events after ``since[conversation]`` in each conversation: at most ``max_events`` of them and
-        ``max_bytes`` (of their kinds and payloads; the first event is taken whatever its size), conversation by
-        conversation in ``since``'s order. With ``more``, the page stopped at those bounds, and the next page
-        reads after ``positions``. Positions of an epoch a conversation lost read from its current epoch's start
-        (the page is not ``complete``). With ``count``, ``total`` is the number of events
+        ``max_bytes`` (of their kinds and payloads; the first event is taken whatever its size, unless not
+        ``whole_first``: then a page that would start with an event over ``max_bytes`` holds none, and
+        ``too_big`` says its size), conversation by conversation in ``since``'s order. With ``more``, the page
+        stopped at those bounds, and the next page reads after ``positions``. Positions of an epoch a conversation
+        lost read from its current epoch's start, and a conversation trimmed past its position goes on from its
+        oldest event kept (the page is not ``complete``). With ``count``, ``total`` is the number of events
         the whole replay holds now.
 
         One round trip reads the first conversation's page and every other's state (its sequence, trimmed mark,
@@ -657,14 +670,15 @@ class RedisHistory:
         read each: no more is read from Redis than the page holds."""
         walk = _Walk(_positions(since, epoch), count=count)
         conversations = list(walk.since)
-        states = await self._reads([(c, walk.since[c], max_events if i == 0 else 0, max_bytes, True)
+        states = await self._reads([(c, walk.since[c], max_events if i == 0 else 0, max_bytes, whole_first)
                                     for i, c in enumerate(conversations)])
         events_left, bytes_left = max_events, max_bytes
         for i, (conversation, state) in enumerate(zip(conversations, states)):
             read = i == 0
             if not read and state.more and events_left > 0 and (bytes_left > 0 or not walk.events):
                 at = walk.since[conversation]
-                (state,) = await self._reads([(conversation, at, events_left, bytes_left, not walk.events)])
+                (state,) = await self._reads([(conversation, at, events_left, bytes_left,
+                                               whole_first and not walk.events)])
                 read = True
             events = self._events(conversation, state) if read else []
             walk.take(conversation, state, events, read=read)
@@ -739,7 +753,7 @@ class MemoryHistory:
         current = self._seqs.get(conversation, 0)
         after = _continued(at, _Read(epoch, current, 0, 0, False, [])) or 0
         stream = self._streams.get(conversation, ())
-        entries, size, more = [], 0, False
+        entries, size, more, too_big = [], 0, False, 0
         for event in stream:
             if event.seq <= after or max_events < 0:
                 if event.seq > after:
@@ -748,10 +762,12 @@ class MemoryHistory:
             grown = size + len(event.kind) + len(event.payload_json)
             if len(entries) >= max_events or ((entries or not first) and grown > max_bytes):
                 more = True
+                if not entries and len(entries) < max_events:
+                    too_big = grown
                 break
             entries.append(event)
             size = grown
-        return _Read(epoch, current, self._trimmed.get(conversation, 0), len(stream), more, entries)
+        return _Read(epoch, current, self._trimmed.get(conversation, 0), len(stream), more, entries, too_big=too_big)
 
     async def read(self, since: Since, *, epoch: str | None = None) -> Replay:
         walk = _Walk(_positions(since, epoch))
@@ -761,12 +777,13 @@ class MemoryHistory:
         return walk.replay()
 
     async def read_page(self, since: Since, *, epoch: str | None = None, max_events: int,
-                        max_bytes: int, count: bool = False) -> Replay:
+                        max_bytes: int, count: bool = False, whole_first: bool = True) -> Replay:
         walk = _Walk(_positions(since, epoch), count=count)
         events_left, bytes_left = max_events, max_bytes
         for conversation, at in walk.since.items():
             read = events_left > 0 and (bytes_left > 0 or not walk.events)
-            state = self._state(conversation, at, events_left if read else 0, bytes_left, not walk.events)
+            state = self._state(conversation, at, events_left if read else 0, bytes_left,
+                                whole_first and not walk.events)
             walk.take(conversation, state, state.entries, read=read)
             events_left -= len(state.entries)
             bytes_left -= sum(len(event.kind) + len(event.payload_json) for event in state.entries)

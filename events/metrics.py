@@ -34,6 +34,13 @@ What is counted, and where:
 - ``aa_stream_queued_bytes``: bytes of streaming-call requests waiting in
   the connector to be posted upstream (``connector/desktops/streaming``), summed over
   live processes; bounded by ``STREAM_MAX_QUEUED_BYTES_PER_PROCESS`` each.
+- ``aa_replay_reserved_bytes``, ``aa_replay_reserved_events``: what the
+  replay pages of desktops hold now (reserved from the process's budget,
+  ``connector.desktops.replay_budget``), summed over live processes; bounded by
+  ``REPLAY_PROCESS_BYTES`` and ``REPLAY_PROCESS_EVENTS`` each.
+  ``aa_replay_reserved_bytes_peak``: the most bytes they held at once since
+  the process started (the highest process's). ``aa_replay_budget_wait_seconds``:
+  how long each page that found the budget spent waited for its turn.
 - ``aa_redis_errors_total{operation}``: Redis failures the service handled
   (``publish``, ``subscription``, ``presence``, ``rate_limit``,
   ``integration_keys``, ``desktop``, ``instances``, ``admin_login``).
@@ -77,6 +84,18 @@ DESKTOPS = Gauge("aa_desktops_connected", "Authenticated desktop connections ope
                  multiprocess_mode="livesum")
 STREAM_QUEUED_BYTES = Gauge("aa_stream_queued_bytes", "Bytes of streaming-call requests waiting to be posted.",
                             multiprocess_mode="livesum")
+REPLAY_RESERVED_BYTES = Gauge("aa_replay_reserved_bytes", "Bytes of replay pages held (reserved) now.",
+                              multiprocess_mode="livesum")
+REPLAY_RESERVED_EVENTS = Gauge("aa_replay_reserved_events", "Events of replay pages held (reserved) now.",
+                               multiprocess_mode="livesum")
+REPLAY_RESERVED_PEAK = Gauge("aa_replay_reserved_bytes_peak",
+                             "The most bytes of replay pages held at once since the process started.",
+                             multiprocess_mode="max")
+# Seconds: a page waits while others are written to their sockets.
+REPLAY_WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+REPLAY_WAITS = Histogram("aa_replay_budget_wait_seconds",
+                         "How long replay pages waited for the process's replay budget (those that waited).",
+                         buckets=REPLAY_WAIT_BUCKETS)
 REDIS_ERRORS = Counter("aa_redis_errors", "Redis failures the service handled, by what it was doing.", ["operation"])
 
 # Children resolved once: a push or an event costs one increment, not a label lookup.
@@ -154,6 +173,24 @@ def multiprocess_directory() -> str:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
 
 
+_replay_peak = 0
+
+
+def replay_reserved(nbytes: int, events: int) -> None:
+    """The replay pages of this process hold ``nbytes`` and ``events`` now."""
+    global _replay_peak
+    REPLAY_RESERVED_BYTES.set(nbytes)
+    REPLAY_RESERVED_EVENTS.set(events)
+    if nbytes > _replay_peak:
+        _replay_peak = nbytes
+        REPLAY_RESERVED_PEAK.set(nbytes)
+
+
+def replay_budget_waited(seconds: float) -> None:
+    """A replay page waited ``seconds`` for the process's budget."""
+    REPLAY_WAITS.observe(seconds)
+
+
 def exposition() -> bytes:
     """The Prometheus text of this process, or of every process sharing ``PROMETHEUS_MULTIPROC_DIR`` (reads files)."""
     if not multiprocess_directory():
@@ -166,3 +203,4 @@ def exposition() -> bytes:
 if multiprocess_directory():
     # The live-sum gauge leaves out a process that has exited only once it is marked dead.
     atexit.register(multiprocess.mark_process_dead, os.getpid())
+

@@ -314,6 +314,38 @@ async def test_a_page_stops_before_the_event_that_would_pass_its_bytes_but_takes
     assert [event.seq for event in last.events] == [4] and not last.more and last.positions[A].seq == 4
 
 
+async def test_a_page_not_taking_its_first_event_whole_says_how_big_the_one_over_its_bytes_is(history) -> None:
+    """``whole_first=False`` (the process's replay budget reads so): a page never holds an event over its bytes;
+    one that would start with such an event holds none and says its size, which a page then reads it with."""
+    sizes = [1000, 100, 100]
+    for number, size in enumerate(sizes):
+        await history.append(conversation=A, kind="k", message_id=str(number),
+                             payload_json=json.dumps({"pad": "x" * size}))
+    big = len("k") + len(json.dumps({"pad": "x" * 1000}))
+    empty = await history.read_page({A: 0}, epoch=None, max_events=100, max_bytes=500, whole_first=False)
+    assert (empty.events, empty.more, empty.too_big, empty.positions[A].seq) == ([], True, big, 0)
+    exact = await history.read_page({A: 0}, epoch=None, max_events=100, max_bytes=empty.too_big, whole_first=False)
+    assert [event.seq for event in exact.events] == [1] and exact.too_big == 0
+    rest = await history.read_page({A: 1}, epoch=None, max_events=100, max_bytes=500, whole_first=False)
+    assert [event.seq for event in rest.events] == [2, 3] and not rest.more and rest.too_big == 0
+    # Another conversation's events fill the page meanwhile; the big one is named when the page is empty.
+    await append(history, B, "b1")
+    both = await history.read_page({A: 0, B: 0}, epoch=None, max_events=100, max_bytes=500, whole_first=False)
+    assert [(event.conversation, event.seq) for event in both.events] == [(B, 1)] and both.too_big == 0
+    assert both.positions[A].seq == 0 and both.more
+
+
+async def test_a_page_without_events_of_a_trimmed_conversation_goes_on_from_its_oldest_event_kept(history) -> None:
+    """Where a replay starts (read without events) past a trim: its next page reads what is kept, and is whole."""
+    for number in range(25):
+        await append(history, A, str(number))  # the history keeps 16 to 25
+    start = await history.read_page({A: 2}, epoch=None, max_events=0, max_bytes=0, count=True)
+    assert (start.events, start.more, start.complete, start.total) == ([], True, False, 10)
+    assert start.starts[A].seq == 2 and start.positions[A].seq == 15
+    page = await history.read_page(start.positions, epoch=None, max_events=100, max_bytes=10**6)
+    assert page.complete and [event.seq for event in page.events] == list(range(16, 26)) and not page.more
+
+
 async def test_a_page_counts_what_the_whole_replay_holds_when_asked(history) -> None:
     for number in range(40):
         await append(history, A, str(number))  # the history keeps the last 10

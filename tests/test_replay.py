@@ -18,6 +18,7 @@ from channels.testing import HttpCommunicator
 from socketio import packet as sio
 
 from aa_site.asgi import application
+from connector.desktops import replay_budget
 from events.history import Offset
 from events.kinds import EventKind
 from testing.event_listener import listen
@@ -190,6 +191,66 @@ async def test_plain_history_in_pages_with_live_events_meanwhile_arrives_once_in
     await nothing_more(client)
     assert len(offsets[SHORT_NAME]) == 12 and offsets[SHORT_NAME] == sorted(set(offsets[SHORT_NAME]))
     assert len(offsets[OTHER]) == 1
+
+
+async def test_a_history_join_waiting_for_the_replay_budget_is_answered_and_loses_nothing_kept(plain, settings) -> None:
+    """The process's replay budget is spent (another holder has it all): the join is answered at once and the
+    desktop's pings too; another desktop's live events flow; the replay waits. Its conversation, at its history's
+    bound, trims three events meanwhile: the desktop asked for the history, so it gets what is kept then, in
+    order, then the live events of its other conversation, each once."""
+    settings.EVENT_HISTORY_MAX_EVENTS = 10
+    settings.REPLAY_PAGE_EVENTS = 3
+    for _ in range(10):
+        await publish(SHORT_NAME)
+    client, watcher = await plain(), await plain("bob")
+    await client.request({"type": "join", "conversation": OTHER})
+    await watcher.request({"type": "join", "conversation": SHORT_NAME})
+    spent = await replay_budget.get_budget().reserve(2**62, 2**62)
+    try:
+        joined = await client.request({"type": "join", "conversation": SHORT_NAME, "history": True})
+        assert (joined["type"], joined["replayed"], joined["complete"]) == ("joined", 10, True)
+        assert (await client.request({"type": "ping"}))["type"] == "pong"
+        await publish(OTHER)
+        for _ in range(3):
+            await publish(SHORT_NAME)  # the three oldest go
+        assert [(await watcher.receive())["type"] for _ in range(3)] == ["event"] * 3
+        await nothing_more(client)  # its replay waits, and what it keeps back waits behind it
+    finally:
+        spent.release()
+    seqs: dict[str, list[int]] = {SHORT_NAME: [], OTHER: []}
+    for _ in range(11):
+        frame = await client.receive()
+        seqs[frame["payload"]["conversation_name"]].append(Offset.parse(client.last_offset).seq)
+    await nothing_more(client)
+    assert seqs == {SHORT_NAME: list(range(4, 14)), OTHER: [1]}
+    assert (replay_budget.get_budget().bytes, replay_budget.get_budget().events) == (0, 0)
+
+
+async def test_a_resume_whose_history_is_trimmed_past_it_while_waiting_for_the_budget_is_closed_4429(
+        plain, settings) -> None:
+    """A replay that was whole when asked for, but lost events to the history's bound before its turn came, is
+    not passed off as whole: the desktop is closed as too far behind (4429), and its next resume says so."""
+    settings.EVENT_HISTORY_MAX_EVENTS = 10
+    client = await plain()
+    await client.request({"type": "join", "conversation": SHORT_NAME})
+    for _ in range(2):
+        await publish(SHORT_NAME)
+        await client.receive()
+    seen = client.last_offset
+    await client.communicator.disconnect()
+    for _ in range(8):
+        await publish(SHORT_NAME)
+    spent = await replay_budget.get_budget().reserve(2**62, 2**62)
+    again = await plain()
+    try:
+        joined = await again.request({"type": "join", "conversation": SHORT_NAME, "after": seen})
+        assert (joined["replayed"], joined["complete"]) == (8, True)
+        for _ in range(3):
+            await publish(SHORT_NAME)  # events 1 to 3 go: event 3 was one it had not got
+    finally:
+        spent.release()
+    assert await again.close_code() == 4429
+    assert (replay_budget.get_budget().bytes, replay_budget.get_budget().events) == (0, 0)
 
 
 async def test_plain_resume_with_an_offset_that_is_not_ours_is_refused(plain) -> None:

@@ -23,11 +23,17 @@ consumers only translate frames.
   (``REPLAY_PAGE_EVENTS`` / ``REPLAY_PAGE_BYTES``, and no more than the room
   the live queue's bounds leave), the next page only once the last is sent:
   a desktop that stops reading holds one page, whatever the history's size.
-  While it lasts, live events of the replayed conversations are kept back
-  during each page's read and otherwise left to the next page (which reads
-  them from the history); those of other conversations are kept back, in the
-  live queue's bounds (past them: 4429, as live). After the last page they
-  follow, in order.
+  The join (or recovery) itself reads only where the replay starts, whether it
+  is whole and how many events it holds; every page is read by the sender,
+  within the process's replay budget (``connector.desktops.replay_budget``):
+  a page waits its turn there without holding up the desktop's frames (its
+  pongs, its next join) or anyone else's events, and what it reserved goes
+  back as its events are written. While the replay lasts, live events of the
+  replayed conversations are kept back during each page's read and otherwise
+  (waiting for the budget too) left to the next page, which reads them from
+  the history; those of other conversations are kept back, in the live
+  queue's bounds (past them: 4429, as live). After the last page they follow,
+  in order.
 - Each event carries its offset in its conversation; a desktop drops any
   event of a conversation at or below the last one it sent of that
   conversation (in the same epoch), so a replay that overlaps live delivery
@@ -42,7 +48,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -51,7 +57,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from connector import ratelimit, tokens
-from connector.desktops import close_codes, instances, membership, preauth
+from connector.desktops import close_codes, instances, membership, preauth, replay_budget
 from connector.desktops.fanout import get_hub
 from connector.desktops.membership import MembershipError
 from connector.desktops.streaming.streams import StreamRegistry
@@ -99,7 +105,12 @@ class _Paging:
     """A replay that goes on past its sent pages: where each conversation is read up to."""
 
     since: dict[str, Offset]
-    reading: bool = False  # a page's read is in flight: live events of these conversations are kept back
+    # A page's read is in flight: live events of these conversations are kept back. Not while the page waits for
+    # the process's replay budget: the read, once it starts, finds them in the history.
+    reading: bool = False
+    # Conversations whose replay reads whatever the history keeps (a join's whole history, or a replay already
+    # known to be incomplete), until their first events are read: the history trimmed meanwhile loses them nothing.
+    from_oldest_kept: set[str] = field(default_factory=set)
 
 
 def page_bounds(events_queued: int, characters_queued: int) -> tuple[int, int]:
@@ -152,6 +163,8 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         self._closing: asyncio.Task | None = None  # the close of a desktop too far behind
         self._held: list[Event] | None = None  # live events kept back while a replay is read and sent
         self._held_size = 0  # the characters of their payloads
+        # What the replay's pages read and not yet written hold of the process's replay budget.
+        self._replay_reserved: replay_budget.Reservation | None = None
         self.streams: StreamRegistry | None = None  # made by the first stream request
 
     # --- the consumer's life --------------------------------------------------------------
@@ -340,11 +353,11 @@ class DesktopConsumer(AsyncWebsocketConsumer):
     count_replays = False
 
     async def _first_page(self, since: dict[str, Offset]) -> Replay:
-        """A replay's first page; ``send_replay`` queues it and reads the rest as it is sent."""
+        """Where a replay starts, whether it is whole (and, with ``count_replays``, how many events it holds), read
+        without its events: ``send_replay`` has the sender read them, a page at a time within the process's
+        replay budget, so that the join's answer (and the desktop's next frames) never wait for that budget."""
         self._starting = dict(since)
-        events, characters = page_bounds(len(self._outbox), self._outbox_size)
-        return await get_history().read_page(since, max_events=events, max_bytes=characters,
-                                             count=self.count_replays)
+        return await get_history().read_page(since, max_events=0, max_bytes=0, count=self.count_replays)
 
     async def _subscribe(self, normalised: str, *, counted: bool = True) -> None:
         """Subscribe to ``normalised``, within the connection's bounds (``counted``: a join the client asked for
@@ -435,18 +448,28 @@ class DesktopConsumer(AsyncWebsocketConsumer):
             return  # else its later events wait, kept back, for the replay going on to end
         if paging is None:
             paging = self._paging = _Paging({})
-        for conversation in starting or {}:
+        for conversation, since in (starting or {}).items():
             paging.since[conversation] = replay.positions[conversation]
+            if (not since.epoch and not since.seq) or conversation in replay.trimmed or conversation in replay.stale:
+                paging.from_oldest_kept.add(conversation)
         self._paging_goes_on(paging)
 
-    def _take_page(self, page: Replay) -> None:
-        """Queue a next ``page``; move the replay on past it, or end it (then release the live events kept back)."""
+    def _take_page(self, page: Replay, reserved: replay_budget.Reservation) -> None:
+        """Queue a next ``page`` (holding ``reserved``); move the replay on past it, or end it (then release the
+        live events kept back)."""
         for event in page.events:
-            self._queue(event, replayed=True)
+            if not self._queue(event, replayed=True):
+                reserved.give_back(replay_budget.event_size(event), 1)
+        if self._replay_reserved is None:
+            self._replay_reserved = reserved
+        else:
+            self._replay_reserved.join(reserved)
         paging = self._paging
         if paging is None:
             return
-        if not page.more:
+        paging.reading = False
+        # Conversations whose replay started while the page was read (a join) are still to read.
+        if not page.more and paging.since.keys() <= page.positions.keys():
             self._paging = None
             self._release_held()
             return
@@ -455,9 +478,9 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         self._paging_goes_on(paging)
 
     def _paging_goes_on(self, paging: _Paging) -> None:
-        paging.reading = False
-        # What was kept back of these conversations was stored before the next read: it reads it again.
-        if self._held:
+        # What was kept back of these conversations was stored before the next read: it reads it again (not
+        # while a read is in flight: what it keeps back then may have been stored after the read began).
+        if self._held and not paging.reading:
             kept = [event for event in self._held if event.conversation not in paging.since]
             self._held, self._held_size = kept, sum(len(event.payload_json) for event in kept)
         if self._sender is None and self.identity is not None:
@@ -474,28 +497,36 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         """Read the replay's next page (the sender, once the last is sent) and queue it."""
         paging = self._paging
         assert paging is not None
-        paging.reading = True
         events, characters = page_bounds(len(self._outbox) + len(self._held or ()),
                                          self._outbox_size + self._held_size)
+
+        def reading() -> None:
+            paging.reading = True
+
         try:
-            page = await get_history().read_page(paging.since, max_events=events, max_bytes=characters)
+            page, reserved = await replay_budget.read_page(paging.since, max_events=events, max_bytes=characters,
+                                                           reading=reading)
         except Exception as error:
             self._paging = None
             raise await self.unavailable(error) from None
         if self._paging is not paging:
+            reserved.release()
             return  # the connection closed meanwhile
-        if page.trimmed:
+        if page.trimmed - paging.from_oldest_kept:
             # Trimmed past where it is read up to while the desktop read the pages before: too far behind.
+            reserved.release()
             self._paging = None
             self._too_slow()
             return
-        self._take_page(page)
+        paging.from_oldest_kept -= {event.conversation for event in page.events}
+        self._take_page(page, reserved)
 
-    def _queue(self, event: Event, *, replayed: bool = False) -> None:
+    def _queue(self, event: Event, *, replayed: bool = False) -> bool:
+        """Queue ``event`` to send; False when it is not (sent already, or the desktop is too far behind)."""
         last = self._sent.get(event.conversation)
         # Another epoch (Redis lost the conversation's data and numbers from 1 again): nothing of it was sent yet.
         if last is not None and last.epoch == event.epoch and event.seq <= last.seq:
-            return
+            return False
         self._sent[event.conversation] = event.position
         if replayed:
             self._replaying.append(event)
@@ -503,7 +534,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         elif (len(self._outbox) >= settings.WEBSOCKET_SEND_QUEUE_LIMIT
               or self._outbox_size >= settings.WEBSOCKET_SEND_QUEUE_BYTES):
             self._too_slow()
-            return
+            return False
         else:
             frame = event.frames.get(self.frame_kind)
             if frame is None:
@@ -512,6 +543,7 @@ class DesktopConsumer(AsyncWebsocketConsumer):
             self._outbox_size += len(frame)
         if self._sender is None:
             self._sender = asyncio.ensure_future(self._send_queued())
+        return True
 
     def _too_slow(self) -> None:
         logger.warning("Disconnecting a desktop %s events (%s characters) behind "
@@ -535,6 +567,8 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         """Drop the queued events and stop the sender (a frame it was sending is written whole already)."""
         self._replaying.clear()
         self._replaying_size = 0
+        if self._replay_reserved is not None:
+            self._replay_reserved.release()
         self._paging = None
         self._held, self._held_size = None, 0
         self._outbox.clear()
@@ -549,7 +583,11 @@ class DesktopConsumer(AsyncWebsocketConsumer):
                 if self._replaying:
                     event = self._replaying.popleft()
                     self._replaying_size -= len(event.kind) + len(event.payload_json)
-                    frame = self.replayed_frame(event)
+                    await self.base_send({"type": "websocket.send", "text": self.replayed_frame(event)})
+                    # Written (or in the server's bounded write buffer): its share of the budget goes back.
+                    if self._replay_reserved is not None:
+                        self._replay_reserved.give_back(replay_budget.event_size(event), 1)
+                    continue
                 elif self._paging is not None:
                     await self._read_next_page()
                     continue

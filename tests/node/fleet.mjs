@@ -2,7 +2,7 @@
 // (testing/rolling_deploy.py): each reconnects by itself (socket.io-client's defaults) and recovers its session.
 //
 // Usage: node fleet.mjs   (standard input: one JSON line {"url": ..., "desktops": [{"token", "join",
-//                          "transports"}, ...]}, then command lines)
+//                          "transports", "joinOptions"?}, ...]}, then command lines)
 // Prints one JSON line per happening, each with "d", the desktop's index:
 //   {"kind": "connected", "d", "recovered", "transport", "afterMs"}  afterMs: since its last disconnect
 //   {"kind": "joined", "d", "ok"}        {"kind": "disconnect", "d", "reason", "code"}
@@ -42,7 +42,10 @@ function open(desktop, d) {
     lostAt = null;
     if (joined && socket.recovered) return; // its conversation came back with the session
     // The acknowledgement is [true, name]; emitWithAck resolves with its first argument.
-    const ok = await socket.timeout(30000).emitWithAck("join-conversation", desktop.join).catch(() => false);
+    // "joinOptions" (such as {"history": true}) go with the join when given.
+    const options = desktop.joinOptions === undefined ? [] : [desktop.joinOptions];
+    const ok = await socket.timeout(30000).emitWithAck("join-conversation", desktop.join, ...options)
+      .catch(() => false);
     joined = ok === true;
     report("joined", { d, ok: joined });
   });

@@ -115,8 +115,9 @@ class PollingDesktop:
         recoverable = await application.recoverable(identity, auth)
         if recoverable is not None:
             session, resume = recoverable
-            # Whether the history still reaches back there; one event is enough to tell (the GETs read it).
-            if (await get_history().read_page(resume, max_events=1, max_bytes=1)).complete:
+            # Whether the history still reaches back there; its state tells, no event need be read (the GETs
+            # read them, within the process's replay budget).
+            if (await get_history().read_page(resume, max_events=0, max_bytes=0)).complete:
                 self._record = session
                 self.outcome.set(**{JOINED_PREFIX + name: str(at) for name, at in resume.items()})
                 self.outcome.set(pid=session.pid)

@@ -67,14 +67,14 @@ from common.asgi_body import read_body
 from common.asgi_responses import header, send_response
 from common.log_sampling import LogSampler
 from connector import ratelimit
-from connector.desktops import preauth, sessions
+from connector.desktops import preauth, replay_budget, sessions
 from connector.desktops.engineio import packets, store
 from connector.desktops.origin import origin_allowed
 from connector.desktops.polling.application import PollingDesktop, PostOutcome
 from connector.desktops.polling.waiting import Poller, get_pollers
 from connector.desktops.socketio.application import SentOffsets
 from events import metrics, redis_client
-from events.history import Offset, Replay, get_history
+from events.history import Offset, Replay
 
 logger = logging.getLogger(__name__)
 # Every desktop polls again at once after a refusal: while Redis is out, or for a page on a refused origin,
@@ -106,6 +106,12 @@ class Answer:
     body: bytes = b""
     content_type: bytes = PAYLOAD_CONTENT_TYPE
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # The replay page this answer carries, held of the process's replay budget until the answer is sent.
+    reserved: replay_budget.Reservation | None = None
+
+    def release(self) -> None:
+        if self.reserved is not None:
+            self.reserved.release()
 
 
 def error(code: int, *, status: int = 400, message: str | None = None) -> Answer:
@@ -143,7 +149,10 @@ class PollingTransport:
             answer = error(BAD_REQUEST, status=503, message="events are unavailable right now; try again")
             answer.headers.append((b"Retry-After", b"1"))
         if answer is not None:
-            await _send(send, answer, origin=origin)
+            try:
+                await _send(send, answer, origin=origin)
+            finally:
+                answer.release()
 
 
 async def _serve(scope: HTTPScope, receive: ASGIReceiveCallable) -> Answer | None:
@@ -238,13 +247,18 @@ async def _long_poll(scope: HTTPScope, sid: str, receive: ASGIReceiveCallable) -
             return answer
         token = secrets.token_hex(8)
         client = ClientWatch(receive, poller)
+        page = Answer(200)  # holds the replay page read, until an answer carries it
         try:
-            return await _wait_and_answer(poller, token, client)
+            answer = await _wait_and_answer(poller, token, client, page)
+            if answer is not None:
+                answer.reserved, page.reserved = page.reserved, None
+            return answer
         except Exception:
             with contextlib.suppress(Exception):  # let the session's next GET in at once
                 await store.finish(sid, token, read={}, pid=None)
             raise
         finally:
+            page.release()
             client.stop()
             pollers.detach(poller)
     finally:
@@ -252,7 +266,8 @@ async def _long_poll(scope: HTTPScope, sid: str, receive: ASGIReceiveCallable) -
             preauth.HOLDS.release(hold)
 
 
-async def _wait_and_answer(poller: Poller, token: str, client: ClientWatch) -> Answer | None:
+async def _wait_and_answer(poller: Poller, token: str, client: ClientWatch, page: Answer) -> Answer | None:
+    """Wait for something to answer and answer it; ``page.reserved`` holds the replay page read meanwhile."""
     sid = poller.sid
     turn = await store.poll(sid, token, again=False)
     if turn.status == "overlap":
@@ -283,9 +298,10 @@ async def _wait_and_answer(poller: Poller, token: str, client: ClientWatch) -> A
             return payload([*frames, packets.close_frame()])
         await get_pollers().watch(poller, set(state.joined))
         replay = None
+        page.release()
         if state.joined:
-            replay = await get_history().read_page(state.joined, max_events=settings.REPLAY_PAGE_EVENTS,
-                                                   max_bytes=settings.REPLAY_PAGE_BYTES)
+            replay, page.reserved = await replay_budget.read_page(
+                state.joined, max_events=settings.REPLAY_PAGE_EVENTS, max_bytes=settings.REPLAY_PAGE_BYTES)
         if replay is not None and not replay.complete:
             # It fell behind the kept history: end it, so the client reconnects (recovery tells it the truth).
             logger.info("Closing a long-polling session: the history no longer reaches back to its position")
@@ -298,6 +314,7 @@ async def _wait_and_answer(poller: Poller, token: str, client: ClientWatch) -> A
             # lives in Redis), nothing to recover.
             frames = [packets.noop_frame()]
             break
+        page.release()  # nothing to answer with yet: the GET waits holding no page
         await poller.wait(min(deadline, _token_deadline(state, loop)) - loop.time())
         woken_by_session = poller.woken_by_session
         poller.rearm()
