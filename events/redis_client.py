@@ -146,14 +146,15 @@ class _RelearningPipelineStrategy(PipelineStrategy):
         try:
             if client._initialize:
                 await client.initialize()
-            return await self._execute(client, self._command_queue, raise_on_error=raise_on_error,
-                                       allow_redirections=allow_redirections)
-        except RedisCluster.ERRORS_ALLOW_RETRY:
-            nodes = await self._nodes(client, targets)
-            if len(nodes) == 1:
-                client.nodes_manager.move_node_to_end_of_cached_nodes(nodes.pop())
-            client._initialize = True
-            raise
+            try:
+                return await self._execute(client, self._command_queue, raise_on_error=raise_on_error,
+                                           allow_redirections=allow_redirections)
+            except RedisCluster.ERRORS_ALLOW_RETRY:
+                nodes = await self._nodes(client, targets)
+                if len(nodes) == 1:  # of several, which one failed is not known
+                    client.nodes_manager.move_node_to_end_of_cached_nodes(nodes.pop())
+                client._initialize = True
+                raise
         finally:
             await self.reset()
 
