@@ -76,7 +76,8 @@ class WaitingRedisCluster(RedisCluster):
     a command finds them all busy, before anything is sent (so trying again cannot run a command twice). A
     command here tries again every ``CLUSTER_WAIT_SECONDS`` for up to ``SOCKET_TIMEOUT_SECONDS``, then raises
     it (a ``ConnectionError``, which callers treat as Redis being unavailable). Pipelines are not covered:
-    only the admin's reads use them on a cluster, one at a time.
+    only the admin's reads use them on a cluster, one at a time. A node failing under a pipeline fails what the
+    pipeline sent it, not what other pipelines have in flight to other nodes (``_RelearningPipelineStrategy``).
     """
 
     async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
@@ -129,7 +130,7 @@ class _RelearningPipelineStrategy(PipelineStrategy):
     """redis-py's cluster pipeline, except when a node's connection fails as it is made or written to (a primary
     killed, before its replica takes over): then the pipeline raises at once (what it asked was not sent, or not
     all of it: its callers answer as when Redis is unavailable), with the node put last and the cluster's layout
-    to be learnt again before the next command, as redis-py does for single commands.
+    to be learnt again before the next command (redis-py does so for a single command, then sends it once more).
 
     redis-py's own pipeline closed every connection of the client there, to every node, and tried again: that
     failed the commands then in flight to the healthy nodes (sent, their replies never read), so while a primary
