@@ -23,7 +23,7 @@ import redis.asyncio as redis
 from django.conf import settings
 from django.core.signals import setting_changed
 from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, PipelineStrategy, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
@@ -76,7 +76,8 @@ class WaitingRedisCluster(RedisCluster):
     a command finds them all busy, before anything is sent (so trying again cannot run a command twice). A
     command here tries again every ``CLUSTER_WAIT_SECONDS`` for up to ``SOCKET_TIMEOUT_SECONDS``, then raises
     it (a ``ConnectionError``, which callers treat as Redis being unavailable). Pipelines are not covered:
-    only the admin's reads use them on a cluster, one at a time.
+    only the admin's reads use them on a cluster, one at a time. A node failing under a pipeline fails what the
+    pipeline sent it, not what other pipelines have in flight to other nodes (``_RelearningPipelineStrategy``).
     """
 
     async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
@@ -99,6 +100,12 @@ class WaitingRedisCluster(RedisCluster):
                 return slots.pop()
         return await super()._determine_slot(command, *args)
 
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        pipeline = super().pipeline(transaction, shard_hint)
+        if not transaction:
+            pipeline._execution_strategy = _RelearningPipelineStrategy(pipeline)
+        return pipeline
+
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SOCKET_TIMEOUT_SECONDS
@@ -117,6 +124,54 @@ class WaitingRedisCluster(RedisCluster):
                 await asyncio.sleep(CLUSTER_WAIT_SECONDS)
             except RedisClusterException as error:
                 raise RedisClusterUnavailable(str(error)) from error
+
+
+class _RelearningPipelineStrategy(PipelineStrategy):
+    """redis-py's cluster pipeline, except when a node's connection fails as it is made or written to (a primary
+    killed, before its replica takes over): then the pipeline raises at once (what it asked was not sent, or not
+    all of it: its callers answer as when Redis is unavailable), with the node put last and the cluster's layout
+    to be learnt again before the next command (redis-py does so for a single command, then sends it once more).
+
+    redis-py's own pipeline closed every connection of the client there, to every node, and tried again: that
+    failed the commands then in flight to the healthy nodes (sent, their replies never read), so while a primary
+    was down the appends to the other shards failed too, often every batch's. Learning the layout again lets
+    them finish (the nodes' connections are made again as they come free). The failed node goes last so that
+    learning it again asks a live node for its commands (redis-py's ``COMMAND`` on its first primary): that
+    failing closed every connection too."""
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        if not self._command_queue:
+            return []
+        client = self._pipe.cluster_client
+        targets = [command.kwargs.get("target_nodes") for command in self._command_queue]  # taken by _execute
+        try:
+            if client._initialize:
+                await client.initialize()
+            try:
+                return await self._execute(client, self._command_queue, raise_on_error=raise_on_error,
+                                           allow_redirections=allow_redirections)
+            except RedisCluster.ERRORS_ALLOW_RETRY:
+                nodes = await self._nodes(client, targets)
+                if len(nodes) == 1:  # of several, which one failed is not known
+                    client.nodes_manager.move_node_to_end_of_cached_nodes(nodes.pop())
+                client._initialize = True
+                raise
+        finally:
+            await self.reset()
+
+    async def _nodes(self, client: RedisCluster, targets: list) -> set[str]:
+        """The names of the nodes the queued commands went to (the slot's primary when no target was given)."""
+        names = set()
+        for command, target in zip(self._command_queue, targets):
+            if isinstance(target, ClusterNode):
+                names.add(target.name)
+                continue
+            try:
+                slot = await client._determine_slot(*command.args)
+                names.add(client.nodes_manager.get_node_from_slot(slot).name)
+            except (RedisError, RedisClusterException):
+                continue
+        return names
 
 
 def _cluster_options() -> dict[str, Any]:

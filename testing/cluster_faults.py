@@ -53,6 +53,10 @@ class ClusterTally(Tally):
     duplicates_allowed: bool = False
     lost_in_redis: int = 0  # acknowledged pushes missing from their conversation's history at the end
     reconnections: str = ""  # how often desktops came back, and how
+    # A primary killed: when (time.monotonic), and when its replica served; the moments POSTs of pushes to the
+    # other shards' conversations were answered without acknowledging them.
+    outage: tuple[float, float] | None = None
+    others_refused_at: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # losses and duplicates let pass
 
     @property
@@ -67,8 +71,22 @@ class ClusterTally(Tally):
         shown = self.notes[:3] + ([f"{len(self.notes) - 3} more"] if len(self.notes) > 3 else [])
         notes = f"; let pass: {'; '.join(shown)}" if self.notes else ""
         return (f"{super().line()}\n{'':<18} {self.fault}; {self.reconnections}; acknowledged but missing from "
-                f"Redis {self.lost_in_redis}"
+                f"Redis {self.lost_in_redis}{self.others_refused()}"
                 f"{'; allowed: ' + ', '.join(allowed) if allowed else ''}{notes}")
+
+
+    def others_refused(self) -> str:
+        """How many POSTs to the other shards were refused while the primary was down: in its first node timeout
+        (the cluster still serving every other slot), and in all until its replica served (``CLUSTERDOWN``
+        after the node timeout included)."""
+        if self.outage is None:
+            return ""
+        killed, served = self.outage
+        early = sum(killed <= at < killed + processes.CLUSTER_NODE_TIMEOUT_MS / 1000 for at in self.others_refused_at)
+        outage = sum(killed <= at <= served for at in self.others_refused_at)
+        return (f"; POSTs to the other shards refused while the primary was down: {early} in the first "
+                f"{processes.CLUSTER_NODE_TIMEOUT_MS / 1000:g} s (the node timeout), {outage} until the replica "
+                f"served, {len(self.others_refused_at)} in the whole run")
 
 
 class ReconnectingDesktop:
@@ -299,8 +317,10 @@ class Fleet:
 class Pusher:
     """Pushes started ``rate`` a second, each retried until acknowledged (``PubSub.deliver``) on its own."""
 
-    def __init__(self, interceptor: processes.Server, tally: Tally) -> None:
+    def __init__(self, interceptor: processes.Server, tally: ClusterTally, watched: list[str]) -> None:
         self.pubsub = PubSub(interceptor, tally)
+        self.tally = tally
+        self.watched = set(watched)  # the faulty shard's conversations; a refusal of another's is noted
         self.acknowledged: dict[str, list[str]] = defaultdict(list)
         self.started = 0
         # POSTs in flight at once, as Pub/Sub's flow control holds them back (and as many as httpx's pool has
@@ -331,6 +351,8 @@ class Pusher:
             if acknowledged:
                 tally.acknowledged += 1
                 return True
+            if conversation not in self.watched:
+                self.tally.others_refused_at.append(time.monotonic())
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
         return False
@@ -409,7 +431,7 @@ async def run_with_fault(tally: ClusterTally, *, label: str, per_shard: int, des
         busy = shards[layout.primaries()[0]]
         names = spread(shards)
         fleet = Fleet(names, proxies, token(), desktops=desktops, per_desktop=per_desktop)
-        pusher = Pusher(interceptor, tally)
+        pusher = Pusher(interceptor, tally, busy)
         try:
             await fleet.connect()
             pushing = asyncio.create_task(pusher.run(schedule(names, busy, pushes, label), rate))
@@ -450,6 +472,7 @@ async def cluster_primary_killed(*, pushes: int, rate: float = 200.0, per_shard:
         began = time.monotonic()
         replica = layout.kill_primary(doomed)
         layout.wait_for_failover(doomed, replica)
+        tally.outage = (began, time.monotonic())
         failed_over = time.monotonic() - began
         # Back as the new primary's replica, as a managed cluster replaces a lost node: with REDIS_ACK_REPLICAS
         # the shard accepts pushes again only then.

@@ -193,6 +193,7 @@ def redis_replica(primary: RedisAddress, *, timeout: float = 20.0) -> Iterator[R
 
 
 CLUSTER_NODES = 6  # three primaries, each with one replica (Memorystore's default shape)
+CLUSTER_NODE_TIMEOUT_MS = 2000  # a node not answering for this long is failed (by default)
 
 
 @dataclass
@@ -260,7 +261,7 @@ def _wait_for_cluster_ok(ports: list[int], *, timeout: float = 60.0) -> None:
 
 
 @contextlib.contextmanager
-def redis_cluster(*, private: bool = False, node_timeout_ms: int = 2000) -> Iterator[RedisClusterAddress]:
+def redis_cluster(*, private: bool = False, node_timeout_ms: int = CLUSTER_NODE_TIMEOUT_MS) -> Iterator[RedisClusterAddress]:
     """The Redis Cluster given by ``AA_TEST_REDIS_CLUSTER`` (host:port of any node), else (or when ``private``:
     a test that stops nodes) a private one: six redis-servers on free loopback ports (three primaries, one
     replica each, a node failed after ``node_timeout_ms`` without answering), created with ``redis-cli --cluster
