@@ -68,11 +68,13 @@ WAIT = 20.0  # for anything that must come: generous, the machine is shared
 SETTLE = 10.0  # after a round, at most this long for the connector to see every desktop go
 # Production settings but for the client address (one trusted proxy hop, as on Cloud Run) and heartbeats of
 # seconds, so that a round sees its vanished desktops' connections ended by them.
-HEARTBEAT_SECONDS = 1
-SERVER_ENV = {**processes.IMAGE_ENV, "TRUSTED_PROXY_HOPS": "1", "SOCKETIO_PING_INTERVAL": str(HEARTBEAT_SECONDS),
-              "SOCKETIO_PING_TIMEOUT": str(HEARTBEAT_SECONDS), "WEBSOCKET_KEEPALIVE_SECONDS": str(HEARTBEAT_SECONDS)}
-# From a stall to the connector closing the connection: the ping's interval and timeout, and a second.
-VANISHED_DETECTION = 2 * HEARTBEAT_SECONDS + 1.0
+# (A pong timeout of a second or two closes live desktops now and then on a busy machine.)
+PING_INTERVAL, PING_TIMEOUT = 1, 3
+SERVER_ENV = {**processes.IMAGE_ENV, "TRUSTED_PROXY_HOPS": "1", "SOCKETIO_PING_INTERVAL": str(PING_INTERVAL),
+              "SOCKETIO_PING_TIMEOUT": str(PING_TIMEOUT), "WEBSOCKET_KEEPALIVE_SECONDS": str(PING_TIMEOUT)}
+# From a stall to the connector closing the connection: the ping's interval and timeout (the keepalive's two
+# timeouts), and a second.
+VANISHED_DETECTION = max(PING_INTERVAL + PING_TIMEOUT, 2 * PING_TIMEOUT) + 1.0
 KINDS = ("websocket", "websocket", "polling", "plain", "plain")  # desktop i is KINDS[i % 5]
 EVENT = "new-message-event"
 # Containers of a fixed size whatever the desktops do: a subscription's wanted channels by kind (the kinds), and
@@ -109,6 +111,8 @@ class Desktop:
         self.reader: asyncio.Task | None = None
         self.waiting: asyncio.Future | None = None  # plain: the next answer frame
         self.expected: set[tuple[str, str]] = set()  # (conversation, message id) it must receive
+        self.leaving = False
+        self.closed_under_it = 0  # connections that ended before it left
 
     @property
     def headers(self) -> dict[str, str]:
@@ -120,6 +124,7 @@ class Desktop:
     # --- Socket.IO ---------------------------------------------------------------------------
 
     async def connect(self, *, recover: bool = False) -> None:
+        self.leaving = False
         if self.kind == "plain":
             await self._connect_plain(recover=recover)
             return
@@ -142,6 +147,12 @@ class Desktop:
                 self.vector = offset
 
         client.on(EVENT, on_event)
+
+        async def on_disconnect(*_: Any) -> None:
+            if not self.leaving:
+                self.closed_under_it += 1
+
+        client.on("disconnect", on_disconnect)
         auth: dict[str, Any] = {"token": self.token}
         if recover and self.pid is not None:
             auth["pid"] = self.pid
@@ -180,7 +191,8 @@ class Desktop:
         return await asyncio.wait_for(self.waiting, WAIT)
 
     async def _read_plain(self) -> None:
-        async for message in self.socket:
+        socket = self.socket
+        async for message in socket:
             if message.type != aiohttp.WSMsgType.TEXT:
                 continue
             frame = json.loads(message.data)
@@ -189,6 +201,8 @@ class Desktop:
                 self.offsets[frame["payload"]["conversation_name"]] = frame["offset"]
             elif self.waiting is not None and not self.waiting.done():
                 self.waiting.set_result(frame)
+        if not self.leaving:
+            self.closed_under_it += 1
 
     # --- leaving -----------------------------------------------------------------------------
 
@@ -200,6 +214,7 @@ class Desktop:
                 await self.client.call("leave-conversation", name, timeout=WAIT)
 
     async def disconnect(self) -> None:
+        self.leaving = True
         if self.client is not None:
             await self.client.disconnect()
             self.client = None
@@ -303,8 +318,8 @@ async def run_round(number: int, args: argparse.Namespace, connector: processes.
         async with gate:
             await guarded(step, desktop)
 
-    await asyncio.gather(*(gated(connect, desktop) for desktop in desktops),
-                         *(refused(kind, i, number, connector, tally) for i, kind in enumerate(("websocket", "polling", "plain"))))
+    bad_tokens = (refused(kind, i, number, connector, tally) for i, kind in enumerate(("websocket", "polling", "plain")))
+    await asyncio.gather(*(gated(connect, desktop) for desktop in desktops), *bad_tokens)
     conversations = sorted({name for desktop in desktops for name in desktop.conversations})
 
     def expect(batch: dict[str, list[str]], group: list[Desktop]) -> None:
@@ -329,11 +344,16 @@ async def run_round(number: int, args: argparse.Namespace, connector: processes.
     await asyncio.gather(*(gated(leave, desktop) for desktop in staying[0::2]))
     await asyncio.gather(*(desktop.disconnect() for desktop in staying))
 
-    for desktop in desktops:
+    for index, desktop in enumerate(desktops):
         got = set(desktop.received)
         tally.expected += len(desktop.expected)
         tally.received += len(desktop.expected & got)
         tally.lost += len(desktop.expected - got)
+        if desktop.expected - got:
+            role = {0: "cut and recovered", 1: "vanished"}.get(index % 4, "stayed")
+            tally.failures.append(f"round {number}: desktop {index} ({desktop.kind}, {role}) lost "
+                                  f"{len(desktop.expected - got)} of {len(desktop.expected)} events; "
+                                  f"{desktop.closed_under_it} connection(s) closed under it")
         tally.duplicated += sum(times - 1 for times in desktop.received.values() if times > 1)
     proxies.vanished.extend(vanishing)
 
@@ -368,7 +388,7 @@ class Proxies:
 
     async def let_go(self) -> None:
         """Once the connector's heartbeat has found the stalled connections dead (a ping unanswered for
-        ``HEARTBEAT_SECONDS``) and begun closing them, drop them and the clients on them (the connector's
+        ``PING_TIMEOUT``) and begun closing them, drop them and the clients on them (the connector's
         closing handshake would otherwise wait up to 4 times websockets' close timeout of 10 s for them), and let
         the next round's connections through."""
         await asyncio.sleep(max(0.0, self.stalled_at + VANISHED_DETECTION - time.monotonic()))
@@ -403,8 +423,8 @@ def heap_report(process: subprocess.Popen, directory: Path, number: int) -> Repo
         time.sleep(0.05)
     body = json.loads(path.read_text())
     snapshot = directory / f"snapshot-{number}.bin"
-    return Report(body["rss"], body["traced"], body["objects"], body["tasks"], body["waits"], body["types"], body["holdings"],
-                  snapshot if snapshot.exists() else None)
+    return Report(body["rss"], body["traced"], body["objects"], body["tasks"], body["waits"], body["types"],
+                  body["holdings"], snapshot if snapshot.exists() else None)
 
 
 def connected_desktops(report: Report) -> int:

@@ -112,8 +112,8 @@ def report(signum: int, frame: Any) -> None:
         traced = tracemalloc.get_traced_memory()[0]
     else:
         traced = None
-    body = {"rss": rss, "rss_after_collection": resident_bytes(), "traced": traced, "tasks": len(running), "waits": dict(waits),
-            "objects": sum(types.values()), "types": dict(types), "holdings": singleton_sizes()}
+    body = {"rss": rss, "rss_after_collection": resident_bytes(), "traced": traced, "tasks": len(running),
+            "waits": dict(waits), "objects": sum(types.values()), "types": dict(types), "holdings": singleton_sizes()}
     partial = directory / f"report-{_reports}.json.part"
     partial.write_text(json.dumps(body))
     partial.rename(directory / f"report-{_reports}.json")
