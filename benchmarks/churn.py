@@ -21,7 +21,7 @@ the plain ``/ws/`` protocol on aiohttp), each with a token of its own, new each 
 4. ``--pushes`` more events that every desktop must receive;
 5. all leave: half with ``leave-conversation`` / ``leave`` first, then every one disconnects.
 
-After each round, once the connector has seen every desktop go (its registry empty, or a few seconds),
+After each round, once the connector holds nothing of the desktops (or after ``SETTLE`` seconds),
 one line: the connector's RSS, what tracemalloc traces (with ``--tracemalloc``), the objects its collector
 tracks after a full collection, its asyncio tasks, and every per-process container
 (``benchmarks.churn_server``) that is not empty although no desktop is connected. After the last round: the
@@ -159,8 +159,11 @@ class Desktop:
             if self.vector is not None:
                 auth["offset"] = self.vector
         self.client = client
+        pid = self.pid
         await client.connect(self.url, headers=self.headers, auth=auth, transports=[self.kind],
                              wait_timeout=WAIT)
+        if recover and self.pid != pid:
+            raise RuntimeError("not recovered: the connector began a new session")
         if not recover:
             for name in self.conversations:
                 ack = await client.call("join-conversation", name, timeout=WAIT)
@@ -239,6 +242,10 @@ class Desktop:
 
     async def dropped(self) -> None:
         """After the proxy cut this desktop's connection: wait until its client has noticed, then let go of it."""
+        if self.client is not None and self.session is not None:
+            # Long-polling has no connection to lose: a poll that was not in flight when the proxy cut goes on
+            # on a new one. Its HTTP session closed, the client can send nothing more (no CLOSE either).
+            await self.session.close()
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
             if self.client is not None and not self.client.connected:
@@ -248,7 +255,9 @@ class Desktop:
             if self.reader is not None and self.reader.done():
                 break
             await asyncio.sleep(0.05)
-        await self.disconnect()
+        with contextlib.suppress(Exception):  # a client whose session is closed cannot say goodbye
+            await self.disconnect()
+        self.leaving = False
 
 
 async def wait_until(condition, *, what: str, timeout: float = WAIT) -> bool:
@@ -318,7 +327,8 @@ async def run_round(number: int, args: argparse.Namespace, connector: processes.
         async with gate:
             await guarded(step, desktop)
 
-    bad_tokens = (refused(kind, i, number, connector, tally) for i, kind in enumerate(("websocket", "polling", "plain")))
+    bad_tokens = (refused(kind, i, number, connector, tally)
+                  for i, kind in enumerate(("websocket", "polling", "plain")))
     await asyncio.gather(*(gated(connect, desktop) for desktop in desktops), *bad_tokens)
     conversations = sorted({name for desktop in desktops for name in desktop.conversations})
 
@@ -427,17 +437,19 @@ def heap_report(process: subprocess.Popen, directory: Path, number: int) -> Repo
                   body["holdings"], snapshot if snapshot.exists() else None)
 
 
-def connected_desktops(report: Report) -> int:
-    return report.holdings.get("registry._entries", 0) + report.holdings.get("pollers._members", 0)
+def held(report: Report) -> dict[str, int]:
+    """The containers of the report that hold something (but those of a fixed size)."""
+    return {name: size for name, size in report.holdings.items() if size and not name.endswith(FIXED)}
 
 
 async def settled_report(process: subprocess.Popen, directory: Path, number: int) -> tuple[Report, int]:
-    """The heap report once the connector holds no desktop (or after ``SETTLE`` seconds); the reports taken."""
+    """The heap report once the connector holds nothing of the desktops (or after ``SETTLE`` seconds: what it
+    still holds then is printed); the number of the last report taken."""
     deadline = time.monotonic() + SETTLE
     while True:
         await asyncio.sleep(0.5)
         report = await asyncio.to_thread(heap_report, process, directory, number)
-        if connected_desktops(report) == 0 or time.monotonic() > deadline:
+        if not held(report) or time.monotonic() > deadline:
             return report, number
         number += 1
 
@@ -445,9 +457,9 @@ async def settled_report(process: subprocess.Popen, directory: Path, number: int
 def line(number: int, report: Report, base: Report | None) -> str:
     traced = "" if report.traced is None else f"  traced {report.traced / MIB:6.1f} MiB"
     grown = "" if base is None else f" ({(report.rss - base.rss) / MIB:+5.1f})"
-    held = {name: size for name, size in report.holdings.items() if size and not name.endswith(FIXED)}
+    holding = held(report)
     return (f"round {number:>3}  RSS {report.rss / MIB:6.1f} MiB{grown}{traced}  objects {report.objects:>7}  "
-            f"tasks {report.tasks:>3}  non-empty {held}" + (f"  tasks wait at {report.waits}" if held else ""))
+            f"tasks {report.tasks:>3}  non-empty {holding}" + (f"  tasks wait at {report.waits}" if holding else ""))
 
 
 def summary(first: Report, last: Report, rounds: int) -> None:
