@@ -545,14 +545,14 @@ async def run(args: argparse.Namespace) -> int:
             await proxies.cut.close()
             await proxies.stalled.close()
         errors = server_errors(connector.log())
-    print(f"events: expected {tally.expected}, received {tally.received}, lost {tally.lost}, "
-          f"duplicated {tally.duplicated}; client failures {len(tally.failures)}", flush=True)
-    for failure in tally.failures[:10]:
-        print(f"  {failure}")
-    for error in errors[:10]:
-        print(f"  connector: {error[:300]}")
-    if len(reports) > args.warm_up:
-        summary(reports[args.warm_up - 1], reports[-1], len(reports) - args.warm_up)
+        print(f"events: expected {tally.expected}, received {tally.received}, lost {tally.lost}, "
+              f"duplicated {tally.duplicated}; client failures {len(tally.failures)}", flush=True)
+        for failure in tally.failures[:10]:
+            print(f"  {failure}")
+        for error in errors[:10]:
+            print(f"  connector: {error[:300]}")
+        if len(reports) > args.warm_up:  # while the snapshots are still there
+            summary(reports[args.warm_up - 1], reports[-1], len(reports) - args.warm_up)
     return 1 if tally.lost or tally.duplicated or tally.failures or errors else 0
 
 
