@@ -68,6 +68,26 @@ def test_a_quick_soak_loses_and_doubles_nothing_while_every_bound_is_abused() ->
         assert f"  {actor}: " in run.stdout, (actor, output)
 
 
+def test_after_rounds_of_desktops_coming_and_going_the_connector_holds_nothing_of_them() -> None:
+    """``python -m benchmarks.churn``, small: desktops of the three kinds join, receive, drop and recover,
+    vanish, and leave, round after round. After each round the connector's own heap report
+    (``benchmarks.churn_server``) must show every per-process container empty: no conversation in the hub or
+    its subscription, no desktop in the registry, no poller, no heartbeat in flight, no unauthenticated hold.
+    Something kept per desktop, conversation, token or address after it went would show in one of them."""
+    environment = processes.server_environment(role="all", redis=None)
+    run = subprocess.run([sys.executable, "-m", "benchmarks.churn", "--rounds", "3", "--desktops", "12",
+                          "--warm-up", "1"], cwd=processes.REPOSITORY, env=environment, capture_output=True,
+                         text=True, timeout=300)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    rounds = re.findall(r"^round +(\d+) .* non-empty (\{.*?\})", run.stdout, re.M)
+    assert [number for number, _ in rounds] == ["0", "1", "2", "3"], output
+    assert all(held == "{}" for _, held in rounds), output
+    tally = re.search(r"^events: expected (\d+), received (\d+), lost 0, duplicated 0; client failures 0$",
+                      run.stdout, re.M)
+    assert tally is not None and tally.group(1) == tally.group(2) != "0", output
+
+
 def test_a_quick_cold_start_prints_each_roles_time_to_ready() -> None:
     """``python -m benchmarks.cold_start --quick``: one start of each role from the image's contents, timed to its
     first 200 on /readyz, and an interceptor's first pushes after it, each answered 204 (figures printed, none
