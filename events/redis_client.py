@@ -27,6 +27,7 @@ from redis.asyncio.cluster import ClusterNode, ClusterPipeline, PipelineStrategy
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from common.loop_local import LoopLocal
 from events import redis_config
@@ -127,12 +128,14 @@ class WaitingRedisCluster(RedisCluster):
 
 
 class _RelearningPipelineStrategy(PipelineStrategy):
-    """redis-py's cluster pipeline, except when a node's connection fails as it is made or written to (a primary
-    killed, before its replica takes over): then the pipeline raises at once (what it asked was not sent, or not
-    all of it: its callers answer as when Redis is unavailable), with the node put last and the cluster's layout
-    to be learnt again before the next command (redis-py does so for a single command, then sends it once more).
+    """redis-py's cluster pipeline, except when a node's connection fails as it is made, written to or read (a
+    primary killed, before its replica takes over; a connection the node dropped): then the failed node is put last
+    and the cluster's layout learnt again, and the pipeline sent once more (the client's ``retry``), what it had
+    not yet had answered, as redis-py does for a single command. A second failure, or a timeout (a node that stopped
+    answering: sending again would hold its callers a second ``SOCKET_TIMEOUT_SECONDS``), raises: its callers
+    answer as when Redis is unavailable.
 
-    redis-py's own pipeline closed every connection of the client there, to every node, and tried again: that
+    redis-py's own pipeline closed every connection of the client there, to every node, before sending again: that
     failed the commands then in flight to the healthy nodes (sent, their replies never read), so while a primary
     was down the appends to the other shards failed too, often every batch's. Learning the layout again lets
     them finish (the nodes' connections are made again as they come free). The failed node goes last so that
@@ -144,18 +147,25 @@ class _RelearningPipelineStrategy(PipelineStrategy):
             return []
         client = self._pipe.cluster_client
         targets = [command.kwargs.get("target_nodes") for command in self._command_queue]  # taken by _execute
+        retries = client.retry.get_retries()
         try:
-            if client._initialize:
-                await client.initialize()
-            try:
-                return await self._execute(client, self._command_queue, raise_on_error=raise_on_error,
-                                           allow_redirections=allow_redirections)
-            except RedisCluster.ERRORS_ALLOW_RETRY:
-                nodes = await self._nodes(client, targets)
-                if len(nodes) == 1:  # of several, which one failed is not known
-                    client.nodes_manager.move_node_to_end_of_cached_nodes(nodes.pop())
-                client._initialize = True
-                raise
+            while True:
+                if client._initialize:
+                    await client.initialize()
+                try:
+                    return await self._execute(client, self._command_queue, raise_on_error=raise_on_error,
+                                               allow_redirections=allow_redirections)
+                except RedisCluster.ERRORS_ALLOW_RETRY as error:
+                    nodes = await self._nodes(client, targets)
+                    if len(nodes) == 1:  # of several, which one failed is not known
+                        client.nodes_manager.move_node_to_end_of_cached_nodes(nodes.pop())
+                    client._initialize = True
+                    if retries <= 0 or isinstance(error, RedisTimeoutError):
+                        raise
+                    retries -= 1
+                    for command, target in zip(self._command_queue, targets):
+                        if target is not None:  # a WAIT goes again where its appends went
+                            command.kwargs["target_nodes"] = target
         finally:
             await self.reset()
 
