@@ -133,7 +133,9 @@ class _RelearningPipelineStrategy(PipelineStrategy):
     and the cluster's layout learnt again, and the pipeline sent once more (the client's ``retry``), what it had
     not yet had answered, as redis-py does for a single command. A second failure, or a timeout (a node that stopped
     answering: sending again would hold its callers a second ``SOCKET_TIMEOUT_SECONDS``), raises: its callers
-    answer as when Redis is unavailable.
+    answer as when Redis is unavailable. So does ``MaxConnectionsError`` (every connection to a node busy), at once
+    and learning nothing: redis-py's pipeline took it for the node failing, and learning the layout again makes every
+    connection of the client, to every node, again.
 
     redis-py's own pipeline closed every connection of the client there, to every node, before sending again: that
     failed the commands then in flight to the healthy nodes (sent, their replies never read), so while a primary
@@ -155,6 +157,8 @@ class _RelearningPipelineStrategy(PipelineStrategy):
                 try:
                     return await self._execute(client, self._command_queue, raise_on_error=raise_on_error,
                                                allow_redirections=allow_redirections)
+                except MaxConnectionsError:  # the client's own bound on a node's connections: no node failed
+                    raise
                 except RedisCluster.ERRORS_ALLOW_RETRY as error:
                     nodes = await self._nodes(client, targets)
                     if len(nodes) == 1:  # of several, which one failed is not known

@@ -1,17 +1,20 @@
 """The cluster client's pipelines (``events.redis_client``) when a connection fails, beside its single commands: a
-connection the cluster dropped is made again and the pipeline sent once more.
+connection the cluster dropped is made again and the pipeline sent once more, and the client's own bound on a
+node's connections is not taken for the node failing.
 
 On the session's cluster (``redis_cluster``); what happens while a primary is down is in
 tests/test_cluster_shard_failure.py."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 
 import pytest
 import redis.asyncio as redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import MaxConnectionsError
 
 from events import history, redis_client
 from testing import processes
@@ -61,3 +64,27 @@ async def test_a_pipeline_rides_out_connections_the_cluster_dropped(on_cluster) 
     for conversation in conversations:
         await store.append(conversation=conversation, kind="k", message_id="n", payload_json="{}")
 
+
+async def test_a_pipeline_finding_a_nodes_connections_busy_leaves_every_connection_alone(on_cluster,
+                                                                                         monkeypatch) -> None:
+    # The client's own bound on a node's connections reached is no node failing: a pipeline raises at once (single
+    # commands wait for a connection), and the client neither learns the layout again nor so closes every
+    # connection it has, to every node, to make them again: in a burst, when the bound is reached, that was a
+    # connection made again for every command of the burst.
+    monkeypatch.setattr(redis_client, "MAX_CONNECTIONS", 1)
+    client = redis_client.get_redis()
+    await client.initialize()
+    busy, other = client.get_primaries()[:2]
+    key = next(f"busy-{number}" for number in itertools.count() if client.get_node_from_key(f"busy-{number}") == busy)
+    connection = await client.execute_command("CLIENT ID", target_nodes=other)
+
+    blocked = asyncio.create_task(client.blpop([key], timeout=1))  # the one connection to ``busy``
+    while busy._free or not busy._connections:
+        await asyncio.sleep(0.01)
+    pipeline = client.pipeline(transaction=False)
+    pipeline.get(key)
+    with pytest.raises(MaxConnectionsError):
+        await pipeline.execute()
+    await blocked
+
+    assert await client.execute_command("CLIENT ID", target_nodes=other) == connection
