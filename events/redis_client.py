@@ -26,6 +26,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, PipelineStrategy, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -81,12 +82,32 @@ class WaitingRedisCluster(RedisCluster):
     pipeline sent it, not what other pipelines have in flight to other nodes (``_RelearningPipelineStrategy``).
     """
 
-    async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
-        # Commands, pipelines and pub/sub all learn the cluster's layout here first.
+    # The node whose failure made the client learn the layout again, until it has: asked it last.
+    failed_node: str | None = None
+
+    async def initialize(self, additional_startup_nodes_info: list | None = None,
+                         last_failed_node_name: str | None = None) -> RedisCluster:
+        # Commands, pipelines and pub/sub all learn the cluster's layout here first. redis-py asks the nodes in a
+        # random order, the failed node last only when told which failed: the command that failed tells it, but
+        # whichever command comes first learns the layout, and a node that stopped answering (a hung host) held
+        # it, and every command of the client waiting for it, its socket timeout.
+        failed = last_failed_node_name or self.failed_node
         try:
-            return await super().initialize(*args, **kwargs)
+            await super().initialize(additional_startup_nodes_info, failed)
         except RedisClusterException as error:
             raise RedisClusterUnavailable(str(error)) from error
+        if self.failed_node == failed:
+            self.failed_node = None
+        return self
+
+    async def _execute_command(self, target_node: ClusterNode, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super()._execute_command(target_node, *args, **kwargs)
+        except MaxConnectionsError:
+            raise
+        except (RedisConnectionError, RedisTimeoutError):  # redis-py learns the layout again: this node asked last
+            self.failed_node = target_node.name
+            raise
 
     async def _determine_slot(self, command: str, *args: Any) -> int:
         # FCALL names its keys as EVAL does (function, numkeys, keys...), but redis-py finds them only for
@@ -141,8 +162,8 @@ class _RelearningPipelineStrategy(PipelineStrategy):
     failed the commands then in flight to the healthy nodes (sent, their replies never read), so while a primary
     was down the appends to the other shards failed too, often every batch's. Learning the layout again lets
     them finish (the nodes' connections are made again as they come free). The failed node goes last so that
-    learning it again asks a live node for its commands (redis-py's ``COMMAND`` on its first primary): that
-    failing closed every connection too."""
+    learning it again asks a live node for its commands (redis-py's ``COMMAND`` on its first primary; that
+    failing closed every connection too) and for the layout (``WaitingRedisCluster.failed_node``)."""
 
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
         if not self._command_queue:
@@ -162,7 +183,8 @@ class _RelearningPipelineStrategy(PipelineStrategy):
                 except RedisCluster.ERRORS_ALLOW_RETRY as error:
                     nodes = await self._nodes(client, targets)
                     if len(nodes) == 1:  # of several, which one failed is not known
-                        client.nodes_manager.move_node_to_end_of_cached_nodes(nodes.pop())
+                        client.failed_node = nodes.pop()
+                        client.nodes_manager.move_node_to_end_of_cached_nodes(client.failed_node)
                     client._initialize = True
                     if retries <= 0 or isinstance(error, RedisTimeoutError):
                         raise

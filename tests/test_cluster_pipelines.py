@@ -1,23 +1,27 @@
 """The cluster client's pipelines (``events.redis_client``) when a connection fails, beside its single commands: a
-connection the cluster dropped is made again and the pipeline sent once more, and the client's own bound on a
-node's connections is not taken for the node failing.
+connection the cluster dropped is made again and the pipeline sent once more, the client's own bound on a node's
+connections is not taken for the node failing, and a node that stopped answering is the last asked for the layout.
 
-On the session's cluster (``redis_cluster``); what happens while a primary is down is in
-tests/test_cluster_shard_failure.py."""
+On the session's cluster (``redis_cluster``), or a private one for a node stopped; what happens while a primary is
+down is in tests/test_cluster_shard_failure.py."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import signal
 import uuid
 
 import pytest
 import redis.asyncio as redis
+import redis.asyncio.cluster as cluster_module
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import MaxConnectionsError
+from redis.exceptions import MaxConnectionsError, RedisError
 
 from events import history, redis_client
 from testing import processes
+from testing.cluster_layout import Layout
 
 
 @pytest.fixture
@@ -88,3 +92,38 @@ async def test_a_pipeline_finding_a_nodes_connections_busy_leaves_every_connecti
     await blocked
 
     assert await client.execute_command("CLIENT ID", target_nodes=other) == connection
+
+
+async def test_the_layout_learnt_again_after_a_node_stopped_answering_is_asked_of_it_last(settings,
+                                                                                           monkeypatch) -> None:
+    # A node that stops answering without refusing connections (a hung host; SIGSTOP here) holds what is sent to
+    # it for the socket timeout. The client learns the layout again after a pipeline to it timed out, and every
+    # command of the client waits for that: asked of the stopped node, it waited out its timeout. redis-py asks the
+    # nodes in a random order, the failed one last when told which failed; here the random order is the one that
+    # puts the failed node first.
+    monkeypatch.setattr(redis_client, "SOCKET_TIMEOUT_SECONDS", 3.0)
+    monkeypatch.setattr(cluster_module.random, "shuffle", lambda nodes: nodes.reverse())
+    with processes.redis_cluster(private=True, node_timeout_ms=60_000) as cluster:
+        settings.REDISHOST, settings.REDISPORT, settings.REDIS_CLUSTER = cluster.host, cluster.port, True
+        layout = Layout(cluster)
+        shards = layout.on_each_shard(1, "stopped")
+        store = history.get_history()
+        for (name,) in shards.values():
+            await store.append(conversation=name, kind="k", message_id="m", payload_json="{}")
+        stopped = layout.primaries()[0]
+        healthy = [name for port, (name,) in shards.items() if port != stopped]
+        process = cluster.node(stopped).process
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(RedisError):
+                await history.accepted_count(shards[stopped])  # times out: the layout is to be learnt again
+            # Answered by the other shards before the stopped node would have answered a timeout (the margin is the
+            # whole timeout: what it took without asking the stopped node is a few round trips).
+            timeout = asyncio.create_task(asyncio.sleep(redis_client.SOCKET_TIMEOUT_SECONDS))
+            read = asyncio.create_task(history.accepted_count(healthy))
+            done, _ = await asyncio.wait([timeout, read], return_when=asyncio.FIRST_COMPLETED)
+            assert read in done, "learning the layout again asked the stopped node first"
+            assert read.result() == len(healthy)
+            timeout.cancel()
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
