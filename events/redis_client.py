@@ -150,13 +150,14 @@ class WaitingRedisCluster(RedisCluster):
 
 class _RelearningPipelineStrategy(PipelineStrategy):
     """redis-py's cluster pipeline, except when a node's connection fails as it is made, written to or read (a
-    primary killed, before its replica takes over; a connection the node dropped): then the failed node is put last
-    and the cluster's layout learnt again, and the pipeline sent once more (the client's ``retry``), what it had
-    not yet had answered, as redis-py does for a single command. A second failure, or a timeout (a node that stopped
-    answering: sending again would hold its callers a second ``SOCKET_TIMEOUT_SECONDS``), raises: its callers
-    answer as when Redis is unavailable. So does ``MaxConnectionsError`` (every connection to a node busy), at once
-    and learning nothing: redis-py's pipeline took it for the node failing, and learning the layout again makes every
-    connection of the client, to every node, again.
+    primary killed, before its replica takes over; a connection the node dropped): then the pipeline is sent once
+    more (the client's ``retry``), what it had not yet had answered, on new connections to its nodes, as redis-py
+    does for a single command. A second failure, or a timeout (a node that stopped answering: sending again would
+    hold its callers a second ``SOCKET_TIMEOUT_SECONDS``), raises, with the failed node put last and the cluster's
+    layout to be learnt again before the next command: its callers answer as when Redis is unavailable. So does
+    ``MaxConnectionsError`` (every connection to a node busy), at once and learning nothing: redis-py's pipeline
+    took it for the node failing, and learning the layout again makes every connection of the client, to every
+    node, again.
 
     redis-py's own pipeline closed every connection of the client there, to every node, before sending again: that
     failed the commands then in flight to the healthy nodes (sent, their replies never read), so while a primary
@@ -182,16 +183,25 @@ class _RelearningPipelineStrategy(PipelineStrategy):
                     raise
                 except RedisCluster.ERRORS_ALLOW_RETRY as error:
                     nodes = await self._nodes(client, targets)
+                    if retries > 0 and not isinstance(error, RedisTimeoutError):
+                        # Sent again on the layout known, on new connections to the nodes it went to (as redis-py
+                        # does for a single command's node): a connection the node dropped is so ridden out
+                        # without learning the layout, and a node down fails it again (refused) before it is.
+                        retries -= 1
+                        for name in nodes:
+                            node = client.get_node(node_name=name)
+                            if node is not None:
+                                node.update_active_connections_for_reconnect()
+                                await node.disconnect_free_connections()
+                        for command, target in zip(self._command_queue, targets):
+                            if target is not None:  # a WAIT goes again where its appends went
+                                command.kwargs["target_nodes"] = target
+                        continue
                     if len(nodes) == 1:  # of several, which one failed is not known
                         client.failed_node = nodes.pop()
                         client.nodes_manager.move_node_to_end_of_cached_nodes(client.failed_node)
                     client._initialize = True
-                    if retries <= 0 or isinstance(error, RedisTimeoutError):
-                        raise
-                    retries -= 1
-                    for command, target in zip(self._command_queue, targets):
-                        if target is not None:  # a WAIT goes again where its appends went
-                            command.kwargs["target_nodes"] = target
+                    raise
         finally:
             await self.reset()
 
