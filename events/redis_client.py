@@ -26,7 +26,9 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, PipelineStrategy, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from common.loop_local import LoopLocal
 from events import redis_config
@@ -80,12 +82,32 @@ class WaitingRedisCluster(RedisCluster):
     pipeline sent it, not what other pipelines have in flight to other nodes (``_RelearningPipelineStrategy``).
     """
 
-    async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
-        # Commands, pipelines and pub/sub all learn the cluster's layout here first.
+    # The node whose failure made the client learn the layout again, until it has: asked it last.
+    failed_node: str | None = None
+
+    async def initialize(self, additional_startup_nodes_info: list | None = None,
+                         last_failed_node_name: str | None = None) -> RedisCluster:
+        # Commands, pipelines and pub/sub all learn the cluster's layout here first. redis-py asks the nodes in a
+        # random order, the failed node last only when told which failed: the command that failed tells it, but
+        # whichever command comes first learns the layout, and a node that stopped answering (a hung host) held
+        # it, and every command of the client waiting for it, its socket timeout.
+        failed = last_failed_node_name or self.failed_node
         try:
-            return await super().initialize(*args, **kwargs)
+            await super().initialize(additional_startup_nodes_info, failed)
         except RedisClusterException as error:
             raise RedisClusterUnavailable(str(error)) from error
+        if self.failed_node == failed:
+            self.failed_node = None
+        return self
+
+    async def _execute_command(self, target_node: ClusterNode, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super()._execute_command(target_node, *args, **kwargs)
+        except MaxConnectionsError:
+            raise
+        except (RedisConnectionError, RedisTimeoutError):  # redis-py learns the layout again: this node asked last
+            self.failed_node = target_node.name
+            raise
 
     async def _determine_slot(self, command: str, *args: Any) -> int:
         # FCALL names its keys as EVAL does (function, numkeys, keys...), but redis-py finds them only for
@@ -127,35 +149,59 @@ class WaitingRedisCluster(RedisCluster):
 
 
 class _RelearningPipelineStrategy(PipelineStrategy):
-    """redis-py's cluster pipeline, except when a node's connection fails as it is made or written to (a primary
-    killed, before its replica takes over): then the pipeline raises at once (what it asked was not sent, or not
-    all of it: its callers answer as when Redis is unavailable), with the node put last and the cluster's layout
-    to be learnt again before the next command (redis-py does so for a single command, then sends it once more).
+    """redis-py's cluster pipeline, except when a node's connection fails as it is made, written to or read (a
+    primary killed, before its replica takes over; a connection the node dropped): then the pipeline is sent once
+    more (the client's ``retry``), what it had not yet had answered, on new connections to its nodes, as redis-py
+    does for a single command. A second failure, or a timeout (a node that stopped answering: sending again would
+    hold its callers a second ``SOCKET_TIMEOUT_SECONDS``), raises, with the failed node put last and the cluster's
+    layout to be learnt again before the next command: its callers answer as when Redis is unavailable. So does
+    ``MaxConnectionsError`` (every connection to a node busy), at once and learning nothing: redis-py's pipeline
+    took it for the node failing, and learning the layout again makes every connection of the client, to every
+    node, again.
 
-    redis-py's own pipeline closed every connection of the client there, to every node, and tried again: that
+    redis-py's own pipeline closed every connection of the client there, to every node, before sending again: that
     failed the commands then in flight to the healthy nodes (sent, their replies never read), so while a primary
     was down the appends to the other shards failed too, often every batch's. Learning the layout again lets
     them finish (the nodes' connections are made again as they come free). The failed node goes last so that
-    learning it again asks a live node for its commands (redis-py's ``COMMAND`` on its first primary): that
-    failing closed every connection too."""
+    learning it again asks a live node for its commands (redis-py's ``COMMAND`` on its first primary; that
+    failing closed every connection too) and for the layout (``WaitingRedisCluster.failed_node``)."""
 
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
         if not self._command_queue:
             return []
         client = self._pipe.cluster_client
         targets = [command.kwargs.get("target_nodes") for command in self._command_queue]  # taken by _execute
+        retries = client.retry.get_retries()
         try:
-            if client._initialize:
-                await client.initialize()
-            try:
-                return await self._execute(client, self._command_queue, raise_on_error=raise_on_error,
-                                           allow_redirections=allow_redirections)
-            except RedisCluster.ERRORS_ALLOW_RETRY:
-                nodes = await self._nodes(client, targets)
-                if len(nodes) == 1:  # of several, which one failed is not known
-                    client.nodes_manager.move_node_to_end_of_cached_nodes(nodes.pop())
-                client._initialize = True
-                raise
+            while True:
+                if client._initialize:
+                    await client.initialize()
+                try:
+                    return await self._execute(client, self._command_queue, raise_on_error=raise_on_error,
+                                               allow_redirections=allow_redirections)
+                except MaxConnectionsError:  # the client's own bound on a node's connections: no node failed
+                    raise
+                except RedisCluster.ERRORS_ALLOW_RETRY as error:
+                    nodes = await self._nodes(client, targets)
+                    if retries > 0 and not isinstance(error, RedisTimeoutError):
+                        # Sent again on the layout known, on new connections to the nodes it went to (as redis-py
+                        # does for a single command's node): a connection the node dropped is so ridden out
+                        # without learning the layout, and a node down fails it again (refused) before it is.
+                        retries -= 1
+                        for name in nodes:
+                            node = client.get_node(node_name=name)
+                            if node is not None:
+                                node.update_active_connections_for_reconnect()
+                                await node.disconnect_free_connections()
+                        for command, target in zip(self._command_queue, targets):
+                            if target is not None:  # a WAIT goes again where its appends went
+                                command.kwargs["target_nodes"] = target
+                        continue
+                    if len(nodes) == 1:  # of several, which one failed is not known
+                        client.failed_node = nodes.pop()
+                        client.nodes_manager.move_node_to_end_of_cached_nodes(client.failed_node)
+                    client._initialize = True
+                    raise
         finally:
             await self.reset()
 
