@@ -21,6 +21,7 @@ from aa_site.asgi import application
 from connector.desktops import replay_budget
 from events.history import Offset
 from events.kinds import EventKind
+from events.publish import publish as publish_event
 from testing.event_listener import listen
 from testing.plain_ws_client import PlainTestClient
 from testing.push_bodies import push_body
@@ -251,6 +252,47 @@ async def test_a_resume_whose_history_is_trimmed_past_it_while_waiting_for_the_b
         spent.release()
     assert await again.close_code() == 4429
     assert (replay_budget.get_budget().bytes, replay_budget.get_budget().events) == (0, 0)
+
+
+async def budget_waiters(count: int) -> None:
+    """Wait (a generous while at most) until ``count`` pages wait their turn for the process's replay budget."""
+    async def waiting() -> None:
+        while replay_budget.get_budget().waiting != count:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(waiting(), 10)
+
+
+async def test_live_events_of_a_replay_waiting_again_for_a_share_its_first_events_size_are_left_to_the_history(
+        plain, settings) -> None:
+    """The replay's first event is over its page's share: the read takes none and the page waits again, for a
+    share that size. Meanwhile it is not reading: its conversation's live events are left to the history (the
+    read, once its turn comes, finds them there), not kept back against the live queue's bounds, which they
+    would pass (4429) though the desktop reads everything."""
+    settings.WEBSOCKET_SEND_QUEUE_LIMIT = 5
+    settings.REPLAY_PAGE_BYTES = 4096
+    big = {"conversation_name": SHORT_NAME, "data": json.dumps({"text": "x" * 10_000}),
+           "data_type": EventKind.NEW_MESSAGE, "message_id": "big"}
+    await publish_event(conversation_name=SHORT_NAME, event=EventKind.NEW_MESSAGE, payload=big)
+    budget = replay_budget.get_budget()
+    spent = await budget.reserve(budget.max_bytes - 4096, 1)  # a page's share fits, the big event's does not
+    client = await plain()
+    try:
+        joined = await client.request({"type": "join", "conversation": SHORT_NAME, "history": True})
+        assert (joined["type"], joined["replayed"]) == ("joined", 1)
+        await budget_waiters(1)  # its first read found the event too big, and it waits again
+        for _ in range(6):
+            await publish(SHORT_NAME)
+    finally:
+        spent.release()
+    seqs = []
+    for _ in range(7):
+        frame = await client.receive()
+        assert frame["type"] == "event", frame
+        seqs.append(Offset.parse(client.last_offset).seq)
+    assert seqs == list(range(1, 8))
+    await nothing_more(client)
+    assert (budget.bytes, budget.events) == (0, 0)
 
 
 async def test_plain_resume_with_an_offset_that_is_not_ours_is_refused(plain) -> None:

@@ -500,8 +500,8 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         events, characters = page_bounds(len(self._outbox) + len(self._held or ()),
                                          self._outbox_size + self._held_size)
 
-        def reading() -> None:
-            paging.reading = True
+        def reading(now: bool) -> None:
+            paging.reading = now
 
         try:
             page, reserved = await replay_budget.read_page(paging.since, max_events=events, max_bytes=characters,
