@@ -33,6 +33,15 @@ async def turn() -> None:
         await asyncio.sleep(0)
 
 
+async def waiters(budget: ReplayBudget, count: int) -> None:
+    """Wait (a generous while at most) until ``count`` reservations wait their turn."""
+    async def waiting() -> None:
+        while budget.waiting != count:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(waiting(), 10)
+
+
 async def test_reservations_are_granted_first_come_first_served_within_both_bounds() -> None:
     budget = ReplayBudget(max_bytes=100, max_events=10)
     first = await budget.reserve(60, 1)
@@ -181,11 +190,11 @@ async def test_an_event_over_the_whole_budget_is_read_alone_on_the_whole_budget(
     await append(history, B, 2, 10)
     other = await budget.reserve(300, 1)
     reading = asyncio.ensure_future(replay_budget.read_page({A: 0}, max_events=10, max_bytes=500))
-    await asyncio.sleep(0.05)
+    await waiters(budget, 1)  # (after its first read's round trip, however long the machine takes)
     # Its share of 500 fit, but the read found the event too big for it: it gave that back and waits for it all.
     assert not reading.done() and (budget.bytes, budget.waiting) == (300, 1)
     others_page = asyncio.ensure_future(replay_budget.read_page({B: 0}, max_events=10, max_bytes=500))
-    await asyncio.sleep(0.05)
+    await waiters(budget, 2)
     assert not others_page.done()  # in line behind the whole-budget read, though it would fit
     other.release()
     page, held = await reading
