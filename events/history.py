@@ -675,7 +675,9 @@ class RedisHistory:
         events_left, bytes_left = max_events, max_bytes
         for i, (conversation, state) in enumerate(zip(conversations, states)):
             read = i == 0
-            if not read and state.more and events_left > 0 and (bytes_left > 0 or not walk.events):
+            # A page stops at an event over its bytes (``too_big``): the conversations after it are not read.
+            if (not read and state.more and events_left > 0 and (bytes_left > 0 or not walk.events)
+                    and not walk.too_big):
                 at = walk.since[conversation]
                 (state,) = await self._reads([(conversation, at, events_left, bytes_left,
                                                whole_first and not walk.events)])
@@ -781,7 +783,7 @@ class MemoryHistory:
         walk = _Walk(_positions(since, epoch), count=count)
         events_left, bytes_left = max_events, max_bytes
         for conversation, at in walk.since.items():
-            read = events_left > 0 and (bytes_left > 0 or not walk.events)
+            read = events_left > 0 and (bytes_left > 0 or not walk.events) and not walk.too_big
             state = self._state(conversation, at, events_left if read else 0, bytes_left,
                                 whole_first and not walk.events)
             walk.take(conversation, state, state.entries, read=read)

@@ -328,11 +328,15 @@ async def test_a_page_not_taking_its_first_event_whole_says_how_big_the_one_over
     assert [event.seq for event in exact.events] == [1] and exact.too_big == 0
     rest = await history.read_page({A: 1}, epoch=None, max_events=100, max_bytes=500, whole_first=False)
     assert [event.seq for event in rest.events] == [2, 3] and not rest.more and rest.too_big == 0
-    # Another conversation's events fill the page meanwhile; the big one is named when the page is empty.
+    # A page of several conversations starts with the first one's next event: too big, it holds none (not the
+    # next conversation's events first: a replay comes conversation by conversation, and a conversation with
+    # events after it at every read would hold the big one back for ever).
     await append(history, B, "b1")
     both = await history.read_page({A: 0, B: 0}, epoch=None, max_events=100, max_bytes=500, whole_first=False)
-    assert [(event.conversation, event.seq) for event in both.events] == [(B, 1)] and both.too_big == 0
-    assert both.positions[A].seq == 0 and both.more
+    assert (both.events, both.too_big, both.more) == ([], big, True)
+    assert both.positions[A].seq == 0 and both.positions[B].seq == 0
+    after_a = await history.read_page({A: 3, B: 0}, epoch=None, max_events=100, max_bytes=500, whole_first=False)
+    assert [(event.conversation, event.seq) for event in after_a.events] == [(B, 1)] and after_a.too_big == 0
 
 
 async def test_a_page_without_events_of_a_trimmed_conversation_goes_on_from_its_oldest_event_kept(history) -> None:

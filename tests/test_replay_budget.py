@@ -185,6 +185,20 @@ async def test_an_event_over_the_pages_share_is_read_on_a_share_its_size(history
     held.release()
 
 
+async def test_a_replay_of_several_conversations_reads_the_first_ones_big_event_before_the_next_ones(
+        history, budget) -> None:
+    """The first conversation's next event is over the page's share: the page reads it on a share its size, not
+    the next conversation's events first (a replay comes conversation by conversation, in the order joined)."""
+    big = await append(history, A, 1, 1500)
+    await append(history, B, 1, 10)
+    page, held = await replay_budget.read_page({A: 0, B: 0}, max_events=10, max_bytes=500)
+    assert [(event.conversation, event.seq) for event in page.events] == [(A, 1)] and held.bytes == big
+    held.release()
+    page, held = await replay_budget.read_page(page.positions, max_events=10, max_bytes=500)
+    assert [(event.conversation, event.seq) for event in page.events] == [(B, 1)] and not page.more
+    held.release()
+
+
 async def test_an_event_over_the_whole_budget_is_read_alone_on_the_whole_budget(history, budget) -> None:
     await append(history, A, 1, 5000)
     await append(history, B, 2, 10)
