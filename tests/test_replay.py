@@ -254,6 +254,38 @@ async def test_a_resume_whose_history_is_trimmed_past_it_while_waiting_for_the_b
     assert (replay_budget.get_budget().bytes, replay_budget.get_budget().events) == (0, 0)
 
 
+async def test_a_resume_after_a_waiting_history_join_of_its_conversation_is_closed_4429_when_trimmed_past(
+        plain, settings) -> None:
+    """A history join's replay waits for the budget; the desktop leaves the conversation and joins it again,
+    resuming after an offset (whole when asked for). Trimmed past that offset before the page's turn comes, the
+    resume is closed 4429, as any resume is: what the history join would have accepted (reading from the
+    oldest event kept) does not carry over to the resume, which would have had a hole."""
+    settings.EVENT_HISTORY_MAX_EVENTS = 10
+    client = await plain()
+    await client.request({"type": "join", "conversation": SHORT_NAME})
+    for _ in range(2):
+        await publish(SHORT_NAME)
+        await client.receive()
+    seen = client.last_offset
+    await client.communicator.disconnect()
+    for _ in range(8):
+        await publish(SHORT_NAME)
+    spent = await replay_budget.get_budget().reserve(2**62, 2**62)
+    again = await plain()
+    try:
+        joined = await again.request({"type": "join", "conversation": SHORT_NAME, "history": True})
+        assert (joined["replayed"], joined["complete"]) == (10, True)
+        assert (await again.request({"type": "leave", "conversation": SHORT_NAME}))["type"] == "left"
+        joined = await again.request({"type": "join", "conversation": SHORT_NAME, "after": seen})
+        assert (joined["replayed"], joined["complete"]) == (8, True)
+        for _ in range(3):
+            await publish(SHORT_NAME)  # events 1 to 3 go: event 3 was one it had not got
+    finally:
+        spent.release()
+    assert await again.close_code() == 4429
+    assert (replay_budget.get_budget().bytes, replay_budget.get_budget().events) == (0, 0)
+
+
 async def budget_waiters(count: int) -> None:
     """Wait (a generous while at most) until ``count`` pages wait their turn for the process's replay budget."""
     async def waiting() -> None:

@@ -452,6 +452,8 @@ class DesktopConsumer(AsyncWebsocketConsumer):
             paging.since[conversation] = replay.positions[conversation]
             if (not since.epoch and not since.seq) or conversation in replay.trimmed or conversation in replay.stale:
                 paging.from_oldest_kept.add(conversation)
+            else:  # a join of it before (left, or joined again) asked for its history: this one did not
+                paging.from_oldest_kept.discard(conversation)
         self._paging_goes_on(paging)
 
     def _take_page(self, page: Replay, reserved: replay_budget.Reservation) -> None:
