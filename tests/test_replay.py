@@ -363,6 +363,32 @@ async def test_socketio_join_with_history_option_replays_after_the_ack() -> None
         assert await client.receive_event() == [EventKind.NEW_MESSAGE, payload]
 
 
+async def test_socketio_leaving_the_namespace_while_a_replay_waits_for_the_budget_gives_its_page_back() -> None:
+    """The client leaves ``/`` (DISCONNECT) while its history join's page waits for the budget, and keeps its
+    connection: the page, read once its turn comes, belongs to no replay any more; it is sent to nobody and gives
+    back what it reserved (else the process's budget shrinks by a page for good)."""
+    for _ in range(3):
+        await publish(SHORT_NAME)
+    budget = replay_budget.get_budget()
+    spent = await budget.reserve(2**62, 2**62)
+    async with client_factory() as make:
+        client = await socketio_client(make)
+        try:
+            assert await client.call("join-conversation", SHORT_NAME, {"history": True}) == [True, SHORT_NAME]
+            await budget_waiters(1)
+            await client.send("41")
+            assert await client.communicator.receive_nothing(QUIET)
+        finally:
+            spent.release()
+
+        async def given_back() -> None:
+            while (budget.bytes, budget.events, budget.waiting) != (0, 0, 0):
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(given_back(), 10)
+        assert await client.communicator.receive_nothing(QUIET)
+
+
 async def test_socketio_stock_join_gets_no_history_by_default() -> None:
     await publish(SHORT_NAME)
     async with client_factory() as make:
