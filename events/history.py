@@ -117,7 +117,8 @@ class Replay:
     position was of an epoch Redis lost (read from the current epoch's start: each of its events came after; a
     position of the epoch the current one continues is not stale, ``_continued``).
     ``positions`` says where each conversation is read up to: its last event in the replay when the replay
-    stopped inside it, else the end of its sequence (its current epoch); ``starts`` where it was read from, in
+    stopped inside it, else the end of its sequence (its current epoch); a conversation in ``trimmed`` the
+    replay stopped before reading any of, the seq its oldest event kept follows; ``starts`` where it was read from, in
     its current epoch (a position of the epoch the current one continues, resolved: where a join that asked
     for this replay starts)."""
 
