@@ -143,6 +143,13 @@ class Replay:
 Since = Mapping[str, "Offset | int"]
 
 
+def event_bytes(event: Event) -> int:
+    """An event's size as a page's byte bound counts it (in Redis too): its kind's and payload's UTF-8."""
+    kind, payload = event.kind, event.payload_json
+    return ((len(kind) if kind.isascii() else len(kind.encode("utf-8")))
+            + (len(payload) if payload.isascii() else len(payload.encode("utf-8"))))
+
+
 def key_prefix() -> str:
     return settings.EVENT_KEY_PREFIX
 
@@ -686,7 +693,7 @@ class RedisHistory:
             events = self._events(conversation, state) if read else []
             walk.take(conversation, state, events, read=read)
             events_left -= len(events)
-            bytes_left -= sum(len(event.kind) + len(event.payload_json) for event in events)
+            bytes_left -= sum(event_bytes(event) for event in events)
         return walk.replay()
 
     async def position(self, conversation: str) -> Offset:
@@ -762,7 +769,7 @@ class MemoryHistory:
                 if event.seq > after:
                     entries.append(event)
                 continue
-            grown = size + len(event.kind) + len(event.payload_json)
+            grown = size + event_bytes(event)
             if len(entries) >= max_events or ((entries or not first) and grown > max_bytes):
                 more = True
                 if not entries and len(entries) < max_events:
@@ -789,7 +796,7 @@ class MemoryHistory:
                                 whole_first and not walk.events)
             walk.take(conversation, state, state.entries, read=read)
             events_left -= len(state.entries)
-            bytes_left -= sum(len(event.kind) + len(event.payload_json) for event in state.entries)
+            bytes_left -= sum(event_bytes(event) for event in state.entries)
         return walk.replay()
 
     async def position(self, conversation: str) -> Offset:

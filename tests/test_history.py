@@ -339,6 +339,23 @@ async def test_a_page_not_taking_its_first_event_whole_says_how_big_the_one_over
     assert [(event.conversation, event.seq) for event in after_a.events] == [(B, 1)] and after_a.too_big == 0
 
 
+async def test_a_page_of_several_conversations_counts_their_bytes_not_their_characters(history) -> None:
+    """A page's byte bound holds over all its conversations: the room the first one's events leave for the next
+    is counted in UTF-8 bytes, as the read of each counts them (else a page of non-ASCII text holds up to three
+    times its bound, and the replay budget, which reserves the bound, more than it reserved)."""
+    def size(event) -> int:
+        return len(event.kind.encode("utf-8")) + len(event.payload_json.encode("utf-8"))
+
+    await history.append(conversation=A, kind="k", message_id="a",
+                         payload_json=json.dumps("你" * 200, ensure_ascii=False))
+    for number in range(3):
+        await history.append(conversation=B, kind="k", message_id=str(number),
+                             payload_json=json.dumps("好" * 100, ensure_ascii=False))
+    page = await history.read_page({A: 0, B: 0}, epoch=None, max_events=100, max_bytes=1000, whole_first=False)
+    assert [(event.conversation, event.seq) for event in page.events] == [(A, 1), (B, 1)] and page.more
+    assert sum(size(event) for event in page.events) <= 1000
+
+
 async def test_a_page_without_events_of_a_trimmed_conversation_goes_on_from_its_oldest_event_kept(history) -> None:
     """Where a replay starts (read without events) past a trim: its next page reads what is kept, and is whole."""
     for number in range(25):

@@ -28,7 +28,7 @@ from django.conf import settings
 
 from common.loop_local import LoopLocal
 from events import metrics
-from events.history import Event, Replay, Since, get_history
+from events.history import Event, Replay, Since, event_bytes, get_history
 
 
 class Reservation:
@@ -148,9 +148,7 @@ def page_size(replay: Replay) -> int:
 
 def event_size(event: Event) -> int:
     """An event's bytes as the history's page bounds count them (its kind's and payload's UTF-8)."""
-    kind, payload = event.kind, event.payload_json
-    return ((len(kind) if kind.isascii() else len(kind.encode("utf-8")))
-            + (len(payload) if payload.isascii() else len(payload.encode("utf-8"))))
+    return event_bytes(event)
 
 
 async def read_page(since: Since, *, max_events: int, max_bytes: int,
