@@ -286,6 +286,39 @@ async def test_a_resume_after_a_waiting_history_join_of_its_conversation_is_clos
     assert (replay_budget.get_budget().bytes, replay_budget.get_budget().events) == (0, 0)
 
 
+async def test_a_connection_that_ends_while_its_page_is_being_written_gives_the_page_back() -> None:
+    """The desktop's transport stops taking frames while a replay page is written (a desktop that stopped
+    reading), then the connection ends: what the page holds of the process's budget goes back, written or not."""
+    from channels.testing import WebsocketCommunicator
+
+    from connector import tokens
+
+    for _ in range(3):
+        await publish(SHORT_NAME)
+    stalled, released = asyncio.Event(), asyncio.Event()
+
+    async def stalling_transport(scope, receive, send):
+        async def send_until_stalled(message):
+            if message["type"] == "websocket.send" and '"type":"event"' in message.get("text", ""):
+                stalled.set()
+                await released.wait()  # never set: the desktop reads no more
+            await send(message)
+
+        await application(scope, receive, send_until_stalled)
+
+    communicator = WebsocketCommunicator(stalling_transport, "/ws/")
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"type": "authenticate", "token": tokens.issue_token(user="alice")})
+    assert (await communicator.receive_json_from(5))["type"] == "authenticated"
+    await communicator.send_json_to({"type": "join", "conversation": SHORT_NAME, "history": True})
+    assert (await communicator.receive_json_from(5))["type"] == "joined"
+    await asyncio.wait_for(stalled.wait(), 10)
+    budget = replay_budget.get_budget()
+    assert (budget.bytes, budget.events) != (0, 0)  # the page read, its first event being written
+    await communicator.disconnect(timeout=5)
+    assert (budget.bytes, budget.events) == (0, 0)
+
+
 async def budget_waiters(count: int) -> None:
     """Wait (a generous while at most) until ``count`` pages wait their turn for the process's replay budget."""
     async def waiting() -> None:
