@@ -319,6 +319,30 @@ async def test_a_connection_that_ends_while_its_page_is_being_written_gives_the_
     assert (budget.bytes, budget.events) == (0, 0)
 
 
+async def test_a_history_join_of_a_conversation_already_sent_is_closed_4429_when_trimmed_past_what_was_sent(
+        plain, settings) -> None:
+    """A desktop joined to a conversation, and sent its events, joins it again asking for its history while the
+    budget is spent: its live events are left to the replay meanwhile. Trimmed past the last event it was sent
+    before the page's turn comes, it is closed 4429 (an event it never got is gone), not handed the oldest kept
+    and on as if its replay had just begun."""
+    settings.EVENT_HISTORY_MAX_EVENTS = 10
+    client = await plain()
+    await client.request({"type": "join", "conversation": SHORT_NAME})
+    for _ in range(2):
+        await publish(SHORT_NAME)
+        await client.receive()
+    spent = await replay_budget.get_budget().reserve(2**62, 2**62)
+    try:
+        joined = await client.request({"type": "join", "conversation": SHORT_NAME, "history": True})
+        assert (joined["type"], joined["complete"]) == ("joined", True)
+        for _ in range(11):
+            await publish(SHORT_NAME)  # events 1 to 3 go: event 3 was one it had not got
+    finally:
+        spent.release()
+    assert await client.close_code() == 4429
+    assert (replay_budget.get_budget().bytes, replay_budget.get_budget().events) == (0, 0)
+
+
 async def budget_waiters(count: int) -> None:
     """Wait (a generous while at most) until ``count`` pages wait their turn for the process's replay budget."""
     async def waiting() -> None:

@@ -449,7 +449,13 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         if paging is None:
             paging = self._paging = _Paging({})
         for conversation, since in (starting or {}).items():
-            paging.since[conversation] = replay.positions[conversation]
+            position, sent = replay.positions[conversation], self._sent.get(conversation)
+            if sent is not None and sent.epoch == position.epoch:
+                # Joined again: it goes on after what was sent already, and a trim past that is a hole.
+                paging.since[conversation] = max(position, sent, key=lambda offset: offset.seq)
+                paging.from_oldest_kept.discard(conversation)
+                continue
+            paging.since[conversation] = position
             if (not since.epoch and not since.seq) or conversation in replay.trimmed or conversation in replay.stale:
                 paging.from_oldest_kept.add(conversation)
             else:  # a join of it before (left, or joined again) asked for its history: this one did not
