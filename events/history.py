@@ -117,7 +117,8 @@ class Replay:
     position was of an epoch Redis lost (read from the current epoch's start: each of its events came after; a
     position of the epoch the current one continues is not stale, ``_continued``).
     ``positions`` says where each conversation is read up to: its last event in the replay when the replay
-    stopped inside it, else the end of its sequence (its current epoch); ``starts`` where it was read from, in
+    stopped inside it, else the end of its sequence (its current epoch); a conversation in ``trimmed`` the
+    replay stopped before reading any of, the seq its oldest event kept follows; ``starts`` where it was read from, in
     its current epoch (a position of the epoch the current one continues, resolved: where a join that asked
     for this replay starts)."""
 
@@ -140,6 +141,13 @@ class Replay:
 
 
 Since = Mapping[str, "Offset | int"]
+
+
+def event_bytes(event: Event) -> int:
+    """An event's size as a page's byte bound counts it (in Redis too): its kind's and payload's UTF-8."""
+    kind, payload = event.kind, event.payload_json
+    return ((len(kind) if kind.isascii() else len(kind.encode("utf-8")))
+            + (len(payload) if payload.isascii() else len(payload.encode("utf-8"))))
 
 
 def key_prefix() -> str:
@@ -675,7 +683,9 @@ class RedisHistory:
         events_left, bytes_left = max_events, max_bytes
         for i, (conversation, state) in enumerate(zip(conversations, states)):
             read = i == 0
-            if not read and state.more and events_left > 0 and (bytes_left > 0 or not walk.events):
+            # A page stops at an event over its bytes (``too_big``): the conversations after it are not read.
+            if (not read and state.more and events_left > 0 and (bytes_left > 0 or not walk.events)
+                    and not walk.too_big):
                 at = walk.since[conversation]
                 (state,) = await self._reads([(conversation, at, events_left, bytes_left,
                                                whole_first and not walk.events)])
@@ -683,7 +693,7 @@ class RedisHistory:
             events = self._events(conversation, state) if read else []
             walk.take(conversation, state, events, read=read)
             events_left -= len(events)
-            bytes_left -= sum(len(event.kind) + len(event.payload_json) for event in events)
+            bytes_left -= sum(event_bytes(event) for event in events)
         return walk.replay()
 
     async def position(self, conversation: str) -> Offset:
@@ -759,7 +769,7 @@ class MemoryHistory:
                 if event.seq > after:
                     entries.append(event)
                 continue
-            grown = size + len(event.kind) + len(event.payload_json)
+            grown = size + event_bytes(event)
             if len(entries) >= max_events or ((entries or not first) and grown > max_bytes):
                 more = True
                 if not entries and len(entries) < max_events:
@@ -781,12 +791,12 @@ class MemoryHistory:
         walk = _Walk(_positions(since, epoch), count=count)
         events_left, bytes_left = max_events, max_bytes
         for conversation, at in walk.since.items():
-            read = events_left > 0 and (bytes_left > 0 or not walk.events)
+            read = events_left > 0 and (bytes_left > 0 or not walk.events) and not walk.too_big
             state = self._state(conversation, at, events_left if read else 0, bytes_left,
                                 whole_first and not walk.events)
             walk.take(conversation, state, state.entries, read=read)
             events_left -= len(state.entries)
-            bytes_left -= sum(len(event.kind) + len(event.payload_json) for event in state.entries)
+            bytes_left -= sum(event_bytes(event) for event in state.entries)
         return walk.replay()
 
     async def position(self, conversation: str) -> Offset:

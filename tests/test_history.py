@@ -328,11 +328,32 @@ async def test_a_page_not_taking_its_first_event_whole_says_how_big_the_one_over
     assert [event.seq for event in exact.events] == [1] and exact.too_big == 0
     rest = await history.read_page({A: 1}, epoch=None, max_events=100, max_bytes=500, whole_first=False)
     assert [event.seq for event in rest.events] == [2, 3] and not rest.more and rest.too_big == 0
-    # Another conversation's events fill the page meanwhile; the big one is named when the page is empty.
+    # A page of several conversations starts with the first one's next event: too big, it holds none (not the
+    # next conversation's events first: a replay comes conversation by conversation, and a conversation with
+    # events after it at every read would hold the big one back for ever).
     await append(history, B, "b1")
     both = await history.read_page({A: 0, B: 0}, epoch=None, max_events=100, max_bytes=500, whole_first=False)
-    assert [(event.conversation, event.seq) for event in both.events] == [(B, 1)] and both.too_big == 0
-    assert both.positions[A].seq == 0 and both.more
+    assert (both.events, both.too_big, both.more) == ([], big, True)
+    assert both.positions[A].seq == 0 and both.positions[B].seq == 0
+    after_a = await history.read_page({A: 3, B: 0}, epoch=None, max_events=100, max_bytes=500, whole_first=False)
+    assert [(event.conversation, event.seq) for event in after_a.events] == [(B, 1)] and after_a.too_big == 0
+
+
+async def test_a_page_of_several_conversations_counts_their_bytes_not_their_characters(history) -> None:
+    """A page's byte bound holds over all its conversations: the room the first one's events leave for the next
+    is counted in UTF-8 bytes, as the read of each counts them (else a page of non-ASCII text holds up to three
+    times its bound, and the replay budget, which reserves the bound, more than it reserved)."""
+    def size(event) -> int:
+        return len(event.kind.encode("utf-8")) + len(event.payload_json.encode("utf-8"))
+
+    await history.append(conversation=A, kind="k", message_id="a",
+                         payload_json=json.dumps("你" * 200, ensure_ascii=False))
+    for number in range(3):
+        await history.append(conversation=B, kind="k", message_id=str(number),
+                             payload_json=json.dumps("好" * 100, ensure_ascii=False))
+    page = await history.read_page({A: 0, B: 0}, epoch=None, max_events=100, max_bytes=1000, whole_first=False)
+    assert [(event.conversation, event.seq) for event in page.events] == [(A, 1), (B, 1)] and page.more
+    assert sum(size(event) for event in page.events) <= 1000
 
 
 async def test_a_page_without_events_of_a_trimmed_conversation_goes_on_from_its_oldest_event_kept(history) -> None:

@@ -21,6 +21,7 @@ from aa_site.asgi import application
 from connector.desktops import replay_budget
 from events.history import Offset
 from events.kinds import EventKind
+from events.publish import publish as publish_event
 from testing.event_listener import listen
 from testing.plain_ws_client import PlainTestClient
 from testing.push_bodies import push_body
@@ -253,6 +254,136 @@ async def test_a_resume_whose_history_is_trimmed_past_it_while_waiting_for_the_b
     assert (replay_budget.get_budget().bytes, replay_budget.get_budget().events) == (0, 0)
 
 
+async def test_a_resume_after_a_waiting_history_join_of_its_conversation_is_closed_4429_when_trimmed_past(
+        plain, settings) -> None:
+    """A history join's replay waits for the budget; the desktop leaves the conversation and joins it again,
+    resuming after an offset (whole when asked for). Trimmed past that offset before the page's turn comes, the
+    resume is closed 4429, as any resume is: what the history join would have accepted (reading from the
+    oldest event kept) does not carry over to the resume, which would have had a hole."""
+    settings.EVENT_HISTORY_MAX_EVENTS = 10
+    client = await plain()
+    await client.request({"type": "join", "conversation": SHORT_NAME})
+    for _ in range(2):
+        await publish(SHORT_NAME)
+        await client.receive()
+    seen = client.last_offset
+    await client.communicator.disconnect()
+    for _ in range(8):
+        await publish(SHORT_NAME)
+    spent = await replay_budget.get_budget().reserve(2**62, 2**62)
+    again = await plain()
+    try:
+        joined = await again.request({"type": "join", "conversation": SHORT_NAME, "history": True})
+        assert (joined["replayed"], joined["complete"]) == (10, True)
+        assert (await again.request({"type": "leave", "conversation": SHORT_NAME}))["type"] == "left"
+        joined = await again.request({"type": "join", "conversation": SHORT_NAME, "after": seen})
+        assert (joined["replayed"], joined["complete"]) == (8, True)
+        for _ in range(3):
+            await publish(SHORT_NAME)  # events 1 to 3 go: event 3 was one it had not got
+    finally:
+        spent.release()
+    assert await again.close_code() == 4429
+    assert (replay_budget.get_budget().bytes, replay_budget.get_budget().events) == (0, 0)
+
+
+async def test_a_connection_that_ends_while_its_page_is_being_written_gives_the_page_back() -> None:
+    """The desktop's transport stops taking frames while a replay page is written (a desktop that stopped
+    reading), then the connection ends: what the page holds of the process's budget goes back, written or not."""
+    from channels.testing import WebsocketCommunicator
+
+    from connector import tokens
+
+    for _ in range(3):
+        await publish(SHORT_NAME)
+    stalled, released = asyncio.Event(), asyncio.Event()
+
+    async def stalling_transport(scope, receive, send):
+        async def send_until_stalled(message):
+            if message["type"] == "websocket.send" and '"type":"event"' in message.get("text", ""):
+                stalled.set()
+                await released.wait()  # never set: the desktop reads no more
+            await send(message)
+
+        await application(scope, receive, send_until_stalled)
+
+    communicator = WebsocketCommunicator(stalling_transport, "/ws/")
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"type": "authenticate", "token": tokens.issue_token(user="alice")})
+    assert (await communicator.receive_json_from(5))["type"] == "authenticated"
+    await communicator.send_json_to({"type": "join", "conversation": SHORT_NAME, "history": True})
+    assert (await communicator.receive_json_from(5))["type"] == "joined"
+    await asyncio.wait_for(stalled.wait(), 10)
+    budget = replay_budget.get_budget()
+    assert (budget.bytes, budget.events) != (0, 0)  # the page read, its first event being written
+    await communicator.disconnect(timeout=5)
+    assert (budget.bytes, budget.events) == (0, 0)
+
+
+async def test_a_history_join_of_a_conversation_already_sent_is_closed_4429_when_trimmed_past_what_was_sent(
+        plain, settings) -> None:
+    """A desktop joined to a conversation, and sent its events, joins it again asking for its history while the
+    budget is spent: its live events are left to the replay meanwhile. Trimmed past the last event it was sent
+    before the page's turn comes, it is closed 4429 (an event it never got is gone), not handed the oldest kept
+    and on as if its replay had just begun."""
+    settings.EVENT_HISTORY_MAX_EVENTS = 10
+    client = await plain()
+    await client.request({"type": "join", "conversation": SHORT_NAME})
+    for _ in range(2):
+        await publish(SHORT_NAME)
+        await client.receive()
+    spent = await replay_budget.get_budget().reserve(2**62, 2**62)
+    try:
+        joined = await client.request({"type": "join", "conversation": SHORT_NAME, "history": True})
+        assert (joined["type"], joined["complete"]) == ("joined", True)
+        for _ in range(11):
+            await publish(SHORT_NAME)  # events 1 to 3 go: event 3 was one it had not got
+    finally:
+        spent.release()
+    assert await client.close_code() == 4429
+    assert (replay_budget.get_budget().bytes, replay_budget.get_budget().events) == (0, 0)
+
+
+async def budget_waiters(count: int) -> None:
+    """Wait (a generous while at most) until ``count`` pages wait their turn for the process's replay budget."""
+    async def waiting() -> None:
+        while replay_budget.get_budget().waiting != count:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(waiting(), 10)
+
+
+async def test_live_events_of_a_replay_waiting_again_for_a_share_its_first_events_size_are_left_to_the_history(
+        plain, settings) -> None:
+    """The replay's first event is over its page's share: the read takes none and the page waits again, for a
+    share that size. Meanwhile it is not reading: its conversation's live events are left to the history (the
+    read, once its turn comes, finds them there), not kept back against the live queue's bounds, which they
+    would pass (4429) though the desktop reads everything."""
+    settings.WEBSOCKET_SEND_QUEUE_LIMIT = 5
+    settings.REPLAY_PAGE_BYTES = 4096
+    big = {"conversation_name": SHORT_NAME, "data": json.dumps({"text": "x" * 10_000}),
+           "data_type": EventKind.NEW_MESSAGE, "message_id": "big"}
+    await publish_event(conversation_name=SHORT_NAME, event=EventKind.NEW_MESSAGE, payload=big)
+    budget = replay_budget.get_budget()
+    spent = await budget.reserve(budget.max_bytes - 4096, 1)  # a page's share fits, the big event's does not
+    client = await plain()
+    try:
+        joined = await client.request({"type": "join", "conversation": SHORT_NAME, "history": True})
+        assert (joined["type"], joined["replayed"]) == ("joined", 1)
+        await budget_waiters(1)  # its first read found the event too big, and it waits again
+        for _ in range(6):
+            await publish(SHORT_NAME)
+    finally:
+        spent.release()
+    seqs = []
+    for _ in range(7):
+        frame = await client.receive()
+        assert frame["type"] == "event", frame
+        seqs.append(Offset.parse(client.last_offset).seq)
+    assert seqs == list(range(1, 8))
+    await nothing_more(client)
+    assert (budget.bytes, budget.events) == (0, 0)
+
+
 async def test_plain_resume_with_an_offset_that_is_not_ours_is_refused(plain) -> None:
     client = await plain()
     refusal = await client.request({"type": "join", "conversation": SHORT_NAME, "after": "yesterday", "id": 3})
@@ -287,6 +418,32 @@ async def test_socketio_join_with_history_option_replays_after_the_ack() -> None
         client = await socketio_client(make)
         assert await client.call("join-conversation", SHORT_NAME, {"history": True}) == [True, SHORT_NAME]
         assert await client.receive_event() == [EventKind.NEW_MESSAGE, payload]
+
+
+async def test_socketio_leaving_the_namespace_while_a_replay_waits_for_the_budget_gives_its_page_back() -> None:
+    """The client leaves ``/`` (DISCONNECT) while its history join's page waits for the budget, and keeps its
+    connection: the page, read once its turn comes, belongs to no replay any more; it is sent to nobody and gives
+    back what it reserved (else the process's budget shrinks by a page for good)."""
+    for _ in range(3):
+        await publish(SHORT_NAME)
+    budget = replay_budget.get_budget()
+    spent = await budget.reserve(2**62, 2**62)
+    async with client_factory() as make:
+        client = await socketio_client(make)
+        try:
+            assert await client.call("join-conversation", SHORT_NAME, {"history": True}) == [True, SHORT_NAME]
+            await budget_waiters(1)
+            await client.send("41")
+            assert await client.communicator.receive_nothing(QUIET)
+        finally:
+            spent.release()
+
+        async def given_back() -> None:
+            while (budget.bytes, budget.events, budget.waiting) != (0, 0, 0):
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(given_back(), 10)
+        assert await client.communicator.receive_nothing(QUIET)
 
 
 async def test_socketio_stock_join_gets_no_history_by_default() -> None:

@@ -33,6 +33,15 @@ async def turn() -> None:
         await asyncio.sleep(0)
 
 
+async def waiters(budget: ReplayBudget, count: int) -> None:
+    """Wait (a generous while at most) until ``count`` reservations wait their turn."""
+    async def waiting() -> None:
+        while budget.waiting != count:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(waiting(), 10)
+
+
 async def test_reservations_are_granted_first_come_first_served_within_both_bounds() -> None:
     budget = ReplayBudget(max_bytes=100, max_events=10)
     first = await budget.reserve(60, 1)
@@ -176,16 +185,30 @@ async def test_an_event_over_the_pages_share_is_read_on_a_share_its_size(history
     held.release()
 
 
+async def test_a_replay_of_several_conversations_reads_the_first_ones_big_event_before_the_next_ones(
+        history, budget) -> None:
+    """The first conversation's next event is over the page's share: the page reads it on a share its size, not
+    the next conversation's events first (a replay comes conversation by conversation, in the order joined)."""
+    big = await append(history, A, 1, 1500)
+    await append(history, B, 1, 10)
+    page, held = await replay_budget.read_page({A: 0, B: 0}, max_events=10, max_bytes=500)
+    assert [(event.conversation, event.seq) for event in page.events] == [(A, 1)] and held.bytes == big
+    held.release()
+    page, held = await replay_budget.read_page(page.positions, max_events=10, max_bytes=500)
+    assert [(event.conversation, event.seq) for event in page.events] == [(B, 1)] and not page.more
+    held.release()
+
+
 async def test_an_event_over_the_whole_budget_is_read_alone_on_the_whole_budget(history, budget) -> None:
     await append(history, A, 1, 5000)
     await append(history, B, 2, 10)
     other = await budget.reserve(300, 1)
     reading = asyncio.ensure_future(replay_budget.read_page({A: 0}, max_events=10, max_bytes=500))
-    await asyncio.sleep(0.05)
+    await waiters(budget, 1)  # (after its first read's round trip, however long the machine takes)
     # Its share of 500 fit, but the read found the event too big for it: it gave that back and waits for it all.
     assert not reading.done() and (budget.bytes, budget.waiting) == (300, 1)
     others_page = asyncio.ensure_future(replay_budget.read_page({B: 0}, max_events=10, max_bytes=500))
-    await asyncio.sleep(0.05)
+    await waiters(budget, 2)
     assert not others_page.done()  # in line behind the whole-budget read, though it would fit
     other.release()
     page, held = await reading

@@ -449,9 +449,17 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         if paging is None:
             paging = self._paging = _Paging({})
         for conversation, since in (starting or {}).items():
-            paging.since[conversation] = replay.positions[conversation]
+            position, sent = replay.positions[conversation], self._sent.get(conversation)
+            if sent is not None and sent.epoch == position.epoch:
+                # Joined again: it goes on after what was sent already, and a trim past that is a hole.
+                paging.since[conversation] = max(position, sent, key=lambda offset: offset.seq)
+                paging.from_oldest_kept.discard(conversation)
+                continue
+            paging.since[conversation] = position
             if (not since.epoch and not since.seq) or conversation in replay.trimmed or conversation in replay.stale:
                 paging.from_oldest_kept.add(conversation)
+            else:  # a join of it before (left, or joined again) asked for its history: this one did not
+                paging.from_oldest_kept.discard(conversation)
         self._paging_goes_on(paging)
 
     def _take_page(self, page: Replay, reserved: replay_budget.Reservation) -> None:
@@ -500,8 +508,8 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         events, characters = page_bounds(len(self._outbox) + len(self._held or ()),
                                          self._outbox_size + self._held_size)
 
-        def reading() -> None:
-            paging.reading = True
+        def reading(now: bool) -> None:
+            paging.reading = now
 
         try:
             page, reserved = await replay_budget.read_page(paging.since, max_events=events, max_bytes=characters,

@@ -28,7 +28,7 @@ from django.conf import settings
 
 from common.loop_local import LoopLocal
 from events import metrics
-from events.history import Event, Replay, Since, get_history
+from events.history import Event, Replay, Since, event_bytes, get_history
 
 
 class Reservation:
@@ -148,16 +148,15 @@ def page_size(replay: Replay) -> int:
 
 def event_size(event: Event) -> int:
     """An event's bytes as the history's page bounds count them (its kind's and payload's UTF-8)."""
-    kind, payload = event.kind, event.payload_json
-    return ((len(kind) if kind.isascii() else len(kind.encode("utf-8")))
-            + (len(payload) if payload.isascii() else len(payload.encode("utf-8"))))
+    return event_bytes(event)
 
 
 async def read_page(since: Since, *, max_events: int, max_bytes: int,
-                    reading: Callable[[], None] | None = None) -> tuple[Replay, Reservation]:
+                    reading: Callable[[bool], None] | None = None) -> tuple[Replay, Reservation]:
     """A page of ``since``'s replay (``events.history.RedisHistory.read_page``) read within the process's budget,
     and the reservation it holds: the page's own bytes and events, to give back as they are sent. ``reading`` is
-    called once the page has its turn, just before the read starts."""
+    called with True once the page has its turn, just before a read starts, and with False when the page goes
+    back to wait (its first event too big for its share)."""
     budget = get_budget()
     want = min(max_bytes, budget.max_bytes)
     while True:
@@ -165,7 +164,7 @@ async def read_page(since: Since, *, max_events: int, max_bytes: int,
         try:
             alone = want >= budget.max_bytes  # the whole budget: the first event is read however big
             if reading is not None:
-                reading()
+                reading(True)
             page = await get_history().read_page(since, max_events=reservation.events, max_bytes=want,
                                                  whole_first=alone)
         except BaseException:
@@ -177,4 +176,6 @@ async def read_page(since: Since, *, max_events: int, max_bytes: int,
         # Its next event alone is bigger than the reservation: reserve that much (the whole budget at most)
         # and read again; the reservation held meanwhile is given back first, so no two wait on each other.
         reservation.release()
+        if reading is not None:
+            reading(False)
         want = min(page.too_big, budget.max_bytes)
