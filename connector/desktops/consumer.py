@@ -560,6 +560,13 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         self._stop_sending()
         self._closing = asyncio.ensure_future(self._close_too_slow())
 
+    def _replay_stalled(self) -> None:
+        logger.warning("Disconnecting a desktop that took no replayed event for %s s (REPLAY_STALL_SECONDS)",
+                       settings.REPLAY_STALL_SECONDS)
+        self.identity = None
+        self._stop_sending()  # gives the page's share of the replay budget back
+        self._closing = asyncio.ensure_future(self._close_too_slow())
+
     async def _close_too_slow(self) -> None:
         # The close frame waits behind what the desktop has not read yet: it sees it only if it reads again
         # within the server's close timeouts (about 30 s); after them the server drops the TCP connection.
@@ -591,7 +598,14 @@ class DesktopConsumer(AsyncWebsocketConsumer):
                 if self._replaying:
                     event = self._replaying.popleft()
                     self._replaying_size -= len(event.kind) + len(event.payload_json)
-                    await self.base_send({"type": "websocket.send", "text": self.replayed_frame(event)})
+                    try:
+                        # The page holds budget other desktops' replays may wait for: a desktop that stopped
+                        # reading must not keep it until its heartbeat fails.
+                        async with asyncio.timeout(settings.REPLAY_STALL_SECONDS):
+                            await self.base_send({"type": "websocket.send", "text": self.replayed_frame(event)})
+                    except TimeoutError:
+                        self._replay_stalled()
+                        return
                     # Written (or in the server's bounded write buffer): its share of the budget goes back.
                     if self._replay_reserved is not None:
                         self._replay_reserved.give_back(replay_budget.event_size(event), 1)
