@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from testing import processes
 from testing import fault_scenarios as faults
+from testing import processes
 from testing.stalled_desktop import Ended, StalledDesktop
 from tests.test_paged_replay import fill
 
