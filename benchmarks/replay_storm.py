@@ -1,6 +1,6 @@
 """Many desktops replaying a large history at once (as after a rolling deploy): the connector's peak memory.
 
-    flock /work/bench.lock .venv/bin/python -m benchmarks.replay_storm [--desktops 1000] [--conversations 10]
+    .venv/bin/python -m benchmarks.replay_storm [--desktops 1000] [--conversations 10]
         [--events 50] [--event-bytes 20000] [--budget BYTES] [--servers-from PATH]
 
 One connector on a private Redis; each of ``--conversations`` conversations
