@@ -164,8 +164,8 @@ REPLAY_PAGE_BYTES = env.integer("REPLAY_PAGE_BYTES", 2**20, minimum=4096, maximu
 # than the whole budget is read alone.
 REPLAY_PROCESS_BYTES = env.integer("REPLAY_PROCESS_BYTES", 64 * 2**20, minimum=4096, maximum=2**34)
 REPLAY_PROCESS_EVENTS = env.integer("REPLAY_PROCESS_EVENTS", 10_000, minimum=1, maximum=10_000_000)
-# A replayed event the desktop does not take within this long ends its connection (4429): its page's share of the
-# process's budget goes back to the desktops waiting for it.
+# A replayed event the desktop does not take within this long (as long again for each further 64 KiB of a bigger
+# one) ends its connection (4429): its page's share of the process's budget goes back to the desktops waiting for it.
 REPLAY_STALL_SECONDS = env.integer("REPLAY_STALL_SECONDS", 15, minimum=1, maximum=600)
 # Conversations one connection may join, a token bucket: this many a second on average, this many at once (a
 # whole connection's 64 after connecting, and as many again to switch between them). Every join takes a

@@ -10,6 +10,7 @@ before the second desktop's wait runs out.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 
@@ -66,4 +67,28 @@ async def test_a_desktop_that_stops_reading_its_replay_is_closed_and_the_next_re
     assert sorted(received) == sorted(ids), received  # once each (pushed concurrently: in the history's order)
     assert ended.value.args[0][0] == 4429, ended.value.args
     log = connector.log()
-    assert "took no replayed event for 2 s (REPLAY_STALL_SECONDS)" in log and "Traceback" not in log
+    # 200 KB events: REPLAY_STALL_SECONDS for each 64 KiB of one, four times 2 s.
+    assert "took no replayed event for 8 s (REPLAY_STALL_SECONDS" in log and "Traceback" not in log
+
+
+BIG_EVENT = 10 * 2**20  # well past the kernel's socket buffers on both sides, and past the whole budget
+SLOW_READ_PAUSE = 0.01  # a read of at most a few KB (its small receive buffer) every 10 ms: well under 1 MB/s
+
+
+async def test_a_desktop_reading_a_big_replayed_event_slowly_but_steadily_is_not_taken_for_stalled(servers) -> None:
+    """A replayed event that takes longer than ``REPLAY_STALL_SECONDS`` to write, because it is big and the desktop's
+    link slow, is not a stall: closed 4429 each time, the desktop would meet the same event on every recovery."""
+    connector, interceptor = servers
+    conversation = faults.conversations(1)[0]
+    ids = await fill(interceptor, conversation, 1, padding=BIG_EVENT)
+    desktop = StalledDesktop(connector.port)
+    try:
+        await desktop.connect(faults.token())
+        assert await desktop.call("join-conversation", conversation, {"history": True}) == [True, conversation]
+        async with asyncio.timeout(SECOND_DESKTOP_SECONDS * 4):
+            while not desktop.events:
+                await desktop._read()
+                await asyncio.sleep(SLOW_READ_PAUSE)
+    finally:
+        desktop.close()
+    assert [event.payload["message_id"] for event in desktop.events] == ids  # (closed 4429 first: Ended)

@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -68,6 +69,16 @@ logger = logging.getLogger(__name__)
 
 # At most one warning per this many seconds while handshakes are refused for the bound.
 REFUSAL_LOG_INTERVAL_SECONDS = 60.0
+
+
+#: A replayed frame has ``REPLAY_STALL_SECONDS`` for each this many of its characters (the server's WebSocket write
+#: buffer, websockets' ``write_limit``): a big event read steadily over a slow link is not a desktop that stopped.
+STALL_CHARACTERS = 2**16
+
+
+def stall_seconds(frame: str) -> float:
+    """How long the desktop may take to read ``frame``, a replayed event, before it is taken for stalled."""
+    return settings.REPLAY_STALL_SECONDS * max(1, math.ceil(len(frame) / STALL_CHARACTERS))
 
 
 class EventsUnavailable(Exception):
@@ -560,9 +571,9 @@ class DesktopConsumer(AsyncWebsocketConsumer):
         self._stop_sending()
         self._closing = asyncio.ensure_future(self._close_too_slow())
 
-    def _replay_stalled(self) -> None:
-        logger.warning("Disconnecting a desktop that took no replayed event for %s s (REPLAY_STALL_SECONDS)",
-                       settings.REPLAY_STALL_SECONDS)
+    def _replay_stalled(self, seconds: float) -> None:
+        logger.warning("Disconnecting a desktop that took no replayed event for %s s (REPLAY_STALL_SECONDS for each "
+                       "64 KiB of the event)", seconds)
         self.identity = None
         self._stop_sending()  # gives the page's share of the replay budget back
         self._closing = asyncio.ensure_future(self._close_too_slow())
@@ -598,13 +609,15 @@ class DesktopConsumer(AsyncWebsocketConsumer):
                 if self._replaying:
                     event = self._replaying.popleft()
                     self._replaying_size -= len(event.kind) + len(event.payload_json)
+                    frame = self.replayed_frame(event)
+                    seconds = stall_seconds(frame)
                     try:
                         # The page holds budget other desktops' replays may wait for: a desktop that stopped
                         # reading must not keep it until its heartbeat fails.
-                        async with asyncio.timeout(settings.REPLAY_STALL_SECONDS):
-                            await self.base_send({"type": "websocket.send", "text": self.replayed_frame(event)})
+                        async with asyncio.timeout(seconds):
+                            await self.base_send({"type": "websocket.send", "text": frame})
                     except TimeoutError:
-                        self._replay_stalled()
+                        self._replay_stalled(seconds)
                         return
                     # Written (or in the server's bounded write buffer): its share of the budget goes back.
                     if self._replay_reserved is not None:
