@@ -4,8 +4,8 @@ within ``REPLAY_STALL_SECONDS``, rather than holding every other desktop's repla
 Real processes: a connector whose replay budget is one page, a history larger than the kernel's socket buffers
 can take, a Socket.IO desktop that reads through a small receive buffer and stops
 (``testing.stalled_desktop``), and a second desktop that joins the same history after it and reads all of it.
-Pings come every 25 s and their timeout is 20 s (the defaults), so only the stall bound can free the budget
-before the second desktop's wait runs out.
+Pings come every 120 s and their timeout is 120 s, so only the stall bound can free the budget before the second
+desktop's wait runs out, and a desktop reading a big event slowly meets no heartbeat before it has read it.
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ SETTINGS = {
     "REPLAY_PROCESS_BYTES": str(BUDGET),
     "WEBSOCKET_SEND_QUEUE_BYTES": str(BUDGET),
     "REPLAY_STALL_SECONDS": "2",
+    "SOCKETIO_PING_INTERVAL": "120",
+    "SOCKETIO_PING_TIMEOUT": "120",
 }
-# Well within the heartbeat (45 s), well beyond the stall bound and the replay itself.
+# Well within the heartbeat (240 s), well beyond the stall bound and the replay itself.
 SECOND_DESKTOP_SECONDS = 30
 
 
